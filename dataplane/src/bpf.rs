@@ -1,0 +1,257 @@
+//! Classic BPF filters for the capture sockets.
+//!
+//! The filter runs in the kernel on every frame the input interface sees, so
+//! the engines only wake for datagrams some rule wants. It passes an Ethernet
+//! frame when all hold:
+//! - it was not sent by this host (`PACKET_OUTGOING` is rejected),
+//! - it is IPv4 and UDP, and not a second-or-later fragment (those carry no
+//!   UDP header; the first fragment is passed so the engine can count it),
+//! - its destination (address, port) is one of the table's inputs on this
+//!   interface.
+//!
+//! Past [`MAX_EXACT_PAIRS`] pairs the program would near the kernel's 4096
+//! instruction limit, so it stops at the UDP test and the engine's table
+//! lookup does the rest.
+
+use std::net::Ipv4Addr;
+
+/// One classic BPF instruction (`struct sock_filter`).
+pub type Insn = libc::sock_filter;
+
+/// Pairs matched one by one in the kernel; beyond this the filter passes all
+/// UDP and leaves the match to the engine.
+pub const MAX_EXACT_PAIRS: usize = 700;
+
+const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+const LD_H_IND: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_IND) as u16;
+const LD_MEM: u16 = (libc::BPF_LD | libc::BPF_MEM) as u16;
+const LDX_MSH: u16 = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
+const ST: u16 = libc::BPF_ST as u16;
+const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+/// `SKF_AD_OFF + SKF_AD_PKTTYPE`: the ancillary load of the packet type.
+const PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
+const PACKET_OUTGOING: u32 = 4;
+const ACCEPT_LEN: u32 = 0x0004_0000;
+
+fn stmt(code: u16, k: u32) -> Insn {
+    Insn {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
+    Insn { code, jt, jf, k }
+}
+
+/// A filter that passes nothing: for sockets that exist only to hold group
+/// memberships and must never queue data.
+pub fn drop_all() -> Vec<Insn> {
+    vec![stmt(RET_K, 0)]
+}
+
+/// The capture filter for one interface's (group, port) pairs.
+pub fn capture_filter(pairs: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
+    // Jump targets are patched once the program's length is known.
+    const REJECT: u32 = u32::MAX;
+    const ACCEPT: u32 = u32::MAX - 1;
+    let mut p: Vec<(Insn, Option<(u32, u32)>)> = Vec::new();
+    let mut push = |i: Insn, targets: Option<(u32, u32)>| p.push((i, targets));
+    // Relative targets: 0 = next instruction; REJECT/ACCEPT resolved later.
+    push(stmt(LD_W_ABS, PKTTYPE), None);
+    push(jump(JEQ_K, PACKET_OUTGOING, 0, 0), Some((REJECT, 0)));
+    push(stmt(LD_H_ABS, 12), None);
+    push(jump(JEQ_K, 0x0800, 0, 0), Some((0, REJECT)));
+    push(stmt(LD_B_ABS, 14 + 9), None);
+    push(jump(JEQ_K, 17, 0, 0), Some((0, REJECT)));
+    push(stmt(LD_H_ABS, 14 + 6), None);
+    push(jump(JSET_K, 0x1fff, 0, 0), Some((REJECT, 0)));
+    let exact = !pairs.is_empty() && pairs.len() <= MAX_EXACT_PAIRS;
+    if exact {
+        // X = IP header length; A = UDP destination port, kept in M[0].
+        push(stmt(LDX_MSH, 14), None);
+        push(stmt(LD_H_IND, 14 + 2), None);
+        push(stmt(ST, 0), None);
+        push(stmt(LD_W_ABS, 14 + 16), None);
+        for (group, port) in pairs {
+            // if A == group { if M[0] == port { accept } else reload A }
+            push(jump(JEQ_K, u32::from(*group), 0, 4), None);
+            push(stmt(LD_MEM, 0), None);
+            push(jump(JEQ_K, u32::from(*port), 0, 1), None);
+            push(stmt(JA, 0), Some((ACCEPT, ACCEPT)));
+            push(stmt(LD_W_ABS, 14 + 16), None);
+        }
+        push(stmt(RET_K, 0), None);
+    } else if pairs.is_empty() {
+        push(stmt(RET_K, 0), None);
+    }
+    let accept_at = p.len() as u32;
+    let reject_at = accept_at + 1;
+    let mut out: Vec<Insn> = Vec::with_capacity(p.len() + 2);
+    for (at, (mut insn, targets)) in p.into_iter().enumerate() {
+        let at = at as u32;
+        let resolve = |t: u32| -> u32 {
+            match t {
+                REJECT => reject_at - at - 1,
+                ACCEPT => accept_at - at - 1,
+                rel => rel,
+            }
+        };
+        if let Some((jt, jf)) = targets {
+            if insn.code == JA {
+                insn.k = resolve(jt);
+            } else {
+                // Every conditional jump to ACCEPT/REJECT sits in the fixed
+                // preamble, well within a u8 offset.
+                insn.jt = resolve(jt) as u8;
+                insn.jf = resolve(jf) as u8;
+            }
+        }
+        out.push(insn);
+    }
+    out.push(stmt(RET_K, ACCEPT_LEN));
+    out.push(stmt(RET_K, 0));
+    out
+}
+
+/// Runs a program over a frame the way the kernel would (for the subset of
+/// instructions [`capture_filter`] emits), with `pkttype` as the frame's
+/// packet type. Returns the accept length; 0 means rejected.
+#[cfg(test)]
+pub(crate) fn interpret(prog: &[Insn], frame: &[u8], pkttype: u32) -> u32 {
+    let (mut a, mut x, mut mem) = (0u32, 0u32, [0u32; 16]);
+    let mut pc = 0usize;
+    let load = |off: usize, n: usize| -> Option<u32> {
+        frame
+            .get(off..off + n)
+            .map(|b| b.iter().fold(0u32, |acc, v| (acc << 8) | u32::from(*v)))
+    };
+    loop {
+        let i = prog[pc];
+        pc += 1;
+        match i.code {
+            LD_W_ABS if i.k == PKTTYPE => a = pkttype,
+            LD_W_ABS => match load(i.k as usize, 4) {
+                Some(v) => a = v,
+                None => return 0,
+            },
+            LD_H_ABS => match load(i.k as usize, 2) {
+                Some(v) => a = v,
+                None => return 0,
+            },
+            LD_B_ABS => match load(i.k as usize, 1) {
+                Some(v) => a = v,
+                None => return 0,
+            },
+            LD_H_IND => match load(x as usize + i.k as usize, 2) {
+                Some(v) => a = v,
+                None => return 0,
+            },
+            LDX_MSH => match load(i.k as usize, 1) {
+                Some(v) => x = (v & 0xf) * 4,
+                None => return 0,
+            },
+            LD_MEM => a = mem[i.k as usize],
+            ST => mem[i.k as usize] = a,
+            JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+            JSET_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
+            JA => pc += i.k as usize,
+            RET_K => return i.k,
+            other => panic!("unexpected opcode {other:#x}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ethernet, ipv4, udp};
+
+    fn frame(dst: Ipv4Addr, port: u16, fragment_offset: bool, proto: u8) -> Vec<u8> {
+        let mut buf = vec![0u8; 14 + 20 + 8 + 4];
+        ethernet::Repr {
+            src: ethernet::MacAddr([2, 0, 0, 0, 0, 1]),
+            dst: ethernet::MacAddr([1, 0, 0x5e, 0, 0, 1]),
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        }
+        .emit(&mut buf);
+        ipv4::Repr {
+            src: Ipv4Addr::new(10, 0, 0, 1),
+            dst,
+            protocol: proto,
+            ttl: 4,
+            payload_len: 12,
+            fragment: false,
+        }
+        .emit(&mut buf[14..]);
+        if fragment_offset {
+            buf[14 + 6] = 0x00;
+            buf[14 + 7] = 0x10;
+        }
+        udp::Repr {
+            src_port: 1,
+            dst_port: port,
+            payload_len: 4,
+        }
+        .emit(&mut buf[34..]);
+        buf
+    }
+
+    #[test]
+    fn passes_only_listed_pairs() {
+        let g1 = Ipv4Addr::new(239, 1, 1, 1);
+        let g2 = Ipv4Addr::new(239, 1, 1, 2);
+        let prog = capture_filter(&[(g1, 5000), (g2, 6000)]);
+        assert!(interpret(&prog, &frame(g1, 5000, false, 17), 2) > 0);
+        assert!(interpret(&prog, &frame(g2, 6000, false, 17), 2) > 0);
+        assert_eq!(interpret(&prog, &frame(g1, 6000, false, 17), 2), 0);
+        assert_eq!(interpret(&prog, &frame(g2, 5000, false, 17), 2), 0);
+        assert_eq!(interpret(&prog, &frame(g1, 5000, false, 6), 2), 0);
+    }
+
+    #[test]
+    fn rejects_own_frames_and_later_fragments() {
+        let g = Ipv4Addr::new(239, 1, 1, 1);
+        let prog = capture_filter(&[(g, 5000)]);
+        assert_eq!(interpret(&prog, &frame(g, 5000, false, 17), PACKET_OUTGOING), 0);
+        assert_eq!(interpret(&prog, &frame(g, 5000, true, 17), 2), 0);
+    }
+
+    #[test]
+    fn many_pairs_fall_back_to_udp_only() {
+        let pairs: Vec<_> = (0..(MAX_EXACT_PAIRS as u16 + 5))
+            .map(|i| (Ipv4Addr::new(239, 9, (i >> 8) as u8, i as u8), 5000 + i))
+            .collect();
+        let prog = capture_filter(&pairs);
+        assert!(prog.len() < 4096);
+        let other = frame(Ipv4Addr::new(239, 200, 0, 1), 1, false, 17);
+        assert!(interpret(&prog, &other, 0) > 0);
+    }
+
+    #[test]
+    fn largest_exact_program_fits_and_reaches_last_pair() {
+        let pairs: Vec<_> = (0..MAX_EXACT_PAIRS as u16)
+            .map(|i| (Ipv4Addr::new(239, 9, (i >> 8) as u8, i as u8), 5000 + i))
+            .collect();
+        let prog = capture_filter(&pairs);
+        assert!(prog.len() <= 4096, "{} instructions", prog.len());
+        let (g, p) = *pairs.last().unwrap();
+        assert!(interpret(&prog, &frame(g, p, false, 17), 0) > 0);
+        assert_eq!(interpret(&prog, &frame(g, p + 1, false, 17), 0), 0);
+    }
+
+    #[test]
+    fn empty_table_passes_nothing() {
+        let prog = capture_filter(&[]);
+        let f = frame(Ipv4Addr::new(239, 1, 1, 1), 5000, false, 17);
+        assert_eq!(interpret(&prog, &f, 0), 0);
+    }
+}

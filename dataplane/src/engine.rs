@@ -1,0 +1,575 @@
+//! One packet engine: pinned to a core, owning its io_uring, its capture
+//! sockets, its output sockets, its buffers and its counters.
+//!
+//! Where a packet goes:
+//! 1. **enters**: a multishot receive on the engine's `AF_PACKET` socket for
+//!    the input interface completes into a provided buffer ([`Engine::run`]);
+//! 2. **is matched**: [`Engine::forward`] parses Ethernet/IPv4/UDP in place
+//!    and looks the (interface, group, port, source) up in the table;
+//! 3. **leaves**: one `send` per output, each pointing at the same payload
+//!    bytes in the receive buffer (no copy per output), on the output's
+//!    connected UDP socket. The buffer returns to the kernel when its last
+//!    send completes.
+
+use crate::bufring::BufRing;
+use crate::socket::{fanout_id, CaptureSocket, OutputSocket};
+use crate::stats::{Drops, EngineStats, OutputStats, RuleStats, StatsHandle, PUBLISH_INTERVAL};
+use crate::table::{ForwardingTable, OutputSlot, TableHandle};
+use crate::wire::{ethernet, ipv4, udp, WireError};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use rustc_hash::FxHashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sizing of one engine.
+#[derive(Debug, Clone)]
+pub struct EngineParams {
+    /// Receive buffers (a power of two).
+    pub buffers: u16,
+    /// Bytes per buffer: the largest frame taken whole (jumbo 9000 MTU plus
+    /// Ethernet and VLAN headers fits the default).
+    pub buf_size: usize,
+    pub sq_entries: u32,
+    /// How long an idle engine sleeps before it checks for a new table or a
+    /// stop request.
+    pub idle_wait: Duration,
+}
+
+impl Default for EngineParams {
+    fn default() -> Self {
+        EngineParams {
+            buffers: 1024,
+            buf_size: 9216,
+            sq_entries: 1024,
+            idle_wait: Duration::from_millis(50),
+        }
+    }
+}
+
+// user_data layout. Receive: RECV | input slot. Send: SEND | table tag (15
+// bits) | rule (16) | output position (16) | buffer id (16).
+const SEND: u64 = 1 << 63;
+const CANCEL: u64 = 1 << 62;
+const NO_ATTRIBUTION: u64 = 0xffff;
+
+fn send_data(tag: u64, rule: usize, out: usize, bid: u16) -> u64 {
+    let rule = if rule < 0xffff { rule as u64 } else { NO_ATTRIBUTION };
+    let out = if out < 0xffff { out as u64 } else { NO_ATTRIBUTION };
+    SEND | ((tag & 0x7fff) << 48) | (rule << 32) | (out << 16) | u64::from(bid)
+}
+
+struct InputSlot {
+    sock: CaptureSocket,
+    armed: bool,
+    closing: bool,
+}
+
+#[derive(Default, Clone)]
+struct OutCounters {
+    packets: u64,
+    bytes: u64,
+    full: u64,
+    errors: u64,
+}
+
+#[derive(Default, Clone)]
+struct RuleCounters {
+    packets: u64,
+    bytes: u64,
+    outputs: Vec<OutCounters>,
+}
+
+pub struct Engine {
+    // Field order matters: the ring is dropped (and its buffer ring
+    // unregistered) before the buffers' memory is unmapped.
+    ring: IoUring,
+    bufs: BufRing,
+    /// Sends still reading each buffer.
+    pending: Vec<u16>,
+    inputs: Vec<Option<InputSlot>>,
+    input_of_if: FxHashMap<u32, usize>,
+    /// Indexed like `table.output_slots()`.
+    outputs: Vec<Option<OutputSocket>>,
+    table: Arc<ForwardingTable>,
+    counters: Vec<RuleCounters>,
+    drops: Drops,
+    frames: u64,
+    batches: u64,
+    index: usize,
+    cpu: usize,
+    handle: TableHandle,
+    stats: StatsHandle,
+    stop: Arc<AtomicBool>,
+    params: EngineParams,
+}
+
+impl Engine {
+    pub fn new(
+        index: usize,
+        cpu: usize,
+        handle: TableHandle,
+        stats: StatsHandle,
+        stop: Arc<AtomicBool>,
+        params: EngineParams,
+    ) -> io::Result<Engine> {
+        let ring = build_ring(params.sq_entries)?;
+        let bufs = BufRing::register(&ring.submitter(), params.buffers, params.buf_size, 0)?;
+        Ok(Engine {
+            ring,
+            bufs,
+            pending: vec![0; usize::from(params.buffers)],
+            inputs: Vec::new(),
+            input_of_if: FxHashMap::default(),
+            outputs: Vec::new(),
+            table: Arc::new(ForwardingTable::empty()),
+            counters: Vec::new(),
+            drops: Drops::default(),
+            frames: 0,
+            batches: 0,
+            index,
+            cpu,
+            handle,
+            stats,
+            stop,
+            params,
+        })
+    }
+
+    /// Runs until the stop flag is set, then publishes final counters.
+    pub async fn run(mut self) {
+        let mut last_publish = Instant::now();
+        let ts = types::Timespec::from(self.params.idle_wait);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        while !self.stop.load(Ordering::Relaxed) {
+            if self.handle.generation() != self.table.generation() {
+                let next = self.handle.load();
+                self.install(next);
+            }
+            self.arm_inputs();
+            match self.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(e) => tracing::warn!(engine = self.index, error = %e, "io_uring wait failed"),
+            }
+            // Drain, submitting the sends each pass produced, until a pass
+            // adds nothing (bounded, so a flood cannot starve the checks
+            // above). The submission queue is empty when this loop ends, so
+            // no queued send can outlive the socket it names.
+            for _ in 0..16 {
+                let produced = self.drain();
+                self.bufs.publish();
+                if self.ring.submission().is_empty() {
+                    break;
+                }
+                self.submit();
+                if produced == 0 {
+                    break;
+                }
+            }
+            self.batches += 1;
+            if last_publish.elapsed() >= PUBLISH_INTERVAL {
+                self.publish_stats();
+                last_publish = Instant::now();
+            }
+            glommio::yield_if_needed().await;
+        }
+        self.shutdown();
+    }
+
+    fn submit(&mut self) {
+        loop {
+            match self.ring.submit() {
+                Ok(_) => return,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    // The completion queue is full: make room first.
+                    self.drain();
+                    self.bufs.publish();
+                }
+                Err(e) => {
+                    tracing::warn!(engine = self.index, error = %e, "io_uring submit failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: every entry we push points at memory that outlives its
+            // completion: sends read receive buffers that are recycled only
+            // after their last send completes; receives use the registered
+            // buffer ring; cancels carry no pointers.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return;
+            }
+            // Full: hand the queued entries to the kernel, then retry.
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    // Completions are backed up; the caller drains them on
+                    // its next pass. Block briefly for room instead.
+                    let _ = self.ring.submit_and_wait(1);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Processes every completion ready now. Returns how many sends it queued.
+    fn drain(&mut self) -> usize {
+        let mut produced = 0;
+        loop {
+            let batch: Vec<cqueue::Entry> = {
+                let mut cq = self.ring.completion();
+                cq.sync();
+                cq.by_ref().take(256).collect()
+            };
+            if batch.is_empty() {
+                return produced;
+            }
+            for cqe in batch {
+                let data = cqe.user_data();
+                if data & SEND != 0 {
+                    self.on_send_done(data, cqe.result());
+                } else if data & CANCEL != 0 {
+                    // The cancel's own completion; the receive it cancelled
+                    // reports separately.
+                } else {
+                    produced += self.on_recv(data as usize, cqe.result(), cqe.flags());
+                }
+            }
+        }
+    }
+
+    fn on_recv(&mut self, slot: usize, res: i32, flags: u32) -> usize {
+        let more = cqueue::more(flags);
+        let bid = cqueue::buffer_select(flags);
+        let Some(Some(input)) = self.inputs.get_mut(slot) else {
+            if let Some(bid) = bid {
+                self.bufs.recycle(bid);
+            }
+            return 0;
+        };
+        if !more {
+            input.armed = false;
+            if input.closing {
+                self.inputs[slot] = None;
+                if let Some(bid) = bid {
+                    self.bufs.recycle(bid);
+                }
+                return 0;
+            }
+        }
+        let ifindex = input.sock.ifindex;
+        if res < 0 {
+            if res == -libc::ENOBUFS {
+                self.drops.no_buffer += 1;
+            } else if res != -libc::ECANCELED {
+                tracing::debug!(engine = self.index, ifindex, error = -res, "capture receive error");
+            }
+            return 0;
+        }
+        let Some(bid) = bid else { return 0 };
+        self.frames += 1;
+        let sends = self.forward(ifindex, bid, res as usize);
+        if sends == 0 {
+            self.bufs.recycle(bid);
+        }
+        sends
+    }
+
+    /// Matches one frame and queues a send per output. Returns the number
+    /// of sends queued (the buffer's pending count).
+    fn forward(&mut self, ifindex: u32, bid: u16, len: usize) -> usize {
+        let table = Arc::clone(&self.table);
+        let buf = self.bufs.buffer(bid, len);
+        let base = buf.as_ptr();
+        let frame = match ethernet::Frame::new_checked(buf) {
+            Ok(f) => f,
+            Err(e) => return self.drop_wire(e),
+        };
+        if table.is_local_mac(&frame.src()) {
+            self.drops.own_frame += 1;
+            return 0;
+        }
+        if frame.ethertype() != ethernet::ETHERTYPE_IPV4 {
+            self.drops.malformed += 1;
+            return 0;
+        }
+        let ip = match ipv4::Packet::new_checked(frame.payload()) {
+            Ok(p) => p,
+            Err(e) => return self.drop_wire(e),
+        };
+        if ip.protocol() != ipv4::PROTO_UDP {
+            self.drops.malformed += 1;
+            return 0;
+        }
+        if ip.is_fragment() {
+            self.drops.fragment += 1;
+            return 0;
+        }
+        let dgram = match udp::Packet::new_checked(ip.payload()) {
+            Ok(d) => d,
+            Err(e) => return self.drop_wire(e),
+        };
+        let Some(rule_idx) = table.lookup(ifindex, ip.dst(), dgram.dst_port(), ip.src()) else {
+            self.drops.no_rule += 1;
+            return 0;
+        };
+        let payload = dgram.payload();
+        let (ptr, plen) = (payload.as_ptr(), payload.len());
+        debug_assert!(ptr as usize >= base as usize);
+        let rule = &table.rules()[rule_idx];
+        let counters = &mut self.counters[rule_idx];
+        counters.packets += 1;
+        counters.bytes += plen as u64;
+        let tag = table.generation();
+        let mut queued = 0;
+        for (pos, out) in rule.outputs.iter().enumerate() {
+            let Some(Some(sock)) = self.outputs.get(out.slot as usize) else {
+                continue;
+            };
+            let entry = opcode::Send::new(types::Fd(sock.raw_fd()), ptr, plen as u32)
+                .flags(libc::MSG_DONTWAIT)
+                .build()
+                .user_data(send_data(tag, rule_idx, pos, bid));
+            self.pending[usize::from(bid)] += 1;
+            queued += 1;
+            self.push(entry);
+        }
+        queued
+    }
+
+    fn drop_wire(&mut self, e: WireError) -> usize {
+        match e {
+            WireError::Truncated => self.drops.truncated += 1,
+            WireError::Malformed => self.drops.malformed += 1,
+        }
+        0
+    }
+
+    fn on_send_done(&mut self, data: u64, res: i32) {
+        let bid = (data & 0xffff) as u16;
+        let out = ((data >> 16) & 0xffff) as usize;
+        let rule = ((data >> 32) & 0xffff) as usize;
+        let tag = (data >> 48) & 0x7fff;
+        if tag == self.table.generation() & 0x7fff {
+            if let Some(c) = self.counters.get_mut(rule).and_then(|r| r.outputs.get_mut(out)) {
+                if res >= 0 {
+                    c.packets += 1;
+                    c.bytes += res as u64;
+                } else if res == -libc::EAGAIN || res == -libc::ENOBUFS {
+                    c.full += 1;
+                } else {
+                    c.errors += 1;
+                }
+            }
+        }
+        if res == -libc::EAGAIN || res == -libc::ENOBUFS {
+            self.drops.output_full += 1;
+        } else if res < 0 {
+            self.drops.output_error += 1;
+        }
+        let p = &mut self.pending[usize::from(bid)];
+        *p = p.saturating_sub(1);
+        if *p == 0 {
+            self.bufs.recycle(bid);
+        }
+    }
+
+    fn arm_inputs(&mut self) {
+        let bgid = self.bufs.bgid();
+        for slot in 0..self.inputs.len() {
+            let Some(input) = &mut self.inputs[slot] else { continue };
+            if input.armed || input.closing {
+                continue;
+            }
+            input.armed = true;
+            let entry = opcode::RecvMulti::new(types::Fd(input.sock.raw_fd()), bgid)
+                .build()
+                .user_data(slot as u64);
+            self.push(entry);
+        }
+    }
+
+    /// Switches to a new table: opens and closes sockets for what changed
+    /// and carries each rule's counters over by id.
+    fn install(&mut self, next: Arc<ForwardingTable>) {
+        // Capture sockets: one per input interface.
+        let wanted = next.inputs_by_interface();
+        for (ifindex, pairs) in &wanted {
+            match self.input_of_if.get(ifindex) {
+                Some(&slot) => {
+                    if let Some(Some(input)) = self.inputs.get(slot) {
+                        if let Err(e) = input.sock.set_filter(pairs) {
+                            tracing::warn!(engine = self.index, ifindex, error = %e, "updating capture filter failed");
+                        }
+                    }
+                }
+                None => match CaptureSocket::open(*ifindex, pairs, fanout_id(*ifindex)) {
+                    Ok(sock) => {
+                        let slot = self
+                            .inputs
+                            .iter()
+                            .position(Option::is_none)
+                            .unwrap_or_else(|| {
+                                self.inputs.push(None);
+                                self.inputs.len() - 1
+                            });
+                        self.inputs[slot] = Some(InputSlot {
+                            sock,
+                            armed: false,
+                            closing: false,
+                        });
+                        self.input_of_if.insert(*ifindex, slot);
+                    }
+                    Err(e) => {
+                        tracing::warn!(engine = self.index, ifindex, error = %e, "opening capture socket failed")
+                    }
+                },
+            }
+        }
+        let gone: Vec<u32> = self
+            .input_of_if
+            .keys()
+            .copied()
+            .filter(|i| !wanted.iter().any(|(w, _)| w == i))
+            .collect();
+        for ifindex in gone {
+            if let Some(slot) = self.input_of_if.remove(&ifindex) {
+                self.close_input(slot);
+            }
+        }
+
+        // Output sockets: reuse the ones whose slot is unchanged.
+        let mut old: FxHashMap<OutputSlot, OutputSocket> = FxHashMap::default();
+        for (i, sock) in std::mem::take(&mut self.outputs).into_iter().enumerate() {
+            if let (Some(sock), Some(slot)) = (sock, self.table.output_slots().get(i)) {
+                old.insert(slot.clone(), sock);
+            }
+        }
+        self.outputs = next
+            .output_slots()
+            .iter()
+            .map(|slot| {
+                old.remove(slot).or_else(|| {
+                    OutputSocket::open(slot.ifindex, &slot.ifname, slot.dest, slot.ttl)
+                        .map_err(|e| {
+                            tracing::warn!(engine = self.index, output = %format_slot(slot), error = %e, "opening output socket failed")
+                        })
+                        .ok()
+                })
+            })
+            .collect();
+
+        // Counters follow rule ids; an output's follow its slot.
+        let mut by_id: FxHashMap<&str, (usize, &RuleCounters)> = FxHashMap::default();
+        for (i, c) in self.counters.iter().enumerate() {
+            if let Some(r) = self.table.rules().get(i) {
+                by_id.insert(r.id.as_str(), (i, c));
+            }
+        }
+        let counters = next
+            .rules()
+            .iter()
+            .map(|rule| {
+                let mut c = RuleCounters {
+                    outputs: vec![OutCounters::default(); rule.outputs.len()],
+                    ..Default::default()
+                };
+                if let Some((old_idx, prev)) = by_id.get(rule.id.as_str()) {
+                    c.packets = prev.packets;
+                    c.bytes = prev.bytes;
+                    let old_rule = &self.table.rules()[*old_idx];
+                    for (pos, out) in rule.outputs.iter().enumerate() {
+                        let slot = &next.output_slots()[out.slot as usize];
+                        if let Some(old_pos) = old_rule
+                            .outputs
+                            .iter()
+                            .position(|o| &self.table.output_slots()[o.slot as usize] == slot)
+                        {
+                            c.outputs[pos] = prev.outputs[old_pos].clone();
+                        }
+                    }
+                }
+                c
+            })
+            .collect();
+        self.counters = counters;
+        self.table = next;
+        self.publish_stats();
+    }
+
+    fn close_input(&mut self, slot: usize) {
+        let Some(Some(input)) = self.inputs.get_mut(slot) else { return };
+        if input.armed {
+            input.closing = true;
+            let entry = opcode::AsyncCancel::new(slot as u64)
+                .build()
+                .user_data(CANCEL | slot as u64);
+            self.push(entry);
+        } else {
+            self.inputs[slot] = None;
+        }
+    }
+
+    fn publish_stats(&self) {
+        let table = &self.table;
+        let rules = table
+            .rules()
+            .iter()
+            .zip(&self.counters)
+            .map(|(rule, c)| RuleStats {
+                id: rule.id.clone(),
+                packets: c.packets,
+                bytes: c.bytes,
+                outputs: rule
+                    .outputs
+                    .iter()
+                    .zip(&c.outputs)
+                    .map(|(o, oc)| OutputStats {
+                        output: format_slot(&table.output_slots()[o.slot as usize]),
+                        packets: oc.packets,
+                        bytes: oc.bytes,
+                        full: oc.full,
+                        errors: oc.errors,
+                    })
+                    .collect(),
+            })
+            .collect();
+        self.stats.publish(EngineStats {
+            engine: self.index,
+            cpu: self.cpu,
+            frames: self.frames,
+            batches: self.batches,
+            drops: self.drops,
+            rules,
+        });
+    }
+
+    fn shutdown(&mut self) {
+        // Let the last sends complete so their counts are final.
+        let _ = self.ring.submit();
+        self.drain();
+        self.publish_stats();
+    }
+}
+
+fn format_slot(slot: &OutputSlot) -> String {
+    format!("{}@{}", slot.dest, slot.ifname)
+}
+
+fn build_ring(entries: u32) -> io::Result<IoUring> {
+    let cq = entries * 8;
+    // Single issuer and cooperative task running cut kernel-side work per
+    // completion; older kernels refuse them, so fall back to a plain ring.
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_coop_taskrun()
+        .setup_cqsize(cq)
+        .build(entries)
+        .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))
+}

@@ -1,0 +1,103 @@
+//! IP-level group joins on input interfaces.
+//!
+//! Capturing at layer 2 sees whatever reaches the interface, but a switch
+//! that snoops IGMP only sends a group to ports that asked for it. So for
+//! every multicast input the relay also joins the group at IP level. The
+//! kernel limits joins per socket (`igmp_max_memberships`), so joins are
+//! spread over as many sockets per interface as needed.
+
+use crate::socket::{MembershipSocket, JOINS_PER_SOCKET};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+/// One join: interface, group, and the source for a source-specific join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Join {
+    pub ifindex: u32,
+    pub group: Ipv4Addr,
+    pub source: Option<Ipv4Addr>,
+}
+
+#[derive(Default)]
+struct InterfaceJoins {
+    sockets: Vec<(MembershipSocket, usize)>,
+    joined: BTreeMap<Join, usize>,
+}
+
+/// The joins currently held, by interface. Owned by the control plane.
+#[derive(Default)]
+pub struct Memberships {
+    by_if: BTreeMap<u32, InterfaceJoins>,
+}
+
+impl Memberships {
+    /// Makes the held joins equal `wanted` (non-multicast groups are
+    /// ignored). Returns the joins that failed, with the error.
+    pub fn apply(&mut self, wanted: &BTreeSet<Join>) -> Vec<(Join, std::io::Error)> {
+        let wanted: BTreeSet<Join> = wanted
+            .iter()
+            .copied()
+            .filter(|j| j.group.is_multicast())
+            .collect();
+        let mut failed = Vec::new();
+        // Interfaces with no join left: closing the sockets leaves them all.
+        self.by_if
+            .retain(|ifindex, _| wanted.iter().any(|j| j.ifindex == *ifindex));
+        for joins in self.by_if.values_mut() {
+            let stale: Vec<Join> = joins
+                .joined
+                .keys()
+                .filter(|j| !wanted.contains(j))
+                .copied()
+                .collect();
+            for j in stale {
+                if let Some(idx) = joins.joined.remove(&j) {
+                    let (sock, count) = &mut joins.sockets[idx];
+                    // The interface may be gone already; the join went with it.
+                    let _ = sock.leave(j.group, j.source);
+                    *count -= 1;
+                }
+            }
+        }
+        for j in wanted {
+            let joins = self.by_if.entry(j.ifindex).or_default();
+            if joins.joined.contains_key(&j) {
+                continue;
+            }
+            let idx = match joins
+                .sockets
+                .iter()
+                .position(|(_, n)| *n < JOINS_PER_SOCKET)
+            {
+                Some(i) => i,
+                None => match MembershipSocket::open(j.ifindex) {
+                    Ok(s) => {
+                        joins.sockets.push((s, 0));
+                        joins.sockets.len() - 1
+                    }
+                    Err(e) => {
+                        failed.push((j, e));
+                        continue;
+                    }
+                },
+            };
+            match joins.sockets[idx].0.join(j.group, j.source) {
+                Ok(()) => {
+                    joins.sockets[idx].1 += 1;
+                    joins.joined.insert(j, idx);
+                }
+                Err(e) => failed.push((j, e)),
+            }
+        }
+        failed
+    }
+
+    /// Drops every join on an interface that went away.
+    pub fn forget_interface(&mut self, ifindex: u32) {
+        self.by_if.remove(&ifindex);
+    }
+
+    pub fn count(&self) -> usize {
+        self.by_if.values().map(|j| j.joined.len()).sum()
+    }
+}

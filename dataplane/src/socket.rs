@@ -1,0 +1,267 @@
+//! The sockets the data plane uses, each opened with the options it needs.
+//!
+//! - [`CaptureSocket`]: `AF_PACKET` on one input interface, in the engines'
+//!   shared `PACKET_FANOUT` group, behind a BPF filter.
+//! - [`OutputSocket`]: a connected UDP socket per (interface, destination,
+//!   TTL), so the kernel routes, fragments and fills in headers.
+//! - [`MembershipSocket`]: holds IP-level group joins on an input interface so
+//!   IGMP-snooping switches send us the traffic; it never queues data.
+
+use crate::bpf;
+use std::io;
+use std::mem::size_of;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn new_socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) has no memory-safety preconditions.
+    let fd = cvt(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) })?;
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live T of the size passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Attaches a classic BPF program (replacing any earlier one atomically).
+pub fn attach_filter(fd: RawFd, prog: &[bpf::Insn]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // The kernel copies the program during the call.
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// Sets a socket buffer size, past `rmem_max`/`wmem_max` when we hold
+/// CAP_NET_ADMIN, else as large as the sysctl allows.
+fn set_buffer(fd: RawFd, force: libc::c_int, plain: libc::c_int, bytes: i32) {
+    if setsockopt(fd, libc::SOL_SOCKET, force, &bytes).is_err() {
+        let _ = setsockopt(fd, libc::SOL_SOCKET, plain, &bytes);
+    }
+}
+
+const ETH_P_IP: u16 = 0x0800;
+
+/// An `AF_PACKET` socket capturing one input interface.
+#[derive(Debug)]
+pub struct CaptureSocket {
+    fd: OwnedFd,
+    pub ifindex: u32,
+}
+
+impl CaptureSocket {
+    /// Opens a capture socket on `ifindex`, filtered to `pairs`, in fanout
+    /// group `fanout_id` (flow hash: one flow stays on one engine, so its
+    /// packets stay in order).
+    pub fn open(ifindex: u32, pairs: &[(Ipv4Addr, u16)], fanout_id: u16) -> io::Result<Self> {
+        // Protocol 0: no frame is queued before the filter is attached and
+        // the socket is bound.
+        let fd = new_socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
+        let raw = fd.as_raw_fd();
+        attach_filter(raw, &bpf::capture_filter(pairs))?;
+        // Frames we transmit ourselves are never input (the BPF filter checks
+        // this too, for kernels without the option).
+        let _ = setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
+        set_buffer(raw, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 8 << 20);
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_IP.to_be();
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll and its size is passed.
+        cvt(unsafe {
+            libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        })?;
+        let fanout: u32 = u32::from(fanout_id) | ((libc::PACKET_FANOUT_HASH as u32) << 16);
+        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, &fanout)?;
+        Ok(CaptureSocket { fd, ifindex })
+    }
+
+    pub fn set_filter(&self, pairs: &[(Ipv4Addr, u16)]) -> io::Result<()> {
+        attach_filter(self.fd.as_raw_fd(), &bpf::capture_filter(pairs))
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// The fanout group id for an interface: the same in every engine of this
+/// process, different from other processes (fanout ids are per namespace).
+pub fn fanout_id(ifindex: u32) -> u16 {
+    let pid = std::process::id();
+    ((pid.wrapping_mul(2_654_435_761) ^ ifindex.wrapping_mul(40_503)) & 0xffff) as u16
+}
+
+/// A connected UDP socket sending to one destination out of one interface.
+#[derive(Debug)]
+pub struct OutputSocket {
+    fd: OwnedFd,
+}
+
+impl OutputSocket {
+    pub fn open(ifindex: u32, ifname: &str, dest: SocketAddrV4, ttl: u8) -> io::Result<Self> {
+        let fd = new_socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0)?;
+        let raw = fd.as_raw_fd();
+        let ttl = i32::from(ttl);
+        if dest.ip().is_multicast() {
+            let mreqn = libc::ip_mreqn {
+                imr_multiaddr: libc::in_addr { s_addr: 0 },
+                imr_address: libc::in_addr { s_addr: 0 },
+                imr_ifindex: ifindex as i32,
+            };
+            setsockopt(raw, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)?;
+            setsockopt(raw, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &ttl)?;
+            setsockopt(raw, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &0i32)?;
+        } else {
+            setsockopt(raw, libc::IPPROTO_IP, libc::IP_TTL, &ttl)?;
+        }
+        // Pin the egress interface for unicast too: the rule names it.
+        let name = ifname.as_bytes();
+        // SAFETY: the pointer and length describe `name`, which outlives the call.
+        cvt(unsafe {
+            libc::setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                name.as_ptr().cast(),
+                name.len() as u32,
+            )
+        })?;
+        set_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 4 << 20);
+        let sin = sockaddr_in(dest);
+        // SAFETY: `sin` is a valid sockaddr_in and its size is passed.
+        cvt(unsafe {
+            libc::connect(
+                raw,
+                (&sin as *const libc::sockaddr_in).cast(),
+                size_of::<libc::sockaddr_in>() as u32,
+            )
+        })?;
+        Ok(OutputSocket { fd })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// The kernel allows this many joins per socket (`igmp_max_memberships`).
+pub const JOINS_PER_SOCKET: usize = 20;
+
+/// A UDP socket that only holds group memberships on one interface.
+#[derive(Debug)]
+pub struct MembershipSocket {
+    fd: OwnedFd,
+    ifindex: u32,
+}
+
+impl MembershipSocket {
+    pub fn open(ifindex: u32) -> io::Result<Self> {
+        let fd = new_socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0)?;
+        // The capture socket sees the traffic; this one must not buffer it.
+        attach_filter(fd.as_raw_fd(), &bpf::drop_all())?;
+        Ok(MembershipSocket { fd, ifindex })
+    }
+
+    /// Joins `group` (source-specific when `source` is given).
+    pub fn join(&self, group: Ipv4Addr, source: Option<Ipv4Addr>) -> io::Result<()> {
+        self.membership(group, source, true)
+    }
+
+    pub fn leave(&self, group: Ipv4Addr, source: Option<Ipv4Addr>) -> io::Result<()> {
+        self.membership(group, source, false)
+    }
+
+    fn membership(&self, group: Ipv4Addr, source: Option<Ipv4Addr>, join: bool) -> io::Result<()> {
+        let raw = self.fd.as_raw_fd();
+        let be = |a: Ipv4Addr| libc::in_addr {
+            s_addr: u32::from(a).to_be(),
+        };
+        match source {
+            None => {
+                let mreqn = libc::ip_mreqn {
+                    imr_multiaddr: be(group),
+                    imr_address: libc::in_addr { s_addr: 0 },
+                    imr_ifindex: self.ifindex as i32,
+                };
+                let op = if join {
+                    libc::IP_ADD_MEMBERSHIP
+                } else {
+                    libc::IP_DROP_MEMBERSHIP
+                };
+                setsockopt(raw, libc::IPPROTO_IP, op, &mreqn)
+            }
+            Some(src) => {
+                // ip_mreq_source names the interface by address; use the
+                // protocol-independent form, which takes an index.
+                let req = group_source_req(self.ifindex, group, src);
+                let op = if join {
+                    libc::MCAST_JOIN_SOURCE_GROUP
+                } else {
+                    libc::MCAST_LEAVE_SOURCE_GROUP
+                };
+                setsockopt(raw, libc::IPPROTO_IP, op, &req)
+            }
+        }
+    }
+}
+
+/// `struct group_source_req` (not in the libc crate for every target).
+#[repr(C)]
+struct GroupSourceReq {
+    gsr_interface: u32,
+    gsr_group: libc::sockaddr_storage,
+    gsr_source: libc::sockaddr_storage,
+}
+
+fn group_source_req(ifindex: u32, group: Ipv4Addr, source: Ipv4Addr) -> GroupSourceReq {
+    let storage = |a: Ipv4Addr| {
+        // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let sin = sockaddr_in(SocketAddrV4::new(a, 0));
+        // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+        unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin) };
+        ss
+    };
+    GroupSourceReq {
+        gsr_interface: ifindex,
+        gsr_group: storage(group),
+        gsr_source: storage(source),
+    }
+}

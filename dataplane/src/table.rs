@@ -1,0 +1,311 @@
+//! The compiled forwarding table: what the engines match packets against.
+//!
+//! A table is immutable once built. The control plane compiles a new one for
+//! every change and publishes it through [`TableHandle`] (an `ArcSwap`); each
+//! engine loads it once per batch, so a swap is one pointer store and costs
+//! the data path nothing.
+
+use crate::wire::ethernet::MacAddr;
+use arc_swap::ArcSwap;
+use rustc_hash::FxHashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+/// Where a rule listens: the input interface and the destination address and
+/// port of the datagrams it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InputKey {
+    pub ifindex: u32,
+    pub group: Ipv4Addr,
+    pub port: u16,
+}
+
+/// One output as the engine needs it: which socket slot to send on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableOutput {
+    /// Index into [`ForwardingTable::output_slots`].
+    pub slot: u32,
+}
+
+/// A distinct egress socket: several rules sending to the same interface,
+/// destination and TTL share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OutputSlot {
+    pub ifindex: u32,
+    pub ifname: String,
+    pub dest: SocketAddrV4,
+    pub ttl: u8,
+}
+
+/// A rule as compiled for the data plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRule {
+    /// The stable rule id (from the config crate); counters follow it across
+    /// table swaps.
+    pub id: String,
+    pub input: InputKey,
+    pub source: Option<Ipv4Addr>,
+    pub outputs: Vec<TableOutput>,
+}
+
+/// What the compiler hands to [`TableBuilder::add_rule`].
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub id: String,
+    pub input: InputKey,
+    pub source: Option<Ipv4Addr>,
+    pub outputs: Vec<OutputSlot>,
+}
+
+/// The rules matching one input key: at most one any-source rule, plus
+/// source-specific ones (which win over the any-source rule).
+#[derive(Debug, Clone, Default)]
+struct InputMatch {
+    any_source: Option<u32>,
+    by_source: Vec<(Ipv4Addr, u32)>,
+}
+
+#[derive(Debug, Default)]
+pub struct ForwardingTable {
+    generation: u64,
+    rules: Vec<TableRule>,
+    output_slots: Vec<OutputSlot>,
+    index: FxHashMap<InputKey, InputMatch>,
+    local_macs: Vec<MacAddr>,
+}
+
+impl ForwardingTable {
+    /// An empty table (nothing is forwarded).
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn rules(&self) -> &[TableRule] {
+        &self.rules
+    }
+
+    pub fn output_slots(&self) -> &[OutputSlot] {
+        &self.output_slots
+    }
+
+    /// The rule that takes a datagram, if any: a rule for this exact source
+    /// wins over an any-source rule for the same input.
+    #[inline]
+    pub fn lookup(&self, ifindex: u32, dst: Ipv4Addr, port: u16, src: Ipv4Addr) -> Option<usize> {
+        let m = self.index.get(&InputKey {
+            ifindex,
+            group: dst,
+            port,
+        })?;
+        m.by_source
+            .iter()
+            .find(|(s, _)| *s == src)
+            .map(|(_, r)| *r)
+            .or(m.any_source)
+            .map(|r| r as usize)
+    }
+
+    /// Whether a frame with this source MAC was sent by this host (one of our
+    /// own interfaces): such frames are never taken as input, which is what
+    /// keeps a relay whose input and output share a bridge from looping.
+    #[inline]
+    pub fn is_local_mac(&self, mac: &MacAddr) -> bool {
+        self.local_macs.contains(mac)
+    }
+
+    /// The input interfaces in use, each with the (group, port) pairs the
+    /// BPF filter must pass, sorted and without duplicates.
+    pub fn inputs_by_interface(&self) -> Vec<(u32, Vec<(Ipv4Addr, u16)>)> {
+        let mut by_if: std::collections::BTreeMap<u32, Vec<(Ipv4Addr, u16)>> = Default::default();
+        for key in self.index.keys() {
+            by_if
+                .entry(key.ifindex)
+                .or_default()
+                .push((key.group, key.port));
+        }
+        by_if
+            .into_iter()
+            .map(|(i, mut v)| {
+                v.sort();
+                v.dedup();
+                (i, v)
+            })
+            .collect()
+    }
+}
+
+/// Builds a [`ForwardingTable`].
+#[derive(Debug, Default)]
+pub struct TableBuilder {
+    table: ForwardingTable,
+    slot_of: FxHashMap<OutputSlot, u32>,
+}
+
+/// A rule the builder refused because its input is already taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule '{id}' has the same input as rule '{existing}'")]
+pub struct DuplicateInput {
+    pub id: String,
+    pub existing: String,
+}
+
+impl TableBuilder {
+    pub fn new(generation: u64) -> Self {
+        TableBuilder {
+            table: ForwardingTable {
+                generation,
+                ..Default::default()
+            },
+            slot_of: Default::default(),
+        }
+    }
+
+    pub fn local_macs(mut self, macs: Vec<MacAddr>) -> Self {
+        self.table.local_macs = macs;
+        self
+    }
+
+    pub fn add_rule(&mut self, spec: RuleSpec) -> Result<(), DuplicateInput> {
+        let index = self.table.rules.len() as u32;
+        let entry = self.table.index.entry(spec.input).or_default();
+        let existing = match spec.source {
+            None => entry.any_source,
+            Some(s) => entry
+                .by_source
+                .iter()
+                .find(|(src, _)| *src == s)
+                .map(|(_, r)| *r),
+        };
+        if let Some(existing) = existing {
+            return Err(DuplicateInput {
+                id: spec.id,
+                existing: self.table.rules[existing as usize].id.clone(),
+            });
+        }
+        match spec.source {
+            None => entry.any_source = Some(index),
+            Some(s) => entry.by_source.push((s, index)),
+        }
+        let mut outputs = Vec::with_capacity(spec.outputs.len());
+        for out in spec.outputs {
+            let next = self.table.output_slots.len() as u32;
+            let slot = *self.slot_of.entry(out.clone()).or_insert(next);
+            if slot == next {
+                self.table.output_slots.push(out);
+            }
+            outputs.push(TableOutput { slot });
+        }
+        self.table.rules.push(TableRule {
+            id: spec.id,
+            input: spec.input,
+            source: spec.source,
+            outputs,
+        });
+        Ok(())
+    }
+
+    pub fn build(self) -> ForwardingTable {
+        self.table
+    }
+}
+
+/// The shared, swappable reference to the current table.
+#[derive(Clone)]
+pub struct TableHandle(Arc<ArcSwap<ForwardingTable>>);
+
+impl Default for TableHandle {
+    fn default() -> Self {
+        TableHandle(Arc::new(ArcSwap::from_pointee(ForwardingTable::empty())))
+    }
+}
+
+impl TableHandle {
+    pub fn load(&self) -> Arc<ForwardingTable> {
+        self.0.load_full()
+    }
+
+    /// Publishes `table`; engines pick it up at their next batch.
+    pub fn publish(&self, table: ForwardingTable) {
+        self.0.store(Arc::new(table));
+    }
+
+    /// The generation of the current table, without taking a reference.
+    pub fn generation(&self) -> u64 {
+        self.0.load().generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(group: [u8; 4], port: u16) -> InputKey {
+        InputKey {
+            ifindex: 2,
+            group: Ipv4Addr::from(group),
+            port,
+        }
+    }
+
+    fn out(port: u16) -> OutputSlot {
+        OutputSlot {
+            ifindex: 3,
+            ifname: "b".into(),
+            dest: SocketAddrV4::new(Ipv4Addr::new(239, 2, 2, 2), port),
+            ttl: 1,
+        }
+    }
+
+    #[test]
+    fn lookup_prefers_source_specific_rule() {
+        let mut b = TableBuilder::new(1);
+        let k = key([239, 1, 1, 1], 5000);
+        b.add_rule(RuleSpec {
+            id: "any".into(),
+            input: k,
+            source: None,
+            outputs: vec![out(1)],
+        })
+        .unwrap();
+        b.add_rule(RuleSpec {
+            id: "ssm".into(),
+            input: k,
+            source: Some(Ipv4Addr::new(10, 0, 0, 9)),
+            outputs: vec![out(1), out(2)],
+        })
+        .unwrap();
+        let t = b.build();
+        let g = Ipv4Addr::new(239, 1, 1, 1);
+        assert_eq!(t.lookup(2, g, 5000, Ipv4Addr::new(10, 0, 0, 9)), Some(1));
+        assert_eq!(t.lookup(2, g, 5000, Ipv4Addr::new(10, 0, 0, 8)), Some(0));
+        assert_eq!(t.lookup(2, g, 5001, Ipv4Addr::new(10, 0, 0, 8)), None);
+        assert_eq!(t.lookup(3, g, 5000, Ipv4Addr::new(10, 0, 0, 8)), None);
+        // out(1) is shared between the two rules.
+        assert_eq!(t.output_slots().len(), 2);
+        assert_eq!(t.rules()[1].outputs[0].slot, t.rules()[0].outputs[0].slot);
+        assert_eq!(t.inputs_by_interface(), vec![(2, vec![(g, 5000)])]);
+    }
+
+    #[test]
+    fn duplicate_input_refused() {
+        let mut b = TableBuilder::new(1);
+        let spec = RuleSpec {
+            id: "a".into(),
+            input: key([239, 1, 1, 1], 5000),
+            source: None,
+            outputs: vec![],
+        };
+        b.add_rule(spec.clone()).unwrap();
+        let err = b
+            .add_rule(RuleSpec {
+                id: "b".into(),
+                ..spec
+            })
+            .unwrap_err();
+        assert_eq!(err.existing, "a");
+    }
+}
