@@ -1,1 +1,184 @@
-//! mcr configuration.
+//! mcr configuration: the JSON5 schema, its defaults, validation with
+//! actionable errors, and stable rule ids.
+//!
+//! # File format
+//!
+//! The configuration is one [JSON5](https://json5.org) object: comments
+//! (`//`, `/* */`), unquoted keys, single-quoted strings and trailing commas
+//! are allowed. Keys are exactly the snake_case names below; an unknown key is
+//! an error (with a "did you mean" suggestion), never silently ignored. Every
+//! key is optional unless marked **required**; an empty object `{}` is a
+//! valid configuration that forwards nothing.
+//!
+//! ```json5
+//! {
+//!   // Interfaces must exist in the namespace where MCR runs
+//!   rules: [
+//!     { name: "namespace-forward",
+//!       input: { interface: "veth-ns", group: "239.1.1.1", port: 5001 },
+//!       outputs: [ { interface: "eth0", group: "239.1.1.1", port: 5001 } ] }
+//!   ],
+//!   control_plane: { rpf_provider: "/run/routing/babel.sock", external_neighbors_enabled: true, event_buffer_size: 512 }
+//! }
+//! ```
+//!
+//! Addresses are quoted dotted-quad IPv4 strings (`"239.1.1.1"`); IPv6 is not
+//! supported yet. Interface names are Linux names: 1 to 15 bytes, no `/`, `:`
+//! or whitespace.
+//!
+//! ## Top level
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `rules` | list of [rule](#rules) | `[]` | static forwarding rules |
+//! | `cores` | list of CPU numbers | all online CPUs | CPUs that each run one data-plane engine; no duplicates, not empty |
+//! | `user` | string | none (stay root) | unprivileged user to drop to once sockets are open |
+//! | `control_socket_group` | string | none | group owning the control socket (mode 0660) |
+//! | `igmp` | [object](#igmp) | see below | IGMP querier and membership tracking |
+//! | `pim` | [object](#pim) | see below | PIM-SM |
+//! | `msdp` | [object](#msdp) | see below | MSDP |
+//! | `control_plane` | [object](#control_plane) | see below | external control-plane integration |
+//!
+//! ## `rules`
+//!
+//! Each rule captures UDP traffic described by `input` and sends a byte-exact
+//! copy of each payload to every entry of `outputs`.
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `name` | string | none | optional; when present it is the rule id and must be unique, non-empty, and not of the generated form `r-` + 16 hex digits |
+//! | `input` | object | **required** | what to capture |
+//! | `input.interface` | string | **required** | interface the traffic arrives on |
+//! | `input.group` | IPv4 | **required** | destination address: a multicast group, or a unicast address (unicast-to-multicast); not `0.0.0.0` or `255.255.255.255` |
+//! | `input.port` | 1..=65535 | **required** | destination UDP port |
+//! | `input.source` | IPv4 | any source | accept only packets from this unicast source (source-specific) |
+//! | `outputs` | list | **required**, non-empty | destinations |
+//! | `outputs[].interface` | string | **required** | interface to send on |
+//! | `outputs[].group` | IPv4 | **required** | destination: multicast group or unicast host (group/port translation is allowed); not `0.0.0.0` |
+//! | `outputs[].port` | 1..=65535 | **required** | destination UDP port |
+//! | `outputs[].ttl` | 1..=255 | 1 for multicast, 64 for unicast | IP TTL of sent packets ([`Output::effective_ttl`]) |
+//!
+//! Rejected: two rules with the same input (interface, group, port, source)
+//! — merge their outputs instead; an output equal to its own rule's input
+//! (same interface, group and port; it would loop); the same output twice in
+//! one rule.
+//!
+//! ### Rule ids
+//!
+//! Every rule has a stable [`RuleId`], shown by `mcrctl list` and used by
+//! `mcrctl remove`. A named rule's id is its name. An unnamed rule's id is
+//! `r-` followed by 16 lowercase hex digits of the **64-bit FNV-1a** hash
+//! (offset basis `0xcbf29ce484222325`, prime `0x100000001b3`) of the UTF-8
+//! canonical input key
+//!
+//! ```text
+//! interface|group|port|source
+//! ```
+//!
+//! with `group`/`source` in dotted-quad form, `port` in decimal and `source`
+//! written `*` when absent: `eth0|239.1.1.1|5001|*` gives
+//! `r-f62ad393606390cd`. The id depends only on the input, so it is the same
+//! across restarts, reloads, hosts and Rust versions, and it changes exactly
+//! when the input changes.
+//!
+//! ## `igmp`
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `enabled` | bool | `false` | run IGMP on `interfaces` |
+//! | `interfaces` | list of strings | `[]` | interfaces to query / listen for reports on |
+//! | `version` | 2 or 3 | `3` | IGMP version (RFC 2236 / RFC 3376) |
+//! | `query_interval_secs` | 1..=31744 | `125` | general query interval |
+//! | `query_response_interval_secs` | 1..=3174 (v2: 1..=25) | `10` | max response time; must be shorter than the query interval |
+//! | `robustness` | 1..=7 | `2` | robustness variable |
+//!
+//! ## `pim`
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `enabled` | bool | `false` | run PIM-SM (RFC 7761) |
+//! | `interfaces` | list of `{ name, dr_priority? }` | `[]` | PIM interfaces; `dr_priority` overrides the global one |
+//! | `rp` | list of `{ address, group_range? }` | `[]` | static RP mappings; `address` is the RP's unicast address, `group_range` a multicast CIDR range (default `"224.0.0.0/4"`, host bits must be zero, each range mapped once) |
+//! | `hello_interval_secs` | 1..=18724 | `30` | hello period (hold time is 3.5 x this) |
+//! | `dr_priority` | u32 | `1` | DR priority advertised in hellos |
+//!
+//! ## `msdp`
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `enabled` | bool | `false` | run MSDP (RFC 3618) |
+//! | `local_address` | IPv4 | none | this router's unicast address for MSDP sessions; required when enabled with peers |
+//! | `peers` | list of `{ address, mesh_group?, description? }` | `[]` | peers by unicast address (each once); optional mesh group name and free-text description |
+//! | `keepalive_secs` | u16 ≥ 1 | `60` | keepalive interval |
+//! | `hold_time_secs` | u16 | `75` | hold time; at least 3 and longer than the keepalive |
+//!
+//! ## `control_plane`
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `rpf_provider` | string | none | absolute path of an external RPF provider's Unix socket (at most 107 bytes); it must be reachable from the daemon's namespace |
+//! | `external_neighbors_enabled` | bool | `false` | accept neighbours injected through the control socket |
+//! | `event_buffer_size` | 16..=1048576 | `256` | events buffered per subscriber before the oldest are dropped |
+//!
+//! # Errors
+//!
+//! [`parse_str`] and [`load_file`] return a [`ConfigError`] holding
+//! [`Diagnostic`]s, each shown as
+//!
+//! ```text
+//! FILE:LINE:COL: KEY.PATH: what is wrong; how to fix it
+//! ```
+//!
+//! e.g. `red.json5:9:62: rules[2].outputs[0].port: port 0 is not allowed; use a port from 1 to 65535`.
+//! Syntax and type errors stop at the first one; semantic errors (duplicates,
+//! ranges, addresses of the wrong kind) are all reported together. Lines and
+//! columns are 1-based; columns count characters.
+//! [`Config::validate`] and [`validate_rule`] run the same semantic checks
+//! without source positions, for configuration built at runtime.
+
+pub use std::net::Ipv4Addr;
+
+mod addr;
+mod diagnostic;
+mod locate;
+mod parse;
+mod rule_id;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use diagnostic::{ConfigError, Diagnostic};
+pub use parse::{load_file, parse_str};
+pub use rule_id::{canonical_key, fnv1a64, RuleId};
+pub use schema::{
+    Config, ControlPlaneConfig, IgmpConfig, Input, MsdpConfig, MsdpPeer, Output, PimConfig,
+    PimInterface, RpMapping, Rule,
+};
+pub use validate::{validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_INTERFACE_NAME_LEN};
+
+impl Config {
+    /// Semantic validation without source positions (e.g. for a configuration
+    /// changed at runtime). [`parse_str`] runs the same checks.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let diags = validate::check_config(self);
+        if diags.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::new(diags))
+        }
+    }
+
+    /// Pretty JSON5 text that [`parse_str`] reads back to an equal `Config`.
+    pub fn to_json5(&self) -> String {
+        match json5::to_string(self) {
+            Ok(mut s) => {
+                s.push('\n');
+                s
+            }
+            // Cannot happen for these types; JSON is valid JSON5 anyway.
+            Err(_) => serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".to_string()),
+        }
+    }
+}

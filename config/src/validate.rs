@@ -1,0 +1,465 @@
+//! Semantic validation: everything serde cannot check. Collects every
+//! problem; positions are filled in later by the caller when source text
+//! is available.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use crate::addr::parse_multicast_cidr;
+use crate::diagnostic::Diagnostic;
+use crate::rule_id::looks_generated;
+use crate::schema::{Config, Input, Rule};
+
+/// Longest Linux interface name in bytes (IFNAMSIZ - 1).
+pub const MAX_INTERFACE_NAME_LEN: usize = 15;
+/// Allowed range of `control_plane.event_buffer_size`.
+pub const EVENT_BUFFER_SIZE_RANGE: std::ops::RangeInclusive<usize> = 16..=1_048_576;
+/// Longest Unix socket path (sun_path is 108 bytes including the NUL).
+const MAX_SOCKET_PATH_LEN: usize = 107;
+
+fn join(base: &str, key: &str) -> String {
+    if base.is_empty() {
+        key.to_string()
+    } else {
+        format!("{base}.{key}")
+    }
+}
+
+struct Sink(Vec<Diagnostic>);
+
+impl Sink {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Diagnostic::new(path, message));
+    }
+}
+
+/// Checks a Linux interface name the way the kernel does (`dev_valid_name`).
+fn check_interface(out: &mut Sink, path: String, name: &str) {
+    if name.is_empty() {
+        out.err(
+            path,
+            "interface name is empty; give the name of a network interface, e.g. \"eth0\"",
+        );
+    } else if name.len() > MAX_INTERFACE_NAME_LEN {
+        out.err(
+            path,
+            format!(
+                "interface name '{name}' is {} bytes long; Linux interface names are at most {MAX_INTERFACE_NAME_LEN} bytes (check `ip link show`)",
+                name.len()
+            ),
+        );
+    } else if name == "." || name == ".." {
+        out.err(path, format!("'{name}' is not a valid interface name"));
+    } else if let Some(c) = name
+        .chars()
+        .find(|&c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        out.err(
+            path,
+            format!(
+                "interface name '{}' contains {:?}, which Linux does not allow in interface names",
+                name.escape_debug(),
+                c
+            ),
+        );
+    }
+}
+
+fn check_port(out: &mut Sink, path: String, port: u16) {
+    if port == 0 {
+        out.err(path, "port 0 is not allowed; use a port from 1 to 65535");
+    }
+}
+
+fn is_unicast_host(a: Ipv4Addr) -> bool {
+    !(a.is_multicast() || a.is_unspecified() || a.is_broadcast())
+}
+
+fn check_unicast(out: &mut Sink, path: String, a: Ipv4Addr, what: &str) {
+    if !is_unicast_host(a) {
+        let why = if a.is_multicast() {
+            "is a multicast address"
+        } else if a.is_unspecified() {
+            "is the unspecified address"
+        } else {
+            "is the broadcast address"
+        };
+        out.err(
+            path,
+            format!("{what} {a} {why}; {what} must be a unicast address such as 10.0.0.1"),
+        );
+    }
+}
+
+fn check_input(out: &mut Sink, base: &str, input: &Input) {
+    check_interface(out, join(base, "interface"), &input.interface);
+    if input.group.is_unspecified() || input.group.is_broadcast() {
+        out.err(
+            join(base, "group"),
+            format!(
+                "input group {} cannot be captured; use a multicast group (e.g. 239.1.1.1) or a unicast address of this host",
+                input.group
+            ),
+        );
+    }
+    check_port(out, join(base, "port"), input.port);
+    if let Some(src) = input.source {
+        check_unicast(out, join(base, "source"), src, "source");
+    }
+}
+
+/// Validates one rule on its own (no cross-rule checks). `path` is the rule's
+/// key path, e.g. `rules[2]`, or empty. Returned diagnostics have no position.
+pub fn validate_rule(rule: &Rule, path: &str) -> Vec<Diagnostic> {
+    let mut out = Sink(Vec::new());
+    check_rule(&mut out, rule, path);
+    out.0
+}
+
+fn check_rule(out: &mut Sink, rule: &Rule, base: &str) {
+    if let Some(name) = &rule.name {
+        let p = join(base, "name");
+        if name.trim().is_empty() {
+            out.err(
+                p,
+                "rule name is empty; give a name or remove the 'name' key to get a generated id",
+            );
+        } else if name.chars().any(char::is_control) {
+            out.err(
+                p,
+                format!(
+                    "rule name '{}' contains control characters; use printable characters",
+                    name.escape_debug()
+                ),
+            );
+        } else if looks_generated(name) {
+            out.err(p, format!("rule name '{name}' has the form of a generated rule id (r- and 16 hex digits); choose another name"));
+        }
+    }
+    let ibase = join(base, "input");
+    check_input(out, &ibase, &rule.input);
+    let obase = join(base, "outputs");
+    if rule.outputs.is_empty() {
+        out.err(
+            obase.clone(),
+            "rule has no outputs; add at least one, e.g. outputs: [ { interface: \"eth1\", group: \"239.1.1.1\", port: 5001 } ]",
+        );
+    }
+    for (i, o) in rule.outputs.iter().enumerate() {
+        let p = format!("{obase}[{i}]");
+        check_interface(out, join(&p, "interface"), &o.interface);
+        if o.group.is_unspecified() {
+            out.err(
+                join(&p, "group"),
+                "output group 0.0.0.0 is not a destination; use a multicast group (e.g. 239.1.1.1) or a unicast host address",
+            );
+        }
+        check_port(out, join(&p, "port"), o.port);
+        if o.ttl == Some(0) {
+            out.err(
+                join(&p, "ttl"),
+                "ttl 0 would drop every packet; use a TTL from 1 to 255, or remove 'ttl' for the default (1 for multicast, 64 for unicast)",
+            );
+        }
+        if o.interface == rule.input.interface
+            && o.group == rule.input.group
+            && o.port == rule.input.port
+        {
+            out.err(
+                p.clone(),
+                format!(
+                    "output is the rule's own input ({} {}:{}); this would loop packets back; change the interface, group or port",
+                    o.interface, o.group, o.port
+                ),
+            );
+        }
+        if let Some(j) = rule.outputs[..i].iter().position(|prev| {
+            prev.interface == o.interface && prev.group == o.group && prev.port == o.port
+        }) {
+            out.err(
+                p,
+                format!(
+                    "duplicate output: same interface, group and port as {obase}[{j}]; remove one"
+                ),
+            );
+        }
+    }
+}
+
+/// Validates a whole configuration. Diagnostics have paths but no position.
+pub(crate) fn check_config(cfg: &Config) -> Vec<Diagnostic> {
+    let mut out = Sink(Vec::new());
+
+    let mut inputs: HashMap<&Input, usize> = HashMap::new();
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    for (i, rule) in cfg.rules.iter().enumerate() {
+        let base = format!("rules[{i}]");
+        check_rule(&mut out, rule, &base);
+        if let Some(&j) = inputs.get(&rule.input) {
+            out.err(
+                format!("{base}.input"),
+                format!(
+                    "duplicate input: rules[{j}] already captures interface {} group {} port {}{}; merge the outputs into one rule",
+                    rule.input.interface,
+                    rule.input.group,
+                    rule.input.port,
+                    match rule.input.source {
+                        Some(s) => format!(" source {s}"),
+                        None => String::new(),
+                    }
+                ),
+            );
+        } else {
+            inputs.insert(&rule.input, i);
+        }
+        let id = rule.id();
+        if let Some(&j) = ids.get(id.as_str()) {
+            if rule.name.is_some() {
+                out.err(
+                    format!("{base}.name"),
+                    format!("duplicate rule name '{id}': rules[{j}] already uses it; names must be unique"),
+                );
+            }
+        } else {
+            ids.insert(id.as_str().to_string(), i);
+        }
+    }
+
+    if let Some(cores) = &cfg.cores {
+        if cores.is_empty() {
+            out.err("cores", "cores is empty, so no data-plane engine would run; list CPU numbers (e.g. [0, 1]) or remove 'cores' to use all online CPUs");
+        }
+        for (i, c) in cores.iter().enumerate() {
+            if let Some(j) = cores[..i].iter().position(|x| x == c) {
+                out.err(
+                    format!("cores[{i}]"),
+                    format!("CPU {c} is listed twice (also cores[{j}]); list each CPU once"),
+                );
+            }
+        }
+    }
+    for (key, value) in [
+        ("user", &cfg.user),
+        ("control_socket_group", &cfg.control_socket_group),
+    ] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            out.err(
+                key,
+                format!("{key} is empty; give a name or remove the key"),
+            );
+        }
+    }
+
+    check_igmp(&mut out, cfg);
+    check_pim(&mut out, cfg);
+    check_msdp(&mut out, cfg);
+    check_control_plane(&mut out, cfg);
+    out.0
+}
+
+fn check_interface_list<'a>(
+    out: &mut Sink,
+    base: &str,
+    names: impl Iterator<Item = (String, &'a str)>,
+) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, (path, name)) in names.enumerate() {
+        check_interface(out, path.clone(), name);
+        if let Some(&j) = seen.get(name) {
+            out.err(
+                path,
+                format!("interface '{name}' is listed twice (also {base}[{j}]); list it once"),
+            );
+        } else {
+            seen.insert(name, i);
+        }
+    }
+}
+
+fn check_igmp(out: &mut Sink, cfg: &Config) {
+    let g = &cfg.igmp;
+    check_interface_list(
+        out,
+        "igmp.interfaces",
+        g.interfaces
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("igmp.interfaces[{i}]"), n.as_str())),
+    );
+    if g.version != 2 && g.version != 3 {
+        out.err(
+            "igmp.version",
+            format!("IGMP version {} is not supported; use 2 or 3", g.version),
+        );
+    }
+    if g.query_interval_secs == 0 || g.query_interval_secs > 31_744 {
+        out.err(
+            "igmp.query_interval_secs",
+            format!(
+                "query interval {} s is out of range; use 1 to 31744 seconds (default 125)",
+                g.query_interval_secs
+            ),
+        );
+    }
+    // IGMPv2 encodes Max Resp Time in tenths of a second in 8 bits.
+    let max_resp = if g.version == 2 { 25 } else { 3_174 };
+    if g.query_response_interval_secs == 0 || g.query_response_interval_secs > max_resp {
+        out.err(
+            "igmp.query_response_interval_secs",
+            format!(
+                "query response interval {} s is out of range; IGMPv{} allows 1 to {max_resp} seconds (default 10)",
+                g.query_response_interval_secs, g.version
+            ),
+        );
+    } else if g.query_response_interval_secs >= g.query_interval_secs {
+        out.err(
+            "igmp.query_response_interval_secs",
+            format!(
+                "query response interval ({} s) must be shorter than the query interval ({} s)",
+                g.query_response_interval_secs, g.query_interval_secs
+            ),
+        );
+    }
+    if g.robustness == 0 || g.robustness > 7 {
+        out.err(
+            "igmp.robustness",
+            format!(
+                "robustness {} is out of range; use 1 to 7 (default 2)",
+                g.robustness
+            ),
+        );
+    }
+}
+
+fn check_pim(out: &mut Sink, cfg: &Config) {
+    let p = &cfg.pim;
+    check_interface_list(
+        out,
+        "pim.interfaces",
+        p.interfaces
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("pim.interfaces[{i}].name"), n.name.as_str())),
+    );
+    // Hold time is 3.5 x hello interval and must fit the 16-bit Holdtime option.
+    if p.hello_interval_secs == 0 || p.hello_interval_secs > 18_724 {
+        out.err(
+            "pim.hello_interval_secs",
+            format!(
+                "hello interval {} s is out of range; use 1 to 18724 seconds (default 30)",
+                p.hello_interval_secs
+            ),
+        );
+    }
+    let mut ranges: HashMap<(Ipv4Addr, u8), usize> = HashMap::new();
+    for (i, rp) in p.rp.iter().enumerate() {
+        let base = format!("pim.rp[{i}]");
+        check_unicast(out, format!("{base}.address"), rp.address, "RP address");
+        match parse_multicast_cidr(&rp.group_range) {
+            Ok(c) => {
+                if let Some(&j) = ranges.get(&(c.network, c.prefix_len)) {
+                    out.err(
+                        format!("{base}.group_range"),
+                        format!(
+                            "group range {} is already mapped by pim.rp[{j}]; a range can have only one static RP",
+                            rp.group_range
+                        ),
+                    );
+                } else {
+                    ranges.insert((c.network, c.prefix_len), i);
+                }
+            }
+            Err(e) => out.err(format!("{base}.group_range"), e),
+        }
+    }
+}
+
+fn check_msdp(out: &mut Sink, cfg: &Config) {
+    let m = &cfg.msdp;
+    if let Some(a) = m.local_address {
+        check_unicast(out, "msdp.local_address".into(), a, "local address");
+    } else if m.enabled && !m.peers.is_empty() {
+        out.err(
+            "msdp",
+            "msdp is enabled with peers but has no local_address; set local_address to this router's address (e.g. local_address: \"10.0.0.1\"): MSDP uses it to decide which side opens the TCP connection",
+        );
+    }
+    if m.keepalive_secs == 0 {
+        out.err(
+            "msdp.keepalive_secs",
+            "keepalive 0 s is not allowed; use 1 or more seconds (default 60)",
+        );
+    }
+    if m.hold_time_secs <= m.keepalive_secs || m.hold_time_secs < 3 {
+        out.err(
+            "msdp.hold_time_secs",
+            format!(
+                "hold time ({} s) must be at least 3 s and longer than the keepalive interval ({} s); the defaults are 75 and 60",
+                m.hold_time_secs, m.keepalive_secs
+            ),
+        );
+    }
+    let mut seen: HashMap<Ipv4Addr, usize> = HashMap::new();
+    for (i, peer) in m.peers.iter().enumerate() {
+        let base = format!("msdp.peers[{i}]");
+        check_unicast(out, format!("{base}.address"), peer.address, "peer address");
+        if Some(peer.address) == m.local_address {
+            out.err(
+                format!("{base}.address"),
+                format!("peer address {} is this router's local_address; a router cannot peer with itself", peer.address),
+            );
+        }
+        if let Some(&j) = seen.get(&peer.address) {
+            out.err(
+                format!("{base}.address"),
+                format!(
+                    "peer {} is listed twice (also msdp.peers[{j}]); list each peer once",
+                    peer.address
+                ),
+            );
+        } else {
+            seen.insert(peer.address, i);
+        }
+        if peer
+            .mesh_group
+            .as_deref()
+            .is_some_and(|g| g.trim().is_empty())
+        {
+            out.err(
+                format!("{base}.mesh_group"),
+                "mesh group name is empty; give a name or remove 'mesh_group'",
+            );
+        }
+    }
+}
+
+fn check_control_plane(out: &mut Sink, cfg: &Config) {
+    let c = &cfg.control_plane;
+    if let Some(path) = &c.rpf_provider {
+        if !path.starts_with('/') {
+            out.err(
+                "control_plane.rpf_provider",
+                format!("rpf_provider '{path}' must be an absolute socket path, e.g. \"/run/routing/babel.sock\""),
+            );
+        } else if path.len() > MAX_SOCKET_PATH_LEN {
+            out.err(
+                "control_plane.rpf_provider",
+                format!(
+                    "rpf_provider path is {} bytes long; Unix socket paths are at most {MAX_SOCKET_PATH_LEN} bytes",
+                    path.len()
+                ),
+            );
+        }
+    }
+    if !EVENT_BUFFER_SIZE_RANGE.contains(&c.event_buffer_size) {
+        out.err(
+            "control_plane.event_buffer_size",
+            format!(
+                "event_buffer_size {} is out of range; use {} to {} (default 256)",
+                c.event_buffer_size,
+                EVENT_BUFFER_SIZE_RANGE.start(),
+                EVENT_BUFFER_SIZE_RANGE.end()
+            ),
+        );
+    }
+}

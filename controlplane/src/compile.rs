@@ -1,0 +1,204 @@
+//! The compiler: desired rules + the interfaces that exist now -> the next
+//! forwarding table, the state of every rule, and the group joins to hold.
+
+use crate::interfaces::Interfaces;
+use mcr_config::Rule;
+use mcr_dataplane::membership::Join;
+use mcr_dataplane::{ForwardingTable, InputKey, OutputSlot, RuleSpec, TableBuilder};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::net::SocketAddrV4;
+
+/// Where a rule came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The config file.
+    Config,
+    /// `mcrctl add` at run time.
+    Runtime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredRule {
+    pub rule: Rule,
+    pub origin: Origin,
+}
+
+/// Whether a rule forwards now, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RuleState {
+    Active,
+    /// Forwarding to the outputs whose interface exists; the others wait.
+    Partial { waiting: Vec<String> },
+    Inactive { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleStatus {
+    pub id: String,
+    #[serde(flatten)]
+    pub state: RuleState,
+}
+
+pub struct Compiled {
+    pub table: ForwardingTable,
+    pub statuses: Vec<RuleStatus>,
+    pub joins: BTreeSet<Join>,
+}
+
+/// The message the operator sees for a missing interface.
+pub fn interface_not_found(name: &str) -> String {
+    format!("Interface '{name}' not found")
+}
+
+pub fn compile(rules: &[DesiredRule], ifaces: &Interfaces, generation: u64) -> Compiled {
+    let mut builder = TableBuilder::new(generation).local_macs(ifaces.local_macs());
+    let mut statuses = Vec::with_capacity(rules.len());
+    let mut joins = BTreeSet::new();
+    for desired in rules {
+        let rule = &desired.rule;
+        let id = rule.id().to_string();
+        let Some(input_if) = ifaces.get(&rule.input.interface) else {
+            statuses.push(RuleStatus {
+                id,
+                state: RuleState::Inactive {
+                    reason: interface_not_found(&rule.input.interface),
+                },
+            });
+            continue;
+        };
+        let mut waiting = Vec::new();
+        let mut outputs = Vec::with_capacity(rule.outputs.len());
+        for out in &rule.outputs {
+            match ifaces.get(&out.interface) {
+                Some(i) => outputs.push(OutputSlot {
+                    ifindex: i.index,
+                    ifname: i.name.clone(),
+                    dest: SocketAddrV4::new(out.group, out.port),
+                    ttl: out.effective_ttl(),
+                }),
+                None => waiting.push(interface_not_found(&out.interface)),
+            }
+        }
+        if outputs.is_empty() {
+            statuses.push(RuleStatus {
+                id,
+                state: RuleState::Inactive {
+                    reason: waiting.join("; "),
+                },
+            });
+            continue;
+        }
+        let spec = RuleSpec {
+            id: id.clone(),
+            input: InputKey {
+                ifindex: input_if.index,
+                group: rule.input.group,
+                port: rule.input.port,
+            },
+            source: rule.input.source,
+            outputs,
+        };
+        if let Err(e) = builder.add_rule(spec) {
+            // Validation rejects duplicate inputs; this is a runtime rule
+            // racing a config rule. Keep the first, say why.
+            statuses.push(RuleStatus {
+                id,
+                state: RuleState::Inactive {
+                    reason: e.to_string(),
+                },
+            });
+            continue;
+        }
+        joins.insert(Join {
+            ifindex: input_if.index,
+            group: rule.input.group,
+            source: rule.input.source,
+        });
+        let state = if waiting.is_empty() {
+            RuleState::Active
+        } else {
+            RuleState::Partial { waiting }
+        };
+        statuses.push(RuleStatus { id, state });
+    }
+    Compiled {
+        table: builder.build(),
+        statuses,
+        joins,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interfaces::Interface;
+    use mcr_config::{Input, Output};
+    use std::net::Ipv4Addr;
+
+    fn iface(name: &str, index: u32) -> Interface {
+        Interface {
+            name: name.into(),
+            index,
+            mac: None,
+            up: true,
+            addrs: vec![],
+        }
+    }
+
+    fn rule(input_if: &str, outs: &[&str]) -> DesiredRule {
+        DesiredRule {
+            rule: Rule {
+                name: None,
+                input: Input {
+                    interface: input_if.into(),
+                    group: Ipv4Addr::new(239, 1, 1, 1),
+                    port: 5000,
+                    source: None,
+                },
+                outputs: outs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| Output {
+                        interface: (*o).into(),
+                        group: Ipv4Addr::new(239, 2, 2, 2),
+                        port: 6000 + i as u16,
+                        ttl: None,
+                    })
+                    .collect(),
+            },
+            origin: Origin::Config,
+        }
+    }
+
+    #[test]
+    fn missing_interfaces_make_rules_inactive_or_partial() {
+        let ifaces = Interfaces::from_list(vec![iface("a", 2), iface("b", 3)]);
+        let c = compile(
+            &[rule("a", &["b", "zz"]), {
+                let mut r = rule("eth0", &["b"]);
+                r.rule.input.port = 7000;
+                r
+            }],
+            &ifaces,
+            1,
+        );
+        assert_eq!(
+            c.statuses[0].state,
+            RuleState::Partial {
+                waiting: vec!["Interface 'zz' not found".into()]
+            }
+        );
+        assert_eq!(
+            c.statuses[1].state,
+            RuleState::Inactive {
+                reason: "Interface 'eth0' not found".into()
+            }
+        );
+        assert_eq!(c.table.rules().len(), 1);
+        assert_eq!(c.joins.len(), 1);
+        assert_eq!(c.table.output_slots()[0].ttl, 1);
+    }
+}

@@ -1,0 +1,285 @@
+//! The supervisor: the control-plane thread that owns all state.
+//!
+//! It holds the desired rules, watches interfaces, compiles and publishes
+//! forwarding tables, holds the group joins and answers signals. Nothing
+//! here runs on the packet path: the engines only see the tables it
+//! publishes.
+
+use crate::compile::{compile, DesiredRule, Origin, RuleState, RuleStatus};
+use crate::interfaces::{Interfaces, LinkMonitor};
+use mcr_config::Config;
+use mcr_dataplane::membership::Memberships;
+use mcr_dataplane::{EngineParams, EngineSet, RuleStats, TableHandle};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How mcrd was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config_path: Option<PathBuf>,
+    pub control_socket_path: PathBuf,
+}
+
+/// Signals, as flags the loop polls.
+#[derive(Clone, Default)]
+pub struct Signals {
+    pub terminate: Arc<AtomicBool>,
+    pub reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        let s = Signals::default();
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&s.terminate))?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&s.reload))?;
+        Ok(s)
+    }
+}
+
+/// Per-rule counters summed over the engines.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RuleTotals {
+    pub id: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub outputs: Vec<mcr_dataplane::stats::OutputStats>,
+}
+
+pub struct Supervisor {
+    options: Options,
+    config: Config,
+    runtime_rules: Vec<DesiredRule>,
+    interfaces: Interfaces,
+    statuses: Vec<RuleStatus>,
+    generation: u64,
+    table: TableHandle,
+    engines: EngineSet,
+    memberships: Memberships,
+    monitor: LinkMonitor,
+    started: Instant,
+}
+
+/// How often the interface list is rescanned even without a netlink
+/// notification (a lost notification costs at most this long).
+const RESCAN_INTERVAL: Duration = Duration::from_secs(2);
+const POLL_INTERVAL_MS: i32 = 100;
+
+impl Supervisor {
+    pub fn start(options: Options, config: Config) -> anyhow::Result<Supervisor> {
+        let cpus = match &config.cores {
+            Some(c) => c.clone(),
+            None => online_cpus(),
+        };
+        let allowed = online_cpus();
+        if let Some(bad) = cpus.iter().find(|c| !allowed.contains(c)) {
+            anyhow::bail!(
+                "cores: CPU {bad} is not available to mcrd (allowed CPUs: {allowed:?}); fix 'cores' in the config"
+            );
+        }
+        raise_memlock_limit();
+        let monitor = LinkMonitor::open()
+            .map_err(|e| anyhow::anyhow!("cannot watch interfaces (netlink): {e}"))?;
+        let table = TableHandle::default();
+        let engines = EngineSet::start(&cpus, table.clone(), EngineParams::default())?;
+        tracing::info!(cpus = ?cpus, "data-plane engines started");
+        let mut sup = Supervisor {
+            options,
+            config,
+            runtime_rules: Vec::new(),
+            interfaces: Interfaces::default(),
+            statuses: Vec::new(),
+            generation: 0,
+            table,
+            engines,
+            memberships: Memberships::default(),
+            monitor,
+            started: Instant::now(),
+        };
+        sup.interfaces = Interfaces::scan()?;
+        sup.recompile();
+        Ok(sup)
+    }
+
+    /// Runs until SIGTERM/SIGINT, then stops the engines and logs the final
+    /// counters.
+    pub fn run(mut self, signals: &Signals) -> anyhow::Result<()> {
+        let mut last_scan = Instant::now();
+        while !signals.terminate.load(Ordering::Relaxed) {
+            let mut pfd = libc::pollfd {
+                fd: self.monitor.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, count 1.
+            unsafe { libc::poll(&mut pfd, 1, POLL_INTERVAL_MS) };
+            let changed = self.monitor.drain();
+            if changed || last_scan.elapsed() >= RESCAN_INTERVAL {
+                last_scan = Instant::now();
+                self.rescan_interfaces();
+            }
+            if signals.reload.swap(false, Ordering::Relaxed) {
+                self.reload_from_file();
+            }
+        }
+        tracing::info!("stopping");
+        self.engines.stop_within(Duration::from_millis(1500));
+        for r in self.rule_totals() {
+            let outputs: Vec<String> = r
+                .outputs
+                .iter()
+                .map(|o| format!("{}={}", o.output, o.packets))
+                .collect();
+            tracing::info!(
+                rule = %r.id,
+                packets = r.packets,
+                bytes = r.bytes,
+                outputs = %outputs.join(","),
+                "final counters"
+            );
+        }
+        Ok(())
+    }
+
+    fn desired(&self) -> Vec<DesiredRule> {
+        self.config
+            .rules
+            .iter()
+            .map(|r| DesiredRule {
+                rule: r.clone(),
+                origin: Origin::Config,
+            })
+            .chain(self.runtime_rules.iter().cloned())
+            .collect()
+    }
+
+    fn rescan_interfaces(&mut self) {
+        match Interfaces::scan() {
+            Ok(now) if now != self.interfaces => {
+                for gone in self.interfaces.iter().filter(|i| now.get(&i.name).is_none()) {
+                    tracing::info!(interface = %gone.name, "interface removed");
+                    self.memberships.forget_interface(gone.index);
+                }
+                for new in now.iter().filter(|i| self.interfaces.get(&i.name).is_none()) {
+                    tracing::info!(interface = %new.name, index = new.index, "interface appeared");
+                }
+                self.interfaces = now;
+                self.recompile();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot list interfaces"),
+        }
+    }
+
+    /// Compiles the desired rules against the current interfaces, publishes
+    /// the table and updates joins. Logs every rule whose state changed.
+    pub fn recompile(&mut self) {
+        self.generation += 1;
+        let compiled = compile(&self.desired(), &self.interfaces, self.generation);
+        let before: BTreeMap<&str, &RuleState> = self
+            .statuses
+            .iter()
+            .map(|s| (s.id.as_str(), &s.state))
+            .collect();
+        for s in &compiled.statuses {
+            if before.get(s.id.as_str()) == Some(&&s.state) {
+                continue;
+            }
+            match &s.state {
+                RuleState::Active => tracing::info!(rule = %s.id, "rule active"),
+                RuleState::Partial { waiting } => {
+                    for w in waiting {
+                        tracing::warn!(rule = %s.id, "{w}; rule forwards to its other outputs");
+                    }
+                }
+                RuleState::Inactive { reason } => {
+                    tracing::warn!(rule = %s.id, "{reason}; rule inactive until it appears")
+                }
+            }
+        }
+        self.table.publish(compiled.table);
+        for (join, e) in self.memberships.apply(&compiled.joins) {
+            tracing::warn!(group = %join.group, ifindex = join.ifindex, error = %e, "joining group failed");
+        }
+        self.statuses = compiled.statuses;
+    }
+
+    fn reload_from_file(&mut self) {
+        let Some(path) = self.options.config_path.clone() else {
+            tracing::warn!("reload requested but mcrd was started without --config");
+            return;
+        };
+        match mcr_config::load_file(&path) {
+            Ok(config) => {
+                self.config = config;
+                self.recompile();
+                tracing::info!(file = %path.display(), "configuration reloaded");
+            }
+            Err(e) => {
+                for line in e.to_string().lines() {
+                    tracing::error!("reload refused, running state kept: {line}");
+                }
+            }
+        }
+    }
+
+    /// Counters per rule, summed over engines, in table order.
+    pub fn rule_totals(&self) -> Vec<RuleTotals> {
+        let mut totals: BTreeMap<String, RuleTotals> = BTreeMap::new();
+        for engine in self.engines.stats() {
+            for r in &engine.rules {
+                add_rule(totals.entry(r.id.clone()).or_default(), r);
+            }
+        }
+        self.statuses
+            .iter()
+            .filter_map(|s| totals.remove(&s.id))
+            .collect()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+fn add_rule(t: &mut RuleTotals, r: &RuleStats) {
+    t.id.clone_from(&r.id);
+    t.packets += r.packets;
+    t.bytes += r.bytes;
+    if t.outputs.len() < r.outputs.len() {
+        t.outputs.resize(r.outputs.len(), Default::default());
+    }
+    for (acc, o) in t.outputs.iter_mut().zip(&r.outputs) {
+        acc.output.clone_from(&o.output);
+        acc.packets += o.packets;
+        acc.bytes += o.bytes;
+        acc.full += o.full;
+        acc.errors += o.errors;
+    }
+}
+
+/// The CPUs this process may run on (honours taskset/cpusets).
+pub fn online_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect(),
+        Err(_) => vec![0],
+    }
+}
+
+/// glommio and io_uring lock memory; lift the limit when we may.
+fn raise_memlock_limit() {
+    let want = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid rlimit struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &want) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK; keeping the current limit");
+    }
+}
