@@ -1,1 +1,2 @@
 //! Shared pieces of the mcr binaries.
+pub mod traffic;

@@ -102,6 +102,20 @@ impl Supervisor {
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();
+        if !sup.engines.wait_for_generation(sup.generation, Duration::from_secs(2)) {
+            tracing::warn!("engines slow to take the first forwarding table");
+        }
+        let active = sup
+            .statuses
+            .iter()
+            .filter(|s| !matches!(s.state, RuleState::Inactive { .. }))
+            .count();
+        tracing::info!(
+            rules = sup.statuses.len(),
+            active,
+            control_socket = %sup.options.control_socket_path.display(),
+            "mcrd ready"
+        );
         Ok(sup)
     }
 
@@ -128,6 +142,19 @@ impl Supervisor {
         }
         tracing::info!("stopping");
         self.engines.stop_within(Duration::from_millis(1500));
+        let drops = self.drops();
+        tracing::info!(
+            frames = self.engines.stats().iter().map(|e| e.frames).sum::<u64>(),
+            no_rule = drops.no_rule,
+            own_frame = drops.own_frame,
+            malformed = drops.malformed,
+            truncated = drops.truncated,
+            fragment = drops.fragment,
+            no_buffer = drops.no_buffer,
+            output_full = drops.output_full,
+            output_error = drops.output_error,
+            "final drops"
+        );
         for r in self.rule_totals() {
             let outputs: Vec<String> = r
                 .outputs
@@ -239,6 +266,15 @@ impl Supervisor {
             .iter()
             .filter_map(|s| totals.remove(&s.id))
             .collect()
+    }
+
+    /// Drops by reason, summed over engines.
+    pub fn drops(&self) -> mcr_dataplane::Drops {
+        let mut d = mcr_dataplane::Drops::default();
+        for e in self.engines.stats() {
+            d.add(&e.drops);
+        }
+        d
     }
 
     pub fn uptime(&self) -> Duration {

@@ -543,6 +543,7 @@ impl Engine {
         self.stats.publish(EngineStats {
             engine: self.index,
             cpu: self.cpu,
+            generation: self.table.generation(),
             frames: self.frames,
             batches: self.batches,
             drops: self.drops,

@@ -105,6 +105,21 @@ impl EngineSet {
         self.stats.iter().map(StatsHandle::snapshot).collect()
     }
 
+    /// Waits until every engine runs table `generation` (or a later one).
+    /// Returns false on timeout.
+    pub fn wait_for_generation(&self, generation: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stats().iter().all(|s| s.generation >= generation) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Stops every engine and waits for it (bounded by `timeout`), so the
     /// final counters are in [`stats`](Self::stats).
     pub fn stop_within(&mut self, timeout: Duration) {

@@ -79,6 +79,8 @@ pub struct RuleStats {
 pub struct EngineStats {
     pub engine: usize,
     pub cpu: usize,
+    /// The forwarding table generation the engine runs.
+    pub generation: u64,
     /// Frames received from the capture sockets.
     pub frames: u64,
     pub batches: u64,

@@ -1,1 +1,340 @@
-//! Helpers for end-to-end tests.
+//! Helpers for the end-to-end tests: network namespaces, veth pairs, a
+//! running `mcrd`, and the traffic tools, all cleaned up on drop (also when
+//! a test fails and unwinds).
+//!
+//! Every name is unique per test run (process id + counter), so tests run in
+//! parallel, and every address used lies inside namespaces created here.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A short prefix unique to this process and call, for namespace and
+/// interface names (interface names must stay under 16 bytes).
+pub fn unique_tag() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("m{:x}{}", std::process::id() % 0xfff, n)
+}
+
+/// Where cargo put the workspace binaries (next to the test executable's
+/// `deps/` directory).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    out
+}
+
+/// Runs a command that must succeed.
+pub fn sh(cmd: &str, args: &[&str]) -> String {
+    let out = run(cmd, args);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: String) -> Netns {
+        sh("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NS ARGS...`
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        sh("ip", &full)
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let out = self.exec(&["sysctl", "-qw", &format!("{key}={value}")]);
+        assert!(out.status.success(), "sysctl {key}={value}: {:?}", out);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace removes its veth ends (and their peers).
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// Creates a veth pair with one end in each namespace, addresses them
+/// (`a_addr`/`b_addr` in CIDR form, or "" for none) and brings both up.
+pub fn veth(a: &Netns, a_name: &str, a_addr: &str, b: &Netns, b_name: &str, b_addr: &str) {
+    a.ip(&["link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", &b.name]);
+    for (ns, name, addr) in [(a, a_name, a_addr), (b, b_name, b_addr)] {
+        if !addr.is_empty() {
+            ns.ip(&["addr", "add", addr, "dev", name]);
+        }
+        ns.ip(&["link", "set", name, "up"]);
+    }
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("mcr-test-{tag}"));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running mcrd, stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Mcrd {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Mcrd {
+    /// Starts `mcrd supervisor` inside `ns` with `config` and waits until
+    /// its engines run.
+    pub fn start(ns: &Netns, dir: &TempDir, config: &str) -> Mcrd {
+        let cfg = dir.file("mcrd.json5", config);
+        let log = dir.path("mcrd.log");
+        let socket = dir.path("mcrd.sock");
+        let child = ns
+            .command(&bin("mcrd"))
+            .args(["--log-level", "debug", "supervisor", "--config"])
+            .arg(&cfg)
+            .arg("--control-socket-path")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn mcrd");
+        let mut m = Mcrd {
+            child: Some(child),
+            log,
+            socket,
+        };
+        m.wait_log("mcrd ready", Duration::from_secs(10));
+        m
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; panics with the log if not.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("mcrd exited ({st}) before logging {needle:?}:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("mcrd did not log {needle:?} within {timeout:?}:\n{}", self.log_text());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends a signal to mcrd (the `ip netns exec` wrapper execs it, so the
+    /// child's pid is mcrd's).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with a pid we spawned.
+        unsafe { libc::kill(self.pid() as i32, sig) };
+    }
+
+    /// SIGTERM and wait; returns how long the exit took and the exit status.
+    pub fn stop(&mut self) -> (Duration, std::process::ExitStatus) {
+        let mut child = self.child.take().expect("mcrd running");
+        let t0 = Instant::now();
+        // SAFETY: kill(2) with a pid we spawned.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = t0 + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return (t0.elapsed(), st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return (t0.elapsed(), child.wait().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Mcrd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let (_, _) = self.stop();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- mcrd log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// `mcrd listen` running in a namespace; `finish` collects its JSON summary.
+pub struct Listener {
+    child: Option<Child>,
+    out: PathBuf,
+}
+
+impl Listener {
+    /// Starts a listener and waits until it has joined. `extra` adds flags
+    /// such as `--count`, `--duration`, `--idle-timeout`.
+    pub fn start(ns: &Netns, dir: &TempDir, iface: &str, group: &str, port: u16, extra: &[&str]) -> Listener {
+        let tag = unique_tag();
+        let ready = dir.path(&format!("ready-{tag}"));
+        let out = dir.path(&format!("listen-{tag}.json"));
+        let child = ns
+            .command(&bin("mcrd"))
+            .args(["listen", "--json", "--interface", iface, "--group", group, "--port"])
+            .arg(port.to_string())
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mcrd listen");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "listener did not become ready");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Listener {
+            child: Some(child),
+            out,
+        }
+    }
+
+    /// Waits for the listener to stop by itself and returns its summary.
+    pub fn finish(mut self) -> Value {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("listener did not stop");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("listener output {text:?}: {e}"))
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `mcrgen` in a namespace to completion; returns its JSON summary.
+pub fn generate(ns: &Netns, iface: &str, group: &str, port: u16, args: &[&str]) -> Value {
+    let out = ns
+        .command(&bin("mcrgen"))
+        .args(["--json", "--interface", iface, "--group", group, "--port"])
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .expect("spawn mcrgen");
+    assert!(
+        out.status.success(),
+        "mcrgen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("mcrgen json")
+}
+
+/// The listener's totals, as plain numbers, for assertions.
+pub fn total(summary: &Value, key: &str) -> u64 {
+    summary["total"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no total.{key} in {summary}"))
+}
+
+/// Asserts a listener saw exactly `expected` packets, none lost,
+/// duplicated, reordered or corrupted.
+pub fn assert_exact(summary: &Value, expected: u64) {
+    let t = &summary["total"];
+    assert_eq!(total(summary, "received"), expected, "received: {summary:#}");
+    for k in ["lost", "duplicates", "reordered", "corrupted"] {
+        assert_eq!(t[k].as_u64(), Some(0), "{k} must be 0: {summary:#}");
+    }
+}
+
+pub fn write_file(path: &Path, contents: &[u8]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(contents).unwrap();
+}

@@ -35,6 +35,8 @@ enum Command {
         #[arg(long, default_value = "/run/mcr/mcrd.sock")]
         control_socket_path: PathBuf,
     },
+    /// Join a group and count what arrives (a diagnostic receiver; see docs).
+    Listen(mcr_cli::traffic::ListenArgs),
     /// Validate a config file without starting (exit 0 when valid, 2 when not).
     CheckConfig {
         /// The file to check.
@@ -62,6 +64,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_level.as_deref(), cli.log_format);
     match cli.command {
+        Command::Listen(args) => match mcr_cli::traffic::listen::main(&args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::CheckConfig { file } => match mcr_config::load_file(&file) {
             Ok(c) => {
                 println!(

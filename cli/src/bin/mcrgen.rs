@@ -1,1 +1,27 @@
-fn main() {}
+//! `mcrgen`: multicast/unicast UDP traffic generator for tests and benchmarks.
+//! The payload format is documented in `mcr_cli::traffic`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mcr_cli::traffic::gen::{self, GenArgs};
+
+#[derive(Parser, Debug)]
+#[command(name = "mcrgen", version, about = "UDP traffic generator for mcr tests and benchmarks")]
+struct Cli {
+    #[command(flatten)]
+    args: GenArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match gen::main(&cli.args) {
+        // Every send failed: nothing was generated.
+        Ok(s) if s.sent == 0 && s.errors > 0 => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcrgen: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! End-to-end tests of the static relay: real namespaces, veth pairs, a real
+//! mcrd, traffic from mcrgen counted by `mcrd listen`.
+
+use mcr_tests::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// src --(g | i)-- relay --(o0 | s0)-- sink0, (o1 | s1) sink1, ...
+///
+/// Input link 10.77.0.0/24 (src .1, relay .2); output link k is
+/// 10.78.k.0/24 (relay .1, sink .2). All inside namespaces made here.
+struct Topo {
+    tag: String,
+    src: Netns,
+    relay: Netns,
+    sinks: Vec<Netns>,
+    dir: TempDir,
+}
+
+impl Topo {
+    fn new(outputs: usize) -> Topo {
+        let tag = unique_tag();
+        let src = Netns::new(format!("{tag}-src"));
+        let relay = Netns::new(format!("{tag}-rly"));
+        let sinks: Vec<Netns> = (0..outputs)
+            .map(|k| Netns::new(format!("{tag}-snk{k}")))
+            .collect();
+        let t = Topo {
+            dir: TempDir::new(&tag),
+            tag,
+            src,
+            relay,
+            sinks,
+        };
+        veth(&t.src, &t.g(), "10.77.0.1/24", &t.relay, &t.i(), "10.77.0.2/24");
+        for k in 0..outputs {
+            veth(
+                &t.relay,
+                &t.o(k),
+                &format!("10.78.{k}.1/24"),
+                &t.sinks[k],
+                &t.s(k),
+                &format!("10.78.{k}.2/24"),
+            );
+        }
+        t
+    }
+    /// The generator's interface (in src).
+    fn g(&self) -> String {
+        format!("{}g", self.tag)
+    }
+    /// The relay's input interface.
+    fn i(&self) -> String {
+        format!("{}i", self.tag)
+    }
+    /// The relay's k-th output interface.
+    fn o(&self, k: usize) -> String {
+        format!("{}o{k}", self.tag)
+    }
+    /// The k-th sink's interface.
+    fn s(&self, k: usize) -> String {
+        format!("{}s{k}", self.tag)
+    }
+
+    fn mcrd(&self, config: &str) -> Mcrd {
+        Mcrd::start(&self.relay, &self.dir, config)
+    }
+
+    fn listen(&self, k: usize, group: &str, port: u16, extra: &[&str]) -> Listener {
+        Listener::start(&self.sinks[k], &self.dir, &self.s(k), group, port, extra)
+    }
+
+    fn send(&self, group: &str, port: u16, args: &[&str]) -> Value {
+        generate(&self.src, &self.g(), group, port, args)
+    }
+}
+
+fn rule(name: &str, input_if: &str, group: &str, port: u16, outputs: &[String]) -> String {
+    format!(
+        "{{ name: \"{name}\", input: {{ interface: \"{input_if}\", group: \"{group}\", port: {port} }}, outputs: [{}] }}",
+        outputs.join(", ")
+    )
+}
+
+fn output(iface: &str, group: &str, port: u16) -> String {
+    format!("{{ interface: \"{iface}\", group: \"{group}\", port: {port} }}")
+}
+
+/// A line of the mcrd log with `needle`, parsed as `key=value` pairs.
+fn log_fields(log: &str, needle: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn final_rule_packets(mcrd: &Mcrd, rule: &str) -> u64 {
+    let log = mcrd.log_text();
+    log_fields(&log, "final counters")
+        .into_iter()
+        .find(|f| f.get("rule").map(String::as_str) == Some(rule))
+        .and_then(|f| f.get("packets").and_then(|p| p.parse().ok()))
+        .unwrap_or_else(|| panic!("no final counters for {rule} in:\n{log}"))
+}
+
+fn final_drop(mcrd: &Mcrd, reason: &str) -> u64 {
+    let log = mcrd.log_text();
+    log_fields(&log, "final drops")
+        .into_iter()
+        .next()
+        .and_then(|f| f.get(reason).and_then(|p| p.parse().ok()))
+        .unwrap_or_else(|| panic!("no final drops {reason} in:\n{log}"))
+}
+
+#[test]
+fn one_to_one_with_group_and_port_translation() {
+    let t = Topo::new(1);
+    let cfg = format!(
+        "{{ rules: [ {} ] }}",
+        rule("t1", &t.i(), "239.1.1.1", 5000, &[output(&t.o(0), "239.2.2.2", 6000)])
+    );
+    let mut mcrd = t.mcrd(&cfg);
+    let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
+    let sent = t.send("239.1.1.1", 5000, &["--rate", "10000", "--count", "30000", "--size", "512"]);
+    assert_eq!(sent["sent"], 30000);
+    let got = l.finish();
+    assert_exact(&got, 30000);
+    assert_eq!(got["total"]["min_size"], 512);
+    assert_eq!(got["total"]["max_size"], 512);
+    // Default multicast output TTL is 1.
+    assert_eq!(got["total"]["ttl_max"], 1);
+    let (took, status) = mcrd.stop();
+    assert!(status.success(), "mcrd exit: {status}");
+    assert!(took < Duration::from_secs(2), "stop took {took:?}");
+    assert_eq!(final_rule_packets(&mcrd, "t1"), 30000);
+}
+
+#[test]
+fn fan_out_to_three_interfaces_and_two_groups_on_one() {
+    let t = Topo::new(3);
+    let outs = vec![
+        output(&t.o(0), "239.2.2.1", 6000),
+        output(&t.o(0), "239.2.2.2", 6000),
+        output(&t.o(1), "239.2.2.3", 6001),
+        output(&t.o(2), "239.2.2.4", 6002),
+    ];
+    let cfg = format!("{{ rules: [ {} ] }}", rule("fan", &t.i(), "239.1.1.1", 5000, &outs));
+    let _mcrd = t.mcrd(&cfg);
+    let ls = vec![
+        t.listen(0, "239.2.2.1", 6000, &["--idle-timeout", "1.5"]),
+        t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]),
+        t.listen(1, "239.2.2.3", 6001, &["--idle-timeout", "1.5"]),
+        t.listen(2, "239.2.2.4", 6002, &["--idle-timeout", "1.5"]),
+    ];
+    t.send("239.1.1.1", 5000, &["--rate", "10000", "--count", "10000", "--size", "1316"]);
+    for l in ls {
+        assert_exact(&l.finish(), 10000);
+    }
+}
+
+#[test]
+fn multicast_to_unicast_and_unicast_to_multicast() {
+    let t = Topo::new(2);
+    let cfg = format!(
+        "{{ rules: [ {}, {} ] }}",
+        rule("m2u", &t.i(), "239.1.1.1", 5000, &[output(&t.o(0), "10.78.0.2", 7000)]),
+        rule("u2m", &t.i(), "10.77.0.2", 5100, &[output(&t.o(1), "239.3.3.3", 7100)]),
+    );
+    let _mcrd = t.mcrd(&cfg);
+    let uc = t.listen(0, "10.78.0.2", 7000, &["--idle-timeout", "1.5"]);
+    let mc = t.listen(1, "239.3.3.3", 7100, &["--idle-timeout", "1.5"]);
+    t.send("239.1.1.1", 5000, &["--rate", "5000", "--count", "5000"]);
+    t.send("10.77.0.2", 5100, &["--rate", "5000", "--count", "5000"]);
+    let uc = uc.finish();
+    assert_exact(&uc, 5000);
+    // Unicast output TTL defaults to 64.
+    assert_eq!(uc["total"]["ttl_max"], 64);
+    assert_exact(&mc.finish(), 5000);
+}
+
+#[test]
+fn rpf_check_is_bypassed() {
+    let t = Topo::new(1);
+    // The sender's source is on a subnet the relay has no route back to.
+    t.src.ip(&["addr", "flush", "dev", &t.g()]);
+    t.src.ip(&["addr", "add", "10.99.5.1/24", "dev", &t.g()]);
+    t.relay.sysctl("net.ipv4.conf.all.rp_filter", "1");
+    t.relay.sysctl(&format!("net.ipv4.conf.{}.rp_filter", t.i()), "1");
+    let cfg = format!(
+        "{{ rules: [ {} ] }}",
+        rule("rpf", &t.i(), "239.1.1.1", 5000, &[output(&t.o(0), "239.2.2.2", 6000)])
+    );
+    let _mcrd = t.mcrd(&cfg);
+    let routes = t.relay.exec(&["ip", "route", "get", "10.99.5.1"]);
+    assert!(!routes.status.success(), "relay must have no route back to the source");
+    let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
+    t.send("239.1.1.1", 5000, &["--rate", "5000", "--count", "5000"]);
+    assert_exact(&l.finish(), 5000);
+}
+
+#[test]
+fn own_frames_are_never_input_on_a_shared_bridge() {
+    // One L2 segment: a bridge in a "switch" namespace joins the sender, the
+    // relay's input and output, and the sink. What the relay sends on its
+    // output floods back to its input.
+    let tag = unique_tag();
+    let sw = Netns::new(format!("{tag}-sw"));
+    let src = Netns::new(format!("{tag}-src"));
+    let relay = Netns::new(format!("{tag}-rly"));
+    let sink = Netns::new(format!("{tag}-snk"));
+    let dir = TempDir::new(&tag);
+    let br = format!("{tag}br");
+    sw.ip(&["link", "add", &br, "type", "bridge", "mcast_snooping", "0"]);
+    sw.ip(&["link", "set", &br, "up"]);
+    let ports = [
+        (&src, format!("{tag}g"), "10.77.0.1/24"),
+        (&relay, format!("{tag}i"), "10.77.0.2/24"),
+        (&relay, format!("{tag}o"), "10.77.0.3/24"),
+        (&sink, format!("{tag}s"), "10.77.0.4/24"),
+    ];
+    for (k, (ns, name, addr)) in ports.iter().enumerate() {
+        let p = format!("{tag}p{k}");
+        veth(&sw, &p, "", ns, name, addr);
+        sw.ip(&["link", "set", &p, "master", &br]);
+    }
+    let cfg = format!(
+        "{{ rules: [ {} ] }}",
+        rule("loop", &format!("{tag}i"), "239.1.1.1", 5000, &[output(&format!("{tag}o"), "239.1.1.1", 5000)])
+    );
+    let mut mcrd = Mcrd::start(&relay, &dir, &cfg);
+    let l = Listener::start(&sink, &dir, &format!("{tag}s"), "239.1.1.1", 5000, &["--idle-timeout", "1.5"]);
+    generate(&src, &format!("{tag}g"), "239.1.1.1", 5000, &["--rate", "2000", "--count", "2000"]);
+    let got = l.finish();
+    // The sink sees the original stream (from the sender) and exactly one
+    // relayed copy (from the relay's output address), each complete.
+    assert_eq!(total(&got, "received"), 4000, "{got:#}");
+    let streams = got["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 2, "{got:#}");
+    for s in streams {
+        assert_eq!(s["received"], 2000, "{got:#}");
+        assert_eq!(s["duplicates"], 0, "{got:#}");
+        assert_eq!(s["lost"], 0, "{got:#}");
+    }
+    mcrd.stop();
+    assert_eq!(final_rule_packets(&mcrd, "loop"), 2000);
+    assert!(final_drop(&mcrd, "own_frame") >= 2000, "{}", mcrd.log_text());
+}
+
+#[test]
+fn output_ttl_is_the_configured_value() {
+    let t = Topo::new(2);
+    let cfg = format!(
+        "{{ rules: [ {}, {} ] }}",
+        rule(
+            "ttl",
+            &t.i(),
+            "239.1.1.1",
+            5000,
+            &[format!("{{ interface: \"{}\", group: \"239.2.2.2\", port: 6000, ttl: 7 }}", t.o(0))]
+        ),
+        rule(
+            "ttl-uc",
+            &t.i(),
+            "239.1.1.2",
+            5000,
+            &[format!("{{ interface: \"{}\", group: \"10.78.1.2\", port: 6001, ttl: 3 }}", t.o(1))]
+        ),
+    );
+    let _mcrd = t.mcrd(&cfg);
+    let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1"]);
+    let u = t.listen(1, "10.78.1.2", 6001, &["--idle-timeout", "1"]);
+    t.send("239.1.1.1", 5000, &["--rate", "1000", "--count", "200", "--ttl", "32"]);
+    t.send("239.1.1.2", 5000, &["--rate", "1000", "--count", "200", "--ttl", "32"]);
+    let got = l.finish();
+    assert_exact(&got, 200);
+    assert_eq!(got["total"]["ttl_min"], 7);
+    assert_eq!(got["total"]["ttl_max"], 7);
+    let got = u.finish();
+    assert_exact(&got, 200);
+    assert_eq!(got["total"]["ttl_min"], 3);
+    assert_eq!(got["total"]["ttl_max"], 3);
+}
+
+#[test]
+fn rule_activates_when_its_interface_appears_and_survives_its_removal() {
+    let tag = unique_tag();
+    let src = Netns::new(format!("{tag}-src"));
+    let relay = Netns::new(format!("{tag}-rly"));
+    let sink = Netns::new(format!("{tag}-snk"));
+    let dir = TempDir::new(&tag);
+    let (g, i, o, s) = (format!("{tag}g"), format!("{tag}i"), format!("{tag}o"), format!("{tag}s"));
+    veth(&relay, &o, "10.78.0.1/24", &sink, &s, "10.78.0.2/24");
+    let cfg = format!(
+        "{{ rules: [ {} ] }}",
+        rule("late", &i, "239.1.1.1", 5000, &[output(&o, "239.2.2.2", 6000)])
+    );
+    let mut mcrd = Mcrd::start(&relay, &dir, &cfg);
+    mcrd.wait_log(&format!("Interface '{i}' not found"), Duration::from_secs(5));
+
+    let l = Listener::start(&sink, &dir, &s, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
+    veth(&src, &g, "10.77.0.1/24", &relay, &i, "10.77.0.2/24");
+    // Traffic starts the moment the interface is up; at 1000 pps the first
+    // sequence number delivered says how long activation took.
+    let t0 = Instant::now();
+    generate(&src, &g, "239.1.1.1", 5000, &["--rate", "1000", "--count", "3000"]);
+    let got = l.finish();
+    let first = got["streams"][0]["first_seq"].as_u64().expect("traffic relayed");
+    assert!(first < 1000, "first relayed seq {first}: activation took over 1 s");
+    assert!(total(&got, "received") >= 2000, "{got:#}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+
+    // Remove the input interface: the rule deactivates, mcrd keeps running.
+    relay.ip(&["link", "del", &i]);
+    mcrd.wait_log("interface removed", Duration::from_secs(5));
+    mcrd.wait_log(&format!("Interface '{i}' not found; rule inactive"), Duration::from_secs(5));
+    let (_, status) = mcrd.stop();
+    assert!(status.success(), "mcrd exit {status}:\n{}", mcrd.log_text());
+    assert!(!mcrd.log_text().contains("panicked"));
+}
+
+#[test]
+fn payload_sizes_from_1_to_jumbo_relay_intact() {
+    let t = Topo::new(1);
+    for ns_if in [(&t.src, t.g()), (&t.relay, t.i()), (&t.relay, t.o(0)), (&t.sinks[0], t.s(0))] {
+        ns_if.0.ip(&["link", "set", &ns_if.1, "mtu", "9000"]);
+    }
+    let cfg = format!(
+        "{{ rules: [ {} ] }}",
+        rule("sizes", &t.i(), "239.1.1.1", 5000, &[output(&t.o(0), "239.2.2.2", 6000)])
+    );
+    let _mcrd = t.mcrd(&cfg);
+    for size in [1u32, 23, 24, 100, 1472, 1473, 4000, 8972] {
+        let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "0.7"]);
+        t.send("239.1.1.1", 5000, &["--rate", "2000", "--count", "100", "--size", &size.to_string()]);
+        let got = l.finish();
+        assert_eq!(got["packets"], 100, "size {size}: {got:#}");
+        assert_eq!(got["bytes"], 100 * u64::from(size), "size {size}: {got:#}");
+        if size >= 24 {
+            assert_exact(&got, 100);
+        }
+    }
+}
+
+#[test]
+fn fragments_and_truncated_frames_are_dropped_and_counted() {
+    let t = Topo::new(1);
+    let cfg = format!(
+        "{{ rules: [ {} ] }}",
+        rule("frag", &t.i(), "239.1.1.1", 5000, &[output(&t.o(0), "239.2.2.2", 6000)])
+    );
+    let mut mcrd = t.mcrd(&cfg);
+    let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
+    // 3000-byte datagrams on a 1500 MTU link leave the sender fragmented.
+    t.send("239.1.1.1", 5000, &["--rate", "1000", "--count", "20", "--size", "3000"]);
+    // Frames whose IP total length claims more than they carry.
+    let script = format!(
+        r#"
+import socket, struct
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("{g}", 0))
+eth = b"\x01\x00\x5e\x01\x01\x01" + b"\x02\x00\x00\x00\x00\x09" + b"\x08\x00"
+for claimed in (200, 1000, 60000):
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, claimed, 1, 0x4000, 4, 17, 0,
+                     socket.inet_aton("10.77.0.1"), socket.inet_aton("239.1.1.1"))
+    udp = struct.pack("!HHHH", 4000, 5000, claimed - 20, 0)
+    for _ in range(10):
+        s.send(eth + ip + udp + b"x" * 16)
+"#,
+        g = t.g()
+    );
+    let out = t.src.exec(&["python3", "-c", &script]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Then good traffic still flows through the same engine.
+    t.send("239.1.1.1", 5000, &["--rate", "1000", "--count", "500"]);
+    let got = l.finish();
+    assert_eq!(total(&got, "received"), 500, "{got:#}");
+    mcrd.stop();
+    assert!(final_drop(&mcrd, "fragment") >= 20, "{}", mcrd.log_text());
+    assert!(final_drop(&mcrd, "truncated") >= 30, "{}", mcrd.log_text());
+    assert!(!mcrd.log_text().contains("panicked"));
+}
