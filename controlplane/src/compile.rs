@@ -31,8 +31,12 @@ pub struct DesiredRule {
 pub enum RuleState {
     Active,
     /// Forwarding to the outputs whose interface exists; the others wait.
-    Partial { waiting: Vec<String> },
-    Inactive { reason: String },
+    Partial {
+        waiting: Vec<String>,
+    },
+    Inactive {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

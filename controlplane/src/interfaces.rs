@@ -134,7 +134,8 @@ impl LinkMonitor {
         let mut changed = false;
         loop {
             // SAFETY: buf is valid for writes of its full length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n > 0 {
                 changed = true;
                 continue;

@@ -102,7 +102,10 @@ impl Supervisor {
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();
-        if !sup.engines.wait_for_generation(sup.generation, Duration::from_secs(2)) {
+        if !sup
+            .engines
+            .wait_for_generation(sup.generation, Duration::from_secs(2))
+        {
             tracing::warn!("engines slow to take the first forwarding table");
         }
         let active = sup
@@ -187,11 +190,18 @@ impl Supervisor {
     fn rescan_interfaces(&mut self) {
         match Interfaces::scan() {
             Ok(now) if now != self.interfaces => {
-                for gone in self.interfaces.iter().filter(|i| now.get(&i.name).is_none()) {
+                for gone in self
+                    .interfaces
+                    .iter()
+                    .filter(|i| now.get(&i.name).is_none())
+                {
                     tracing::info!(interface = %gone.name, "interface removed");
                     self.memberships.forget_interface(gone.index);
                 }
-                for new in now.iter().filter(|i| self.interfaces.get(&i.name).is_none()) {
+                for new in now
+                    .iter()
+                    .filter(|i| self.interfaces.get(&i.name).is_none())
+                {
                     tracing::info!(interface = %new.name, index = new.index, "interface appeared");
                 }
                 self.interfaces = now;

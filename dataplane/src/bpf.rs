@@ -221,7 +221,10 @@ mod tests {
     fn rejects_own_frames_and_later_fragments() {
         let g = Ipv4Addr::new(239, 1, 1, 1);
         let prog = capture_filter(&[(g, 5000)]);
-        assert_eq!(interpret(&prog, &frame(g, 5000, false, 17), PACKET_OUTGOING), 0);
+        assert_eq!(
+            interpret(&prog, &frame(g, 5000, false, 17), PACKET_OUTGOING),
+            0
+        );
         assert_eq!(interpret(&prog, &frame(g, 5000, true, 17), 2), 0);
     }
 

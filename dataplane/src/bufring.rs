@@ -68,7 +68,10 @@ impl BufRing {
         buf_size: usize,
         bgid: u16,
     ) -> io::Result<BufRing> {
-        assert!(count.is_power_of_two(), "buffer count must be a power of two");
+        assert!(
+            count.is_power_of_two(),
+            "buffer count must be a power of two"
+        );
         let entries = Mapping::new(usize::from(count) * std::mem::size_of::<BufRingEntry>())?;
         let data = Mapping::new(usize::from(count) * buf_size)?;
         let mut ring = BufRing {

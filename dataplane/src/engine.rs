@@ -55,8 +55,16 @@ const CANCEL: u64 = 1 << 62;
 const NO_ATTRIBUTION: u64 = 0xffff;
 
 fn send_data(tag: u64, rule: usize, out: usize, bid: u16) -> u64 {
-    let rule = if rule < 0xffff { rule as u64 } else { NO_ATTRIBUTION };
-    let out = if out < 0xffff { out as u64 } else { NO_ATTRIBUTION };
+    let rule = if rule < 0xffff {
+        rule as u64
+    } else {
+        NO_ATTRIBUTION
+    };
+    let out = if out < 0xffff {
+        out as u64
+    } else {
+        NO_ATTRIBUTION
+    };
     SEND | ((tag & 0x7fff) << 48) | (rule << 32) | (out << 16) | u64::from(bid)
 }
 
@@ -150,7 +158,11 @@ impl Engine {
             self.arm_inputs();
             match self.ring.submitter().submit_with_args(1, &args) {
                 Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                    ) => {}
                 Err(e) => tracing::warn!(engine = self.index, error = %e, "io_uring wait failed"),
             }
             // Drain, submitting the sends each pass produced, until a pass
@@ -268,7 +280,12 @@ impl Engine {
             if res == -libc::ENOBUFS {
                 self.drops.no_buffer += 1;
             } else if res != -libc::ECANCELED {
-                tracing::debug!(engine = self.index, ifindex, error = -res, "capture receive error");
+                tracing::debug!(
+                    engine = self.index,
+                    ifindex,
+                    error = -res,
+                    "capture receive error"
+                );
             }
             return 0;
         }
@@ -357,7 +374,11 @@ impl Engine {
         let rule = ((data >> 32) & 0xffff) as usize;
         let tag = (data >> 48) & 0x7fff;
         if tag == self.table.generation() & 0x7fff {
-            if let Some(c) = self.counters.get_mut(rule).and_then(|r| r.outputs.get_mut(out)) {
+            if let Some(c) = self
+                .counters
+                .get_mut(rule)
+                .and_then(|r| r.outputs.get_mut(out))
+            {
                 if res >= 0 {
                     c.packets += 1;
                     c.bytes += res as u64;
@@ -383,7 +404,9 @@ impl Engine {
     fn arm_inputs(&mut self) {
         let bgid = self.bufs.bgid();
         for slot in 0..self.inputs.len() {
-            let Some(input) = &mut self.inputs[slot] else { continue };
+            let Some(input) = &mut self.inputs[slot] else {
+                continue;
+            };
             if input.armed || input.closing {
                 continue;
             }
@@ -411,14 +434,14 @@ impl Engine {
                 }
                 None => match CaptureSocket::open(*ifindex, pairs, fanout_id(*ifindex)) {
                     Ok(sock) => {
-                        let slot = self
-                            .inputs
-                            .iter()
-                            .position(Option::is_none)
-                            .unwrap_or_else(|| {
-                                self.inputs.push(None);
-                                self.inputs.len() - 1
-                            });
+                        let slot =
+                            self.inputs
+                                .iter()
+                                .position(Option::is_none)
+                                .unwrap_or_else(|| {
+                                    self.inputs.push(None);
+                                    self.inputs.len() - 1
+                                });
                         self.inputs[slot] = Some(InputSlot {
                             sock,
                             armed: false,
@@ -504,7 +527,9 @@ impl Engine {
     }
 
     fn close_input(&mut self, slot: usize) {
-        let Some(Some(input)) = self.inputs.get_mut(slot) else { return };
+        let Some(Some(input)) = self.inputs.get_mut(slot) else {
+            return;
+        };
         if input.armed {
             input.closing = true;
             let entry = opcode::AsyncCancel::new(slot as u64)

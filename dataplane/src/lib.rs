@@ -41,7 +41,11 @@ impl EngineSet {
     /// Starts one engine per CPU in `cpus`, each pinned to its CPU, all
     /// following `table`. Returns once every engine is ready, or the first
     /// error.
-    pub fn start(cpus: &[usize], table: TableHandle, params: EngineParams) -> Result<EngineSet, StartError> {
+    pub fn start(
+        cpus: &[usize],
+        table: TableHandle,
+        params: EngineParams,
+    ) -> Result<EngineSet, StartError> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut set = EngineSet {
             handles: Vec::new(),
@@ -52,7 +56,12 @@ impl EngineSet {
         for (index, &cpu) in cpus.iter().enumerate() {
             let stats = StatsHandle::default();
             let (ready_tx, ready_rx) = crossbeam_channel::bounded::<std::io::Result<()>>(1);
-            let (t, s, st, p) = (table.clone(), stats.clone(), Arc::clone(&stop), params.clone());
+            let (t, s, st, p) = (
+                table.clone(),
+                stats.clone(),
+                Arc::clone(&stop),
+                params.clone(),
+            );
             let spawned = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
                 .name(&format!("mcr-engine-{index}"))
                 .spawn(move || async move {

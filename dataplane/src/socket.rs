@@ -96,7 +96,7 @@ impl CaptureSocket {
                 size_of::<libc::sockaddr_ll>() as u32,
             )
         })?;
-        let fanout: u32 = u32::from(fanout_id) | ((libc::PACKET_FANOUT_HASH as u32) << 16);
+        let fanout: u32 = u32::from(fanout_id) | (libc::PACKET_FANOUT_HASH << 16);
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, &fanout)?;
         Ok(CaptureSocket { fd, ifindex })
     }

@@ -106,7 +106,9 @@ impl Drop for Netns {
 /// Creates a veth pair with one end in each namespace, addresses them
 /// (`a_addr`/`b_addr` in CIDR form, or "" for none) and brings both up.
 pub fn veth(a: &Netns, a_name: &str, a_addr: &str, b: &Netns, b_name: &str, b_addr: &str) {
-    a.ip(&["link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", &b.name]);
+    a.ip(&[
+        "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", &b.name,
+    ]);
     for (ns, name, addr) in [(a, a_name, a_addr), (b, b_name, b_addr)] {
         if !addr.is_empty() {
             ns.ip(&["addr", "add", addr, "dev", name]);
@@ -187,12 +189,22 @@ impl Mcrd {
             if self.log_text().contains(needle) {
                 return;
             }
-            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("mcrd exited ({st}) before logging {needle:?}:\n{}", self.log_text());
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "mcrd exited ({st}) before logging {needle:?}:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("mcrd did not log {needle:?} within {timeout:?}:\n{}", self.log_text());
+        panic!(
+            "mcrd did not log {needle:?} within {timeout:?}:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn pid(&self) -> u32 {
@@ -246,13 +258,28 @@ pub struct Listener {
 impl Listener {
     /// Starts a listener and waits until it has joined. `extra` adds flags
     /// such as `--count`, `--duration`, `--idle-timeout`.
-    pub fn start(ns: &Netns, dir: &TempDir, iface: &str, group: &str, port: u16, extra: &[&str]) -> Listener {
+    pub fn start(
+        ns: &Netns,
+        dir: &TempDir,
+        iface: &str,
+        group: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Listener {
         let tag = unique_tag();
         let ready = dir.path(&format!("ready-{tag}"));
         let out = dir.path(&format!("listen-{tag}.json"));
         let child = ns
             .command(&bin("mcrd"))
-            .args(["listen", "--json", "--interface", iface, "--group", group, "--port"])
+            .args([
+                "listen",
+                "--json",
+                "--interface",
+                iface,
+                "--group",
+                group,
+                "--port",
+            ])
             .arg(port.to_string())
             .arg("--ready-file")
             .arg(&ready)
@@ -328,7 +355,11 @@ pub fn total(summary: &Value, key: &str) -> u64 {
 /// duplicated, reordered or corrupted.
 pub fn assert_exact(summary: &Value, expected: u64) {
     let t = &summary["total"];
-    assert_eq!(total(summary, "received"), expected, "received: {summary:#}");
+    assert_eq!(
+        total(summary, "received"),
+        expected,
+        "received: {summary:#}"
+    );
     for k in ["lost", "duplicates", "reordered", "corrupted"] {
         assert_eq!(t[k].as_u64(), Some(0), "{k} must be 0: {summary:#}");
     }

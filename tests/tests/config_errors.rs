@@ -102,11 +102,17 @@ fn bad_configs_exit_2_naming_line_and_key() {
                 dir.path("s.sock").display().to_string(),
             ],
         ] {
-            let out = std::process::Command::new(&mcrd).args(&args).output().unwrap();
+            let out = std::process::Command::new(&mcrd)
+                .args(&args)
+                .output()
+                .unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{what} ({args:?}): {err}");
             assert!(!err.contains("panicked"), "{what}: {err}");
-            assert!(err.contains(&format!("{fname}:{line}:")), "{what}: want {fname}:{line}: in {err}");
+            assert!(
+                err.contains(&format!("{fname}:{line}:")),
+                "{what}: want {fname}:{line}: in {err}"
+            );
             assert!(err.contains(needle), "{what}: want {needle:?} in {err}");
         }
     }
@@ -140,5 +146,9 @@ fn good_config_passes_check() {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -32,7 +32,14 @@ impl Topo {
             relay,
             sinks,
         };
-        veth(&t.src, &t.g(), "10.77.0.1/24", &t.relay, &t.i(), "10.77.0.2/24");
+        veth(
+            &t.src,
+            &t.g(),
+            "10.77.0.1/24",
+            &t.relay,
+            &t.i(),
+            "10.77.0.2/24",
+        );
         for k in 0..outputs {
             veth(
                 &t.relay,
@@ -122,11 +129,21 @@ fn one_to_one_with_group_and_port_translation() {
     let t = Topo::new(1);
     let cfg = format!(
         "{{ rules: [ {} ] }}",
-        rule("t1", &t.i(), "239.1.1.1", 5000, &[output(&t.o(0), "239.2.2.2", 6000)])
+        rule(
+            "t1",
+            &t.i(),
+            "239.1.1.1",
+            5000,
+            &[output(&t.o(0), "239.2.2.2", 6000)]
+        )
     );
     let mut mcrd = t.mcrd(&cfg);
     let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
-    let sent = t.send("239.1.1.1", 5000, &["--rate", "10000", "--count", "30000", "--size", "512"]);
+    let sent = t.send(
+        "239.1.1.1",
+        5000,
+        &["--rate", "10000", "--count", "30000", "--size", "512"],
+    );
     assert_eq!(sent["sent"], 30000);
     let got = l.finish();
     assert_exact(&got, 30000);
@@ -149,7 +166,10 @@ fn fan_out_to_three_interfaces_and_two_groups_on_one() {
         output(&t.o(1), "239.2.2.3", 6001),
         output(&t.o(2), "239.2.2.4", 6002),
     ];
-    let cfg = format!("{{ rules: [ {} ] }}", rule("fan", &t.i(), "239.1.1.1", 5000, &outs));
+    let cfg = format!(
+        "{{ rules: [ {} ] }}",
+        rule("fan", &t.i(), "239.1.1.1", 5000, &outs)
+    );
     let _mcrd = t.mcrd(&cfg);
     let ls = vec![
         t.listen(0, "239.2.2.1", 6000, &["--idle-timeout", "1.5"]),
@@ -157,7 +177,11 @@ fn fan_out_to_three_interfaces_and_two_groups_on_one() {
         t.listen(1, "239.2.2.3", 6001, &["--idle-timeout", "1.5"]),
         t.listen(2, "239.2.2.4", 6002, &["--idle-timeout", "1.5"]),
     ];
-    t.send("239.1.1.1", 5000, &["--rate", "10000", "--count", "10000", "--size", "1316"]);
+    t.send(
+        "239.1.1.1",
+        5000,
+        &["--rate", "10000", "--count", "10000", "--size", "1316"],
+    );
     for l in ls {
         assert_exact(&l.finish(), 10000);
     }
@@ -168,8 +192,20 @@ fn multicast_to_unicast_and_unicast_to_multicast() {
     let t = Topo::new(2);
     let cfg = format!(
         "{{ rules: [ {}, {} ] }}",
-        rule("m2u", &t.i(), "239.1.1.1", 5000, &[output(&t.o(0), "10.78.0.2", 7000)]),
-        rule("u2m", &t.i(), "10.77.0.2", 5100, &[output(&t.o(1), "239.3.3.3", 7100)]),
+        rule(
+            "m2u",
+            &t.i(),
+            "239.1.1.1",
+            5000,
+            &[output(&t.o(0), "10.78.0.2", 7000)]
+        ),
+        rule(
+            "u2m",
+            &t.i(),
+            "10.77.0.2",
+            5100,
+            &[output(&t.o(1), "239.3.3.3", 7100)]
+        ),
     );
     let _mcrd = t.mcrd(&cfg);
     let uc = t.listen(0, "10.78.0.2", 7000, &["--idle-timeout", "1.5"]);
@@ -190,14 +226,24 @@ fn rpf_check_is_bypassed() {
     t.src.ip(&["addr", "flush", "dev", &t.g()]);
     t.src.ip(&["addr", "add", "10.99.5.1/24", "dev", &t.g()]);
     t.relay.sysctl("net.ipv4.conf.all.rp_filter", "1");
-    t.relay.sysctl(&format!("net.ipv4.conf.{}.rp_filter", t.i()), "1");
+    t.relay
+        .sysctl(&format!("net.ipv4.conf.{}.rp_filter", t.i()), "1");
     let cfg = format!(
         "{{ rules: [ {} ] }}",
-        rule("rpf", &t.i(), "239.1.1.1", 5000, &[output(&t.o(0), "239.2.2.2", 6000)])
+        rule(
+            "rpf",
+            &t.i(),
+            "239.1.1.1",
+            5000,
+            &[output(&t.o(0), "239.2.2.2", 6000)]
+        )
     );
     let _mcrd = t.mcrd(&cfg);
     let routes = t.relay.exec(&["ip", "route", "get", "10.99.5.1"]);
-    assert!(!routes.status.success(), "relay must have no route back to the source");
+    assert!(
+        !routes.status.success(),
+        "relay must have no route back to the source"
+    );
     let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
     t.send("239.1.1.1", 5000, &["--rate", "5000", "--count", "5000"]);
     assert_exact(&l.finish(), 5000);
@@ -230,11 +276,30 @@ fn own_frames_are_never_input_on_a_shared_bridge() {
     }
     let cfg = format!(
         "{{ rules: [ {} ] }}",
-        rule("loop", &format!("{tag}i"), "239.1.1.1", 5000, &[output(&format!("{tag}o"), "239.1.1.1", 5000)])
+        rule(
+            "loop",
+            &format!("{tag}i"),
+            "239.1.1.1",
+            5000,
+            &[output(&format!("{tag}o"), "239.1.1.1", 5000)]
+        )
     );
     let mut mcrd = Mcrd::start(&relay, &dir, &cfg);
-    let l = Listener::start(&sink, &dir, &format!("{tag}s"), "239.1.1.1", 5000, &["--idle-timeout", "1.5"]);
-    generate(&src, &format!("{tag}g"), "239.1.1.1", 5000, &["--rate", "2000", "--count", "2000"]);
+    let l = Listener::start(
+        &sink,
+        &dir,
+        &format!("{tag}s"),
+        "239.1.1.1",
+        5000,
+        &["--idle-timeout", "1.5"],
+    );
+    generate(
+        &src,
+        &format!("{tag}g"),
+        "239.1.1.1",
+        5000,
+        &["--rate", "2000", "--count", "2000"],
+    );
     let got = l.finish();
     // The sink sees the original stream (from the sender) and exactly one
     // relayed copy (from the relay's output address), each complete.
@@ -248,7 +313,11 @@ fn own_frames_are_never_input_on_a_shared_bridge() {
     }
     mcrd.stop();
     assert_eq!(final_rule_packets(&mcrd, "loop"), 2000);
-    assert!(final_drop(&mcrd, "own_frame") >= 2000, "{}", mcrd.log_text());
+    assert!(
+        final_drop(&mcrd, "own_frame") >= 2000,
+        "{}",
+        mcrd.log_text()
+    );
 }
 
 #[test]
@@ -261,21 +330,35 @@ fn output_ttl_is_the_configured_value() {
             &t.i(),
             "239.1.1.1",
             5000,
-            &[format!("{{ interface: \"{}\", group: \"239.2.2.2\", port: 6000, ttl: 7 }}", t.o(0))]
+            &[format!(
+                "{{ interface: \"{}\", group: \"239.2.2.2\", port: 6000, ttl: 7 }}",
+                t.o(0)
+            )]
         ),
         rule(
             "ttl-uc",
             &t.i(),
             "239.1.1.2",
             5000,
-            &[format!("{{ interface: \"{}\", group: \"10.78.1.2\", port: 6001, ttl: 3 }}", t.o(1))]
+            &[format!(
+                "{{ interface: \"{}\", group: \"10.78.1.2\", port: 6001, ttl: 3 }}",
+                t.o(1)
+            )]
         ),
     );
     let _mcrd = t.mcrd(&cfg);
     let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1"]);
     let u = t.listen(1, "10.78.1.2", 6001, &["--idle-timeout", "1"]);
-    t.send("239.1.1.1", 5000, &["--rate", "1000", "--count", "200", "--ttl", "32"]);
-    t.send("239.1.1.2", 5000, &["--rate", "1000", "--count", "200", "--ttl", "32"]);
+    t.send(
+        "239.1.1.1",
+        5000,
+        &["--rate", "1000", "--count", "200", "--ttl", "32"],
+    );
+    t.send(
+        "239.1.1.2",
+        5000,
+        &["--rate", "1000", "--count", "200", "--ttl", "32"],
+    );
     let got = l.finish();
     assert_exact(&got, 200);
     assert_eq!(got["total"]["ttl_min"], 7);
@@ -293,31 +376,66 @@ fn rule_activates_when_its_interface_appears_and_survives_its_removal() {
     let relay = Netns::new(format!("{tag}-rly"));
     let sink = Netns::new(format!("{tag}-snk"));
     let dir = TempDir::new(&tag);
-    let (g, i, o, s) = (format!("{tag}g"), format!("{tag}i"), format!("{tag}o"), format!("{tag}s"));
+    let (g, i, o, s) = (
+        format!("{tag}g"),
+        format!("{tag}i"),
+        format!("{tag}o"),
+        format!("{tag}s"),
+    );
     veth(&relay, &o, "10.78.0.1/24", &sink, &s, "10.78.0.2/24");
     let cfg = format!(
         "{{ rules: [ {} ] }}",
-        rule("late", &i, "239.1.1.1", 5000, &[output(&o, "239.2.2.2", 6000)])
+        rule(
+            "late",
+            &i,
+            "239.1.1.1",
+            5000,
+            &[output(&o, "239.2.2.2", 6000)]
+        )
     );
     let mut mcrd = Mcrd::start(&relay, &dir, &cfg);
-    mcrd.wait_log(&format!("Interface '{i}' not found"), Duration::from_secs(5));
+    mcrd.wait_log(
+        &format!("Interface '{i}' not found"),
+        Duration::from_secs(5),
+    );
 
-    let l = Listener::start(&sink, &dir, &s, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
+    let l = Listener::start(
+        &sink,
+        &dir,
+        &s,
+        "239.2.2.2",
+        6000,
+        &["--idle-timeout", "1.5"],
+    );
     veth(&src, &g, "10.77.0.1/24", &relay, &i, "10.77.0.2/24");
     // Traffic starts the moment the interface is up; at 1000 pps the first
     // sequence number delivered says how long activation took.
     let t0 = Instant::now();
-    generate(&src, &g, "239.1.1.1", 5000, &["--rate", "1000", "--count", "3000"]);
+    generate(
+        &src,
+        &g,
+        "239.1.1.1",
+        5000,
+        &["--rate", "1000", "--count", "3000"],
+    );
     let got = l.finish();
-    let first = got["streams"][0]["first_seq"].as_u64().expect("traffic relayed");
-    assert!(first < 1000, "first relayed seq {first}: activation took over 1 s");
+    let first = got["streams"][0]["first_seq"]
+        .as_u64()
+        .expect("traffic relayed");
+    assert!(
+        first < 1000,
+        "first relayed seq {first}: activation took over 1 s"
+    );
     assert!(total(&got, "received") >= 2000, "{got:#}");
     assert!(t0.elapsed() < Duration::from_secs(10));
 
     // Remove the input interface: the rule deactivates, mcrd keeps running.
     relay.ip(&["link", "del", &i]);
     mcrd.wait_log("interface removed", Duration::from_secs(5));
-    mcrd.wait_log(&format!("Interface '{i}' not found; rule inactive"), Duration::from_secs(5));
+    mcrd.wait_log(
+        &format!("Interface '{i}' not found; rule inactive"),
+        Duration::from_secs(5),
+    );
     let (_, status) = mcrd.stop();
     assert!(status.success(), "mcrd exit {status}:\n{}", mcrd.log_text());
     assert!(!mcrd.log_text().contains("panicked"));
@@ -326,17 +444,39 @@ fn rule_activates_when_its_interface_appears_and_survives_its_removal() {
 #[test]
 fn payload_sizes_from_1_to_jumbo_relay_intact() {
     let t = Topo::new(1);
-    for ns_if in [(&t.src, t.g()), (&t.relay, t.i()), (&t.relay, t.o(0)), (&t.sinks[0], t.s(0))] {
+    for ns_if in [
+        (&t.src, t.g()),
+        (&t.relay, t.i()),
+        (&t.relay, t.o(0)),
+        (&t.sinks[0], t.s(0)),
+    ] {
         ns_if.0.ip(&["link", "set", &ns_if.1, "mtu", "9000"]);
     }
     let cfg = format!(
         "{{ rules: [ {} ] }}",
-        rule("sizes", &t.i(), "239.1.1.1", 5000, &[output(&t.o(0), "239.2.2.2", 6000)])
+        rule(
+            "sizes",
+            &t.i(),
+            "239.1.1.1",
+            5000,
+            &[output(&t.o(0), "239.2.2.2", 6000)]
+        )
     );
     let _mcrd = t.mcrd(&cfg);
     for size in [1u32, 23, 24, 100, 1472, 1473, 4000, 8972] {
         let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "0.7"]);
-        t.send("239.1.1.1", 5000, &["--rate", "2000", "--count", "100", "--size", &size.to_string()]);
+        t.send(
+            "239.1.1.1",
+            5000,
+            &[
+                "--rate",
+                "2000",
+                "--count",
+                "100",
+                "--size",
+                &size.to_string(),
+            ],
+        );
         let got = l.finish();
         assert_eq!(got["packets"], 100, "size {size}: {got:#}");
         assert_eq!(got["bytes"], 100 * u64::from(size), "size {size}: {got:#}");
@@ -351,12 +491,22 @@ fn fragments_and_truncated_frames_are_dropped_and_counted() {
     let t = Topo::new(1);
     let cfg = format!(
         "{{ rules: [ {} ] }}",
-        rule("frag", &t.i(), "239.1.1.1", 5000, &[output(&t.o(0), "239.2.2.2", 6000)])
+        rule(
+            "frag",
+            &t.i(),
+            "239.1.1.1",
+            5000,
+            &[output(&t.o(0), "239.2.2.2", 6000)]
+        )
     );
     let mut mcrd = t.mcrd(&cfg);
     let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
     // 3000-byte datagrams on a 1500 MTU link leave the sender fragmented.
-    t.send("239.1.1.1", 5000, &["--rate", "1000", "--count", "20", "--size", "3000"]);
+    t.send(
+        "239.1.1.1",
+        5000,
+        &["--rate", "1000", "--count", "20", "--size", "3000"],
+    );
     // Frames whose IP total length claims more than they carry.
     let script = format!(
         r#"
@@ -374,7 +524,11 @@ for claimed in (200, 1000, 60000):
         g = t.g()
     );
     let out = t.src.exec(&["python3", "-c", &script]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Then good traffic still flows through the same engine.
     t.send("239.1.1.1", 5000, &["--rate", "1000", "--count", "500"]);
     let got = l.finish();

@@ -7,7 +7,11 @@ use clap::Parser;
 use mcr_cli::traffic::gen::{self, GenArgs};
 
 #[derive(Parser, Debug)]
-#[command(name = "mcrgen", version, about = "UDP traffic generator for mcr tests and benchmarks")]
+#[command(
+    name = "mcrgen",
+    version,
+    about = "UDP traffic generator for mcr tests and benchmarks"
+)]
 struct Cli {
     #[command(flatten)]
     args: GenArgs,

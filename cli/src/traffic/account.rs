@@ -45,7 +45,12 @@ impl Default for Histogram {
 
 impl Histogram {
     pub fn new() -> Self {
-        Histogram { counts: vec![0; N_BUCKETS], total: 0, max: 0, min: u64::MAX }
+        Histogram {
+            counts: vec![0; N_BUCKETS],
+            total: 0,
+            max: 0,
+            min: u64::MAX,
+        }
     }
 
     #[inline]
@@ -68,7 +73,9 @@ impl Histogram {
         let shift = (i - SUB) / HALF + 1;
         let m = (i - SUB) % HALF + HALF;
         // (m+1) << shift - 1, saturating for the top octave
-        ((m as u128 + 1) << shift).saturating_sub(1).min(u64::MAX as u128) as u64
+        ((m as u128 + 1) << shift)
+            .saturating_sub(1)
+            .min(u64::MAX as u128) as u64
     }
 
     #[inline]
@@ -449,7 +456,10 @@ mod tests {
     fn fnv_known_value() {
         assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf29ce484222325);
         assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63dc4c8601ec8c);
-        assert_eq!(fnv1a(fnv1a(FNV_OFFSET, b"foo"), b"bar"), fnv1a(FNV_OFFSET, b"foobar"));
+        assert_eq!(
+            fnv1a(fnv1a(FNV_OFFSET, b"foo"), b"bar"),
+            fnv1a(FNV_OFFSET, b"foobar")
+        );
     }
 
     #[test]

@@ -195,8 +195,12 @@ fn expected_filler(len: usize, stream: u32, seq: u64) -> &'static [u8] {
 #[inline]
 pub fn encode(buf: &mut [u8], stream: u32, seq: u64, ts: u64) {
     if buf.len() >= HEADER_LEN {
-        HeaderRepr { stream_id: stream, seq, timestamp_ns: ts }
-            .emit(&mut Header::new_unchecked(&mut buf[..HEADER_LEN]));
+        HeaderRepr {
+            stream_id: stream,
+            seq,
+            timestamp_ns: ts,
+        }
+        .emit(&mut Header::new_unchecked(&mut buf[..HEADER_LEN]));
     } else {
         let mut full = [0u8; HEADER_LEN];
         encode(&mut full, stream, seq, ts);
@@ -255,7 +259,14 @@ mod tests {
         assert_eq!(&buf[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&buf[16..24], &[0, 0, 0, 0, 0, 0, 0, 42]);
         let r = decode(&buf).unwrap();
-        assert_eq!(r, HeaderRepr { stream_id: 7, seq: 0x0102_0304_0506_0708, timestamp_ns: 42 });
+        assert_eq!(
+            r,
+            HeaderRepr {
+                stream_id: 7,
+                seq: 0x0102_0304_0506_0708,
+                timestamp_ns: 42
+            }
+        );
         assert!(verify(&buf));
         for (i, b) in buf.iter().enumerate().skip(HEADER_LEN) {
             assert_eq!(*b, filler_byte(7, 0x0102_0304_0506_0708, i));
@@ -306,7 +317,10 @@ mod tests {
         fill(&mut exact, 9, 1);
         assert!(verify(&exact));
         assert_eq!(decode(&exact).unwrap().seq, 1);
-        assert_eq!(Header::new_checked(&exact[..3]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Header::new_checked(&exact[..3]).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]

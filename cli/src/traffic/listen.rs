@@ -150,7 +150,11 @@ impl ListenSummary {
             self.packets, self.bytes, self.elapsed_secs, self.pps, self.stop_reason
         );
         if self.unsequenced > 0 || self.ignored > 0 {
-            let _ = writeln!(s, "unsequenced {}  ignored {}", self.unsequenced, self.ignored);
+            let _ = writeln!(
+                s,
+                "unsequenced {}  ignored {}",
+                self.unsequenced, self.ignored
+            );
         }
         for src in &self.sources {
             let _ = writeln!(s, "source {}: {} packets", src.address, src.packets);
@@ -172,7 +176,8 @@ impl ListenSummary {
         for t in &self.streams {
             let name = format!(
                 "stream {} from {}",
-                t.stream.map_or("(no header)".to_string(), |v| v.to_string()),
+                t.stream
+                    .map_or("(no header)".to_string(), |v| v.to_string()),
                 t.source.as_deref().unwrap_or("-")
             );
             line(&mut s, name, t);
@@ -207,8 +212,12 @@ fn open_socket(args: &ListenArgs) -> anyhow::Result<(OwnedFd, i32)> {
     sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1).context("SO_REUSEADDR")?;
     let rcvbuf = sys::set_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF);
     sys::setsockopt_int(&fd, libc::IPPROTO_IP, libc::IP_RECVTTL, 1).context("IP_RECVTTL")?;
-    sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).context("SO_TIMESTAMPNS")?;
-    let tv = libc::timeval { tv_sec: 0, tv_usec: POLL.as_micros() as libc::suseconds_t };
+    sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+        .context("SO_TIMESTAMPNS")?;
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: POLL.as_micros() as libc::suseconds_t,
+    };
     sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv).context("SO_RCVTIMEO")?;
     let iface = args.interface.as_deref().map(Iface::parse);
     let mut ifindex = 0u32;
@@ -321,7 +330,10 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
     if args.port == 0 {
         bail!("--port must not be 0");
     }
-    for (name, v) in [("--duration", args.duration), ("--idle-timeout", args.idle_timeout)] {
+    for (name, v) in [
+        ("--duration", args.duration),
+        ("--idle-timeout", args.idle_timeout),
+    ] {
         if let Some(v) = v {
             if !(v >= 0.0 && v.is_finite()) {
                 bail!("{name} must be a non-negative number of seconds");
@@ -331,7 +343,8 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
     let (fd, rcvbuf) = open_socket(args)?;
     sys::stop_flag();
     if let Some(p) = &args.ready_file {
-        std::fs::write(p, b"ready\n").with_context(|| format!("writing ready file {}", p.display()))?;
+        std::fs::write(p, b"ready\n")
+            .with_context(|| format!("writing ready file {}", p.display()))?;
     }
 
     let mut bufs = vec![0u8; SLOT * BATCH];
@@ -349,7 +362,11 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
         msgs[j].msg_hdr.msg_control = cmsgs[j].as_mut_ptr() as *mut libc::c_void;
     }
 
-    let mut acc = Accounts { index: HashMap::new(), trackers: Vec::new(), last: None };
+    let mut acc = Accounts {
+        index: HashMap::new(),
+        trackers: Vec::new(),
+        last: None,
+    };
     let mut sources: HashMap<SocketAddrV4, u64> = HashMap::new();
     let mut last_src: Option<(SocketAddrV4, u64)> = None; // pending count for the last source
     let (mut packets, mut bytes, mut ignored, mut unsequenced) = (0u64, 0u64, 0u64, 0u64);
@@ -516,17 +533,30 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
         total.reordered += s.reordered;
         total.late += s.late;
         total.corrupted += s.corrupted;
-        total.min_size = omin(total.min_size.map(|v| v as u64), s.min_size.map(|v| v as u64)).map(|v| v as usize);
-        total.max_size = omax(total.max_size.map(|v| v as u64), s.max_size.map(|v| v as u64)).map(|v| v as usize);
-        total.ttl_min = omin(total.ttl_min.map(u64::from), s.ttl_min.map(u64::from)).map(|v| v as u8);
-        total.ttl_max = omax(total.ttl_max.map(u64::from), s.ttl_max.map(u64::from)).map(|v| v as u8);
+        total.min_size = omin(
+            total.min_size.map(|v| v as u64),
+            s.min_size.map(|v| v as u64),
+        )
+        .map(|v| v as usize);
+        total.max_size = omax(
+            total.max_size.map(|v| v as u64),
+            s.max_size.map(|v| v as u64),
+        )
+        .map(|v| v as usize);
+        total.ttl_min =
+            omin(total.ttl_min.map(u64::from), s.ttl_min.map(u64::from)).map(|v| v as u8);
+        total.ttl_max =
+            omax(total.ttl_max.map(u64::from), s.ttl_max.map(u64::from)).map(|v| v as u8);
         total_lat.merge(&t.latency_ns);
         streams.push(s);
     }
     total.latency_us = total_lat.latency_us();
     let mut sources: Vec<SourceSummary> = sources
         .into_iter()
-        .map(|(a, n)| SourceSummary { address: a.to_string(), packets: n })
+        .map(|(a, n)| SourceSummary {
+            address: a.to_string(),
+            packets: n,
+        })
         .collect();
     sources.sort_by(|a, b| a.address.cmp(&b.address));
     Ok(ListenSummary {
@@ -534,7 +564,11 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
         bytes,
         elapsed_secs: elapsed,
         active_secs: active,
-        pps: if packets >= 2 && active > 0.0 { (packets - 1) as f64 / active } else { 0.0 },
+        pps: if packets >= 2 && active > 0.0 {
+            (packets - 1) as f64 / active
+        } else {
+            0.0
+        },
         unsequenced,
         ignored,
         stop_reason: stop_reason.to_string(),
@@ -559,7 +593,11 @@ mod tests {
     use std::net::UdpSocket;
 
     fn free_port() -> u16 {
-        UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     fn ready_path(tag: &str) -> PathBuf {
@@ -571,7 +609,10 @@ mod tests {
     }
 
     /// Start a listener thread and wait until it is ready.
-    fn spawn(mut l: ListenArgs, tag: &str) -> std::thread::JoinHandle<anyhow::Result<ListenSummary>> {
+    fn spawn(
+        mut l: ListenArgs,
+        tag: &str,
+    ) -> std::thread::JoinHandle<anyhow::Result<ListenSummary>> {
         let ready = ready_path(tag);
         l.ready_file = Some(ready.clone());
         let h = std::thread::spawn(move || run(&l));
@@ -598,14 +639,21 @@ mod tests {
         g.size = 200;
         let gs = gen::run(&g).unwrap();
         assert_eq!((gs.sent, gs.errors), (10_000, 0));
-        assert!((gs.achieved_pps / 20_000.0 - 1.0).abs() < 0.02, "{}", gs.achieved_pps);
+        assert!(
+            (gs.achieved_pps / 20_000.0 - 1.0).abs() < 0.02,
+            "{}",
+            gs.achieved_pps
+        );
         let s = h.join().unwrap().unwrap();
         assert_eq!(s.stop_reason, "count");
         assert_eq!((s.packets, s.bytes, s.unsequenced), (10_000, 2_000_000, 0));
         assert_eq!(s.streams.len(), 1);
         let t = &s.streams[0];
         assert_eq!(t.stream, Some(0));
-        assert_eq!((t.received, t.lost, t.duplicates, t.reordered, t.corrupted), (10_000, 0, 0, 0, 0));
+        assert_eq!(
+            (t.received, t.lost, t.duplicates, t.reordered, t.corrupted),
+            (10_000, 0, 0, 0, 0)
+        );
         assert_eq!((t.first_seq, t.last_seq), (Some(0), Some(9_999)));
         assert_eq!((t.min_size, t.max_size), (Some(200), Some(200)));
         assert_eq!((t.ttl_min, t.ttl_max), (Some(64), Some(64)));
@@ -613,7 +661,10 @@ mod tests {
         assert!(t.latency_us.p50 < 100_000.0, "{:?}", t.latency_us);
         assert_eq!(s.total.received, 10_000);
         assert_eq!(s.sources.len(), 1);
-        assert_eq!(s.sources[0].address, gs.source.replace("0.0.0.0", "127.0.0.1"));
+        assert_eq!(
+            s.sources[0].address,
+            gs.source.replace("0.0.0.0", "127.0.0.1")
+        );
         let j = serde_json::to_value(&s).unwrap();
         assert_eq!(j["total"]["lost"], 0);
         assert!(j["streams"][0]["payload_hash"].as_str().unwrap().len() == 16);
@@ -641,7 +692,10 @@ mod tests {
         assert_eq!((s.packets, s.unsequenced), (150, 100));
         assert_eq!(s.streams.len(), 2);
         let short = s.streams.iter().find(|t| t.stream.is_none()).unwrap();
-        assert_eq!((short.received, short.bytes, short.ttl_min), (100, 1000, Some(9)));
+        assert_eq!(
+            (short.received, short.bytes, short.ttl_min),
+            (100, 1000, Some(9))
+        );
         let seq = s.streams.iter().find(|t| t.stream == Some(3)).unwrap();
         assert_eq!((seq.received, seq.lost, seq.last_seq), (50, 0, Some(49)));
         assert_eq!(s.sources.len(), 2);
@@ -656,7 +710,10 @@ mod tests {
         g.count = Some(20);
         gen::run(&g).unwrap();
         let s = h.join().unwrap().unwrap();
-        assert_eq!((s.packets, s.ignored, s.stop_reason.as_str()), (0, 20, "duration"));
+        assert_eq!(
+            (s.packets, s.ignored, s.stop_reason.as_str()),
+            (0, 20, "duration")
+        );
     }
 
     #[test]
@@ -685,7 +742,10 @@ mod tests {
         let gs = gen::run(&g).unwrap();
         assert_eq!(gs.sent, 1000);
         let s = h.join().unwrap().unwrap();
-        assert_eq!((s.total.received, s.total.lost, s.total.reordered), (1000, 0, 0));
+        assert_eq!(
+            (s.total.received, s.total.lost, s.total.reordered),
+            (1000, 0, 0)
+        );
         assert_eq!((s.total.ttl_min, s.total.ttl_max), (Some(3), Some(3)));
         let s2 = h2.join().unwrap().unwrap();
         assert_eq!(s2.packets, 0);
@@ -714,6 +774,9 @@ mod tests {
         tx.send_to(&bad, ("127.0.0.1", port)).unwrap();
         let s = h.join().unwrap().unwrap();
         let t = &s.total;
-        assert_eq!((t.received, t.lost, t.duplicates, t.reordered, t.corrupted), (6, 2, 1, 1, 1));
+        assert_eq!(
+            (t.received, t.lost, t.duplicates, t.reordered, t.corrupted),
+            (6, 2, 1, 1, 1)
+        );
     }
 }

@@ -12,7 +12,10 @@ use anyhow::{bail, Context};
 /// CLOCK_REALTIME in nanoseconds since the Unix epoch.
 #[inline]
 pub fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -75,7 +78,13 @@ pub fn getsockopt_int(fd: &OwnedFd, level: i32, name: i32) -> io::Result<i32> {
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
     // SAFETY: v and len are valid for writes.
     let rc = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), level, name, &mut v as *mut i32 as *mut libc::c_void, &mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            &mut v as *mut i32 as *mut libc::c_void,
+            &mut len,
+        )
     };
     if rc < 0 {
         Err(io::Error::last_os_error())
@@ -98,17 +107,24 @@ pub fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
         sin_zero: [0; 8],
     }
 }
 
 pub fn from_sockaddr_in(sa: &libc::sockaddr_in) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)), u16::from_be(sa.sin_port))
+    SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
+        u16::from_be(sa.sin_port),
+    )
 }
 
 pub fn in_addr(a: Ipv4Addr) -> libc::in_addr {
-    libc::in_addr { s_addr: u32::from(a).to_be() }
+    libc::in_addr {
+        s_addr: u32::from(a).to_be(),
+    }
 }
 
 pub fn bind(fd: &OwnedFd, a: SocketAddrV4) -> anyhow::Result<()> {
@@ -150,7 +166,10 @@ pub fn drain_errqueue(fd: &OwnedFd) {
     let mut buf = [0u8; 256];
     let mut ctl = [0u64; 64];
     for _ in 0..1024 {
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
         // SAFETY: zeroed msghdr is valid; we point it at live buffers.
         let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
         m.msg_iov = &mut iov;
@@ -158,7 +177,13 @@ pub fn drain_errqueue(fd: &OwnedFd) {
         m.msg_control = ctl.as_mut_ptr() as *mut libc::c_void;
         m.msg_controllen = std::mem::size_of_val(&ctl) as _;
         // SAFETY: m describes valid buffers.
-        let rc = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut m, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        let rc = unsafe {
+            libc::recvmsg(
+                fd.as_raw_fd(),
+                &mut m,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+            )
+        };
         if rc < 0 {
             break;
         }
@@ -170,7 +195,11 @@ pub fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddrV4> {
     let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     let rc = unsafe {
-        libc::getsockname(fd.as_raw_fd(), &mut sa as *mut libc::sockaddr_in as *mut libc::sockaddr, &mut len)
+        libc::getsockname(
+            fd.as_raw_fd(),
+            &mut sa as *mut libc::sockaddr_in as *mut libc::sockaddr,
+            &mut len,
+        )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
@@ -204,6 +233,63 @@ pub fn bind_to_device(fd: &OwnedFd, name: &str) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// What an AF_PACKET sender needs to know about an interface.
+#[derive(Debug, Clone)]
+pub struct IfInfo {
+    pub index: u32,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    pub addr: Option<Ipv4Addr>,
+}
+
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    data: [u64; 3],
+}
+
+fn ifreq_ioctl(fd: &OwnedFd, name: &str, req: libc::c_ulong) -> io::Result<[u8; 24]> {
+    let mut r = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: [0; 3],
+    };
+    let n = name.len().min(libc::IFNAMSIZ - 1);
+    r.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: r is a properly sized struct ifreq (40 bytes).
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req as _, &mut r as *mut IfReq) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = [0u8; 24];
+    for (i, w) in r.data.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
+    }
+    Ok(out)
+}
+
+/// Index, MAC, MTU and (first) IPv4 address of an interface, through
+/// ioctls in the current network namespace.
+pub fn iface_info(name: &str) -> anyhow::Result<IfInfo> {
+    let index = ifindex(name)?;
+    let fd = udp_socket()?;
+    let hw = ifreq_ioctl(&fd, name, libc::SIOCGIFHWADDR)
+        .with_context(|| format!("SIOCGIFHWADDR {name}"))?;
+    let mtu =
+        ifreq_ioctl(&fd, name, libc::SIOCGIFMTU).with_context(|| format!("SIOCGIFMTU {name}"))?;
+    let addr = ifreq_ioctl(&fd, name, libc::SIOCGIFADDR)
+        .ok()
+        .map(|d| Ipv4Addr::new(d[4], d[5], d[6], d[7]));
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&hw[2..8]);
+    let mtu = i32::from_ne_bytes(mtu[0..4].try_into().unwrap()) as u32;
+    Ok(IfInfo {
+        index,
+        mac,
+        mtu,
+        addr,
+    })
 }
 
 /// An `--interface` value: an interface name or one of its IPv4 addresses.

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian machine, as root: installs what
+# the tests need, checks formatting and lints, builds, and runs every test
+# (unit, property and end-to-end in network namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run.sh must run as root (the end-to-end tests create network namespaces)" >&2
+    exit 2
+fi
+
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v python3 >/dev/null || need+=(python3)
+command -v capsh >/dev/null || need+=(libcap2-bin)
+command -v setpriv >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+    echo "cargo not found: install a Rust toolchain (rustup) first" >&2
+    exit 2
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --bins
+cargo test --workspace
