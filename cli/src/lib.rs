@@ -1,2 +1,4 @@
 //! Shared pieces of the mcr binaries.
+pub mod client;
+pub mod render;
 pub mod traffic;

@@ -2,7 +2,9 @@
 //! compiler from rules to forwarding tables, and the interface monitor.
 
 pub mod compile;
+pub mod control;
 pub mod interfaces;
+pub mod namespace;
 pub mod supervisor;
 
-pub use supervisor::{Options, Signals, Supervisor};
+pub use supervisor::{LogControl, Options, Signals, Supervisor};

@@ -1,1 +1,287 @@
-fn main() {}
+//! mcrctl: control a running mcrd over its Unix control socket.
+
+use clap::{CommandFactory, Parser, Subcommand};
+use mcr_cli::client::{Client, ConnectError};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const EXIT_REFUSED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_CONNECT: u8 = 3;
+
+#[derive(Parser)]
+#[command(name = "mcrctl", version, about = "Control a running mcrd")]
+struct Cli {
+    /// Control socket of the mcrd to talk to [default: /run/mcr/mcrd-NAME.sock
+    /// inside the named namespace NAME, else /run/mcr/mcrd.sock].
+    #[arg(long, visible_alias = "socket-path", env = "MCR_SOCKET", global = true)]
+    socket: Option<PathBuf>,
+    /// Print the daemon's answer as JSON (stable field names) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 10.0, global = true)]
+    timeout: f64,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show the daemon's state: version, uptime, rules, counters, namespace.
+    Status,
+    /// Check that the daemon answers.
+    Ping,
+    /// Show the daemon's version and protocol version.
+    Version,
+    /// List every rule with its id, origin and state.
+    List,
+    /// Add a rule at run time (validated like the config file).
+    Add {
+        #[arg(long)]
+        input_interface: String,
+        #[arg(long)]
+        input_group: String,
+        #[arg(long)]
+        input_port: u16,
+        /// Only take datagrams from this source (S,G).
+        #[arg(long)]
+        input_source: Option<String>,
+        /// Comma-separated GROUP:PORT:INTERFACE[:TTL] outputs.
+        #[arg(long, value_delimiter = ',', required = true)]
+        outputs: Vec<String>,
+        /// The rule's name (also its id).
+        #[arg(long)]
+        name: Option<String>,
+        /// Same as --name: a named rule's id is its name.
+        #[arg(long, conflicts_with = "name")]
+        rule_id: Option<String>,
+    },
+    /// Remove a rule by id or name.
+    Remove {
+        #[arg(long, required_unless_present = "name")]
+        rule_id: Option<String>,
+        #[arg(long, conflicts_with = "rule_id")]
+        name: Option<String>,
+    },
+    /// Per rule and per output counters, rates and drops.
+    Stats {
+        /// Refresh every SECS seconds (default 1) until interrupted.
+        #[arg(long, num_args = 0..=1, default_missing_value = "1")]
+        watch: Option<f64>,
+    },
+    /// Each data-plane engine with its CPU, interfaces, rate and drops.
+    #[command(visible_alias = "workers")]
+    Cores,
+    /// Show, check or save the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Get or set the daemon's log filter.
+    #[command(subcommand)]
+    LogLevel(LogCmd),
+    /// Re-read the config file and apply the difference.
+    Reload {
+        /// Load this file instead of the one mcrd was started with.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Show what would change without applying it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// The running state as JSON5.
+    Show,
+    /// Validate a file (as the daemon would load it).
+    Check { file: PathBuf },
+    /// Write the running state to FILE (default: the daemon's config file), atomically.
+    Save { file: Option<PathBuf> },
+}
+
+#[derive(Subcommand)]
+enum LogCmd {
+    Get,
+    /// Set LEVEL (e.g. debug) for everything, or for one --target.
+    Set {
+        #[arg(long)]
+        target: Option<String>,
+        level: String,
+    },
+}
+
+fn parse_output(spec: &str) -> Result<Value, String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    if !(3..=4).contains(&parts.len()) {
+        return Err(format!(
+            "output '{spec}' must be GROUP:PORT:INTERFACE[:TTL], e.g. 239.1.1.2:5001:eth1"
+        ));
+    }
+    let port: u16 = parts[1].parse().map_err(|_| {
+        format!(
+            "output '{spec}': port '{}' is not a number from 1 to 65535",
+            parts[1]
+        )
+    })?;
+    let mut v = json!({ "group": parts[0], "port": port, "interface": parts[2] });
+    if let Some(ttl) = parts.get(3) {
+        let ttl: u8 = ttl
+            .parse()
+            .map_err(|_| format!("output '{spec}': TTL '{ttl}' is not a number from 1 to 255"))?;
+        v["ttl"] = json!(ttl);
+    }
+    Ok(v)
+}
+
+fn request_for(cmd: &Cmd) -> Result<Value, String> {
+    Ok(match cmd {
+        Cmd::Status => json!({"cmd": "status"}),
+        Cmd::Ping => json!({"cmd": "ping"}),
+        Cmd::Version => json!({"cmd": "version"}),
+        Cmd::List => json!({"cmd": "list"}),
+        Cmd::Add {
+            input_interface,
+            input_group,
+            input_port,
+            input_source,
+            outputs,
+            name,
+            rule_id,
+        } => {
+            let mut input =
+                json!({"interface": input_interface, "group": input_group, "port": input_port});
+            if let Some(s) = input_source {
+                input["source"] = json!(s);
+            }
+            let outputs: Vec<Value> = outputs
+                .iter()
+                .map(|o| parse_output(o))
+                .collect::<Result<_, _>>()?;
+            let mut rule = json!({"input": input, "outputs": outputs});
+            if let Some(n) = name.as_ref().or(rule_id.as_ref()) {
+                rule["name"] = json!(n);
+            }
+            json!({"cmd": "add", "rule": rule})
+        }
+        Cmd::Remove { rule_id, name } => json!({"cmd": "remove", "id": rule_id, "name": name}),
+        Cmd::Stats { .. } => json!({"cmd": "stats"}),
+        Cmd::Cores => json!({"cmd": "cores"}),
+        Cmd::Config(ConfigCmd::Show) => json!({"cmd": "config_show"}),
+        Cmd::Config(ConfigCmd::Check { file }) => {
+            json!({"cmd": "config_check", "file": absolute(file)})
+        }
+        Cmd::Config(ConfigCmd::Save { file }) => {
+            json!({"cmd": "config_save", "file": file.as_ref().map(|f| absolute(f))})
+        }
+        Cmd::LogLevel(LogCmd::Get) => json!({"cmd": "log_level_get"}),
+        Cmd::LogLevel(LogCmd::Set { target, level }) => {
+            json!({"cmd": "log_level_set", "level": level, "target": target})
+        }
+        Cmd::Reload { file, dry_run } => {
+            json!({"cmd": "reload", "file": file.as_ref().map(|f| absolute(f)), "dry_run": dry_run})
+        }
+        Cmd::Completions { .. } => unreachable!("handled locally"),
+    })
+}
+
+/// The daemon resolves paths in its own working directory; send absolute ones.
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "mcrctl", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    let req = match request_for(&cli.command) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(mcr_controlplane::namespace::default_socket_path);
+    let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
+    let mut client = match Client::connect(&socket, timeout) {
+        Ok(c) => c,
+        Err(e) => return connect_failed(e),
+    };
+    if let Cmd::Stats { watch: Some(secs) } = cli.command {
+        let every = Duration::from_secs_f64(secs.max(0.2));
+        loop {
+            let answer = match client.request(&req) {
+                Ok(a) => a,
+                Err(e) => return connect_failed(e),
+            };
+            if !cli.json {
+                print!("\x1b[2J\x1b[H");
+            }
+            if let Some(code) = show(&cli, &answer) {
+                return code;
+            }
+            std::thread::sleep(every);
+        }
+    }
+    match client.request(&req) {
+        Ok(answer) => show(&cli, &answer).unwrap_or(ExitCode::SUCCESS),
+        Err(e) => connect_failed(e),
+    }
+}
+
+fn connect_failed(e: ConnectError) -> ExitCode {
+    eprintln!("Error: {e}");
+    ExitCode::from(EXIT_CONNECT)
+}
+
+/// Prints an answer; returns an exit code when the daemon refused.
+fn show(cli: &Cli, answer: &Value) -> Option<ExitCode> {
+    if answer["ok"] != json!(true) {
+        if cli.json {
+            println!("{answer}");
+        }
+        let msg = answer["error"]["message"]
+            .as_str()
+            .unwrap_or("request refused");
+        eprintln!("Error: {msg}");
+        return Some(ExitCode::from(EXIT_REFUSED));
+    }
+    let r = &answer["result"];
+    if cli.json {
+        println!("{r}");
+        return None;
+    }
+    print!("{}", mcr_cli::render::render(&cli.command.name(), r));
+    None
+}
+
+impl Cmd {
+    fn name(&self) -> String {
+        match self {
+            Cmd::Status => "status",
+            Cmd::Ping => "ping",
+            Cmd::Version => "version",
+            Cmd::List => "list",
+            Cmd::Add { .. } => "add",
+            Cmd::Remove { .. } => "remove",
+            Cmd::Stats { .. } => "stats",
+            Cmd::Cores => "cores",
+            Cmd::Config(ConfigCmd::Show) => "config_show",
+            Cmd::Config(ConfigCmd::Check { .. }) => "config_check",
+            Cmd::Config(ConfigCmd::Save { .. }) => "config_save",
+            Cmd::LogLevel(_) => "log_level",
+            Cmd::Reload { .. } => "reload",
+            Cmd::Completions { .. } => "completions",
+        }
+        .to_string()
+    }
+}

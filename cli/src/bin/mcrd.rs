@@ -5,6 +5,9 @@ use mcr_controlplane::{Options, Signals, Supervisor};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Exit status when another mcrd already serves the control socket path.
+const EXIT_SOCKET_IN_USE: u8 = 4;
+
 #[derive(Parser)]
 #[command(name = "mcrd", version, about = "Multicast relay daemon")]
 struct Cli {
@@ -31,9 +34,13 @@ enum Command {
         /// JSON5 config file (the desired state). Without it mcrd starts with no rules.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Unix control socket for mcrctl.
-        #[arg(long, default_value = "/run/mcr/mcrd.sock")]
-        control_socket_path: PathBuf,
+        /// Unix control socket for mcrctl [default: /run/mcr/mcrd-NAME.sock inside
+        /// the named namespace NAME, else /run/mcr/mcrd.sock].
+        #[arg(long)]
+        control_socket_path: Option<PathBuf>,
+        /// Group that owns the control socket (mode 0660), e.g. mcr.
+        #[arg(long)]
+        control_socket_group: Option<String>,
     },
     /// Join a group and count what arrives (a diagnostic receiver; see docs).
     Listen(mcr_cli::traffic::ListenArgs),
@@ -44,25 +51,64 @@ enum Command {
     },
 }
 
-fn init_logging(level: Option<&str>, format: LogFormat) {
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// Sets up logging to stderr, one line per event; returns the handle that
+/// changes the filter at run time.
+fn init_logging(level: Option<&str>, format: LogFormat) -> (FilterHandle, String) {
+    use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    let spec = level
+        .map(str::to_string)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let (filter, spec) = match EnvFilter::try_new(&spec) {
+        Ok(f) => (f, spec),
+        Err(e) => {
+            eprintln!("warning: log filter '{spec}' is invalid ({e}); using info");
+            (EnvFilter::new("info"), "info".into())
+        }
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => tracing_subscriber::registry().with(filter).with(fmt).init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt.json().flatten_event(true))
+            .init(),
+    }
+    (handle, spec)
+}
+
+/// `mcrctl log-level` reaches the filter through this.
+struct Logs {
+    handle: FilterHandle,
+    spec: std::sync::Mutex<String>,
+}
+
+impl mcr_controlplane::LogControl for Logs {
+    fn current(&self) -> String {
+        self.spec.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, filter: &str) -> Result<(), String> {
+        let f = tracing_subscriber::EnvFilter::try_new(filter)
+            .map_err(|e| format!("invalid log filter '{filter}': {e}"))?;
+        self.handle.reload(f).map_err(|e| e.to_string())?;
+        if let Ok(mut s) = self.spec.lock() {
+            *s = filter.to_string();
+        }
+        Ok(())
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_level.as_deref(), cli.log_format);
+    let (log_handle, log_spec) = init_logging(cli.log_level.as_deref(), cli.log_format);
     match cli.command {
         Command::Listen(args) => match mcr_cli::traffic::listen::main(&args) {
             Ok(_) => ExitCode::SUCCESS,
@@ -89,6 +135,7 @@ fn main() -> ExitCode {
         Command::Supervisor {
             config,
             control_socket_path,
+            control_socket_group,
         } => {
             let cfg = match &config {
                 Some(path) => match mcr_config::load_file(path) {
@@ -107,9 +154,17 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // Absolute, so reloads find it whatever the working directory.
+            let config = config.map(|p| std::path::absolute(&p).unwrap_or(p));
             let options = Options {
                 config_path: config,
-                control_socket_path,
+                control_socket_path: control_socket_path
+                    .unwrap_or_else(mcr_controlplane::namespace::default_socket_path),
+                control_socket_group,
+                log_control: Some(Box::new(Logs {
+                    handle: log_handle,
+                    spec: std::sync::Mutex::new(log_spec),
+                })),
             };
             let result = Supervisor::start(options, cfg).and_then(|s| s.run(&signals));
             match result {
@@ -117,7 +172,12 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!("{e:#}");
                     eprintln!("Error: {e:#}");
-                    ExitCode::FAILURE
+                    match e.downcast_ref::<mcr_controlplane::control::server::BindError>() {
+                        Some(mcr_controlplane::control::server::BindError::InUse(_)) => {
+                            ExitCode::from(EXIT_SOCKET_IN_USE)
+                        }
+                        _ => ExitCode::FAILURE,
+                    }
                 }
             }
         }

@@ -5,7 +5,11 @@
 //! here runs on the packet path: the engines only see the tables it
 //! publishes.
 
+mod commands;
+mod rates;
+
 use crate::compile::{compile, DesiredRule, Origin, RuleState, RuleStatus};
+use crate::control::ControlServer;
 use crate::interfaces::{Interfaces, LinkMonitor};
 use mcr_config::Config;
 use mcr_dataplane::membership::Memberships;
@@ -17,10 +21,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How mcrd was asked to run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Options {
     pub config_path: Option<PathBuf>,
     pub control_socket_path: PathBuf,
+    /// Group owning the control socket (overrides the config file's).
+    pub control_socket_group: Option<String>,
+    /// Changes log levels at run time (`mcrctl log-level`).
+    pub log_control: Option<Box<dyn LogControl>>,
+}
+
+/// What the binary gives the supervisor to read and change log filters.
+pub trait LogControl: Send {
+    fn current(&self) -> String;
+    fn set(&self, filter: &str) -> Result<(), String>;
+}
+
+impl std::fmt::Debug for dyn LogControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogControl({})", self.current())
+    }
 }
 
 /// Signals, as flags the loop polls.
@@ -61,7 +81,20 @@ pub struct Supervisor {
     engines: EngineSet,
     memberships: Memberships,
     monitor: LinkMonitor,
+    control: ControlServer,
     started: Instant,
+    config_hash: Option<u64>,
+    last_reload: Option<ReloadRecord>,
+    rates: rates::RateTracker,
+}
+
+/// The outcome of the last reload, for `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadRecord {
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+    pub ok: bool,
+    pub message: String,
 }
 
 /// How often the interface list is rescanned even without a netlink
@@ -71,6 +104,17 @@ const POLL_INTERVAL_MS: i32 = 100;
 
 impl Supervisor {
     pub fn start(options: Options, config: Config) -> anyhow::Result<Supervisor> {
+        // The socket first: a second mcrd on the same path must be refused
+        // before it touches anything else.
+        let group = options
+            .control_socket_group
+            .clone()
+            .or_else(|| config.control_socket_group.clone());
+        let control = ControlServer::bind(&options.control_socket_path, group.as_deref())?;
+        let config_hash = options
+            .config_path
+            .as_deref()
+            .and_then(commands::file_hash_of);
         let cpus = match &config.cores {
             Some(c) => c.clone(),
             None => online_cpus(),
@@ -98,7 +142,11 @@ impl Supervisor {
             engines,
             memberships: Memberships::default(),
             monitor,
+            control,
             started: Instant::now(),
+            config_hash,
+            last_reload: None,
+            rates: rates::RateTracker::default(),
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();
@@ -126,21 +174,36 @@ impl Supervisor {
     /// counters.
     pub fn run(mut self, signals: &Signals) -> anyhow::Result<()> {
         let mut last_scan = Instant::now();
+        let mut fds: Vec<libc::pollfd> = Vec::new();
         while !signals.terminate.load(Ordering::Relaxed) {
-            let mut pfd = libc::pollfd {
+            fds.clear();
+            fds.push(libc::pollfd {
                 fd: self.monitor.raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
+            });
+            self.control.poll_fds(&mut fds);
+            // SAFETY: `fds` is a valid array of pollfd of the length passed.
+            unsafe {
+                libc::poll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    POLL_INTERVAL_MS,
+                )
             };
-            // SAFETY: one valid pollfd, count 1.
-            unsafe { libc::poll(&mut pfd, 1, POLL_INTERVAL_MS) };
+            for pending in self.control.poll() {
+                self.serve(pending);
+            }
+            self.control.flush_all();
+            self.rates
+                .sample(&self.rule_totals(), &self.engines.stats());
             let changed = self.monitor.drain();
             if changed || last_scan.elapsed() >= RESCAN_INTERVAL {
                 last_scan = Instant::now();
                 self.rescan_interfaces();
             }
             if signals.reload.swap(false, Ordering::Relaxed) {
-                self.reload_from_file();
+                let _ = self.reload(None, false);
             }
         }
         tracing::info!("stopping");
@@ -243,25 +306,6 @@ impl Supervisor {
             tracing::warn!(group = %join.group, ifindex = join.ifindex, error = %e, "joining group failed");
         }
         self.statuses = compiled.statuses;
-    }
-
-    fn reload_from_file(&mut self) {
-        let Some(path) = self.options.config_path.clone() else {
-            tracing::warn!("reload requested but mcrd was started without --config");
-            return;
-        };
-        match mcr_config::load_file(&path) {
-            Ok(config) => {
-                self.config = config;
-                self.recompile();
-                tracing::info!(file = %path.display(), "configuration reloaded");
-            }
-            Err(e) => {
-                for line in e.to_string().lines() {
-                    tracing::error!("reload refused, running state kept: {line}");
-                }
-            }
-        }
     }
 
     /// Counters per rule, summed over engines, in table order.

@@ -1,0 +1,87 @@
+//! The client side of the control socket: connect, read the hello, send
+//! one request per line, read one answer per line.
+
+use serde_json::Value;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why mcrctl could not talk to mcrd; the Display text is what the operator
+/// sees after `Error: `.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("Permission denied connecting to {0}")]
+    PermissionDenied(PathBuf),
+    #[error("No mcrd is listening on {0} (is it running?)")]
+    NotListening(PathBuf),
+    #[error("{0} does not exist")]
+    Missing(PathBuf),
+    #[error("cannot connect to {path}: {source}")]
+    Other { path: PathBuf, source: io::Error },
+    #[error("lost the connection to mcrd at {path}: {reason}")]
+    Protocol { path: PathBuf, reason: String },
+}
+
+pub struct Client {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    pub hello: Value,
+}
+
+impl Client {
+    pub fn connect(path: &Path, timeout: Duration) -> Result<Client, ConnectError> {
+        let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied(path.into()),
+            io::ErrorKind::ConnectionRefused => ConnectError::NotListening(path.into()),
+            io::ErrorKind::NotFound => ConnectError::Missing(path.into()),
+            _ => ConnectError::Other {
+                path: path.into(),
+                source: e,
+            },
+        })?;
+        let proto = |reason: String| ConnectError::Protocol {
+            path: path.into(),
+            reason,
+        };
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| proto(e.to_string()))?;
+        let writer = stream.try_clone().map_err(|e| proto(e.to_string()))?;
+        let mut client = Client {
+            path: path.into(),
+            reader: BufReader::new(stream),
+            writer,
+            hello: Value::Null,
+        };
+        client.hello = client.read_line()?;
+        Ok(client)
+    }
+
+    fn read_line(&mut self) -> Result<Value, ConnectError> {
+        let mut line = String::new();
+        let proto = |reason: String| ConnectError::Protocol {
+            path: self.path.clone(),
+            reason,
+        };
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Err(proto("mcrd closed the connection".into())),
+            Ok(_) => serde_json::from_str(&line).map_err(|e| proto(format!("bad answer: {e}"))),
+            Err(e) => Err(proto(e.to_string())),
+        }
+    }
+
+    /// Sends one request and returns the whole answer object.
+    pub fn request(&mut self, req: &Value) -> Result<Value, ConnectError> {
+        let mut line = req.to_string();
+        line.push('\n');
+        self.writer
+            .write_all(line.as_bytes())
+            .map_err(|e| ConnectError::Protocol {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+        self.read_line()
+    }
+}

@@ -1,0 +1,357 @@
+//! Human-readable renderings of control answers: aligned tables and
+//! key/value blocks. `--json` bypasses all of this.
+
+use serde_json::Value;
+use std::fmt::Write;
+
+/// Left-aligned columns, two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn rate(v: &Value) -> String {
+    let x = v.as_f64().unwrap_or(0.0);
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn endpoint(v: &Value) -> String {
+    let mut e = format!(
+        "{}:{}@{}",
+        s(&v["group"]),
+        s(&v["port"]),
+        s(&v["interface"])
+    );
+    if let Some(src) = v["source"].as_str() {
+        e = format!("{src}->{e}");
+    }
+    if let Some(ttl) = v["ttl"].as_u64() {
+        let _ = write!(e, " ttl {ttl}");
+    }
+    e
+}
+
+fn drops_line(d: &Value) -> String {
+    let Some(m) = d.as_object() else {
+        return "-".into();
+    };
+    let parts: Vec<String> = m
+        .iter()
+        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+pub fn render(command: &str, r: &Value) -> String {
+    let mut out = String::new();
+    match command {
+        "ping" => out.push_str("pong\n"),
+        "version" => {
+            let _ = writeln!(
+                out,
+                "mcrd {} (protocol {})",
+                s(&r["version"]),
+                s(&r["protocol"])
+            );
+        }
+        "status" => {
+            let ns = &r["namespace"];
+            let ns_text = match ns["name"].as_str() {
+                Some(n) => format!("{n} (net:[{}])", s(&ns["inode"])),
+                None => format!("net:[{}] (unnamed)", s(&ns["inode"])),
+            };
+            let rules = &r["rules"];
+            let reload = match r["last_reload"].as_object() {
+                Some(l) => format!(
+                    "{} at {} ({})",
+                    if l["ok"] == Value::Bool(true) {
+                        "ok"
+                    } else {
+                        "FAILED"
+                    },
+                    s(&l["time"]),
+                    s(&l["message"]).lines().next().unwrap_or("")
+                ),
+                None => "never".into(),
+            };
+            let protos = &r["protocols"];
+            let onoff = |v: &Value| if v == &Value::Bool(true) { "on" } else { "off" };
+            let rows = [
+                ("version", s(&r["version"])),
+                ("pid", s(&r["pid"])),
+                ("uptime", format!("{}s", s(&r["uptime_secs"]))),
+                (
+                    "config",
+                    format!("{} (hash {})", s(&r["config_file"]), s(&r["config_hash"])),
+                ),
+                ("control socket", s(&r["control_socket"])),
+                ("namespace", ns_text),
+                ("cores", s(&r["cores"])),
+                (
+                    "rules",
+                    format!(
+                        "{} total: {} active, {} partial, {} inactive",
+                        s(&rules["total"]),
+                        s(&rules["active"]),
+                        s(&rules["partial"]),
+                        s(&rules["inactive"])
+                    ),
+                ),
+                (
+                    "relayed",
+                    format!("{} packets, {} bytes", s(&r["packets"]), s(&r["bytes"])),
+                ),
+                ("drops", s(&r["drops"])),
+                (
+                    "protocols",
+                    format!(
+                        "igmp {}, pim {}, msdp {}",
+                        onoff(&protos["igmp"]),
+                        onoff(&protos["pim"]),
+                        onoff(&protos["msdp"])
+                    ),
+                ),
+                ("last reload", reload),
+            ];
+            for (k, v) in rows {
+                let _ = writeln!(out, "{:<15} {v}", format!("{k}:"));
+            }
+        }
+        "list" => {
+            let rows: Vec<Vec<String>> = r["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|rule| {
+                    let outputs: Vec<String> = rule["outputs"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(endpoint)
+                        .collect();
+                    let state = match rule["state"].as_str() {
+                        Some("inactive") => format!("inactive: {}", s(&rule["reason"])),
+                        Some("partial") => format!("partial: {}", s(&rule["waiting"])),
+                        Some(st) => st.to_string(),
+                        None => "-".into(),
+                    };
+                    vec![
+                        s(&rule["id"]),
+                        endpoint(&rule["input"]),
+                        outputs.join(", "),
+                        s(&rule["origin"]),
+                        state,
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &["ID", "INPUT", "OUTPUTS", "ORIGIN", "STATE"],
+                &rows,
+            ));
+        }
+        "add" => {
+            let _ = writeln!(out, "added rule {}", s(&r["id"]));
+        }
+        "remove" => {
+            let _ = writeln!(out, "removed rule {}", s(&r["removed"]));
+        }
+        "stats" => {
+            let mut rows = Vec::new();
+            for rule in r["rules"].as_array().into_iter().flatten() {
+                rows.push(vec![
+                    s(&rule["id"]),
+                    "(input)".into(),
+                    s(&rule["packets"]),
+                    s(&rule["bytes"]),
+                    rate(&rule["pps"]),
+                    rate(&rule["bps"]),
+                    "".into(),
+                ]);
+                for o in rule["outputs"].as_array().into_iter().flatten() {
+                    rows.push(vec![
+                        "".into(),
+                        s(&o["output"]),
+                        s(&o["packets"]),
+                        s(&o["bytes"]),
+                        rate(&o["pps"]),
+                        "".into(),
+                        format!("full={} errors={}", s(&o["full"]), s(&o["errors"])),
+                    ]);
+                }
+            }
+            out.push_str(&table(
+                &[
+                    "RULE", "OUTPUT", "PACKETS", "BYTES", "PPS", "BIT/S", "DROPS",
+                ],
+                &rows,
+            ));
+            let engines: Vec<Vec<String>> = r["engines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    vec![
+                        s(&e["engine"]),
+                        s(&e["cpu"]),
+                        s(&e["frames"]),
+                        rate(&e["pps"]),
+                        drops_line(&e["drops"]),
+                    ]
+                })
+                .collect();
+            out.push('\n');
+            out.push_str(&table(
+                &["ENGINE", "CPU", "FRAMES", "PPS", "DROPS"],
+                &engines,
+            ));
+        }
+        "cores" => {
+            let rows: Vec<Vec<String>> = r["engines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    let ifs: Vec<String> = e["interfaces"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(s)
+                        .collect();
+                    vec![
+                        s(&e["engine"]),
+                        s(&e["cpu"]),
+                        ifs.join(","),
+                        rate(&e["pps"]),
+                        s(&e["frames"]),
+                        s(&e["drops"]),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &["ENGINE", "CPU", "INTERFACES", "PPS", "FRAMES", "DROPS"],
+                &rows,
+            ));
+        }
+        "config_show" => {
+            out.push_str(r["json5"].as_str().unwrap_or(""));
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        "config_check" => {
+            let _ = writeln!(out, "{}: valid ({} rules)", s(&r["file"]), s(&r["rules"]));
+        }
+        "config_save" => {
+            let _ = writeln!(out, "saved running state to {}", s(&r["file"]));
+        }
+        "log_level" => {
+            let _ = writeln!(out, "{}", s(&r["filter"]));
+        }
+        "reload" => {
+            let list = |k: &str| {
+                let v: Vec<String> = r[k].as_array().into_iter().flatten().map(s).collect();
+                if v.is_empty() {
+                    "-".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            let verb = if r["dry_run"] == Value::Bool(true) {
+                "would apply"
+            } else {
+                "applied"
+            };
+            let _ = writeln!(out, "{verb} {}", s(&r["file"]));
+            let _ = writeln!(out, "added:     {}", list("added"));
+            let _ = writeln!(out, "removed:   {}", list("removed"));
+            let _ = writeln!(out, "changed:   {}", list("changed"));
+            let _ = writeln!(out, "unchanged: {}", s(&r["unchanged"]));
+            if r["runtime_rules_removed"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                let _ = writeln!(
+                    out,
+                    "runtime rules removed (not in the file): {}",
+                    list("runtime_rules_removed")
+                );
+            }
+            if r["sections_changed"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                let _ = writeln!(out, "sections changed: {}", list("sections_changed"));
+            }
+            if let Some(us) = r["compile_swap_us"].as_u64() {
+                let _ = writeln!(out, "parse {} us, compile+swap {us} us", s(&r["parse_us"]));
+            }
+            if let Some(n) = r["note"].as_str() {
+                let _ = writeln!(out, "note: {n}");
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "{r:#}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    #[test]
+    fn rates_are_short() {
+        assert_eq!(rate(&serde_json::json!(1500.0)), "1.5k");
+        assert_eq!(rate(&serde_json::json!(2_500_000.0)), "2.50M");
+    }
+}

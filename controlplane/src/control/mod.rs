@@ -1,0 +1,14 @@
+//! The control socket, in three layers (after mini-redis):
+//! - [`connection`]: one client's byte stream cut into bounded lines, and its
+//!   bounded output queue;
+//! - [`protocol`]: what a line means (a [`protocol::Request`]) and what we
+//!   answer (a [`protocol::Response`]);
+//! - [`server`]: the listening socket and the set of clients, driven by the
+//!   supervisor's poll loop. The supervisor executes the requests.
+
+pub mod connection;
+pub mod protocol;
+pub mod server;
+
+pub use protocol::{Request, Response, PROTOCOL_VERSION};
+pub use server::ControlServer;

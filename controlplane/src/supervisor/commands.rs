@@ -1,0 +1,509 @@
+//! What each control request does. Every command runs on the supervisor
+//! thread, which owns the state it reads or changes.
+
+use super::{ReloadRecord, Supervisor};
+use crate::compile::{DesiredRule, Origin, RuleState};
+use crate::control::server::Pending;
+use crate::control::{Request, Response, PROTOCOL_VERSION};
+use mcr_config::{Config, Rule};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+impl Supervisor {
+    pub(super) fn serve(&mut self, pending: Pending) {
+        let response = match pending.request {
+            Ok(req) => self.execute(req),
+            Err(resp) => resp,
+        };
+        self.control
+            .respond(pending.client, pending.id.as_ref(), &response);
+    }
+
+    pub fn execute(&mut self, req: Request) -> Response {
+        match req {
+            Request::Ping => Response::Ok(json!({ "pong": true })),
+            Request::Version => Response::Ok(json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "protocol": PROTOCOL_VERSION,
+            })),
+            Request::Status => Response::Ok(self.status()),
+            Request::List => Response::Ok(self.list()),
+            Request::Add { rule } => self.add(rule),
+            Request::Remove { id, name } => self.remove(id, name),
+            Request::Stats => Response::Ok(self.stats_json()),
+            Request::Cores => Response::Ok(self.cores()),
+            Request::ConfigShow => {
+                Response::Ok(json!({ "json5": self.running_config().to_json5() }))
+            }
+            Request::ConfigCheck { file } => match mcr_config::load_file(&file) {
+                Ok(c) => {
+                    Response::Ok(json!({ "file": file, "valid": true, "rules": c.rules.len() }))
+                }
+                Err(e) => Response::error("invalid_config", e.to_string()),
+            },
+            Request::ConfigSave { file } => self.config_save(file),
+            Request::LogLevelGet => match &self.options.log_control {
+                Some(l) => Response::Ok(json!({ "filter": l.current() })),
+                None => {
+                    Response::error("unsupported", "log levels cannot be changed in this build")
+                }
+            },
+            Request::LogLevelSet { level, target } => {
+                let Some(l) = &self.options.log_control else {
+                    return Response::error(
+                        "unsupported",
+                        "log levels cannot be changed in this build",
+                    );
+                };
+                let filter = match target {
+                    Some(t) => format!("{},{t}={level}", l.current()),
+                    None => level,
+                };
+                match l.set(&filter) {
+                    Ok(()) => Response::Ok(json!({ "filter": l.current() })),
+                    Err(e) => Response::error("invalid_arguments", e),
+                }
+            }
+            Request::Reload { file, dry_run } => self.reload(file, dry_run),
+        }
+    }
+
+    /// The running state as a config: the file's settings plus the rules as
+    /// they run now (runtime additions included, runtime removals excluded).
+    pub fn running_config(&self) -> Config {
+        let mut c = self.config.clone();
+        c.rules
+            .extend(self.runtime_rules.iter().map(|d| d.rule.clone()));
+        c
+    }
+
+    fn status(&self) -> Value {
+        let totals = self.rule_totals();
+        let count =
+            |f: fn(&RuleState) -> bool| self.statuses.iter().filter(|s| f(&s.state)).count();
+        let drops = self.drops();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime_secs": self.uptime().as_secs(),
+            "config_file": self.options.config_path,
+            "config_hash": self.config_hash.map(|h| format!("{h:016x}")),
+            "control_socket": self.control.path(),
+            "namespace": crate::namespace::current(),
+            "cores": self.engines.cpus(),
+            "rules": {
+                "total": self.statuses.len(),
+                "active": count(|s| matches!(s, RuleState::Active)),
+                "partial": count(|s| matches!(s, RuleState::Partial { .. })),
+                "inactive": count(|s| matches!(s, RuleState::Inactive { .. })),
+            },
+            "packets": totals.iter().map(|r| r.packets).sum::<u64>(),
+            "bytes": totals.iter().map(|r| r.bytes).sum::<u64>(),
+            "drops": drops.total(),
+            "protocols": {
+                "igmp": self.config.igmp.enabled,
+                "pim": self.config.pim.enabled,
+                "msdp": self.config.msdp.enabled,
+            },
+            "control_clients": self.control.client_count(),
+            "last_reload": self.last_reload,
+        })
+    }
+
+    fn list(&self) -> Value {
+        let states: BTreeMap<&str, &RuleState> = self
+            .statuses
+            .iter()
+            .map(|s| (s.id.as_str(), &s.state))
+            .collect();
+        let rules: Vec<Value> = self
+            .desired()
+            .iter()
+            .map(|d| {
+                let id = d.rule.id().to_string();
+                let mut v = json!({
+                    "id": id,
+                    "name": d.rule.name,
+                    "input": d.rule.input,
+                    "outputs": d.rule.outputs,
+                    "origin": d.origin,
+                });
+                if let Some(state) = states.get(id.as_str()) {
+                    let sv = serde_json::to_value(state).unwrap_or(Value::Null);
+                    if let Value::Object(m) = sv {
+                        for (k, val) in m {
+                            v[k] = val;
+                        }
+                    }
+                }
+                v
+            })
+            .collect();
+        json!({ "rules": rules })
+    }
+
+    fn add(&mut self, rule: Rule) -> Response {
+        let mut candidate = self.running_config();
+        candidate.rules.push(rule.clone());
+        if let Err(e) = candidate.validate() {
+            // Only the new rule's problems are news to the operator.
+            let index = candidate.rules.len() - 1;
+            let prefix = format!("rules[{index}]");
+            let msgs: Vec<String> = e
+                .diagnostics
+                .iter()
+                .filter(|d| d.path.starts_with(&prefix))
+                .map(|d| {
+                    let path = d.path.trim_start_matches(&prefix).trim_start_matches('.');
+                    if path.is_empty() {
+                        d.message.clone()
+                    } else {
+                        format!("{path}: {}", d.message)
+                    }
+                })
+                .collect();
+            let msg = if msgs.is_empty() {
+                e.to_string()
+            } else {
+                msgs.join("; ")
+            };
+            return Response::error("invalid_rule", msg);
+        }
+        let id = rule.id().to_string();
+        self.runtime_rules.push(DesiredRule {
+            rule,
+            origin: Origin::Runtime,
+        });
+        self.recompile();
+        tracing::info!(rule = %id, "rule added at run time");
+        let state = self
+            .statuses
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.state.clone());
+        Response::Ok(json!({ "id": id, "state": state }))
+    }
+
+    fn remove(&mut self, id: Option<String>, name: Option<String>) -> Response {
+        let matches = |r: &Rule| match (&id, &name) {
+            (Some(i), _) => r.id().as_str() == i,
+            (None, Some(n)) => r.name.as_deref() == Some(n.as_str()),
+            (None, None) => false,
+        };
+        if id.is_none() && name.is_none() {
+            return Response::error("invalid_arguments", "remove needs an id or a name");
+        }
+        let removed = if let Some(pos) = self.runtime_rules.iter().position(|d| matches(&d.rule)) {
+            self.runtime_rules.remove(pos).rule
+        } else if let Some(pos) = self.config.rules.iter().position(matches) {
+            self.config.rules.remove(pos)
+        } else {
+            let what = id
+                .map(|i| format!("id '{i}'"))
+                .or(name.map(|n| format!("name '{n}'")));
+            return Response::error(
+                "not_found",
+                format!("no rule with {}", what.unwrap_or_default()),
+            );
+        };
+        let rid = removed.id().to_string();
+        self.recompile();
+        tracing::info!(rule = %rid, "rule removed at run time");
+        Response::Ok(json!({ "removed": rid }))
+    }
+
+    fn stats_json(&self) -> Value {
+        let totals = self.rule_totals();
+        let rules: Vec<Value> = totals
+            .iter()
+            .map(|r| {
+                let rate = self.rates.rule(r);
+                json!({
+                    "id": r.id,
+                    "packets": r.packets,
+                    "bytes": r.bytes,
+                    "pps": rate.pps,
+                    "bps": rate.bps,
+                    "outputs": r.outputs.iter().enumerate().map(|(i, o)| json!({
+                        "output": o.output,
+                        "packets": o.packets,
+                        "bytes": o.bytes,
+                        "pps": rate.outputs_pps.get(i).copied().unwrap_or(0.0),
+                        "full": o.full,
+                        "errors": o.errors,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let engines: Vec<Value> = self
+            .engines
+            .stats()
+            .iter()
+            .map(|e| {
+                json!({
+                    "engine": e.engine,
+                    "cpu": e.cpu,
+                    "frames": e.frames,
+                    "pps": self.rates.engine_pps(e.engine, e.frames),
+                    "drops": e.drops,
+                })
+            })
+            .collect();
+        json!({ "rules": rules, "engines": engines, "drops": self.drops() })
+    }
+
+    fn cores(&self) -> Value {
+        let inputs: Vec<String> = self
+            .desired()
+            .iter()
+            .zip(&self.statuses)
+            .filter(|(_, s)| !matches!(s.state, RuleState::Inactive { .. }))
+            .map(|(d, _)| d.rule.input.interface.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let engines: Vec<Value> = self
+            .engines
+            .stats()
+            .iter()
+            .map(|e| {
+                json!({
+                    "engine": e.engine,
+                    "cpu": e.cpu,
+                    "interfaces": inputs,
+                    "frames": e.frames,
+                    "pps": self.rates.engine_pps(e.engine, e.frames),
+                    "drops": e.drops.total(),
+                    "table_generation": e.generation,
+                })
+            })
+            .collect();
+        json!({ "engines": engines })
+    }
+
+    fn config_save(&self, file: Option<PathBuf>) -> Response {
+        let Some(path) = file.or_else(|| self.options.config_path.clone()) else {
+            return Response::error(
+                "invalid_arguments",
+                "mcrd runs without --config: name the file to write",
+            );
+        };
+        match write_atomically(&path, &self.running_config().to_json5()) {
+            Ok(()) => Response::Ok(json!({ "file": path })),
+            Err(e) => Response::error("io", format!("cannot write {}: {e}", path.display())),
+        }
+    }
+
+    /// Re-reads the config file (or `file`) and applies the difference.
+    /// The file wins: the running rules become exactly the file's, so rules
+    /// added at run time and not in the file are removed (and reported).
+    pub fn reload(&mut self, file: Option<PathBuf>, dry_run: bool) -> Response {
+        let t0 = Instant::now();
+        let Some(path) = file.or_else(|| self.options.config_path.clone()) else {
+            let msg =
+                "mcrd runs without --config: name the file to load (mcrctl reload --file FILE)";
+            return self.record_reload(
+                false,
+                msg.into(),
+                dry_run,
+                Response::error("invalid_arguments", msg),
+            );
+        };
+        let new = match mcr_config::load_file(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = e.to_string();
+                for line in msg.lines() {
+                    tracing::error!("reload refused, running state kept: {line}");
+                }
+                return self.record_reload(
+                    false,
+                    msg.clone(),
+                    dry_run,
+                    Response::error("invalid_config", msg),
+                );
+            }
+        };
+        let parsed = t0.elapsed();
+        let diff = RuleDiff::between(&self.running_config().rules, &new.rules);
+        let runtime_removed: Vec<String> = self
+            .runtime_rules
+            .iter()
+            .map(|d| d.rule.id().to_string())
+            .filter(|id| diff.removed.contains(id))
+            .collect();
+        let mut summary = json!({
+            "file": path,
+            "dry_run": dry_run,
+            "added": diff.added,
+            "removed": diff.removed,
+            "changed": diff.changed,
+            "unchanged": diff.unchanged,
+            "runtime_rules_removed": runtime_removed,
+            "sections_changed": sections_changed(&self.config, &new),
+        });
+        if dry_run {
+            return Response::Ok(summary);
+        }
+        if new.cores != self.config.cores {
+            summary["note"] = json!("'cores' changed: takes effect at the next restart of mcrd");
+        }
+        let hash = file_hash_of(&path);
+        self.config = new;
+        self.runtime_rules.clear();
+        let t1 = Instant::now();
+        self.recompile();
+        summary["parse_us"] = json!(parsed.as_micros() as u64);
+        summary["compile_swap_us"] = json!(t1.elapsed().as_micros() as u64);
+        if self.options.config_path.as_deref() == Some(path.as_path()) {
+            self.config_hash = hash;
+        }
+        let msg = format!(
+            "{} added, {} removed, {} changed, {} unchanged",
+            diff.added.len(),
+            diff.removed.len(),
+            diff.changed.len(),
+            diff.unchanged
+        );
+        tracing::info!(file = %path.display(), "configuration reloaded: {msg}");
+        self.record_reload(true, msg, false, Response::Ok(summary))
+    }
+
+    fn record_reload(
+        &mut self,
+        ok: bool,
+        message: String,
+        dry_run: bool,
+        resp: Response,
+    ) -> Response {
+        if !dry_run {
+            self.last_reload = Some(ReloadRecord {
+                time: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                ok,
+                message,
+            });
+        }
+        resp
+    }
+}
+
+pub(super) fn file_hash_of(path: &Path) -> Option<u64> {
+    std::fs::read(path).ok().map(|b| mcr_config::fnv1a64(&b))
+}
+
+/// The difference between two rule lists, by rule id.
+#[derive(Debug, Default, PartialEq)]
+pub struct RuleDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+}
+
+impl RuleDiff {
+    pub fn between(old: &[Rule], new: &[Rule]) -> RuleDiff {
+        let old: BTreeMap<String, &Rule> = old.iter().map(|r| (r.id().to_string(), r)).collect();
+        let new: BTreeMap<String, &Rule> = new.iter().map(|r| (r.id().to_string(), r)).collect();
+        let mut d = RuleDiff::default();
+        for (id, r) in &new {
+            match old.get(id) {
+                None => d.added.push(id.clone()),
+                Some(o) if o != r => d.changed.push(id.clone()),
+                Some(_) => d.unchanged += 1,
+            }
+        }
+        d.removed = old
+            .keys()
+            .filter(|id| !new.contains_key(*id))
+            .cloned()
+            .collect();
+        d
+    }
+}
+
+fn sections_changed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if old.igmp != new.igmp {
+        v.push("igmp");
+    }
+    if old.pim != new.pim {
+        v.push("pim");
+    }
+    if old.msdp != new.msdp {
+        v.push("msdp");
+    }
+    if old.control_plane != new.control_plane {
+        v.push("control_plane");
+    }
+    if old.cores != new.cores {
+        v.push("cores");
+    }
+    v
+}
+
+/// Writes `contents` to a temporary file beside `path`, then renames it over
+/// `path`, so a reader sees the old file or the new one, never half of one.
+pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(name: &str, port: u16) -> Rule {
+        mcr_config::parse_str(
+            &format!(
+                "{{ rules: [ {{ name: \"{name}\", input: {{ interface: \"a\", group: \"239.1.1.1\", port: {port} }}, outputs: [ {{ interface: \"b\", group: \"239.2.2.2\", port: 1 }} ] }} ] }}"
+            ),
+            "t",
+        )
+        .unwrap()
+        .rules
+        .remove(0)
+    }
+
+    #[test]
+    fn diff_by_id() {
+        let old = vec![rule("a", 1), rule("b", 2), rule("c", 3)];
+        let new = vec![rule("a", 1), rule("b", 20), rule("d", 4)];
+        let d = RuleDiff::between(&old, &new);
+        assert_eq!(d.added, vec!["d"]);
+        assert_eq!(d.removed, vec!["c"]);
+        assert_eq!(d.changed, vec!["b"]);
+        assert_eq!(d.unchanged, 1);
+    }
+
+    #[test]
+    fn atomic_write_replaces_file() {
+        let dir = std::env::temp_dir().join(format!("mcr-aw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.json5");
+        std::fs::write(&p, "old").unwrap();
+        write_atomically(&p, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
