@@ -154,28 +154,78 @@ pub struct Mcrd {
 
 impl Mcrd {
     /// Starts `mcrd supervisor` inside `ns` with `config` and waits until
-    /// its engines run.
+    /// it is ready (every engine runs the first table).
     pub fn start(ns: &Netns, dir: &TempDir, config: &str) -> Mcrd {
-        let cfg = dir.file("mcrd.json5", config);
-        let log = dir.path("mcrd.log");
-        let socket = dir.path("mcrd.sock");
-        let child = ns
-            .command(&bin("mcrd"))
-            .args(["--log-level", "debug", "supervisor", "--config"])
-            .arg(&cfg)
-            .arg("--control-socket-path")
-            .arg(&socket)
+        let mut m = Mcrd::spawn(ns, dir, "mcrd", config, &[]);
+        m.wait_log("mcrd ready", Duration::from_secs(10));
+        m
+    }
+
+    /// Spawns `mcrd supervisor` with config file `<name>.json5`, log
+    /// `<name>.log` and socket `<name>.sock` in `dir` (unless `extra` names
+    /// another socket), without waiting.
+    pub fn spawn(ns: &Netns, dir: &TempDir, name: &str, config: &str, extra: &[&str]) -> Mcrd {
+        let cfg = dir.file(&format!("{name}.json5"), config);
+        let log = dir.path(&format!("{name}.log"));
+        let mut socket = dir.path(&format!("{name}.sock"));
+        let mut cmd = ns.command(&bin("mcrd"));
+        cmd.args(["--log-level", "debug", "supervisor", "--config"])
+            .arg(&cfg);
+        if let Some(pos) = extra.iter().position(|a| *a == "--control-socket-path") {
+            socket = PathBuf::from(extra[pos + 1]);
+        } else {
+            cmd.arg("--control-socket-path").arg(&socket);
+        }
+        let child = cmd
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn mcrd");
-        let mut m = Mcrd {
+        Mcrd {
             child: Some(child),
             log,
             socket,
-        };
-        m.wait_log("mcrd ready", Duration::from_secs(10));
-        m
+        }
+    }
+
+    /// Waits for mcrd to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("mcrd running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                self.child = Some(child);
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills mcrd with SIGKILL (no cleanup on its side).
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs `mcrctl --socket <this mcrd's socket> ARGS` on the host.
+    pub fn ctl(&self, args: &[&str]) -> Ctl {
+        mcrctl(&self.socket, args)
+    }
+
+    /// `mcrctl --json ARGS` that must succeed; returns the parsed answer.
+    pub fn ctl_json(&self, args: &[&str]) -> Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.ctl(&full);
+        assert_eq!(out.code, 0, "mcrctl {args:?}: {}{}", out.stdout, out.stderr);
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("mcrctl {args:?} output {:?}: {e}", out.stdout))
     }
 
     pub fn log_text(&self) -> String {
@@ -245,6 +295,65 @@ impl Drop for Mcrd {
         }
         if std::thread::panicking() {
             eprintln!("--- mcrd log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// What an mcrctl run printed and returned.
+#[derive(Debug)]
+pub struct Ctl {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn mcrctl(socket: &Path, args: &[&str]) -> Ctl {
+    let out = Command::new(bin("mcrctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run mcrctl");
+    Ctl {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `mcrgen` running in the background (e.g. steady traffic during a test).
+pub struct Generator {
+    child: Option<Child>,
+}
+
+impl Generator {
+    pub fn spawn(ns: &Netns, iface: &str, group: &str, port: u16, args: &[&str]) -> Generator {
+        let child = ns
+            .command(&bin("mcrgen"))
+            .args(["--json", "--interface", iface, "--group", group, "--port"])
+            .arg(port.to_string())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mcrgen");
+        Generator { child: Some(child) }
+    }
+
+    /// Waits for the generator to finish; returns its summary.
+    pub fn finish(mut self) -> Value {
+        let child = self.child.take().unwrap();
+        let out = child.wait_with_output().expect("mcrgen wait");
+        assert!(out.status.success(), "mcrgen failed");
+        serde_json::from_slice(&out.stdout).expect("mcrgen json")
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
@@ -368,4 +477,123 @@ pub fn assert_exact(summary: &Value, expected: u64) {
 pub fn write_file(path: &Path, contents: &[u8]) {
     let mut f = std::fs::File::create(path).unwrap();
     f.write_all(contents).unwrap();
+}
+
+/// src --(g | i)-- relay --(o0 | s0)-- sink0, (o1 | s1) sink1, ...
+///
+/// Input link 10.77.0.0/24 (src .1, relay .2); output link k is
+/// 10.78.k.0/24 (relay .1, sink .2). All inside namespaces made here.
+pub struct Topo {
+    pub tag: String,
+    pub src: Netns,
+    pub relay: Netns,
+    pub sinks: Vec<Netns>,
+    pub dir: TempDir,
+}
+
+impl Topo {
+    pub fn new(outputs: usize) -> Topo {
+        let tag = unique_tag();
+        let src = Netns::new(format!("{tag}-src"));
+        let relay = Netns::new(format!("{tag}-rly"));
+        let sinks: Vec<Netns> = (0..outputs)
+            .map(|k| Netns::new(format!("{tag}-snk{k}")))
+            .collect();
+        let t = Topo {
+            dir: TempDir::new(&tag),
+            tag,
+            src,
+            relay,
+            sinks,
+        };
+        veth(
+            &t.src,
+            &t.g(),
+            "10.77.0.1/24",
+            &t.relay,
+            &t.i(),
+            "10.77.0.2/24",
+        );
+        for k in 0..outputs {
+            veth(
+                &t.relay,
+                &t.o(k),
+                &format!("10.78.{k}.1/24"),
+                &t.sinks[k],
+                &t.s(k),
+                &format!("10.78.{k}.2/24"),
+            );
+        }
+        t
+    }
+    /// The generator's interface (in src).
+    pub fn g(&self) -> String {
+        format!("{}g", self.tag)
+    }
+    /// The relay's input interface.
+    pub fn i(&self) -> String {
+        format!("{}i", self.tag)
+    }
+    /// The relay's k-th output interface.
+    pub fn o(&self, k: usize) -> String {
+        format!("{}o{k}", self.tag)
+    }
+    /// The k-th sink's interface.
+    pub fn s(&self, k: usize) -> String {
+        format!("{}s{k}", self.tag)
+    }
+
+    pub fn mcrd(&self, config: &str) -> Mcrd {
+        Mcrd::start(&self.relay, &self.dir, config)
+    }
+
+    pub fn listen(&self, k: usize, group: &str, port: u16, extra: &[&str]) -> Listener {
+        Listener::start(&self.sinks[k], &self.dir, &self.s(k), group, port, extra)
+    }
+
+    pub fn send(&self, group: &str, port: u16, args: &[&str]) -> Value {
+        generate(&self.src, &self.g(), group, port, args)
+    }
+}
+
+pub fn rule(name: &str, input_if: &str, group: &str, port: u16, outputs: &[String]) -> String {
+    format!(
+        "{{ name: \"{name}\", input: {{ interface: \"{input_if}\", group: \"{group}\", port: {port} }}, outputs: [{}] }}",
+        outputs.join(", ")
+    )
+}
+
+pub fn output(iface: &str, group: &str, port: u16) -> String {
+    format!("{{ interface: \"{iface}\", group: \"{group}\", port: {port} }}")
+}
+
+/// A line of the mcrd log with `needle`, parsed as `key=value` pairs.
+pub fn log_fields(log: &str, needle: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+pub fn final_rule_packets(mcrd: &Mcrd, rule: &str) -> u64 {
+    let log = mcrd.log_text();
+    log_fields(&log, "final counters")
+        .into_iter()
+        .find(|f| f.get("rule").map(String::as_str) == Some(rule))
+        .and_then(|f| f.get("packets").and_then(|p| p.parse().ok()))
+        .unwrap_or_else(|| panic!("no final counters for {rule} in:\n{log}"))
+}
+
+pub fn final_drop(mcrd: &Mcrd, reason: &str) -> u64 {
+    let log = mcrd.log_text();
+    log_fields(&log, "final drops")
+        .into_iter()
+        .next()
+        .and_then(|f| f.get(reason).and_then(|p| p.parse().ok()))
+        .unwrap_or_else(|| panic!("no final drops {reason} in:\n{log}"))
 }

@@ -168,7 +168,7 @@ fn request_for(cmd: &Cmd) -> Result<Value, String> {
             }
             json!({"cmd": "add", "rule": rule})
         }
-        Cmd::Remove { rule_id, name } => json!({"cmd": "remove", "id": rule_id, "name": name}),
+        Cmd::Remove { rule_id, name } => json!({"cmd": "remove", "rule_id": rule_id, "name": name}),
         Cmd::Stats { .. } => json!({"cmd": "stats"}),
         Cmd::Cores => json!({"cmd": "cores"}),
         Cmd::Config(ConfigCmd::Show) => json!({"cmd": "config_show"}),

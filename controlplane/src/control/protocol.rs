@@ -26,8 +26,9 @@ pub enum Request {
         rule: Rule,
     },
     Remove {
+        /// (`id` is the request's own correlation id.)
         #[serde(default)]
-        id: Option<String>,
+        rule_id: Option<String>,
         #[serde(default)]
         name: Option<String>,
     },
@@ -182,7 +183,7 @@ mod tests {
         assert_eq!(
             req.unwrap(),
             Request::Remove {
-                id: None,
+                rule_id: None,
                 name: Some("cam1".into())
             }
         );
@@ -199,7 +200,7 @@ mod tests {
         assert_eq!(code("[1,2]"), "invalid_request");
         assert_eq!(code(r#"{"command":"ping"}"#), "invalid_request");
         assert_eq!(code(r#"{"cmd":"explode"}"#), "unknown_command");
-        assert_eq!(code(r#"{"cmd":"ping","extra":1}"#), "invalid_arguments");
+        assert_eq!(code(r#"{"cmd":"reload","bogus":1}"#), "invalid_arguments");
         assert_eq!(code(r#"{"cmd":"add"}"#), "invalid_arguments");
     }
 

@@ -31,7 +31,7 @@ impl Supervisor {
             Request::Status => Response::Ok(self.status()),
             Request::List => Response::Ok(self.list()),
             Request::Add { rule } => self.add(rule),
-            Request::Remove { id, name } => self.remove(id, name),
+            Request::Remove { rule_id, name } => self.remove(rule_id, name),
             Request::Stats => Response::Ok(self.stats_json()),
             Request::Cores => Response::Ok(self.cores()),
             Request::ConfigShow => {

@@ -302,6 +302,17 @@ impl Supervisor {
             }
         }
         self.table.publish(compiled.table);
+        // Answer (and log) only once the engines forward by the new table,
+        // so "added" means "forwarding".
+        if !self
+            .engines
+            .wait_for_generation(self.generation, Duration::from_millis(500))
+        {
+            tracing::warn!(
+                generation = self.generation,
+                "engines slow to take the new forwarding table"
+            );
+        }
         for (join, e) in self.memberships.apply(&compiled.joins) {
             tracing::warn!(group = %join.group, ifindex = join.ifindex, error = %e, "joining group failed");
         }
