@@ -19,6 +19,7 @@ use crate::wire::{ethernet, ipv4, udp, WireError};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use rustc_hash::FxHashMap;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +53,7 @@ impl Default for EngineParams {
 // bits) | rule (16) | output position (16) | buffer id (16).
 const SEND: u64 = 1 << 63;
 const CANCEL: u64 = 1 << 62;
+const WAKE: u64 = 1 << 61;
 const NO_ATTRIBUTION: u64 = 0xffff;
 
 fn send_data(tag: u64, rule: usize, out: usize, bid: u16) -> u64 {
@@ -111,6 +113,31 @@ pub struct Engine {
     stats: StatsHandle,
     stop: Arc<AtomicBool>,
     params: EngineParams,
+    /// Written by the control plane after it publishes a table or asks us
+    /// to stop, so an idle engine reacts at once instead of at its next
+    /// timeout. A read on it is always pending in the ring.
+    wake: Arc<OwnedFd>,
+    wake_buf: Box<[u8; 8]>,
+    wake_armed: bool,
+}
+
+/// Creates the eventfd an engine waits on (blocking, so io_uring polls it
+/// rather than failing the read with EAGAIN).
+pub fn wake_fd() -> io::Result<Arc<OwnedFd>> {
+    // SAFETY: eventfd(2) has no memory-safety preconditions.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and nothing else owns it.
+    Ok(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Wakes the engine waiting on `fd`.
+pub fn wake(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
 }
 
 impl Engine {
@@ -121,6 +148,7 @@ impl Engine {
         stats: StatsHandle,
         stop: Arc<AtomicBool>,
         params: EngineParams,
+        wake: Arc<OwnedFd>,
     ) -> io::Result<Engine> {
         let ring = build_ring(params.sq_entries)?;
         let bufs = BufRing::register(&ring.submitter(), params.buffers, params.buf_size, 0)?;
@@ -142,6 +170,9 @@ impl Engine {
             stats,
             stop,
             params,
+            wake,
+            wake_buf: Box::new([0; 8]),
+            wake_armed: false,
         })
     }
 
@@ -156,6 +187,17 @@ impl Engine {
                 self.install(next);
             }
             self.arm_inputs();
+            if !self.wake_armed {
+                self.wake_armed = true;
+                let entry = opcode::Read::new(
+                    types::Fd(self.wake.as_raw_fd()),
+                    self.wake_buf.as_mut_ptr(),
+                    8,
+                )
+                .build()
+                .user_data(WAKE);
+                self.push(entry);
+            }
             match self.ring.submitter().submit_with_args(1, &args) {
                 Ok(_) => {}
                 Err(e)
@@ -213,7 +255,9 @@ impl Engine {
             // SAFETY: every entry we push points at memory that outlives its
             // completion: sends read receive buffers that are recycled only
             // after their last send completes; receives use the registered
-            // buffer ring; cancels carry no pointers.
+            // buffer ring; the wake read fills `wake_buf`, boxed and owned
+            // by the engine, which outlives the ring; cancels carry no
+            // pointers.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return;
             }
@@ -246,6 +290,9 @@ impl Engine {
                 let data = cqe.user_data();
                 if data & SEND != 0 {
                     self.on_send_done(data, cqe.result());
+                } else if data & WAKE != 0 {
+                    // The read consumed the wake-up; re-armed next pass.
+                    self.wake_armed = false;
                 } else if data & CANCEL != 0 {
                     // The cancel's own completion; the receive it cancelled
                     // reports separately.

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 /// The running engines, one per core.
 pub struct EngineSet {
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
+    wakers: Vec<Arc<std::os::fd::OwnedFd>>,
     stats: Vec<StatsHandle>,
     cpus: Vec<usize>,
     stop: Arc<AtomicBool>,
@@ -49,12 +50,15 @@ impl EngineSet {
         let stop = Arc::new(AtomicBool::new(false));
         let mut set = EngineSet {
             handles: Vec::new(),
+            wakers: Vec::new(),
             stats: Vec::new(),
             cpus: cpus.to_vec(),
             stop: Arc::clone(&stop),
         };
         for (index, &cpu) in cpus.iter().enumerate() {
             let stats = StatsHandle::default();
+            let waker = engine::wake_fd().map_err(|source| StartError::Engine { cpu, source })?;
+            let w = Arc::clone(&waker);
             let (ready_tx, ready_rx) = crossbeam_channel::bounded::<std::io::Result<()>>(1);
             let (t, s, st, p) = (
                 table.clone(),
@@ -65,7 +69,7 @@ impl EngineSet {
             let spawned = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
                 .name(&format!("mcr-engine-{index}"))
                 .spawn(move || async move {
-                    match Engine::new(index, cpu, t, s, st, p) {
+                    match Engine::new(index, cpu, t, s, st, p, w) {
                         Ok(engine) => {
                             let _ = ready_tx.send(Ok(()));
                             engine.run().await;
@@ -86,6 +90,7 @@ impl EngineSet {
                 }
             };
             set.handles.push(handle);
+            set.wakers.push(waker);
             set.stats.push(stats);
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
@@ -114,6 +119,14 @@ impl EngineSet {
         self.stats.iter().map(StatsHandle::snapshot).collect()
     }
 
+    /// Wakes every engine (after a table is published), so idle engines
+    /// take it at once.
+    pub fn wake_all(&self) {
+        for w in &self.wakers {
+            engine::wake(w);
+        }
+    }
+
     /// Waits until every engine runs table `generation` (or a later one).
     /// Returns false on timeout.
     pub fn wait_for_generation(&self, generation: u64, timeout: Duration) -> bool {
@@ -133,6 +146,7 @@ impl EngineSet {
     /// final counters are in [`stats`](Self::stats).
     pub fn stop_within(&mut self, timeout: Duration) {
         self.stop.store(true, Ordering::Relaxed);
+        self.wake_all();
         let deadline = Instant::now() + timeout;
         for h in self.handles.drain(..) {
             // ExecutorJoinHandle has no timed join: wait on a helper thread.

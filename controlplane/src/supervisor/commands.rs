@@ -109,6 +109,7 @@ impl Supervisor {
             },
             "control_clients": self.control.client_count(),
             "last_reload": self.last_reload,
+            "reloads": self.reloads,
         })
     }
 
@@ -379,6 +380,9 @@ impl Supervisor {
         resp: Response,
     ) -> Response {
         if !dry_run {
+            if ok {
+                self.reloads += 1;
+            }
             self.last_reload = Some(ReloadRecord {
                 time: SystemTime::now()
                     .duration_since(UNIX_EPOCH)

@@ -85,6 +85,8 @@ pub struct Supervisor {
     started: Instant,
     config_hash: Option<u64>,
     last_reload: Option<ReloadRecord>,
+    /// Successful reloads since start.
+    reloads: u64,
     rates: rates::RateTracker,
 }
 
@@ -146,6 +148,7 @@ impl Supervisor {
             started: Instant::now(),
             config_hash,
             last_reload: None,
+            reloads: 0,
             rates: rates::RateTracker::default(),
         };
         sup.interfaces = Interfaces::scan()?;
@@ -302,6 +305,7 @@ impl Supervisor {
             }
         }
         self.table.publish(compiled.table);
+        self.engines.wake_all();
         // Answer (and log) only once the engines forward by the new table,
         // so "added" means "forwarding".
         if !self
