@@ -165,10 +165,30 @@ impl Mcrd {
     /// `<name>.log` and socket `<name>.sock` in `dir` (unless `extra` names
     /// another socket), without waiting.
     pub fn spawn(ns: &Netns, dir: &TempDir, name: &str, config: &str, extra: &[&str]) -> Mcrd {
+        Mcrd::spawn_as(ns, dir, name, config, &[], extra)
+    }
+
+    /// Like [`spawn`](Self::spawn), with mcrd run through `wrapper` (e.g.
+    /// `setpriv --reuid=...`) inside the namespace.
+    pub fn spawn_as(
+        ns: &Netns,
+        dir: &TempDir,
+        name: &str,
+        config: &str,
+        wrapper: &[&str],
+        extra: &[&str],
+    ) -> Mcrd {
         let cfg = dir.file(&format!("{name}.json5"), config);
         let log = dir.path(&format!("{name}.log"));
         let mut socket = dir.path(&format!("{name}.sock"));
-        let mut cmd = ns.command(&bin("mcrd"));
+        let mut cmd = match wrapper.split_first() {
+            None => ns.command(&bin("mcrd")),
+            Some((first, rest)) => {
+                let mut c = ns.command(Path::new(first));
+                c.args(rest).arg(bin("mcrd"));
+                c
+            }
+        };
         cmd.args(["--log-level", "debug", "supervisor", "--config"])
             .arg(&cfg);
         if let Some(pos) = extra.iter().position(|a| *a == "--control-socket-path") {

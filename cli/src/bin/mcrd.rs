@@ -41,6 +41,10 @@ enum Command {
         /// Group that owns the control socket (mode 0660), e.g. mcr.
         #[arg(long)]
         control_socket_group: Option<String>,
+        /// Switch to this user once privileged resources are open, keeping
+        /// only CAP_NET_RAW [default: mcr when it exists and mcrd runs as root].
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Join a group and count what arrives (a diagnostic receiver; see docs).
     Listen(mcr_cli::traffic::ListenArgs),
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
             config,
             control_socket_path,
             control_socket_group,
+            user,
         } => {
             let cfg = match &config {
                 Some(path) => match mcr_config::load_file(path) {
@@ -161,6 +166,7 @@ fn main() -> ExitCode {
                 control_socket_path: control_socket_path
                     .unwrap_or_else(mcr_controlplane::namespace::default_socket_path),
                 control_socket_group,
+                user,
                 log_control: Some(Box::new(Logs {
                     handle: log_handle,
                     spec: std::sync::Mutex::new(log_spec),

@@ -27,6 +27,9 @@ pub struct Options {
     pub control_socket_path: PathBuf,
     /// Group owning the control socket (overrides the config file's).
     pub control_socket_group: Option<String>,
+    /// User to switch to after opening privileged resources (overrides the
+    /// config file's `user`).
+    pub user: Option<String>,
     /// Changes log levels at run time (`mcrctl log-level`).
     pub log_control: Option<Box<dyn LogControl>>,
 }
@@ -128,6 +131,23 @@ impl Supervisor {
             );
         }
         raise_memlock_limit();
+        // Switch users before any thread starts: capabilities are per thread
+        // and the engines must inherit the reduced set.
+        let user =
+            crate::privilege::choose_user(options.user.as_deref().or(config.user.as_deref()));
+        if let Some(user) = &user {
+            if nix::unistd::User::from_name(user)
+                .ok()
+                .flatten()
+                .map(|u| u.uid)
+                != Some(nix::unistd::geteuid())
+            {
+                crate::privilege::switch_user(user)?;
+            }
+        }
+        crate::privilege::check_capture_allowed(
+            config.rules.first().map(|r| r.input.interface.as_str()),
+        )?;
         let monitor = LinkMonitor::open()
             .map_err(|e| anyhow::anyhow!("cannot watch interfaces (netlink): {e}"))?;
         let table = TableHandle::default();
