@@ -412,7 +412,7 @@ pub fn run(args: &GenArgs) -> anyhow::Result<GenSummary> {
     let rate = args.rate;
     let batch_max = batch_for_rate(rate);
     // Most packets we may fall behind the schedule before forgiving the debt.
-    let depth = ((rate * 0.01) as u64).max(4 * MAX_BATCH as u64);
+    let depth = ((rate * 0.01) as u64).max(1024);
     let limit = args.count.unwrap_or(u64::MAX);
     let duration = args.duration.map(Duration::from_secs_f64);
 

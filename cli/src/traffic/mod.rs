@@ -2,7 +2,11 @@
 //! used by the end-to-end tests and the performance harness.
 //!
 //! IPv4 UDP only. The generator sends only to the address given on its
-//! command line (with `--streams N`, to N consecutive ports of it).
+//! command line (with `--streams N`, to N consecutive ports of it), through
+//! a blocking UDP socket with `sendmmsg` (a full device queue is reported via
+//! IP_RECVERR and the packet is sent again, so nothing is lost silently at
+//! the sender), or with `--af-packet` as prebuilt Ethernet frames on an
+//! AF_PACKET socket (multicast only, about twice the rate).
 //!
 //! # Payload format
 //!
@@ -34,7 +38,9 @@
 //!
 //! # Accounting
 //!
-//! The listener keeps one tracker per (source IPv4 address, stream id):
+//! The listener keeps one tracker per (source IPv4 address, stream id; the
+//! source port is not part of the key, so a sender that changes its port
+//! keeps one sequence space):
 //! received (duplicates included), bytes, lost, duplicates, reordered,
 //! corrupted, first/last sequence, min/max payload size, min/max IP TTL,
 //! latency (kernel receive timestamp minus the send timestamp; both
