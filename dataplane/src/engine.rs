@@ -12,7 +12,7 @@
 //!    send completes.
 
 use crate::bufring::BufRing;
-use crate::socket::{fanout_id, CaptureSocket, OutputSocket};
+use crate::socket::{dest_addr, fanout_id, CaptureSocket, EgressKey, OutputSocket};
 use crate::stats::{Drops, EngineStats, OutputStats, RuleStats, StatsHandle, PUBLISH_INTERVAL};
 use crate::table::{ForwardingTable, OutputSlot, TableHandle};
 use crate::wire::{ethernet, ipv4, udp, WireError};
@@ -100,8 +100,11 @@ pub struct Engine {
     pending: Vec<u16>,
     inputs: Vec<Option<InputSlot>>,
     input_of_if: FxHashMap<u32, usize>,
-    /// Indexed like `table.output_slots()`.
-    outputs: Vec<Option<OutputSocket>>,
+    /// Egress sockets, shared by every output with the same key.
+    egress: FxHashMap<EgressKey, OutputSocket>,
+    /// Indexed like `table.output_slots()`: the socket and destination of
+    /// each output (None when its socket could not be opened).
+    outputs: Vec<Option<(i32, libc::sockaddr_in)>>,
     table: Arc<ForwardingTable>,
     counters: Vec<RuleCounters>,
     drops: Drops,
@@ -158,6 +161,7 @@ impl Engine {
             pending: vec![0; usize::from(params.buffers)],
             inputs: Vec::new(),
             input_of_if: FxHashMap::default(),
+            egress: FxHashMap::default(),
             outputs: Vec::new(),
             table: Arc::new(ForwardingTable::empty()),
             counters: Vec::new(),
@@ -393,10 +397,14 @@ impl Engine {
         let tag = table.generation();
         let mut queued = 0;
         for (pos, out) in rule.outputs.iter().enumerate() {
-            let Some(Some(sock)) = self.outputs.get(out.slot as usize) else {
+            let Some(Some((fd, addr))) = self.outputs.get(out.slot as usize) else {
                 continue;
             };
-            let entry = opcode::Send::new(types::Fd(sock.raw_fd()), ptr, plen as u32)
+            // The kernel copies the address when it takes the entry, and the
+            // submission queue is always drained before `outputs` changes.
+            let entry = opcode::Send::new(types::Fd(*fd), ptr, plen as u32)
+                .dest_addr((addr as *const libc::sockaddr_in).cast())
+                .dest_addr_len(std::mem::size_of::<libc::sockaddr_in>() as u32)
                 .flags(libc::MSG_DONTWAIT)
                 .build()
                 .user_data(send_data(tag, rule_idx, pos, bid));
@@ -514,24 +522,32 @@ impl Engine {
             }
         }
 
-        // Output sockets: reuse the ones whose slot is unchanged.
-        let mut old: FxHashMap<OutputSlot, OutputSocket> = FxHashMap::default();
-        for (i, sock) in std::mem::take(&mut self.outputs).into_iter().enumerate() {
-            if let (Some(sock), Some(slot)) = (sock, self.table.output_slots().get(i)) {
-                old.insert(slot.clone(), sock);
+        // Egress sockets: one per (interface, TTL, kind), kept while used.
+        let mut wanted_egress: FxHashMap<EgressKey, &str> = FxHashMap::default();
+        for slot in next.output_slots() {
+            wanted_egress.insert(egress_key(slot), &slot.ifname);
+        }
+        self.egress.retain(|k, _| wanted_egress.contains_key(k));
+        for (key, ifname) in wanted_egress {
+            if self.egress.contains_key(&key) {
+                continue;
+            }
+            match OutputSocket::open(key, ifname) {
+                Ok(sock) => {
+                    self.egress.insert(key, sock);
+                }
+                Err(e) => {
+                    tracing::warn!(engine = self.index, interface = ifname, error = %e, "opening output socket failed")
+                }
             }
         }
         self.outputs = next
             .output_slots()
             .iter()
             .map(|slot| {
-                old.remove(slot).or_else(|| {
-                    OutputSocket::open(slot.ifindex, &slot.ifname, slot.dest, slot.ttl)
-                        .map_err(|e| {
-                            tracing::warn!(engine = self.index, output = %format_slot(slot), error = %e, "opening output socket failed")
-                        })
-                        .ok()
-                })
+                self.egress
+                    .get(&egress_key(slot))
+                    .map(|sock| (sock.raw_fd(), dest_addr(slot.dest)))
             })
             .collect();
 
@@ -628,6 +644,14 @@ impl Engine {
         let _ = self.ring.submit();
         self.drain();
         self.publish_stats();
+    }
+}
+
+fn egress_key(slot: &OutputSlot) -> EgressKey {
+    EgressKey {
+        ifindex: slot.ifindex,
+        ttl: slot.ttl,
+        multicast: slot.dest.ip().is_multicast(),
     }
 }
 

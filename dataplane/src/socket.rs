@@ -117,22 +117,34 @@ pub fn fanout_id(ifindex: u32) -> u16 {
     ((pid.wrapping_mul(2_654_435_761) ^ ifindex.wrapping_mul(40_503)) & 0xffff) as u16
 }
 
-/// A connected UDP socket sending to one destination out of one interface.
+/// What an egress socket is shared by: every output on the same interface,
+/// with the same TTL and the same kind of destination, sends through one
+/// unconnected UDP socket, naming its destination per send. Thousands of
+/// rules then need only a handful of sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EgressKey {
+    pub ifindex: u32,
+    pub ttl: u8,
+    pub multicast: bool,
+}
+
+/// A UDP socket sending out of one interface; the kernel routes, builds
+/// headers and fragments.
 #[derive(Debug)]
 pub struct OutputSocket {
     fd: OwnedFd,
 }
 
 impl OutputSocket {
-    pub fn open(ifindex: u32, ifname: &str, dest: SocketAddrV4, ttl: u8) -> io::Result<Self> {
+    pub fn open(key: EgressKey, ifname: &str) -> io::Result<Self> {
         let fd = new_socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0)?;
         let raw = fd.as_raw_fd();
-        let ttl = i32::from(ttl);
-        if dest.ip().is_multicast() {
+        let ttl = i32::from(key.ttl);
+        if key.multicast {
             let mreqn = libc::ip_mreqn {
                 imr_multiaddr: libc::in_addr { s_addr: 0 },
                 imr_address: libc::in_addr { s_addr: 0 },
-                imr_ifindex: ifindex as i32,
+                imr_ifindex: key.ifindex as i32,
             };
             setsockopt(raw, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)?;
             setsockopt(raw, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &ttl)?;
@@ -153,21 +165,17 @@ impl OutputSocket {
             )
         })?;
         set_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 4 << 20);
-        let sin = sockaddr_in(dest);
-        // SAFETY: `sin` is a valid sockaddr_in and its size is passed.
-        cvt(unsafe {
-            libc::connect(
-                raw,
-                (&sin as *const libc::sockaddr_in).cast(),
-                size_of::<libc::sockaddr_in>() as u32,
-            )
-        })?;
         Ok(OutputSocket { fd })
     }
 
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// The destination of a send, in the form `sendto` takes.
+pub fn dest_addr(addr: SocketAddrV4) -> libc::sockaddr_in {
+    sockaddr_in(addr)
 }
 
 fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {

@@ -131,6 +131,7 @@ impl Supervisor {
             );
         }
         raise_memlock_limit();
+        raise_nofile_limit();
         // Switch users before any thread starts: capabilities are per thread
         // and the engines must inherit the reduced set.
         let user =
@@ -394,6 +395,22 @@ pub fn online_cpus() -> Vec<usize> {
             .filter(|&c| set.is_set(c).unwrap_or(false))
             .collect(),
         Err(_) => vec![0],
+    }
+}
+
+/// Group joins take one socket per 20 groups: lift the soft file limit to
+/// the hard one.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }
 
