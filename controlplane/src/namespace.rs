@@ -49,3 +49,48 @@ pub fn default_socket_path() -> PathBuf {
         None => PathBuf::from(format!("{SOCKET_DIR}/mcrd.sock")),
     }
 }
+
+/// `/run/netns/NAME` is the namespace itself (a bind-mounted file), so a
+/// socket "inside" it such as `/run/netns/red/mcrd.sock` cannot exist. Such
+/// a path is mapped to `/run/mcr/netns/NAME/FILE`, by mcrd and mcrctl alike,
+/// so both agree on where the socket is. Every other path is kept.
+pub fn resolve_socket_path(path: &std::path::Path) -> PathBuf {
+    let Ok(rest) = path.strip_prefix("/run/netns") else {
+        return path.to_path_buf();
+    };
+    let parts: Vec<_> = rest.components().collect();
+    if parts.len() != 2 {
+        return path.to_path_buf();
+    }
+    let ns_entry = std::path::Path::new("/run/netns").join(parts[0]);
+    if ns_entry.is_dir() {
+        return path.to_path_buf();
+    }
+    PathBuf::from(SOCKET_DIR)
+        .join("netns")
+        .join(parts[0])
+        .join(parts[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn netns_file_paths_map_under_run_mcr() {
+        // /run/netns/<name> never is a directory for a made-up name.
+        assert_eq!(
+            resolve_socket_path(Path::new("/run/netns/mcr-nonexistent-x/mcrd.sock")),
+            PathBuf::from("/run/mcr/netns/mcr-nonexistent-x/mcrd.sock")
+        );
+        for kept in [
+            "/run/mcr/mcrd-red.sock",
+            "/tmp/x.sock",
+            "/run/netns/a/b/c.sock",
+            "rel.sock",
+        ] {
+            assert_eq!(resolve_socket_path(Path::new(kept)), PathBuf::from(kept));
+        }
+    }
+}

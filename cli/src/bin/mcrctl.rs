@@ -207,10 +207,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let socket = cli
-        .socket
-        .clone()
-        .unwrap_or_else(mcr_controlplane::namespace::default_socket_path);
+    let socket = match &cli.socket {
+        Some(p) => mcr_controlplane::namespace::resolve_socket_path(p),
+        None => mcr_controlplane::namespace::default_socket_path(),
+    };
     let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
     let mut client = match Client::connect(&socket, timeout) {
         Ok(c) => c,

@@ -163,8 +163,21 @@ fn main() -> ExitCode {
             let config = config.map(|p| std::path::absolute(&p).unwrap_or(p));
             let options = Options {
                 config_path: config,
-                control_socket_path: control_socket_path
-                    .unwrap_or_else(mcr_controlplane::namespace::default_socket_path),
+                control_socket_path: match control_socket_path {
+                    Some(p) => {
+                        let resolved = mcr_controlplane::namespace::resolve_socket_path(&p);
+                        if resolved != p {
+                            tracing::info!(
+                                "control socket {} is served at {} ({} is the namespace itself, not a directory)",
+                                p.display(),
+                                resolved.display(),
+                                p.parent().map(|d| d.display().to_string()).unwrap_or_default()
+                            );
+                        }
+                        resolved
+                    }
+                    None => mcr_controlplane::namespace::default_socket_path(),
+                },
                 control_socket_group,
                 user,
                 log_control: Some(Box::new(Logs {

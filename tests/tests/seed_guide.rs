@@ -1,0 +1,131 @@
+//! The commands of the user's namespace deployment guide, run as shown
+//! (with namespace names made unique per test run).
+
+use mcr_tests::*;
+use std::time::Duration;
+
+#[test]
+fn socket_inside_the_namespace_path_works_as_the_guide_shows() {
+    let tag = unique_tag();
+    let ns = Netns::new(format!("{tag}red"));
+    let dir = TempDir::new(&tag);
+    let sock = format!("/run/netns/{}/mcrd.sock", ns.name);
+    let mut m = Mcrd::spawn(
+        &ns,
+        &dir,
+        "mcrd",
+        "{ rules: [] }",
+        &["--control-socket-path", &sock],
+    );
+    m.wait_log("mcrd ready", Duration::from_secs(10));
+    // The guide's address for the socket reaches this instance.
+    let st = mcrctl(std::path::Path::new(&sock), &["--json", "status"]);
+    assert_eq!(st.code, 0, "{st:?}");
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["pid"], m.pid());
+    assert_eq!(v["namespace"]["name"], ns.name.as_str());
+    let (_, status) = m.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn per_namespace_default_socket_and_host_access() {
+    let tag = unique_tag();
+    let ns = Netns::new(format!("{tag}blu"));
+    let dir = TempDir::new(&tag);
+    let sock = format!("/run/mcr/mcrd-{}.sock", ns.name);
+    // `mcrd supervisor --control-socket-path /run/mcr/mcrd-NAME.sock --config FILE`
+    let mut m = Mcrd::spawn(
+        &ns,
+        &dir,
+        "mcrd",
+        "{ rules: [] }",
+        &["--control-socket-path", &sock],
+    );
+    m.wait_log("mcrd ready", Duration::from_secs(10));
+    // `mcrctl --socket /run/mcr/mcrd-NAME.sock status` from the host...
+    let host = mcrctl(std::path::Path::new(&sock), &["status"]);
+    assert_eq!(host.code, 0, "{host:?}");
+    assert!(
+        host.stdout
+            .contains(&format!("pid:            {}", m.pid())),
+        "{}",
+        host.stdout
+    );
+    // ...and `ip netns exec NAME mcrctl status` (default path) reach it.
+    let out = ns.exec(&[bin("mcrctl").to_str().unwrap(), "status"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid:            {}", m.pid())));
+    let (_, status) = m.stop();
+    assert!(status.success());
+    assert!(
+        !std::path::Path::new(&sock).exists(),
+        "socket removed on exit"
+    );
+}
+
+#[test]
+fn guide_listen_command_reports_on_interrupt() {
+    let tag = unique_tag();
+    let a = Netns::new(format!("{tag}a"));
+    let b = Netns::new(format!("{tag}b"));
+    veth(
+        &a,
+        &format!("{tag}x"),
+        "10.88.0.1/24",
+        &b,
+        &format!("{tag}y"),
+        "10.88.0.2/24",
+    );
+    // `mcrd listen --interface eth0 --group 239.1.1.1` (default port 5001),
+    // stopped with Ctrl-C, prints what it counted.
+    let child = b
+        .command(&bin("mcrd"))
+        .args([
+            "listen",
+            "--interface",
+            &format!("{tag}y"),
+            "--group",
+            "239.1.1.1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    generate(
+        &a,
+        &format!("{tag}x"),
+        "239.1.1.1",
+        5001,
+        &["--rate", "1000", "--count", "100"],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("received 100 packets"), "{text}");
+}
+
+#[test]
+fn missing_interface_message_matches_the_guide() {
+    let tag = unique_tag();
+    let ns = Netns::new(format!("{tag}g"));
+    let dir = TempDir::new(&tag);
+    let cfg = r#"{ rules: [ { name: "namespace-forward",
+        input: { interface: "veth-ns", group: "239.1.1.1", port: 5001 },
+        outputs: [ { interface: "eth0", group: "239.1.1.1", port: 5001 } ] } ] }"#;
+    let m = Mcrd::start(&ns, &dir, cfg);
+    assert!(
+        m.log_text().contains("Interface 'veth-ns' not found"),
+        "{}",
+        m.log_text()
+    );
+    let list = m.ctl(&["list"]);
+    assert!(
+        list.stdout
+            .contains("inactive: Interface 'veth-ns' not found"),
+        "{}",
+        list.stdout
+    );
+}
