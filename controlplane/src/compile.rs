@@ -50,6 +50,8 @@ pub struct Compiled {
     pub table: ForwardingTable,
     pub statuses: Vec<RuleStatus>,
     pub joins: BTreeSet<Join>,
+    /// Unicast inputs (address, port), to be held quietly.
+    pub unicast_inputs: BTreeSet<SocketAddrV4>,
 }
 
 /// The message the operator sees for a missing interface.
@@ -61,6 +63,7 @@ pub fn compile(rules: &[DesiredRule], ifaces: &Interfaces, generation: u64) -> C
     let mut builder = TableBuilder::new(generation).local_macs(ifaces.local_macs());
     let mut statuses = Vec::with_capacity(rules.len());
     let mut joins = BTreeSet::new();
+    let mut unicast_inputs = BTreeSet::new();
     for desired in rules {
         let rule = &desired.rule;
         let id = rule.id().to_string();
@@ -116,6 +119,9 @@ pub fn compile(rules: &[DesiredRule], ifaces: &Interfaces, generation: u64) -> C
             });
             continue;
         }
+        if !rule.input.group.is_multicast() {
+            unicast_inputs.insert(SocketAddrV4::new(rule.input.group, rule.input.port));
+        }
         joins.insert(Join {
             ifindex: input_if.index,
             group: rule.input.group,
@@ -132,6 +138,7 @@ pub fn compile(rules: &[DesiredRule], ifaces: &Interfaces, generation: u64) -> C
         table: builder.build(),
         statuses,
         joins,
+        unicast_inputs,
     }
 }
 

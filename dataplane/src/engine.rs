@@ -398,6 +398,11 @@ impl Engine {
         let mut queued = 0;
         for (pos, out) in rule.outputs.iter().enumerate() {
             let Some(Some((fd, addr))) = self.outputs.get(out.slot as usize) else {
+                // Its socket could not be opened (logged at install).
+                if let Some(c) = self.counters[rule_idx].outputs.get_mut(pos) {
+                    c.errors += 1;
+                }
+                self.drops.output_error += 1;
                 continue;
             };
             // The kernel copies the address when it takes the entry, and the

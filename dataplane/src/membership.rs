@@ -6,9 +6,9 @@
 //! kernel limits joins per socket (`igmp_max_memberships`), so joins are
 //! spread over as many sockets per interface as needed.
 
-use crate::socket::{MembershipSocket, JOINS_PER_SOCKET};
+use crate::socket::{MembershipSocket, UnicastSink, JOINS_PER_SOCKET};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// One join: interface, group, and the source for a source-specific join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,10 +24,12 @@ struct InterfaceJoins {
     joined: BTreeMap<Join, usize>,
 }
 
-/// The joins currently held, by interface. Owned by the control plane.
+/// The joins currently held, by interface, and the sinks for unicast
+/// inputs. Owned by the control plane.
 #[derive(Default)]
 pub struct Memberships {
     by_if: BTreeMap<u32, InterfaceJoins>,
+    sinks: BTreeMap<SocketAddrV4, UnicastSink>,
 }
 
 impl Memberships {
@@ -90,6 +92,24 @@ impl Memberships {
             }
         }
         failed
+    }
+
+    /// Holds a [`UnicastSink`] on each of `wanted` that is a local address
+    /// with a free port (others are skipped: not ours, or an application
+    /// listens there, which also stops the ICMP errors).
+    pub fn apply_sinks(&mut self, wanted: &BTreeSet<SocketAddrV4>) {
+        self.sinks.retain(|a, _| wanted.contains(a));
+        for addr in wanted {
+            if addr.ip().is_multicast() || self.sinks.contains_key(addr) {
+                continue;
+            }
+            match UnicastSink::bind(*addr) {
+                Ok(s) => {
+                    self.sinks.insert(*addr, s);
+                }
+                Err(e) => tracing::debug!(%addr, error = %e, "no sink for unicast input"),
+            }
+        }
     }
 
     /// Drops every join on an interface that went away.

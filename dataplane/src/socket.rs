@@ -273,3 +273,28 @@ fn group_source_req(ifindex: u32, group: Ipv4Addr, source: Ipv4Addr) -> GroupSou
         gsr_source: storage(source),
     }
 }
+
+/// A UDP socket bound to a local unicast input (address, port) that takes
+/// nothing: without it the host's own stack would answer every relayed
+/// datagram with ICMP port unreachable.
+#[derive(Debug)]
+pub struct UnicastSink {
+    _fd: OwnedFd,
+}
+
+impl UnicastSink {
+    pub fn bind(addr: SocketAddrV4) -> io::Result<Self> {
+        let fd = new_socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0)?;
+        attach_filter(fd.as_raw_fd(), &bpf::drop_all())?;
+        let sin = sockaddr_in(addr);
+        // SAFETY: `sin` is a valid sockaddr_in and its size is passed.
+        cvt(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sin as *const libc::sockaddr_in).cast(),
+                size_of::<libc::sockaddr_in>() as u32,
+            )
+        })?;
+        Ok(UnicastSink { _fd: fd })
+    }
+}

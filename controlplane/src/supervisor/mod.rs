@@ -341,6 +341,7 @@ impl Supervisor {
         for (join, e) in self.memberships.apply(&compiled.joins) {
             tracing::warn!(group = %join.group, ifindex = join.ifindex, error = %e, "joining group failed");
         }
+        self.memberships.apply_sinks(&compiled.unicast_inputs);
         self.statuses = compiled.statuses;
     }
 
