@@ -12,7 +12,9 @@
 //!    send completes.
 
 use crate::bufring::BufRing;
-use crate::socket::{dest_addr, fanout_id, CaptureSocket, EgressKey, OutputSocket};
+use crate::socket::{
+    dest_addr, fanout_id, CaptureSocket, EgressKey, OutputSocket, CONNECTED_OUTPUTS,
+};
 use crate::stats::{Drops, EngineStats, OutputStats, RuleStats, StatsHandle, PUBLISH_INTERVAL};
 use crate::table::{ForwardingTable, OutputSlot, TableHandle};
 use crate::wire::{ethernet, ipv4, udp, WireError};
@@ -100,11 +102,15 @@ pub struct Engine {
     pending: Vec<u16>,
     inputs: Vec<Option<InputSlot>>,
     input_of_if: FxHashMap<u32, usize>,
-    /// Egress sockets, shared by every output with the same key.
+    /// Egress sockets shared by every output with the same key (used past
+    /// CONNECTED_OUTPUTS outputs).
     egress: FxHashMap<EgressKey, OutputSocket>,
-    /// Indexed like `table.output_slots()`: the socket and destination of
-    /// each output (None when its socket could not be opened).
-    outputs: Vec<Option<(i32, libc::sockaddr_in)>>,
+    /// Connected egress sockets, one per output.
+    connected: FxHashMap<OutputSlot, OutputSocket>,
+    /// Indexed like `table.output_slots()`: the socket of each output and,
+    /// for a shared socket, the destination to name (None when its socket
+    /// could not be opened).
+    outputs: Vec<Option<(i32, Option<libc::sockaddr_in>)>>,
     table: Arc<ForwardingTable>,
     counters: Vec<RuleCounters>,
     drops: Drops,
@@ -162,6 +168,7 @@ impl Engine {
             inputs: Vec::new(),
             input_of_if: FxHashMap::default(),
             egress: FxHashMap::default(),
+            connected: FxHashMap::default(),
             outputs: Vec::new(),
             table: Arc::new(ForwardingTable::empty()),
             counters: Vec::new(),
@@ -405,14 +412,17 @@ impl Engine {
                 self.drops.output_error += 1;
                 continue;
             };
-            // The kernel copies the address when it takes the entry, and the
-            // submission queue is always drained before `outputs` changes.
-            let entry = opcode::Send::new(types::Fd(*fd), ptr, plen as u32)
-                .dest_addr((addr as *const libc::sockaddr_in).cast())
-                .dest_addr_len(std::mem::size_of::<libc::sockaddr_in>() as u32)
-                .flags(libc::MSG_DONTWAIT)
-                .build()
-                .user_data(send_data(tag, rule_idx, pos, bid));
+            let mut send =
+                opcode::Send::new(types::Fd(*fd), ptr, plen as u32).flags(libc::MSG_DONTWAIT);
+            if let Some(addr) = addr {
+                // The kernel copies the address when it takes the entry, and
+                // the submission queue is always drained before `outputs`
+                // changes.
+                send = send
+                    .dest_addr((addr as *const libc::sockaddr_in).cast())
+                    .dest_addr_len(std::mem::size_of::<libc::sockaddr_in>() as u32);
+            }
+            let entry = send.build().user_data(send_data(tag, rule_idx, pos, bid));
             self.pending[usize::from(bid)] += 1;
             queued += 1;
             self.push(entry);
@@ -527,10 +537,14 @@ impl Engine {
             }
         }
 
-        // Egress sockets: one per (interface, TTL, kind), kept while used.
+        // Egress: a connected socket per output while there are few enough,
+        // else shared sockets per (interface, TTL, kind). Kept while used.
+        let use_connected = next.output_slots().len() <= CONNECTED_OUTPUTS;
         let mut wanted_egress: FxHashMap<EgressKey, &str> = FxHashMap::default();
-        for slot in next.output_slots() {
-            wanted_egress.insert(egress_key(slot), &slot.ifname);
+        if !use_connected {
+            for slot in next.output_slots() {
+                wanted_egress.insert(egress_key(slot), &slot.ifname);
+            }
         }
         self.egress.retain(|k, _| wanted_egress.contains_key(k));
         for (key, ifname) in wanted_egress {
@@ -546,13 +560,34 @@ impl Engine {
                 }
             }
         }
+        let mut old_connected = std::mem::take(&mut self.connected);
+        if use_connected {
+            for slot in next.output_slots() {
+                let sock = old_connected.remove(slot).map(Ok).unwrap_or_else(|| {
+                    OutputSocket::open_connected(egress_key(slot), &slot.ifname, slot.dest)
+                });
+                match sock {
+                    Ok(sock) => {
+                        self.connected.insert(slot.clone(), sock);
+                    }
+                    Err(e) => {
+                        tracing::warn!(engine = self.index, output = %format_slot(slot), error = %e, "opening output socket failed")
+                    }
+                }
+            }
+        }
+        drop(old_connected);
         self.outputs = next
             .output_slots()
             .iter()
             .map(|slot| {
-                self.egress
-                    .get(&egress_key(slot))
-                    .map(|sock| (sock.raw_fd(), dest_addr(slot.dest)))
+                if use_connected {
+                    self.connected.get(slot).map(|sock| (sock.raw_fd(), None))
+                } else {
+                    self.egress
+                        .get(&egress_key(slot))
+                        .map(|sock| (sock.raw_fd(), Some(dest_addr(slot.dest))))
+                }
             })
             .collect();
 

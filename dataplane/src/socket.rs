@@ -117,10 +117,13 @@ pub fn fanout_id(ifindex: u32) -> u16 {
     ((pid.wrapping_mul(2_654_435_761) ^ ifindex.wrapping_mul(40_503)) & 0xffff) as u16
 }
 
-/// What an egress socket is shared by: every output on the same interface,
-/// with the same TTL and the same kind of destination, sends through one
-/// unconnected UDP socket, naming its destination per send. Thousands of
-/// rules then need only a handful of sockets.
+/// What an egress socket is shared by. Up to [`CONNECTED_OUTPUTS`] outputs
+/// per engine each get a connected socket (the fast path); past that, every
+/// output on the same interface, with the same TTL and the same kind of
+/// destination, sends through one unconnected UDP socket, naming its
+/// destination per send, so thousands of rules need only a few sockets.
+pub const CONNECTED_OUTPUTS: usize = 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EgressKey {
     pub ifindex: u32,
@@ -166,6 +169,23 @@ impl OutputSocket {
         })?;
         set_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 4 << 20);
         Ok(OutputSocket { fd })
+    }
+
+    /// The same socket, connected to one destination: the kernel then keeps
+    /// the route in the socket instead of looking it up (and, for
+    /// multicast, building it) for every datagram.
+    pub fn open_connected(key: EgressKey, ifname: &str, dest: SocketAddrV4) -> io::Result<Self> {
+        let sock = OutputSocket::open(key, ifname)?;
+        let sin = sockaddr_in(dest);
+        // SAFETY: `sin` is a valid sockaddr_in and its size is passed.
+        cvt(unsafe {
+            libc::connect(
+                sock.raw_fd(),
+                (&sin as *const libc::sockaddr_in).cast(),
+                size_of::<libc::sockaddr_in>() as u32,
+            )
+        })?;
+        Ok(sock)
     }
 
     pub fn raw_fd(&self) -> RawFd {

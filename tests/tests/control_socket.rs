@@ -172,6 +172,9 @@ fn every_command_round_trips_while_forwarding() {
         .unwrap()
         .contains("mcr_dataplane=trace"));
     assert_eq!(mcrd.ctl(&["log-level", "set", "mcr=loudest"]).code, 1);
+    let loud = mcrd.ctl(&["log-level", "set", "loud"]);
+    assert_eq!(loud.code, 1, "{loud:?}");
+    assert!(loud.stderr.contains("unknown log level 'loud'"), "{loud:?}");
 
     gen.finish();
     assert_exact(&la.finish(), 10000);
@@ -378,6 +381,14 @@ fn garbage_and_oversized_requests_are_answered_and_survived() {
     let mut sink = vec![0u8; 1 << 16];
     let _ = noise.read(&mut sink);
     drop(noise);
+
+    // A request followed at once by end-of-file is still answered.
+    let mut oneshot = UnixStream::connect(&mcrd.socket).unwrap();
+    oneshot.write_all(b"{\"cmd\":\"ping\"}\n").unwrap();
+    oneshot.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    oneshot.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("\"pong\":true"), "{answer:?}");
 
     // A client that closes in the middle of a request.
     let mut half = UnixStream::connect(&mcrd.socket).unwrap();

@@ -157,9 +157,9 @@ impl ControlServer {
                     c.queue(&Response::error("timeout", "closing idle connection").to_line(None));
                 let _ = c.flush();
                 close.push(id);
-            } else if c.closed && !c.wants_write() {
-                close.push(id);
             }
+            // A client that hung up is closed by `flush_all`, after the
+            // answers to what it sent before hanging up.
         }
         for id in close {
             self.clients.remove(&id);

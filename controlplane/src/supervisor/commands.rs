@@ -57,6 +57,19 @@ impl Supervisor {
                         "log levels cannot be changed in this build",
                     );
                 };
+                const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+                let plain_word = !level.contains(['=', ',']);
+                if (target.is_some() || plain_word)
+                    && !LEVELS.contains(&level.to_ascii_lowercase().as_str())
+                {
+                    return Response::error(
+                        "invalid_arguments",
+                        format!(
+                            "unknown log level '{level}'; use one of {}",
+                            LEVELS.join(", ")
+                        ),
+                    );
+                }
                 let filter = match target {
                     Some(t) => format!("{},{t}={level}", l.current()),
                     None => level,

@@ -137,12 +137,13 @@ impl Supervisor {
         let user =
             crate::privilege::choose_user(options.user.as_deref().or(config.user.as_deref()));
         if let Some(user) = &user {
-            if nix::unistd::User::from_name(user)
-                .ok()
-                .flatten()
-                .map(|u| u.uid)
-                != Some(nix::unistd::geteuid())
-            {
+            let target = nix::unistd::User::from_name(user).ok().flatten();
+            if target.as_ref().map(|u| u.uid) != Some(nix::unistd::geteuid()) {
+                // The socket belongs to the user mcrd runs as (its group
+                // stays), so that user can remove it at exit.
+                if let Some(u) = &target {
+                    let _ = nix::unistd::chown(control.path(), Some(u.uid), None);
+                }
                 crate::privilege::switch_user(user)?;
             }
         }
