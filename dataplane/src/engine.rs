@@ -72,6 +72,21 @@ fn send_data(tag: u64, rule: usize, out: usize, bid: u16) -> u64 {
     SEND | ((tag & 0x7fff) << 48) | (rule << 32) | (out << 16) | u64::from(bid)
 }
 
+/// Why a received frame is not forwarded (each is a counter in [`Drops`]).
+#[derive(Debug, Clone, Copy)]
+enum DropReason {
+    Wire(WireError),
+    OwnFrame,
+    Fragment,
+    NoRule,
+}
+
+impl From<WireError> for DropReason {
+    fn from(e: WireError) -> DropReason {
+        DropReason::Wire(e)
+    }
+}
+
 struct InputSlot {
     sock: CaptureSocket,
     armed: bool,
@@ -128,6 +143,9 @@ pub struct Engine {
     wake: Arc<OwnedFd>,
     wake_buf: Box<[u8; 8]>,
     wake_armed: bool,
+    /// Reused for each pass over the completion queue (no allocation per
+    /// batch).
+    completions: Vec<cqueue::Entry>,
 }
 
 /// Creates the eventfd an engine waits on (blocking, so io_uring polls it
@@ -184,6 +202,7 @@ impl Engine {
             wake,
             wake_buf: Box::new([0; 8]),
             wake_armed: false,
+            completions: Vec::with_capacity(256),
         })
     }
 
@@ -289,15 +308,18 @@ impl Engine {
     fn drain(&mut self) -> usize {
         let mut produced = 0;
         loop {
-            let batch: Vec<cqueue::Entry> = {
+            let mut batch = std::mem::take(&mut self.completions);
+            batch.clear();
+            {
                 let mut cq = self.ring.completion();
                 cq.sync();
-                cq.by_ref().take(256).collect()
-            };
+                batch.extend(cq.by_ref().take(256));
+            }
             if batch.is_empty() {
+                self.completions = batch;
                 return produced;
             }
-            for cqe in batch {
+            for cqe in batch.drain(..) {
                 let data = cqe.user_data();
                 if data & SEND != 0 {
                     self.on_send_done(data, cqe.result());
@@ -311,6 +333,7 @@ impl Engine {
                     produced += self.on_recv(data as usize, cqe.result(), cqe.flags());
                 }
             }
+            self.completions = batch;
         }
     }
 
@@ -359,52 +382,22 @@ impl Engine {
     /// Matches one frame and queues a send per output. Returns the number
     /// of sends queued (the buffer's pending count).
     fn forward(&mut self, ifindex: u32, bid: u16, len: usize) -> usize {
-        let table = Arc::clone(&self.table);
-        let buf = self.bufs.buffer(bid, len);
-        let base = buf.as_ptr();
-        let frame = match ethernet::Frame::new_checked(buf) {
-            Ok(f) => f,
-            Err(e) => return self.drop_wire(e),
+        let (rule_idx, ptr, plen) = match self.classify(ifindex, bid, len) {
+            Ok(m) => m,
+            Err(reason) => {
+                self.count_drop(reason);
+                return 0;
+            }
         };
-        if table.is_local_mac(&frame.src()) {
-            self.drops.own_frame += 1;
-            return 0;
-        }
-        if frame.ethertype() != ethernet::ETHERTYPE_IPV4 {
-            self.drops.malformed += 1;
-            return 0;
-        }
-        let ip = match ipv4::Packet::new_checked(frame.payload()) {
-            Ok(p) => p,
-            Err(e) => return self.drop_wire(e),
-        };
-        if ip.protocol() != ipv4::PROTO_UDP {
-            self.drops.malformed += 1;
-            return 0;
-        }
-        if ip.is_fragment() {
-            self.drops.fragment += 1;
-            return 0;
-        }
-        let dgram = match udp::Packet::new_checked(ip.payload()) {
-            Ok(d) => d,
-            Err(e) => return self.drop_wire(e),
-        };
-        let Some(rule_idx) = table.lookup(ifindex, ip.dst(), dgram.dst_port(), ip.src()) else {
-            self.drops.no_rule += 1;
-            return 0;
-        };
-        let payload = dgram.payload();
-        let (ptr, plen) = (payload.as_ptr(), payload.len());
-        debug_assert!(ptr as usize >= base as usize);
-        let rule = &table.rules()[rule_idx];
         let counters = &mut self.counters[rule_idx];
         counters.packets += 1;
         counters.bytes += plen as u64;
-        let tag = table.generation();
+        let tag = self.table.generation();
+        let outputs = self.table.rules()[rule_idx].outputs.len();
         let mut queued = 0;
-        for (pos, out) in rule.outputs.iter().enumerate() {
-            let Some(Some((fd, addr))) = self.outputs.get(out.slot as usize) else {
+        for pos in 0..outputs {
+            let slot = self.table.rules()[rule_idx].outputs[pos].slot as usize;
+            let Some(Some((fd, addr))) = self.outputs.get(slot) else {
                 // Its socket could not be opened (logged at install).
                 if let Some(c) = self.counters[rule_idx].outputs.get_mut(pos) {
                     c.errors += 1;
@@ -430,12 +423,47 @@ impl Engine {
         queued
     }
 
-    fn drop_wire(&mut self, e: WireError) -> usize {
-        match e {
-            WireError::Truncated => self.drops.truncated += 1,
-            WireError::Malformed => self.drops.malformed += 1,
+    /// Parses one frame in place and finds its rule: the rule's index and
+    /// where the UDP payload lies in the receive buffer, or why it is
+    /// dropped.
+    fn classify(
+        &self,
+        ifindex: u32,
+        bid: u16,
+        len: usize,
+    ) -> Result<(usize, *const u8, usize), DropReason> {
+        let frame = ethernet::Frame::new_checked(self.bufs.buffer(bid, len))?;
+        if self.table.is_local_mac(&frame.src()) {
+            return Err(DropReason::OwnFrame);
         }
-        0
+        if frame.ethertype() != ethernet::ETHERTYPE_IPV4 {
+            return Err(DropReason::Wire(WireError::Malformed));
+        }
+        let ip = ipv4::Packet::new_checked(frame.payload())?;
+        if ip.protocol() != ipv4::PROTO_UDP {
+            return Err(DropReason::Wire(WireError::Malformed));
+        }
+        if ip.is_fragment() {
+            return Err(DropReason::Fragment);
+        }
+        let dgram = udp::Packet::new_checked(ip.payload())?;
+        let rule = self
+            .table
+            .lookup(ifindex, ip.dst(), dgram.dst_port(), ip.src())
+            .ok_or(DropReason::NoRule)?;
+        let payload = dgram.payload();
+        Ok((rule, payload.as_ptr(), payload.len()))
+    }
+
+    fn count_drop(&mut self, reason: DropReason) {
+        let d = &mut self.drops;
+        match reason {
+            DropReason::Wire(WireError::Truncated) => d.truncated += 1,
+            DropReason::Wire(WireError::Malformed) => d.malformed += 1,
+            DropReason::OwnFrame => d.own_frame += 1,
+            DropReason::Fragment => d.fragment += 1,
+            DropReason::NoRule => d.no_rule += 1,
+        }
     }
 
     fn on_send_done(&mut self, data: u64, res: i32) {
