@@ -144,6 +144,20 @@ fn every_command_round_trips_while_forwarding() {
     t.send("239.1.1.2", 5000, &["--rate", "2000", "--count", "1000"]);
     assert_eq!(lb.finish()["packets"], 0, "removed rule still forwards");
 
+    // --watch refreshes until interrupted.
+    let mut watch = std::process::Command::new(bin("mcrctl"))
+        .arg("--socket")
+        .arg(&mcrd.socket)
+        .args(["stats", "--watch", "0.2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.matches("RULE").count() >= 2, "{text}");
+
     let cores = mcrd.ctl_json(&["cores"]);
     assert_eq!(
         cores["engines"].as_array().unwrap().len(),
