@@ -1,0 +1,704 @@
+#!/usr/bin/env python3
+"""mcr performance harness: orchestration, measurement and reporting.
+
+Started by perf/run.sh (which builds, installs packages and guarantees
+teardown); see perf/README.md. Python 3 standard library only.
+
+For every selected scenario and every relay under test: build nothing new
+(the topology from topo.sh is shared), start the relay, check that it
+relays at all, then walk a ladder of offered rates. Each step starts the
+sink listeners (`mcrd listen --json`), snapshots counters, runs `mcrgen`
+for a fixed time, lets the queues drain, snapshots again and stops the
+listeners. Results go to perf/results/<timestamp>/.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True  # report.py is imported from here; keep perf/ free of __pycache__
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release"
+HERE = Path(__file__).resolve().parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PASS_RATIO = 0.999
+KERNEL_MAXVIFS = 32  # MAXVIFS in include/linux/mroute.h: input + outputs
+
+# Every process we start, so that any exit path can stop them (by pid).
+PROCS = []
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True, **kw)
+
+
+def spawn(cmd, **kw):
+    p = subprocess.Popen([str(c) for c in cmd], **kw)
+    PROCS.append(p)
+    return p
+
+
+def stop_procs(procs, sig=signal.SIGTERM, timeout=3.0):
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.send_signal(sig)
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    for p in procs:
+        if p in PROCS:
+            PROCS.remove(p)
+
+
+# --------------------------------------------------------------------------
+# Topology (built by topo.sh; this only knows the names)
+
+
+class Topo:
+    def __init__(self, prefix, nout):
+        self.prefix, self.nout = prefix, nout
+        self.gen_ns, self.rly_ns, self.snk_ns = f"{prefix}-gen", f"{prefix}-rly", f"{prefix}-snk"
+        self.gen_if, self.in_if = f"{prefix}-g", f"{prefix}-i"
+        self.gen_addr, self.in_addr = "10.200.0.1", "10.200.0.2"
+
+    def out_if(self, k):
+        return f"{self.prefix}-o{k}"
+
+    def sink_if(self, k):
+        return f"{self.prefix}-s{k}"
+
+    def out_addr(self, k):
+        return f"10.200.{k + 1}.1"
+
+    def up(self):
+        run([HERE / "topo.sh", "up", self.prefix, self.nout])
+
+    def down(self):
+        subprocess.run([str(HERE / "topo.sh"), "down", self.prefix], capture_output=True)
+
+    def relay_drops(self):
+        """Drops counted by the relay namespace's interfaces (input rx + outputs tx)."""
+        out = run(["ip", "-n", self.rly_ns, "-j", "-s", "link", "show"]).stdout
+        n = 0
+        for d in json.loads(out):
+            st = d.get("stats64", {})
+            if d["ifname"] == self.in_if:
+                n += st["rx"]["dropped"]
+            elif d["ifname"].startswith(f"{self.prefix}-o"):
+                n += st["tx"]["dropped"]
+        return n
+
+    def sink_rx(self):
+        """rx_packets of every sink interface."""
+        out = run(["ip", "-n", self.snk_ns, "-j", "-s", "link", "show"]).stdout
+        return {d["ifname"]: d["stats64"]["rx"]["packets"] for d in json.loads(out)}
+
+
+# --------------------------------------------------------------------------
+# Scenarios
+
+
+class Scenario:
+    def __init__(self, sid, title, size, outputs, streams=1, latency=False, rates=None):
+        self.id, self.title, self.size = sid, title, size
+        self.rates = rates or DEFAULT_RATES  # pps; 0 = as fast as mcrgen can
+        self.outputs, self.streams, self.latency = outputs, streams, latency
+        self.n = int(sid[1:])
+        self.in_group, self.in_port = f"239.1.1.{self.n}", 5000
+        self.out_group, self.out_port = f"239.2.1.{self.n}", 6000  # where translating relays send
+
+    def sampled_outputs(self, limit):
+        if self.outputs <= limit:
+            return list(range(self.outputs))
+        step = self.outputs / limit
+        return sorted({int(i * step) for i in range(limit)})
+
+    def sampled_streams(self, limit):
+        if self.streams <= limit:
+            return list(range(self.streams))
+        step = self.streams / limit
+        return sorted({int(i * step) for i in range(limit)})
+
+
+DEFAULT_RATES = [10000, 50000, 100000, 200000, 400000, 0]
+FANOUT_RATES = [2000, 5000, 10000, 20000, 50000, 100000, 0]  # fan-out multiplies the work
+
+SCENARIOS = {
+    "S1": Scenario("S1", "64 B, 1:1, group/port translation (kernel: none)", 64, 1),
+    "S2": Scenario("S2", "1316 B, 1:10 fan-out", 1316, 10, rates=FANOUT_RATES),
+    "S3": Scenario("S3", "1316 B, 1:50 fan-out", 1316, 50, rates=FANOUT_RATES),
+    "S4": Scenario("S4", "64 B, 100 concurrent streams (ports 5000-5099), 1:1", 64, 1, streams=100),
+    "S5": Scenario("S5", "64 B, 1:1, latency at 10% of the generator's max rate", 64, 1, latency=True),
+}
+
+
+# --------------------------------------------------------------------------
+# Relays under test. A relay is a class with:
+#   cannot(sc)        -> reason string if it cannot do the scenario, else None
+#   start(sc, topo, d)   start it (d: a work directory), raise on failure
+#   dest(sc, k, s)    -> (group, port) that output k carries for stream s
+#   pids()            -> pids whose CPU and memory are the relay's ([] if in-kernel)
+#   stop()
+#   info()            -> anything worth keeping in the raw JSON (e.g. counters)
+
+
+class McrdRelay:
+    name = "mcrd"
+    cores = None  # config `cores` (list of CPUs); None = mcrd's default (all)
+
+    def __init__(self):
+        self.proc = None
+        self.sock = None
+
+    def cannot(self, sc):
+        return None
+
+    def dest(self, sc, k, s):
+        return sc.out_group, sc.out_port + s
+
+    def start(self, sc, topo, d):
+        rules = []
+        for s in range(sc.streams):
+            outs = [
+                {"interface": topo.out_if(k), "group": sc.out_group, "port": sc.out_port + s}
+                for k in range(sc.outputs)
+            ]
+            rules.append({
+                "name": f"{sc.id.lower()}-{s}",
+                "input": {"interface": topo.in_if, "group": sc.in_group, "port": sc.in_port + s},
+                "outputs": outs,
+            })
+        cfg = d / f"mcrd-{sc.id}.json5"
+        conf = {"rules": rules}
+        if self.cores:
+            conf["cores"] = self.cores
+        cfg.write_text(json.dumps(conf, indent=1))  # JSON is JSON5
+        self.sock = d / f"mcrd-{sc.id}.sock"
+        self.logf = d / f"mcrd-{sc.id}.log"
+        self.proc = spawn(
+            ["ip", "netns", "exec", topo.rly_ns, BIN / "mcrd", "supervisor", "--config", cfg,
+             "--control-socket-path", self.sock],
+            stdout=open(self.logf, "w"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if "mcrd ready" in self.logf.read_text():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"mcrd not ready: {self.logf.read_text()[-1500:]}")
+
+    def pids(self):
+        return [self.proc.pid] if self.proc else []
+
+    def info(self):
+        try:
+            return json.loads(run([BIN / "mcrctl", "--socket", self.sock, "stats", "--json"]).stdout)
+        except Exception as e:  # noqa: BLE001 - diagnostics only
+            return {"error": str(e)}
+
+    def stop(self):
+        if self.proc:
+            stop_procs([self.proc], signal.SIGTERM, 5)
+            self.proc = None
+
+
+class KernelRelay:
+    """The kernel's multicast forwarding (MFC), with routes installed by smcrouted."""
+
+    name = "kernel"
+
+    def __init__(self):
+        self.proc = None
+        self.topo = None
+
+    def cannot(self, sc):
+        if sc.outputs + 1 > KERNEL_MAXVIFS:
+            return f"cannot: {sc.outputs} outputs + 1 input exceed the kernel's {KERNEL_MAXVIFS} multicast VIFs"
+        return None
+
+    def dest(self, sc, k, s):
+        return sc.in_group, sc.in_port + s  # no translation
+
+    def start(self, sc, topo, d):
+        self.topo, self.sc = topo, sc
+        conf = d / f"smcroute-{sc.id}.conf"
+        lines = [f"phyint {topo.in_if} enable"]
+        lines += [f"phyint {topo.out_if(k)} enable" for k in range(sc.outputs)]
+        outs = " ".join(topo.out_if(k) for k in range(sc.outputs))
+        # (S,G) route: installed at start, no upcall for the first packet.
+        lines.append(f"mroute from {topo.in_if} source {topo.gen_addr} group {sc.in_group} to {outs}")
+        conf.write_text("\n".join(lines) + "\n")
+        self.logf = d / f"smcrouted-{sc.id}.log"
+        self.proc = spawn(
+            ["ip", "netns", "exec", topo.rly_ns, "smcrouted", "-n", "-N", "-i", f"{topo.prefix}-smc",
+             "-f", conf, "-u", d / "smcroute.sock", "-P", d / "smcroute.pid", "-l", "notice"],
+            stdout=open(self.logf, "w"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            out = run(["ip", "-n", topo.rly_ns, "mroute", "show"]).stdout
+            if sc.in_group in out:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"smcrouted did not install the route: {self.logf.read_text()[-1500:]}")
+
+    def pids(self):
+        return []  # forwarding runs in softirq context, charged to no relay process
+
+    def info(self):
+        r = {}
+        try:
+            r["mroute"] = run(["ip", "-n", self.topo.rly_ns, "-s", "mroute", "show"]).stdout
+            r["mc_forwarding"] = run(["ip", "netns", "exec", self.topo.rly_ns, "cat",
+                                      "/proc/sys/net/ipv4/conf/all/mc_forwarding"]).stdout.strip()
+        except Exception as e:  # noqa: BLE001
+            r["error"] = str(e)
+        return r
+
+    def stop(self):
+        if self.proc:
+            stop_procs([self.proc], signal.SIGTERM, 5)
+            self.proc = None
+
+
+class SocatRelay:
+    """The naive relay: one socat process per (output, stream)."""
+
+    name = "socat"
+
+    def __init__(self):
+        self.procs = []
+
+    def cannot(self, sc):
+        return None
+
+    def dest(self, sc, k, s):
+        return sc.out_group, sc.out_port + s
+
+    def start(self, sc, topo, d):
+        rcvbuf = int(Path("/proc/sys/net/core/rmem_max").read_text())  # socat has no SO_RCVBUFFORCE
+        self.logf = d / f"socat-{sc.id}.log"
+        logfh = open(self.logf, "w")
+        for k in range(sc.outputs):
+            for s in range(sc.streams):
+                g, port = self.dest(sc, k, s)
+                src = (f"UDP4-RECV:{sc.in_port + s},reuseaddr,"
+                       f"ip-add-membership={sc.in_group}:{topo.in_addr},rcvbuf={rcvbuf}")
+                dst = f"UDP4-SENDTO:{g}:{port},ip-multicast-if={topo.out_addr(k)},ip-multicast-ttl=1"
+                self.procs.append(spawn(["ip", "netns", "exec", topo.rly_ns, "socat", "-u", src, dst],
+                                        stdout=logfh, stderr=subprocess.STDOUT))
+        time.sleep(0.3 + 0.01 * len(self.procs))
+        dead = [p for p in self.procs if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"{len(dead)} socat processes exited: {self.logf.read_text()[-1500:]}")
+
+    def pids(self):
+        return [p.pid for p in self.procs]
+
+    def info(self):
+        return {"processes": len(self.procs)}
+
+    def stop(self):
+        stop_procs(self.procs, signal.SIGTERM, 3)
+        self.procs = []
+
+
+RELAYS = {"mcrd": McrdRelay, "kernel": KernelRelay, "socat": SocatRelay}
+
+
+# --------------------------------------------------------------------------
+# Measurement helpers
+
+
+def proc_cpu(pids):
+    """utime+stime in seconds, summed over pids (each includes all its threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # fields 14, 15 of stat(5)
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def proc_hwm_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def softnet_dropped():
+    """Host-wide backlog drops (/proc/net/softnet_stat, 2nd column, all CPUs)."""
+    return sum(int(line.split()[1], 16) for line in Path("/proc/net/softnet_stat").read_text().splitlines())
+
+
+def system_busy():
+    """Busy CPU seconds of the whole machine (all cores), from /proc/stat."""
+    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = v[3] + v[4]
+    return (sum(v[:8]) - idle) / CLK_TCK
+
+
+GEN_CPUS = None  # taskset -c LIST for mcrgen; None = let the scheduler decide
+
+
+def run_gen(topo, sc, rate, secs, af_packet, nice=0):
+    # Default nice 0: a negative nice starves the relay (CFS weights) and
+    # favours the kernel forwarder, whose softirq work runs in the
+    # generator's context. See README "Reading the numbers".
+    cmd = ["nice", "-n", nice, "ip", "netns", "exec", topo.gen_ns, BIN / "mcrgen", "--interface", topo.gen_if,
+           "--group", sc.in_group, "--port", sc.in_port, "--rate", rate, "--duration", secs,
+           "--size", sc.size, "--ttl", 8, "--streams", sc.streams, "--json"]
+    if af_packet:
+        cmd.append("--af-packet")
+    if GEN_CPUS:
+        cmd = ["taskset", "-c", GEN_CPUS] + cmd
+    out = run(cmd, timeout=secs + 30).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def start_listeners(topo, sc, relay, args, d, tag):
+    """One `mcrd listen` per sampled (output, stream); returns [(k, s, Popen, ready)]."""
+    ls = []
+    for k in sc.sampled_outputs(args.max_listeners):
+        for s in sc.sampled_streams(args.max_listeners if sc.outputs == 1 else 1):
+            g, port = relay.dest(sc, k, s)
+            ready = d / f"ready-{tag}-{k}-{s}"
+            if ready.exists():
+                ready.unlink()
+            p = spawn(["nice", "-n", args.listen_nice, "ip", "netns", "exec", topo.snk_ns, BIN / "mcrd", "listen",
+                       "--interface", topo.sink_if(k), "--group", g, "--port", port, "--json",
+                       "--duration", args.step_secs + 60, "--ready-file", ready, "--log-level", "warn"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            ls.append((k, s, p, ready))
+    deadline = time.time() + 10
+    while not all(r.exists() for _, _, _, r in ls):
+        if time.time() > deadline:
+            raise RuntimeError("listeners not ready")
+        time.sleep(0.05)
+    return ls
+
+
+def stop_listeners(ls):
+    res = []
+    for _, _, p, _ in ls:
+        p.send_signal(signal.SIGINT)
+    for k, s, p, _ in ls:
+        try:
+            out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        PROCS.remove(p)
+        try:
+            res.append((k, s, json.loads(out.strip().splitlines()[-1])))
+        except (json.JSONDecodeError, IndexError):
+            res.append((k, s, {"error": (err or "")[-500:]}))
+    return res
+
+
+def expected_for_stream(sent, streams, s):
+    return sent // streams + (1 if s < sent % streams else 0)
+
+
+def measure_step(topo, sc, relay, args, d, rate, secs):
+    tag = f"{sc.id}-{relay.name}"
+    ls = start_listeners(topo, sc, relay, args, d, tag)
+    pids = relay.pids()
+    rx0, cpu0, sys0 = topo.sink_rx(), proc_cpu(pids), system_busy()
+    rd0, sn0 = topo.relay_drops(), softnet_dropped()
+    gen = run_gen(topo, sc, rate, secs, args.af_packet, args.gen_nice)
+    time.sleep(args.drain_secs)
+    rx1, cpu1, sys1 = topo.sink_rx(), proc_cpu(pids), system_busy()
+    rd1, sn1 = topo.relay_drops(), softnet_dropped()
+    lres = stop_listeners(ls)
+
+    sent = gen["sent"]
+    per_out = []
+    for k in range(sc.outputs):
+        name = topo.sink_if(k)
+        per_out.append(min(rx1.get(name, 0) - rx0.get(name, 0), sent))  # clamp stray packets
+    wire = sum(per_out)
+    expected_wire = sent * sc.outputs
+
+    lrecv = lexp = lost = reord = dup = corrupt = 0
+    lat = {"p50": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0}
+    lat_samples = 0
+    ttl = set()
+    for k, s, j in lres:
+        exp = expected_for_stream(sent, sc.streams, s)
+        lexp += exp
+        t = j.get("total")
+        if not t:
+            continue
+        lrecv += min(t["received"], exp)
+        lost += t["lost"]
+        reord += t["reordered"]
+        dup += t["duplicates"]
+        corrupt += t["corrupted"]
+        if t.get("ttl_min") is not None:
+            ttl.update({t["ttl_min"], t["ttl_max"]})
+        lu = t.get("latency_us") or {}
+        if lu.get("samples"):
+            lat_samples += lu["samples"]
+            for key in lat:
+                lat[key] = max(lat[key], lu[key])  # worst sampled output
+    wire_ratio = wire / expected_wire if expected_wire else 0.0
+    listen_ratio = lrecv / lexp if lexp else 0.0
+    cpu = cpu1 - cpu0 if pids else None
+    mpkt = sent / 1e6
+    step = {
+        "target_pps": rate,
+        "secs": secs,
+        "sent": sent,
+        "gen_errors": gen["errors"],
+        "gen_retried": gen["retried"],
+        "offered_pps": round(gen["achieved_pps"], 1),
+        "offered_short": bool(rate and gen["achieved_pps"] < 0.9 * rate),  # generator starved
+        "wire_delivered": wire,
+        "wire_ratio": round(wire_ratio, 6),
+        "wire_min_output_ratio": round(min(per_out) / sent, 6) if sent else 0.0,
+        "delivered_pps": round(gen["achieved_pps"] * wire_ratio, 1),
+        "listeners": len(lres),
+        "listener_ratio": round(listen_ratio, 6),
+        "relay_if_drops": rd1 - rd0,
+        "backlog_drops": sn1 - sn0,
+        "lost": lost,
+        "reordered": reord,
+        "duplicates": dup,
+        "corrupted": corrupt,
+        "ttl_seen": sorted(ttl),
+        "latency_us": lat if lat_samples else None,
+        "relay_cpu_s": round(cpu, 3) if cpu is not None else None,
+        "relay_cpu_s_per_mpkt": round(cpu / mpkt, 3) if cpu is not None and mpkt else None,
+        "system_cpu_s_per_mpkt": round((sys1 - sys0) / mpkt, 3) if mpkt else None,
+        "listener_raw": [{"output": k, "stream": s, "total": j.get("total"), "error": j.get("error")}
+                         for k, s, j in lres],
+    }
+    step["pass"] = bool(sent and wire_ratio >= PASS_RATIO and listen_ratio >= PASS_RATIO
+                        and reord == 0 and dup == 0 and corrupt == 0)
+    return step
+
+
+def calibrate(topo, sc, args):
+    """Generator's max rate for this scenario's packets, with no relay running."""
+    g = run_gen(topo, sc, 0, args.calib_secs, args.af_packet, args.gen_nice)
+    return g["achieved_pps"]
+
+
+def fmt_rate(v):
+    if v is None:
+        return "-"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if v >= 1e3:
+        return f"{v / 1e3:.1f}k"
+    return f"{v:.0f}"
+
+
+# --------------------------------------------------------------------------
+# Running
+
+
+def run_relay_scenario(topo, sc, relay, args, d, gen_max, latency_rate=None):
+    r = {"relay": relay.name, "scenario": sc.id}
+    why = relay.cannot(sc)
+    if why:
+        log(f"{sc.id} {relay.name}: {why}")
+        r["status"] = "cannot"
+        r["reason"] = why
+        return r
+    try:
+        relay.start(sc, topo, d)
+        time.sleep(args.settle_secs)
+        # Idle cost, and how busy the rest of the machine is (other users skew everything).
+        pids = relay.pids()
+        c0, s0, t0 = proc_cpu(pids), system_busy(), time.time()
+        time.sleep(args.idle_secs)
+        dt = time.time() - t0
+        r["idle_relay_cpu_pct"] = round(100 * (proc_cpu(pids) - c0) / dt, 1) if pids else None
+        r["idle_system_busy_pct"] = round(100 * (system_busy() - s0) / dt, 1)
+        # Does it relay at all? (cheap check before spending a ladder on it)
+        warm = measure_step(topo, sc, relay, args, d, 5000, 0.2)
+        if warm["wire_ratio"] < 0.5:
+            time.sleep(1)
+            warm = measure_step(topo, sc, relay, args, d, 5000, 0.2)
+        r["warmup"] = {k: warm[k] for k in ("sent", "wire_ratio", "listener_ratio")}
+        if warm["wire_ratio"] < 0.5:
+            r["status"] = "failed"
+            r["reason"] = f"relays nothing (warm-up delivered {warm['wire_ratio']:.1%})"
+            log(f"{sc.id} {relay.name}: {r['reason']}")
+            return r
+        steps = []
+        if sc.latency:
+            rates = [round(latency_rate)]
+            secs = args.latency_secs
+        else:
+            ladder = args.rates or sc.rates
+            rates = [x for x in ladder if x != 0 and x < 0.95 * gen_max] + [0]
+            secs = args.step_secs
+        for rate in rates:
+            st = measure_step(topo, sc, relay, args, d, rate, secs)
+            steps.append(st)
+            lat = st["latency_us"] or {}
+            log(f"{sc.id} {relay.name:6s} target {fmt_rate(rate) if rate else 'max':>6s} "
+                f"offered {fmt_rate(st['offered_pps']):>7s} wire {st['wire_ratio']:.4f} "
+                f"listen {st['listener_ratio']:.4f} reord {st['reordered']} "
+                f"cpu/Mpkt {st['relay_cpu_s_per_mpkt']} p99 {lat.get('p99', '-')}us "
+                f"{'PASS' if st['pass'] else 'fail'}")
+            time.sleep(0.3)
+        r["steps"] = steps
+        r["peak_rss_kib"] = proc_hwm_kib(relay.pids()) if relay.pids() else None
+        r["info"] = relay.info()
+        r["status"] = "ok"
+        passing = [s for s in steps if s["pass"]]
+        best = max(passing, key=lambda s: s["offered_pps"]) if passing else None
+        r["max_pass_pps"] = best["offered_pps"] if best else None
+        # The relay may do more: it kept up with all the generator could offer.
+        r["max_pass_is_gen_limited"] = bool(best and (best["target_pps"] == 0 or best["offered_short"]
+                                                      or any(s["pass"] for s in steps if s["target_pps"] == 0)))
+    except Exception as e:  # noqa: BLE001 - one relay failing must not stop the run
+        r["status"] = "error"
+        r["reason"] = str(e)[-2000:]
+        log(f"{sc.id} {relay.name}: ERROR {e}")
+    finally:
+        relay.stop()
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", default="S1,S2,S3,S4,S5", help="comma-separated: S1..S5")
+    ap.add_argument("--relays", default=",".join(RELAYS), help="comma-separated: " + ",".join(RELAYS))
+    ap.add_argument("--rates", default=None,
+                    help="offered-rate ladder in pps for every scenario; 'max' = as fast as mcrgen can "
+                         "(default: 10000,50000,100000,200000,400000,max; S2 and S3: "
+                         "2000,5000,10000,20000,50000,100000,max). Steps at or above 95%% of the "
+                         "generator's measured max are skipped; max is always run.")
+    ap.add_argument("--step-secs", type=float, default=3.0, help="traffic per ladder step")
+    ap.add_argument("--latency-secs", type=float, default=5.0, help="traffic in the latency scenario")
+    ap.add_argument("--latency-fraction", type=float, default=0.10,
+                    help="latency scenario (S5) rate as a fraction of the maximum rate: the best "
+                         "S1 rate of this run, or the generator's max when S1 did not run")
+    ap.add_argument("--latency-rate", type=float, default=None, help="S5 rate in pps (overrides)")
+    ap.add_argument("--gen-nice", type=int, default=0, help="nice value of mcrgen")
+    ap.add_argument("--listen-nice", type=int, default=0, help="nice value of the mcrd listen sinks")
+    ap.add_argument("--calib-secs", type=float, default=1.5)
+    ap.add_argument("--drain-secs", type=float, default=0.5)
+    ap.add_argument("--settle-secs", type=float, default=0.5)
+    ap.add_argument("--idle-secs", type=float, default=1.0, help="idle CPU measurement per relay start")
+    ap.add_argument("--max-listeners", type=int, default=10, help="listeners per scenario (sampled)")
+    ap.add_argument("--udp-gen", dest="af_packet", action="store_false",
+                    help="send through mcrgen's UDP socket path instead of the default --af-packet "
+                         "(raw frames: about twice the rate on this machine)")
+    ap.add_argument("--mcrd-cores", default=None, help="mcrd config `cores`, e.g. 1 or 0,1")
+    ap.add_argument("--gen-cpus", default=None, help="pin mcrgen with taskset -c LIST, e.g. 0")
+    ap.add_argument("--prefix", default=f"pf{os.getpid()}")
+    ap.add_argument("--out", default=None, help="results directory (default perf/results/<timestamp>)")
+    ap.add_argument("--command", default=None, help="command line to record (set by run.sh)")
+    args = ap.parse_args()
+    if args.rates:
+        args.rates = [0 if x.strip() == "max" else int(x) for x in args.rates.split(",")]
+    scen = [SCENARIOS[s.strip().upper()] for s in args.scenario.split(",")]
+    if args.mcrd_cores:
+        McrdRelay.cores = [int(c) for c in args.mcrd_cores.split(",")]
+    global GEN_CPUS
+    GEN_CPUS = args.gen_cpus
+    relays = [RELAYS[r.strip()]() for r in args.relays.split(",")]
+
+    ts = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else HERE / "results" / ts
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(f"/tmp/{args.prefix}")
+    work.mkdir(exist_ok=True)
+
+    nout = max(sc.outputs for sc in scen)
+    topo = Topo(args.prefix, nout)
+    t0 = time.time()
+    meta = {
+        "started": ts,
+        "command": args.command or " ".join(sys.argv),
+        "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip(),
+        "git_dirty": bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                                          "cli", "dataplane", "controlplane", "config"],
+                                         capture_output=True, text=True).stdout.strip()),
+        "kernel": os.uname().release,
+        "cpus": os.cpu_count(),
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+        "rmem_max": int(Path("/proc/sys/net/core/rmem_max").read_text()),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("command",)},
+    }
+    results = {"meta": meta, "generator_max_pps": {}, "runs": []}
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        log(f"topology {args.prefix}: 1 input, {nout} outputs; results in {out}")
+        topo.up()
+        for sc in scen:
+            gen_max = calibrate(topo, sc, args)
+            results["generator_max_pps"][sc.id] = round(gen_max, 1)
+            log(f"{sc.id}: {sc.title}; generator max {fmt_rate(gen_max)} pps")
+            lat_rate = None
+            if sc.latency:
+                s1 = [r["max_pass_pps"] for r in results["runs"]
+                      if r["scenario"] == "S1" and r.get("max_pass_pps")]
+                base, src = (max(s1), "best S1 rate") if s1 else (gen_max, "generator max")
+                lat_rate = args.latency_rate or base * args.latency_fraction
+                results["latency_rate"] = {"pps": round(lat_rate), "from": src if not args.latency_rate
+                                           else "--latency-rate", "base_pps": round(base)}
+                log(f"{sc.id}: {fmt_rate(lat_rate)} pps = {args.latency_fraction:.0%} of {src} {fmt_rate(base)}")
+            for relay in relays:
+                results["runs"].append(run_relay_scenario(topo, sc, relay, args, work, gen_max, lat_rate))
+                (out / "results.json").write_text(json.dumps(results, indent=1))
+    except KeyboardInterrupt:
+        log("interrupted; tearing down")
+        meta["interrupted"] = True
+    finally:
+        stop_procs(list(PROCS), signal.SIGTERM, 3)
+        topo.down()
+        meta["wall_secs"] = round(time.time() - t0, 1)
+        meta["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        for f in work.glob("*.log"):
+            shutil.copy(f, out / f.name)
+        shutil.rmtree(work, ignore_errors=True)
+    import report  # noqa: E402 - perf/report.py, next to this file
+    report.write(results, out)
+    log(f"done in {meta['wall_secs']} s: {out / 'report.md'}")
+    return 130 if meta.get("interrupted") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

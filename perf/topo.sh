@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Topology for the perf harness (run as root).
+#
+#   perf/topo.sh up   PREFIX NOUT   build it
+#   perf/topo.sh down PREFIX        kill what runs in its namespaces, delete them
+#
+#   PREFIX-gen  [PREFIX-g 10.200.0.1/24] --- [PREFIX-i 10.200.0.2/24]  PREFIX-rly
+#   PREFIX-rly  [PREFIX-oK 10.200.K+1.1/24] --- [PREFIX-sK 10.200.K+1.2/24]  PREFIX-snk
+#                                                        for K = 0 .. NOUT-1
+#
+# Interface names are PREFIX plus at most 4 characters, so PREFIX must be at
+# most 11 characters (run.sh uses "pf<pid>").
+set -euo pipefail
+
+cmd=${1:?usage: topo.sh up PREFIX NOUT | down PREFIX}
+p=${2:?PREFIX missing}
+if [ ${#p} -gt 11 ]; then echo "topo.sh: prefix '$p' longer than 11 characters" >&2; exit 2; fi
+
+down() {
+    for ns in "$p-gen" "$p-rly" "$p-snk"; do
+        ip netns list 2>/dev/null | grep -qw -- "^$ns" || continue
+        # Only processes inside our own namespaces: all were started by this run.
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+        sleep 0.2
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+        ip netns del "$ns" 2>/dev/null || true
+    done
+}
+
+ns_sysctl() {  # namespace-local sysctls only (net.ipv4.conf.*, ip_forward, ipv6 conf)
+    local ns=$1; shift
+    ip netns exec "$ns" sysctl -qw "$@" >/dev/null
+}
+
+up() {
+    local nout=${1:?NOUT missing}
+    for ns in gen rly snk; do
+        ip netns add "$p-$ns"
+        ip -n "$p-$ns" link set lo up
+        # No IPv6 (router solicitations, MLD) so interface counters count test traffic only.
+        ns_sysctl "$p-$ns" net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+        ns_sysctl "$p-$ns" net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    done
+    ns_sysctl "$p-rly" net.ipv4.ip_forward=1
+    # Sink: accept IGMP joins of many groups per socket is not needed (one group each),
+    # but the relay joins on its input interface; raise the per-socket limit in the relay ns.
+    ns_sysctl "$p-rly" net.ipv4.igmp_max_memberships=1024 || true
+
+    ip -n "$p-gen" link add "$p-g" type veth peer name "$p-i" netns "$p-rly"
+    ip -n "$p-gen" addr add 10.200.0.1/24 dev "$p-g"
+    ip -n "$p-rly" addr add 10.200.0.2/24 dev "$p-i"
+    ip -n "$p-gen" link set "$p-g" up
+    ip -n "$p-rly" link set "$p-i" up
+    # Multicast leaves the generator through its only interface.
+    ip -n "$p-gen" route add 224.0.0.0/4 dev "$p-g"
+
+    local k
+    {
+        for ((k = 0; k < nout; k++)); do
+            echo "link add $p-o$k type veth peer name $p-s$k netns $p-snk"
+        done
+    } | ip -n "$p-rly" -batch -
+    {
+        for ((k = 0; k < nout; k++)); do
+            echo "addr add 10.200.$((k + 1)).1/24 dev $p-o$k"
+            echo "link set $p-o$k up"
+        done
+    } | ip -n "$p-rly" -batch -
+    {
+        for ((k = 0; k < nout; k++)); do
+            echo "addr add 10.200.$((k + 1)).2/24 dev $p-s$k"
+            echo "link set $p-s$k up"
+        done
+    } | ip -n "$p-snk" -batch -
+}
+
+case "$cmd" in
+    up) down; up "${3:-}" ;;
+    down) down ;;
+    *) echo "usage: topo.sh up PREFIX NOUT | down PREFIX" >&2; exit 2 ;;
+esac
