@@ -4,7 +4,7 @@
 use crate::interfaces::Interfaces;
 use mcr_config::Rule;
 use mcr_dataplane::membership::Join;
-use mcr_dataplane::{ForwardingTable, InputKey, OutputSlot, RuleSpec, TableBuilder};
+use mcr_dataplane::{ForwardingTable, InputKey, LinkInfo, OutputSlot, RuleSpec, TableBuilder};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::net::SocketAddrV4;
@@ -85,6 +85,14 @@ pub fn compile(rules: &[DesiredRule], ifaces: &Interfaces, generation: u64) -> C
                     ifname: i.name.clone(),
                     dest: SocketAddrV4::new(out.group, out.port),
                     ttl: out.effective_ttl(),
+                    link: match (i.mac, i.addrs.first()) {
+                        (Some(mac), Some(addr)) if i.mtu >= 68 => Some(LinkInfo {
+                            mac,
+                            addr: *addr,
+                            mtu: i.mtu,
+                        }),
+                        _ => None,
+                    },
                 }),
                 None => waiting.push(interface_not_found(&out.interface)),
             }
@@ -156,6 +164,7 @@ mod tests {
             mac: None,
             up: true,
             addrs: vec![],
+            mtu: 1500,
         }
     }
 

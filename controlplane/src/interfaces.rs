@@ -14,6 +14,35 @@ pub struct Interface {
     pub mac: Option<MacAddr>,
     pub up: bool,
     pub addrs: Vec<Ipv4Addr>,
+    pub mtu: u32,
+}
+
+/// An interface's MTU (SIOCGIFMTU: right in any namespace, unlike /sys,
+/// which shows the namespace it was mounted in).
+fn mtu_of(name: &str) -> u32 {
+    // SAFETY: socket(2) has no memory-safety preconditions.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return 0;
+    }
+    // SAFETY: ifreq is plain old data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req
+        .ifr_name
+        .iter_mut()
+        .zip(name.as_bytes().iter().take(libc::IFNAMSIZ - 1))
+    {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifr_mtu of the ifreq we pass.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    if rc < 0 {
+        return 0;
+    }
+    // SAFETY: the ioctl filled the mtu member of the union.
+    unsafe { req.ifr_ifru.ifru_mtu as u32 }
 }
 
 /// The interfaces of this network namespace, by name.
@@ -35,6 +64,7 @@ impl Interfaces {
                     mac: None,
                     up: false,
                     addrs: Vec::new(),
+                    mtu: 0,
                 });
             entry.up = ifa.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP);
             let Some(addr) = ifa.address else { continue };
@@ -51,6 +81,7 @@ impl Interfaces {
         }
         // Interfaces without a link-layer entry still have an index.
         for iface in by_name.values_mut() {
+            iface.mtu = mtu_of(&iface.name);
             if iface.index == 0 {
                 iface.index = nix::net::if_::if_nametoindex(iface.name.as_str()).unwrap_or(0);
             }

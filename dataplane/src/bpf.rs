@@ -34,6 +34,9 @@ const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
 const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
+/// Index of the `ret 0` that follows the preamble.
+const PREAMBLE_REJECT: u32 = 9;
+
 /// `SKF_AD_OFF + SKF_AD_PKTTYPE`: the ancillary load of the packet type.
 const PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
 const PACKET_OUTGOING: u32 = 4;
@@ -74,6 +77,10 @@ pub fn capture_filter(pairs: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
     push(jump(JEQ_K, 17, 0, 0), Some((0, REJECT)));
     push(stmt(LD_H_ABS, 14 + 6), None);
     push(jump(JSET_K, 0x1fff, 0, 0), Some((REJECT, 0)));
+    // The preamble's rejections land on this local `ret 0`, so their
+    // 8-bit jump offsets stay small however long the program grows.
+    push(stmt(JA, 1), None);
+    push(stmt(RET_K, 0), None);
     let exact = !pairs.is_empty() && pairs.len() <= MAX_EXACT_PAIRS;
     if exact {
         // X = IP header length; A = UDP destination port, kept in M[0].
@@ -94,7 +101,8 @@ pub fn capture_filter(pairs: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
         push(stmt(RET_K, 0), None);
     }
     let accept_at = p.len() as u32;
-    let reject_at = accept_at + 1;
+    // The local `ret 0` right after the preamble (see above).
+    let reject_at = PREAMBLE_REJECT;
     let mut out: Vec<Insn> = Vec::with_capacity(p.len() + 2);
     for (at, (mut insn, targets)) in p.into_iter().enumerate() {
         let at = at as u32;
@@ -109,17 +117,42 @@ pub fn capture_filter(pairs: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
             if insn.code == JA {
                 insn.k = resolve(jt);
             } else {
-                // Every conditional jump to ACCEPT/REJECT sits in the fixed
-                // preamble, well within a u8 offset.
-                insn.jt = resolve(jt) as u8;
-                insn.jf = resolve(jf) as u8;
+                // Conditional jumps to REJECT all sit in the preamble, a few
+                // instructions before the local `ret 0`.
+                insn.jt = u8::try_from(resolve(jt)).expect("preamble jump in range");
+                insn.jf = u8::try_from(resolve(jf)).expect("preamble jump in range");
             }
         }
         out.push(insn);
     }
+    debug_assert_eq!(out[PREAMBLE_REJECT as usize].code, RET_K);
     out.push(stmt(RET_K, ACCEPT_LEN));
-    out.push(stmt(RET_K, 0));
     out
+}
+
+/// Checks a program the way the kernel's loader does (`bpf_check_classic`):
+/// every jump lands inside the program and the last instruction returns.
+pub fn validate(prog: &[Insn]) -> Result<(), String> {
+    if prog.is_empty() || prog.len() > 4096 {
+        return Err(format!("program length {}", prog.len()));
+    }
+    for (pc, i) in prog.iter().enumerate() {
+        let next = pc + 1;
+        let targets: Vec<usize> = if i.code == JA {
+            vec![next + i.k as usize]
+        } else if i.code & 0x07 == libc::BPF_JMP as u16 {
+            vec![next + usize::from(i.jt), next + usize::from(i.jf)]
+        } else {
+            vec![]
+        };
+        if let Some(t) = targets.iter().find(|t| **t >= prog.len()) {
+            return Err(format!("jump at {pc} to {t} past the end ({})", prog.len()));
+        }
+    }
+    if prog.last().map(|i| i.code) != Some(RET_K) {
+        return Err("last instruction does not return".into());
+    }
+    Ok(())
 }
 
 /// Runs a program over a frame the way the kernel would (for the subset of
@@ -249,6 +282,49 @@ mod tests {
         let (g, p) = *pairs.last().unwrap();
         assert!(interpret(&prog, &frame(g, p, false, 17), 0) > 0);
         assert_eq!(interpret(&prog, &frame(g, p + 1, false, 17), 0), 0);
+    }
+
+    #[test]
+    fn every_size_is_a_valid_program_that_rejects_non_udp() {
+        for n in [
+            0usize,
+            1,
+            2,
+            49,
+            50,
+            51,
+            64,
+            100,
+            300,
+            MAX_EXACT_PAIRS,
+            MAX_EXACT_PAIRS + 1,
+            5000,
+        ] {
+            let pairs: Vec<_> = (0..n)
+                .map(|i| {
+                    (
+                        Ipv4Addr::new(239, 9, (i >> 8) as u8, i as u8),
+                        5000 + i as u16,
+                    )
+                })
+                .collect();
+            let prog = capture_filter(&pairs);
+            validate(&prog).unwrap_or_else(|e| panic!("{n} pairs: {e}"));
+            let tcp = frame(Ipv4Addr::new(239, 9, 0, 0), 5000, false, 6);
+            assert_eq!(interpret(&prog, &tcp, 0), 0, "{n} pairs: TCP passed");
+            assert_eq!(interpret(&prog, &tcp, PACKET_OUTGOING), 0);
+            if let Some((g, p)) = pairs.last() {
+                assert!(
+                    interpret(&prog, &frame(*g, *p, false, 17), 0) > 0,
+                    "{n} pairs: last pair"
+                );
+                assert_eq!(
+                    interpret(&prog, &frame(*g, *p, true, 17), 0),
+                    0,
+                    "{n} pairs: fragment"
+                );
+            }
+        }
     }
 
     #[test]

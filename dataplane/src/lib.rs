@@ -11,11 +11,14 @@ pub mod membership;
 pub mod socket;
 pub mod stats;
 pub mod table;
+pub mod tx;
 pub mod wire;
 
 pub use engine::{Engine, EngineParams};
 pub use stats::{Drops, EngineStats, RuleStats, StatsHandle};
-pub use table::{ForwardingTable, InputKey, OutputSlot, RuleSpec, TableBuilder, TableHandle};
+pub use table::{
+    ForwardingTable, InputKey, LinkInfo, OutputSlot, RuleSpec, TableBuilder, TableHandle,
+};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

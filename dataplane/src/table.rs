@@ -35,6 +35,17 @@ pub struct OutputSlot {
     pub ifname: String,
     pub dest: SocketAddrV4,
     pub ttl: u8,
+    /// The output interface's link details, for the prebuilt-header
+    /// transmit path (None when unknown: the UDP path is used).
+    pub link: Option<LinkInfo>,
+}
+
+/// What an engine needs to build an output's Ethernet/IP/UDP headers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkInfo {
+    pub mac: MacAddr,
+    pub addr: Ipv4Addr,
+    pub mtu: u32,
 }
 
 /// A rule as compiled for the data plane.
@@ -257,6 +268,7 @@ mod tests {
             ifname: "b".into(),
             dest: SocketAddrV4::new(Ipv4Addr::new(239, 2, 2, 2), port),
             ttl: 1,
+            link: None,
         }
     }
 

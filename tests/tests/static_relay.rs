@@ -422,3 +422,45 @@ for claimed in (200, 1000, 60000):
     assert!(final_drop(&mcrd, "truncated") >= 30, "{}", mcrd.log_text());
     assert!(!mcrd.log_text().contains("panicked"));
 }
+
+/// Many rules on one input interface: the BPF program grows past the
+/// 8-bit jump range (about 50 pairs) and, past 700 pairs, falls back to
+/// matching in the engine. Both must load in the kernel and forward.
+#[test]
+fn many_rules_on_one_input_interface() {
+    for n in [120usize, 800] {
+        let t = Topo::new(1);
+        let rules: Vec<String> = (0..n)
+            .map(|k| {
+                rule(
+                    &format!("r{k}"),
+                    &t.i(),
+                    &format!("239.1.{}.{}", k / 250, k % 250 + 1),
+                    5000,
+                    &[output(
+                        &t.o(0),
+                        &format!("239.2.{}.{}", k / 250, k % 250 + 1),
+                        6000,
+                    )],
+                )
+            })
+            .collect();
+        let mut mcrd = t.mcrd(&format!("{{ rules: [ {} ] }}", rules.join(",\n")));
+        for k in [0, n / 2, n - 1] {
+            let (a, b) = (k / 250, k % 250 + 1);
+            let l = t.listen(0, &format!("239.2.{a}.{b}"), 6000, &["--idle-timeout", "1"]);
+            t.send(
+                &format!("239.1.{a}.{b}"),
+                5000,
+                &["--rate", "2000", "--count", "500"],
+            );
+            assert_exact(&l.finish(), 500);
+        }
+        mcrd.stop();
+        assert!(
+            !mcrd.log_text().contains("opening capture socket failed"),
+            "{}",
+            mcrd.log_text()
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! The prebuilt-header transmit path for multicast outputs.
+//!
+//! Instead of a UDP send (socket lookup, route, IP output), the engine
+//! writes the 42 bytes of Ethernet, IPv4 and UDP header itself and hands
+//! header + payload to an `AF_PACKET` socket on the output interface, which
+//! queues the frame on the device. Multicast needs no neighbour resolution
+//! (the destination MAC follows from the group), so nothing is lost; a
+//! datagram that would need fragmenting takes the UDP path instead.
+//!
+//! Each send's header, iovec and msghdr live in a [`TxArena`] slot until
+//! the entry is submitted: the kernel copies all three while it takes the
+//! entry (sends are `MSG_DONTWAIT`, so they are issued inline and never
+//! read user memory later), so a slot is free again once the submission
+//! queue is empty.
+
+use crate::table::LinkInfo;
+use crate::wire::ethernet::{self, MacAddr};
+use crate::wire::{ipv4, udp};
+use std::io;
+use std::net::SocketAddrV4;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Ethernet + IPv4 (no options) + UDP.
+pub const HEADER_LEN: usize = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN;
+
+/// The link-layer address a multicast group maps to (RFC 1112, 6.4).
+pub fn multicast_mac(group: std::net::Ipv4Addr) -> MacAddr {
+    let o = group.octets();
+    MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
+}
+
+/// An `AF_PACKET` socket that only sends, on one interface.
+#[derive(Debug)]
+pub struct PacketTxSocket {
+    fd: OwnedFd,
+}
+
+impl PacketTxSocket {
+    pub fn open(ifindex: u32) -> io::Result<PacketTxSocket> {
+        // Protocol 0: the socket receives nothing.
+        // SAFETY: socket(2) has no memory-safety preconditions.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just created and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll and its size is passed.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let bytes: i32 = 4 << 20;
+        for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+            // SAFETY: `bytes` is a live i32 of the size passed.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&bytes as *const i32).cast(),
+                    4,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
+        Ok(PacketTxSocket { fd })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Everything fixed about one output's headers.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketRoute {
+    pub fd: RawFd,
+    pub dst_mac: MacAddr,
+    pub src_mac: MacAddr,
+    pub src: std::net::Ipv4Addr,
+    pub dest: SocketAddrV4,
+    pub ttl: u8,
+    pub mtu: u32,
+}
+
+impl PacketRoute {
+    pub fn new(fd: RawFd, link: LinkInfo, dest: SocketAddrV4, ttl: u8) -> PacketRoute {
+        PacketRoute {
+            fd,
+            dst_mac: multicast_mac(*dest.ip()),
+            src_mac: link.mac,
+            src: link.addr,
+            dest,
+            ttl,
+            mtu: link.mtu,
+        }
+    }
+
+    /// Whether a payload of `len` bytes fits in one frame.
+    pub fn fits(&self, len: usize) -> bool {
+        len + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN <= self.mtu as usize
+    }
+
+    /// Writes the headers for a payload of `len` bytes.
+    pub fn emit(&self, hdr: &mut [u8; HEADER_LEN], src_port: u16, len: usize) {
+        ethernet::Repr {
+            src: self.src_mac,
+            dst: self.dst_mac,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        }
+        .emit(&mut hdr[..ethernet::HEADER_LEN]);
+        ipv4::Repr {
+            src: self.src,
+            dst: *self.dest.ip(),
+            protocol: ipv4::PROTO_UDP,
+            ttl: self.ttl,
+            payload_len: udp::HEADER_LEN + len,
+            fragment: false,
+        }
+        .emit(&mut hdr[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN]);
+        udp::Repr {
+            src_port,
+            dst_port: self.dest.port(),
+            payload_len: len,
+        }
+        .emit(&mut hdr[ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN..]);
+    }
+}
+
+/// One queued send's header and message description.
+pub struct TxSlot {
+    pub hdr: [u8; HEADER_LEN],
+    pub iov: [libc::iovec; 2],
+    pub msg: libc::msghdr,
+}
+
+/// Fixed storage for the sends of one submission (see the module docs).
+pub struct TxArena {
+    slots: Box<[TxSlot]>,
+    next: usize,
+}
+
+impl TxArena {
+    pub fn new(capacity: usize) -> TxArena {
+        let slots = (0..capacity.max(1))
+            .map(|_| TxSlot {
+                hdr: [0; HEADER_LEN],
+                iov: [libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                }; 2],
+                // SAFETY: msghdr is plain old data; all-zero is valid.
+                msg: unsafe { std::mem::zeroed() },
+            })
+            .collect();
+        TxArena { slots, next: 0 }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.next == self.slots.len()
+    }
+
+    /// Every slot is free again (call only when the submission queue is
+    /// empty).
+    pub fn reset(&mut self) {
+        self.next = 0;
+    }
+
+    /// Fills the next slot for `route` and returns the msghdr to send.
+    /// The caller checks [`is_full`](Self::is_full) first.
+    pub fn prepare(
+        &mut self,
+        route: &PacketRoute,
+        src_port: u16,
+        payload: *const u8,
+        len: usize,
+    ) -> *const libc::msghdr {
+        let slot = &mut self.slots[self.next];
+        self.next += 1;
+        route.emit(&mut slot.hdr, src_port, len);
+        slot.iov[0] = libc::iovec {
+            iov_base: slot.hdr.as_mut_ptr().cast(),
+            iov_len: HEADER_LEN,
+        };
+        slot.iov[1] = libc::iovec {
+            iov_base: payload as *mut libc::c_void,
+            iov_len: len,
+        };
+        slot.msg.msg_name = std::ptr::null_mut();
+        slot.msg.msg_namelen = 0;
+        slot.msg.msg_iov = slot.iov.as_mut_ptr();
+        slot.msg.msg_iovlen = 2;
+        slot.msg.msg_control = std::ptr::null_mut();
+        slot.msg.msg_controllen = 0;
+        slot.msg.msg_flags = 0;
+        &slot.msg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn multicast_mac_keeps_low_23_bits() {
+        assert_eq!(
+            multicast_mac(Ipv4Addr::new(239, 129, 2, 3)),
+            MacAddr([0x01, 0x00, 0x5e, 0x01, 0x02, 0x03])
+        );
+    }
+
+    #[test]
+    fn headers_parse_back() {
+        let route = PacketRoute::new(
+            -1,
+            LinkInfo {
+                mac: MacAddr([2, 0, 0, 0, 0, 7]),
+                addr: Ipv4Addr::new(10, 0, 0, 1),
+                mtu: 1500,
+            },
+            SocketAddrV4::new(Ipv4Addr::new(239, 2, 2, 2), 6000),
+            5,
+        );
+        let mut frame = vec![0u8; HEADER_LEN + 100];
+        let mut hdr = [0u8; HEADER_LEN];
+        route.emit(&mut hdr, 4000, 100);
+        frame[..HEADER_LEN].copy_from_slice(&hdr);
+        let eth = ethernet::Frame::new_checked(&frame).unwrap();
+        assert_eq!(eth.dst(), MacAddr([1, 0, 0x5e, 2, 2, 2]));
+        let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!(ip.ttl(), 5);
+        assert_eq!(ip.dst(), Ipv4Addr::new(239, 2, 2, 2));
+        assert_eq!(ipv4::checksum(&eth.payload()[..20]), 0);
+        let u = udp::Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!(
+            (u.src_port(), u.dst_port(), u.payload().len()),
+            (4000, 6000, 100)
+        );
+        assert!(route.fits(1472));
+        assert!(!route.fits(1473));
+    }
+}
