@@ -760,7 +760,10 @@ impl Engine {
         }
     }
 
-    fn publish_stats(&self) {
+    fn publish_stats(&mut self) {
+        for input in self.inputs.iter().flatten() {
+            self.drops.capture_overflow += input.sock.take_drops();
+        }
         let table = &self.table;
         let rules = table
             .rules()

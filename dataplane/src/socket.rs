@@ -101,6 +101,29 @@ impl CaptureSocket {
         Ok(CaptureSocket { fd, ifindex })
     }
 
+    /// Frames the kernel dropped because this socket's receive queue was
+    /// full, since the last call (the kernel resets the count on read).
+    pub fn take_drops(&self) -> u64 {
+        // SAFETY: tpacket_stats is plain old data; all-zero is valid.
+        let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: `st` and `len` are live and describe a buffer of `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            u64::from(st.tp_drops)
+        } else {
+            0
+        }
+    }
+
     pub fn set_filter(&self, pairs: &[(Ipv4Addr, u16)]) -> io::Result<()> {
         attach_filter(self.fd.as_raw_fd(), &bpf::capture_filter(pairs))
     }

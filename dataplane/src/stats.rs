@@ -23,8 +23,12 @@ pub struct Drops {
     pub truncated: u64,
     /// A piece of a fragmented datagram: the relay forwards whole datagrams.
     pub fragment: u64,
-    /// The capture ring ran out of buffers (the engine fell behind).
+    /// The capture ring ran out of buffers (the engine fell behind; frames
+    /// wait in the socket queue, so this alone loses nothing).
     pub no_buffer: u64,
+    /// The kernel dropped frames because a capture socket's queue was full:
+    /// the engine fell too far behind and input was lost.
+    pub capture_overflow: u64,
     /// An output's socket buffer was full (counted per output too).
     pub output_full: u64,
     /// An output's send failed for another reason (counted per output too).
@@ -38,7 +42,7 @@ impl Drops {
             + self.malformed
             + self.truncated
             + self.fragment
-            + self.no_buffer
+            + self.capture_overflow
             + self.output_full
             + self.output_error
     }
@@ -50,6 +54,7 @@ impl Drops {
         self.truncated += o.truncated;
         self.fragment += o.fragment;
         self.no_buffer += o.no_buffer;
+        self.capture_overflow += o.capture_overflow;
         self.output_full += o.output_full;
         self.output_error += o.output_error;
     }

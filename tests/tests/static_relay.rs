@@ -464,3 +464,43 @@ fn many_rules_on_one_input_interface() {
         );
     }
 }
+
+/// Offered far more than it can take, mcrd says where input was lost: the
+/// kernel's capture-queue drops are counted, and every packet is either
+/// relayed, counted there, or lost before mcrd could see it.
+#[test]
+fn capture_queue_overflow_is_counted() {
+    let t = Topo::new(1);
+    let cfg = format!(
+        "{{ rules: [ {} ] }}",
+        rule(
+            "flood",
+            &t.i(),
+            "239.1.1.1",
+            5000,
+            &[output(&t.o(0), "239.2.2.2", 6000)]
+        )
+    );
+    let mut mcrd = t.mcrd(&cfg);
+    let sent = t.send(
+        "239.1.1.1",
+        5000,
+        &["--af-packet", "--count", "1500000", "--size", "64"],
+    );
+    let sent = sent["sent"].as_u64().unwrap();
+    mcrd.stop();
+    let relayed = final_rule_packets(&mcrd, "flood");
+    let overflow = final_drop(&mcrd, "capture_overflow");
+    eprintln!("sent {sent}, relayed {relayed}, capture overflow {overflow}");
+    assert!(
+        relayed + overflow <= sent,
+        "relayed {relayed} + overflow {overflow} > sent {sent}"
+    );
+    if relayed < sent {
+        assert!(
+            overflow > 0,
+            "lost {} packets without counting them",
+            sent - relayed
+        );
+    }
+}

@@ -304,6 +304,19 @@ fn open_packet(args: &GenArgs) -> anyhow::Result<PacketSender> {
     }
     // SAFETY: raw is a fresh, valid descriptor.
     let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    // Hand frames straight to the driver, past the qdisc layer (a load
+    // generator has no use for queueing disciplines); optional.
+    let one: libc::c_int = 1;
+    // SAFETY: `one` is a live c_int of the size passed.
+    unsafe {
+        libc::setsockopt(
+            raw,
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
     // SAFETY: zero is a valid sockaddr_ll.
     let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     ll.sll_family = libc::AF_PACKET as u16;

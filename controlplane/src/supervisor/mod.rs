@@ -242,6 +242,7 @@ impl Supervisor {
             truncated = drops.truncated,
             fragment = drops.fragment,
             no_buffer = drops.no_buffer,
+            capture_overflow = drops.capture_overflow,
             output_full = drops.output_full,
             output_error = drops.output_error,
             "final drops"
