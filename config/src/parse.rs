@@ -11,10 +11,46 @@ use crate::locate::locate;
 use crate::schema::Config;
 use crate::validate::check_config;
 
+/// Config files larger than this are refused (a config of 10,000 rules is
+/// about 2 MiB).
+pub const MAX_FILE_SIZE: u64 = 64 << 20;
+
+/// Reads a regular file of at most [`MAX_FILE_SIZE`] bytes. Opened
+/// non-blocking and checked before reading, so a FIFO or a device named by
+/// mistake cannot hang or exhaust the daemon.
+fn read_config_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nonblock())
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(std::io::Error::other(format!(
+            "{} bytes is more than the {} MiB a config file may have",
+            meta.len(),
+            MAX_FILE_SIZE >> 20
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE_SIZE + 1).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// `O_NONBLOCK` on Linux (all architectures mcr builds for), without a
+/// libc dependency for one flag.
+const fn libc_o_nonblock() -> i32 {
+    0o4000
+}
+
 /// Reads, parses and validates a configuration file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match read_config_text(path) {
         Ok(text) => parse_str(&text, &origin),
         Err(e) => Err(Diagnostic {
             file: Some(origin),

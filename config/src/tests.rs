@@ -779,3 +779,12 @@ proptest! {
         prop_assert_eq!(back.unwrap(), c);
     }
 }
+
+#[test]
+fn load_file_refuses_what_is_not_a_regular_file() {
+    let err = crate::load_file(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let dir = std::env::temp_dir();
+    let err = crate::load_file(&dir).unwrap_err();
+    assert!(err.to_string().contains("cannot read"), "{err}");
+}

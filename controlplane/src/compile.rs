@@ -85,12 +85,17 @@ pub fn compile(rules: &[DesiredRule], ifaces: &Interfaces, generation: u64) -> C
                     ifname: i.name.clone(),
                     dest: SocketAddrV4::new(out.group, out.port),
                     ttl: out.effective_ttl(),
+                    // The prebuilt-header path cannot fragment: use it only
+                    // when anything the input can carry fits the output,
+                    // so a flow never splits between the two paths.
                     link: match (i.mac, i.addrs.first()) {
-                        (Some(mac), Some(addr)) if i.mtu >= 68 => Some(LinkInfo {
-                            mac,
-                            addr: *addr,
-                            mtu: i.mtu,
-                        }),
+                        (Some(mac), Some(addr)) if i.mtu >= input_if.mtu && i.mtu >= 68 => {
+                            Some(LinkInfo {
+                                mac,
+                                addr: *addr,
+                                mtu: i.mtu,
+                            })
+                        }
                         _ => None,
                     },
                 }),

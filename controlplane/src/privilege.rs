@@ -78,6 +78,13 @@ pub fn switch_user(user: &str) -> Result<(), PrivilegeError> {
         reason,
     };
     let keep: CapsHashSet = KEPT.iter().copied().collect();
+    // The bounding set first, while we still hold CAP_SETPCAP (SETUID and
+    // SETGID stay for the switch itself; they leave the permitted set below).
+    for cap in caps::all() {
+        if !keep.contains(&cap) && !matches!(cap, Capability::CAP_SETUID | Capability::CAP_SETGID) {
+            let _ = caps::drop(None, CapSet::Bounding, cap);
+        }
+    }
     // Keep permitted capabilities across the uid change; the set is
     // trimmed right after.
     // SAFETY: prctl(PR_SET_KEEPCAPS) takes integer arguments only.
@@ -89,16 +96,20 @@ pub fn switch_user(user: &str) -> Result<(), PrivilegeError> {
     nix::unistd::setresuid(u.uid, u.uid, u.uid).map_err(|e| fail(format!("setuid: {e}")))?;
     // SAFETY: as above.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
-    // Trim: the bounding set first (needs CAP_SETPCAP, which we may no
-    // longer hold after the uid change; then it is simply left as is).
-    for cap in caps::all() {
-        if !keep.contains(&cap) {
-            let _ = caps::drop(None, CapSet::Bounding, cap);
-        }
-    }
+
     let _ = caps::clear(None, CapSet::Ambient);
     let _ = caps::clear(None, CapSet::Inheritable);
     let permitted = caps::read(None, CapSet::Permitted).map_err(|e| fail(e.to_string()))?;
+    // SETUID and SETGID leave the bounding set too, using CAP_SETPCAP (still
+    // permitted: KEEPCAPS) once more.
+    if permitted.contains(&Capability::CAP_SETPCAP) {
+        let _ = caps::raise(None, CapSet::Effective, Capability::CAP_SETPCAP);
+        for cap in [Capability::CAP_SETUID, Capability::CAP_SETGID] {
+            if !keep.contains(&cap) {
+                let _ = caps::drop(None, CapSet::Bounding, cap);
+            }
+        }
+    }
     let kept: CapsHashSet = permitted.intersection(&keep).copied().collect();
     caps::set(None, CapSet::Effective, &kept).map_err(|e| fail(e.to_string()))?;
     caps::set(None, CapSet::Permitted, &kept).map_err(|e| fail(e.to_string()))?;

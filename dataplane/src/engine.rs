@@ -160,6 +160,10 @@ pub struct Engine {
     /// Reused for each pass over the completion queue (no allocation per
     /// batch).
     completions: Vec<cqueue::Entry>,
+    /// Receive completions reaped while the completion queue was full, to
+    /// be forwarded in order by the next `drain` (bounded by the buffer
+    /// count: each holds a receive buffer).
+    deferred: std::collections::VecDeque<cqueue::Entry>,
 }
 
 /// Creates the eventfd an engine waits on (blocking, so io_uring polls it
@@ -220,6 +224,7 @@ impl Engine {
             wake_buf: Box::new([0; 8]),
             wake_armed: false,
             completions: Vec::with_capacity(256),
+            deferred: std::collections::VecDeque::new(),
         })
     }
 
@@ -230,6 +235,17 @@ impl Engine {
         let args = types::SubmitArgs::new().timespec(&ts);
         while !self.stop.load(Ordering::Relaxed) {
             if self.handle.generation() != self.table.generation() {
+                // Queued entries name sockets and addresses `install` may
+                // close or move: hand them all to the kernel first.
+                for _ in 0..1000 {
+                    if self.ring.submission().is_empty() {
+                        break;
+                    }
+                    self.submit();
+                    if !self.ring.submission().is_empty() {
+                        self.reap_deferring_receives();
+                    }
+                }
                 let next = self.handle.load();
                 self.install(next);
             }
@@ -297,8 +313,11 @@ impl Engine {
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    // The completion queue is full: make room first.
-                    self.drain();
+                    // The completion queue is full: make room without
+                    // forwarding anything (this may run in the middle of a
+                    // packet's fan-out, and a packet forwarded now would
+                    // overtake it on the outputs it has not reached yet).
+                    self.reap_deferring_receives();
                     self.bufs.publish();
                 }
                 Err(e) => {
@@ -316,7 +335,9 @@ impl Engine {
             // after their last send completes; receives use the registered
             // buffer ring; the wake read fills `wake_buf`, boxed and owned
             // by the engine, which outlives the ring; cancels carry no
-            // pointers.
+            // pointers. Arena slots (prebuilt-header sends) are only reused
+            // after the queue is empty again, and never from here: the
+            // caller may have just filled one for `entry` itself.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return;
             }
@@ -324,19 +345,48 @@ impl Engine {
             match self.ring.submit() {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    // Completions are backed up; the caller drains them on
-                    // its next pass. Block briefly for room instead.
-                    let _ = self.ring.submit_and_wait(1);
+                    self.reap_deferring_receives();
+                    self.bufs.publish();
                 }
                 Err(_) => {}
             }
-            self.after_submit();
         }
+    }
+
+    /// Empties the completion queue, handling send completions now and
+    /// keeping receive completions, in order, for the next `drain`.
+    fn reap_deferring_receives(&mut self) {
+        let mut batch = std::mem::take(&mut self.completions);
+        batch.clear();
+        {
+            let mut cq = self.ring.completion();
+            cq.sync();
+            batch.extend(cq.by_ref());
+        }
+        for cqe in batch.drain(..) {
+            let data = cqe.user_data();
+            if data & SEND != 0 {
+                self.on_send_done(data, cqe.result());
+            } else if data & WAKE != 0 {
+                self.wake_armed = false;
+            } else if data & CANCEL == 0 {
+                self.deferred.push_back(cqe);
+            }
+        }
+        self.completions = batch;
+    }
+
+    fn submission_full(&mut self) -> bool {
+        self.ring.submission().is_full()
     }
 
     /// Processes every completion ready now. Returns how many sends it queued.
     fn drain(&mut self) -> usize {
         let mut produced = 0;
+        // Receives set aside while the completion queue was full come first.
+        while let Some(cqe) = self.deferred.pop_front() {
+            produced += self.on_recv(cqe.user_data() as usize, cqe.result(), cqe.flags());
+        }
         loop {
             let mut batch = std::mem::take(&mut self.completions);
             batch.clear();
@@ -430,8 +480,19 @@ impl Engine {
             // PacketRoute is Copy: take it out so the arena can be flushed.
             if let Some(Some(route)) = self.routes.get(slot).copied() {
                 if route.fits(plen) {
-                    if self.arena.is_full() {
+                    // Room for the entry first, so the slot filled below is
+                    // queued before anything can free the arena.
+                    if self.arena.is_full() || self.submission_full() {
                         self.submit();
+                    }
+                    if self.arena.is_full() {
+                        // The kernel did not take the queue; skip the packet
+                        // for this output rather than reuse a slot.
+                        self.drops.output_full += 1;
+                        if let Some(c) = self.counters[rule_idx].outputs.get_mut(pos) {
+                            c.full += 1;
+                        }
+                        continue;
                     }
                     let msg = self.arena.prepare(&route, src_port, ptr, plen);
                     let entry = opcode::SendMsg::new(types::Fd(route.fd), msg)
@@ -798,10 +859,33 @@ impl Engine {
         });
     }
 
+    /// Cancels every request still in the kernel (multishot receives, the
+    /// wake read) and waits for their last completions, so the kernel never
+    /// writes into buffers this engine is about to free.
     fn shutdown(&mut self) {
-        // Let the last sends complete so their counts are final.
         self.submit();
         self.drain();
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(CANCEL);
+        self.push(cancel);
+        for input in self.inputs.iter_mut().flatten() {
+            input.closing = true;
+        }
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let ts = types::Timespec::from(Duration::from_millis(20));
+        let args = types::SubmitArgs::new().timespec(&ts);
+        while (self
+            .inputs
+            .iter()
+            .any(|i| i.as_ref().is_some_and(|i| i.armed))
+            || self.wake_armed)
+            && Instant::now() < deadline
+        {
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.after_submit();
+            self.drain();
+        }
         self.publish_stats();
     }
 }

@@ -112,6 +112,7 @@ fn root_start_with_user_drops_to_that_user_and_keeps_only_net_raw() {
         "permitted capabilities"
     );
     assert_eq!(caps_of(pid, "CapAmb"), 0);
+    assert_eq!(caps_of(pid, "CapBnd"), NET_RAW_MASK, "bounding set");
     // Every thread (the engines too) runs with the same reduced set.
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let tid: u32 = task.unwrap().file_name().to_str().unwrap().parse().unwrap();

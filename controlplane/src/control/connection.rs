@@ -8,6 +8,8 @@ use std::time::Instant;
 
 /// The longest request line accepted (1 MiB).
 pub const MAX_LINE: usize = 1 << 20;
+/// Bytes read from one client per poll round; the rest waits for the next.
+pub const READ_PER_POLL: usize = 1 << 20;
 /// Output queued for a client that does not read: past this it is closed
 /// rather than letting it hold memory.
 pub const MAX_PENDING_OUTPUT: usize = 16 << 20;
@@ -50,17 +52,21 @@ impl Connection {
         &self.stream
     }
 
-    /// Reads what is available and returns the complete lines in it.
+    /// Reads what is available (at most [`READ_PER_POLL`] bytes, so one
+    /// fast writer cannot hold the supervisor) and returns the complete
+    /// lines in it.
     pub fn read_lines(&mut self) -> Vec<Incoming> {
         let mut lines = Vec::new();
         let mut buf = [0u8; 64 * 1024];
-        loop {
+        let mut read = 0;
+        while read < READ_PER_POLL {
             match self.stream.read(&mut buf) {
                 Ok(0) => {
                     self.closed = true;
                     break;
                 }
                 Ok(n) => {
+                    read += n;
                     self.last_activity = Instant::now();
                     self.absorb(&buf[..n], &mut lines);
                 }
@@ -140,6 +146,7 @@ impl Connection {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.output.drain(..n);
+                    self.last_activity = Instant::now();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

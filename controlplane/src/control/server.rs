@@ -107,7 +107,9 @@ impl ControlServer {
             revents: 0,
         });
         for c in self.clients.values() {
-            let mut events = libc::POLLIN;
+            // A client that hung up is always "readable" (EOF): polling it
+            // for input would make poll return at once, forever.
+            let mut events = if c.closed { 0 } else { libc::POLLIN };
             if c.wants_write() {
                 events |= libc::POLLOUT;
             }
@@ -150,8 +152,10 @@ impl ControlServer {
                 });
             }
             let idle = now.duration_since(c.last_activity);
-            let timed_out =
-                (c.has_partial_line() && idle > PARTIAL_LINE_TIMEOUT) || idle > IDLE_TIMEOUT;
+            let timed_out = (c.has_partial_line() && idle > PARTIAL_LINE_TIMEOUT)
+                || idle > IDLE_TIMEOUT
+                // Hung up with answers it does not read.
+                || (c.closed && c.wants_write() && idle > PARTIAL_LINE_TIMEOUT);
             if timed_out {
                 let _ =
                     c.queue(&Response::error("timeout", "closing idle connection").to_line(None));

@@ -71,7 +71,18 @@ impl Supervisor {
                     );
                 }
                 let filter = match target {
-                    Some(t) => format!("{},{t}={level}", l.current()),
+                    // Replace this target's directive rather than piling up.
+                    Some(t) => {
+                        let prefix = format!("{t}=");
+                        let mut parts: Vec<String> = l
+                            .current()
+                            .split(',')
+                            .filter(|d| !d.is_empty() && !d.starts_with(&prefix))
+                            .map(str::to_string)
+                            .collect();
+                        parts.push(format!("{t}={level}"));
+                        parts.join(",")
+                    }
                     None => level,
                 };
                 match l.set(&filter) {

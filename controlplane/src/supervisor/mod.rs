@@ -220,8 +220,10 @@ impl Supervisor {
                 self.serve(pending);
             }
             self.control.flush_all();
-            self.rates
-                .sample(&self.rule_totals(), &self.engines.stats());
+            if self.rates.due() {
+                self.rates
+                    .sample(&self.rule_totals(), &self.engines.stats());
+            }
             let changed = self.monitor.drain();
             if changed || last_scan.elapsed() >= RESCAN_INTERVAL {
                 last_scan = Instant::now();
@@ -379,11 +381,19 @@ fn add_rule(t: &mut RuleTotals, r: &RuleStats) {
     t.id.clone_from(&r.id);
     t.packets += r.packets;
     t.bytes += r.bytes;
-    if t.outputs.len() < r.outputs.len() {
-        t.outputs.resize(r.outputs.len(), Default::default());
-    }
-    for (acc, o) in t.outputs.iter_mut().zip(&r.outputs) {
-        acc.output.clone_from(&o.output);
+    // By output name, not position: engines briefly on different tables
+    // may list different outputs at the same position.
+    for o in &r.outputs {
+        let acc = match t.outputs.iter().position(|a| a.output == o.output) {
+            Some(i) => &mut t.outputs[i],
+            None => {
+                t.outputs.push(mcr_dataplane::stats::OutputStats {
+                    output: o.output.clone(),
+                    ..Default::default()
+                });
+                t.outputs.last_mut().expect("just pushed")
+            }
+        };
         acc.packets += o.packets;
         acc.bytes += o.bytes;
         acc.full += o.full;

@@ -32,6 +32,13 @@ pub struct RuleRate {
 }
 
 impl RateTracker {
+    /// Whether a new sample is due (cheap; check before computing totals).
+    pub fn due(&self) -> bool {
+        self.last
+            .as_ref()
+            .is_none_or(|(t, _)| t.elapsed() >= INTERVAL)
+    }
+
     pub fn sample(&mut self, rules: &[RuleTotals], engines: &[Arc<EngineStats>]) {
         let now = Instant::now();
         if let Some((t, _)) = &self.last {
