@@ -164,6 +164,9 @@ pub struct Engine {
     /// be forwarded in order by the next `drain` (bounded by the buffer
     /// count: each holds a receive buffer).
     deferred: std::collections::VecDeque<cqueue::Entry>,
+    /// Send completions handled, and (frames, sends) at the last snapshot.
+    sends_done: u64,
+    published_at: (u64, u64),
 }
 
 /// Creates the eventfd an engine waits on (blocking, so io_uring polls it
@@ -225,6 +228,8 @@ impl Engine {
             wake_armed: false,
             completions: Vec::with_capacity(256),
             deferred: std::collections::VecDeque::new(),
+            sends_done: 0,
+            published_at: (0, 0),
         })
     }
 
@@ -288,7 +293,11 @@ impl Engine {
                 }
             }
             self.batches += 1;
-            if last_publish.elapsed() >= PUBLISH_INTERVAL {
+            // Publishing costs an allocation per rule: only when something
+            // was counted since the last snapshot.
+            if last_publish.elapsed() >= PUBLISH_INTERVAL
+                && self.published_at != (self.frames, self.sends_done)
+            {
                 self.publish_stats();
                 last_publish = Instant::now();
             }
@@ -575,6 +584,7 @@ impl Engine {
     }
 
     fn on_send_done(&mut self, data: u64, res: i32) {
+        self.sends_done += 1;
         let bid = (data & 0xffff) as u16;
         let out = ((data >> 16) & 0xffff) as usize;
         let rule = ((data >> 32) & 0xffff) as usize;
@@ -822,6 +832,7 @@ impl Engine {
     }
 
     fn publish_stats(&mut self) {
+        self.published_at = (self.frames, self.sends_done);
         for input in self.inputs.iter().flatten() {
             self.drops.capture_overflow += input.sock.take_drops();
         }
