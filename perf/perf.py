@@ -429,8 +429,29 @@ def expected_for_stream(sent, streams, s):
     return sent // streams + (1 if s < sent % streams else 0)
 
 
+def wait_quiet(topo, quiet=0.3, limit=5.0):
+    """Waits until no sink interface receives anything for `quiet` seconds
+    (at most `limit`): an overloaded relay may still be emptying its queues
+    from the previous step, and those stale packets would otherwise reach
+    this step's listeners (and look like reordering: their sequence numbers
+    are higher than the new step's)."""
+    deadline = time.time() + limit
+    last = topo.sink_rx()
+    still_since = time.time()
+    while time.time() < deadline:
+        time.sleep(0.05)
+        now = topo.sink_rx()
+        if now != last:
+            last = now
+            still_since = time.time()
+        elif time.time() - still_since >= quiet:
+            return True
+    return False
+
+
 def measure_step(topo, sc, relay, args, d, rate, secs):
     tag = f"{sc.id}-{relay.name}"
+    wait_quiet(topo)
     ls = start_listeners(topo, sc, relay, args, d, tag)
     pids = relay.pids()
     rx0, cpu0, sys0 = topo.sink_rx(), proc_cpu(pids), system_busy()
