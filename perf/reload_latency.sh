@@ -33,7 +33,7 @@ print("{ rules: [\n" + ",\n".join(rules) + "\n] }")
 PY
 }
 
-printf '| rules | start to ready | mcrctl reload (wall) | parse+validate | compile+swap |\n|---|---|---|---|---|\n'
+printf '| rules | start to ready | mcrctl reload (wall) | parse+validate | compile+swap | peak RSS |\n|---|---|---|---|---|---|\n'
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(10 1000 10000)
 for n in "${sizes[@]}"; do
     gen "$n" 0 > "$dir/c.json5"
@@ -49,6 +49,7 @@ for n in "${sizes[@]}"; do
     t3=$(date +%s%N)
     parse=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["parse_us"])')
     swap=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["compile_swap_us"])')
-    printf '| %s | %d ms | %d ms | %d ms | %d ms |\n' "$n" $(((t1 - t0) / 1000000)) $(((t3 - t2) / 1000000)) $((parse / 1000)) $((swap / 1000))
+    rss=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
+    printf '| %s | %d ms | %d ms | %d ms | %d ms | %s MiB |\n' "$n" $(((t1 - t0) / 1000000)) $(((t3 - t2) / 1000000)) $((parse / 1000)) $((swap / 1000)) "$rss"
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 done

@@ -6,10 +6,12 @@
 //!    the input interface completes into a provided buffer ([`Engine::run`]);
 //! 2. **is matched**: [`Engine::forward`] parses Ethernet/IPv4/UDP in place
 //!    and looks the (interface, group, port, source) up in the table;
-//! 3. **leaves**: one `send` per output, each pointing at the same payload
-//!    bytes in the receive buffer (no copy per output), on the output's
-//!    connected UDP socket. The buffer returns to the kernel when its last
-//!    send completes.
+//! 3. **leaves**: one send per output, each pointing at the same payload
+//!    bytes in the receive buffer (no copy per output): a multicast output
+//!    goes out as a prebuilt Ethernet/IPv4/UDP frame on the output
+//!    interface's `AF_PACKET` socket ([`crate::tx`]), anything else through
+//!    a UDP socket. The buffer returns to the kernel when its last send
+//!    completes.
 
 use crate::bufring::BufRing;
 use crate::socket::{
