@@ -129,3 +129,38 @@ fn missing_interface_message_matches_the_guide() {
         list.stdout
     );
 }
+
+#[test]
+fn json_log_format_writes_one_json_object_per_line() {
+    let tag = unique_tag();
+    let ns = Netns::new(format!("{tag}j"));
+    let dir = TempDir::new(&tag);
+    let cfg = dir.file("c.json5", r#"{ rules: [ { input: { interface: "nope0", group: "239.1.1.1", port: 5000 }, outputs: [ { interface: "nope1", group: "239.1.1.2", port: 5000 } ] } ] }"#);
+    let sock = dir.path("s.sock");
+    let mut child = ns
+        .command(&bin("mcrd"))
+        .args(["--log-format", "json", "supervisor", "--config"])
+        .arg(&cfg)
+        .arg("--control-socket-path")
+        .arg(&sock)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 3, "{text}");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+    assert!(text.contains("Interface 'nope0' not found"), "{text}");
+}
