@@ -137,7 +137,7 @@ fn json_log_format_writes_one_json_object_per_line() {
     let dir = TempDir::new(&tag);
     let cfg = dir.file("c.json5", r#"{ rules: [ { input: { interface: "nope0", group: "239.1.1.1", port: 5000 }, outputs: [ { interface: "nope1", group: "239.1.1.2", port: 5000 } ] } ] }"#);
     let sock = dir.path("s.sock");
-    let mut child = ns
+    let child = ns
         .command(&bin("mcrd"))
         .args(["--log-format", "json", "supervisor", "--config"])
         .arg(&cfg)
