@@ -217,7 +217,7 @@ pub fn render(command: &str, r: &Value) -> String {
                         s(&o["packets"]),
                         s(&o["bytes"]),
                         rate(&o["pps"]),
-                        "".into(),
+                        rate(&o["bps"]),
                         format!("full={} errors={}", s(&o["full"]), s(&o["errors"])),
                     ]);
                 }

@@ -256,6 +256,7 @@ impl Supervisor {
                         "packets": o.packets,
                         "bytes": o.bytes,
                         "pps": rate.outputs_pps.get(i).copied().unwrap_or(0.0),
+                        "bps": rate.outputs_bps.get(i).copied().unwrap_or(0.0),
                         "full": o.full,
                         "errors": o.errors,
                     })).collect::<Vec<_>>(),

@@ -11,8 +11,8 @@ const INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Default)]
 struct Sample {
-    /// rule id -> (packets, bytes, per-output packets)
-    rules: BTreeMap<String, (u64, u64, Vec<u64>)>,
+    /// rule id -> (packets, bytes, per-output (packets, bytes))
+    rules: BTreeMap<String, (u64, u64, Vec<(u64, u64)>)>,
     /// engine index -> frames
     engines: Vec<u64>,
 }
@@ -29,6 +29,7 @@ pub struct RuleRate {
     pub pps: f64,
     pub bps: f64,
     pub outputs_pps: Vec<f64>,
+    pub outputs_bps: Vec<f64>,
 }
 
 impl RateTracker {
@@ -55,7 +56,7 @@ impl RateTracker {
                         (
                             r.packets,
                             r.bytes,
-                            r.outputs.iter().map(|o| o.packets).collect(),
+                            r.outputs.iter().map(|o| (o.packets, o.bytes)).collect(),
                         ),
                     )
                 })
@@ -87,7 +88,17 @@ impl RateTracker {
                 .iter()
                 .enumerate()
                 .map(|(i, o)| {
-                    o.packets.saturating_sub(outs.get(i).copied().unwrap_or(0)) as f64 / dt
+                    let before = outs.get(i).map_or(0, |x| x.0);
+                    o.packets.saturating_sub(before) as f64 / dt
+                })
+                .collect(),
+            outputs_bps: r
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let before = outs.get(i).map_or(0, |x| x.1);
+                    o.bytes.saturating_sub(before) as f64 * 8.0 / dt
                 })
                 .collect(),
         }
