@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
+/// (packets, bytes)
+type Counts = (u64, u64);
+
 #[derive(Clone, Default)]
 struct Sample {
     /// rule id -> (packets, bytes, per-output (packets, bytes))
-    rules: BTreeMap<String, (u64, u64, Vec<(u64, u64)>)>,
+    rules: BTreeMap<String, (u64, u64, Vec<Counts>)>,
     /// engine index -> frames
     engines: Vec<u64>,
 }
