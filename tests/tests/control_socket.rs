@@ -138,11 +138,19 @@ fn every_command_round_trips_while_forwarding() {
     assert_eq!(b["outputs"][0]["packets"], 1000);
     assert!(mcrd.ctl(&["stats"]).stdout.contains("239.3.3.3:7000@"));
     // Rule a carries a steady 2000 pps: its current rates show it.
-    let a = stats["rules"].as_array().unwrap().iter().find(|r| r["id"] == "a").unwrap();
+    let a = stats["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "a")
+        .unwrap();
     assert!(a["pps"].as_f64().unwrap() > 500.0, "{a}");
     assert!(a["bps"].as_f64().unwrap() > 500.0 * 64.0 * 8.0, "{a}");
     assert!(a["outputs"][0]["pps"].as_f64().unwrap() > 500.0, "{a}");
-    assert!(a["outputs"][0]["bps"].as_f64().unwrap() > 500.0 * 64.0 * 8.0, "{a}");
+    assert!(
+        a["outputs"][0]["bps"].as_f64().unwrap() > 500.0 * 64.0 * 8.0,
+        "{a}"
+    );
 
     let rm = mcrd.ctl(&["remove", "--name", "b"]);
     assert_eq!(rm.code, 0, "{rm:?}");
