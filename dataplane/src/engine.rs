@@ -14,9 +14,7 @@
 //!    completes.
 
 use crate::bufring::BufRing;
-use crate::socket::{
-    dest_addr, fanout_id, CaptureSocket, EgressKey, OutputSocket, CONNECTED_OUTPUTS,
-};
+use crate::socket::{dest_addr, CaptureSocket, EgressKey, OutputSocket, CONNECTED_OUTPUTS};
 use crate::stats::{Drops, EngineStats, OutputStats, RuleStats, StatsHandle, PUBLISH_INTERVAL};
 use crate::table::{ForwardingTable, OutputSlot, TableHandle};
 use crate::tx::{PacketRoute, PacketTxSocket, TxArena};
@@ -98,7 +96,7 @@ impl From<WireError> for DropReason {
 }
 
 struct InputSlot {
-    sock: CaptureSocket,
+    sock: Arc<CaptureSocket>,
     armed: bool,
     closing: bool,
 }
@@ -644,39 +642,37 @@ impl Engine {
     /// Switches to a new table: opens and closes sockets for what changed
     /// and carries each rule's counters over by id.
     fn install(&mut self, next: Arc<ForwardingTable>) {
-        // Capture sockets: one per input interface.
-        let wanted = next.inputs_by_interface();
-        for (ifindex, pairs) in &wanted {
-            match self.input_of_if.get(ifindex) {
-                Some(&slot) => {
-                    if let Some(Some(input)) = self.inputs.get(slot) {
-                        if let Err(e) = input.sock.set_filter(pairs) {
-                            tracing::warn!(engine = self.index, ifindex, error = %e, "updating capture filter failed");
-                        }
-                    }
+        // Capture sockets: this engine's socket of each input interface.
+        let wanted: Vec<(u32, Arc<CaptureSocket>)> = next
+            .captures()
+            .iter()
+            .filter_map(|(i, set)| set.get(self.index).map(|s| (*i, Arc::clone(s))))
+            .collect();
+        for (ifindex, sock) in &wanted {
+            if let Some(&slot) = self.input_of_if.get(ifindex) {
+                let same =
+                    matches!(&self.inputs[slot], Some(input) if Arc::ptr_eq(&input.sock, sock));
+                if same {
+                    continue;
                 }
-                None => match CaptureSocket::open(*ifindex, pairs, fanout_id(*ifindex)) {
-                    Ok(sock) => {
-                        let slot =
-                            self.inputs
-                                .iter()
-                                .position(Option::is_none)
-                                .unwrap_or_else(|| {
-                                    self.inputs.push(None);
-                                    self.inputs.len() - 1
-                                });
-                        self.inputs[slot] = Some(InputSlot {
-                            sock,
-                            armed: false,
-                            closing: false,
-                        });
-                        self.input_of_if.insert(*ifindex, slot);
-                    }
-                    Err(e) => {
-                        tracing::warn!(engine = self.index, ifindex, error = %e, "opening capture socket failed")
-                    }
-                },
+                // The interface came back with new sockets.
+                self.input_of_if.remove(ifindex);
+                self.close_input(slot);
             }
+            let slot = self
+                .inputs
+                .iter()
+                .position(Option::is_none)
+                .unwrap_or_else(|| {
+                    self.inputs.push(None);
+                    self.inputs.len() - 1
+                });
+            self.inputs[slot] = Some(InputSlot {
+                sock: Arc::clone(sock),
+                armed: false,
+                closing: false,
+            });
+            self.input_of_if.insert(*ifindex, slot);
         }
         let gone: Vec<u32> = self
             .input_of_if

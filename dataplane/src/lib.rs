@@ -6,6 +6,7 @@
 
 pub mod bpf;
 pub mod bufring;
+pub mod capture;
 pub mod engine;
 pub mod membership;
 pub mod socket;

@@ -70,15 +70,16 @@ pub struct CaptureSocket {
 }
 
 impl CaptureSocket {
-    /// Opens a capture socket on `ifindex`, filtered to `pairs`, in fanout
-    /// group `fanout_id` (flow hash: one flow stays on one engine, so its
-    /// packets stay in order).
-    pub fn open(ifindex: u32, pairs: &[(Ipv4Addr, u16)], fanout_id: u16) -> io::Result<Self> {
+    /// Opens a capture socket on `ifindex` that takes nothing yet (its
+    /// filter drops everything), in fanout group `fanout_id` (flow hash: one
+    /// flow stays on one socket, so its packets stay in order). See
+    /// [`crate::capture`] for why it starts closed.
+    pub fn open_closed(ifindex: u32, fanout_id: u16) -> io::Result<Self> {
         // Protocol 0: no frame is queued before the filter is attached and
         // the socket is bound.
         let fd = new_socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
         let raw = fd.as_raw_fd();
-        attach_filter(raw, &bpf::capture_filter(pairs))?;
+        attach_filter(raw, &bpf::drop_all())?;
         // Frames we transmit ourselves are never input (the BPF filter checks
         // this too, for kernels without the option).
         let _ = setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);

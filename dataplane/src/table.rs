@@ -78,6 +78,9 @@ struct InputMatch {
 
 #[derive(Debug, Default)]
 pub struct ForwardingTable {
+    /// Capture sockets per input interface, one per engine (see
+    /// [`crate::capture`]).
+    captures: Vec<(u32, crate::capture::CaptureSet)>,
     generation: u64,
     rules: Vec<TableRule>,
     output_slots: Vec<OutputSlot>,
@@ -93,6 +96,16 @@ impl ForwardingTable {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The table with its capture sockets attached.
+    pub fn with_captures(mut self, captures: Vec<(u32, crate::capture::CaptureSet)>) -> Self {
+        self.captures = captures;
+        self
+    }
+
+    pub fn captures(&self) -> &[(u32, crate::capture::CaptureSet)] {
+        &self.captures
     }
 
     pub fn rules(&self) -> &[TableRule] {

@@ -310,6 +310,10 @@ fn rule_activates_when_its_interface_appears_and_survives_its_removal() {
         first < 1000,
         "first relayed seq {first}: activation took over 1 s"
     );
+    // All engines' capture sockets join before any takes traffic, so the
+    // flow never moves between engines at activation.
+    assert_eq!(total(&got, "reordered"), 0, "{got:#}");
+    assert_eq!(total(&got, "duplicates"), 0, "{got:#}");
     assert!(total(&got, "received") >= 2000, "{got:#}");
     assert!(t0.elapsed() < Duration::from_secs(10));
 
@@ -458,7 +462,7 @@ fn many_rules_on_one_input_interface() {
         }
         mcrd.stop();
         assert!(
-            !mcrd.log_text().contains("opening capture socket failed"),
+            !mcrd.log_text().contains("opening capture socket"),
             "{}",
             mcrd.log_text()
         );

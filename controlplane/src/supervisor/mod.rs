@@ -12,6 +12,7 @@ use crate::compile::{compile, DesiredRule, Origin, RuleState, RuleStatus};
 use crate::control::ControlServer;
 use crate::interfaces::{Interfaces, LinkMonitor};
 use mcr_config::Config;
+use mcr_dataplane::capture::Captures;
 use mcr_dataplane::membership::Memberships;
 use mcr_dataplane::{EngineParams, EngineSet, RuleStats, TableHandle};
 use std::collections::BTreeMap;
@@ -83,6 +84,7 @@ pub struct Supervisor {
     table: TableHandle,
     engines: EngineSet,
     memberships: Memberships,
+    captures: Captures,
     monitor: LinkMonitor,
     control: ControlServer,
     started: Instant,
@@ -165,6 +167,7 @@ impl Supervisor {
             table,
             engines,
             memberships: Memberships::default(),
+            captures: Captures::default(),
             monitor,
             control,
             started: Instant::now(),
@@ -329,7 +332,22 @@ impl Supervisor {
                 }
             }
         }
-        self.table.publish(compiled.table);
+        // Capture sockets for every input interface, one per engine, all
+        // joined before any takes traffic (see mcr_dataplane::capture).
+        let (sets, failed) = self.captures.update(
+            &compiled.table.inputs_by_interface(),
+            self.engines.cpus().len(),
+        );
+        for (ifindex, e) in failed {
+            let name = self
+                .interfaces
+                .iter()
+                .find(|i| i.index == ifindex)
+                .map(|i| i.name.clone())
+                .unwrap_or_else(|| ifindex.to_string());
+            tracing::warn!(interface = %name, error = %e, "opening capture sockets failed");
+        }
+        self.table.publish(compiled.table.with_captures(sets));
         self.engines.wake_all();
         // Answer (and log) only once the engines forward by the new table,
         // so "added" means "forwarding".

@@ -1,0 +1,69 @@
+//! The capture sockets of every input interface, one per engine, owned by
+//! the control plane and handed to the engines through the table.
+//!
+//! `PACKET_FANOUT` spreads flows by hash over the sockets in the group *at
+//! that moment*: if engines joined one by one while traffic flowed, a flow
+//! would move from one socket to another when the next one joined, and a
+//! packet still queued on the first could leave after a newer one on the
+//! second. So all of an interface's sockets are opened closed (a drop-all
+//! filter) and joined first, and only then given the real filter. The flow
+//! to socket mapping is fixed before the first packet is taken.
+
+use crate::socket::{fanout_id, CaptureSocket};
+use std::collections::BTreeMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// The sockets of one input interface, indexed by engine.
+pub type CaptureSet = Vec<Arc<CaptureSocket>>;
+
+/// What [`Captures::update`] returns: the sets for the table, and the
+/// interfaces whose sockets could not be opened or filtered.
+pub type CaptureUpdate = (Vec<(u32, CaptureSet)>, Vec<(u32, io::Error)>);
+
+#[derive(Default)]
+pub struct Captures {
+    by_if: BTreeMap<u32, CaptureSet>,
+}
+
+impl Captures {
+    /// Makes the sockets match `wanted` (each input interface with the
+    /// (group, port) pairs its filter passes) for `engines` engines.
+    /// Returns the sets for the table, and the interfaces that failed.
+    pub fn update(
+        &mut self,
+        wanted: &[(u32, Vec<(Ipv4Addr, u16)>)],
+        engines: usize,
+    ) -> CaptureUpdate {
+        let mut failed = Vec::new();
+        self.by_if.retain(|i, _| wanted.iter().any(|(w, _)| w == i));
+        for (ifindex, pairs) in wanted {
+            if !self.by_if.contains_key(ifindex) {
+                match open_set(*ifindex, engines) {
+                    Ok(set) => {
+                        self.by_if.insert(*ifindex, set);
+                    }
+                    Err(e) => {
+                        failed.push((*ifindex, e));
+                        continue;
+                    }
+                }
+            }
+            for sock in &self.by_if[ifindex] {
+                if let Err(e) = sock.set_filter(pairs) {
+                    failed.push((*ifindex, e));
+                    break;
+                }
+            }
+        }
+        let sets = self.by_if.iter().map(|(i, s)| (*i, s.clone())).collect();
+        (sets, failed)
+    }
+}
+
+fn open_set(ifindex: u32, engines: usize) -> io::Result<CaptureSet> {
+    (0..engines.max(1))
+        .map(|_| CaptureSocket::open_closed(ifindex, fanout_id(ifindex)).map(Arc::new))
+        .collect()
+}
