@@ -589,7 +589,10 @@ impl Engine {
         let out = ((data >> 16) & 0xffff) as usize;
         let rule = ((data >> 32) & 0xffff) as usize;
         let tag = (data >> 48) & TAG_MASK;
-        if tag == self.table.generation() & TAG_MASK {
+        // Rules or output positions past 0xfffe carry no attribution (the
+        // all-ones value would alias rule 65535 / output 65535).
+        let attributable = rule as u64 != NO_ATTRIBUTION && out as u64 != NO_ATTRIBUTION;
+        if attributable && tag == self.table.generation() & TAG_MASK {
             if let Some(c) = self
                 .counters
                 .get_mut(rule)
