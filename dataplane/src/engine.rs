@@ -251,6 +251,10 @@ impl Engine {
                         self.reap_deferring_receives();
                     }
                 }
+                // Credit the sends already done to the table they were
+                // made under; receives waiting in the queue are forwarded
+                // by the new table.
+                self.reap_deferring_receives();
                 let next = self.handle.load();
                 self.install(next);
             }

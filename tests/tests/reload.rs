@@ -331,6 +331,18 @@ fn fifty_reloads_in_a_second_under_traffic() {
     mcrd.ctl_json(&["reload"]);
     ga.finish();
     assert_exact(&la.finish(), 40000);
+    // Counters of the unchanged rule run on across all the swaps, and its
+    // output's count matches its input's.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let stats = mcrd.ctl_json(&["stats"]);
+    let a = stats["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "a")
+        .unwrap();
+    assert_eq!(a["packets"], 40000, "{a}");
+    assert_eq!(a["outputs"][0]["packets"], 40000, "{a}");
     let ids: Vec<String> = mcrd.ctl_json(&["list"])["rules"]
         .as_array()
         .unwrap()
