@@ -72,6 +72,26 @@ impl Client {
         }
     }
 
+    /// Waits, without a time limit, for the next line (an event on a
+    /// subscribed connection). None when mcrd closed the connection.
+    pub fn next_event(&mut self) -> Result<Option<Value>, ConnectError> {
+        let _ = self.reader.get_ref().set_read_timeout(None);
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Ok(None),
+            Ok(_) => serde_json::from_str(&line)
+                .map(Some)
+                .map_err(|e| ConnectError::Protocol {
+                    path: self.path.clone(),
+                    reason: format!("bad event: {e}"),
+                }),
+            Err(e) => Err(ConnectError::Protocol {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     /// Sends one request and returns the whole answer object.
     pub fn request(&mut self, req: &Value) -> Result<Value, ConnectError> {
         let mut line = req.to_string();

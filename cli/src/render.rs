@@ -85,6 +85,23 @@ fn drops_line(d: &Value) -> String {
     }
 }
 
+/// One event as a line: its time, kind, then its other fields.
+pub fn event_line(e: &Value) -> String {
+    let mut out = format!(
+        "{:.3} {}",
+        e["time"].as_f64().unwrap_or(0.0),
+        s(&e["event"])
+    );
+    if let Some(m) = e.as_object() {
+        for (k, v) in m {
+            if k != "time" && k != "event" {
+                let _ = write!(out, " {k}={}", s(v));
+            }
+        }
+    }
+    out
+}
+
 pub fn render(command: &str, r: &Value) -> String {
     let mut out = String::new();
     match command {
@@ -283,6 +300,15 @@ pub fn render(command: &str, r: &Value) -> String {
         }
         "config_check" => {
             let _ = writeln!(out, "{}: valid ({} rules)", s(&r["file"]), s(&r["rules"]));
+        }
+        "subscribe" => {
+            let cats: Vec<String> = r["subscribed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(s)
+                .collect();
+            eprintln!("subscribed to {}", cats.join(", "));
         }
         "config_save" => {
             let _ = writeln!(out, "saved running state to {}", s(&r["file"]));

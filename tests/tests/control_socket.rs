@@ -539,3 +539,79 @@ fn second_instance_is_refused_and_a_stale_socket_is_replaced() {
     assert!(status.success());
     assert!(!std::path::Path::new(&sock).exists());
 }
+
+#[test]
+fn subscribe_streams_rule_and_interface_events() {
+    let tag = unique_tag();
+    let relay = Netns::new(format!("{tag}-rly"));
+    let other = Netns::new(format!("{tag}-oth"));
+    let dir = TempDir::new(&tag);
+    let (i, o) = (format!("{tag}i"), format!("{tag}o"));
+    let cfg = format!(
+        "{{ rules: [ {} ] }}",
+        rule(
+            "late",
+            &i,
+            "239.1.1.1",
+            5000,
+            &[output(&o, "239.2.2.2", 6000)]
+        )
+    );
+    let mcrd = Mcrd::start(&relay, &dir, &cfg);
+    let mut sub = std::process::Command::new(bin("mcrctl"))
+        .arg("--socket")
+        .arg(&mcrd.socket)
+        .args(["--json", "subscribe", "--events", "rules,interfaces"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(sub.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        first["subscribed"],
+        serde_json::json!(["rules", "interfaces"])
+    );
+    veth(&relay, &o, "10.78.0.1/24", &other, &format!("{tag}p"), "");
+    veth(&relay, &i, "10.77.0.2/24", &other, &format!("{tag}q"), "");
+    let mut seen_if = false;
+    let mut active = false;
+    while !(seen_if && active) {
+        let line = lines.next().expect("event").unwrap();
+        let e: Value = serde_json::from_str(&line).unwrap();
+        assert!(e["time"].as_f64().is_some(), "{e}");
+        if e["event"] == "interface_appeared" && e["interface"] == i.as_str() {
+            seen_if = true;
+        }
+        if e["event"] == "rule" && e["id"] == "late" && e["state"] == "active" {
+            active = true;
+        }
+    }
+    let _ = sub.kill();
+    let _ = sub.wait();
+    // The guide's form is accepted; unknown categories are refused.
+    let mut guide = std::process::Command::new(bin("mcrctl"))
+        .arg("--socket")
+        .arg(&mcrd.socket)
+        .args(["--json", "subscribe", "--events", "igmp,pim"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut glines = BufReader::new(guide.stdout.take().unwrap()).lines();
+    let ans: Value = serde_json::from_str(&glines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(ans["subscribed"], serde_json::json!(["igmp", "pim"]));
+    let _ = guide.kill();
+    let _ = guide.wait();
+    let bad = mcrd.ctl(&["subscribe", "--events", "weather"]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stderr.contains("unknown event category 'weather'"),
+        "{bad:?}"
+    );
+    // A subscribed connection answers no further requests.
+    let mut raw = Raw::connect(&mcrd.socket);
+    assert_eq!(
+        raw.ask(r#"{"cmd":"subscribe","events":["reload"]}"#)["ok"],
+        true
+    );
+    assert_eq!(raw.ask(r#"{"cmd":"ping"}"#)["error"]["code"], "subscribed");
+}

@@ -90,6 +90,13 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Stream events (rule state changes, interfaces, reloads; igmp, pim and
+    /// msdp once those run) until interrupted.
+    Subscribe {
+        /// Comma-separated categories: rules, interfaces, reload, igmp, pim, msdp [default: all].
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -185,6 +192,7 @@ fn request_for(cmd: &Cmd) -> Result<Value, String> {
         Cmd::Reload { file, dry_run } => {
             json!({"cmd": "reload", "file": file.as_ref().map(|f| absolute(f)), "dry_run": dry_run})
         }
+        Cmd::Subscribe { events } => json!({"cmd": "subscribe", "events": events}),
         Cmd::Completions { .. } => unreachable!("handled locally"),
     })
 }
@@ -216,6 +224,28 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return connect_failed(e),
     };
+    if let Cmd::Subscribe { .. } = cli.command {
+        let answer = match client.request(&req) {
+            Ok(a) => a,
+            Err(e) => return connect_failed(e),
+        };
+        if let Some(code) = show(&cli, &answer) {
+            return code;
+        }
+        loop {
+            match client.next_event() {
+                Ok(Some(event)) => {
+                    if cli.json {
+                        println!("{event}");
+                    } else {
+                        println!("{}", mcr_cli::render::event_line(&event));
+                    }
+                }
+                Ok(None) => return ExitCode::SUCCESS,
+                Err(e) => return connect_failed(e),
+            }
+        }
+    }
     if let Cmd::Stats { watch: Some(secs) } = cli.command {
         let every = Duration::from_secs_f64(secs.max(0.2));
         loop {
@@ -280,6 +310,7 @@ impl Cmd {
             Cmd::Config(ConfigCmd::Save { .. }) => "config_save",
             Cmd::LogLevel(_) => "log_level",
             Cmd::Reload { .. } => "reload",
+            Cmd::Subscribe { .. } => "subscribe",
             Cmd::Completions { .. } => "completions",
         }
         .to_string()

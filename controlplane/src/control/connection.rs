@@ -33,6 +33,10 @@ pub struct Connection {
     pub last_activity: Instant,
     /// Once the peer has closed its side (or errored), nothing more is read.
     pub closed: bool,
+    /// Event categories this client subscribed to (then it only streams
+    /// events), and how many events it missed because it read too slowly.
+    pub subscription: Option<Vec<String>>,
+    pub events_dropped: u64,
 }
 
 impl Connection {
@@ -45,6 +49,8 @@ impl Connection {
             output: VecDeque::new(),
             last_activity: Instant::now(),
             closed: false,
+            subscription: None,
+            events_dropped: 0,
         })
     }
 
@@ -132,6 +138,11 @@ impl Connection {
         self.output.extend(line.as_bytes());
         self.output.push_back(b'\n');
         true
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.output.len()
     }
 
     pub fn wants_write(&self) -> bool {

@@ -54,7 +54,16 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+    /// Turns the connection into a stream of event lines.
+    Subscribe {
+        #[serde(default)]
+        events: Vec<String>,
+    },
 }
+
+/// Event categories a client can subscribe to. `igmp`, `pim` and `msdp`
+/// carry nothing until those protocols run.
+pub const EVENT_CATEGORIES: &[&str] = &["rules", "interfaces", "reload", "igmp", "pim", "msdp"];
 
 /// Every command name, for "unknown command" answers.
 pub const COMMANDS: &[&str] = &[
@@ -72,6 +81,7 @@ pub const COMMANDS: &[&str] = &[
     "log_level_get",
     "log_level_set",
     "reload",
+    "subscribe",
 ];
 
 /// A machine-readable error code plus a message for people.

@@ -186,6 +186,56 @@ impl ControlServer {
         }
     }
 
+    /// Turns a client's connection into an event stream for `events`.
+    pub fn subscribe(&mut self, client: u64, events: Vec<String>) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.subscription = Some(events);
+        }
+    }
+
+    pub fn is_subscribed(&self, client: u64) -> bool {
+        self.clients
+            .get(&client)
+            .is_some_and(|c| c.subscription.is_some())
+    }
+
+    /// Sends an event line to every subscriber of `category`. A subscriber
+    /// with more than `backlog` events' worth of unread output misses it
+    /// (counted, and reported in its next delivered event), so a slow
+    /// subscriber never holds memory or delays anyone.
+    pub fn publish(&mut self, category: &str, event: &Value, backlog: usize) {
+        let line = event.to_string();
+        let limit = backlog.saturating_mul(line.len().max(64));
+        for c in self.clients.values_mut() {
+            let Some(cats) = &c.subscription else {
+                continue;
+            };
+            if !cats.iter().any(|x| x == category) {
+                continue;
+            }
+            if c.pending_output() > limit {
+                c.events_dropped += 1;
+                continue;
+            }
+            let line = if c.events_dropped > 0 {
+                let mut e = event.clone();
+                e["dropped_before"] = Value::from(c.events_dropped);
+                c.events_dropped = 0;
+                e.to_string()
+            } else {
+                line.clone()
+            };
+            if !c.queue(&line) {
+                c.events_dropped += 1;
+            }
+        }
+    }
+
+    /// Events missed by slow subscribers, over all subscribers now connected.
+    pub fn events_dropped(&self) -> u64 {
+        self.clients.values().map(|c| c.events_dropped).sum()
+    }
+
     /// Writes queued output to clients whose sockets have room.
     pub fn flush_all(&mut self) {
         let mut dead = Vec::new();

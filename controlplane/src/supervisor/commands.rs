@@ -3,6 +3,7 @@
 
 use super::{ReloadRecord, Supervisor};
 use crate::compile::{DesiredRule, Origin, RuleState};
+use crate::control::protocol::EVENT_CATEGORIES;
 use crate::control::server::Pending;
 use crate::control::{Request, Response, PROTOCOL_VERSION};
 use mcr_config::{Config, Rule};
@@ -13,6 +14,30 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 impl Supervisor {
     pub(super) fn serve(&mut self, pending: Pending) {
+        if self.control.is_subscribed(pending.client) {
+            let resp = Response::error(
+                "subscribed",
+                "this connection streams events; open another one for requests",
+            );
+            self.control
+                .respond(pending.client, pending.id.as_ref(), &resp);
+            return;
+        }
+        if let Ok(Request::Subscribe { events }) = &pending.request {
+            let response = subscribe_answer(events);
+            let ok = matches!(response, Response::Ok(_));
+            self.control
+                .respond(pending.client, pending.id.as_ref(), &response);
+            if ok {
+                let events = if events.is_empty() {
+                    EVENT_CATEGORIES.iter().map(|c| c.to_string()).collect()
+                } else {
+                    events.clone()
+                };
+                self.control.subscribe(pending.client, events);
+            }
+            return;
+        }
         let response = match pending.request {
             Ok(req) => self.execute(req),
             Err(resp) => resp,
@@ -91,6 +116,10 @@ impl Supervisor {
                 }
             }
             Request::Reload { file, dry_run } => self.reload(file, dry_run),
+            Request::Subscribe { .. } => Response::error(
+                "invalid_request",
+                "subscribe is answered on the connection itself",
+            ),
         }
     }
 
@@ -132,6 +161,7 @@ impl Supervisor {
                 "msdp": self.config.msdp.enabled,
             },
             "control_clients": self.control.client_count(),
+            "events_dropped": self.control.events_dropped(),
             "last_reload": self.last_reload,
             "reloads": self.reloads,
         })
@@ -405,6 +435,10 @@ impl Supervisor {
         resp: Response,
     ) -> Response {
         if !dry_run {
+            self.event(
+                "reload",
+                json!({"event": "reload", "ok": ok, "message": message}),
+            );
             if ok {
                 self.reloads += 1;
             }
@@ -453,6 +487,27 @@ impl RuleDiff {
             .collect();
         d
     }
+}
+
+fn subscribe_answer(events: &[String]) -> Response {
+    if let Some(bad) = events
+        .iter()
+        .find(|e| !EVENT_CATEGORIES.contains(&e.as_str()))
+    {
+        return Response::error(
+            "invalid_arguments",
+            format!(
+                "unknown event category '{bad}'; categories: {}",
+                EVENT_CATEGORIES.join(", ")
+            ),
+        );
+    }
+    let list: Vec<&str> = if events.is_empty() {
+        EVENT_CATEGORIES.to_vec()
+    } else {
+        events.iter().map(String::as_str).collect()
+    };
+    Response::Ok(json!({ "subscribed": list }))
 }
 
 fn sections_changed(old: &Config, new: &Config) -> Vec<&'static str> {

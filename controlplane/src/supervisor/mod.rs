@@ -284,6 +284,7 @@ impl Supervisor {
     fn rescan_interfaces(&mut self) {
         match Interfaces::scan() {
             Ok(now) if now != self.interfaces => {
+                let mut events = Vec::new();
                 for gone in self
                     .interfaces
                     .iter()
@@ -291,12 +292,19 @@ impl Supervisor {
                 {
                     tracing::info!(interface = %gone.name, "interface removed");
                     self.memberships.forget_interface(gone.index);
+                    events.push(
+                        serde_json::json!({"event": "interface_removed", "interface": gone.name}),
+                    );
                 }
                 for new in now
                     .iter()
                     .filter(|i| self.interfaces.get(&i.name).is_none())
                 {
                     tracing::info!(interface = %new.name, index = new.index, "interface appeared");
+                    events.push(serde_json::json!({"event": "interface_appeared", "interface": new.name, "index": new.index}));
+                }
+                for e in events {
+                    self.event("interfaces", e);
                 }
                 self.interfaces = now;
                 self.recompile();
@@ -316,10 +324,18 @@ impl Supervisor {
             .iter()
             .map(|s| (s.id.as_str(), &s.state))
             .collect();
+        let mut changes = Vec::new();
         for s in &compiled.statuses {
             if before.get(s.id.as_str()) == Some(&&s.state) {
                 continue;
             }
+            let mut e = serde_json::json!({"event": "rule", "id": s.id});
+            if let Ok(serde_json::Value::Object(state)) = serde_json::to_value(&s.state) {
+                for (k, v) in state {
+                    e[k] = v;
+                }
+            }
+            changes.push(e);
             match &s.state {
                 RuleState::Active => tracing::info!(rule = %s.id, "rule active"),
                 RuleState::Partial { waiting } => {
@@ -330,6 +346,12 @@ impl Supervisor {
                 RuleState::Inactive { reason } => {
                     tracing::warn!(rule = %s.id, "{reason}; rule inactive until it appears")
                 }
+            }
+        }
+        // Rules that disappeared (removed or reloaded away).
+        for s in &self.statuses {
+            if !compiled.statuses.iter().any(|n| n.id == s.id) {
+                changes.push(serde_json::json!({"event": "rule", "id": s.id, "state": "removed"}));
             }
         }
         // Capture sockets for every input interface, one per engine, all
@@ -365,6 +387,20 @@ impl Supervisor {
         }
         self.memberships.apply_sinks(&compiled.unicast_inputs);
         self.statuses = compiled.statuses;
+        for e in changes {
+            self.event("rules", e);
+        }
+    }
+
+    /// Streams an event to the control clients subscribed to `category`.
+    pub(super) fn event(&mut self, category: &str, mut event: serde_json::Value) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        event["time"] = serde_json::json!(now);
+        let backlog = self.config.control_plane.event_buffer_size;
+        self.control.publish(category, &event, backlog);
     }
 
     /// Counters per rule, summed over engines, in table order.
