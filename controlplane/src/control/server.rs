@@ -294,3 +294,38 @@ impl Drop for ControlServer {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn slow_subscriber_misses_events_instead_of_growing() {
+        let path = std::env::temp_dir().join(format!("mcr-srv-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut server = ControlServer::bind(&path, None).unwrap();
+        let _client = UnixStream::connect(&path).unwrap();
+        assert!(server.poll().is_empty());
+        assert_eq!(server.client_count(), 1);
+        let id = *server.clients.keys().next().unwrap();
+        server.subscribe(id, vec!["rules".into()]);
+        for n in 0..10_000 {
+            server.publish("rules", &json!({"event": "rule", "n": n}), 4);
+            server.publish("reload", &json!({"event": "reload"}), 4);
+        }
+        let c = &server.clients[&id];
+        assert!(
+            c.pending_output() < 4 * 64 + 200,
+            "{} bytes queued",
+            c.pending_output()
+        );
+        assert!(
+            server.events_dropped() > 9_000,
+            "{}",
+            server.events_dropped()
+        );
+        drop(server);
+        assert!(!path.exists(), "socket file removed on drop");
+    }
+}
