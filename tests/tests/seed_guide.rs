@@ -26,6 +26,9 @@ fn socket_inside_the_namespace_path_works_as_the_guide_shows() {
     assert_eq!(v["namespace"]["name"], ns.name.as_str());
     let (_, status) = m.stop();
     assert!(status.success());
+    // The directory mcrd made for the socket goes with it.
+    let made = std::path::PathBuf::from(format!("/run/mcr/netns/{}", ns.name));
+    assert!(!made.exists(), "{} left behind", made.display());
 }
 
 #[test]

@@ -42,6 +42,8 @@ pub struct Pending {
 }
 
 pub struct ControlServer {
+    /// Directories bind created, deepest first.
+    created_dirs: Vec<PathBuf>,
     path: PathBuf,
     listener: UnixListener,
     clients: BTreeMap<u64, Connection>,
@@ -56,10 +58,20 @@ impl ControlServer {
             path: path.to_path_buf(),
             source,
         };
+        // Directories created here are removed again on exit, when empty
+        // (e.g. /run/mcr/netns/NAME for the guide's socket path).
+        let mut created_dirs = Vec::new();
         if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() && !dir.exists() {
+            let mut missing = Vec::new();
+            let mut d = Some(dir);
+            while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+                missing.push(p.to_path_buf());
+                d = p.parent();
+            }
+            if !missing.is_empty() {
                 std::fs::create_dir_all(dir).map_err(io_err)?;
             }
+            created_dirs = missing;
         }
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
@@ -88,6 +100,7 @@ impl ControlServer {
             nix::unistd::chown(path, None, Some(gid)).map_err(|e| io_err(e.into()))?;
         }
         Ok(ControlServer {
+            created_dirs,
             path: path.to_path_buf(),
             listener,
             clients: BTreeMap::new(),
@@ -292,6 +305,12 @@ impl ControlServer {
 impl Drop for ControlServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        // remove_dir only removes empty directories: others' files stay.
+        for dir in &self.created_dirs {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
     }
 }
 
