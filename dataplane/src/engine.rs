@@ -80,6 +80,14 @@ fn send_data(tag: u64, rule: usize, out: usize, bid: u16) -> u64 {
     SEND | ((tag & TAG_MASK) << 48) | (rule << 32) | (out << 16) | u64::from(bid)
 }
 
+/// Where the payload of the frame being forwarded lies.
+#[derive(Clone, Copy)]
+struct Payload {
+    ptr: *const u8,
+    len: usize,
+    src_port: u16,
+}
+
 /// Why a received frame is not forwarded (each is a counter in [`Drops`]).
 #[derive(Debug, Clone, Copy)]
 enum DropReason {
@@ -487,61 +495,83 @@ impl Engine {
         counters.bytes += plen as u64;
         let tag = self.table.generation();
         let outputs = self.table.rules()[rule_idx].outputs.len();
+        let payload = Payload {
+            ptr,
+            len: plen,
+            src_port,
+        };
         let mut queued = 0;
         for pos in 0..outputs {
-            let slot = self.table.rules()[rule_idx].outputs[pos].slot as usize;
-            // PacketRoute is Copy: take it out so the arena can be flushed.
-            if let Some(Some(route)) = self.routes.get(slot).copied() {
-                if route.fits(plen) {
-                    // Room for the entry first, so the slot filled below is
-                    // queued before anything can free the arena.
-                    if self.arena.is_full() || self.submission_full() {
-                        self.submit();
-                    }
-                    if self.arena.is_full() {
-                        // The kernel did not take the queue; skip the packet
-                        // for this output rather than reuse a slot.
-                        self.drops.output_full += 1;
-                        if let Some(c) = self.counters[rule_idx].outputs.get_mut(pos) {
-                            c.full += 1;
-                        }
-                        continue;
-                    }
-                    let msg = self.arena.prepare(&route, src_port, ptr, plen);
-                    let entry = opcode::SendMsg::new(types::Fd(route.fd), msg)
-                        .flags(libc::MSG_DONTWAIT as u32)
-                        .build()
-                        .user_data(send_data(tag, rule_idx, pos, bid) | PACKET);
-                    self.pending[usize::from(bid)] += 1;
-                    queued += 1;
-                    self.push(entry);
-                    continue;
-                }
-            }
-            let Some(Some((fd, addr))) = self.outputs.get(slot) else {
-                // Its socket could not be opened (logged at install).
-                if let Some(c) = self.counters[rule_idx].outputs.get_mut(pos) {
-                    c.errors += 1;
-                }
-                self.drops.output_error += 1;
+            let Some(entry) = self.output_entry(rule_idx, pos, payload) else {
                 continue;
             };
-            let mut send =
-                opcode::Send::new(types::Fd(*fd), ptr, plen as u32).flags(libc::MSG_DONTWAIT);
-            if let Some(addr) = addr {
-                // The kernel copies the address when it takes the entry, and
-                // the submission queue is always drained before `outputs`
-                // changes.
-                send = send
-                    .dest_addr((addr as *const libc::sockaddr_in).cast())
-                    .dest_addr_len(std::mem::size_of::<libc::sockaddr_in>() as u32);
-            }
-            let entry = send.build().user_data(send_data(tag, rule_idx, pos, bid));
+            let flags = entry.get_user_data();
+            let entry = entry.user_data(flags | send_data(tag, rule_idx, pos, bid));
             self.pending[usize::from(bid)] += 1;
             queued += 1;
             self.push(entry);
         }
         queued
+    }
+
+    /// The send of one payload to output `pos` of a rule (user data: only
+    /// the PACKET bit), or None when it cannot be sent (counted here).
+    fn output_entry(&mut self, rule_idx: usize, pos: usize, p: Payload) -> Option<squeue::Entry> {
+        let slot = self.table.rules()[rule_idx].outputs[pos].slot as usize;
+        // PacketRoute is Copy: take it out so the arena can be flushed.
+        if let Some(Some(route)) = self.routes.get(slot).copied() {
+            if route.fits(p.len) {
+                // Room for the entry first, so the slot filled below is
+                // queued before anything can free the arena.
+                if self.arena.is_full() || self.submission_full() {
+                    self.submit();
+                }
+                if self.arena.is_full() {
+                    // The kernel did not take the queue; skip the packet for
+                    // this output rather than reuse a slot.
+                    self.count_output_failure(rule_idx, pos, true);
+                    return None;
+                }
+                let msg = self.arena.prepare(&route, p.src_port, p.ptr, p.len);
+                let entry = opcode::SendMsg::new(types::Fd(route.fd), msg)
+                    .flags(libc::MSG_DONTWAIT as u32)
+                    .build()
+                    .user_data(PACKET);
+                return Some(entry);
+            }
+        }
+        let Some(Some((fd, addr))) = self.outputs.get(slot) else {
+            // Its socket could not be opened (logged at install).
+            self.count_output_failure(rule_idx, pos, false);
+            return None;
+        };
+        let mut send =
+            opcode::Send::new(types::Fd(*fd), p.ptr, p.len as u32).flags(libc::MSG_DONTWAIT);
+        if let Some(addr) = addr {
+            // The kernel copies the address when it takes the entry, and the
+            // submission queue is always drained before `outputs` changes.
+            send = send
+                .dest_addr((addr as *const libc::sockaddr_in).cast())
+                .dest_addr_len(std::mem::size_of::<libc::sockaddr_in>() as u32);
+        }
+        Some(send.build())
+    }
+
+    /// Counts a send that could not be made: refused for lack of room
+    /// (`full`) or for want of a socket.
+    fn count_output_failure(&mut self, rule_idx: usize, pos: usize, full: bool) {
+        let c = self.counters[rule_idx].outputs.get_mut(pos);
+        if full {
+            self.drops.output_full += 1;
+            if let Some(c) = c {
+                c.full += 1;
+            }
+        } else {
+            self.drops.output_error += 1;
+            if let Some(c) = c {
+                c.errors += 1;
+            }
+        }
     }
 
     /// Parses one frame in place and finds its rule: the rule's index and

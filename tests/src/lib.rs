@@ -563,6 +563,21 @@ impl Topo {
         format!("{}s{k}", self.tag)
     }
 
+    /// A config with one rule `name`: 239.1.1.1:5000 on the input to
+    /// 239.2.2.2:6000 on the first output (the shape most tests need).
+    pub fn one_rule(&self, name: &str) -> String {
+        format!(
+            "{{ rules: [ {} ] }}",
+            rule(
+                name,
+                &self.i(),
+                "239.1.1.1",
+                5000,
+                &[output(&self.o(0), "239.2.2.2", 6000)]
+            )
+        )
+    }
+
     pub fn mcrd(&self, config: &str) -> Mcrd {
         Mcrd::start(&self.relay, &self.dir, config)
     }

@@ -7,19 +7,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-fn one_rule(t: &Topo) -> String {
-    format!(
-        "{{ rules: [ {} ] }}",
-        rule(
-            "a",
-            &t.i(),
-            "239.1.1.1",
-            5000,
-            &[output(&t.o(0), "239.2.2.2", 6000)]
-        )
-    )
-}
-
 /// A raw protocol client: reads the hello, then one answer per request.
 struct Raw {
     reader: BufReader<UnixStream>,
@@ -64,7 +51,7 @@ fn ping_latency(path: &std::path::Path) -> Duration {
 #[test]
 fn every_command_round_trips_while_forwarding() {
     let t = Topo::new(2);
-    let mcrd = t.mcrd(&one_rule(&t));
+    let mcrd = t.mcrd(&t.one_rule("a"));
     let la = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "2"]);
     // Steady traffic on rule a for the whole test: it must lose nothing
     // while rules are added and removed around it.
@@ -255,7 +242,7 @@ fn mcrctl_exit_codes_and_messages() {
 #[test]
 fn runtime_rule_errors_match_config_file_errors() {
     let t = Topo::new(1);
-    let mcrd = t.mcrd(&one_rule(&t));
+    let mcrd = t.mcrd(&t.one_rule("a"));
     let add = |args: &[&str]| {
         let mut full = vec![
             "add",
@@ -304,7 +291,7 @@ fn runtime_rule_errors_match_config_file_errors() {
 #[test]
 fn many_clients_and_slow_ones_do_not_delay_anyone() {
     let t = Topo::new(1);
-    let mcrd = t.mcrd(&one_rule(&t));
+    let mcrd = t.mcrd(&t.one_rule("a"));
     let sock = mcrd.socket.clone();
 
     // A silent client and a slow-drip client stay connected throughout.
@@ -364,7 +351,7 @@ fn many_clients_and_slow_ones_do_not_delay_anyone() {
 #[test]
 fn garbage_and_oversized_requests_are_answered_and_survived() {
     let t = Topo::new(1);
-    let mcrd = t.mcrd(&one_rule(&t));
+    let mcrd = t.mcrd(&t.one_rule("a"));
     let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "2"]);
     let gen = Generator::spawn(
         &t.src,
@@ -448,7 +435,7 @@ fn socket_mode_group_and_permission_denied() {
         &t.relay,
         &t.dir,
         "mcrd",
-        &one_rule(&t),
+        &t.one_rule("a"),
         &["--control-socket-group", &group.0],
     );
     m.wait_log("mcrd ready", Duration::from_secs(10));
@@ -500,7 +487,7 @@ fn socket_mode_group_and_permission_denied() {
 #[test]
 fn second_instance_is_refused_and_a_stale_socket_is_replaced() {
     let t = Topo::new(1);
-    let cfg = one_rule(&t);
+    let cfg = t.one_rule("a");
     let mut first = t.mcrd(&cfg);
     let sock = first.socket.to_str().unwrap().to_string();
     let mut second = Mcrd::spawn(

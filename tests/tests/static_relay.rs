@@ -7,16 +7,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn one_to_one_with_group_and_port_translation() {
     let t = Topo::new(1);
-    let cfg = format!(
-        "{{ rules: [ {} ] }}",
-        rule(
-            "t1",
-            &t.i(),
-            "239.1.1.1",
-            5000,
-            &[output(&t.o(0), "239.2.2.2", 6000)]
-        )
-    );
+    let cfg = t.one_rule("t1");
     let mut mcrd = t.mcrd(&cfg);
     let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
     let sent = t.send(
@@ -112,16 +103,7 @@ fn rpf_check_is_bypassed() {
     t.relay.sysctl("net.ipv4.conf.all.rp_filter", "1");
     t.relay
         .sysctl(&format!("net.ipv4.conf.{}.rp_filter", t.i()), "1");
-    let cfg = format!(
-        "{{ rules: [ {} ] }}",
-        rule(
-            "rpf",
-            &t.i(),
-            "239.1.1.1",
-            5000,
-            &[output(&t.o(0), "239.2.2.2", 6000)]
-        )
-    );
+    let cfg = t.one_rule("rpf");
     let _mcrd = t.mcrd(&cfg);
     let routes = t.relay.exec(&["ip", "route", "get", "10.99.5.1"]);
     assert!(
@@ -340,16 +322,7 @@ fn payload_sizes_from_1_to_jumbo_relay_intact() {
     ] {
         ns_if.0.ip(&["link", "set", &ns_if.1, "mtu", "9000"]);
     }
-    let cfg = format!(
-        "{{ rules: [ {} ] }}",
-        rule(
-            "sizes",
-            &t.i(),
-            "239.1.1.1",
-            5000,
-            &[output(&t.o(0), "239.2.2.2", 6000)]
-        )
-    );
+    let cfg = t.one_rule("sizes");
     let _mcrd = t.mcrd(&cfg);
     for size in [1u32, 23, 24, 100, 1472, 1473, 4000, 8972] {
         let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "0.7"]);
@@ -377,16 +350,7 @@ fn payload_sizes_from_1_to_jumbo_relay_intact() {
 #[test]
 fn fragments_and_truncated_frames_are_dropped_and_counted() {
     let t = Topo::new(1);
-    let cfg = format!(
-        "{{ rules: [ {} ] }}",
-        rule(
-            "frag",
-            &t.i(),
-            "239.1.1.1",
-            5000,
-            &[output(&t.o(0), "239.2.2.2", 6000)]
-        )
-    );
+    let cfg = t.one_rule("frag");
     let mut mcrd = t.mcrd(&cfg);
     let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
     // 3000-byte datagrams on a 1500 MTU link leave the sender fragmented.
@@ -475,16 +439,7 @@ fn many_rules_on_one_input_interface() {
 #[test]
 fn capture_queue_overflow_is_counted() {
     let t = Topo::new(1);
-    let cfg = format!(
-        "{{ rules: [ {} ] }}",
-        rule(
-            "flood",
-            &t.i(),
-            "239.1.1.1",
-            5000,
-            &[output(&t.o(0), "239.2.2.2", 6000)]
-        )
-    );
+    let cfg = t.one_rule("flood");
     let mut mcrd = t.mcrd(&cfg);
     let sent = t.send(
         "239.1.1.1",

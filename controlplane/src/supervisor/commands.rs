@@ -298,13 +298,9 @@ impl Supervisor {
             .stats()
             .iter()
             .map(|e| {
-                json!({
-                    "engine": e.engine,
-                    "cpu": e.cpu,
-                    "frames": e.frames,
-                    "pps": self.rates.engine_pps(e.engine, e.frames),
-                    "drops": e.drops,
-                })
+                let mut v = self.engine_json(e);
+                v["drops"] = json!(e.drops);
+                v
             })
             .collect();
         json!({ "rules": rules, "engines": engines, "drops": self.drops() })
@@ -325,18 +321,24 @@ impl Supervisor {
             .stats()
             .iter()
             .map(|e| {
-                json!({
-                    "engine": e.engine,
-                    "cpu": e.cpu,
-                    "interfaces": inputs,
-                    "frames": e.frames,
-                    "pps": self.rates.engine_pps(e.engine, e.frames),
-                    "drops": e.drops.total(),
-                    "table_generation": e.generation,
-                })
+                let mut v = self.engine_json(e);
+                v["interfaces"] = json!(inputs);
+                v["drops"] = json!(e.drops.total());
+                v["table_generation"] = json!(e.generation);
+                v
             })
             .collect();
         json!({ "engines": engines })
+    }
+
+    /// What `stats` and `cores` both say of an engine.
+    fn engine_json(&self, e: &mcr_dataplane::EngineStats) -> Value {
+        json!({
+            "engine": e.engine,
+            "cpu": e.cpu,
+            "frames": e.frames,
+            "pps": self.rates.engine_pps(e.engine, e.frames),
+        })
     }
 
     fn config_save(&self, file: Option<PathBuf>) -> Response {
