@@ -49,6 +49,7 @@
 //! [`account`] for the exact definitions of lost/duplicate/reordered.
 
 pub mod account;
+mod ethtool;
 pub mod gen;
 pub mod header;
 pub mod listen;
