@@ -38,6 +38,7 @@
 //! | `pim` | [object](#pim) | see below | PIM-SM |
 //! | `msdp` | [object](#msdp) | see below | MSDP |
 //! | `control_plane` | [object](#control_plane) | see below | external control-plane integration |
+//! | `data_plane` | [object](#data_plane) | see below | how datagrams are forwarded |
 //!
 //! ## `rules`
 //!
@@ -120,6 +121,12 @@
 //! | `external_neighbors_enabled` | bool | `false` | accept neighbours injected through the control socket |
 //! | `event_buffer_size` | 16..=1048576 | `256` | events buffered per subscriber before the oldest are dropped |
 //!
+//! ## `data_plane`
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `kernel_fast_path` | bool | `true` | forward rules whose outputs are all multicast inside the kernel, with a tc ingress program on the input interface (needs CAP_BPF and CAP_NET_ADMIN; without them, or with `false`, the engines forward everything) |
+//!
 //! # Errors
 //!
 //! [`parse_str`] and [`load_file`] return a [`ConfigError`] holding
@@ -153,8 +160,8 @@ pub use diagnostic::{ConfigError, Diagnostic};
 pub use parse::{load_file, parse_str};
 pub use rule_id::{canonical_key, fnv1a64, RuleId};
 pub use schema::{
-    Config, ControlPlaneConfig, IgmpConfig, Input, MsdpConfig, MsdpPeer, Output, PimConfig,
-    PimInterface, RpMapping, Rule,
+    Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MsdpConfig, MsdpPeer, Output,
+    PimConfig, PimInterface, RpMapping, Rule,
 };
 pub use validate::{validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_INTERFACE_NAME_LEN};
 

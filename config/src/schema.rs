@@ -33,6 +33,8 @@ pub struct Config {
     pub msdp: MsdpConfig,
     /// Control-plane integration (RPF provider, event bus).
     pub control_plane: ControlPlaneConfig,
+    /// Data-plane choices.
+    pub data_plane: DataPlaneConfig,
 }
 
 /// One static forwarding rule: traffic matching `input` is sent to every output.
@@ -219,6 +221,23 @@ pub struct MsdpPeer {
     pub mesh_group: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// Data-plane settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataPlaneConfig {
+    /// Forward eligible rules inside the kernel (tc ingress program) instead
+    /// of through the engines.
+    pub kernel_fast_path: bool,
+}
+
+impl Default for DataPlaneConfig {
+    fn default() -> Self {
+        DataPlaneConfig {
+            kernel_fast_path: true,
+        }
+    }
 }
 
 /// Control-plane integration settings.

@@ -32,6 +32,7 @@ const ST: u16 = libc::BPF_ST as u16;
 const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
 const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+const TXA: u16 = (libc::BPF_MISC | libc::BPF_TXA) as u16;
 const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
 /// Index of the `ret 0` that follows the preamble.
@@ -63,42 +64,71 @@ pub fn drop_all() -> Vec<Insn> {
 
 /// The capture filter for one interface's (group, port) pairs.
 pub fn capture_filter(pairs: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
+    capture_filter_with_fast(pairs, &[])
+}
+
+/// The capture filter for one interface: `pairs` always pass; `fast` pairs
+/// (forwarded by the kernel fast path) pass only when the fast path leaves
+/// them alone: an IPv4 header with options, or a first fragment.
+pub fn capture_filter_with_fast(pairs: &[(Ipv4Addr, u16)], fast: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
     // Jump targets are patched once the program's length is known.
     const REJECT: u32 = u32::MAX;
     const ACCEPT: u32 = u32::MAX - 1;
+    const ALL: u32 = u32::MAX - 2;
     let mut p: Vec<(Insn, Option<(u32, u32)>)> = Vec::new();
-    let mut push = |i: Insn, targets: Option<(u32, u32)>| p.push((i, targets));
+    macro_rules! push {
+        ($i:expr, $t:expr) => {
+            p.push(($i, $t))
+        };
+    }
     // Relative targets: 0 = next instruction; REJECT/ACCEPT resolved later.
-    push(stmt(LD_W_ABS, PKTTYPE), None);
-    push(jump(JEQ_K, PACKET_OUTGOING, 0, 0), Some((REJECT, 0)));
-    push(stmt(LD_H_ABS, 12), None);
-    push(jump(JEQ_K, 0x0800, 0, 0), Some((0, REJECT)));
-    push(stmt(LD_B_ABS, 14 + 9), None);
-    push(jump(JEQ_K, 17, 0, 0), Some((0, REJECT)));
-    push(stmt(LD_H_ABS, 14 + 6), None);
-    push(jump(JSET_K, 0x1fff, 0, 0), Some((REJECT, 0)));
+    push!(stmt(LD_W_ABS, PKTTYPE), None);
+    push!(jump(JEQ_K, PACKET_OUTGOING, 0, 0), Some((REJECT, 0)));
+    push!(stmt(LD_H_ABS, 12), None);
+    push!(jump(JEQ_K, 0x0800, 0, 0), Some((0, REJECT)));
+    push!(stmt(LD_B_ABS, 14 + 9), None);
+    push!(jump(JEQ_K, 17, 0, 0), Some((0, REJECT)));
+    push!(stmt(LD_H_ABS, 14 + 6), None);
+    push!(jump(JSET_K, 0x1fff, 0, 0), Some((REJECT, 0)));
     // The preamble's rejections land on this local `ret 0`, so their
     // 8-bit jump offsets stay small however long the program grows.
-    push(stmt(JA, 1), None);
-    push(stmt(RET_K, 0), None);
-    let exact = !pairs.is_empty() && pairs.len() <= MAX_EXACT_PAIRS;
-    if exact {
+    push!(stmt(JA, 1), None);
+    push!(stmt(RET_K, 0), None);
+    let total = pairs.len() + fast.len();
+    let mut all_at = 0;
+    if total > 0 && total <= MAX_EXACT_PAIRS {
         // X = IP header length; A = UDP destination port, kept in M[0].
-        push(stmt(LDX_MSH, 14), None);
-        push(stmt(LD_H_IND, 14 + 2), None);
-        push(stmt(ST, 0), None);
-        push(stmt(LD_W_ABS, 14 + 16), None);
-        for (group, port) in pairs {
-            // if A == group { if M[0] == port { accept } else reload A }
-            push(jump(JEQ_K, u32::from(*group), 0, 4), None);
-            push(stmt(LD_MEM, 0), None);
-            push(jump(JEQ_K, u32::from(*port), 0, 1), None);
-            push(stmt(JA, 0), Some((ACCEPT, ACCEPT)));
-            push(stmt(LD_W_ABS, 14 + 16), None);
+        let block = |p: &mut Vec<(Insn, Option<(u32, u32)>)>, list: &[&[(Ipv4Addr, u16)]]| {
+            p.push((stmt(LD_H_IND, 14 + 2), None));
+            p.push((stmt(ST, 0), None));
+            p.push((stmt(LD_W_ABS, 14 + 16), None));
+            for (group, port) in list.iter().flat_map(|l| l.iter()) {
+                // if A == group { if M[0] == port { accept } else reload A }
+                p.push((jump(JEQ_K, u32::from(*group), 0, 4), None));
+                p.push((stmt(LD_MEM, 0), None));
+                p.push((jump(JEQ_K, u32::from(*port), 0, 1), None));
+                p.push((stmt(JA, 0), Some((ACCEPT, ACCEPT))));
+                p.push((stmt(LD_W_ABS, 14 + 16), None));
+            }
+            p.push((stmt(RET_K, 0), None));
+        };
+        push!(stmt(LDX_MSH, 14), None);
+        if !fast.is_empty() {
+            // More-fragments set, or X != 20 (options): every pair passes;
+            // otherwise only `pairs`.
+            push!(stmt(LD_H_ABS, 14 + 6), None);
+            push!(jump(JSET_K, 0x2000, 2, 0), None);
+            push!(stmt(TXA, 0), None);
+            push!(jump(JEQ_K, 20, 1, 0), None);
+            push!(stmt(JA, 0), Some((ALL, ALL)));
         }
-        push(stmt(RET_K, 0), None);
-    } else if pairs.is_empty() {
-        push(stmt(RET_K, 0), None);
+        block(&mut p, &[pairs]);
+        if !fast.is_empty() {
+            all_at = p.len() as u32;
+            block(&mut p, &[pairs, fast]);
+        }
+    } else if total == 0 {
+        push!(stmt(RET_K, 0), None);
     }
     let accept_at = p.len() as u32;
     // The local `ret 0` right after the preamble (see above).
@@ -110,6 +140,7 @@ pub fn capture_filter(pairs: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
             match t {
                 REJECT => reject_at - at - 1,
                 ACCEPT => accept_at - at - 1,
+                ALL => all_at - at - 1,
                 rel => rel,
             }
         };
@@ -193,6 +224,7 @@ pub(crate) fn interpret(prog: &[Insn], frame: &[u8], pkttype: u32) -> u32 {
                 None => return 0,
             },
             LD_MEM => a = mem[i.k as usize],
+            TXA => a = x,
             ST => mem[i.k as usize] = a,
             JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
             JSET_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),

@@ -95,6 +95,9 @@ enum DropReason {
     OwnFrame,
     Fragment,
     NoRule,
+    /// The kernel fast path forwarded this datagram already (seen only
+    /// when the capture filter cannot tell, past its exact-match limit).
+    FastPath,
 }
 
 impl From<WireError> for DropReason {
@@ -602,6 +605,9 @@ impl Engine {
             .table
             .lookup(ifindex, ip.dst(), dgram.dst_port(), ip.src())
             .ok_or(DropReason::NoRule)?;
+        if self.table.rules()[rule].fast && ip.header_len() == ipv4::MIN_HEADER_LEN {
+            return Err(DropReason::FastPath);
+        }
         let payload = dgram.payload();
         Ok((rule, payload.as_ptr(), payload.len(), dgram.src_port()))
     }
@@ -614,6 +620,7 @@ impl Engine {
             DropReason::OwnFrame => d.own_frame += 1,
             DropReason::Fragment => d.fragment += 1,
             DropReason::NoRule => d.no_rule += 1,
+            DropReason::FastPath => {}
         }
     }
 
@@ -757,7 +764,7 @@ impl Engine {
                         self.connected.insert(slot.clone(), sock);
                     }
                     Err(e) => {
-                        tracing::warn!(engine = self.index, output = %format_slot(slot), error = %e, "opening output socket failed")
+                        tracing::warn!(engine = self.index, output = %slot.label(), error = %e, "opening output socket failed")
                     }
                 }
             }
@@ -885,7 +892,7 @@ impl Engine {
                     .iter()
                     .zip(&c.outputs)
                     .map(|(o, oc)| OutputStats {
-                        output: format_slot(&table.output_slots()[o.slot as usize]),
+                        output: table.output_slots()[o.slot as usize].label(),
                         packets: oc.packets,
                         bytes: oc.bytes,
                         full: oc.full,
@@ -942,10 +949,6 @@ fn egress_key(slot: &OutputSlot) -> EgressKey {
         ttl: slot.ttl,
         multicast: slot.dest.ip().is_multicast(),
     }
-}
-
-fn format_slot(slot: &OutputSlot) -> String {
-    format!("{}@{}", slot.dest, slot.ifname)
 }
 
 fn build_ring(entries: u32) -> io::Result<IoUring> {

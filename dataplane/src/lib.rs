@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod bufring;
 pub mod capture;
 pub mod engine;
+pub mod fastpath;
 pub mod membership;
 pub mod socket;
 pub mod stats;

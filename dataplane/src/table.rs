@@ -40,6 +40,13 @@ pub struct OutputSlot {
     pub link: Option<LinkInfo>,
 }
 
+impl OutputSlot {
+    /// How counters name the output: `group:port@interface`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.dest, self.ifname)
+    }
+}
+
 /// What an engine needs to build an output's Ethernet/IP/UDP headers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinkInfo {
@@ -57,6 +64,9 @@ pub struct TableRule {
     pub input: InputKey,
     pub source: Option<Ipv4Addr>,
     pub outputs: Vec<TableOutput>,
+    /// Forwarded by the kernel fast path (see [`crate::fastpath`]): the
+    /// engines only see its datagrams the fast path leaves alone.
+    pub fast: bool,
 }
 
 /// What the compiler hands to [`TableBuilder::add_rule`].
@@ -114,6 +124,15 @@ impl ForwardingTable {
 
     pub fn output_slots(&self) -> &[OutputSlot] {
         &self.output_slots
+    }
+
+    /// Hands rule `index` to the kernel fast path.
+    pub fn set_fast(&mut self, index: usize) {
+        self.rules[index].fast = true;
+    }
+
+    pub fn local_macs(&self) -> &[MacAddr] {
+        &self.local_macs
     }
 
     /// The rule that takes a datagram, if any: a rule for this exact source
@@ -228,6 +247,7 @@ impl TableBuilder {
             input: spec.input,
             source: spec.source,
             outputs,
+            fast: false,
         });
         Ok(())
     }

@@ -160,11 +160,30 @@ impl Supervisor {
                 "pim": self.config.pim.enabled,
                 "msdp": self.config.msdp.enabled,
             },
+            "kernel_fast_path": self.fast_path_json(),
             "control_clients": self.control.client_count(),
             "events_dropped": self.control.events_dropped(),
             "last_reload": self.last_reload,
             "reloads": self.reloads,
         })
+    }
+
+    /// Whether the kernel fast path runs, where, and for how many rules.
+    fn fast_path_json(&self) -> Value {
+        let table = self.table.load();
+        let rules = table.rules().iter().filter(|r| r.fast).count();
+        match &self.fast {
+            Some(f) => json!({
+                "enabled": true,
+                "rules": rules,
+                "interfaces": f
+                    .interfaces()
+                    .iter()
+                    .map(|i| self.interface_name(*i))
+                    .collect::<Vec<_>>(),
+            }),
+            None => json!({ "enabled": false, "rules": 0, "error": self.fast_error }),
+        }
     }
 
     fn list(&self) -> Value {
@@ -525,6 +544,9 @@ fn sections_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.control_plane != new.control_plane {
         v.push("control_plane");
+    }
+    if old.data_plane != new.data_plane {
+        v.push("data_plane");
     }
     if old.cores != new.cores {
         v.push("cores");

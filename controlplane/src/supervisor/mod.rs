@@ -12,7 +12,8 @@ use crate::compile::{compile, DesiredRule, Origin, RuleState, RuleStatus};
 use crate::control::ControlServer;
 use crate::interfaces::{Interfaces, LinkMonitor};
 use mcr_config::Config;
-use mcr_dataplane::capture::Captures;
+use mcr_dataplane::capture::{CaptureWant, Captures};
+use mcr_dataplane::fastpath::{FastPath, FastPlan};
 use mcr_dataplane::membership::Memberships;
 use mcr_dataplane::{EngineParams, EngineSet, RuleStats, TableHandle};
 use std::collections::BTreeMap;
@@ -93,6 +94,10 @@ pub struct Supervisor {
     /// Successful reloads since start.
     reloads: u64,
     rates: rates::RateTracker,
+    /// The kernel fast path, when enabled and loadable.
+    fast: Option<FastPath>,
+    /// Why the fast path is off although the config asks for it.
+    fast_error: Option<String>,
 }
 
 /// The outcome of the last reload, for `status`.
@@ -175,6 +180,8 @@ impl Supervisor {
             last_reload: None,
             reloads: 0,
             rates: rates::RateTracker::default(),
+            fast: None,
+            fast_error: None,
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();
@@ -316,9 +323,57 @@ impl Supervisor {
 
     /// Compiles the desired rules against the current interfaces, publishes
     /// the table and updates joins. Logs every rule whose state changed.
+    /// An interface's name by index (the index itself when unknown).
+    pub(super) fn interface_name(&self, ifindex: u32) -> String {
+        self.interfaces
+            .iter()
+            .find(|i| i.index == ifindex)
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| ifindex.to_string())
+    }
+
+    /// Opens or closes the kernel fast path as the config says.
+    fn sync_fast_path(&mut self) {
+        if !self.config.data_plane.kernel_fast_path {
+            if self.fast.take().is_some() {
+                tracing::info!("kernel fast path off (data_plane.kernel_fast_path: false)");
+            }
+            self.fast_error = None;
+            return;
+        }
+        if self.fast.is_some() || self.fast_error.is_some() {
+            return;
+        }
+        match FastPath::open() {
+            Ok(f) => {
+                tracing::info!(
+                    "kernel fast path on: eligible rules are forwarded by a tc ingress program"
+                );
+                self.fast = Some(f);
+            }
+            Err(e) => {
+                let why = format!(
+                    "cannot load BPF programs ({e}); the engines forward everything. The fast path needs CAP_BPF and CAP_NET_ADMIN (run as root, or set data_plane.kernel_fast_path: false to silence this)"
+                );
+                tracing::warn!("kernel fast path off: {why}");
+                self.fast_error = Some(why);
+            }
+        }
+    }
+
     pub fn recompile(&mut self) {
         self.generation += 1;
         let compiled = compile(&self.desired(), &self.interfaces, self.generation);
+        let mut table = compiled.table;
+        self.sync_fast_path();
+        let plan = match &mut self.fast {
+            Some(f) => f.apply(&mut table),
+            None => FastPlan::default(),
+        };
+        for (ifindex, e) in &plan.failed {
+            let name = self.interface_name(*ifindex);
+            tracing::warn!(interface = %name, error = %e, "kernel fast path not used on this interface; the engines forward its rules");
+        }
         let before: BTreeMap<&str, &RuleState> = self
             .statuses
             .iter()
@@ -356,20 +411,21 @@ impl Supervisor {
         }
         // Capture sockets for every input interface, one per engine, all
         // joined before any takes traffic (see mcr_dataplane::capture).
-        let (sets, failed) = self.captures.update(
-            &compiled.table.inputs_by_interface(),
-            self.engines.cpus().len(),
-        );
+        let wanted: Vec<CaptureWant> = table
+            .inputs_by_interface()
+            .into_iter()
+            .map(|(i, pairs)| {
+                let fast = plan.pairs.get(&i).cloned().unwrap_or_default();
+                let slow = pairs.into_iter().filter(|p| !fast.contains(p)).collect();
+                (i, slow, fast)
+            })
+            .collect();
+        let (sets, failed) = self.captures.update(&wanted, self.engines.cpus().len());
         for (ifindex, e) in failed {
-            let name = self
-                .interfaces
-                .iter()
-                .find(|i| i.index == ifindex)
-                .map(|i| i.name.clone())
-                .unwrap_or_else(|| ifindex.to_string());
+            let name = self.interface_name(ifindex);
             tracing::warn!(interface = %name, error = %e, "opening capture sockets failed");
         }
-        self.table.publish(compiled.table.with_captures(sets));
+        self.table.publish(table.with_captures(sets));
         self.engines.wake_all();
         // Answer (and log) only once the engines forward by the new table,
         // so "added" means "forwarding".
@@ -411,6 +467,11 @@ impl Supervisor {
                 add_rule(totals.entry(r.id.clone()).or_default(), r);
             }
         }
+        if let Some(f) = &self.fast {
+            for r in &f.rule_stats() {
+                add_rule(totals.entry(r.id.clone()).or_default(), r);
+            }
+        }
         self.statuses
             .iter()
             .filter_map(|s| totals.remove(&s.id))
@@ -422,6 +483,9 @@ impl Supervisor {
         let mut d = mcr_dataplane::Drops::default();
         for e in self.engines.stats() {
             d.add(&e.drops);
+        }
+        if let Some(f) = &self.fast {
+            d.own_frame += f.own_frames();
         }
         d
     }

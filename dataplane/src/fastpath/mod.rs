@@ -1,0 +1,360 @@
+//! The kernel fast path: rules whose outputs are all multicast on
+//! interfaces with a known MAC and address are forwarded inside the kernel,
+//! by a tc (tcx) ingress program on the input interface, generated from the
+//! table. A datagram then never reaches user space: the program rewrites the
+//! headers for each output and sends a clone (the same work the kernel's own
+//! multicast routing does, without its limits: any group/port translation,
+//! no RPF check, any number of interfaces).
+//!
+//! What stays with the engines: rules with a unicast output or an output
+//! whose link details are unknown, rules on the same (group, port) as such a
+//! rule, datagrams with IP options or fragmented, and everything when the
+//! program cannot be loaded (no CAP_BPF/CAP_NET_ADMIN, or a kernel without
+//! tcx): the engines' capture filter passes exactly what the program leaves.
+//!
+//! Counters: one per-CPU array for the life of the daemon; each rule and
+//! each output keeps its slot across table swaps, so its counts carry on
+//! through reloads like the engines' do.
+
+pub mod asm;
+pub mod program;
+mod sys;
+
+use crate::stats::{OutputStats, RuleStats};
+use crate::table::ForwardingTable;
+use program::{FastKey, FastOutput, FastRule, InterfaceProgram};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// Counter words per slot: packets, payload bytes, errors.
+pub const VALUE_WORDS: usize = 3;
+/// Counter slots (rules + outputs); slot 0 counts this host's own frames.
+pub const MAX_SLOTS: u32 = 1 << 16;
+/// Largest program per interface; keys past it stay with the engines.
+/// (Jumps are 16-bit, and a smaller program verifies quickly.)
+pub const MAX_INSNS: usize = 30_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum SlotKey {
+    Rule(String),
+    Output(String, String),
+}
+
+struct Attached {
+    link: OwnedFd,
+    _prog: OwnedFd,
+    program: InterfaceProgram,
+}
+
+/// A rule's counter slots, for reading them back.
+#[derive(Debug, Clone)]
+struct Counted {
+    id: String,
+    slot: u32,
+    outputs: Vec<(String, u32)>,
+}
+
+/// What [`FastPath::apply`] decided.
+#[derive(Debug, Default)]
+pub struct FastPlan {
+    /// Per input interface, the (group, port) pairs forwarded in the kernel.
+    pub pairs: BTreeMap<u32, Vec<(Ipv4Addr, u16)>>,
+    /// Interfaces whose program could not be loaded or attached (their
+    /// rules stay with the engines), with the reason.
+    pub failed: Vec<(u32, String)>,
+}
+
+pub struct FastPath {
+    map: OwnedFd,
+    cpus: usize,
+    slots: HashMap<SlotKey, u32>,
+    free: Vec<u32>,
+    next: u32,
+    attached: BTreeMap<u32, Attached>,
+    counted: Vec<Counted>,
+}
+
+impl FastPath {
+    /// Creates the counter map and checks that programs can be loaded
+    /// (CAP_BPF and CAP_NET_ADMIN).
+    pub fn open() -> io::Result<FastPath> {
+        let map = sys::percpu_array((VALUE_WORDS * 8) as u32, MAX_SLOTS)?;
+        let mut a = asm::Asm::default();
+        a.mov_imm(asm::R0, -1);
+        a.exit();
+        let probe = a.finish().map_err(io::Error::other)?;
+        sys::load_sched_cls("mcr_probe", &probe)?;
+        Ok(FastPath {
+            map,
+            cpus: sys::possible_cpus(),
+            slots: HashMap::new(),
+            free: Vec::new(),
+            next: 1,
+            attached: BTreeMap::new(),
+            counted: Vec::new(),
+        })
+    }
+
+    fn slot(&mut self, key: SlotKey) -> Option<u32> {
+        if let Some(s) = self.slots.get(&key) {
+            return Some(*s);
+        }
+        let s = match self.free.pop() {
+            Some(s) => s,
+            None if self.next < MAX_SLOTS => {
+                self.next += 1;
+                self.next - 1
+            }
+            None => return None,
+        };
+        self.slots.insert(key, s);
+        Some(s)
+    }
+
+    /// Programs the kernel for `table`: loads and attaches (or atomically
+    /// replaces) one program per input interface with fast-path rules,
+    /// detaches the rest, and marks the fast rules in the table.
+    pub fn apply(&mut self, table: &mut ForwardingTable) -> FastPlan {
+        let mut plan = FastPlan::default();
+        // Input keys by interface, each with its rules (indexes).
+        let mut by_if: BTreeMap<u32, BTreeMap<(Ipv4Addr, u16), Vec<usize>>> = BTreeMap::new();
+        for (i, r) in table.rules().iter().enumerate() {
+            by_if
+                .entry(r.input.ifindex)
+                .or_default()
+                .entry((r.input.group, r.input.port))
+                .or_default()
+                .push(i);
+        }
+        let local_macs: Vec<[u8; 6]> = table.local_macs().iter().map(|m| m.0).collect();
+        let mut programs = Vec::new();
+        let mut fast_rules = Vec::new();
+        for (ifindex, keys) in &by_if {
+            let mut prog = InterfaceProgram {
+                ifindex: *ifindex,
+                local_macs: local_macs.clone(),
+                keys: Vec::new(),
+            };
+            let mut size = 60 + 4 * local_macs.len();
+            let mut pairs = Vec::new();
+            let mut rules_here = Vec::new();
+            for ((group, port), rules) in keys {
+                if !rules.iter().all(|&i| eligible(table, i)) {
+                    continue;
+                }
+                let cost: usize = rules
+                    .iter()
+                    .map(|&i| 120 + table.rules()[i].outputs.len() * program::INSNS_PER_OUTPUT)
+                    .sum::<usize>()
+                    + 20;
+                if size + cost > MAX_INSNS {
+                    continue;
+                }
+                let mut key = FastKey {
+                    group: *group,
+                    port: *port,
+                    any_source: None,
+                    by_source: Vec::new(),
+                };
+                let mut ok = true;
+                for &i in rules {
+                    match self.fast_rule(table, i) {
+                        Some(fr) => match table.rules()[i].source {
+                            None => key.any_source = Some(fr),
+                            Some(s) => key.by_source.push((s, fr)),
+                        },
+                        None => ok = false,
+                    }
+                }
+                if !ok {
+                    continue;
+                }
+                size += cost;
+                prog.keys.push(key);
+                pairs.push((*group, *port));
+                rules_here.extend(rules.iter().copied());
+            }
+            if !prog.keys.is_empty() {
+                programs.push((prog, pairs, rules_here));
+            }
+        }
+        let mut keep = HashSet::new();
+        for (prog, pairs, rules) in programs {
+            let ifindex = prog.ifindex;
+            match self.install(prog) {
+                Ok(()) => {
+                    keep.insert(ifindex);
+                    plan.pairs.insert(ifindex, pairs);
+                    fast_rules.extend(rules);
+                }
+                Err(e) => plan.failed.push((ifindex, e)),
+            }
+        }
+        // Closing a link detaches its program.
+        self.attached.retain(|i, _| keep.contains(i));
+        for i in fast_rules {
+            table.set_fast(i);
+        }
+        self.retire_slots(table);
+        plan
+    }
+
+    fn fast_rule(&mut self, table: &ForwardingTable, i: usize) -> Option<FastRule> {
+        let r = &table.rules()[i];
+        let slot = self.slot(SlotKey::Rule(r.id.clone()))?;
+        let mut outputs = Vec::with_capacity(r.outputs.len());
+        for o in &r.outputs {
+            let s = &table.output_slots()[o.slot as usize];
+            let link = s.link?;
+            let oslot = self.slot(SlotKey::Output(r.id.clone(), s.label()))?;
+            outputs.push(FastOutput {
+                ifindex: s.ifindex,
+                dst_mac: crate::tx::multicast_mac(*s.dest.ip()).0,
+                src_mac: link.mac.0,
+                src: link.addr,
+                dest: s.dest,
+                ttl: s.ttl,
+                slot: oslot,
+            });
+        }
+        Some(FastRule { slot, outputs })
+    }
+
+    fn install(&mut self, prog: InterfaceProgram) -> Result<(), String> {
+        if let Some(a) = self.attached.get(&prog.ifindex) {
+            if a.program == prog {
+                return Ok(());
+            }
+        }
+        let insns = program::generate(&prog, self.map.as_raw_fd())?;
+        let fd = sys::load_sched_cls("mcr_fast", &insns)
+            .map_err(|e| format!("loading the fast-path program: {e}"))?;
+        match self.attached.get_mut(&prog.ifindex) {
+            Some(a) => {
+                sys::link_update(&a.link, &fd)
+                    .map_err(|e| format!("replacing the fast-path program: {e}"))?;
+                a._prog = fd;
+                a.program = prog;
+            }
+            None => {
+                let link = sys::tcx_attach(&fd, prog.ifindex)
+                    .map_err(|e| format!("attaching at tcx ingress: {e}"))?;
+                self.attached.insert(
+                    prog.ifindex,
+                    Attached {
+                        link,
+                        _prog: fd,
+                        program: prog,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees (and zeroes) the slots of rules and outputs no longer in the
+    /// table, and records which slots to report.
+    fn retire_slots(&mut self, table: &ForwardingTable) {
+        let mut live = HashSet::new();
+        self.counted.clear();
+        for r in table.rules() {
+            live.insert(SlotKey::Rule(r.id.clone()));
+            let mut outputs = Vec::new();
+            for o in &r.outputs {
+                let label = table.output_slots()[o.slot as usize].label();
+                let key = SlotKey::Output(r.id.clone(), label.clone());
+                if let Some(s) = self.slots.get(&key) {
+                    outputs.push((label, *s));
+                }
+                live.insert(key);
+            }
+            if let Some(s) = self.slots.get(&SlotKey::Rule(r.id.clone())) {
+                self.counted.push(Counted {
+                    id: r.id.clone(),
+                    slot: *s,
+                    outputs,
+                });
+            }
+        }
+        let zero = vec![0u64; VALUE_WORDS * self.cpus];
+        let gone: Vec<SlotKey> = self
+            .slots
+            .keys()
+            .filter(|k| !live.contains(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(s) = self.slots.remove(&k) {
+                if sys::update(&self.map, s, &zero).is_ok() {
+                    self.free.push(s);
+                }
+            }
+        }
+    }
+
+    fn read(&self, slot: u32) -> [u64; VALUE_WORDS] {
+        let mut buf = vec![0u64; VALUE_WORDS * self.cpus];
+        let mut sum = [0u64; VALUE_WORDS];
+        if sys::lookup(&self.map, slot, &mut buf).is_ok() {
+            for cpu in buf.chunks(VALUE_WORDS) {
+                for (s, v) in sum.iter_mut().zip(cpu) {
+                    *s += v;
+                }
+            }
+        }
+        sum
+    }
+
+    /// Counters of every rule that has been on the fast path, in the same
+    /// shape the engines publish (summed with theirs by rule id and output).
+    pub fn rule_stats(&self) -> Vec<RuleStats> {
+        self.counted
+            .iter()
+            .map(|c| {
+                let r = self.read(c.slot);
+                RuleStats {
+                    id: c.id.clone(),
+                    packets: r[0],
+                    bytes: r[1],
+                    outputs: c
+                        .outputs
+                        .iter()
+                        .map(|(label, s)| {
+                            let o = self.read(*s);
+                            OutputStats {
+                                output: label.clone(),
+                                packets: o[0],
+                                bytes: o[1],
+                                full: 0,
+                                errors: o[2],
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Frames from this host's own interfaces the programs ignored.
+    pub fn own_frames(&self) -> u64 {
+        self.read(0)[0]
+    }
+
+    /// Interfaces with a program attached.
+    pub fn interfaces(&self) -> Vec<u32> {
+        self.attached.keys().copied().collect()
+    }
+}
+
+/// Whether a rule can run in the kernel: every output multicast, on an
+/// interface whose MAC and address are known, and not the input interface.
+fn eligible(table: &ForwardingTable, i: usize) -> bool {
+    let r = &table.rules()[i];
+    !r.outputs.is_empty()
+        && r.outputs.iter().all(|o| {
+            let s = &table.output_slots()[o.slot as usize];
+            s.link.is_some() && s.dest.ip().is_multicast() && s.ifindex != r.input.ifindex
+        })
+}

@@ -1,0 +1,192 @@
+//! The `bpf(2)` calls the fast path needs: a per-CPU counter array, program
+//! load, and tcx links (attach, atomic program replace, detach on close).
+
+use super::asm::Insn;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+const BPF_MAP_CREATE: i32 = 0;
+const BPF_MAP_LOOKUP_ELEM: i32 = 1;
+const BPF_MAP_UPDATE_ELEM: i32 = 2;
+const BPF_PROG_LOAD: i32 = 5;
+const BPF_LINK_CREATE: i32 = 28;
+const BPF_LINK_UPDATE: i32 = 29;
+const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+/// tcx ingress hook (kernel 6.6+): attached through a link, so closing the
+/// link's fd detaches the program and a crash leaves nothing behind.
+const BPF_TCX_INGRESS: u32 = 46;
+
+/// `union bpf_attr`, written field by field at the kernel's offsets.
+struct Attr([u64; 16]);
+
+impl Attr {
+    fn new() -> Attr {
+        Attr([0; 16])
+    }
+
+    fn u32(&mut self, off: usize, v: u32) -> &mut Self {
+        let bytes = self.bytes_mut();
+        bytes[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+
+    fn u64(&mut self, off: usize, v: u64) -> &mut Self {
+        let bytes = self.bytes_mut();
+        bytes[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: [u64; 16] is 128 initialised bytes with no padding; any
+        // byte pattern is a valid u64.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), 128) }
+    }
+
+    fn call(&mut self, cmd: i32) -> io::Result<i64> {
+        // SAFETY: the attr buffer is 128 bytes, zeroed past the fields set,
+        // and every pointer stored in it refers to memory the caller keeps
+        // alive for the duration of the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                self.0.as_mut_ptr(),
+                std::mem::size_of_val(&self.0),
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    }
+
+    fn call_fd(&mut self, cmd: i32) -> io::Result<OwnedFd> {
+        let fd = self.call(cmd)?;
+        // SAFETY: the kernel returned a new file descriptor that nothing else
+        // owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+}
+
+/// A per-CPU array of `entries` values of `value_size` bytes.
+pub fn percpu_array(value_size: u32, entries: u32) -> io::Result<OwnedFd> {
+    Attr::new()
+        .u32(0, BPF_MAP_TYPE_PERCPU_ARRAY)
+        .u32(4, 4)
+        .u32(8, value_size)
+        .u32(12, entries)
+        .call_fd(BPF_MAP_CREATE)
+}
+
+/// Reads one per-CPU element: `out` holds one value (8-byte aligned) per
+/// possible CPU.
+pub fn lookup(map: &OwnedFd, key: u32, out: &mut [u64]) -> io::Result<()> {
+    Attr::new()
+        .u32(0, map.as_raw_fd() as u32)
+        .u64(8, &key as *const u32 as u64)
+        .u64(16, out.as_mut_ptr() as u64)
+        .call(BPF_MAP_LOOKUP_ELEM)
+        .map(|_| ())
+}
+
+/// Writes one per-CPU element (same layout as [`lookup`]).
+pub fn update(map: &OwnedFd, key: u32, values: &[u64]) -> io::Result<()> {
+    Attr::new()
+        .u32(0, map.as_raw_fd() as u32)
+        .u64(8, &key as *const u32 as u64)
+        .u64(16, values.as_ptr() as u64)
+        .call(BPF_MAP_UPDATE_ELEM)
+        .map(|_| ())
+}
+
+/// Loads a tc classifier. On a verifier rejection the error carries the end
+/// of the verifier's log.
+pub fn load_sched_cls(name: &str, prog: &[Insn]) -> io::Result<OwnedFd> {
+    let license = c"GPL";
+    let mut attr = Attr::new();
+    attr.u32(0, BPF_PROG_TYPE_SCHED_CLS)
+        .u32(4, prog.len() as u32)
+        .u64(8, prog.as_ptr() as u64)
+        .u64(16, license.as_ptr() as u64);
+    let n = name.len().min(15);
+    attr.bytes_mut()[48..48 + n].copy_from_slice(&name.as_bytes()[..n]);
+    match attr.call_fd(BPF_PROG_LOAD) {
+        Ok(fd) => Ok(fd),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            // Again with the verifier's log, to say why.
+            let mut log = vec![0u8; 1 << 20];
+            let mut attr = Attr::new();
+            attr.u32(0, BPF_PROG_TYPE_SCHED_CLS)
+                .u32(4, prog.len() as u32)
+                .u64(8, prog.as_ptr() as u64)
+                .u64(16, license.as_ptr() as u64)
+                .u32(24, 1)
+                .u32(28, log.len() as u32)
+                .u64(32, log.as_mut_ptr() as u64);
+            let _ = attr.call(BPF_PROG_LOAD);
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            let text = String::from_utf8_lossy(&log[..end]);
+            let tail: Vec<&str> = text.lines().rev().take(4).collect();
+            Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "{e}; verifier: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ),
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Attaches `prog` at the tcx ingress hook of `ifindex`, after any program
+/// already there.
+pub fn tcx_attach(prog: &OwnedFd, ifindex: u32) -> io::Result<OwnedFd> {
+    Attr::new()
+        .u32(0, prog.as_raw_fd() as u32)
+        .u32(4, ifindex)
+        .u32(8, BPF_TCX_INGRESS)
+        .call_fd(BPF_LINK_CREATE)
+}
+
+/// Replaces the program behind a link in one step: every packet runs either
+/// the old program or the new one.
+pub fn link_update(link: &OwnedFd, prog: &OwnedFd) -> io::Result<()> {
+    Attr::new()
+        .u32(0, link.as_raw_fd() as u32)
+        .u32(4, prog.as_raw_fd() as u32)
+        .call(BPF_LINK_UPDATE)
+        .map(|_| ())
+}
+
+/// CPUs the kernel sizes per-CPU map values for.
+pub fn possible_cpus() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|s| parse_cpu_list(s.trim()))
+        .unwrap_or(1)
+}
+
+fn parse_cpu_list(s: &str) -> Option<usize> {
+    let mut max = 0;
+    for part in s.split(',') {
+        let last = part.rsplit('-').next()?;
+        max = max.max(last.parse::<usize>().ok()?);
+    }
+    Some(max + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(super::parse_cpu_list("0-1"), Some(2));
+        assert_eq!(super::parse_cpu_list("0"), Some(1));
+        assert_eq!(super::parse_cpu_list("0-3,8-11"), Some(12));
+        assert_eq!(super::parse_cpu_list("x"), None);
+    }
+}
