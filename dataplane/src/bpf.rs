@@ -32,7 +32,10 @@ const ST: u16 = libc::BPF_ST as u16;
 const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
 const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
-const TXA: u16 = (libc::BPF_MISC | libc::BPF_TXA) as u16;
+const TAX: u16 = (libc::BPF_MISC | libc::BPF_TAX) as u16;
+const ADD_K: u16 = (libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K) as u16;
+const LD_W_LEN: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_LEN) as u16;
+const JGE_X: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_X) as u16;
 const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
 /// Index of the `ret 0` that follows the preamble.
@@ -99,6 +102,7 @@ pub fn capture_filter_with_fast(pairs: &[(Ipv4Addr, u16)], fast: &[(Ipv4Addr, u1
     if total > 0 && total <= MAX_EXACT_PAIRS {
         // X = IP header length; A = UDP destination port, kept in M[0].
         let block = |p: &mut Vec<(Insn, Option<(u32, u32)>)>, list: &[&[(Ipv4Addr, u16)]]| {
+            p.push((stmt(LDX_MSH, 14), None));
             p.push((stmt(LD_H_IND, 14 + 2), None));
             p.push((stmt(ST, 0), None));
             p.push((stmt(LD_W_ABS, 14 + 16), None));
@@ -112,14 +116,19 @@ pub fn capture_filter_with_fast(pairs: &[(Ipv4Addr, u16)], fast: &[(Ipv4Addr, u1
             }
             p.push((stmt(RET_K, 0), None));
         };
-        push!(stmt(LDX_MSH, 14), None);
         if !fast.is_empty() {
-            // More-fragments set, or X != 20 (options): every pair passes;
-            // otherwise only `pairs`.
+            // A first fragment, a frame shorter than its IP total length,
+            // or a header with options: every pair passes (the fast path
+            // leaves these alone); otherwise only `pairs`.
             push!(stmt(LD_H_ABS, 14 + 6), None);
-            push!(jump(JSET_K, 0x2000, 2, 0), None);
-            push!(stmt(TXA, 0), None);
-            push!(jump(JEQ_K, 20, 1, 0), None);
+            push!(jump(JSET_K, 0x2000, 7, 0), None);
+            push!(stmt(LD_H_ABS, 14 + 2), None);
+            push!(stmt(ADD_K, 14), None);
+            push!(stmt(TAX, 0), None);
+            push!(stmt(LD_W_LEN, 0), None);
+            push!(jump(JGE_X, 0, 0, 2), None);
+            push!(stmt(LD_B_ABS, 14), None);
+            push!(jump(JEQ_K, 0x45, 1, 0), None);
             push!(stmt(JA, 0), Some((ALL, ALL)));
         }
         block(&mut p, &[pairs]);
@@ -224,7 +233,10 @@ pub(crate) fn interpret(prog: &[Insn], frame: &[u8], pkttype: u32) -> u32 {
                 None => return 0,
             },
             LD_MEM => a = mem[i.k as usize],
-            TXA => a = x,
+            TAX => x = a,
+            ADD_K => a = a.wrapping_add(i.k),
+            LD_W_LEN => a = frame.len() as u32,
+            JGE_X => pc += usize::from(if a >= x { i.jt } else { i.jf }),
             ST => mem[i.k as usize] = a,
             JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
             JSET_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
@@ -280,6 +292,45 @@ mod tests {
         assert_eq!(interpret(&prog, &frame(g1, 6000, false, 17), 2), 0);
         assert_eq!(interpret(&prog, &frame(g2, 5000, false, 17), 2), 0);
         assert_eq!(interpret(&prog, &frame(g1, 5000, false, 6), 2), 0);
+    }
+
+    /// Pairs the kernel fast path forwards reach the engines only in the
+    /// cases the fast path leaves alone.
+    #[test]
+    fn fast_pairs_pass_only_what_the_fast_path_leaves() {
+        let slow = Ipv4Addr::new(239, 1, 1, 1);
+        let fast = Ipv4Addr::new(239, 1, 1, 2);
+        for only_fast in [false, true] {
+            let pairs: &[(Ipv4Addr, u16)] = if only_fast { &[] } else { &[(slow, 5000)] };
+            let prog = capture_filter_with_fast(pairs, &[(fast, 6000)]);
+            validate(&prog).unwrap();
+            assert_eq!(interpret(&prog, &frame(fast, 6000, false, 17), 0), 0);
+            assert_eq!(interpret(&prog, &frame(slow, 6000, false, 17), 0), 0);
+            assert_eq!(
+                interpret(&prog, &frame(slow, 5000, false, 17), 0) > 0,
+                !only_fast
+            );
+            // First fragment (more-fragments set).
+            let mut f = frame(fast, 6000, false, 17);
+            f[14 + 6] = 0x20;
+            assert!(interpret(&prog, &f, 0) > 0);
+            // Shorter than its IP total length.
+            let mut f = frame(fast, 6000, false, 17);
+            f[14 + 3] += 1;
+            assert!(interpret(&prog, &f, 0) > 0);
+            // IP options (ihl 6): the UDP header moves 4 bytes.
+            let plain = frame(fast, 6000, false, 17);
+            let mut f = plain[..34].to_vec();
+            f[14] = 0x46;
+            f[14 + 3] += 4;
+            f.extend_from_slice(&[1, 1, 1, 0]);
+            f.extend_from_slice(&plain[34..]);
+            assert!(interpret(&prog, &f, 0) > 0);
+            // Padding past the IP total length is fine.
+            let mut f = frame(fast, 6000, false, 17);
+            f.extend_from_slice(&[0; 8]);
+            assert_eq!(interpret(&prog, &f, 0), 0);
+        }
     }
 
     #[test]

@@ -185,6 +185,12 @@ impl Asm {
         self.push(insn(JMP32 | op | K, dst, R0, 0, imm as i32));
     }
 
+    /// if dst op src goto target (64-bit).
+    pub fn jmp_reg(&mut self, op: u8, dst: Reg, src: Reg, target: Label) {
+        self.fixups.push((self.insns.len(), target));
+        self.push(insn(JMP | op | X, dst, src, 0, 0));
+    }
+
     /// if dst op imm goto target (64-bit; for pointers against 0).
     pub fn jmp_imm(&mut self, op: u8, dst: Reg, imm: i32, target: Label) {
         self.fixups.push((self.insns.len(), target));

@@ -344,6 +344,12 @@ fn build(p: &InterfaceProgram, map_fd: i32) -> Result<Asm, String> {
         a.load(Size::H, PAYLOAD_LEN, FP, HDR + 16);
         a.to_be(PAYLOAD_LEN, 16);
         a.jmp_imm(JLT, PAYLOAD_LEN, 28, pass);
+        // A frame shorter than its IP total length is left to the engines
+        // (which count it truncated).
+        a.load(Size::W, R1, R6, 0);
+        a.mov(R2, PAYLOAD_LEN);
+        a.alu_imm(OP_ADD, R2, 14);
+        a.jmp_reg(JLT, R1, R2, pass);
         a.alu_imm(OP_ADD, PAYLOAD_LEN, -28);
         let rule_labels: Vec<Label> = k.by_source.iter().map(|_| a.label()).collect();
         for ((src, _), rl) in k.by_source.iter().zip(&rule_labels) {
