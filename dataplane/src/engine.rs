@@ -95,9 +95,6 @@ enum DropReason {
     OwnFrame,
     Fragment,
     NoRule,
-    /// The kernel fast path forwarded this datagram already (seen only
-    /// when the capture filter cannot tell, past its exact-match limit).
-    FastPath,
 }
 
 impl From<WireError> for DropReason {
@@ -605,9 +602,6 @@ impl Engine {
             .table
             .lookup(ifindex, ip.dst(), dgram.dst_port(), ip.src())
             .ok_or(DropReason::NoRule)?;
-        if self.table.rules()[rule].fast && ip.header_len() == ipv4::MIN_HEADER_LEN {
-            return Err(DropReason::FastPath);
-        }
         let payload = dgram.payload();
         Ok((rule, payload.as_ptr(), payload.len(), dgram.src_port()))
     }
@@ -620,7 +614,6 @@ impl Engine {
             DropReason::OwnFrame => d.own_frame += 1,
             DropReason::Fragment => d.fragment += 1,
             DropReason::NoRule => d.no_rule += 1,
-            DropReason::FastPath => {}
         }
     }
 

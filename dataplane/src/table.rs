@@ -65,7 +65,7 @@ pub struct TableRule {
     pub source: Option<Ipv4Addr>,
     pub outputs: Vec<TableOutput>,
     /// Forwarded by the kernel fast path (see [`crate::fastpath`]): the
-    /// engines only see its datagrams the fast path leaves alone.
+    /// engines' capture filter passes only the datagrams it leaves alone.
     pub fast: bool,
 }
 

@@ -591,6 +591,25 @@ impl Topo {
     }
 }
 
+/// The same config with the kernel fast path off, so the engines forward
+/// everything (tests of the engines' path).
+pub fn engines_only(config: &str) -> String {
+    let body = config
+        .trim_start()
+        .strip_prefix('{')
+        .expect("a config object");
+    format!("{{ data_plane: {{ kernel_fast_path: false }}, {body}")
+}
+
+/// The config for one data path: `fast` = kernel fast path (the default).
+pub fn with_path(config: &str, fast: bool) -> String {
+    if fast {
+        config.to_string()
+    } else {
+        engines_only(config)
+    }
+}
+
 pub fn rule(name: &str, input_if: &str, group: &str, port: u16, outputs: &[String]) -> String {
     format!(
         "{{ name: \"{name}\", input: {{ interface: \"{input_if}\", group: \"{group}\", port: {port} }}, outputs: [{}] }}",

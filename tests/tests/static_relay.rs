@@ -6,8 +6,17 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn one_to_one_with_group_and_port_translation() {
+    one_to_one_with_group_and_port_translation_on(true);
+}
+
+#[test]
+fn one_to_one_with_group_and_port_translation_through_the_engines() {
+    one_to_one_with_group_and_port_translation_on(false);
+}
+
+fn one_to_one_with_group_and_port_translation_on(fast: bool) {
     let t = Topo::new(1);
-    let cfg = t.one_rule("t1");
+    let cfg = with_path(&t.one_rule("t1"), fast);
     let mut mcrd = t.mcrd(&cfg);
     let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
     let sent = t.send(
@@ -30,6 +39,15 @@ fn one_to_one_with_group_and_port_translation() {
 
 #[test]
 fn fan_out_to_three_interfaces_and_two_groups_on_one() {
+    fan_out_to_three_interfaces_and_two_groups_on_one_on(true);
+}
+
+#[test]
+fn fan_out_to_three_interfaces_and_two_groups_on_one_through_the_engines() {
+    fan_out_to_three_interfaces_and_two_groups_on_one_on(false);
+}
+
+fn fan_out_to_three_interfaces_and_two_groups_on_one_on(fast: bool) {
     let t = Topo::new(3);
     let outs = vec![
         output(&t.o(0), "239.2.2.1", 6000),
@@ -41,7 +59,7 @@ fn fan_out_to_three_interfaces_and_two_groups_on_one() {
         "{{ rules: [ {} ] }}",
         rule("fan", &t.i(), "239.1.1.1", 5000, &outs)
     );
-    let _mcrd = t.mcrd(&cfg);
+    let _mcrd = t.mcrd(&with_path(&cfg, fast));
     let ls = vec![
         t.listen(0, "239.2.2.1", 6000, &["--idle-timeout", "1.5"]),
         t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]),
@@ -439,7 +457,8 @@ fn many_rules_on_one_input_interface() {
 #[test]
 fn capture_queue_overflow_is_counted() {
     let t = Topo::new(1);
-    let cfg = t.one_rule("flood");
+    // The engines' capture queue: the kernel fast path has none.
+    let cfg = engines_only(&t.one_rule("flood"));
     let mut mcrd = t.mcrd(&cfg);
     let sent = t.send(
         "239.1.1.1",
@@ -469,6 +488,15 @@ fn capture_queue_overflow_is_counted() {
 /// whole and once.
 #[test]
 fn overloaded_fan_out_loses_but_never_reorders_or_corrupts() {
+    overloaded_fan_out_loses_but_never_reorders_or_corrupts_on(true);
+}
+
+#[test]
+fn overloaded_fan_out_loses_but_never_reorders_or_corrupts_through_the_engines() {
+    overloaded_fan_out_loses_but_never_reorders_or_corrupts_on(false);
+}
+
+fn overloaded_fan_out_loses_but_never_reorders_or_corrupts_on(fast: bool) {
     let n = 12;
     let t = Topo::new(n);
     let outs: Vec<String> = (0..n)
@@ -478,7 +506,7 @@ fn overloaded_fan_out_loses_but_never_reorders_or_corrupts() {
         "{{ rules: [ {} ] }}",
         rule("wide", &t.i(), "239.1.1.1", 5000, &outs)
     );
-    let _mcrd = t.mcrd(&cfg);
+    let _mcrd = t.mcrd(&with_path(&cfg, fast));
     let ls: Vec<Listener> = [0, n / 2, n - 1]
         .iter()
         .map(|&k| {

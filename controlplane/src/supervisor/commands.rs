@@ -173,7 +173,7 @@ impl Supervisor {
         let table = self.table.load();
         let rules = table.rules().iter().filter(|r| r.fast).count();
         match &self.fast {
-            Some(f) => json!({
+            Some(f) if self.config.data_plane.kernel_fast_path => json!({
                 "enabled": true,
                 "rules": rules,
                 "interfaces": f
@@ -182,7 +182,7 @@ impl Supervisor {
                     .map(|i| self.interface_name(*i))
                     .collect::<Vec<_>>(),
             }),
-            None => json!({ "enabled": false, "rules": 0, "error": self.fast_error }),
+            _ => json!({ "enabled": false, "rules": 0, "error": self.fast_error }),
         }
     }
 

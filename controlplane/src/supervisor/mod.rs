@@ -17,6 +17,7 @@ use mcr_dataplane::fastpath::{FastPath, FastPlan};
 use mcr_dataplane::membership::Memberships;
 use mcr_dataplane::{EngineParams, EngineSet, RuleStats, TableHandle};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -98,6 +99,8 @@ pub struct Supervisor {
     fast: Option<FastPath>,
     /// Why the fast path is off although the config asks for it.
     fast_error: Option<String>,
+    /// Per input interface, the pairs the fast path forwards now.
+    fast_pairs: BTreeMap<u32, Vec<(Ipv4Addr, u16)>>,
 }
 
 /// The outcome of the last reload, for `status`.
@@ -182,6 +185,7 @@ impl Supervisor {
             rates: rates::RateTracker::default(),
             fast: None,
             fast_error: None,
+            fast_pairs: BTreeMap::new(),
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();
@@ -332,12 +336,11 @@ impl Supervisor {
             .unwrap_or_else(|| ifindex.to_string())
     }
 
-    /// Opens or closes the kernel fast path as the config says.
+    /// Opens the kernel fast path when the config asks for it. Switched off
+    /// later, it stays open with nothing attached, so the counts it made
+    /// stay in the rules' totals.
     fn sync_fast_path(&mut self) {
         if !self.config.data_plane.kernel_fast_path {
-            if self.fast.take().is_some() {
-                tracing::info!("kernel fast path off (data_plane.kernel_fast_path: false)");
-            }
             self.fast_error = None;
             return;
         }
@@ -366,8 +369,34 @@ impl Supervisor {
         let compiled = compile(&self.desired(), &self.interfaces, self.generation);
         let mut table = compiled.table;
         self.sync_fast_path();
+        let engines = self.engines.cpus().len();
+        let planned = match &mut self.fast {
+            Some(f) if self.config.data_plane.kernel_fast_path => f.plan(&table),
+            _ => Vec::new(),
+        };
+        // A key moving between the kernel and the engines is taken by both
+        // for a moment, never by neither: first the engines also capture
+        // every key that is not fast both before and after, then the
+        // programs change, then the engines drop the keys now fast.
+        let stable: BTreeMap<u32, Vec<(Ipv4Addr, u16)>> = planned
+            .iter()
+            .filter_map(|p| {
+                let old = self.fast_pairs.get(&p.ifindex())?;
+                let both: Vec<_> = p
+                    .pairs
+                    .iter()
+                    .filter(|k| old.contains(k))
+                    .copied()
+                    .collect();
+                Some((p.ifindex(), both))
+            })
+            .collect();
+        if stable != self.fast_pairs {
+            let wanted = capture_wants(&table, &stable);
+            let _ = self.captures.update(&wanted, engines);
+        }
         let plan = match &mut self.fast {
-            Some(f) => f.apply(&mut table),
+            Some(f) => f.install(planned, &mut table),
             None => FastPlan::default(),
         };
         for (ifindex, e) in &plan.failed {
@@ -411,16 +440,9 @@ impl Supervisor {
         }
         // Capture sockets for every input interface, one per engine, all
         // joined before any takes traffic (see mcr_dataplane::capture).
-        let wanted: Vec<CaptureWant> = table
-            .inputs_by_interface()
-            .into_iter()
-            .map(|(i, pairs)| {
-                let fast = plan.pairs.get(&i).cloned().unwrap_or_default();
-                let slow = pairs.into_iter().filter(|p| !fast.contains(p)).collect();
-                (i, slow, fast)
-            })
-            .collect();
-        let (sets, failed) = self.captures.update(&wanted, self.engines.cpus().len());
+        let wanted = capture_wants(&table, &plan.pairs);
+        let (sets, failed) = self.captures.update(&wanted, engines);
+        self.fast_pairs = plan.pairs;
         for (ifindex, e) in failed {
             let name = self.interface_name(ifindex);
             tracing::warn!(interface = %name, error = %e, "opening capture sockets failed");
@@ -493,6 +515,23 @@ impl Supervisor {
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
+}
+
+/// What each input interface's capture sockets must pass: every pair of
+/// the table except those the fast path forwards.
+fn capture_wants(
+    table: &mcr_dataplane::ForwardingTable,
+    fast: &BTreeMap<u32, Vec<(Ipv4Addr, u16)>>,
+) -> Vec<CaptureWant> {
+    table
+        .inputs_by_interface()
+        .into_iter()
+        .map(|(i, pairs)| {
+            let fast = fast.get(&i).cloned().unwrap_or_default();
+            let slow = pairs.into_iter().filter(|p| !fast.contains(p)).collect();
+            (i, slow, fast)
+        })
+        .collect()
 }
 
 fn add_rule(t: &mut RuleTotals, r: &RuleStats) {

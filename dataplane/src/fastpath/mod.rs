@@ -56,7 +56,22 @@ struct Counted {
     outputs: Vec<(String, u32)>,
 }
 
-/// What [`FastPath::apply`] decided.
+/// One interface's share of a plan.
+#[derive(Debug)]
+pub struct InterfacePlan {
+    program: InterfaceProgram,
+    /// The (group, port) keys the program forwards.
+    pub pairs: Vec<(Ipv4Addr, u16)>,
+    rules: Vec<usize>,
+}
+
+impl InterfacePlan {
+    pub fn ifindex(&self) -> u32 {
+        self.program.ifindex
+    }
+}
+
+/// What [`FastPath::install`] did.
 #[derive(Debug, Default)]
 pub struct FastPlan {
     /// Per input interface, the (group, port) pairs forwarded in the kernel.
@@ -113,11 +128,11 @@ impl FastPath {
         Some(s)
     }
 
-    /// Programs the kernel for `table`: loads and attaches (or atomically
-    /// replaces) one program per input interface with fast-path rules,
-    /// detaches the rest, and marks the fast rules in the table.
-    pub fn apply(&mut self, table: &mut ForwardingTable) -> FastPlan {
-        let mut plan = FastPlan::default();
+    /// Decides what runs in the kernel for `table`: per input interface,
+    /// the (group, port) keys whose rules are all eligible, within the
+    /// program size budget. Allocates counter slots; changes nothing in the
+    /// kernel yet (see [`install`](Self::install)).
+    pub fn plan(&mut self, table: &ForwardingTable) -> Vec<InterfacePlan> {
         // Input keys by interface, each with its rules (indexes).
         let mut by_if: BTreeMap<u32, BTreeMap<(Ipv4Addr, u16), Vec<usize>>> = BTreeMap::new();
         for (i, r) in table.rules().iter().enumerate() {
@@ -129,10 +144,14 @@ impl FastPath {
                 .push(i);
         }
         let local_macs: Vec<[u8; 6]> = table.local_macs().iter().map(|m| m.0).collect();
-        let mut programs = Vec::new();
-        let mut fast_rules = Vec::new();
+        let mut plans = Vec::new();
         for (ifindex, keys) in &by_if {
-            let mut prog = InterfaceProgram {
+            // The engines' capture filter must be able to leave the fast
+            // keys out exactly, or both would forward them.
+            if keys.len() > crate::bpf::MAX_EXACT_PAIRS {
+                continue;
+            }
+            let mut program = InterfaceProgram {
                 ifindex: *ifindex,
                 local_macs: local_macs.clone(),
                 keys: Vec::new(),
@@ -146,7 +165,7 @@ impl FastPath {
                 }
                 let cost: usize = rules
                     .iter()
-                    .map(|&i| 120 + table.rules()[i].outputs.len() * program::INSNS_PER_OUTPUT)
+                    .map(|&i| 130 + table.rules()[i].outputs.len() * program::INSNS_PER_OUTPUT)
                     .sum::<usize>()
                     + 20;
                 if size + cost > MAX_INSNS {
@@ -172,33 +191,44 @@ impl FastPath {
                     continue;
                 }
                 size += cost;
-                prog.keys.push(key);
+                program.keys.push(key);
                 pairs.push((*group, *port));
                 rules_here.extend(rules.iter().copied());
             }
-            if !prog.keys.is_empty() {
-                programs.push((prog, pairs, rules_here));
+            if !program.keys.is_empty() {
+                plans.push(InterfacePlan {
+                    program,
+                    pairs,
+                    rules: rules_here,
+                });
             }
         }
+        plans
+    }
+
+    /// Loads and attaches (or atomically replaces) the planned programs,
+    /// detaches every other one, and marks the fast rules in the table.
+    /// An interface whose program fails is left entirely to the engines.
+    pub fn install(&mut self, plans: Vec<InterfacePlan>, table: &mut ForwardingTable) -> FastPlan {
+        let mut result = FastPlan::default();
         let mut keep = HashSet::new();
-        for (prog, pairs, rules) in programs {
-            let ifindex = prog.ifindex;
-            match self.install(prog) {
+        for p in plans {
+            let ifindex = p.program.ifindex;
+            match self.attach(p.program) {
                 Ok(()) => {
                     keep.insert(ifindex);
-                    plan.pairs.insert(ifindex, pairs);
-                    fast_rules.extend(rules);
+                    result.pairs.insert(ifindex, p.pairs);
+                    for i in p.rules {
+                        table.set_fast(i);
+                    }
                 }
-                Err(e) => plan.failed.push((ifindex, e)),
+                Err(e) => result.failed.push((ifindex, e)),
             }
         }
         // Closing a link detaches its program.
         self.attached.retain(|i, _| keep.contains(i));
-        for i in fast_rules {
-            table.set_fast(i);
-        }
         self.retire_slots(table);
-        plan
+        result
     }
 
     fn fast_rule(&mut self, table: &ForwardingTable, i: usize) -> Option<FastRule> {
@@ -222,7 +252,7 @@ impl FastPath {
         Some(FastRule { slot, outputs })
     }
 
-    fn install(&mut self, prog: InterfaceProgram) -> Result<(), String> {
+    fn attach(&mut self, prog: InterfaceProgram) -> Result<(), String> {
         if let Some(a) = self.attached.get(&prog.ifindex) {
             if a.program == prog {
                 return Ok(());
