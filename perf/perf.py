@@ -139,7 +139,7 @@ class Scenario:
         return sorted({int(i * step) for i in range(limit)})
 
 
-DEFAULT_RATES = [10000, 50000, 100000, 200000, 400000, 0]
+DEFAULT_RATES = [10000, 50000, 100000, 200000, 400000, 700000, 1000000, 0]
 FANOUT_RATES = [2000, 5000, 10000, 20000, 50000, 100000, 0]  # fan-out multiplies the work
 
 SCENARIOS = {
@@ -164,6 +164,7 @@ SCENARIOS = {
 class McrdRelay:
     name = "mcrd"
     cores = None  # config `cores` (list of CPUs); None = mcrd's default (all)
+    kernel_fast_path = True  # data_plane.kernel_fast_path
 
     def __init__(self):
         self.proc = None
@@ -188,7 +189,7 @@ class McrdRelay:
                 "outputs": outs,
             })
         cfg = d / f"mcrd-{sc.id}.json5"
-        conf = {"rules": rules}
+        conf = {"rules": rules, "data_plane": {"kernel_fast_path": self.kernel_fast_path}}
         if self.cores:
             conf["cores"] = self.cores
         cfg.write_text(json.dumps(conf, indent=1))  # JSON is JSON5
@@ -324,7 +325,15 @@ class SocatRelay:
         self.procs = []
 
 
-RELAYS = {"mcrd": McrdRelay, "kernel": KernelRelay, "socat": SocatRelay}
+class McrdEnginesRelay(McrdRelay):
+    """mcrd with the kernel fast path off: every packet through the engines."""
+
+    name = "mcrd-engines"
+    kernel_fast_path = False
+
+
+RELAYS = {"mcrd": McrdRelay, "mcrd-engines": McrdEnginesRelay, "kernel": KernelRelay,
+          "socat": SocatRelay}
 
 
 # --------------------------------------------------------------------------
@@ -621,7 +630,7 @@ def main():
     ap.add_argument("--relays", default=",".join(RELAYS), help="comma-separated: " + ",".join(RELAYS))
     ap.add_argument("--rates", default=None,
                     help="offered-rate ladder in pps for every scenario; 'max' = as fast as mcrgen can "
-                         "(default: 10000,50000,100000,200000,400000,max; S2 and S3: "
+                         "(default: 10000,50000,100000,200000,400000,700000,1000000,max; S2 and S3: "
                          "2000,5000,10000,20000,50000,100000,max). Steps at or above 95%% of the "
                          "generator's measured max are skipped; max is always run.")
     ap.add_argument("--step-secs", type=float, default=3.0, help="traffic per ladder step")

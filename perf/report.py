@@ -40,6 +40,14 @@ def max_text(r):
     return ("≥ " if r.get("max_pass_is_gen_limited") else "") + fr(r["max_pass_pps"])
 
 
+def relay_cpu_text(r, st):
+    """The relay's own CPU; forwarding done in softirq is only in the system column."""
+    if r["relay"] == "kernel":
+        return "(in kernel)"
+    v = fnum((st or {}).get("relay_cpu_s_per_mpkt"))
+    return f"{v} (+ kernel)" if r["relay"] == "mcrd" else v
+
+
 def latency_ratio(r, other):
     """p99 latency ratio r / other in a latency scenario (lower is better)."""
     try:
@@ -166,7 +174,7 @@ def write(results, out):
             rss = r.get("peak_rss_kib")
             md.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 sid, r["relay"], max_text(r), ratio(r, by.get("kernel"), lat_sc), ratio(r, by.get("socat"), lat_sc),
-                fnum((st or {}).get("relay_cpu_s_per_mpkt")) if r["relay"] != "kernel" else "(in kernel)",
+                relay_cpu_text(r, st),
                 fnum((st or {}).get("system_cpu_s_per_mpkt")),
                 fnum(r.get("idle_relay_cpu_pct"), 1),
                 fnum(rss / 1024, 1) if rss else "-",

@@ -212,8 +212,14 @@ fn ip_options_and_unicast_outputs_go_through_the_engines() {
     assert_eq!(f["ihl"], 20, "{f:#}");
     assert_eq!(f["ip_checksum_ok"], true, "{f:#}");
     assert!(f["payload"].as_str().unwrap().starts_with("checksum-test-"));
-    let stats = mcrd.ctl_json(&["stats"]);
-    assert!(engine_frames(&stats) >= 3, "{stats:#}");
+    // Engines publish their counters every 100 ms.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut stats = mcrd.ctl_json(&["stats"]);
+    while engine_frames(&stats) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stats = mcrd.ctl_json(&["stats"]);
+    }
+    assert_eq!(engine_frames(&stats), 3, "{stats:#}");
     // The unicast rule stays with the engines.
     let l = Listener::start(
         &t.sinks[0],
@@ -225,8 +231,13 @@ fn ip_options_and_unicast_outputs_go_through_the_engines() {
     );
     t.send("239.1.1.3", 5000, &["--rate", "10000", "--count", "5000"]);
     assert_exact(&l.finish(), 5000);
-    let stats = mcrd.ctl_json(&["stats"]);
-    assert!(engine_frames(&stats) >= 5003, "{stats:#}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut stats = mcrd.ctl_json(&["stats"]);
+    while engine_frames(&stats) < 5003 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stats = mcrd.ctl_json(&["stats"]);
+    }
+    assert_eq!(engine_frames(&stats), 5003, "{stats:#}");
 }
 
 /// Reloads that move a rule between the kernel and the engines under

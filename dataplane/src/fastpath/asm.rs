@@ -75,6 +75,7 @@ const X: u8 = 0x08;
 pub const OP_ADD: u8 = 0x00;
 pub const OP_AND: u8 = 0x50;
 pub const OP_RSH: u8 = 0x70;
+pub const OP_XOR: u8 = 0xa0;
 const OP_MOV: u8 = 0xb0;
 const OP_END: u8 = 0xd0;
 const TO_BE: u8 = 0x08;
@@ -134,6 +135,16 @@ impl Asm {
     /// dst = src (64-bit).
     pub fn mov(&mut self, dst: Reg, src: Reg) {
         self.push(insn(ALU64 | OP_MOV | X, dst, src, 0, 0));
+    }
+
+    /// dst = (u32)src (zero-extended).
+    pub fn mov32(&mut self, dst: Reg, src: Reg) {
+        self.push(insn(ALU | OP_MOV | X, dst, src, 0, 0));
+    }
+
+    /// dst = (u32)(dst op imm), zero-extended.
+    pub fn alu32_imm(&mut self, op: u8, dst: Reg, imm: i32) {
+        self.push(insn(ALU | op | K, dst, R0, 0, imm));
     }
 
     /// dst = imm (32-bit move, zero-extended: a u32 constant stays

@@ -8,13 +8,15 @@
 //!    host's interfaces (counted);
 //! 2. finds the rule by (group, port), then source, with a chain of
 //!    compares against immediates;
-//! 3. for each output rewrites the headers in place (MACs, source and
-//!    destination address, TTL, destination port; the IPv4 and UDP
-//!    checksums follow incrementally, so a checksum of 0 stays 0 and a
-//!    checksum the sender left to offload stays right) and sends a clone
-//!    out of the output interface (`bpf_clone_redirect`);
-//! 4. puts the original headers back and passes the frame on, so local
-//!    sockets see the input as if nothing had happened.
+//! 3. for each output writes the new headers in one store (MACs, TTL,
+//!    source and destination address and port; the IPv4 checksum computed
+//!    over the new header, the UDP checksum updated by difference, so a
+//!    checksum of 0 stays 0 and one the sender left to offload stays
+//!    right) and sends a clone out of the output interface
+//!    (`bpf_clone_redirect`);
+//! 4. sends the frame itself out of the last output (`bpf_redirect`): no
+//!    clone and no copy for a 1:1 rule. The input datagram is therefore
+//!    not also delivered up the relay host's own stack.
 //!
 //! Counters live in a per-CPU array ([`super::VALUE_WORDS`] words per
 //! slot: packets, payload bytes, errors): one slot per rule for its input,
@@ -25,9 +27,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_STORE_BYTES: i32 = 9;
-const HELPER_L3_CSUM: i32 = 10;
 const HELPER_L4_CSUM: i32 = 11;
 const HELPER_CLONE_REDIRECT: i32 = 13;
+const HELPER_REDIRECT: i32 = 23;
 const HELPER_LOAD_BYTES: i32 = 26;
 
 const F_RECOMPUTE_CSUM: i32 = 1;
@@ -35,14 +37,14 @@ const F_PSEUDO_HDR: i32 = 1 << 4;
 const F_MARK_MANGLED_0: i32 = 1 << 5;
 /// `TCX_NEXT`: let whatever else is attached (and the stack) see the frame.
 const TCX_NEXT: i32 = -1;
+/// `TCX_REDIRECT`: the frame leaves where `bpf_redirect` said.
+const TCX_REDIRECT: i32 = 7;
 const JLT: u8 = 0xa0;
 
 /// Stack layout (offsets from the frame pointer).
 /// At 2 mod 4, so that the MAC and IPv4 address words are 4-byte aligned
 /// (the verifier refuses misaligned stack loads).
 const HDR: i16 = -50; // the original 42 header bytes
-const SCRATCH: i16 = -64; // 12 bytes of MACs
-const VAL: i16 = -72; // a field value to store
 const KEY: i16 = -80; // map key
 const RES: i16 = -88; // a clone's result
 
@@ -104,53 +106,32 @@ fn raw16(bytes: [u8; 2]) -> u32 {
     u16::from_ne_bytes(bytes) as u32
 }
 
-/// A header field's value: fixed by the table, or the input's own (kept in
-/// a callee-saved register).
+/// A 32-bit value in the header: fixed by the table, or the input's own
+/// (kept in a callee-saved register).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Val {
     Const(u32),
     Orig(Reg),
 }
 
-/// The rewritable header fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fields {
-    /// dst + src MAC; None = the input's.
-    macs: Option<[u8; 12]>,
-    saddr: Val,
-    daddr: Val,
-    ttl_proto: Val,
-    dport: Val,
-}
-
 const ORIG_SADDR: Reg = R7;
-const ORIG_TTL: Reg = R8;
 /// Payload length of the datagram, for the byte counters.
 const PAYLOAD_LEN: Reg = R9;
 
-impl Fields {
-    fn input(group: Ipv4Addr, port: u16) -> Fields {
-        Fields {
-            macs: None,
-            saddr: Val::Orig(ORIG_SADDR),
-            daddr: Val::Const(raw32(group.octets())),
-            ttl_proto: Val::Orig(ORIG_TTL),
-            dport: Val::Const(raw16(port.to_be_bytes())),
-        }
-    }
+/// One's-complement sum of 32-bit words with end-around carry (what the
+/// kernel's `csum_add` does), for checksum differences known in advance.
+fn csum_add(a: u32, b: u32) -> u32 {
+    let (s, carry) = a.overflowing_add(b);
+    s.wrapping_add(carry as u32)
+}
 
-    fn output(o: &FastOutput) -> Fields {
-        let mut macs = [0u8; 12];
-        macs[..6].copy_from_slice(&o.dst_mac);
-        macs[6..].copy_from_slice(&o.src_mac);
-        Fields {
-            macs: Some(macs),
-            saddr: Val::Const(raw32(o.src.octets())),
-            daddr: Val::Const(raw32(o.dest.ip().octets())),
-            ttl_proto: Val::Const(raw16([o.ttl, 17])),
-            dport: Val::Const(raw16(o.dest.port().to_be_bytes())),
-        }
-    }
+/// The UDP checksum fields one output changes, relative to what the frame
+/// carries at that point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pseudo {
+    saddr: Val,
+    daddr: u32,
+    dport: u32,
 }
 
 struct Gen {
@@ -160,78 +141,125 @@ struct Gen {
 }
 
 impl Gen {
-    fn set(&mut self, r: Reg, v: Val) {
-        match v {
-            Val::Const(c) => self.a.mov32_imm(r, c),
-            Val::Orig(src) => self.a.mov(r, src),
-        }
-    }
-
-    fn store_val(&mut self, size: Size, v: Val) {
-        match v {
-            Val::Const(c) => self.a.store_imm(size, FP, VAL, c as i32),
-            Val::Orig(src) => self.a.store(size, FP, VAL, src),
-        }
-    }
-
-    /// bpf_skb_store_bytes(skb, off, fp + from, len, RECOMPUTE_CSUM)
-    fn store_bytes(&mut self, off: i32, from: i16, len: i32) {
+    /// bpf_l4_csum_replace(skb, 40, 0, diff in R4, flags): applies a
+    /// checksum difference to the UDP checksum (0 stays 0; a checksum left
+    /// to offload has only its pseudo-header part changed).
+    fn l4_by_diff(&mut self, flags: i32) {
         self.a.mov(R1, R6);
-        self.a.mov_imm(R2, off);
-        self.a.mov(R3, FP);
-        self.a.alu_imm(OP_ADD, R3, from as i32);
-        self.a.mov_imm(R4, len);
-        self.a.mov_imm(R5, F_RECOMPUTE_CSUM);
-        self.a.call(HELPER_STORE_BYTES);
+        self.a.mov_imm(R2, OFF_UDP_CSUM);
+        self.a.mov_imm(R3, 0);
+        self.a.mov_imm(R5, flags | F_MARK_MANGLED_0);
+        self.a.call(HELPER_L4_CSUM);
     }
 
-    fn csum(&mut self, helper: i32, off: i32, from: Val, to: Val, flags: i32) {
-        self.a.mov(R1, R6);
-        self.a.mov_imm(R2, off);
-        self.set(R3, from);
-        self.set(R4, to);
-        self.a.mov_imm(R5, flags);
-        self.a.call(helper);
-    }
-
-    /// Rewrites one field, checksums first.
-    fn field(&mut self, off: i32, size: Size, from: Val, to: Val, pseudo: bool, ip: bool) {
-        if from == to {
-            return;
-        }
-        let width = match size {
-            Size::W => 4,
-            _ => 2,
-        };
-        if ip {
-            self.csum(HELPER_L3_CSUM, OFF_IP_CSUM, from, to, width);
-        }
-        if off != OFF_TTL {
-            let flags = width | F_MARK_MANGLED_0 | if pseudo { F_PSEUDO_HDR } else { 0 };
-            self.csum(HELPER_L4_CSUM, OFF_UDP_CSUM, from, to, flags);
-        }
-        self.store_val(size, to);
-        self.store_bytes(off, VAL, width);
-    }
-
-    fn transition(&mut self, from: &Fields, to: &Fields) {
-        if from.macs != to.macs {
-            match to.macs {
-                Some(m) => {
-                    for i in 0..3 {
-                        let w = raw32(m[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
-                        self.a
-                            .store_imm(Size::W, FP, SCRATCH + 4 * i as i16, w as i32);
-                    }
-                    self.store_bytes(0, SCRATCH, 12);
+    /// Updates the UDP checksum from `from` to `to`.
+    fn udp_checksum(&mut self, from: &Pseudo, to: &Pseudo) {
+        // Pseudo-header: source and destination address.
+        let mut k = csum_add(!from.daddr, to.daddr);
+        k = csum_add(k, to.saddr_const());
+        match from.saddr {
+            Val::Const(c) => {
+                k = csum_add(k, !c);
+                if k != 0 && k != u32::MAX {
+                    self.a.mov32_imm(R4, k);
+                    self.l4_by_diff(F_PSEUDO_HDR);
                 }
-                None => self.store_bytes(0, HDR, 12),
+            }
+            Val::Orig(r) => {
+                // R4 = fold64(~orig + k): one's-complement addition in a
+                // 64-bit register, carries folded back twice.
+                self.a.mov32(R4, r);
+                self.a.alu32_imm(OP_XOR, R4, -1);
+                self.a.mov32_imm(R2, k);
+                self.a.alu_reg(OP_ADD, R4, R2);
+                self.fold32(R4);
+                self.l4_by_diff(F_PSEUDO_HDR);
             }
         }
-        self.field(OFF_SADDR, Size::W, from.saddr, to.saddr, true, true);
-        self.field(OFF_DADDR, Size::W, from.daddr, to.daddr, true, true);
-        self.field(OFF_TTL, Size::H, from.ttl_proto, to.ttl_proto, false, true);
-        self.field(OFF_DPORT, Size::H, from.dport, to.dport, false, false);
+        if from.dport != to.dport {
+            let d = csum_add(!from.dport & 0xffff, to.dport);
+            self.a.mov32_imm(R4, d);
+            self.l4_by_diff(0);
+        }
+    }
+
+    /// reg = (reg & 0xffffffff) + (reg >> 32), twice.
+    fn fold32(&mut self, reg: Reg) {
+        for _ in 0..2 {
+            self.a.mov(R3, reg);
+            self.a.alu_imm(OP_RSH, R3, 32);
+            self.a.mov32(reg, reg);
+            self.a.alu_reg(OP_ADD, reg, R3);
+        }
+    }
+
+    /// Writes output `o`'s fields into the stack copy of the header and
+    /// its IPv4 checksum (the input's TOS, id, flags and lengths stay).
+    fn build_header(&mut self, o: &FastOutput) {
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(&o.dst_mac);
+        macs[6..].copy_from_slice(&o.src_mac);
+        // HDR is 2 mod 4: the MACs go in as 2 + 4 + 4 + 2 bytes.
+        self.a
+            .store_imm(Size::H, FP, HDR, raw16([macs[0], macs[1]]) as i32);
+        for i in 0..2 {
+            let b = &macs[2 + 4 * i..6 + 4 * i];
+            self.a.store_imm(
+                Size::W,
+                FP,
+                HDR + 2 + 4 * i as i16,
+                raw32([b[0], b[1], b[2], b[3]]) as i32,
+            );
+        }
+        self.a
+            .store_imm(Size::H, FP, HDR + 10, raw16([macs[10], macs[11]]) as i32);
+        self.a
+            .store_imm(Size::H, FP, HDR + OFF_TTL as i16, raw16([o.ttl, 17]) as i32);
+        self.a.store_imm(Size::H, FP, HDR + OFF_IP_CSUM as i16, 0);
+        self.a.store_imm(
+            Size::W,
+            FP,
+            HDR + OFF_SADDR as i16,
+            raw32(o.src.octets()) as i32,
+        );
+        self.a.store_imm(
+            Size::W,
+            FP,
+            HDR + OFF_DADDR as i16,
+            raw32(o.dest.ip().octets()) as i32,
+        );
+        self.a.store_imm(
+            Size::H,
+            FP,
+            HDR + OFF_DPORT as i16,
+            raw16(o.dest.port().to_be_bytes()) as i32,
+        );
+        // IPv4 header checksum over the ten 16-bit words.
+        self.a.mov_imm(R4, 0);
+        for w in 0..10i16 {
+            self.a.load(Size::H, R2, FP, HDR + 14 + 2 * w);
+            self.a.alu_reg(OP_ADD, R4, R2);
+        }
+        for _ in 0..2 {
+            self.a.mov(R3, R4);
+            self.a.alu_imm(OP_RSH, R3, 16);
+            self.a.alu_imm(OP_AND, R4, 0xffff);
+            self.a.alu_reg(OP_ADD, R4, R3);
+        }
+        self.a.alu_imm(OP_XOR, R4, 0xffff);
+        self.a.store(Size::H, FP, HDR + OFF_IP_CSUM as i16, R4);
+    }
+
+    /// bpf_skb_store_bytes(skb, 0, HDR, 40): everything up to the UDP
+    /// checksum, which the l4 helper keeps.
+    fn store_header(&mut self) {
+        self.a.mov(R1, R6);
+        self.a.mov_imm(R2, 0);
+        self.a.mov(R3, FP);
+        self.a.alu_imm(OP_ADD, R3, HDR as i32);
+        self.a.mov_imm(R4, OFF_UDP_CSUM);
+        self.a.mov_imm(R5, F_RECOMPUTE_CSUM);
+        self.a.call(HELPER_STORE_BYTES);
     }
 
     /// r0 = &counters[slot], or jump to `skip` when the lookup fails.
@@ -254,18 +282,45 @@ impl Gen {
         self.a.store(Size::DW, R0, word * 8, R1);
     }
 
-    fn rule(&mut self, key: &FastKey, rule: &FastRule) {
+    /// Counts a sent packet on `slot`.
+    fn count_sent(&mut self, slot: u32) {
         let done = self.a.label();
-        self.counter(rule.slot, done);
+        self.counter(slot, done);
         self.bump(0, None);
         self.bump(1, Some(PAYLOAD_LEN));
         self.a.bind(done);
-        let input = Fields::input(key.group, key.port);
-        let mut at = input;
-        for o in &rule.outputs {
-            let next = Fields::output(o);
-            self.transition(&at, &next);
+    }
+
+    /// Every output but the last gets a clone; the last takes the frame
+    /// itself (no clone, no copy, and the input is not also delivered up
+    /// the relay's own stack).
+    fn rule(&mut self, key: &FastKey, rule: &FastRule) {
+        self.count_sent(rule.slot);
+        let mut at = Pseudo {
+            saddr: Val::Orig(ORIG_SADDR),
+            daddr: raw32(key.group.octets()),
+            dport: raw16(key.port.to_be_bytes()),
+        };
+        let n = rule.outputs.len();
+        for (i, o) in rule.outputs.iter().enumerate() {
+            let next = Pseudo {
+                saddr: Val::Const(raw32(o.src.octets())),
+                daddr: raw32(o.dest.ip().octets()),
+                dport: raw16(o.dest.port().to_be_bytes()),
+            };
+            self.udp_checksum(&at, &next);
             at = next;
+            self.build_header(o);
+            self.store_header();
+            if i + 1 == n {
+                self.a.mov32_imm(R1, o.ifindex);
+                self.a.mov_imm(R2, 0);
+                self.a.call(HELPER_REDIRECT);
+                self.count_sent(o.slot);
+                self.a.mov_imm(R0, TCX_REDIRECT);
+                self.a.exit();
+                return;
+            }
             self.a.mov(R1, R6);
             self.a.mov32_imm(R2, o.ifindex);
             self.a.mov_imm(R3, 0);
@@ -283,8 +338,16 @@ impl Gen {
             self.bump(2, None);
             self.a.bind(skip);
         }
-        self.transition(&at, &input);
         self.a.ja(self.pass);
+    }
+}
+
+impl Pseudo {
+    fn saddr_const(&self) -> u32 {
+        match self.saddr {
+            Val::Const(c) => c,
+            Val::Orig(_) => unreachable!("outputs have a fixed source"),
+        }
     }
 }
 
@@ -340,7 +403,6 @@ fn build(p: &InterfaceProgram, map_fd: i32) -> Result<Asm, String> {
         let a = &mut g.a;
         a.bind(*l);
         a.load(Size::W, ORIG_SADDR, FP, HDR + OFF_SADDR as i16);
-        a.load(Size::H, ORIG_TTL, FP, HDR + OFF_TTL as i16);
         a.load(Size::H, PAYLOAD_LEN, FP, HDR + 16);
         a.to_be(PAYLOAD_LEN, 16);
         a.jmp_imm(JLT, PAYLOAD_LEN, 28, pass);
