@@ -18,6 +18,7 @@ missing=()
 command -v smcrouted >/dev/null || missing+=(smcroute)
 command -v socat >/dev/null || missing+=(socat)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v ethtool >/dev/null || missing+=(ethtool)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -72,6 +72,22 @@ up() {
             echo "link set $p-s$k up"
         done
     } | ip -n "$p-snk" -batch -
+    if [ "${VETH_NAPI:-1}" = 1 ]; then
+        # GRO on the receiving veths puts each one on its own NAPI ring (256
+        # frames) instead of the CPU's shared backlog (net.core.netdev_max_backlog,
+        # 1000 frames, host-wide): like a real NIC, every output interface then
+        # queues for itself, and a 1:50 fan-out of one packet no longer
+        # overflows a single shared queue. UDP datagrams are not merged (no
+        # socket asks for UDP GRO and rx-udp-gro-forwarding stays off).
+        # veth only takes the NAPI path for frames from a sender without TSO
+        # (veth_skb_is_eligible_for_gro), so TSO goes off on the sending ends.
+        for ((k = 0; k < nout; k++)); do
+            ip netns exec "$p-rly" ethtool -K "$p-o$k" tso off >/dev/null
+            ip netns exec "$p-snk" ethtool -K "$p-s$k" gro on >/dev/null
+        done
+        ip netns exec "$p-gen" ethtool -K "$p-g" tso off >/dev/null
+        ip netns exec "$p-rly" ethtool -K "$p-i" gro on >/dev/null
+    fi
 }
 
 case "$cmd" in

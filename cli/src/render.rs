@@ -162,6 +162,7 @@ pub fn render(command: &str, r: &Value) -> String {
                     format!("{} packets, {} bytes", s(&r["packets"]), s(&r["bytes"])),
                 ),
                 ("drops", s(&r["drops"])),
+                ("kernel fast path", fast_path_text(&r["kernel_fast_path"])),
                 (
                     "protocols",
                     format!(
@@ -379,5 +380,26 @@ mod tests {
     fn rates_are_short() {
         assert_eq!(rate(&serde_json::json!(1500.0)), "1.5k");
         assert_eq!(rate(&serde_json::json!(2_500_000.0)), "2.50M");
+    }
+}
+
+/// `on: 3 rules on eth0, eth1`, or `off` with the reason.
+fn fast_path_text(v: &Value) -> String {
+    if v["enabled"] == Value::Bool(true) {
+        let ifs: Vec<&str> = v["interfaces"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let on = if ifs.is_empty() {
+            "none".to_string()
+        } else {
+            ifs.join(", ")
+        };
+        format!("on: {} rules on {on}", v["rules"])
+    } else {
+        match v["error"].as_str() {
+            Some(e) => format!("off: {e}"),
+            None => "off".into(),
+        }
     }
 }

@@ -13,6 +13,9 @@ use super::sys::{self, Iface};
 
 /// Most packets handed to one `sendmmsg`.
 pub const MAX_BATCH: usize = 64;
+/// Most packets of one `--gso` batch over several streams: big enough that
+/// each stream still gets several datagrams per segmentation send.
+pub const MAX_GSO_BATCH: usize = 1024;
 
 /// Sleep instead of spinning when the next send is further away than this.
 const SLEEP_THRESHOLD: Duration = Duration::from_micros(50);
@@ -446,11 +449,19 @@ pub fn run(args: &GenArgs) -> anyhow::Result<GenSummary> {
     // then the UDP payload at offset `hdr`.
     let hdr = if packet.is_some() { FRAME_HDR } else { 0 };
     let slot = hdr + size;
-    let mut bufs = vec![0u8; slot * MAX_BATCH];
+    // With --gso and several streams a batch spans them all (each stream's
+    // share goes out as one segmentation send), so it is up to
+    // MAX_GSO_BATCH packets; otherwise MAX_BATCH.
+    let cap = if args.gso && nstreams > 1 {
+        (MAX_BATCH * nstreams as usize).min(MAX_GSO_BATCH)
+    } else {
+        MAX_BATCH
+    };
+    let mut bufs = vec![0u8; slot * cap];
     // SAFETY: iovec/mmsghdr are plain C structs; zero is a valid value.
-    let mut iovs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; MAX_BATCH];
-    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; MAX_BATCH];
-    for j in 0..MAX_BATCH {
+    let mut iovs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; cap];
+    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; cap];
+    for j in 0..cap {
         iovs[j].iov_base = bufs[j * slot..].as_mut_ptr() as *mut libc::c_void;
         iovs[j].iov_len = slot;
         msgs[j].msg_hdr.msg_iov = &mut iovs[j];
@@ -463,8 +474,8 @@ pub fn run(args: &GenArgs) -> anyhow::Result<GenSummary> {
         }
     }
     // --gso: packet position -> batch index, and datagrams per message.
-    let mut order = [0usize; MAX_BATCH];
-    let mut msg_segs = [1usize; MAX_BATCH];
+    let mut order = vec![0usize; cap];
+    let mut msg_segs = vec![1usize; cap];
     if let Some(p) = &packet {
         for chunk in bufs.chunks_mut(slot) {
             chunk[..FRAME_HDR].copy_from_slice(&p.header);
@@ -484,7 +495,11 @@ pub fn run(args: &GenArgs) -> anyhow::Result<GenSummary> {
         }
     }
     let rate = args.rate;
-    let batch_max = batch_for_rate(rate);
+    let batch_max = if cap > MAX_BATCH {
+        (batch_for_rate(rate) * nstreams as usize).min(cap)
+    } else {
+        batch_for_rate(rate)
+    };
     // Most packets we may fall behind the schedule before forgiving the debt.
     let depth = ((rate * 0.01) as u64).max(1024);
     let limit = args.count.unwrap_or(u64::MAX);
@@ -508,7 +523,7 @@ pub fn run(args: &GenArgs) -> anyhow::Result<GenSummary> {
         if end.is_some_and(|e| now >= e) {
             break;
         }
-        let mut n = batch_max.min((limit - next_k).min(MAX_BATCH as u64) as usize);
+        let mut n = batch_max.min((limit - next_k).min(cap as u64) as usize);
         if rate > 0.0 {
             let due_at = |k: u64, base: Instant, k0: u64| {
                 base + Duration::from_secs_f64((k - k0) as f64 / rate)
@@ -542,7 +557,7 @@ pub fn run(args: &GenArgs) -> anyhow::Result<GenSummary> {
                 sched_base = now;
                 sched_k0 = next_k;
             } else if due > next_k + n as u64 {
-                n = ((due - next_k).min(MAX_BATCH as u64).min(limit - next_k)) as usize;
+                n = ((due - next_k).min(cap as u64).min(limit - next_k)) as usize;
             }
             if let Some(e) = end {
                 // Do not send packets scheduled past the end.
