@@ -87,6 +87,12 @@ up() {
         done
         ip netns exec "$p-gen" ethtool -K "$p-g" tso off >/dev/null
         ip netns exec "$p-rly" ethtool -K "$p-i" gro on >/dev/null
+        if [ -n "${RELAY_RPS:-}" ]; then
+            # Receive steering: the relay's input is processed on these CPUs
+            # (hex mask), not in the generator's context (pin the generator
+            # elsewhere with --gen-cpus).
+            ip netns exec "$p-rly" sh -c "echo $RELAY_RPS > /sys/class/net/$p-i/queues/rx-0/rps_cpus"
+        fi
     fi
 }
 

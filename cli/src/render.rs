@@ -366,23 +366,6 @@ pub fn render(command: &str, r: &Value) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_aligns_columns() {
-        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
-        assert_eq!(t, "A    BB\nxxx  y\n");
-    }
-
-    #[test]
-    fn rates_are_short() {
-        assert_eq!(rate(&serde_json::json!(1500.0)), "1.5k");
-        assert_eq!(rate(&serde_json::json!(2_500_000.0)), "2.50M");
-    }
-}
-
 /// `on: 3 rules on eth0, eth1`, or `off` with the reason.
 fn fast_path_text(v: &Value) -> String {
     if v["enabled"] == Value::Bool(true) {
@@ -401,5 +384,22 @@ fn fast_path_text(v: &Value) -> String {
             Some(e) => format!("off: {e}"),
             None => "off".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    #[test]
+    fn rates_are_short() {
+        assert_eq!(rate(&serde_json::json!(1500.0)), "1.5k");
+        assert_eq!(rate(&serde_json::json!(2_500_000.0)), "2.50M");
     }
 }
