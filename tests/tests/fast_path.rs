@@ -15,6 +15,19 @@ fn engine_frames(stats: &Value) -> u64 {
         .sum()
 }
 
+/// `mcrctl stats` once the engines have counted `frames` frames (they
+/// publish counters every 100 ms), or after 3 s.
+fn stats_once_engines_saw(mcrd: &Mcrd, frames: u64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let stats = mcrd.ctl_json(&["stats"]);
+        if engine_frames(&stats) >= frames || std::time::Instant::now() >= deadline {
+            return stats;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A Python helper: `send` writes raw frames on an interface, `recv` prints
 /// the first UDP frame to `group` as JSON (headers, checksum verdicts).
 const FRAMES_PY: &str = r#"
@@ -212,13 +225,7 @@ fn ip_options_and_unicast_outputs_go_through_the_engines() {
     assert_eq!(f["ihl"], 20, "{f:#}");
     assert_eq!(f["ip_checksum_ok"], true, "{f:#}");
     assert!(f["payload"].as_str().unwrap().starts_with("checksum-test-"));
-    // Engines publish their counters every 100 ms.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    let mut stats = mcrd.ctl_json(&["stats"]);
-    while engine_frames(&stats) < 3 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        stats = mcrd.ctl_json(&["stats"]);
-    }
+    let stats = stats_once_engines_saw(&mcrd, 3);
     assert_eq!(engine_frames(&stats), 3, "{stats:#}");
     // The unicast rule stays with the engines.
     let l = Listener::start(
@@ -231,12 +238,7 @@ fn ip_options_and_unicast_outputs_go_through_the_engines() {
     );
     t.send("239.1.1.3", 5000, &["--rate", "10000", "--count", "5000"]);
     assert_exact(&l.finish(), 5000);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    let mut stats = mcrd.ctl_json(&["stats"]);
-    while engine_frames(&stats) < 5003 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        stats = mcrd.ctl_json(&["stats"]);
-    }
+    let stats = stats_once_engines_saw(&mcrd, 5003);
     assert_eq!(engine_frames(&stats), 5003, "{stats:#}");
 }
 

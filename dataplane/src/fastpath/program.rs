@@ -443,3 +443,98 @@ fn build(p: &InterfaceProgram, map_fd: i32) -> Result<Asm, String> {
     g.a.exit();
     Ok(g.a)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(ifindex: u32, group: [u8; 4], port: u16, slot: u32) -> FastOutput {
+        FastOutput {
+            ifindex,
+            dst_mac: crate::tx::multicast_mac(Ipv4Addr::from(group)).0,
+            src_mac: [2, 0, 0, 0, 0, ifindex as u8],
+            src: Ipv4Addr::new(10, 0, ifindex as u8, 1),
+            dest: SocketAddrV4::new(Ipv4Addr::from(group), port),
+            ttl: 3,
+            slot,
+        }
+    }
+
+    /// Any-source and source-specific rules, one and several outputs, local
+    /// MACs: what the verifier must accept.
+    fn plan() -> InterfaceProgram {
+        InterfaceProgram {
+            ifindex: 1,
+            local_macs: vec![[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]],
+            keys: vec![
+                FastKey {
+                    group: Ipv4Addr::new(239, 1, 1, 1),
+                    port: 5000,
+                    any_source: Some(FastRule {
+                        slot: 1,
+                        outputs: vec![output(2, [239, 2, 2, 2], 6000, 2)],
+                    }),
+                    by_source: vec![(
+                        Ipv4Addr::new(10, 0, 0, 200),
+                        FastRule {
+                            slot: 3,
+                            outputs: (0..5)
+                                .map(|k| output(2 + k, [239, 2, 2, 200 + k as u8], 6000, 4 + k))
+                                .collect(),
+                        },
+                    )],
+                },
+                FastKey {
+                    group: Ipv4Addr::new(239, 1, 1, 255),
+                    port: 5000,
+                    any_source: None,
+                    by_source: vec![(
+                        Ipv4Addr::new(10, 0, 0, 9),
+                        FastRule {
+                            slot: 9,
+                            outputs: vec![output(3, [239, 1, 1, 255], 5000, 10)],
+                        },
+                    )],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn generates_within_the_size_estimate() {
+        let p = plan();
+        let prog = generate(&p, 5).unwrap();
+        let outputs: usize = 7;
+        assert!(
+            prog.len() < 200 + outputs * INSNS_PER_OUTPUT,
+            "{}",
+            prog.len()
+        );
+        // Ends with `r0 = TCX_NEXT; exit`.
+        assert_eq!(prog.last().unwrap().code, 0x95);
+    }
+
+    #[test]
+    fn udp_checksum_difference_is_ones_complement() {
+        // 0xffff_ffff + 1 wraps to 1 (end-around carry).
+        assert_eq!(csum_add(u32::MAX, 1), 1);
+        assert_eq!(csum_add(0x8000_0000, 0x8000_0000), 1);
+        assert_eq!(csum_add(2, 3), 5);
+    }
+
+    /// The kernel's verifier accepts the program (needs CAP_BPF; skipped
+    /// without it).
+    #[test]
+    fn verifier_accepts_the_program() {
+        let map = match super::super::sys::percpu_array(24, 16) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("skipped: cannot create a BPF map ({e})");
+                return;
+            }
+        };
+        use std::os::fd::AsRawFd;
+        let prog = generate(&plan(), map.as_raw_fd()).unwrap();
+        super::super::sys::load_sched_cls("mcr_test", &prog).unwrap();
+    }
+}
