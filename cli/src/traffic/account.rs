@@ -21,6 +21,21 @@ pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     h
 }
 
+/// Continue the payload hash over one payload: FNV-1a's xor-multiply step
+/// over 8-byte little-endian words, then the remaining bytes one by one.
+/// Eight times fewer multiplications than byte-wise FNV-1a (the byte-wise
+/// hash was most of `mcrd listen`'s CPU on 1316-byte payloads); equal
+/// hashes still mean the same payloads in the same order.
+#[inline]
+pub fn payload_hash(mut h: u64, bytes: &[u8]) -> u64 {
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        h ^= u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    fnv1a(h, words.remainder())
+}
+
 /// Log-bucketed histogram in the style of HdrHistogram: values below 128 are
 /// exact, above that each power of two is split into 64 buckets (relative
 /// error below 1/64, about 1.6%). Values are `u64` (we record nanoseconds).
@@ -319,7 +334,7 @@ impl StreamTracker {
     pub fn record_unsequenced(&mut self, payload: &[u8], ttl: Option<u8>) {
         self.received += 1;
         self.bytes += payload.len() as u64;
-        self.hash = fnv1a(self.hash, payload);
+        self.hash = payload_hash(self.hash, payload);
         self.min_size = self.min_size.min(payload.len());
         self.max_size = self.max_size.max(payload.len());
         if let Some(t) = ttl {
@@ -450,6 +465,18 @@ mod tests {
         assert_eq!(e.count(), 100_001);
         assert_eq!(e.quantile(0.0), 7);
         assert_eq!(Histogram::new().latency_us(), LatencyUs::default());
+    }
+
+    #[test]
+    fn payload_hash_sees_order_and_every_byte() {
+        let a = payload_hash(FNV_OFFSET, b"0123456789abcdefXYZ");
+        assert_ne!(a, payload_hash(FNV_OFFSET, b"0123456789abcdefXYz"));
+        assert_ne!(a, payload_hash(FNV_OFFSET, b"1023456789abcdefXYZ"));
+        let ab = payload_hash(payload_hash(FNV_OFFSET, b"first"), b"second");
+        let ba = payload_hash(payload_hash(FNV_OFFSET, b"second"), b"first");
+        assert_ne!(ab, ba);
+        // Short payloads are byte-wise FNV-1a.
+        assert_eq!(payload_hash(FNV_OFFSET, b"a"), fnv1a(FNV_OFFSET, b"a"));
     }
 
     #[test]

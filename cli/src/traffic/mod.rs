@@ -45,7 +45,8 @@
 //! corrupted, first/last sequence, min/max payload size, min/max IP TTL,
 //! latency (kernel receive timestamp minus the send timestamp; both
 //! CLOCK_REALTIME, so only meaningful on one host or with synced clocks) and
-//! an FNV-1a 64 hash of all payload bytes in receive order. See
+//! a 64-bit hash of all payload bytes in receive order (FNV-1a steps over
+//! 8-byte words, [`account::payload_hash`]). See
 //! [`account`] for the exact definitions of lost/duplicate/reordered.
 
 pub mod account;
