@@ -98,8 +98,14 @@ pub fn capture_filter_with_fast(pairs: &[(Ipv4Addr, u16)], fast: &[(Ipv4Addr, u1
     push!(stmt(JA, 1), None);
     push!(stmt(RET_K, 0), None);
     let total = pairs.len() + fast.len();
+    // With fast pairs `pairs` is listed twice (see below).
+    let weight = if fast.is_empty() {
+        pairs.len()
+    } else {
+        2 * pairs.len() + fast.len()
+    };
     let mut all_at = 0;
-    if total > 0 && total <= MAX_EXACT_PAIRS {
+    if total > 0 && weight <= MAX_EXACT_PAIRS {
         // X = IP header length; A = UDP destination port, kept in M[0].
         let block = |p: &mut Vec<(Insn, Option<(u32, u32)>)>, list: &[&[(Ipv4Addr, u16)]]| {
             p.push((stmt(LDX_MSH, 14), None));
@@ -331,6 +337,28 @@ mod tests {
             f.extend_from_slice(&[0; 8]);
             assert_eq!(interpret(&prog, &f, 0), 0);
         }
+    }
+
+    /// The largest mix the fast path plans (2 x slow + fast = 700) stays
+    /// within the kernel's 4096 instructions; past it the filter falls
+    /// back to passing all UDP rather than failing to load.
+    #[test]
+    fn fast_pair_filters_stay_loadable() {
+        let pair = |i: usize| {
+            (
+                Ipv4Addr::new(239, 9, (i / 256) as u8, (i % 256) as u8),
+                5000,
+            )
+        };
+        let slow: Vec<_> = (0..300).map(pair).collect();
+        let fast: Vec<_> = (300..400).map(pair).collect();
+        let prog = capture_filter_with_fast(&slow, &fast);
+        validate(&prog).unwrap();
+        assert!(prog.len() > 3000, "{}", prog.len());
+        let slow: Vec<_> = (0..400).map(pair).collect();
+        let prog = capture_filter_with_fast(&slow, &fast);
+        validate(&prog).unwrap();
+        assert!(prog.len() < 20, "{}", prog.len());
     }
 
     #[test]

@@ -466,6 +466,19 @@ fn capture_queue_overflow_is_counted() {
         &["--af-packet", "--count", "1500000", "--size", "64"],
     );
     let sent = sent["sent"].as_u64().unwrap();
+    // Let the engine work off its queue: frames still queued at stop are
+    // discarded with the socket, and would look like uncounted loss.
+    let mut last = u64::MAX;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = mcrd.ctl_json(&["stats"])["rules"][0]["packets"]
+            .as_u64()
+            .unwrap_or(0);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     mcrd.stop();
     let relayed = final_rule_packets(&mcrd, "flood");
     let overflow = final_drop(&mcrd, "capture_overflow");

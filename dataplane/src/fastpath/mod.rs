@@ -31,7 +31,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 /// Counter words per slot: packets, payload bytes, errors.
 pub const VALUE_WORDS: usize = 3;
 /// Counter slots (rules + outputs); slot 0 counts this host's own frames.
-pub const MAX_SLOTS: u32 = 1 << 16;
+/// 384 KiB per possible CPU; rules past it stay with the engines.
+pub const MAX_SLOTS: u32 = 1 << 14;
 /// Largest program per interface; keys past it stay with the engines.
 /// (Jumps are 16-bit, and a smaller program verifies quickly.)
 pub const MAX_INSNS: usize = 30_000;
@@ -103,7 +104,11 @@ impl FastPath {
         sys::load_sched_cls("mcr_probe", &probe)?;
         Ok(FastPath {
             map,
-            cpus: sys::possible_cpus(),
+            cpus: sys::possible_cpus().ok_or_else(|| {
+                io::Error::other(
+                    "cannot read /sys/devices/system/cpu/possible (per-CPU counters need it)",
+                )
+            })?,
             slots: HashMap::new(),
             free: Vec::new(),
             next: 1,
@@ -194,6 +199,12 @@ impl FastPath {
                 program.keys.push(key);
                 pairs.push((*group, *port));
                 rules_here.extend(rules.iter().copied());
+            }
+            // The engines' filter then lists the other keys twice (see
+            // crate::bpf::capture_filter_with_fast): keep it exact.
+            let slow = keys.len() - program.keys.len();
+            if 2 * slow + program.keys.len() > crate::bpf::MAX_EXACT_PAIRS {
+                continue;
             }
             if !program.keys.is_empty() {
                 plans.push(InterfacePlan {

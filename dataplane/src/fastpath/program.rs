@@ -4,8 +4,8 @@
 //! Per datagram the program:
 //! 1. copies the first 42 bytes (Ethernet, IPv4 without options, UDP) to
 //!    the stack and gives up (passes the frame on untouched) unless it is
-//!    IPv4 without options, UDP, not a fragment, and not sent by one of this
-//!    host's interfaces (counted);
+//!    untagged, IPv4 without options, UDP, not a fragment, and not sent by
+//!    one of this host's interfaces (counted);
 //! 2. finds the rule by (group, port), then source, with a chain of
 //!    compares against immediates;
 //! 3. for each output writes the new headers in one store (MACs, TTL,
@@ -32,7 +32,6 @@ const HELPER_CLONE_REDIRECT: i32 = 13;
 const HELPER_REDIRECT: i32 = 23;
 const HELPER_LOAD_BYTES: i32 = 26;
 
-const F_RECOMPUTE_CSUM: i32 = 1;
 const F_PSEUDO_HDR: i32 = 1 << 4;
 const F_MARK_MANGLED_0: i32 = 1 << 5;
 /// `TCX_NEXT`: let whatever else is attached (and the stack) see the frame.
@@ -49,6 +48,8 @@ const KEY: i16 = -80; // map key
 const RES: i16 = -88; // a clone's result
 
 const HEADER_LEN: i32 = 42;
+/// `__sk_buff.vlan_present`.
+const SKB_VLAN_PRESENT: i16 = 20;
 const OFF_SADDR: i32 = 26;
 const OFF_DADDR: i32 = 30;
 const OFF_TTL: i32 = 22;
@@ -251,14 +252,18 @@ impl Gen {
     }
 
     /// bpf_skb_store_bytes(skb, 0, HDR, 40): everything up to the UDP
-    /// checksum, which the l4 helper keeps.
+    /// checksum, which the l4 helper keeps. No BPF_F_RECOMPUTE_CSUM: a
+    /// receive checksum (CHECKSUM_COMPLETE) does not cover the MAC header
+    /// at ingress, the new IPv4 header sums to the same as the old one
+    /// (its checksum is right), and the UDP changes are balanced by the
+    /// checksum field, whose pseudo-header part the l4 helper accounts for.
     fn store_header(&mut self) {
         self.a.mov(R1, R6);
         self.a.mov_imm(R2, 0);
         self.a.mov(R3, FP);
         self.a.alu_imm(OP_ADD, R3, HDR as i32);
         self.a.mov_imm(R4, OFF_UDP_CSUM);
-        self.a.mov_imm(R5, F_RECOMPUTE_CSUM);
+        self.a.mov_imm(R5, 0);
         self.a.call(HELPER_STORE_BYTES);
     }
 
@@ -370,6 +375,9 @@ fn build(p: &InterfaceProgram, map_fd: i32) -> Result<Asm, String> {
     a.mov_imm(R4, HEADER_LEN);
     a.call(HELPER_LOAD_BYTES);
     a.jmp_imm(JNE, R0, 0, pass);
+    // A VLAN-tagged frame belongs to the VLAN's interface, not this one.
+    a.load(Size::W, R1, R6, SKB_VLAN_PRESENT);
+    a.jmp_imm(JNE, R1, 0, pass);
     a.load(Size::H, R1, FP, HDR + 12);
     a.jmp32_imm(JNE, R1, raw16([0x08, 0x00]), pass);
     a.load(Size::B, R1, FP, HDR + 14);

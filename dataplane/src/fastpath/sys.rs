@@ -163,12 +163,12 @@ pub fn link_update(link: &OwnedFd, prog: &OwnedFd) -> io::Result<()> {
         .map(|_| ())
 }
 
-/// CPUs the kernel sizes per-CPU map values for.
-pub fn possible_cpus() -> usize {
+/// CPUs the kernel sizes per-CPU map values for (None when unknown: a
+/// guess could make a lookup write past the buffer).
+pub fn possible_cpus() -> Option<usize> {
     std::fs::read_to_string("/sys/devices/system/cpu/possible")
         .ok()
         .and_then(|s| parse_cpu_list(s.trim()))
-        .unwrap_or(1)
 }
 
 fn parse_cpu_list(s: &str) -> Option<usize> {
