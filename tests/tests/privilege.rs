@@ -130,7 +130,22 @@ fn root_start_with_user_drops_to_that_user_and_keeps_only_net_raw() {
         );
     }
 
-    // It still forwards...
+    // Without CAP_BPF the kernel fast path is off, said once at INFO (this
+    // is the least-privilege set-up working as configured)...
+    let fast = &m.ctl_json(&["status"])["kernel_fast_path"];
+    assert_eq!(fast["enabled"], false, "{fast:#}");
+    assert!(
+        fast["error"].as_str().unwrap_or("").contains("CAP_BPF"),
+        "{fast:#}"
+    );
+    let log = m.log_text();
+    assert_eq!(log.matches("kernel fast path off").count(), 1, "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("kernel fast path off") && l.contains("INFO")),
+        "{log}"
+    );
+    // ...and the engines forward...
     let l = Listener::start(&sink, &dir, &s, "239.2.2.1", 6000, &["--idle-timeout", "1"]);
     generate(
         &src,

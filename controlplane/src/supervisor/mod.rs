@@ -358,7 +358,13 @@ impl Supervisor {
                 let why = format!(
                     "cannot load BPF programs ({e}); the engines forward everything. The fast path needs CAP_BPF and CAP_NET_ADMIN (run as root, or set data_plane.kernel_fast_path: false to silence this)"
                 );
-                tracing::warn!("kernel fast path off: {why}");
+                // Without the capabilities this is the least-privilege
+                // set-up working as configured, not a fault.
+                if e.raw_os_error() == Some(libc::EPERM) {
+                    tracing::info!("kernel fast path off: {why}");
+                } else {
+                    tracing::warn!("kernel fast path off: {why}");
+                }
                 self.fast_error = Some(why);
             }
         }
