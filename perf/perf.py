@@ -545,13 +545,9 @@ def calibrate(topo, sc, args):
 
 
 def fmt_rate(v):
-    if v is None:
-        return "-"
-    if v >= 1e6:
-        return f"{v / 1e6:.2f}M"
-    if v >= 1e3:
-        return f"{v / 1e3:.1f}k"
-    return f"{v:.0f}"
+    import report  # noqa: E402 - perf/report.py, next to this file
+
+    return report.fr(v)
 
 
 # --------------------------------------------------------------------------

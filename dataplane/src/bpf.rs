@@ -32,10 +32,6 @@ const ST: u16 = libc::BPF_ST as u16;
 const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
 const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
-const TAX: u16 = (libc::BPF_MISC | libc::BPF_TAX) as u16;
-const ADD_K: u16 = (libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K) as u16;
-const LD_W_LEN: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_LEN) as u16;
-const JGE_X: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_X) as u16;
 const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
 /// Index of the `ret 0` that follows the preamble.
@@ -67,83 +63,42 @@ pub fn drop_all() -> Vec<Insn> {
 
 /// The capture filter for one interface's (group, port) pairs.
 pub fn capture_filter(pairs: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
-    capture_filter_with_fast(pairs, &[])
-}
-
-/// The capture filter for one interface: `pairs` always pass; `fast` pairs
-/// (forwarded by the kernel fast path) pass only when the fast path leaves
-/// them alone: an IPv4 header with options, or a first fragment.
-pub fn capture_filter_with_fast(pairs: &[(Ipv4Addr, u16)], fast: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
     // Jump targets are patched once the program's length is known.
     const REJECT: u32 = u32::MAX;
     const ACCEPT: u32 = u32::MAX - 1;
-    const ALL: u32 = u32::MAX - 2;
     let mut p: Vec<(Insn, Option<(u32, u32)>)> = Vec::new();
-    macro_rules! push {
-        ($i:expr, $t:expr) => {
-            p.push(($i, $t))
-        };
-    }
+    let mut push = |i: Insn, targets: Option<(u32, u32)>| p.push((i, targets));
     // Relative targets: 0 = next instruction; REJECT/ACCEPT resolved later.
-    push!(stmt(LD_W_ABS, PKTTYPE), None);
-    push!(jump(JEQ_K, PACKET_OUTGOING, 0, 0), Some((REJECT, 0)));
-    push!(stmt(LD_H_ABS, 12), None);
-    push!(jump(JEQ_K, 0x0800, 0, 0), Some((0, REJECT)));
-    push!(stmt(LD_B_ABS, 14 + 9), None);
-    push!(jump(JEQ_K, 17, 0, 0), Some((0, REJECT)));
-    push!(stmt(LD_H_ABS, 14 + 6), None);
-    push!(jump(JSET_K, 0x1fff, 0, 0), Some((REJECT, 0)));
+    push(stmt(LD_W_ABS, PKTTYPE), None);
+    push(jump(JEQ_K, PACKET_OUTGOING, 0, 0), Some((REJECT, 0)));
+    push(stmt(LD_H_ABS, 12), None);
+    push(jump(JEQ_K, 0x0800, 0, 0), Some((0, REJECT)));
+    push(stmt(LD_B_ABS, 14 + 9), None);
+    push(jump(JEQ_K, 17, 0, 0), Some((0, REJECT)));
+    push(stmt(LD_H_ABS, 14 + 6), None);
+    push(jump(JSET_K, 0x1fff, 0, 0), Some((REJECT, 0)));
     // The preamble's rejections land on this local `ret 0`, so their
     // 8-bit jump offsets stay small however long the program grows.
-    push!(stmt(JA, 1), None);
-    push!(stmt(RET_K, 0), None);
-    let total = pairs.len() + fast.len();
-    // With fast pairs `pairs` is listed twice (see below).
-    let weight = if fast.is_empty() {
-        pairs.len()
-    } else {
-        2 * pairs.len() + fast.len()
-    };
-    let mut all_at = 0;
-    if total > 0 && weight <= MAX_EXACT_PAIRS {
+    push(stmt(JA, 1), None);
+    push(stmt(RET_K, 0), None);
+    let exact = !pairs.is_empty() && pairs.len() <= MAX_EXACT_PAIRS;
+    if exact {
         // X = IP header length; A = UDP destination port, kept in M[0].
-        let block = |p: &mut Vec<(Insn, Option<(u32, u32)>)>, list: &[&[(Ipv4Addr, u16)]]| {
-            p.push((stmt(LDX_MSH, 14), None));
-            p.push((stmt(LD_H_IND, 14 + 2), None));
-            p.push((stmt(ST, 0), None));
-            p.push((stmt(LD_W_ABS, 14 + 16), None));
-            for (group, port) in list.iter().flat_map(|l| l.iter()) {
-                // if A == group { if M[0] == port { accept } else reload A }
-                p.push((jump(JEQ_K, u32::from(*group), 0, 4), None));
-                p.push((stmt(LD_MEM, 0), None));
-                p.push((jump(JEQ_K, u32::from(*port), 0, 1), None));
-                p.push((stmt(JA, 0), Some((ACCEPT, ACCEPT))));
-                p.push((stmt(LD_W_ABS, 14 + 16), None));
-            }
-            p.push((stmt(RET_K, 0), None));
-        };
-        if !fast.is_empty() {
-            // A first fragment, a frame shorter than its IP total length,
-            // or a header with options: every pair passes (the fast path
-            // leaves these alone); otherwise only `pairs`.
-            push!(stmt(LD_H_ABS, 14 + 6), None);
-            push!(jump(JSET_K, 0x2000, 7, 0), None);
-            push!(stmt(LD_H_ABS, 14 + 2), None);
-            push!(stmt(ADD_K, 14), None);
-            push!(stmt(TAX, 0), None);
-            push!(stmt(LD_W_LEN, 0), None);
-            push!(jump(JGE_X, 0, 0, 2), None);
-            push!(stmt(LD_B_ABS, 14), None);
-            push!(jump(JEQ_K, 0x45, 1, 0), None);
-            push!(stmt(JA, 0), Some((ALL, ALL)));
+        push(stmt(LDX_MSH, 14), None);
+        push(stmt(LD_H_IND, 14 + 2), None);
+        push(stmt(ST, 0), None);
+        push(stmt(LD_W_ABS, 14 + 16), None);
+        for (group, port) in pairs {
+            // if A == group { if M[0] == port { accept } else reload A }
+            push(jump(JEQ_K, u32::from(*group), 0, 4), None);
+            push(stmt(LD_MEM, 0), None);
+            push(jump(JEQ_K, u32::from(*port), 0, 1), None);
+            push(stmt(JA, 0), Some((ACCEPT, ACCEPT)));
+            push(stmt(LD_W_ABS, 14 + 16), None);
         }
-        block(&mut p, &[pairs]);
-        if !fast.is_empty() {
-            all_at = p.len() as u32;
-            block(&mut p, &[pairs, fast]);
-        }
-    } else if total == 0 {
-        push!(stmt(RET_K, 0), None);
+        push(stmt(RET_K, 0), None);
+    } else if pairs.is_empty() {
+        push(stmt(RET_K, 0), None);
     }
     let accept_at = p.len() as u32;
     // The local `ret 0` right after the preamble (see above).
@@ -155,7 +110,6 @@ pub fn capture_filter_with_fast(pairs: &[(Ipv4Addr, u16)], fast: &[(Ipv4Addr, u1
             match t {
                 REJECT => reject_at - at - 1,
                 ACCEPT => accept_at - at - 1,
-                ALL => all_at - at - 1,
                 rel => rel,
             }
         };
@@ -239,10 +193,6 @@ pub(crate) fn interpret(prog: &[Insn], frame: &[u8], pkttype: u32) -> u32 {
                 None => return 0,
             },
             LD_MEM => a = mem[i.k as usize],
-            TAX => x = a,
-            ADD_K => a = a.wrapping_add(i.k),
-            LD_W_LEN => a = frame.len() as u32,
-            JGE_X => pc += usize::from(if a >= x { i.jt } else { i.jf }),
             ST => mem[i.k as usize] = a,
             JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
             JSET_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
@@ -298,67 +248,6 @@ mod tests {
         assert_eq!(interpret(&prog, &frame(g1, 6000, false, 17), 2), 0);
         assert_eq!(interpret(&prog, &frame(g2, 5000, false, 17), 2), 0);
         assert_eq!(interpret(&prog, &frame(g1, 5000, false, 6), 2), 0);
-    }
-
-    /// Pairs the kernel fast path forwards reach the engines only in the
-    /// cases the fast path leaves alone.
-    #[test]
-    fn fast_pairs_pass_only_what_the_fast_path_leaves() {
-        let slow = Ipv4Addr::new(239, 1, 1, 1);
-        let fast = Ipv4Addr::new(239, 1, 1, 2);
-        for only_fast in [false, true] {
-            let pairs: &[(Ipv4Addr, u16)] = if only_fast { &[] } else { &[(slow, 5000)] };
-            let prog = capture_filter_with_fast(pairs, &[(fast, 6000)]);
-            validate(&prog).unwrap();
-            assert_eq!(interpret(&prog, &frame(fast, 6000, false, 17), 0), 0);
-            assert_eq!(interpret(&prog, &frame(slow, 6000, false, 17), 0), 0);
-            assert_eq!(
-                interpret(&prog, &frame(slow, 5000, false, 17), 0) > 0,
-                !only_fast
-            );
-            // First fragment (more-fragments set).
-            let mut f = frame(fast, 6000, false, 17);
-            f[14 + 6] = 0x20;
-            assert!(interpret(&prog, &f, 0) > 0);
-            // Shorter than its IP total length.
-            let mut f = frame(fast, 6000, false, 17);
-            f[14 + 3] += 1;
-            assert!(interpret(&prog, &f, 0) > 0);
-            // IP options (ihl 6): the UDP header moves 4 bytes.
-            let plain = frame(fast, 6000, false, 17);
-            let mut f = plain[..34].to_vec();
-            f[14] = 0x46;
-            f[14 + 3] += 4;
-            f.extend_from_slice(&[1, 1, 1, 0]);
-            f.extend_from_slice(&plain[34..]);
-            assert!(interpret(&prog, &f, 0) > 0);
-            // Padding past the IP total length is fine.
-            let mut f = frame(fast, 6000, false, 17);
-            f.extend_from_slice(&[0; 8]);
-            assert_eq!(interpret(&prog, &f, 0), 0);
-        }
-    }
-
-    /// The largest mix the fast path plans (2 x slow + fast = 700) stays
-    /// within the kernel's 4096 instructions; past it the filter falls
-    /// back to passing all UDP rather than failing to load.
-    #[test]
-    fn fast_pair_filters_stay_loadable() {
-        let pair = |i: usize| {
-            (
-                Ipv4Addr::new(239, 9, (i / 256) as u8, (i % 256) as u8),
-                5000,
-            )
-        };
-        let slow: Vec<_> = (0..300).map(pair).collect();
-        let fast: Vec<_> = (300..400).map(pair).collect();
-        let prog = capture_filter_with_fast(&slow, &fast);
-        validate(&prog).unwrap();
-        assert!(prog.len() > 3000, "{}", prog.len());
-        let slow: Vec<_> = (0..400).map(pair).collect();
-        let prog = capture_filter_with_fast(&slow, &fast);
-        validate(&prog).unwrap();
-        assert!(prog.len() < 20, "{}", prog.len());
     }
 
     #[test]

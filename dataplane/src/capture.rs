@@ -18,10 +18,6 @@ use std::sync::Arc;
 /// The sockets of one input interface, indexed by engine.
 pub type CaptureSet = Vec<Arc<CaptureSocket>>;
 
-/// One input interface: the (group, port) pairs the engines take, and those
-/// the kernel fast path forwards.
-pub type CaptureWant = (u32, Vec<(Ipv4Addr, u16)>, Vec<(Ipv4Addr, u16)>);
-
 /// What [`Captures::update`] returns: the sets for the table, and the
 /// interfaces whose sockets could not be opened or filtered.
 pub type CaptureUpdate = (Vec<(u32, CaptureSet)>, Vec<(u32, io::Error)>);
@@ -33,14 +29,16 @@ pub struct Captures {
 
 impl Captures {
     /// Makes the sockets match `wanted` (each input interface with the
-    /// (group, port) pairs its filter passes, and the pairs the kernel fast
-    /// path forwards) for `engines` engines.
+    /// (group, port) pairs its filter passes) for `engines` engines.
     /// Returns the sets for the table, and the interfaces that failed.
-    pub fn update(&mut self, wanted: &[CaptureWant], engines: usize) -> CaptureUpdate {
+    pub fn update(
+        &mut self,
+        wanted: &[(u32, Vec<(Ipv4Addr, u16)>)],
+        engines: usize,
+    ) -> CaptureUpdate {
         let mut failed = Vec::new();
-        self.by_if
-            .retain(|i, _| wanted.iter().any(|(w, _, _)| w == i));
-        for (ifindex, pairs, fast) in wanted {
+        self.by_if.retain(|i, _| wanted.iter().any(|(w, _)| w == i));
+        for (ifindex, pairs) in wanted {
             if !self.by_if.contains_key(ifindex) {
                 match open_set(*ifindex, engines) {
                     Ok(set) => {
@@ -53,7 +51,7 @@ impl Captures {
                 }
             }
             for sock in &self.by_if[ifindex] {
-                if let Err(e) = sock.set_filter(pairs, fast) {
+                if let Err(e) = sock.set_filter(pairs) {
                     failed.push((*ifindex, e));
                     break;
                 }

@@ -377,24 +377,40 @@ impl Engine {
     /// Empties the completion queue, handling send completions now and
     /// keeping receive completions, in order, for the next `drain`.
     fn reap_deferring_receives(&mut self) {
-        let mut batch = std::mem::take(&mut self.completions);
-        batch.clear();
-        {
-            let mut cq = self.ring.completion();
-            cq.sync();
-            batch.extend(cq.by_ref());
-        }
+        let mut batch = self.reap(usize::MAX);
         for cqe in batch.drain(..) {
-            let data = cqe.user_data();
-            if data & SEND != 0 {
-                self.on_send_done(data, cqe.result());
-            } else if data & WAKE != 0 {
-                self.wake_armed = false;
-            } else if data & CANCEL == 0 {
-                self.deferred.push_back(cqe);
+            if let Some(recv) = self.handle_non_recv(cqe) {
+                self.deferred.push_back(recv);
             }
         }
         self.completions = batch;
+    }
+
+    /// Up to `max` completions from the ring, in the reused `completions`
+    /// storage (hand it back with `self.completions = batch`).
+    fn reap(&mut self, max: usize) -> Vec<cqueue::Entry> {
+        let mut batch = std::mem::take(&mut self.completions);
+        batch.clear();
+        let mut cq = self.ring.completion();
+        cq.sync();
+        batch.extend(cq.by_ref().take(max));
+        batch
+    }
+
+    /// Handles a send, wake or cancel completion; gives a receive's back.
+    fn handle_non_recv(&mut self, cqe: cqueue::Entry) -> Option<cqueue::Entry> {
+        let data = cqe.user_data();
+        if data & SEND != 0 {
+            self.on_send_done(data, cqe.result());
+        } else if data & WAKE != 0 {
+            // The read consumed the wake-up; re-armed next pass.
+            self.wake_armed = false;
+        } else if data & CANCEL == 0 {
+            return Some(cqe);
+        }
+        // A cancel's own completion: the receive it cancelled reports
+        // separately.
+        None
     }
 
     fn submission_full(&mut self) -> bool {
@@ -409,29 +425,14 @@ impl Engine {
             produced += self.on_recv(cqe.user_data() as usize, cqe.result(), cqe.flags());
         }
         loop {
-            let mut batch = std::mem::take(&mut self.completions);
-            batch.clear();
-            {
-                let mut cq = self.ring.completion();
-                cq.sync();
-                batch.extend(cq.by_ref().take(256));
-            }
+            let mut batch = self.reap(256);
             if batch.is_empty() {
                 self.completions = batch;
                 return produced;
             }
             for cqe in batch.drain(..) {
-                let data = cqe.user_data();
-                if data & SEND != 0 {
-                    self.on_send_done(data, cqe.result());
-                } else if data & WAKE != 0 {
-                    // The read consumed the wake-up; re-armed next pass.
-                    self.wake_armed = false;
-                } else if data & CANCEL != 0 {
-                    // The cancel's own completion; the receive it cancelled
-                    // reports separately.
-                } else {
-                    produced += self.on_recv(data as usize, cqe.result(), cqe.flags());
+                if let Some(r) = self.handle_non_recv(cqe) {
+                    produced += self.on_recv(r.user_data() as usize, r.result(), r.flags());
                 }
             }
             self.completions = batch;

@@ -125,17 +125,8 @@ impl CaptureSocket {
         }
     }
 
-    /// Passes `pairs`, and `fast` pairs only where the kernel fast path
-    /// leaves them to the engines (see [`bpf::capture_filter_with_fast`]).
-    pub fn set_filter(
-        &self,
-        pairs: &[(Ipv4Addr, u16)],
-        fast: &[(Ipv4Addr, u16)],
-    ) -> io::Result<()> {
-        attach_filter(
-            self.fd.as_raw_fd(),
-            &bpf::capture_filter_with_fast(pairs, fast),
-        )
+    pub fn set_filter(&self, pairs: &[(Ipv4Addr, u16)]) -> io::Result<()> {
+        attach_filter(self.fd.as_raw_fd(), &bpf::capture_filter(pairs))
     }
 
     pub fn raw_fd(&self) -> RawFd {

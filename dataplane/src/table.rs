@@ -64,8 +64,8 @@ pub struct TableRule {
     pub input: InputKey,
     pub source: Option<Ipv4Addr>,
     pub outputs: Vec<TableOutput>,
-    /// Forwarded by the kernel fast path (see [`crate::fastpath`]): the
-    /// engines' capture filter passes only the datagrams it leaves alone.
+    /// Forwarded by the kernel fast path (see [`crate::fastpath`]); the
+    /// engines see only the datagrams it passes on. For status reports.
     pub fast: bool,
 }
 

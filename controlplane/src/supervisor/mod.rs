@@ -12,12 +12,11 @@ use crate::compile::{compile, DesiredRule, Origin, RuleState, RuleStatus};
 use crate::control::ControlServer;
 use crate::interfaces::{Interfaces, LinkMonitor};
 use mcr_config::Config;
-use mcr_dataplane::capture::{CaptureWant, Captures};
-use mcr_dataplane::fastpath::{FastPath, FastPlan};
+use mcr_dataplane::capture::Captures;
+use mcr_dataplane::fastpath::FastPath;
 use mcr_dataplane::membership::Memberships;
 use mcr_dataplane::{EngineParams, EngineSet, RuleStats, TableHandle};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -99,8 +98,6 @@ pub struct Supervisor {
     fast: Option<FastPath>,
     /// Why the fast path is off although the config asks for it.
     fast_error: Option<String>,
-    /// Per input interface, the pairs the fast path forwards now.
-    fast_pairs: BTreeMap<u32, Vec<(Ipv4Addr, u16)>>,
 }
 
 /// The outcome of the last reload, for `status`.
@@ -185,7 +182,6 @@ impl Supervisor {
             rates: rates::RateTracker::default(),
             fast: None,
             fast_error: None,
-            fast_pairs: BTreeMap::new(),
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();
@@ -375,37 +371,14 @@ impl Supervisor {
         let compiled = compile(&self.desired(), &self.interfaces, self.generation);
         let mut table = compiled.table;
         self.sync_fast_path();
-        let engines = self.engines.cpus().len();
-        let planned = match &mut self.fast {
-            Some(f) if self.config.data_plane.kernel_fast_path => f.plan(&table),
-            _ => Vec::new(),
+        // Frames the program forwards never reach the capture sockets (they
+        // take ETH_P_IP after tc ingress), so a key moves between the kernel
+        // and the engines with the program swap itself: no filter change.
+        let failed = match &mut self.fast {
+            Some(f) => f.apply(&mut table, self.config.data_plane.kernel_fast_path),
+            None => Vec::new(),
         };
-        // A key moving between the kernel and the engines is taken by both
-        // for a moment, never by neither: first the engines also capture
-        // every key that is not fast both before and after, then the
-        // programs change, then the engines drop the keys now fast.
-        let stable: BTreeMap<u32, Vec<(Ipv4Addr, u16)>> = planned
-            .iter()
-            .filter_map(|p| {
-                let old = self.fast_pairs.get(&p.ifindex())?;
-                let both: Vec<_> = p
-                    .pairs
-                    .iter()
-                    .filter(|k| old.contains(k))
-                    .copied()
-                    .collect();
-                Some((p.ifindex(), both))
-            })
-            .collect();
-        if stable != self.fast_pairs {
-            let wanted = capture_wants(&table, &stable);
-            let _ = self.captures.update(&wanted, engines);
-        }
-        let plan = match &mut self.fast {
-            Some(f) => f.install(planned, &mut table),
-            None => FastPlan::default(),
-        };
-        for (ifindex, e) in &plan.failed {
+        for (ifindex, e) in &failed {
             let name = self.interface_name(*ifindex);
             tracing::warn!(interface = %name, error = %e, "kernel fast path not used on this interface; the engines forward its rules");
         }
@@ -446,9 +419,9 @@ impl Supervisor {
         }
         // Capture sockets for every input interface, one per engine, all
         // joined before any takes traffic (see mcr_dataplane::capture).
-        let wanted = capture_wants(&table, &plan.pairs);
-        let (sets, failed) = self.captures.update(&wanted, engines);
-        self.fast_pairs = plan.pairs;
+        let (sets, failed) = self
+            .captures
+            .update(&table.inputs_by_interface(), self.engines.cpus().len());
         for (ifindex, e) in failed {
             let name = self.interface_name(ifindex);
             tracing::warn!(interface = %name, error = %e, "opening capture sockets failed");
@@ -521,23 +494,6 @@ impl Supervisor {
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
-}
-
-/// What each input interface's capture sockets must pass: every pair of
-/// the table except those the fast path forwards.
-fn capture_wants(
-    table: &mcr_dataplane::ForwardingTable,
-    fast: &BTreeMap<u32, Vec<(Ipv4Addr, u16)>>,
-) -> Vec<CaptureWant> {
-    table
-        .inputs_by_interface()
-        .into_iter()
-        .map(|(i, pairs)| {
-            let fast = fast.get(&i).cloned().unwrap_or_default();
-            let slow = pairs.into_iter().filter(|p| !fast.contains(p)).collect();
-            (i, slow, fast)
-        })
-        .collect()
 }
 
 fn add_rule(t: &mut RuleTotals, r: &RuleStats) {

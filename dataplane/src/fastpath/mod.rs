@@ -10,7 +10,10 @@
 //! whose link details are unknown, rules on the same (group, port) as such a
 //! rule, datagrams with IP options or fragmented, and everything when the
 //! program cannot be loaded (no CAP_BPF/CAP_NET_ADMIN, or a kernel without
-//! tcx): the engines' capture filter passes exactly what the program leaves.
+//! tcx). The engines' capture sockets take `ETH_P_IP`, which the kernel
+//! delivers after tc ingress: a frame the program forwards never reaches
+//! them, one it passes on does. So moving a key between the kernel and the
+//! engines is the program swap itself, with no filter change.
 //!
 //! Counters: one per-CPU array for the life of the daemon; each rule and
 //! each output keeps its slot across table swaps, so its counts carry on
@@ -57,29 +60,10 @@ struct Counted {
     outputs: Vec<(String, u32)>,
 }
 
-/// One interface's share of a plan.
-#[derive(Debug)]
-pub struct InterfacePlan {
+/// One interface's program and the table rules it forwards.
+struct InterfacePlan {
     program: InterfaceProgram,
-    /// The (group, port) keys the program forwards.
-    pub pairs: Vec<(Ipv4Addr, u16)>,
     rules: Vec<usize>,
-}
-
-impl InterfacePlan {
-    pub fn ifindex(&self) -> u32 {
-        self.program.ifindex
-    }
-}
-
-/// What [`FastPath::install`] did.
-#[derive(Debug, Default)]
-pub struct FastPlan {
-    /// Per input interface, the (group, port) pairs forwarded in the kernel.
-    pub pairs: BTreeMap<u32, Vec<(Ipv4Addr, u16)>>,
-    /// Interfaces whose program could not be loaded or attached (their
-    /// rules stay with the engines), with the reason.
-    pub failed: Vec<(u32, String)>,
 }
 
 pub struct FastPath {
@@ -133,11 +117,23 @@ impl FastPath {
         Some(s)
     }
 
-    /// Decides what runs in the kernel for `table`: per input interface,
-    /// the (group, port) keys whose rules are all eligible, within the
-    /// program size budget. Allocates counter slots; changes nothing in the
-    /// kernel yet (see [`install`](Self::install)).
-    pub fn plan(&mut self, table: &ForwardingTable) -> Vec<InterfacePlan> {
+    /// Programs the kernel for `table` (nothing when `enabled` is false):
+    /// loads and attaches, or atomically replaces, one program per input
+    /// interface with eligible rules, detaches the rest, and marks the fast
+    /// rules in the table. Returns the interfaces whose program failed
+    /// (their rules stay with the engines), with the reason.
+    pub fn apply(&mut self, table: &mut ForwardingTable, enabled: bool) -> Vec<(u32, String)> {
+        let plans = if enabled {
+            self.plan(table)
+        } else {
+            Vec::new()
+        };
+        self.install(plans, table)
+    }
+
+    /// Per input interface, the (group, port) keys whose rules are all
+    /// eligible, within the program size budget. Allocates counter slots.
+    fn plan(&mut self, table: &ForwardingTable) -> Vec<InterfacePlan> {
         // Input keys by interface, each with its rules (indexes).
         let mut by_if: BTreeMap<u32, BTreeMap<(Ipv4Addr, u16), Vec<usize>>> = BTreeMap::new();
         for (i, r) in table.rules().iter().enumerate() {
@@ -151,18 +147,12 @@ impl FastPath {
         let local_macs: Vec<[u8; 6]> = table.local_macs().iter().map(|m| m.0).collect();
         let mut plans = Vec::new();
         for (ifindex, keys) in &by_if {
-            // The engines' capture filter must be able to leave the fast
-            // keys out exactly, or both would forward them.
-            if keys.len() > crate::bpf::MAX_EXACT_PAIRS {
-                continue;
-            }
             let mut program = InterfaceProgram {
                 ifindex: *ifindex,
                 local_macs: local_macs.clone(),
                 keys: Vec::new(),
             };
             let mut size = 60 + 4 * local_macs.len();
-            let mut pairs = Vec::new();
             let mut rules_here = Vec::new();
             for ((group, port), rules) in keys {
                 if !rules.iter().all(|&i| eligible(table, i)) {
@@ -197,19 +187,11 @@ impl FastPath {
                 }
                 size += cost;
                 program.keys.push(key);
-                pairs.push((*group, *port));
                 rules_here.extend(rules.iter().copied());
-            }
-            // The engines' filter then lists the other keys twice (see
-            // crate::bpf::capture_filter_with_fast): keep it exact.
-            let slow = keys.len() - program.keys.len();
-            if 2 * slow + program.keys.len() > crate::bpf::MAX_EXACT_PAIRS {
-                continue;
             }
             if !program.keys.is_empty() {
                 plans.push(InterfacePlan {
                     program,
-                    pairs,
                     rules: rules_here,
                 });
             }
@@ -217,29 +199,29 @@ impl FastPath {
         plans
     }
 
-    /// Loads and attaches (or atomically replaces) the planned programs,
-    /// detaches every other one, and marks the fast rules in the table.
-    /// An interface whose program fails is left entirely to the engines.
-    pub fn install(&mut self, plans: Vec<InterfacePlan>, table: &mut ForwardingTable) -> FastPlan {
-        let mut result = FastPlan::default();
+    fn install(
+        &mut self,
+        plans: Vec<InterfacePlan>,
+        table: &mut ForwardingTable,
+    ) -> Vec<(u32, String)> {
+        let mut failed = Vec::new();
         let mut keep = HashSet::new();
         for p in plans {
             let ifindex = p.program.ifindex;
             match self.attach(p.program) {
                 Ok(()) => {
                     keep.insert(ifindex);
-                    result.pairs.insert(ifindex, p.pairs);
                     for i in p.rules {
                         table.set_fast(i);
                     }
                 }
-                Err(e) => result.failed.push((ifindex, e)),
+                Err(e) => failed.push((ifindex, e)),
             }
         }
         // Closing a link detaches its program.
         self.attached.retain(|i, _| keep.contains(i));
         self.retire_slots(table);
-        result
+        failed
     }
 
     fn fast_rule(&mut self, table: &ForwardingTable, i: usize) -> Option<FastRule> {
@@ -335,26 +317,36 @@ impl FastPath {
         }
     }
 
-    fn read(&self, slot: u32) -> [u64; VALUE_WORDS] {
-        let mut buf = vec![0u64; VALUE_WORDS * self.cpus];
-        let mut sum = [0u64; VALUE_WORDS];
-        if sys::lookup(&self.map, slot, &mut buf).is_ok() {
-            for cpu in buf.chunks(VALUE_WORDS) {
+    /// Every slot in use, summed over CPUs, in one `bpf(2)` call (stats and
+    /// the rate sampler read all of them every second).
+    fn read_all(&self) -> Vec<[u64; VALUE_WORDS]> {
+        let n = self.next as usize;
+        let mut keys = vec![0u32; n];
+        let mut buf = vec![0u64; n * VALUE_WORDS * self.cpus];
+        let read = sys::lookup_batch(&self.map, &mut keys, &mut buf).unwrap_or(0);
+        let mut sums = vec![[0u64; VALUE_WORDS]; n];
+        for (key, elem) in keys[..read].iter().zip(buf.chunks(VALUE_WORDS * self.cpus)) {
+            let Some(sum) = sums.get_mut(*key as usize) else {
+                continue;
+            };
+            for cpu in elem.chunks(VALUE_WORDS) {
                 for (s, v) in sum.iter_mut().zip(cpu) {
                     *s += v;
                 }
             }
         }
-        sum
+        sums
     }
 
     /// Counters of every rule that has been on the fast path, in the same
     /// shape the engines publish (summed with theirs by rule id and output).
     pub fn rule_stats(&self) -> Vec<RuleStats> {
+        let all = self.read_all();
+        let read = |slot: u32| all.get(slot as usize).copied().unwrap_or_default();
         self.counted
             .iter()
             .map(|c| {
-                let r = self.read(c.slot);
+                let r = read(c.slot);
                 RuleStats {
                     id: c.id.clone(),
                     packets: r[0],
@@ -363,7 +355,7 @@ impl FastPath {
                         .outputs
                         .iter()
                         .map(|(label, s)| {
-                            let o = self.read(*s);
+                            let o = read(*s);
                             OutputStats {
                                 output: label.clone(),
                                 packets: o[0],
@@ -380,7 +372,11 @@ impl FastPath {
 
     /// Frames from this host's own interfaces the programs ignored.
     pub fn own_frames(&self) -> u64 {
-        self.read(0)[0]
+        let mut buf = vec![0u64; VALUE_WORDS * self.cpus];
+        match sys::lookup(&self.map, 0, &mut buf) {
+            Ok(()) => buf.iter().step_by(VALUE_WORDS).sum(),
+            Err(_) => 0,
+        }
     }
 
     /// Interfaces with a program attached.

@@ -9,6 +9,7 @@ const BPF_MAP_CREATE: i32 = 0;
 const BPF_MAP_LOOKUP_ELEM: i32 = 1;
 const BPF_MAP_UPDATE_ELEM: i32 = 2;
 const BPF_PROG_LOAD: i32 = 5;
+const BPF_MAP_LOOKUP_BATCH: i32 = 24;
 const BPF_LINK_CREATE: i32 = 28;
 const BPF_LINK_UPDATE: i32 = 29;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
@@ -89,6 +90,28 @@ pub fn lookup(map: &OwnedFd, key: u32, out: &mut [u64]) -> io::Result<()> {
         .u64(16, out.as_mut_ptr() as u64)
         .call(BPF_MAP_LOOKUP_ELEM)
         .map(|_| ())
+}
+
+/// Reads per-CPU elements 0.. in one call: `out` holds `keys.len()`
+/// elements of `words` u64s per possible CPU each. Returns how many were
+/// read (fewer at the end of the array).
+pub fn lookup_batch(map: &OwnedFd, keys: &mut [u32], out: &mut [u64]) -> io::Result<usize> {
+    let mut next = 0u32;
+    let mut attr = Attr::new();
+    attr.u64(0, 0) // in_batch: NULL, from the start
+        .u64(8, &mut next as *mut u32 as u64)
+        .u64(16, keys.as_mut_ptr() as u64)
+        .u64(24, out.as_mut_ptr() as u64)
+        .u32(32, keys.len() as u32)
+        .u32(36, map.as_raw_fd() as u32);
+    let rc = attr.call(BPF_MAP_LOOKUP_BATCH);
+    let count = u32::from_ne_bytes(attr.bytes_mut()[32..36].try_into().expect("4 bytes")) as usize;
+    match rc {
+        Ok(_) => Ok(count),
+        // ENOENT: the batch reached the end of the array; `count` is valid.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(count),
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes one per-CPU element (same layout as [`lookup`]).
