@@ -74,8 +74,8 @@ def stop_procs(procs, sig=signal.SIGTERM, timeout=3.0):
 
 
 class Topo:
-    def __init__(self, prefix, nout):
-        self.prefix, self.nout = prefix, nout
+    def __init__(self, prefix, nout, sink_cpus=None, sink_gro=False):
+        self.prefix, self.nout, self.sink_cpus, self.sink_gro = prefix, nout, sink_cpus, sink_gro
         self.gen_ns, self.rly_ns, self.snk_ns = f"{prefix}-gen", f"{prefix}-rly", f"{prefix}-snk"
         self.gen_if, self.in_if = f"{prefix}-g", f"{prefix}-i"
         self.gen_addr, self.in_addr = "10.200.0.1", "10.200.0.2"
@@ -90,10 +90,29 @@ class Topo:
         return f"10.200.{k + 1}.1"
 
     def up(self):
-        run([HERE / "topo.sh", "up", self.prefix, self.nout])
+        env = dict(os.environ)
+        if self.sink_cpus:
+            env["SINK_CPUS"] = self.sink_cpus
+        env["SINK_UDP_GRO"] = "1" if self.sink_gro else "0"
+        run([HERE / "topo.sh", "up", self.prefix, self.nout], env=env)
 
     def down(self):
         subprocess.run([str(HERE / "topo.sh"), "down", self.prefix], capture_output=True)
+
+    def sink_for_latency(self, k, latency):
+        """Sink k as the scenario needs it. Throughput: its receive work on
+        its own CPUs and UDP runs merged (GRO), so it bills the sender as
+        little as possible. Latency: received in the sender's context with
+        no thread hand-off and no merging (one receive timestamp per run),
+        so the figures are as near the relay's own as this machine allows."""
+        if self.sink_gro:
+            run(["ip", "netns", "exec", self.snk_ns, "ethtool", "-K", self.sink_if(k),
+                 "rx-udp-gro-forwarding", "off" if latency else "on"])
+        if self.sink_cpus:
+            if latency:
+                run([HERE / "topo.sh", "sink-inline", self.prefix, k])
+            else:
+                run([HERE / "topo.sh", "sink-threaded", self.prefix, k, self.sink_cpus])
 
     def relay_drops(self):
         """Drops counted by the relay namespace's interfaces (input rx + outputs tx)."""
@@ -403,9 +422,15 @@ def start_listeners(topo, sc, relay, args, d, tag):
             ready = d / f"ready-{tag}-{k}-{s}"
             if ready.exists():
                 ready.unlink()
-            p = spawn(["nice", "-n", args.listen_nice, "ip", "netns", "exec", topo.snk_ns, BIN / "mcrd", "listen",
+            # UDP GRO makes the sinks cheap at high rates; it stamps a whole
+            # merged run with one receive time, so not where latency is measured.
+            gro = ["--gro"] if args.listen_gro and not sc.latency else []
+            # Pinned away from the sinks' FIFO kthreads; in the latency
+            # scenario the sink has none, and the listener goes where it is woken.
+            pin = ["taskset", "-c", args.listen_cpus] if args.listen_cpus and not sc.latency else []
+            p = spawn(pin + ["nice", "-n", args.listen_nice, "ip", "netns", "exec", topo.snk_ns, BIN / "mcrd", "listen",
                        "--interface", topo.sink_if(k), "--group", g, "--port", port, "--json",
-                       "--duration", args.step_secs + 60, "--ready-file", ready, "--log-level", "warn"],
+                       "--duration", args.step_secs + 60, "--ready-file", ready, "--log-level", "warn"] + gro,
                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             ls.append((k, s, p, ready))
     deadline = time.time() + 10
@@ -642,12 +667,24 @@ def main():
     ap.add_argument("--settle-secs", type=float, default=0.5)
     ap.add_argument("--idle-secs", type=float, default=1.0, help="idle CPU measurement per relay start")
     ap.add_argument("--max-listeners", type=int, default=10, help="listeners per scenario (sampled)")
+    ap.add_argument("--listen-cpus", default=None,
+                    help="pin the mcrd listen sinks with taskset -c LIST (default: the generator's CPUs "
+                         "when the sinks' receive work has its own, else unpinned)")
+    ap.add_argument("--listen-gro", type=int, choices=[0, 1], default=1,
+                    help="sinks merge runs of UDP datagrams (GRO) before IP, and the listeners take them "
+                         "merged (mcrd listen --gro) outside the latency scenario")
     ap.add_argument("--gen-mode", choices=["gso", "af-packet", "udp"], default="gso",
                     help="mcrgen's send path: gso (UDP segmentation batches, the fastest: about "
                          "1.8 Mpps of 64-byte packets here), af-packet (prebuilt frames, ~0.7 Mpps) "
                          "or udp (one datagram per sendmmsg entry, ~0.4 Mpps)")
     ap.add_argument("--mcrd-cores", default=None, help="mcrd config `cores`, e.g. 1 or 0,1")
-    ap.add_argument("--gen-cpus", default=None, help="pin mcrgen with taskset -c LIST, e.g. 0")
+    ap.add_argument("--gen-cpus", default=None,
+                    help="pin mcrgen with taskset -c LIST, e.g. 0 (default: CPU 0 when the sinks have "
+                         "their own CPUs, else unpinned)")
+    ap.add_argument("--sink-cpus", default="auto",
+                    help="CPUs for the sinks' receive work (threaded NAPI on the sink veths, "
+                         "SCHED_FIFO 1): 'auto' = the last CPU on a machine with 2 or more, "
+                         "'off' = in the sender's context as plain veth does")
     ap.add_argument("--prefix", default=f"pf{os.getpid()}")
     ap.add_argument("--out", default=None, help="results directory (default perf/results/<timestamp>)")
     ap.add_argument("--command", default=None, help="command line to record (set by run.sh)")
@@ -657,6 +694,17 @@ def main():
     scen = [SCENARIOS[s.strip().upper()] for s in args.scenario.split(",")]
     if args.mcrd_cores:
         McrdRelay.cores = [int(c) for c in args.mcrd_cores.split(",")]
+    ncpu = os.cpu_count() or 1
+    if args.sink_cpus == "auto":
+        args.sink_cpus = str(ncpu - 1) if ncpu >= 2 else "off"
+    if args.sink_cpus == "off":
+        args.sink_cpus = None
+    if args.sink_cpus and not args.gen_cpus:
+        args.gen_cpus = "0"
+    if args.sink_cpus and not args.listen_cpus:
+        # The sinks' kernel work runs at SCHED_FIFO on sink_cpus; a listener
+        # there would starve behind it and drop from its socket.
+        args.listen_cpus = args.gen_cpus
     global GEN_CPUS
     GEN_CPUS = args.gen_cpus
     relays = [RELAYS[r.strip()]() for r in args.relays.split(",")]
@@ -668,7 +716,7 @@ def main():
     work.mkdir(exist_ok=True)
 
     nout = max(sc.outputs for sc in scen)
-    topo = Topo(args.prefix, nout)
+    topo = Topo(args.prefix, nout, args.sink_cpus, bool(args.listen_gro))
     t0 = time.time()
     meta = {
         "started": ts,
@@ -694,6 +742,8 @@ def main():
         log(f"topology {args.prefix}: 1 input, {nout} outputs; results in {out}")
         topo.up()
         for sc in scen:
+            for k in sc.sampled_outputs(args.max_listeners):
+                topo.sink_for_latency(k, sc.latency)
             gen_max = calibrate(topo, sc, args)
             results["generator_max_pps"][sc.id] = round(gen_max, 1)
             log(f"{sc.id}: {sc.title}; generator max {fmt_rate(gen_max)} pps")

@@ -3,6 +3,13 @@
 #
 #   perf/topo.sh up   PREFIX NOUT   build it
 #   perf/topo.sh down PREFIX        kill what runs in its namespaces, delete them
+#   perf/topo.sh sink-threaded PREFIX K CPUS | sink-inline PREFIX K
+#                                   where sink K's receive work runs (see sink_threaded)
+#
+# Environment: VETH_NAPI=0 keeps the veths on the shared backlog (default 1),
+# SINK_CPUS=LIST runs the sinks' receive work on those CPUs (see below),
+# SINK_UDP_GRO=1 lets the sinks merge UDP datagrams (GRO) before IP,
+# RELAY_RPS=MASK steers the relay's input to those CPUs.
 #
 #   PREFIX-gen  [PREFIX-g 10.200.0.1/24] --- [PREFIX-i 10.200.0.2/24]  PREFIX-rly
 #   PREFIX-rly  [PREFIX-oK 10.200.K+1.1/24] --- [PREFIX-sK 10.200.K+1.2/24]  PREFIX-snk
@@ -30,6 +37,31 @@ down() {
 ns_sysctl() {  # namespace-local sysctls only (net.ipv4.conf.*, ip_forward, ipv6 conf)
     local ns=$1; shift
     ip netns exec "$ns" sysctl -qw "$@" >/dev/null
+}
+
+# The sinks stand for other hosts, but on veth a frame's receive work (GRO,
+# IP, UDP, socket queue) runs wherever its sender runs: the 50 sinks of S3
+# would bill the generator's and the relay's CPU. Threaded NAPI on a sink end,
+# its kthread pinned to CPUS at SCHED_FIFO 1 (softirq-like: a NIC's receive
+# work is not preempted by ordinary tasks), moves that work off the sender.
+sink_threaded() {
+    local k=$1 cpus=$2 dev="$p-s$1" f pid
+    ip netns exec "$p-snk" sh -c "echo 1 > /sys/class/net/$dev/threaded"
+    # The kthread is "napi/<dev>-<napi id>"; /proc/PID/comm has the full name.
+    for f in /proc/[0-9]*/comm; do
+        case "$(cat "$f" 2>/dev/null)" in
+            "napi/$dev-"*)
+                pid=${f#/proc/}; pid=${pid%/comm}
+                taskset -pc "$cpus" "$pid" >/dev/null
+                chrt -f -p 1 "$pid"
+                ;;
+        esac
+    done
+}
+
+# Back to receiving in the sender's context (the kthread goes away).
+sink_inline() {
+    ip netns exec "$p-snk" sh -c "echo 0 > /sys/class/net/$p-s$1/threaded"
 }
 
 up() {
@@ -87,6 +119,18 @@ up() {
         done
         ip netns exec "$p-gen" ethtool -K "$p-g" tso off >/dev/null
         ip netns exec "$p-rly" ethtool -K "$p-i" gro on >/dev/null
+        if [ "${SINK_UDP_GRO:-0}" = 1 ]; then
+            # Sinks merge runs of one UDP flow (GRO) before IP: the sinks
+            # without a listener then drop a run at once, and listeners that
+            # ask for UDP_GRO take it in one read. rx_packets still counts
+            # every frame. perf.py turns it off where latency is measured.
+            for ((k = 0; k < nout; k++)); do
+                ip netns exec "$p-snk" ethtool -K "$p-s$k" rx-udp-gro-forwarding on >/dev/null
+            done
+        fi
+        if [ -n "${SINK_CPUS:-}" ]; then
+            for ((k = 0; k < nout; k++)); do sink_threaded "$k" "$SINK_CPUS"; done
+        fi
         if [ -n "${RELAY_RPS:-}" ]; then
             # Receive steering: the relay's input is processed on these CPUs
             # (hex mask), not in the generator's context (pin the generator
@@ -98,6 +142,8 @@ up() {
 
 case "$cmd" in
     up) down; up "${3:-}" ;;
+    sink-threaded) sink_threaded "${3:?K missing}" "${4:?CPUS missing}" ;;
+    sink-inline) sink_inline "${3:?K missing}" ;;
     down) down ;;
-    *) echo "usage: topo.sh up PREFIX NOUT | down PREFIX" >&2; exit 2 ;;
+    *) echo "usage: topo.sh up PREFIX NOUT | down PREFIX | sink-threaded PREFIX K CPUS | sink-inline PREFIX K" >&2; exit 2 ;;
 esac

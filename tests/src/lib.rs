@@ -90,6 +90,17 @@ impl Netns {
         run("ip", &full)
     }
 
+    /// `ethtool -K IFACE FEATURE on|off ...` inside the namespace.
+    pub fn set_features(&self, iface: &str, features: &[&str]) {
+        let mut args = vec!["ethtool", "-K", iface];
+        args.extend_from_slice(features);
+        let out = self.exec(&args);
+        assert!(
+            out.status.success(),
+            "ethtool -K {iface} {features:?}: {out:?}"
+        );
+    }
+
     pub fn sysctl(&self, key: &str, value: &str) {
         let out = self.exec(&["sysctl", "-qw", &format!("{key}={value}")]);
         assert!(out.status.success(), "sysctl {key}={value}: {:?}", out);

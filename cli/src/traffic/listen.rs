@@ -58,6 +58,13 @@ pub struct ListenArgs {
     /// Create this file once the socket is bound and joined.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+    /// Ask for UDP receive offload (UDP_GRO): the kernel may hand over a
+    /// run of same-sized datagrams of one flow in one buffer, which is
+    /// split here and counted datagram by datagram. Much cheaper at high
+    /// rates; the receive timestamp is then the run's, so leave it off
+    /// for latency measurements.
+    #[arg(long)]
+    pub gro: bool,
 }
 
 impl ListenArgs {
@@ -73,6 +80,7 @@ impl ListenArgs {
             idle_timeout: None,
             json: false,
             ready_file: None,
+            gro: false,
         }
     }
 }
@@ -121,6 +129,9 @@ pub struct ListenSummary {
     /// Packets counted (not those dropped by --source).
     pub packets: u64,
     pub bytes: u64,
+    /// Receive buffers they came in: equal to `packets` unless `--gro` let
+    /// the kernel merge runs of datagrams.
+    pub buffers: u64,
     /// From ready to stop.
     pub elapsed_secs: f64,
     /// From the first to the last packet.
@@ -149,6 +160,9 @@ impl ListenSummary {
             "received {} packets ({} bytes) in {:.3} s, {:.0} pps while active; stop: {}",
             self.packets, self.bytes, self.elapsed_secs, self.pps, self.stop_reason
         );
+        if self.buffers != self.packets {
+            let _ = writeln!(s, "in {} receive buffers (UDP GRO)", self.buffers);
+        }
         if self.unsequenced > 0 || self.ignored > 0 {
             let _ = writeln!(
                 s,
@@ -219,6 +233,9 @@ fn open_socket(args: &ListenArgs) -> anyhow::Result<(OwnedFd, i32)> {
         tv_usec: POLL.as_micros() as libc::suseconds_t,
     };
     sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv).context("SO_RCVTIMEO")?;
+    if args.gro {
+        sys::setsockopt_int(&fd, libc::SOL_UDP, libc::UDP_GRO, 1).context("UDP_GRO")?;
+    }
     let iface = args.interface.as_deref().map(Iface::parse);
     let mut ifindex = 0u32;
     let mut ifaddr = Ipv4Addr::UNSPECIFIED;
@@ -299,10 +316,18 @@ impl Accounts {
     }
 }
 
-/// Parse IP_TTL and SCM_TIMESTAMPNS out of a received message.
-fn parse_cmsgs(hdr: &libc::msghdr) -> (Option<u8>, Option<u64>) {
-    let mut ttl = None;
-    let mut ts = None;
+/// What the control messages of one received buffer say.
+#[derive(Default)]
+struct RecvInfo {
+    ttl: Option<u8>,
+    timestamp_ns: Option<u64>,
+    /// Size of each datagram when the buffer holds a run of them (UDP_GRO).
+    segment: Option<usize>,
+}
+
+/// Parse IP_TTL, SCM_TIMESTAMPNS and UDP_GRO out of a received message.
+fn parse_cmsgs(hdr: &libc::msghdr) -> RecvInfo {
+    let mut info = RecvInfo::default();
     // SAFETY: hdr.msg_control/controllen describe our buffer as filled by
     // the kernel; the CMSG_* macros stay within it.
     unsafe {
@@ -311,18 +336,30 @@ fn parse_cmsgs(hdr: &libc::msghdr) -> (Option<u8>, Option<u64>) {
             let data = libc::CMSG_DATA(c);
             match ((*c).cmsg_level, (*c).cmsg_type) {
                 (libc::IPPROTO_IP, libc::IP_TTL) => {
-                    ttl = Some(std::ptr::read_unaligned(data as *const i32) as u8);
+                    info.ttl = Some(std::ptr::read_unaligned(data as *const i32) as u8);
                 }
                 (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
                     let t = std::ptr::read_unaligned(data as *const libc::timespec);
-                    ts = Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64);
+                    info.timestamp_ns = Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64);
+                }
+                (libc::SOL_UDP, libc::UDP_GRO) => {
+                    let size = std::ptr::read_unaligned(data as *const i32);
+                    info.segment = usize::try_from(size).ok().filter(|&n| n > 0);
                 }
                 _ => {}
             }
             c = libc::CMSG_NXTHDR(hdr, c);
         }
     }
-    (ttl, ts)
+    info
+}
+
+/// The datagrams of a received buffer: `step`-byte pieces, the last one
+/// possibly shorter; an empty buffer is one empty datagram.
+fn chunks(buffer: &[u8], step: usize) -> impl Iterator<Item = &[u8]> {
+    let empty: &[u8] = &[];
+    let lone = buffer.is_empty().then_some(empty);
+    buffer.chunks(step).chain(lone)
 }
 
 /// Receive until count, duration, idle timeout or SIGINT/SIGTERM.
@@ -370,6 +407,7 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
     let mut sources: HashMap<SocketAddrV4, u64> = HashMap::new();
     let mut last_src: Option<(SocketAddrV4, u64)> = None; // pending count for the last source
     let (mut packets, mut bytes, mut ignored, mut unsequenced) = (0u64, 0u64, 0u64, 0u64);
+    let mut buffers = 0u64;
     let limit = args.count.unwrap_or(u64::MAX);
     let t0 = Instant::now();
     let end = args.duration.map(|d| t0 + Duration::from_secs_f64(d));
@@ -429,40 +467,50 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
         let now_ns = sys::realtime_ns();
         for j in 0..rc {
             let len = msgs[j].msg_len as usize;
-            let payload = &bufs[j * SLOT..j * SLOT + len];
+            let buffer = &bufs[j * SLOT..j * SLOT + len];
             let src = sys::from_sockaddr_in(&names[j]);
+            let info = parse_cmsgs(&msgs[j].msg_hdr);
+            // Without UDP_GRO (or for a lone datagram) the buffer is one
+            // datagram; with it, a run of `segment`-byte datagrams and a
+            // possibly shorter last one.
+            let step = info.segment.unwrap_or(len).max(1);
+            let datagrams = if len == 0 { 1 } else { len.div_ceil(step) };
             if args.source.is_some_and(|s| s != *src.ip()) {
-                ignored += 1;
+                ignored += datagrams as u64;
                 continue;
             }
-            packets += 1;
-            bytes += len as u64;
             match &mut last_src {
-                Some((a, n)) if *a == src => *n += 1,
+                Some((a, n)) if *a == src => *n += datagrams as u64,
                 _ => {
                     if let Some((a, n)) = last_src.take() {
                         *sources.entry(a).or_insert(0) += n;
                     }
-                    last_src = Some((src, 1));
+                    last_src = Some((src, datagrams as u64));
                 }
             }
-            let (ttl, ts) = parse_cmsgs(&msgs[j].msg_hdr);
+            buffers += 1;
             let src_ip = u32::from(*src.ip());
-            match header::decode(payload) {
-                Some(h) => {
-                    let corrupt = !header::verify_filler(payload, h.stream_id, h.seq);
-                    acc.get((src_ip, Some(h.stream_id))).record(
-                        payload,
-                        h.seq,
-                        h.timestamp_ns,
-                        ts.unwrap_or(now_ns),
-                        corrupt,
-                        ttl,
-                    );
-                }
-                None => {
-                    unsequenced += 1;
-                    acc.get((src_ip, None)).record_unsequenced(payload, ttl);
+            let rx_ns = info.timestamp_ns.unwrap_or(now_ns);
+            for payload in chunks(buffer, step) {
+                packets += 1;
+                bytes += payload.len() as u64;
+                match header::decode(payload) {
+                    Some(h) => {
+                        let corrupt = !header::verify_filler(payload, h.stream_id, h.seq);
+                        acc.get((src_ip, Some(h.stream_id))).record(
+                            payload,
+                            h.seq,
+                            h.timestamp_ns,
+                            rx_ns,
+                            corrupt,
+                            info.ttl,
+                        );
+                    }
+                    None => {
+                        unsequenced += 1;
+                        acc.get((src_ip, None))
+                            .record_unsequenced(payload, info.ttl);
+                    }
                 }
             }
         }
@@ -562,6 +610,7 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
     Ok(ListenSummary {
         packets,
         bytes,
+        buffers,
         elapsed_secs: elapsed,
         active_secs: active,
         pps: if packets >= 2 && active > 0.0 {
