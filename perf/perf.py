@@ -74,8 +74,8 @@ def stop_procs(procs, sig=signal.SIGTERM, timeout=3.0):
 
 
 class Topo:
-    def __init__(self, prefix, nout, sink_cpus=None, sink_gro=False):
-        self.prefix, self.nout, self.sink_cpus, self.sink_gro = prefix, nout, sink_cpus, sink_gro
+    def __init__(self, prefix, nout):
+        self.prefix, self.nout = prefix, nout
         self.gen_ns, self.rly_ns, self.snk_ns = f"{prefix}-gen", f"{prefix}-rly", f"{prefix}-snk"
         self.gen_if, self.in_if = f"{prefix}-g", f"{prefix}-i"
         self.gen_addr, self.in_addr = "10.200.0.1", "10.200.0.2"
@@ -90,29 +90,16 @@ class Topo:
         return f"10.200.{k + 1}.1"
 
     def up(self):
-        env = dict(os.environ)
-        if self.sink_cpus:
-            env["SINK_CPUS"] = self.sink_cpus
-        env["SINK_UDP_GRO"] = "1" if self.sink_gro else "0"
-        run([HERE / "topo.sh", "up", self.prefix, self.nout], env=env)
+        run([HERE / "topo.sh", "up", self.prefix, self.nout])
 
     def down(self):
         subprocess.run([str(HERE / "topo.sh"), "down", self.prefix], capture_output=True)
 
-    def sink_for_latency(self, k, latency):
-        """Sink k as the scenario needs it. Throughput: its receive work on
-        its own CPUs and UDP runs merged (GRO), so it bills the sender as
-        little as possible. Latency: received in the sender's context with
-        no thread hand-off and no merging (one receive timestamp per run),
-        so the figures are as near the relay's own as this machine allows."""
-        if self.sink_gro:
-            run(["ip", "netns", "exec", self.snk_ns, "ethtool", "-K", self.sink_if(k),
-                 "rx-udp-gro-forwarding", "off" if latency else "on"])
-        if self.sink_cpus:
-            if latency:
-                run([HERE / "topo.sh", "sink-inline", self.prefix, k])
-            else:
-                run([HERE / "topo.sh", "sink-threaded", self.prefix, k, self.sink_cpus])
+    def sinks(self, nout, apart_cpus, gro):
+        """How sinks 0..nout-1 receive (topo.sh sinks): on apart_cpus, or in
+        the sender's context when None; gro merges UDP runs before IP."""
+        mode = ["apart", "on" if gro else "off", apart_cpus] if apart_cpus else ["inline", "on" if gro else "off"]
+        run([HERE / "topo.sh", "sinks", self.prefix, nout] + mode)
 
     def relay_drops(self):
         """Drops counted by the relay namespace's interfaces (input rx + outputs tx)."""
@@ -396,6 +383,36 @@ def system_busy():
 
 
 GEN_CPUS = None  # taskset -c LIST for mcrgen; None = let the scheduler decide
+LISTEN_CPUS = None  # the same for the mcrd listen sinks
+
+
+def parse_cpus(spec):
+    """taskset-style list: "1", "0,2", "2-3"."""
+    out = []
+    for part in spec.split(","):
+        a, _, b = part.strip().partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
+
+
+def sink_gro(sc, args):
+    """Sinks merge UDP runs (and listeners read them merged) for throughput.
+    A merged run shares one receive timestamp: never where latency is measured."""
+    return bool(args.listen_gro) and not sc.latency
+
+
+def place_sinks(topo, sc, args):
+    """Where this scenario's sinks, generator and listeners run (see
+    --sinks-apart): apart, the sinks' receive work takes args.sink_cpus at
+    FIFO priority, the generator and the listeners the other CPUs."""
+    global GEN_CPUS, LISTEN_CPUS
+    apart = args.sink_cpus if sc.id in args.sinks_apart else None
+    topo.sinks(sc.outputs, apart, sink_gro(sc, args))
+    others = args.other_cpus if apart else None
+    GEN_CPUS = args.gen_cpus or others
+    # Not beside the sinks' FIFO kthreads: a listener there would starve and drop.
+    LISTEN_CPUS = args.listen_cpus or others
+    return apart
 
 
 def run_gen(topo, sc, rate, secs, mode, nice=0):
@@ -422,12 +439,8 @@ def start_listeners(topo, sc, relay, args, d, tag):
             ready = d / f"ready-{tag}-{k}-{s}"
             if ready.exists():
                 ready.unlink()
-            # UDP GRO makes the sinks cheap at high rates; it stamps a whole
-            # merged run with one receive time, so not where latency is measured.
-            gro = ["--gro"] if args.listen_gro and not sc.latency else []
-            # Pinned away from the sinks' FIFO kthreads; in the latency
-            # scenario the sink has none, and the listener goes where it is woken.
-            pin = ["taskset", "-c", args.listen_cpus] if args.listen_cpus and not sc.latency else []
+            gro = ["--gro"] if sink_gro(sc, args) else []
+            pin = ["taskset", "-c", LISTEN_CPUS] if LISTEN_CPUS else []
             p = spawn(pin + ["nice", "-n", args.listen_nice, "ip", "netns", "exec", topo.snk_ns, BIN / "mcrd", "listen",
                        "--interface", topo.sink_if(k), "--group", g, "--port", port, "--json",
                        "--duration", args.step_secs + 60, "--ready-file", ready, "--log-level", "warn"] + gro,
@@ -668,8 +681,7 @@ def main():
     ap.add_argument("--idle-secs", type=float, default=1.0, help="idle CPU measurement per relay start")
     ap.add_argument("--max-listeners", type=int, default=10, help="listeners per scenario (sampled)")
     ap.add_argument("--listen-cpus", default=None,
-                    help="pin the mcrd listen sinks with taskset -c LIST (default: the generator's CPUs "
-                         "when the sinks' receive work has its own, else unpinned)")
+                    help="pin the mcrd listen sinks with taskset -c LIST (default: as --gen-cpus)")
     ap.add_argument("--listen-gro", type=int, choices=[0, 1], default=1,
                     help="sinks merge runs of UDP datagrams (GRO) before IP, and the listeners take them "
                          "merged (mcrd listen --gro) outside the latency scenario")
@@ -679,12 +691,14 @@ def main():
                          "or udp (one datagram per sendmmsg entry, ~0.4 Mpps)")
     ap.add_argument("--mcrd-cores", default=None, help="mcrd config `cores`, e.g. 1 or 0,1")
     ap.add_argument("--gen-cpus", default=None,
-                    help="pin mcrgen with taskset -c LIST, e.g. 0 (default: CPU 0 when the sinks have "
-                         "their own CPUs, else unpinned)")
-    ap.add_argument("--sink-cpus", default="auto",
-                    help="CPUs for the sinks' receive work (threaded NAPI on the sink veths, "
-                         "SCHED_FIFO 1): 'auto' = the last CPU on a machine with 2 or more, "
-                         "'off' = in the sender's context as plain veth does")
+                    help="pin mcrgen with taskset -c LIST, e.g. 0 (default: the CPUs the sinks "
+                         "do not take when they stand apart, else unpinned)")
+    ap.add_argument("--sinks-apart", default="S3",
+                    help="scenarios (comma-separated, or 'none') whose sinks receive on their own "
+                         "CPU (--sink-cpus; threaded NAPI at SCHED_FIFO 1) instead of in the "
+                         "sender's context. Default S3: its 50 sinks stand for 50 other hosts")
+    ap.add_argument("--sink-cpus", default=None,
+                    help="CPUs for sinks apart (default: the last CPU)")
     ap.add_argument("--prefix", default=f"pf{os.getpid()}")
     ap.add_argument("--out", default=None, help="results directory (default perf/results/<timestamp>)")
     ap.add_argument("--command", default=None, help="command line to record (set by run.sh)")
@@ -695,18 +709,13 @@ def main():
     if args.mcrd_cores:
         McrdRelay.cores = [int(c) for c in args.mcrd_cores.split(",")]
     ncpu = os.cpu_count() or 1
-    if args.sink_cpus == "auto":
-        args.sink_cpus = str(ncpu - 1) if ncpu >= 2 else "off"
-    if args.sink_cpus == "off":
-        args.sink_cpus = None
-    if args.sink_cpus and not args.gen_cpus:
-        args.gen_cpus = "0"
-    if args.sink_cpus and not args.listen_cpus:
-        # The sinks' kernel work runs at SCHED_FIFO on sink_cpus; a listener
-        # there would starve behind it and drop from its socket.
-        args.listen_cpus = args.gen_cpus
-    global GEN_CPUS
-    GEN_CPUS = args.gen_cpus
+    args.sinks_apart = [] if args.sinks_apart.strip().lower() == "none" else \
+        sorted({x.strip().upper() for x in args.sinks_apart.split(",")})
+    if ncpu < 2:
+        args.sinks_apart = []  # nowhere to put them apart
+    args.sink_cpus = args.sink_cpus or str(ncpu - 1)
+    sink_set = set(parse_cpus(args.sink_cpus))
+    args.other_cpus = ",".join(str(c) for c in range(ncpu) if c not in sink_set) or None
     relays = [RELAYS[r.strip()]() for r in args.relays.split(",")]
 
     ts = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -716,7 +725,7 @@ def main():
     work.mkdir(exist_ok=True)
 
     nout = max(sc.outputs for sc in scen)
-    topo = Topo(args.prefix, nout, args.sink_cpus, bool(args.listen_gro))
+    topo = Topo(args.prefix, nout)
     t0 = time.time()
     meta = {
         "started": ts,
@@ -742,8 +751,10 @@ def main():
         log(f"topology {args.prefix}: 1 input, {nout} outputs; results in {out}")
         topo.up()
         for sc in scen:
-            for k in sc.sampled_outputs(args.max_listeners):
-                topo.sink_for_latency(k, sc.latency)
+            apart = place_sinks(topo, sc, args)
+            results.setdefault("sinks", {})[sc.id] = {
+                "apart_on_cpus": apart, "gro": sink_gro(sc, args),
+                "gen_cpus": GEN_CPUS, "listen_cpus": LISTEN_CPUS}
             gen_max = calibrate(topo, sc, args)
             results["generator_max_pps"][sc.id] = round(gen_max, 1)
             log(f"{sc.id}: {sc.title}; generator max {fmt_rate(gen_max)} pps")

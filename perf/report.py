@@ -151,11 +151,11 @@ def write(results, out):
           f"kernel {meta['kernel']}, {meta['cpus']} CPUs, load average at start {' '.join(meta['loadavg_start'])}"
           f", at end {' '.join(meta.get('loadavg_end', ['?']))}",
           f"- wall time {meta.get('wall_secs', '?')} s{' (INTERRUPTED)' if meta.get('interrupted') else ''}",
-          f"- CPUs: generator {meta.get('settings', {}).get('gen_cpus') or 'unpinned'}, sinks' receive work "
-          + (f"on {meta['settings']['sink_cpus']} (threaded NAPI, SCHED_FIFO 1)"
-             if meta.get("settings", {}).get("sink_cpus") else "in the sender's context")
-          + f", listeners {meta.get('settings', {}).get('listen_cpus') or 'unpinned'}"
-          + (", sinks merge UDP runs (GRO) outside S5" if meta.get("settings", {}).get("listen_gro") else ""),
+          "- sinks: " + ("; ".join(
+              f"{sid} " + (f"apart on CPU {v['apart_on_cpus']} (threaded NAPI, SCHED_FIFO 1), generator and "
+                           f"listeners on {v['gen_cpus']}" if v.get("apart_on_cpus") else "in the sender's context")
+              + (", UDP runs merged (GRO)" if v.get("gro") else ", no GRO merging")
+              for sid, v in results.get("sinks", {}).items()) or "in the sender's context"),
           f"- generator max (mcrgen, no relay, pps): "
           + ", ".join(f"{k} {fr(v)}" for k, v in results["generator_max_pps"].items()),
           (f"- S5 rate: {results['latency_rate']['pps']} pps (10% of {results['latency_rate']['from']} "

@@ -3,12 +3,12 @@
 #
 #   perf/topo.sh up   PREFIX NOUT   build it
 #   perf/topo.sh down PREFIX        kill what runs in its namespaces, delete them
-#   perf/topo.sh sink-threaded PREFIX K CPUS | sink-inline PREFIX K
-#                                   where sink K's receive work runs (see sink_threaded)
+#   perf/topo.sh sinks PREFIX NOUT MODE GRO [CPUS]
+#                                   how sinks 0..NOUT-1 receive: MODE inline (in the
+#                                   sender's context) or apart (on CPUS, see
+#                                   sinks_apart); GRO on|off merges UDP runs before IP
 #
 # Environment: VETH_NAPI=0 keeps the veths on the shared backlog (default 1),
-# SINK_CPUS=LIST runs the sinks' receive work on those CPUs (see below),
-# SINK_UDP_GRO=1 lets the sinks merge UDP datagrams (GRO) before IP,
 # RELAY_RPS=MASK steers the relay's input to those CPUs.
 #
 #   PREFIX-gen  [PREFIX-g 10.200.0.1/24] --- [PREFIX-i 10.200.0.2/24]  PREFIX-rly
@@ -19,7 +19,8 @@
 # most 11 characters (run.sh uses "pf<pid>").
 set -euo pipefail
 
-cmd=${1:?usage: topo.sh up PREFIX NOUT | down PREFIX}
+usage="usage: topo.sh up PREFIX NOUT | down PREFIX | sinks PREFIX NOUT inline|apart on|off [CPUS]"
+cmd=${1:?$usage}
 p=${2:?PREFIX missing}
 if [ ${#p} -gt 11 ]; then echo "topo.sh: prefix '$p' longer than 11 characters" >&2; exit 2; fi
 
@@ -41,27 +42,40 @@ ns_sysctl() {  # namespace-local sysctls only (net.ipv4.conf.*, ip_forward, ipv6
 
 # The sinks stand for other hosts, but on veth a frame's receive work (GRO,
 # IP, UDP, socket queue) runs wherever its sender runs: the 50 sinks of S3
-# would bill the generator's and the relay's CPU. Threaded NAPI on a sink end,
-# its kthread pinned to CPUS at SCHED_FIFO 1 (softirq-like: a NIC's receive
-# work is not preempted by ordinary tasks), moves that work off the sender.
-sink_threaded() {
-    local k=$1 cpus=$2 dev="$p-s$1" f pid
-    ip netns exec "$p-snk" sh -c "echo 1 > /sys/class/net/$dev/threaded"
-    # The kthread is "napi/<dev>-<napi id>"; /proc/PID/comm has the full name.
+# bill the generator's and the relay's CPU fifty times per input packet.
+# "apart": threaded NAPI on the sink end, its kthread pinned to CPUS at
+# SCHED_FIFO 1 (softirq-like: a NIC's receive work is not preempted by
+# ordinary tasks), moves that work off the sender. "inline" undoes it (the
+# kthread goes away). GRO "on" (rx-udp-gro-forwarding) lets a sink merge a
+# run of one UDP flow before IP: sinks without a listener drop the run at
+# once, listeners with UDP_GRO take it in one read; rx_packets still counts
+# every frame.
+sinks() {
+    local nout=${1:?NOUT missing} mode=${2:?MODE missing} gro=${3:?GRO missing} cpus=${4:-}
+    local k dev f pid threaded=0
+    case "$mode" in
+        apart) threaded=1; [ -n "$cpus" ] || { echo "topo.sh sinks: apart needs CPUS" >&2; exit 2; } ;;
+        inline) ;;
+        *) echo "topo.sh sinks: MODE is inline or apart, not '$mode'" >&2; exit 2 ;;
+    esac
+    {
+        for ((k = 0; k < nout; k++)); do
+            dev="$p-s$k"
+            echo "ethtool -K $dev rx-udp-gro-forwarding $gro >/dev/null"
+            echo "echo $threaded > /sys/class/net/$dev/threaded"
+        done
+    } | ip netns exec "$p-snk" sh -e
+    [ "$mode" = apart ] || return 0
+    # Each kthread is "napi/<dev>-<napi id>"; /proc/PID/comm has the full name.
     for f in /proc/[0-9]*/comm; do
         case "$(cat "$f" 2>/dev/null)" in
-            "napi/$dev-"*)
+            "napi/$p-s"[0-9]*-*)
                 pid=${f#/proc/}; pid=${pid%/comm}
                 taskset -pc "$cpus" "$pid" >/dev/null
                 chrt -f -p 1 "$pid"
                 ;;
         esac
     done
-}
-
-# Back to receiving in the sender's context (the kthread goes away).
-sink_inline() {
-    ip netns exec "$p-snk" sh -c "echo 0 > /sys/class/net/$p-s$1/threaded"
 }
 
 up() {
@@ -109,8 +123,8 @@ up() {
         # frames) instead of the CPU's shared backlog (net.core.netdev_max_backlog,
         # 1000 frames, host-wide): like a real NIC, every output interface then
         # queues for itself, and a 1:50 fan-out of one packet no longer
-        # overflows a single shared queue. UDP datagrams are not merged (no
-        # socket asks for UDP GRO and rx-udp-gro-forwarding stays off).
+        # overflows a single shared queue. Whether UDP datagrams are merged
+        # is set per scenario (see sinks).
         # veth only takes the NAPI path for frames from a sender without TSO
         # (veth_skb_is_eligible_for_gro), so TSO goes off on the sending ends.
         for ((k = 0; k < nout; k++)); do
@@ -119,18 +133,6 @@ up() {
         done
         ip netns exec "$p-gen" ethtool -K "$p-g" tso off >/dev/null
         ip netns exec "$p-rly" ethtool -K "$p-i" gro on >/dev/null
-        if [ "${SINK_UDP_GRO:-0}" = 1 ]; then
-            # Sinks merge runs of one UDP flow (GRO) before IP: the sinks
-            # without a listener then drop a run at once, and listeners that
-            # ask for UDP_GRO take it in one read. rx_packets still counts
-            # every frame. perf.py turns it off where latency is measured.
-            for ((k = 0; k < nout; k++)); do
-                ip netns exec "$p-snk" ethtool -K "$p-s$k" rx-udp-gro-forwarding on >/dev/null
-            done
-        fi
-        if [ -n "${SINK_CPUS:-}" ]; then
-            for ((k = 0; k < nout; k++)); do sink_threaded "$k" "$SINK_CPUS"; done
-        fi
         if [ -n "${RELAY_RPS:-}" ]; then
             # Receive steering: the relay's input is processed on these CPUs
             # (hex mask), not in the generator's context (pin the generator
@@ -142,8 +144,7 @@ up() {
 
 case "$cmd" in
     up) down; up "${3:-}" ;;
-    sink-threaded) sink_threaded "${3:?K missing}" "${4:?CPUS missing}" ;;
-    sink-inline) sink_inline "${3:?K missing}" ;;
+    sinks) shift 2; sinks "$@" ;;
     down) down ;;
-    *) echo "usage: topo.sh up PREFIX NOUT | down PREFIX | sink-threaded PREFIX K CPUS | sink-inline PREFIX K" >&2; exit 2 ;;
+    *) echo "$usage" >&2; exit 2 ;;
 esac
