@@ -403,15 +403,13 @@ def sink_gro(sc, args):
 
 def place_sinks(topo, sc, args):
     """Where this scenario's sinks, generator and listeners run (see
-    --sinks-apart): apart, the sinks' receive work takes args.sink_cpus at
-    FIFO priority, the generator and the listeners the other CPUs."""
+    --sinks-apart): apart, the sinks' receive work and the listeners take
+    args.sink_cpus and the generator (with the relay's input) the others."""
     global GEN_CPUS, LISTEN_CPUS
-    apart = args.sink_cpus if sc.id in args.sinks_apart else None
+    apart = ",".join(str(c) for c in parse_cpus(args.sink_cpus)) if sc.id in args.sinks_apart else None
     topo.sinks(sc.outputs, apart, sink_gro(sc, args))
-    others = args.other_cpus if apart else None
-    GEN_CPUS = args.gen_cpus or others
-    # Not beside the sinks' FIFO kthreads: a listener there would starve and drop.
-    LISTEN_CPUS = args.listen_cpus or others
+    GEN_CPUS = args.gen_cpus or (args.other_cpus if apart else None)
+    LISTEN_CPUS = args.listen_cpus or apart
     return apart
 
 
@@ -681,7 +679,8 @@ def main():
     ap.add_argument("--idle-secs", type=float, default=1.0, help="idle CPU measurement per relay start")
     ap.add_argument("--max-listeners", type=int, default=10, help="listeners per scenario (sampled)")
     ap.add_argument("--listen-cpus", default=None,
-                    help="pin the mcrd listen sinks with taskset -c LIST (default: as --gen-cpus)")
+                    help="pin the mcrd listen sinks with taskset -c LIST (default: the sinks' CPUs "
+                         "when they stand apart, else unpinned)")
     ap.add_argument("--listen-gro", type=int, choices=[0, 1], default=1,
                     help="sinks merge runs of UDP datagrams (GRO) before IP, and the listeners take them "
                          "merged (mcrd listen --gro) outside the latency scenario")
@@ -695,7 +694,7 @@ def main():
                          "do not take when they stand apart, else unpinned)")
     ap.add_argument("--sinks-apart", default="S3",
                     help="scenarios (comma-separated, or 'none') whose sinks receive on their own "
-                         "CPU (--sink-cpus; threaded NAPI at SCHED_FIFO 1) instead of in the "
+                         "CPU (--sink-cpus, by receive packet steering) instead of in the "
                          "sender's context. Default S3: its 50 sinks stand for 50 other hosts")
     ap.add_argument("--sink-cpus", default=None,
                     help="CPUs for sinks apart (default: the last CPU)")

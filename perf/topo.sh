@@ -5,8 +5,8 @@
 #   perf/topo.sh down PREFIX        kill what runs in its namespaces, delete them
 #   perf/topo.sh sinks PREFIX NOUT MODE GRO [CPUS]
 #                                   how sinks 0..NOUT-1 receive: MODE inline (in the
-#                                   sender's context) or apart (on CPUS, see
-#                                   sinks_apart); GRO on|off merges UDP runs before IP
+#                                   sender's context) or apart (on CPUS, a comma list;
+#                                   see sinks); GRO on|off merges UDP runs before IP
 #
 # Environment: VETH_NAPI=0 keeps the veths on the shared backlog (default 1),
 # RELAY_RPS=MASK steers the relay's input to those CPUs.
@@ -43,18 +43,21 @@ ns_sysctl() {  # namespace-local sysctls only (net.ipv4.conf.*, ip_forward, ipv6
 # The sinks stand for other hosts, but on veth a frame's receive work (GRO,
 # IP, UDP, socket queue) runs wherever its sender runs: the 50 sinks of S3
 # bill the generator's and the relay's CPU fifty times per input packet.
-# "apart": threaded NAPI on the sink end, its kthread pinned to CPUS at
-# SCHED_FIFO 1 (softirq-like: a NIC's receive work is not preempted by
-# ordinary tasks), moves that work off the sender. "inline" undoes it (the
-# kthread goes away). GRO "on" (rx-udp-gro-forwarding) lets a sink merge a
-# run of one UDP flow before IP: sinks without a listener drop the run at
-# once, listeners with UDP_GRO take it in one read; rx_packets still counts
-# every frame.
+# "apart" steers each sink's receive work after GRO to CPUS with receive
+# packet steering (rps_cpus), as a NIC's receive-side scaling spreads it over
+# cores; "inline" undoes it. GRO "on" (rx-udp-gro-forwarding) lets a sink
+# merge a run of one UDP flow before IP: sinks without a listener drop the
+# run at once, listeners with UDP_GRO take it in one read; rx_packets still
+# counts every frame.
 sinks() {
     local nout=${1:?NOUT missing} mode=${2:?MODE missing} gro=${3:?GRO missing} cpus=${4:-}
-    local k dev f pid threaded=0
+    local k dev mask=0 c
     case "$mode" in
-        apart) threaded=1; [ -n "$cpus" ] || { echo "topo.sh sinks: apart needs CPUS" >&2; exit 2; } ;;
+        apart)
+            [ -n "$cpus" ] || { echo "topo.sh sinks: apart needs CPUS" >&2; exit 2; }
+            for c in ${cpus//,/ }; do mask=$((mask | (1 << c))); done
+            mask=$(printf '%x' "$mask")
+            ;;
         inline) ;;
         *) echo "topo.sh sinks: MODE is inline or apart, not '$mode'" >&2; exit 2 ;;
     esac
@@ -62,20 +65,9 @@ sinks() {
         for ((k = 0; k < nout; k++)); do
             dev="$p-s$k"
             echo "ethtool -K $dev rx-udp-gro-forwarding $gro >/dev/null"
-            echo "echo $threaded > /sys/class/net/$dev/threaded"
+            echo "echo $mask > /sys/class/net/$dev/queues/rx-0/rps_cpus"
         done
     } | ip netns exec "$p-snk" sh -e
-    [ "$mode" = apart ] || return 0
-    # Each kthread is "napi/<dev>-<napi id>"; /proc/PID/comm has the full name.
-    for f in /proc/[0-9]*/comm; do
-        case "$(cat "$f" 2>/dev/null)" in
-            "napi/$p-s"[0-9]*-*)
-                pid=${f#/proc/}; pid=${pid%/comm}
-                taskset -pc "$cpus" "$pid" >/dev/null
-                chrt -f -p 1 "$pid"
-                ;;
-        esac
-    done
 }
 
 up() {
