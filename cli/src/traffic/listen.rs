@@ -675,6 +675,17 @@ mod tests {
     }
 
     #[test]
+    fn merged_runs_split_into_datagrams() {
+        let buf: Vec<u8> = (0..10).collect();
+        let parts: Vec<&[u8]> = chunks(&buf, 4).collect();
+        assert_eq!(parts, vec![&buf[0..4], &buf[4..8], &buf[8..10]]);
+        // A lone datagram: one piece, whatever its size.
+        assert_eq!(chunks(&buf, 10).count(), 1);
+        // An empty datagram is still a datagram.
+        assert_eq!(chunks(&[], 1).collect::<Vec<_>>(), vec![&[] as &[u8]]);
+    }
+
+    #[test]
     fn loopback_10k_at_20kpps() {
         let port = free_port();
         let mut l = ListenArgs::new(Some(Ipv4Addr::LOCALHOST), port);
