@@ -98,8 +98,8 @@ class Topo:
     def sinks(self, nout, apart_cpus, gro):
         """How sinks 0..nout-1 receive (topo.sh sinks): on apart_cpus, or in
         the sender's context when None; gro merges UDP runs before IP."""
-        mode = ["apart", "on" if gro else "off", apart_cpus] if apart_cpus else ["inline", "on" if gro else "off"]
-        run([HERE / "topo.sh", "sinks", self.prefix, nout] + mode)
+        how = ["apart" if apart_cpus else "inline", "on" if gro else "off"] + ([apart_cpus] if apart_cpus else [])
+        run([HERE / "topo.sh", "sinks", self.prefix, nout] + how)
 
     def relay_drops(self):
         """Drops counted by the relay namespace's interfaces (input rx + outputs tx)."""
@@ -406,8 +406,9 @@ def place_sinks(topo, sc, args):
     --sinks-apart): apart, the sinks' receive work and the listeners take
     args.sink_cpus and the generator (with the relay's input) the others."""
     global GEN_CPUS, LISTEN_CPUS
-    apart = ",".join(str(c) for c in parse_cpus(args.sink_cpus)) if sc.id in args.sinks_apart else None
-    topo.sinks(sc.outputs, apart, sink_gro(sc, args))
+    apart = args.sink_cpus if sc.id in args.sinks_apart else None
+    # All sinks, not only this scenario's: what is recorded is what is set.
+    topo.sinks(topo.nout, apart, sink_gro(sc, args))
     GEN_CPUS = args.gen_cpus or (args.other_cpus if apart else None)
     LISTEN_CPUS = args.listen_cpus or apart
     return apart
@@ -707,14 +708,17 @@ def main():
     scen = [SCENARIOS[s.strip().upper()] for s in args.scenario.split(",")]
     if args.mcrd_cores:
         McrdRelay.cores = [int(c) for c in args.mcrd_cores.split(",")]
-    ncpu = os.cpu_count() or 1
+    usable = sorted(os.sched_getaffinity(0))  # the CPUs this run may use
     args.sinks_apart = [] if args.sinks_apart.strip().lower() == "none" else \
         sorted({x.strip().upper() for x in args.sinks_apart.split(",")})
-    if ncpu < 2:
+    unknown = [x for x in args.sinks_apart if x not in SCENARIOS]
+    if unknown:
+        ap.error(f"--sinks-apart: no scenario {', '.join(unknown)} (known: {', '.join(SCENARIOS)}, or none)")
+    if len(usable) < 2:
         args.sinks_apart = []  # nowhere to put them apart
-    args.sink_cpus = args.sink_cpus or str(ncpu - 1)
-    sink_set = set(parse_cpus(args.sink_cpus))
-    args.other_cpus = ",".join(str(c) for c in range(ncpu) if c not in sink_set) or None
+    sink_set = parse_cpus(args.sink_cpus) if args.sink_cpus else usable[-1:]
+    args.sink_cpus = ",".join(str(c) for c in sink_set)
+    args.other_cpus = ",".join(str(c) for c in usable if c not in sink_set) or None
     relays = [RELAYS[r.strip()]() for r in args.relays.split(",")]
 
     ts = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -752,7 +756,7 @@ def main():
         for sc in scen:
             apart = place_sinks(topo, sc, args)
             results.setdefault("sinks", {})[sc.id] = {
-                "apart_on_cpus": apart, "gro": sink_gro(sc, args),
+                "apart_on_cpus": apart, "steering": "rps" if apart else None, "gro": sink_gro(sc, args),
                 "gen_cpus": GEN_CPUS, "listen_cpus": LISTEN_CPUS}
             gen_max = calibrate(topo, sc, args)
             results["generator_max_pps"][sc.id] = round(gen_max, 1)

@@ -152,8 +152,9 @@ def write(results, out):
           f", at end {' '.join(meta.get('loadavg_end', ['?']))}",
           f"- wall time {meta.get('wall_secs', '?')} s{' (INTERRUPTED)' if meta.get('interrupted') else ''}",
           "- sinks: " + ("; ".join(
-              f"{sid} " + (f"apart on CPU {v['apart_on_cpus']} (receive packet steering) with the listeners, "
-                           f"generator on {v['gen_cpus']}" if v.get("apart_on_cpus") else "in the sender's context")
+              f"{sid} " + (f"apart on CPU {v['apart_on_cpus']} (receive packet steering)"
+                           if v.get("apart_on_cpus") else "in the sender's context")
+              + f", generator {v.get('gen_cpus') or 'unpinned'}, listeners {v.get('listen_cpus') or 'unpinned'}"
               + (", UDP runs merged (GRO)" if v.get("gro") else ", no GRO merging")
               for sid, v in results.get("sinks", {}).items()) or "in the sender's context"),
           f"- generator max (mcrgen, no relay, pps): "

@@ -49,15 +49,29 @@ ns_sysctl() {  # namespace-local sysctls only (net.ipv4.conf.*, ip_forward, ipv6
 # merge a run of one UDP flow before IP: sinks without a listener drop the
 # run at once, listeners with UDP_GRO take it in one read; rx_packets still
 # counts every frame.
+# rps_cpus format for a comma list of CPU numbers: hex, in comma-separated
+# groups of 32 CPUs, highest first ("1" -> 2, "33" -> 2,00000000).
+cpu_mask() {
+    local list=$1 c top=0 i out=""
+    local -a words=()
+    [ -n "$list" ] || { echo "topo.sh: no CPUs given" >&2; exit 2; }
+    for c in ${list//,/ }; do
+        [[ $c =~ ^[0-9]+$ ]] || { echo "topo.sh: CPU '$c' is not a number" >&2; exit 2; }
+        i=$((c / 32))
+        words[i]=$(( ${words[i]:-0} | (1 << (c % 32)) ))
+        [ "$i" -le "$top" ] || top=$i
+    done
+    for ((i = top; i >= 0; i--)); do
+        if [ "$i" -eq "$top" ]; then out=$(printf '%x' "${words[i]:-0}"); else out+=$(printf ',%08x' "${words[i]:-0}"); fi
+    done
+    echo "$out"
+}
+
 sinks() {
     local nout=${1:?NOUT missing} mode=${2:?MODE missing} gro=${3:?GRO missing} cpus=${4:-}
-    local k dev mask=0 c
+    local k dev mask=0
     case "$mode" in
-        apart)
-            [ -n "$cpus" ] || { echo "topo.sh sinks: apart needs CPUS" >&2; exit 2; }
-            for c in ${cpus//,/ }; do mask=$((mask | (1 << c))); done
-            mask=$(printf '%x' "$mask")
-            ;;
+        apart) mask=$(cpu_mask "$cpus") ;;
         inline) ;;
         *) echo "topo.sh sinks: MODE is inline or apart, not '$mode'" >&2; exit 2 ;;
     esac

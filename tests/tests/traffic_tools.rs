@@ -103,9 +103,6 @@ fn rx_packets(ns: &Netns, iface: &str) -> u64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
-/// `--gso` batches reach the wire as single datagrams (the sink interface
-/// counts one packet per datagram, not one per 64 KiB batch), two
-/// interleaved streams each arrive complete and in order.
 /// `mcrd listen --gro`: the receiving veth merges runs of datagrams (GRO on
 /// the receiver; veth only takes its GRO path for frames from a sender
 /// without TSO), the listener splits them again and accounts every one.
@@ -113,7 +110,7 @@ fn rx_packets(ns: &Netns, iface: &str) -> u64 {
 fn gro_runs_are_split_and_counted_datagram_by_datagram() {
     let (a, b, x, y) = pair();
     a.set_features(&x, &["tso", "off"]);
-    b.set_features(&y, &["gro", "on"]);
+    b.set_features(&y, &["gro", "on", "rx-udp-gro-forwarding", "on"]);
     let dir = TempDir::new(&unique_tag());
     let l = Listener::start(
         &b,
@@ -123,6 +120,7 @@ fn gro_runs_are_split_and_counted_datagram_by_datagram() {
         5001,
         &["--idle-timeout", "2", "--gro"],
     );
+    let before = rx_packets(&b, &y);
     let sent = generate(
         &a,
         &x,
@@ -134,6 +132,13 @@ fn gro_runs_are_split_and_counted_datagram_by_datagram() {
     );
     assert_eq!(sent["sent"], 300_000, "{sent:#}");
     let got = l.finish();
+    // Single datagrams on the wire (plus a few IGMP reports), so any
+    // merging below happened on the receiving side.
+    let delta = rx_packets(&b, &y) - before;
+    assert!(
+        (300_000..300_100).contains(&delta),
+        "rx_packets grew by {delta}"
+    );
     assert_exact(&got, 300_000);
     let s = &got["streams"][0];
     assert_eq!(
@@ -154,6 +159,9 @@ fn gro_runs_are_split_and_counted_datagram_by_datagram() {
     );
 }
 
+/// `--gso` batches reach the wire as single datagrams (the sink interface
+/// counts one packet per datagram, not one per 64 KiB batch), two
+/// interleaved streams each arrive complete and in order.
 #[test]
 fn gso_batches_leave_as_single_datagrams() {
     let (a, b, x, y) = pair();

@@ -14,14 +14,21 @@ use super::account::{Histogram, LatencyUs, StreamTracker};
 use super::header;
 use super::sys::{self, Iface};
 
-/// Most datagrams taken per `recvmmsg`.
+/// Most receive buffers taken per `recvmmsg` (each one datagram, or with
+/// `--gro` a merged run of them).
 pub const BATCH: usize = 64;
 /// Receive timeout per call, so count/duration/signals stop us promptly.
 const POLL: Duration = Duration::from_millis(20);
 /// Receive buffer asked for.
 const RCVBUF: i32 = 8 << 20;
 const SLOT: usize = 65536;
-const CMSG_LEN: usize = 128;
+/// Control-message space per buffer: IP_TTL, SCM_TIMESTAMPNS and UDP_GRO.
+const CMSG_BUF: usize = 128;
+// SAFETY: CMSG_SPACE only does arithmetic on its argument.
+const _: () = assert!(
+    CMSG_BUF
+        >= unsafe { libc::CMSG_SPACE(4) + libc::CMSG_SPACE(16) + libc::CMSG_SPACE(4) } as usize
+);
 
 /// Command-line arguments of the listener (embeddable with
 /// `#[command(flatten)]`).
@@ -329,20 +336,25 @@ struct RecvInfo {
 fn parse_cmsgs(hdr: &libc::msghdr) -> RecvInfo {
     let mut info = RecvInfo::default();
     // SAFETY: hdr.msg_control/controllen describe our buffer as filled by
-    // the kernel; the CMSG_* macros stay within it.
+    // the kernel; CMSG_FIRSTHDR/NXTHDR only return headers that lie within
+    // it, and each payload is read only when its header's cmsg_len says the
+    // whole value is there (a message cut short by MSG_CTRUNC is skipped).
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(hdr);
         while !c.is_null() {
             let data = libc::CMSG_DATA(c);
+            let holds = |n: usize| (*c).cmsg_len as usize >= libc::CMSG_LEN(n as u32) as usize;
             match ((*c).cmsg_level, (*c).cmsg_type) {
-                (libc::IPPROTO_IP, libc::IP_TTL) => {
+                (libc::IPPROTO_IP, libc::IP_TTL) if holds(4) => {
                     info.ttl = Some(std::ptr::read_unaligned(data as *const i32) as u8);
                 }
-                (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS)
+                    if holds(std::mem::size_of::<libc::timespec>()) =>
+                {
                     let t = std::ptr::read_unaligned(data as *const libc::timespec);
                     info.timestamp_ns = Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64);
                 }
-                (libc::SOL_UDP, libc::UDP_GRO) => {
+                (libc::SOL_UDP, libc::UDP_GRO) if holds(4) => {
                     let size = std::ptr::read_unaligned(data as *const i32);
                     info.segment = usize::try_from(size).ok().filter(|&n| n > 0);
                 }
@@ -387,7 +399,7 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
     let mut bufs = vec![0u8; SLOT * BATCH];
     // SAFETY: plain C structs; zero is a valid value for each.
     let mut names: Vec<libc::sockaddr_in> = vec![unsafe { std::mem::zeroed() }; BATCH];
-    let mut cmsgs: Vec<[u64; CMSG_LEN / 8]> = vec![[0; CMSG_LEN / 8]; BATCH];
+    let mut cmsgs: Vec<[u64; CMSG_BUF / 8]> = vec![[0; CMSG_BUF / 8]; BATCH];
     let mut iovs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; BATCH];
     let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
     for j in 0..BATCH {
@@ -408,6 +420,7 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
     let mut last_src: Option<(SocketAddrV4, u64)> = None; // pending count for the last source
     let (mut packets, mut bytes, mut ignored, mut unsequenced) = (0u64, 0u64, 0u64, 0u64);
     let mut buffers = 0u64;
+    let mut warned_truncated = false;
     let limit = args.count.unwrap_or(u64::MAX);
     let t0 = Instant::now();
     let end = args.duration.map(|d| t0 + Duration::from_secs_f64(d));
@@ -439,7 +452,7 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
         let vlen = BATCH.min((limit - packets).min(BATCH as u64) as usize);
         for m in &mut msgs[..vlen] {
             m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            m.msg_hdr.msg_controllen = CMSG_LEN as _;
+            m.msg_hdr.msg_controllen = CMSG_BUF as _;
             m.msg_hdr.msg_flags = 0;
         }
         // SAFETY: msgs[..vlen] point into live buffers owned above.
@@ -474,11 +487,25 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
             // datagram; with it, a run of `segment`-byte datagrams and a
             // possibly shorter last one.
             let step = info.segment.unwrap_or(len).max(1);
-            let datagrams = if len == 0 { 1 } else { len.div_ceil(step) };
+            let flags = msgs[j].msg_hdr.msg_flags;
+            if flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 && !warned_truncated {
+                // Cannot happen with our 64 KiB slots and control space;
+                // say so rather than miscount quietly if it ever does.
+                tracing::warn!(
+                    "a received buffer or its control data was truncated (flags {flags:#x})"
+                );
+                warned_truncated = true;
+            }
             if args.source.is_some_and(|s| s != *src.ip()) {
-                ignored += datagrams as u64;
+                ignored += chunks(buffer, step).count() as u64;
                 continue;
             }
+            // --count: with merged runs a buffer may hold more than is left.
+            let take = usize::try_from(limit - packets).unwrap_or(usize::MAX);
+            if take == 0 {
+                break;
+            }
+            let datagrams = chunks(buffer, step).take(take).count();
             match &mut last_src {
                 Some((a, n)) if *a == src => *n += datagrams as u64,
                 _ => {
@@ -491,7 +518,7 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
             buffers += 1;
             let src_ip = u32::from(*src.ip());
             let rx_ns = info.timestamp_ns.unwrap_or(now_ns);
-            for payload in chunks(buffer, step) {
+            for payload in chunks(buffer, step).take(take) {
                 packets += 1;
                 bytes += payload.len() as u64;
                 match header::decode(payload) {
