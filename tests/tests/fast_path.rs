@@ -292,3 +292,100 @@ fn switching_the_fast_path_by_reload_loses_nothing() {
     assert_eq!(total(&got, "corrupted"), 0, "{got:#}");
     assert!(total(&got, "received") >= 80_000, "{got:#}");
 }
+
+/// The table generation every engine runs (they all show the same once a
+/// change has been taken; the fast path is applied before that).
+fn table_generation(mcrd: &Mcrd) -> u64 {
+    let cores = mcrd.ctl_json(&["cores"]);
+    cores["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["table_generation"].as_u64().unwrap())
+        .min()
+        .unwrap()
+}
+
+/// An input interface deleted and created again under the same index (a
+/// script re-creating a veth, a container restarted): the program attached
+/// to the old interface went with it, and the fast path attaches to the new
+/// one, so the kernel forwards again rather than the engines.
+#[test]
+fn fast_path_follows_an_input_interface_recreated_under_the_same_index() {
+    let t = Topo::new(1);
+    let cfg = format!(
+        "{{ rules: [ {} ] }}",
+        rule(
+            "k",
+            &t.i(),
+            "239.1.1.1",
+            5000,
+            &[output(&t.o(0), "239.2.2.200", 6000)]
+        )
+    );
+    let mut mcrd = t.mcrd(&cfg);
+    let generation = table_generation(&mcrd);
+    let ifindex_path = format!("/sys/class/net/{}/ifindex", t.i());
+    let ifindex = |t: &Topo| -> String {
+        let out = t.relay.exec(&["cat", &ifindex_path]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let index = ifindex(&t);
+    // mcrd is stopped while the interface goes and comes back, so it finds
+    // both link events queued and sees one change: an interface with the
+    // same name and index as before, behind which its link is now defunct.
+    let (r, s) = (&t.relay.name, &t.src.name);
+    let script = format!(
+        "ip -n {r} link del {i} && \
+         ip -n {r} link add {i} index {index} type veth peer name {g} netns {s} && \
+         ip -n {r} addr add 10.77.0.2/24 dev {i} && ip -n {r} link set {i} up && \
+         ip -n {s} addr add 10.77.0.1/24 dev {g} && ip -n {s} link set {g} up",
+        i = t.i(),
+        g = t.g()
+    );
+    mcrd.signal(libc::SIGSTOP);
+    let out = run("sh", &["-c", &script]);
+    mcrd.signal(libc::SIGCONT);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        ifindex(&t),
+        index,
+        "the interface must come back under the same index"
+    );
+
+    // Wait until a table built after the change runs, with the rule active
+    // and on the fast path again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = mcrd.ctl_json(&["status"]);
+        let list = mcrd.ctl_json(&["list"]);
+        if table_generation(&mcrd) > generation
+            && list["rules"][0]["state"] == "active"
+            && status["kernel_fast_path"]["rules"] == 1
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rule not back on the fast path: {status:#} {list:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let frames = engine_frames(&mcrd.ctl_json(&["stats"]));
+    let l = t.listen(0, "239.2.2.200", 6000, &["--idle-timeout", "1.5"]);
+    t.send(
+        "239.1.1.1",
+        5000,
+        &["--rate", "20000", "--count", "20000", "--size", "200"],
+    );
+    assert_exact(&l.finish(), 20_000);
+    let stats = mcrd.ctl_json(&["stats"]);
+    assert_eq!(
+        engine_frames(&stats),
+        frames,
+        "the engines took the traffic: the program is not on the new interface. {stats:#}"
+    );
+    let (_, status) = mcrd.stop();
+    assert!(status.success());
+}

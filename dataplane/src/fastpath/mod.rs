@@ -247,7 +247,16 @@ impl FastPath {
 
     fn attach(&mut self, prog: InterfaceProgram) -> Result<(), String> {
         if let Some(a) = self.attached.get(&prog.ifindex) {
-            if a.program == prog {
+            // A link whose interface went away (deleted and re-created
+            // under the same index between two scans, or moved to another
+            // namespace) is defunct: attach afresh instead of keeping it.
+            if sys::link_ifindex(&a.link).ok() != Some(prog.ifindex) {
+                tracing::debug!(
+                    ifindex = prog.ifindex,
+                    "fast-path link defunct; attaching again"
+                );
+                self.attached.remove(&prog.ifindex);
+            } else if a.program == prog {
                 return Ok(());
             }
         }

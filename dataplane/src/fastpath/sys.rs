@@ -9,6 +9,7 @@ const BPF_MAP_CREATE: i32 = 0;
 const BPF_MAP_LOOKUP_ELEM: i32 = 1;
 const BPF_MAP_UPDATE_ELEM: i32 = 2;
 const BPF_PROG_LOAD: i32 = 5;
+const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
 const BPF_MAP_LOOKUP_BATCH: i32 = 24;
 const BPF_LINK_CREATE: i32 = 28;
 const BPF_LINK_UPDATE: i32 = 29;
@@ -186,6 +187,20 @@ pub fn link_update(link: &OwnedFd, prog: &OwnedFd) -> io::Result<()> {
         .map(|_| ())
 }
 
+/// The interface a tcx link is attached to; 0 once the link is defunct
+/// (its interface was deleted, or left the namespace).
+pub fn link_ifindex(link: &OwnedFd) -> io::Result<u32> {
+    // struct bpf_link_info: type, id, prog_id (u32 each), then a union
+    // aligned to 8 whose tcx member starts with the ifindex.
+    let mut info = [0u8; 64];
+    Attr::new()
+        .u32(0, link.as_raw_fd() as u32)
+        .u32(4, info.len() as u32)
+        .u64(8, info.as_mut_ptr() as u64)
+        .call(BPF_OBJ_GET_INFO_BY_FD)?;
+    Ok(u32::from_ne_bytes([info[16], info[17], info[18], info[19]]))
+}
+
 /// CPUs the kernel sizes per-CPU map values for (None when unknown: a
 /// guess could make a lookup write past the buffer).
 pub fn possible_cpus() -> Option<usize> {
@@ -205,6 +220,60 @@ fn parse_cpu_list(s: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::asm::{Asm, R0};
+    use super::{link_ifindex, load_sched_cls, tcx_attach};
+    use std::io;
+
+    /// A tcx link names its interface while it lives and 0 once the
+    /// interface is deleted: what `FastPath::attach` relies on to replace a
+    /// defunct link. Needs root (a private network namespace and CAP_BPF);
+    /// skipped without.
+    #[test]
+    fn link_names_its_interface_until_the_interface_goes() {
+        // A thread of our own moves into a new network namespace, so the
+        // veth below exists there and nowhere else, and the namespace goes
+        // away with the thread.
+        let outcome = std::thread::spawn(|| {
+            // SAFETY: unshare only changes this thread's namespaces.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("unshare: {}", io::Error::last_os_error()));
+            }
+            let ip = |args: &[&str]| {
+                let ok = std::process::Command::new("ip")
+                    .args(args)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                ok.then_some(()).ok_or(format!("ip {args:?} failed"))
+            };
+            ip(&[
+                "link", "add", "mcrt0", "type", "veth", "peer", "name", "mcrt1",
+            ])?;
+            let ifindex = nix::net::if_::if_nametoindex("mcrt0").map_err(|e| e.to_string())?;
+            let mut a = Asm::default();
+            a.mov_imm(R0, -1); // TC_ACT_UNSPEC: carry on
+            a.exit();
+            let prog = load_sched_cls("mcr_test", &a.finish()?)
+                .map_err(|e| format!("cannot load a BPF program ({e})"))?;
+            let link = tcx_attach(&prog, ifindex).map_err(|e| format!("attach: {e}"))?;
+            let before = link_ifindex(&link).map_err(|e| e.to_string())?;
+            ip(&["link", "del", "mcrt0"])?;
+            let after = link_ifindex(&link).map_err(|e| e.to_string())?;
+            Ok((ifindex, before, after))
+        })
+        .join()
+        .unwrap();
+        match outcome {
+            Ok((ifindex, before, after)) => {
+                assert_eq!(before, ifindex);
+                assert_eq!(
+                    after, 0,
+                    "a link to a deleted interface must read as defunct"
+                );
+            }
+            Err(e) => eprintln!("skipped: {e}"),
+        }
+    }
+
     #[test]
     fn cpu_lists() {
         assert_eq!(super::parse_cpu_list("0-1"), Some(2));
