@@ -142,21 +142,23 @@ fn raw_roundtrip(
     frame
 }
 
+/// A config with one rule, "k": (239.1.1.1, 5000) on the input to `out`.
+fn rule_k(t: &Topo, out: String) -> String {
+    format!(
+        "{{ rules: [ {} ] }}",
+        rule("k", &t.i(), "239.1.1.1", 5000, &[out])
+    )
+}
+
 #[test]
 fn eligible_rule_is_forwarded_in_the_kernel_with_correct_headers() {
     let t = Topo::new(1);
-    let cfg = format!(
-        "{{ rules: [ {} ] }}",
-        rule(
-            "k",
-            &t.i(),
-            "239.1.1.1",
-            5000,
-            &[format!(
-                "{{ interface: \"{}\", group: \"239.2.2.200\", port: 6000, ttl: 7 }}",
-                t.o(0)
-            )]
-        )
+    let cfg = rule_k(
+        &t,
+        format!(
+            "{{ interface: \"{}\", group: \"239.2.2.200\", port: 6000, ttl: 7 }}",
+            t.o(0)
+        ),
     );
     let mut mcrd = t.mcrd(&cfg);
     let status = mcrd.ctl_json(&["status"]);
@@ -313,16 +315,7 @@ fn table_generation(mcrd: &Mcrd) -> u64 {
 #[test]
 fn fast_path_follows_an_input_interface_recreated_under_the_same_index() {
     let t = Topo::new(1);
-    let cfg = format!(
-        "{{ rules: [ {} ] }}",
-        rule(
-            "k",
-            &t.i(),
-            "239.1.1.1",
-            5000,
-            &[output(&t.o(0), "239.2.2.200", 6000)]
-        )
-    );
+    let cfg = rule_k(&t, output(&t.o(0), "239.2.2.200", 6000));
     let mut mcrd = t.mcrd(&cfg);
     let generation = table_generation(&mcrd);
     let ifindex_path = format!("/sys/class/net/{}/ifindex", t.i());
