@@ -101,6 +101,13 @@ impl Netns {
         );
     }
 
+    /// `/sys/class/net/IFACE/ATTR` inside the namespace, trimmed.
+    pub fn net_attr(&self, iface: &str, attr: &str) -> String {
+        let out = self.exec(&["cat", &format!("/sys/class/net/{iface}/{attr}")]);
+        assert!(out.status.success(), "{iface}/{attr}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     pub fn sysctl(&self, key: &str, value: &str) {
         let out = self.exec(&["sysctl", "-qw", &format!("{key}={value}")]);
         assert!(out.status.success(), "sysctl {key}={value}: {:?}", out);
@@ -117,9 +124,25 @@ impl Drop for Netns {
 /// Creates a veth pair with one end in each namespace, addresses them
 /// (`a_addr`/`b_addr` in CIDR form, or "" for none) and brings both up.
 pub fn veth(a: &Netns, a_name: &str, a_addr: &str, b: &Netns, b_name: &str, b_addr: &str) {
-    a.ip(&[
-        "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", &b.name,
-    ]);
+    veth_indexed(a, a_name, a_addr, None, b, b_name, b_addr);
+}
+
+/// [`veth`], with `a_name` created under a given interface index.
+pub fn veth_indexed(
+    a: &Netns,
+    a_name: &str,
+    a_addr: &str,
+    a_index: Option<&str>,
+    b: &Netns,
+    b_name: &str,
+    b_addr: &str,
+) {
+    let mut add = vec!["link", "add", a_name];
+    if let Some(i) = a_index {
+        add.extend(["index", i]);
+    }
+    add.extend(["type", "veth", "peer", "name", b_name, "netns", &b.name]);
+    a.ip(&add);
     for (ns, name, addr) in [(a, a_name, a_addr), (b, b_name, b_addr)] {
         if !addr.is_empty() {
             ns.ip(&["addr", "add", addr, "dev", name]);
@@ -599,6 +622,43 @@ impl Topo {
 
     pub fn send(&self, group: &str, port: u16, args: &[&str]) -> Value {
         generate(&self.src, &self.g(), group, port, args)
+    }
+}
+
+/// Frames the engines captured, summed (`mcrctl stats`).
+pub fn engine_frames(stats: &Value) -> u64 {
+    stats["engines"]
+        .as_array()
+        .expect("stats.engines")
+        .iter()
+        .map(|e| e["frames"].as_u64().expect("engine frames"))
+        .sum()
+}
+
+/// The running mcrd put `rules` rules on the kernel fast path when `fast`,
+/// none otherwise (a fast-path test that silently ran on the engines would
+/// prove nothing).
+pub fn assert_on_path(mcrd: &Mcrd, fast: bool, rules: u64) {
+    let status = mcrd.ctl_json(&["status"]);
+    let want = if fast { rules } else { 0 };
+    assert_eq!(
+        status["kernel_fast_path"]["rules"].as_u64(),
+        Some(want),
+        "{status:#}"
+    );
+}
+
+/// Polls `done` every 50 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

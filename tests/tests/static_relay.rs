@@ -4,6 +4,14 @@
 use mcr_tests::*;
 use std::time::{Duration, Instant};
 
+/// On the fast path the kernel forwarded everything: no frame reached an engine.
+fn assert_engines_idle_if(fast: bool, mcrd: &Mcrd) {
+    if fast {
+        let stats = mcrd.ctl_json(&["stats"]);
+        assert_eq!(engine_frames(&stats), 0, "{stats:#}");
+    }
+}
+
 #[test]
 fn one_to_one_with_group_and_port_translation() {
     one_to_one_with_group_and_port_translation_on(true);
@@ -18,6 +26,7 @@ fn one_to_one_with_group_and_port_translation_on(fast: bool) {
     let t = Topo::new(1);
     let cfg = with_path(&t.one_rule("t1"), fast);
     let mut mcrd = t.mcrd(&cfg);
+    assert_on_path(&mcrd, fast, 1);
     let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
     let sent = t.send(
         "239.1.1.1",
@@ -31,6 +40,7 @@ fn one_to_one_with_group_and_port_translation_on(fast: bool) {
     assert_eq!(got["total"]["max_size"], 512);
     // Default multicast output TTL is 1.
     assert_eq!(got["total"]["ttl_max"], 1);
+    assert_engines_idle_if(fast, &mcrd);
     let (took, status) = mcrd.stop();
     assert!(status.success(), "mcrd exit: {status}");
     assert!(took < Duration::from_secs(2), "stop took {took:?}");
@@ -59,7 +69,8 @@ fn fan_out_to_three_interfaces_and_two_groups_on_one_on(fast: bool) {
         "{{ rules: [ {} ] }}",
         rule("fan", &t.i(), "239.1.1.1", 5000, &outs)
     );
-    let _mcrd = t.mcrd(&with_path(&cfg, fast));
+    let mcrd = t.mcrd(&with_path(&cfg, fast));
+    assert_on_path(&mcrd, fast, 1);
     let ls = vec![
         t.listen(0, "239.2.2.1", 6000, &["--idle-timeout", "1.5"]),
         t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]),
@@ -74,6 +85,7 @@ fn fan_out_to_three_interfaces_and_two_groups_on_one_on(fast: bool) {
     for l in ls {
         assert_exact(&l.finish(), 10000);
     }
+    assert_engines_idle_if(fast, &mcrd);
 }
 
 #[test]
@@ -473,7 +485,7 @@ fn capture_queue_overflow_is_counted() {
         std::thread::sleep(Duration::from_millis(200));
         let now = mcrd.ctl_json(&["stats"])["rules"][0]["packets"]
             .as_u64()
-            .unwrap_or(0);
+            .expect("stats rules[0].packets");
         if now == last {
             break;
         }
@@ -519,7 +531,8 @@ fn overloaded_fan_out_loses_but_never_reorders_or_corrupts_on(fast: bool) {
         "{{ rules: [ {} ] }}",
         rule("wide", &t.i(), "239.1.1.1", 5000, &outs)
     );
-    let _mcrd = t.mcrd(&with_path(&cfg, fast));
+    let mcrd = t.mcrd(&with_path(&cfg, fast));
+    assert_on_path(&mcrd, fast, 1);
     let ls: Vec<Listener> = [0, n / 2, n - 1]
         .iter()
         .map(|&k| {
@@ -543,4 +556,5 @@ fn overloaded_fan_out_loses_but_never_reorders_or_corrupts_on(fast: bool) {
             assert_eq!(total(&got, k), 0, "{k}: {got:#}");
         }
     }
+    assert_engines_idle_if(fast, &mcrd);
 }

@@ -505,17 +505,8 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
             if take == 0 {
                 break;
             }
-            let datagrams = chunks(buffer, step).take(take).count();
-            match &mut last_src {
-                Some((a, n)) if *a == src => *n += datagrams as u64,
-                _ => {
-                    if let Some((a, n)) = last_src.take() {
-                        *sources.entry(a).or_insert(0) += n;
-                    }
-                    last_src = Some((src, datagrams as u64));
-                }
-            }
             buffers += 1;
+            let counted_before = packets;
             let src_ip = u32::from(*src.ip());
             let rx_ns = info.timestamp_ns.unwrap_or(now_ns);
             for payload in chunks(buffer, step).take(take) {
@@ -538,6 +529,16 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
                         acc.get((src_ip, None))
                             .record_unsequenced(payload, info.ttl);
                     }
+                }
+            }
+            let datagrams = packets - counted_before;
+            match &mut last_src {
+                Some((a, n)) if *a == src => *n += datagrams,
+                _ => {
+                    if let Some((a, n)) = last_src.take() {
+                        *sources.entry(a).or_insert(0) += n;
+                    }
+                    last_src = Some((src, datagrams));
                 }
             }
         }
