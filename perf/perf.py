@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import report  # perf/report.py, next to this file
+
 sys.dont_write_bytecode = True  # report.py is imported from here; keep perf/ free of __pycache__
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,11 +97,11 @@ class Topo:
     def down(self):
         subprocess.run([str(HERE / "topo.sh"), "down", self.prefix], capture_output=True)
 
-    def sinks(self, nout, apart_cpus, gro):
-        """How sinks 0..nout-1 receive (topo.sh sinks): on apart_cpus, or in
-        the sender's context when None; gro merges UDP runs before IP."""
+    def sinks(self, apart_cpus, gro):
+        """How every sink receives (topo.sh sinks): on apart_cpus, or in the
+        sender's context when None; gro merges UDP runs before IP."""
         how = ["apart" if apart_cpus else "inline", "on" if gro else "off"] + ([apart_cpus] if apart_cpus else [])
-        run([HERE / "topo.sh", "sinks", self.prefix, nout] + how)
+        run([HERE / "topo.sh", "sinks", self.prefix, self.nout] + how)
 
     def relay_drops(self):
         """Drops counted by the relay namespace's interfaces (input rx + outputs tx)."""
@@ -408,7 +410,7 @@ def place_sinks(topo, sc, args):
     global GEN_CPUS, LISTEN_CPUS
     apart = args.sink_cpus if sc.id in args.sinks_apart else None
     # All sinks, not only this scenario's: what is recorded is what is set.
-    topo.sinks(topo.nout, apart, sink_gro(sc, args))
+    topo.sinks(apart, sink_gro(sc, args))
     GEN_CPUS = args.gen_cpus or (args.other_cpus if apart else None)
     LISTEN_CPUS = args.listen_cpus or apart
     return apart
@@ -581,10 +583,7 @@ def calibrate(topo, sc, args):
     return g["achieved_pps"]
 
 
-def fmt_rate(v):
-    import report  # noqa: E402 - perf/report.py, next to this file
-
-    return report.fr(v)
+fmt_rate = report.fr
 
 
 # --------------------------------------------------------------------------
@@ -756,7 +755,7 @@ def main():
         for sc in scen:
             apart = place_sinks(topo, sc, args)
             results.setdefault("sinks", {})[sc.id] = {
-                "apart_on_cpus": apart, "steering": "rps" if apart else None, "gro": sink_gro(sc, args),
+                "apart_on_cpus": apart, "gro": sink_gro(sc, args),
                 "gen_cpus": GEN_CPUS, "listen_cpus": LISTEN_CPUS}
             gen_max = calibrate(topo, sc, args)
             results["generator_max_pps"][sc.id] = round(gen_max, 1)
@@ -785,7 +784,6 @@ def main():
         for f in work.glob("*.log"):
             shutil.copy(f, out / f.name)
         shutil.rmtree(work, ignore_errors=True)
-    import report  # noqa: E402 - perf/report.py, next to this file
     report.write(results, out)
     log(f"done in {meta['wall_secs']} s: {out / 'report.md'}")
     return 130 if meta.get("interrupted") else 0

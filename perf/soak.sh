@@ -60,7 +60,7 @@ d = sys.argv[1]
 rss = [int(x) for x in sys.argv[2:]]
 gen = json.load(open(f"{d}/gen.json"))
 lis = json.load(open(f"{d}/listen.json"))
-tot = lis["total"] if "total" in lis else lis
+tot = lis["total"]
 sent, got = gen["sent"], tot["received"]
 # Warm-up: the first minute (or the first sample of a short run).
 warm = rss[min(6, len(rss) - 1):]

@@ -8,9 +8,6 @@
 #                                   sender's context) or apart (on CPUS, a comma list;
 #                                   see sinks); GRO on|off merges UDP runs before IP
 #
-# Environment: VETH_NAPI=0 keeps the veths on the shared backlog (default 1),
-# RELAY_RPS=MASK steers the relay's input to those CPUs.
-#
 #   PREFIX-gen  [PREFIX-g 10.200.0.1/24] --- [PREFIX-i 10.200.0.2/24]  PREFIX-rly
 #   PREFIX-rly  [PREFIX-oK 10.200.K+1.1/24] --- [PREFIX-sK 10.200.K+1.2/24]  PREFIX-snk
 #                                                        for K = 0 .. NOUT-1
@@ -124,28 +121,20 @@ up() {
             echo "link set $p-s$k up"
         done
     } | ip -n "$p-snk" -batch -
-    if [ "${VETH_NAPI:-1}" = 1 ]; then
-        # GRO on the receiving veths puts each one on its own NAPI ring (256
-        # frames) instead of the CPU's shared backlog (net.core.netdev_max_backlog,
-        # 1000 frames, host-wide): like a real NIC, every output interface then
-        # queues for itself, and a 1:50 fan-out of one packet no longer
-        # overflows a single shared queue. Whether UDP datagrams are merged
-        # is set per scenario (see sinks).
-        # veth only takes the NAPI path for frames from a sender without TSO
-        # (veth_skb_is_eligible_for_gro), so TSO goes off on the sending ends.
-        for ((k = 0; k < nout; k++)); do
-            ip netns exec "$p-rly" ethtool -K "$p-o$k" tso off >/dev/null
-            ip netns exec "$p-snk" ethtool -K "$p-s$k" gro on >/dev/null
-        done
-        ip netns exec "$p-gen" ethtool -K "$p-g" tso off >/dev/null
-        ip netns exec "$p-rly" ethtool -K "$p-i" gro on >/dev/null
-        if [ -n "${RELAY_RPS:-}" ]; then
-            # Receive steering: the relay's input is processed on these CPUs
-            # (hex mask), not in the generator's context (pin the generator
-            # elsewhere with --gen-cpus).
-            ip netns exec "$p-rly" sh -c "echo $RELAY_RPS > /sys/class/net/$p-i/queues/rx-0/rps_cpus"
-        fi
-    fi
+    # GRO on the receiving veths puts each one on its own NAPI ring (256
+    # frames) instead of the CPU's shared backlog (net.core.netdev_max_backlog,
+    # 1000 frames, host-wide): like a real NIC, every output interface then
+    # queues for itself, and a 1:50 fan-out of one packet no longer
+    # overflows a single shared queue. Whether UDP datagrams are merged
+    # is set per scenario (see sinks).
+    # veth only takes the NAPI path for frames from a sender without TSO
+    # (veth_skb_is_eligible_for_gro), so TSO goes off on the sending ends.
+    for ((k = 0; k < nout; k++)); do
+        ip netns exec "$p-rly" ethtool -K "$p-o$k" tso off >/dev/null
+        ip netns exec "$p-snk" ethtool -K "$p-s$k" gro on >/dev/null
+    done
+    ip netns exec "$p-gen" ethtool -K "$p-g" tso off >/dev/null
+    ip netns exec "$p-rly" ethtool -K "$p-i" gro on >/dev/null
 }
 
 case "$cmd" in

@@ -64,9 +64,6 @@ pub struct TableRule {
     pub input: InputKey,
     pub source: Option<Ipv4Addr>,
     pub outputs: Vec<TableOutput>,
-    /// Forwarded by the kernel fast path (see [`crate::fastpath`]); the
-    /// engines see only the datagrams it passes on. For status reports.
-    pub fast: bool,
 }
 
 /// What the compiler hands to [`TableBuilder::add_rule`].
@@ -124,11 +121,6 @@ impl ForwardingTable {
 
     pub fn output_slots(&self) -> &[OutputSlot] {
         &self.output_slots
-    }
-
-    /// Hands rule `index` to the kernel fast path.
-    pub fn set_fast(&mut self, index: usize) {
-        self.rules[index].fast = true;
     }
 
     pub fn local_macs(&self) -> &[MacAddr] {
@@ -247,7 +239,6 @@ impl TableBuilder {
             input: spec.input,
             source: spec.source,
             outputs,
-            fast: false,
         });
         Ok(())
     }

@@ -346,9 +346,6 @@ fn open_packet(args: &GenArgs) -> anyhow::Result<PacketSender> {
     })
 }
 
-const SOL_UDP: i32 = 17;
-const UDP_SEGMENT: i32 = 103;
-
 /// Sets the socket up for `--gso` and returns the most datagrams one send
 /// may carry.
 fn prepare_gso(args: &GenArgs, fd: &OwnedFd) -> anyhow::Result<usize> {
@@ -388,7 +385,8 @@ fn prepare_gso(args: &GenArgs, fd: &OwnedFd) -> anyhow::Result<usize> {
             "mcrgen: turned {feature} off on {ifname} so the kernel sends single datagrams (--gso)"
         );
     }
-    sys::setsockopt_int(fd, SOL_UDP, UDP_SEGMENT, args.size as i32).context("UDP_SEGMENT")?;
+    sys::setsockopt_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT, args.size as i32)
+        .context("UDP_SEGMENT")?;
     Ok(MAX_BATCH.min(65_507 / args.size as usize).max(1))
 }
 

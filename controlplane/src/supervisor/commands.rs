@@ -1,7 +1,7 @@
 //! What each control request does. Every command runs on the supervisor
 //! thread, which owns the state it reads or changes.
 
-use super::{ReloadRecord, Supervisor};
+use super::{FastState, ReloadRecord, Supervisor};
 use crate::compile::{DesiredRule, Origin, RuleState};
 use crate::control::protocol::EVENT_CATEGORIES;
 use crate::control::server::Pending;
@@ -170,19 +170,18 @@ impl Supervisor {
 
     /// Whether the kernel fast path runs, where, and for how many rules.
     fn fast_path_json(&self) -> Value {
-        let table = self.table.load();
-        let rules = table.rules().iter().filter(|r| r.fast).count();
         match &self.fast {
-            Some(f) if self.config.data_plane.kernel_fast_path => json!({
+            FastState::Open(f) if self.config.data_plane.kernel_fast_path => json!({
                 "enabled": true,
-                "rules": rules,
+                "rules": f.rule_count(),
                 "interfaces": f
                     .interfaces()
                     .iter()
                     .map(|i| self.interface_name(*i))
                     .collect::<Vec<_>>(),
             }),
-            _ => json!({ "enabled": false, "rules": 0, "error": self.fast_error }),
+            FastState::Failed(why) => json!({ "enabled": false, "rules": 0, "error": why }),
+            _ => json!({ "enabled": false, "rules": 0, "error": null }),
         }
     }
 

@@ -94,10 +94,18 @@ pub struct Supervisor {
     /// Successful reloads since start.
     reloads: u64,
     rates: rates::RateTracker,
-    /// The kernel fast path, when enabled and loadable.
-    fast: Option<FastPath>,
-    /// Why the fast path is off although the config asks for it.
-    fast_error: Option<String>,
+    fast: FastState,
+}
+
+/// The kernel fast path as far as this process got with it.
+pub(super) enum FastState {
+    /// Never asked for (or asked for again after a failure).
+    Closed,
+    /// Loaded. Switched off later by config, it stays open with nothing
+    /// attached, so the counts it made stay in the rules' totals.
+    Open(FastPath),
+    /// The config asks for it but BPF cannot be used; why.
+    Failed(String),
 }
 
 /// The outcome of the last reload, for `status`.
@@ -180,8 +188,7 @@ impl Supervisor {
             last_reload: None,
             reloads: 0,
             rates: rates::RateTracker::default(),
-            fast: None,
-            fast_error: None,
+            fast: FastState::Closed,
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();
@@ -321,8 +328,6 @@ impl Supervisor {
         }
     }
 
-    /// Compiles the desired rules against the current interfaces, publishes
-    /// the table and updates joins. Logs every rule whose state changed.
     /// An interface's name by index (the index itself when unknown).
     pub(super) fn interface_name(&self, ifindex: u32) -> String {
         self.interfaces
@@ -332,15 +337,16 @@ impl Supervisor {
             .unwrap_or_else(|| ifindex.to_string())
     }
 
-    /// Opens the kernel fast path when the config asks for it. Switched off
-    /// later, it stays open with nothing attached, so the counts it made
-    /// stay in the rules' totals.
+    /// Opens the kernel fast path when the config asks for it (once: a
+    /// failure is retried only after the config switched it off and on).
     fn sync_fast_path(&mut self) {
         if !self.config.data_plane.kernel_fast_path {
-            self.fast_error = None;
+            if let FastState::Failed(_) = self.fast {
+                self.fast = FastState::Closed;
+            }
             return;
         }
-        if self.fast.is_some() || self.fast_error.is_some() {
+        if !matches!(self.fast, FastState::Closed) {
             return;
         }
         match FastPath::open() {
@@ -348,7 +354,7 @@ impl Supervisor {
                 tracing::info!(
                     "kernel fast path on: eligible rules are forwarded by a tc ingress program"
                 );
-                self.fast = Some(f);
+                self.fast = FastState::Open(f);
             }
             Err(e) => {
                 let why = format!(
@@ -361,22 +367,24 @@ impl Supervisor {
                 } else {
                     tracing::warn!("kernel fast path off: {why}");
                 }
-                self.fast_error = Some(why);
+                self.fast = FastState::Failed(why);
             }
         }
     }
 
+    /// Compiles the desired rules against the current interfaces, publishes
+    /// the table and updates joins. Logs every rule whose state changed.
     pub fn recompile(&mut self) {
         self.generation += 1;
         let compiled = compile(&self.desired(), &self.interfaces, self.generation);
-        let mut table = compiled.table;
+        let table = compiled.table;
         self.sync_fast_path();
         // Frames the program forwards never reach the capture sockets (they
         // take ETH_P_IP after tc ingress), so a key moves between the kernel
         // and the engines with the program swap itself: no filter change.
         let failed = match &mut self.fast {
-            Some(f) => f.apply(&mut table, self.config.data_plane.kernel_fast_path),
-            None => Vec::new(),
+            FastState::Open(f) => f.apply(&table, self.config.data_plane.kernel_fast_path),
+            _ => Vec::new(),
         };
         for (ifindex, e) in &failed {
             let name = self.interface_name(*ifindex);
@@ -468,7 +476,7 @@ impl Supervisor {
                 add_rule(totals.entry(r.id.clone()).or_default(), r);
             }
         }
-        if let Some(f) = &self.fast {
+        if let FastState::Open(f) = &self.fast {
             for r in &f.rule_stats() {
                 add_rule(totals.entry(r.id.clone()).or_default(), r);
             }
@@ -479,14 +487,12 @@ impl Supervisor {
             .collect()
     }
 
-    /// Drops by reason, summed over engines.
+    /// Drops by reason, summed over engines (the fast path drops nothing:
+    /// what it does not forward goes on to the engines).
     pub fn drops(&self) -> mcr_dataplane::Drops {
         let mut d = mcr_dataplane::Drops::default();
         for e in self.engines.stats() {
             d.add(&e.drops);
-        }
-        if let Some(f) = &self.fast {
-            d.own_frame += f.own_frames();
         }
         d
     }

@@ -46,7 +46,6 @@ pub const R4: Reg = Reg(4);
 pub const R5: Reg = Reg(5);
 pub const R6: Reg = Reg(6);
 pub const R7: Reg = Reg(7);
-pub const R8: Reg = Reg(8);
 pub const R9: Reg = Reg(9);
 pub const FP: Reg = Reg(10);
 
@@ -110,12 +109,10 @@ fn insn(code: u8, dst: Reg, src: Reg, off: i16, imm: i32) -> Insn {
 }
 
 impl Asm {
-    pub fn len(&self) -> usize {
+    /// Instructions so far (tests).
+    #[cfg(test)]
+    fn insn_count(&self) -> usize {
         self.insns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.insns.is_empty()
     }
 
     pub fn label(&mut self) -> Label {
@@ -273,7 +270,7 @@ mod tests {
     fn map_load_takes_two_slots() {
         let mut a = Asm::default();
         a.ld_map_fd(R1, 7);
-        assert_eq!(a.len(), 2);
+        assert_eq!(a.insn_count(), 2);
         let p = a.finish().unwrap();
         assert_eq!(p[0].code, 0x18);
         assert_eq!(p[0].regs, 0x11);

@@ -33,7 +33,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Counter words per slot: packets, payload bytes, errors.
 pub const VALUE_WORDS: usize = 3;
-/// Counter slots (rules + outputs); slot 0 counts this host's own frames.
+/// Counter slots (rules + outputs).
 /// 384 KiB per possible CPU; rules past it stay with the engines.
 pub const MAX_SLOTS: u32 = 1 << 14;
 /// Largest program per interface; keys past it stay with the engines.
@@ -74,6 +74,8 @@ pub struct FastPath {
     next: u32,
     attached: BTreeMap<u32, Attached>,
     counted: Vec<Counted>,
+    /// Rules the attached programs forward.
+    rules: usize,
 }
 
 impl FastPath {
@@ -95,9 +97,10 @@ impl FastPath {
             })?,
             slots: HashMap::new(),
             free: Vec::new(),
-            next: 1,
+            next: 0,
             attached: BTreeMap::new(),
             counted: Vec::new(),
+            rules: 0,
         })
     }
 
@@ -119,10 +122,10 @@ impl FastPath {
 
     /// Programs the kernel for `table` (nothing when `enabled` is false):
     /// loads and attaches, or atomically replaces, one program per input
-    /// interface with eligible rules, detaches the rest, and marks the fast
-    /// rules in the table. Returns the interfaces whose program failed
-    /// (their rules stay with the engines), with the reason.
-    pub fn apply(&mut self, table: &mut ForwardingTable, enabled: bool) -> Vec<(u32, String)> {
+    /// interface with eligible rules, and detaches the rest. Returns the
+    /// interfaces whose program failed (their rules stay with the engines),
+    /// with the reason.
+    pub fn apply(&mut self, table: &ForwardingTable, enabled: bool) -> Vec<(u32, String)> {
         let plans = if enabled {
             self.plan(table)
         } else {
@@ -202,18 +205,17 @@ impl FastPath {
     fn install(
         &mut self,
         plans: Vec<InterfacePlan>,
-        table: &mut ForwardingTable,
+        table: &ForwardingTable,
     ) -> Vec<(u32, String)> {
         let mut failed = Vec::new();
         let mut keep = HashSet::new();
+        self.rules = 0;
         for p in plans {
             let ifindex = p.program.ifindex;
             match self.attach(p.program) {
                 Ok(()) => {
                     keep.insert(ifindex);
-                    for i in p.rules {
-                        table.set_fast(i);
-                    }
+                    self.rules += p.rules.len();
                 }
                 Err(e) => failed.push((ifindex, e)),
             }
@@ -234,7 +236,6 @@ impl FastPath {
             let oslot = self.slot(SlotKey::Output(r.id.clone(), s.label()))?;
             outputs.push(FastOutput {
                 ifindex: s.ifindex,
-                dst_mac: crate::tx::multicast_mac(*s.dest.ip()).0,
                 src_mac: link.mac.0,
                 src: link.addr,
                 dest: s.dest,
@@ -379,13 +380,9 @@ impl FastPath {
             .collect()
     }
 
-    /// Frames from this host's own interfaces the programs ignored.
-    pub fn own_frames(&self) -> u64 {
-        let mut buf = vec![0u64; VALUE_WORDS * self.cpus];
-        match sys::lookup(&self.map, 0, &mut buf) {
-            Ok(()) => buf.iter().step_by(VALUE_WORDS).sum(),
-            Err(_) => 0,
-        }
+    /// Rules the kernel forwards (the engines see only what it passes on).
+    pub fn rule_count(&self) -> usize {
+        self.rules
     }
 
     /// Interfaces with a program attached.

@@ -20,7 +20,7 @@
 //!
 //! Counters live in a per-CPU array ([`super::VALUE_WORDS`] words per
 //! slot: packets, payload bytes, errors): one slot per rule for its input,
-//! one per output; slot 0 counts frames sent by this host.
+//! one per output.
 
 use super::asm::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -64,7 +64,6 @@ pub const INSNS_PER_OUTPUT: usize = 110;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FastOutput {
     pub ifindex: u32,
-    pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
     pub src: Ipv4Addr,
     pub dest: SocketAddrV4,
@@ -198,7 +197,7 @@ impl Gen {
     /// its IPv4 checksum (the input's TOS, id, flags and lengths stay).
     fn build_header(&mut self, o: &FastOutput) {
         let mut macs = [0u8; 12];
-        macs[..6].copy_from_slice(&o.dst_mac);
+        macs[..6].copy_from_slice(&crate::tx::multicast_mac(*o.dest.ip()).0);
         macs[6..].copy_from_slice(&o.src_mac);
         // HDR is 2 mod 4: the MACs go in as 2 + 4 + 4 + 2 bytes.
         self.a
@@ -358,13 +357,8 @@ impl Pseudo {
 
 /// Generates the program of one interface.
 pub fn generate(p: &InterfaceProgram, map_fd: i32) -> Result<Vec<Insn>, String> {
-    build(p, map_fd)?.finish()
-}
-
-fn build(p: &InterfaceProgram, map_fd: i32) -> Result<Asm, String> {
     let mut a = Asm::default();
     let pass = a.label();
-    let own = a.label();
     let mut g = Gen { a, map_fd, pass };
     let a = &mut g.a;
     a.mov(R6, R1);
@@ -387,13 +381,15 @@ fn build(p: &InterfaceProgram, map_fd: i32) -> Result<Asm, String> {
     a.load(Size::H, R1, FP, HDR + 20);
     a.alu_imm(OP_AND, R1, raw16([0x3f, 0xff]) as i32);
     a.jmp_imm(JNE, R1, 0, pass);
+    // A frame one of this host's interfaces sent goes on to the stack; the
+    // engines drop and count it (own_frame).
     if !p.local_macs.is_empty() {
         a.load(Size::W, R1, FP, HDR + 6);
         a.load(Size::H, R2, FP, HDR + 10);
         for m in &p.local_macs {
             let next = a.label();
             a.jmp32_imm(JNE, R1, raw32([m[0], m[1], m[2], m[3]]), next);
-            a.jmp32_imm(JEQ, R2, raw16([m[4], m[5]]), own);
+            a.jmp32_imm(JEQ, R2, raw16([m[4], m[5]]), pass);
             a.bind(next);
         }
     }
@@ -439,17 +435,10 @@ fn build(p: &InterfaceProgram, map_fd: i32) -> Result<Asm, String> {
             g.rule(k, rule);
         }
     }
-    if !p.local_macs.is_empty() {
-        g.a.bind(own);
-        let skip = g.a.label();
-        g.counter(0, skip);
-        g.bump(0, None);
-        g.a.bind(skip);
-    }
     g.a.bind(pass);
     g.a.mov_imm(R0, TCX_NEXT);
     g.a.exit();
-    Ok(g.a)
+    g.a.finish()
 }
 
 #[cfg(test)]
@@ -459,7 +448,6 @@ mod tests {
     fn output(ifindex: u32, group: [u8; 4], port: u16, slot: u32) -> FastOutput {
         FastOutput {
             ifindex,
-            dst_mac: crate::tx::multicast_mac(Ipv4Addr::from(group)).0,
             src_mac: [2, 0, 0, 0, 0, ifindex as u8],
             src: Ipv4Addr::new(10, 0, ifindex as u8, 1),
             dest: SocketAddrV4::new(Ipv4Addr::from(group), port),

@@ -6,7 +6,6 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const BPF_MAP_CREATE: i32 = 0;
-const BPF_MAP_LOOKUP_ELEM: i32 = 1;
 const BPF_MAP_UPDATE_ELEM: i32 = 2;
 const BPF_PROG_LOAD: i32 = 5;
 const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
@@ -82,17 +81,6 @@ pub fn percpu_array(value_size: u32, entries: u32) -> io::Result<OwnedFd> {
         .call_fd(BPF_MAP_CREATE)
 }
 
-/// Reads one per-CPU element: `out` holds one value (8-byte aligned) per
-/// possible CPU.
-pub fn lookup(map: &OwnedFd, key: u32, out: &mut [u64]) -> io::Result<()> {
-    Attr::new()
-        .u32(0, map.as_raw_fd() as u32)
-        .u64(8, &key as *const u32 as u64)
-        .u64(16, out.as_mut_ptr() as u64)
-        .call(BPF_MAP_LOOKUP_ELEM)
-        .map(|_| ())
-}
-
 /// Reads per-CPU elements 0.. in one call: `out` holds `keys.len()`
 /// elements of `words` u64s per possible CPU each. Returns how many were
 /// read (fewer at the end of the array).
@@ -115,7 +103,7 @@ pub fn lookup_batch(map: &OwnedFd, keys: &mut [u32], out: &mut [u64]) -> io::Res
     }
 }
 
-/// Writes one per-CPU element (same layout as [`lookup`]).
+/// Writes one per-CPU element: `values` holds one value per possible CPU.
 pub fn update(map: &OwnedFd, key: u32, values: &[u64]) -> io::Result<()> {
     Attr::new()
         .u32(0, map.as_raw_fd() as u32)
