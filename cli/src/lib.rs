@@ -1,4 +1,3 @@
 //! Shared pieces of the mcr binaries.
 pub mod client;
 pub mod render;
-pub mod traffic;

@@ -47,7 +47,7 @@ enum Command {
         user: Option<String>,
     },
     /// Join a group and count what arrives (a diagnostic receiver; see docs).
-    Listen(mcr_cli::traffic::ListenArgs),
+    Listen(mcr_traffic::ListenArgs),
     /// Validate a config file without starting (exit 0 when valid, 2 when not).
     CheckConfig {
         /// The file to check.
@@ -114,7 +114,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (log_handle, log_spec) = init_logging(cli.log_level.as_deref(), cli.log_format);
     match cli.command {
-        Command::Listen(args) => match mcr_cli::traffic::listen::main(&args) {
+        Command::Listen(args) => match mcr_traffic::listen::main(&args) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("Error: {e:#}");

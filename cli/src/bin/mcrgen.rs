@@ -1,10 +1,10 @@
 //! `mcrgen`: multicast/unicast UDP traffic generator for tests and benchmarks.
-//! The payload format is documented in `mcr_cli::traffic`.
+//! The payload format is documented in `mcr_traffic`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcr_cli::traffic::gen::{self, GenArgs};
+use mcr_traffic::gen::{self, GenArgs};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -666,7 +666,7 @@ pub fn main(args: &ListenArgs) -> anyhow::Result<ListenSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traffic::gen::{self, GenArgs};
+    use crate::gen::{self, GenArgs};
     use std::net::UdpSocket;
 
     fn free_port() -> u16 {

@@ -494,8 +494,8 @@ mod tests {
         let mut t = StreamTracker::new();
         let mut buf = vec![0u8; 40];
         for seq in 0..10u64 {
-            crate::traffic::header::encode(&mut buf, 1, seq, 1_000);
-            crate::traffic::header::fill(&mut buf, 1, seq);
+            crate::header::encode(&mut buf, 1, seq, 1_000);
+            crate::header::fill(&mut buf, 1, seq);
             t.record(&buf, seq, 1_000, 3_000, false, Some(64));
         }
         t.record_unsequenced(&[1, 2, 3], Some(3));

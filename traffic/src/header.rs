@@ -1,5 +1,5 @@
 //! The mcrgen payload header and filler (see the module docs of
-//! [`crate::traffic`] for the wire format).
+//! [`crate`] for the wire format).
 //!
 //! Written in the style of smoltcp's `wire` module: [`Header`] is a zero-copy
 //! view over a byte buffer with field accessors, [`HeaderRepr`] is the parsed,

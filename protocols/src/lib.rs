@@ -1,0 +1,1 @@
+//! Routing protocols (placeholder; filled by the protocols work).

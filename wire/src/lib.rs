@@ -1,0 +1,1 @@
+//! Packet formats (placeholder; filled by the wire work).
