@@ -1,6 +1,9 @@
 //! The client side of the control socket: connect, read the hello, send
 //! one request per line, read one answer per line.
 
+use mcr_controlplane::control::api::{Answer, Hello};
+use mcr_controlplane::control::Request;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -27,7 +30,8 @@ pub struct Client {
     path: PathBuf,
     reader: BufReader<UnixStream>,
     writer: UnixStream,
-    pub hello: Value,
+    /// The daemon's first line.
+    pub hello: Hello,
 }
 
 impl Client {
@@ -53,13 +57,17 @@ impl Client {
             path: path.into(),
             reader: BufReader::new(stream),
             writer,
-            hello: Value::Null,
+            hello: Hello {
+                hello: String::new(),
+                version: String::new(),
+                protocol: 0,
+            },
         };
         client.hello = client.read_line()?;
         Ok(client)
     }
 
-    fn read_line(&mut self) -> Result<Value, ConnectError> {
+    fn read_line<T: DeserializeOwned>(&mut self) -> Result<T, ConnectError> {
         let mut line = String::new();
         let proto = |reason: String| ConnectError::Protocol {
             path: self.path.clone(),
@@ -92,9 +100,9 @@ impl Client {
         }
     }
 
-    /// Sends one request and returns the whole answer object.
-    pub fn request(&mut self, req: &Value) -> Result<Value, ConnectError> {
-        let mut line = req.to_string();
+    /// Sends one request and returns the whole answer.
+    pub fn request(&mut self, req: &Request) -> Result<Answer, ConnectError> {
+        let mut line = req.to_line(None);
         line.push('\n');
         self.writer
             .write_all(line.as_bytes())

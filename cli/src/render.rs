@@ -1,8 +1,13 @@
 //! Human-readable renderings of control answers: aligned tables and
 //! key/value blocks. `--json` bypasses all of this.
 
+use mcr_config::{Input, Output};
+use mcr_controlplane::compile::{Origin, RuleState};
+use mcr_controlplane::control::api::{FastPathStatus, ProtocolState, Reply, Status};
+use mcr_dataplane::Drops;
 use serde_json::Value;
 use std::fmt::Write;
+use std::net::Ipv4Addr;
 
 /// Left-aligned columns, two spaces apart.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -42,8 +47,7 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn rate(v: &Value) -> String {
-    let x = v.as_f64().unwrap_or(0.0);
+fn rate(x: f64) -> String {
     if x >= 1e6 {
         format!("{:.2}M", x / 1e6)
     } else if x >= 1e3 {
@@ -53,24 +57,28 @@ fn rate(v: &Value) -> String {
     }
 }
 
-fn endpoint(v: &Value) -> String {
-    let mut e = format!(
-        "{}:{}@{}",
-        s(&v["group"]),
-        s(&v["port"]),
-        s(&v["interface"])
-    );
-    if let Some(src) = v["source"].as_str() {
-        e = format!("{src}->{e}");
+fn endpoint(group: Ipv4Addr, port: u16, interface: &str) -> String {
+    format!("{group}:{port}@{interface}")
+}
+
+fn input_text(i: &Input) -> String {
+    let e = endpoint(i.group, i.port, &i.interface);
+    match i.source {
+        Some(src) => format!("{src}->{e}"),
+        None => e,
     }
-    if let Some(ttl) = v["ttl"].as_u64() {
+}
+
+fn output_text(o: &Output) -> String {
+    let mut e = endpoint(o.group, o.port, &o.interface);
+    if let Some(ttl) = o.ttl {
         let _ = write!(e, " ttl {ttl}");
     }
     e
 }
 
-fn drops_line(d: &Value) -> String {
-    let Some(m) = d.as_object() else {
+fn drops_line(d: &Drops) -> String {
+    let Ok(Value::Object(m)) = serde_json::to_value(d) else {
         return "-".into();
     };
     let parts: Vec<String> = m
@@ -82,6 +90,18 @@ fn drops_line(d: &Value) -> String {
         "0".into()
     } else {
         parts.join(" ")
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+fn list_or_dash(v: &[String]) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(", ")
     }
 }
 
@@ -102,105 +122,38 @@ pub fn event_line(e: &Value) -> String {
     out
 }
 
-pub fn render(command: &str, r: &Value) -> String {
+/// An answer as text for people (tables, key/value blocks).
+pub fn render(reply: &Reply) -> String {
     let mut out = String::new();
-    match command {
-        "ping" => out.push_str("pong\n"),
-        "version" => {
-            let _ = writeln!(
-                out,
-                "mcrd {} (protocol {})",
-                s(&r["version"]),
-                s(&r["protocol"])
-            );
+    match reply {
+        Reply::Pong(_) => out.push_str("pong\n"),
+        Reply::Version(v) => {
+            let _ = writeln!(out, "mcrd {} (protocol {})", v.version, v.protocol);
         }
-        "status" => {
-            let ns = &r["namespace"];
-            let ns_text = match ns["name"].as_str() {
-                Some(n) => format!("{n} (net:[{}])", s(&ns["inode"])),
-                None => format!("net:[{}] (unnamed)", s(&ns["inode"])),
-            };
-            let rules = &r["rules"];
-            let reload = match r["last_reload"].as_object() {
-                Some(l) => format!(
-                    "{} at {} ({})",
-                    if l["ok"] == Value::Bool(true) {
-                        "ok"
-                    } else {
-                        "FAILED"
-                    },
-                    s(&l["time"]),
-                    s(&l["message"]).lines().next().unwrap_or("")
-                ),
-                None => "never".into(),
-            };
-            let protos = &r["protocols"];
-            let onoff = |v: &Value| if v == &Value::Bool(true) { "on" } else { "off" };
-            let rows = [
-                ("version", s(&r["version"])),
-                ("pid", s(&r["pid"])),
-                ("uptime", format!("{}s", s(&r["uptime_secs"]))),
-                (
-                    "config",
-                    format!("{} (hash {})", s(&r["config_file"]), s(&r["config_hash"])),
-                ),
-                ("control socket", s(&r["control_socket"])),
-                ("namespace", ns_text),
-                ("cores", s(&r["cores"])),
-                (
-                    "rules",
-                    format!(
-                        "{} total: {} active, {} partial, {} inactive",
-                        s(&rules["total"]),
-                        s(&rules["active"]),
-                        s(&rules["partial"]),
-                        s(&rules["inactive"])
-                    ),
-                ),
-                (
-                    "relayed",
-                    format!("{} packets, {} bytes", s(&r["packets"]), s(&r["bytes"])),
-                ),
-                ("drops", s(&r["drops"])),
-                ("kernel fast path", fast_path_text(&r["kernel_fast_path"])),
-                (
-                    "protocols",
-                    format!(
-                        "igmp {}, pim {}, msdp {}",
-                        onoff(&protos["igmp"]),
-                        onoff(&protos["pim"]),
-                        onoff(&protos["msdp"])
-                    ),
-                ),
-                ("last reload", reload),
-            ];
-            for (k, v) in rows {
-                let _ = writeln!(out, "{:<15} {v}", format!("{k}:"));
-            }
-        }
-        "list" => {
-            let rows: Vec<Vec<String>> = r["rules"]
-                .as_array()
-                .into_iter()
-                .flatten()
+        Reply::Status(r) => status(&mut out, r),
+        Reply::List(l) => {
+            let rows: Vec<Vec<String>> = l
+                .rules
+                .iter()
                 .map(|rule| {
-                    let outputs: Vec<String> = rule["outputs"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(endpoint)
-                        .collect();
-                    let state = match rule["state"].as_str() {
-                        Some("inactive") => format!("inactive: {}", s(&rule["reason"])),
-                        Some("partial") => format!("partial: {}", s(&rule["waiting"])),
-                        Some(st) => st.to_string(),
+                    let outputs: Vec<String> = rule.outputs.iter().map(output_text).collect();
+                    let state = match &rule.state {
+                        Some(RuleState::Inactive { reason }) => format!("inactive: {reason}"),
+                        Some(RuleState::Partial { waiting }) => {
+                            format!("partial: {}", waiting.join(", "))
+                        }
+                        Some(RuleState::Active) => "active".into(),
                         None => "-".into(),
                     };
+                    let origin = match rule.origin {
+                        Origin::Config => "config",
+                        Origin::Runtime => "runtime",
+                    };
                     vec![
-                        s(&rule["id"]),
-                        endpoint(&rule["input"]),
+                        rule.id.clone(),
+                        input_text(&rule.input),
                         outputs.join(", "),
-                        s(&rule["origin"]),
+                        origin.into(),
                         state,
                     ]
                 })
@@ -210,33 +163,33 @@ pub fn render(command: &str, r: &Value) -> String {
                 &rows,
             ));
         }
-        "add" => {
-            let _ = writeln!(out, "added rule {}", s(&r["id"]));
+        Reply::Added(a) => {
+            let _ = writeln!(out, "added rule {}", a.id);
         }
-        "remove" => {
-            let _ = writeln!(out, "removed rule {}", s(&r["removed"]));
+        Reply::Removed(r) => {
+            let _ = writeln!(out, "removed rule {}", r.removed);
         }
-        "stats" => {
+        Reply::Stats(r) => {
             let mut rows = Vec::new();
-            for rule in r["rules"].as_array().into_iter().flatten() {
+            for rule in &r.rules {
                 rows.push(vec![
-                    s(&rule["id"]),
+                    rule.id.clone(),
                     "(input)".into(),
-                    s(&rule["packets"]),
-                    s(&rule["bytes"]),
-                    rate(&rule["pps"]),
-                    rate(&rule["bps"]),
+                    rule.packets.to_string(),
+                    rule.bytes.to_string(),
+                    rate(rule.pps),
+                    rate(rule.bps),
                     "".into(),
                 ]);
-                for o in rule["outputs"].as_array().into_iter().flatten() {
+                for o in &rule.outputs {
                     rows.push(vec![
                         "".into(),
-                        s(&o["output"]),
-                        s(&o["packets"]),
-                        s(&o["bytes"]),
-                        rate(&o["pps"]),
-                        rate(&o["bps"]),
-                        format!("full={} errors={}", s(&o["full"]), s(&o["errors"])),
+                        o.output.clone(),
+                        o.packets.to_string(),
+                        o.bytes.to_string(),
+                        rate(o.pps),
+                        rate(o.bps),
+                        format!("full={} errors={}", o.full, o.errors),
                     ]);
                 }
             }
@@ -246,17 +199,16 @@ pub fn render(command: &str, r: &Value) -> String {
                 ],
                 &rows,
             ));
-            let engines: Vec<Vec<String>> = r["engines"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let engines: Vec<Vec<String>> = r
+                .engines
+                .iter()
                 .map(|e| {
                     vec![
-                        s(&e["engine"]),
-                        s(&e["cpu"]),
-                        s(&e["frames"]),
-                        rate(&e["pps"]),
-                        drops_line(&e["drops"]),
+                        e.engine.to_string(),
+                        e.cpu.to_string(),
+                        e.frames.to_string(),
+                        rate(e.pps),
+                        drops_line(&e.drops),
                     ]
                 })
                 .collect();
@@ -266,25 +218,18 @@ pub fn render(command: &str, r: &Value) -> String {
                 &engines,
             ));
         }
-        "cores" => {
-            let rows: Vec<Vec<String>> = r["engines"]
-                .as_array()
-                .into_iter()
-                .flatten()
+        Reply::Cores(c) => {
+            let rows: Vec<Vec<String>> = c
+                .engines
+                .iter()
                 .map(|e| {
-                    let ifs: Vec<String> = e["interfaces"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(s)
-                        .collect();
                     vec![
-                        s(&e["engine"]),
-                        s(&e["cpu"]),
-                        ifs.join(","),
-                        rate(&e["pps"]),
-                        s(&e["frames"]),
-                        s(&e["drops"]),
+                        e.engine.to_string(),
+                        e.cpu.to_string(),
+                        e.interfaces.join(","),
+                        rate(e.pps),
+                        e.frames.to_string(),
+                        e.drops.to_string(),
                     ]
                 })
                 .collect();
@@ -293,94 +238,131 @@ pub fn render(command: &str, r: &Value) -> String {
                 &rows,
             ));
         }
-        "config_show" => {
-            out.push_str(r["json5"].as_str().unwrap_or(""));
+        Reply::ConfigText(t) => {
+            out.push_str(&t.json5);
             if !out.ends_with('\n') {
                 out.push('\n');
             }
         }
-        "config_check" => {
-            let _ = writeln!(out, "{}: valid ({} rules)", s(&r["file"]), s(&r["rules"]));
+        Reply::ConfigChecked(c) => {
+            let _ = writeln!(out, "{}: valid ({} rules)", c.file.display(), c.rules);
         }
-        "subscribe" => {
-            let cats: Vec<String> = r["subscribed"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(s)
-                .collect();
+        Reply::Subscribed(s) => {
+            let cats: Vec<&str> = s.subscribed.iter().map(|c| c.into()).collect();
             eprintln!("subscribed to {}", cats.join(", "));
         }
-        "config_save" => {
-            let _ = writeln!(out, "saved running state to {}", s(&r["file"]));
+        Reply::Saved(s) => {
+            let _ = writeln!(out, "saved running state to {}", s.file.display());
         }
-        "log_level" => {
-            let _ = writeln!(out, "{}", s(&r["filter"]));
+        Reply::LogFilter(f) => {
+            let _ = writeln!(out, "{}", f.filter);
         }
-        "reload" => {
-            let list = |k: &str| {
-                let v: Vec<String> = r[k].as_array().into_iter().flatten().map(s).collect();
-                if v.is_empty() {
-                    "-".to_string()
-                } else {
-                    v.join(", ")
-                }
-            };
-            let verb = if r["dry_run"] == Value::Bool(true) {
-                "would apply"
-            } else {
-                "applied"
-            };
-            let _ = writeln!(out, "{verb} {}", s(&r["file"]));
-            let _ = writeln!(out, "added:     {}", list("added"));
-            let _ = writeln!(out, "removed:   {}", list("removed"));
-            let _ = writeln!(out, "changed:   {}", list("changed"));
-            let _ = writeln!(out, "unchanged: {}", s(&r["unchanged"]));
-            if r["runtime_rules_removed"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-            {
+        Reply::Reload(r) => {
+            let verb = if r.dry_run { "would apply" } else { "applied" };
+            let _ = writeln!(out, "{verb} {}", r.file.display());
+            let _ = writeln!(out, "added:     {}", list_or_dash(&r.added));
+            let _ = writeln!(out, "removed:   {}", list_or_dash(&r.removed));
+            let _ = writeln!(out, "changed:   {}", list_or_dash(&r.changed));
+            let _ = writeln!(out, "unchanged: {}", r.unchanged);
+            if !r.runtime_rules_removed.is_empty() {
                 let _ = writeln!(
                     out,
                     "runtime rules removed (not in the file): {}",
-                    list("runtime_rules_removed")
+                    list_or_dash(&r.runtime_rules_removed)
                 );
             }
-            if r["sections_changed"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-            {
-                let _ = writeln!(out, "sections changed: {}", list("sections_changed"));
+            if !r.sections_changed.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "sections changed: {}",
+                    list_or_dash(&r.sections_changed)
+                );
             }
-            if let Some(us) = r["compile_swap_us"].as_u64() {
-                let _ = writeln!(out, "parse {} us, compile+swap {us} us", s(&r["parse_us"]));
+            if let Some(us) = r.compile_swap_us {
+                let _ = writeln!(out, "parse {} us, compile+swap {us} us", opt(&r.parse_us));
             }
-            if let Some(n) = r["note"].as_str() {
+            if let Some(n) = &r.note {
                 let _ = writeln!(out, "note: {n}");
             }
-        }
-        _ => {
-            let _ = writeln!(out, "{r:#}");
         }
     }
     out
 }
 
+fn status(out: &mut String, r: &Status) {
+    let ns = &r.namespace;
+    let ns_text = match &ns.name {
+        Some(n) => format!("{n} (net:[{}])", ns.inode),
+        None => format!("net:[{}] (unnamed)", ns.inode),
+    };
+    let reload = match &r.last_reload {
+        Some(l) => format!(
+            "{} at {} ({})",
+            if l.ok { "ok" } else { "FAILED" },
+            l.time,
+            l.message.lines().next().unwrap_or("")
+        ),
+        None => "never".into(),
+    };
+    let p = &r.protocols;
+    let proto = |name: &str, s: &ProtocolState| match (s.configured, s.running) {
+        (_, true) => format!("{name} on"),
+        (true, false) => format!("{name} configured, not running"),
+        (false, false) => format!("{name} off"),
+    };
+    let config = match &r.config_file {
+        Some(f) => format!("{} (hash {})", f.display(), opt(&r.config_hash)),
+        None => "-".into(),
+    };
+    let cores: Vec<String> = r.cores.iter().map(usize::to_string).collect();
+    let rows = [
+        ("version", r.version.clone()),
+        ("pid", r.pid.to_string()),
+        ("uptime", format!("{}s", r.uptime_secs)),
+        ("config", config),
+        ("control socket", r.control_socket.display().to_string()),
+        ("namespace", ns_text),
+        ("cores", format!("[{}]", cores.join(","))),
+        (
+            "rules",
+            format!(
+                "{} total: {} active, {} partial, {} inactive",
+                r.rules.total, r.rules.active, r.rules.partial, r.rules.inactive
+            ),
+        ),
+        (
+            "relayed",
+            format!("{} packets, {} bytes", r.packets, r.bytes),
+        ),
+        ("drops", r.drops.to_string()),
+        ("kernel fast path", fast_path_text(&r.kernel_fast_path)),
+        (
+            "protocols",
+            format!(
+                "{}, {}, {}",
+                proto("igmp", &p.igmp),
+                proto("pim", &p.pim),
+                proto("msdp", &p.msdp)
+            ),
+        ),
+        ("last reload", reload),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(out, "{:<15} {v}", format!("{k}:"));
+    }
+}
+
 /// `on: 3 rules on eth0, eth1`, or `off` with the reason.
-fn fast_path_text(v: &Value) -> String {
-    if v["enabled"] == Value::Bool(true) {
-        let ifs: Vec<&str> = v["interfaces"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let on = if ifs.is_empty() {
+fn fast_path_text(f: &FastPathStatus) -> String {
+    if f.enabled {
+        let on = if f.interfaces.is_empty() {
             "none".to_string()
         } else {
-            ifs.join(", ")
+            f.interfaces.join(", ")
         };
-        format!("on: {} rules on {on}", v["rules"])
+        format!("on: {} rules on {on}", f.rules)
     } else {
-        match v["error"].as_str() {
+        match &f.error {
             Some(e) => format!("off: {e}"),
             None => "off".into(),
         }
@@ -399,7 +381,7 @@ mod tests {
 
     #[test]
     fn rates_are_short() {
-        assert_eq!(rate(&serde_json::json!(1500.0)), "1.5k");
-        assert_eq!(rate(&serde_json::json!(2_500_000.0)), "2.50M");
+        assert_eq!(rate(1500.0), "1.5k");
+        assert_eq!(rate(2_500_000.0), "2.50M");
     }
 }

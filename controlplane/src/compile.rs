@@ -5,12 +5,12 @@ use crate::interfaces::Interfaces;
 use mcr_config::Rule;
 use mcr_dataplane::membership::Join;
 use mcr_dataplane::{ForwardingTable, InputKey, LinkInfo, OutputSlot, RuleSpec, TableBuilder};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::SocketAddrV4;
 
 /// Where a rule came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// The config file.
@@ -26,7 +26,7 @@ pub struct DesiredRule {
 }
 
 /// Whether a rule forwards now, and if not, why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum RuleState {
     Active,

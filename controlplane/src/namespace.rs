@@ -9,7 +9,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Namespace {
     /// Inode of `/proc/self/ns/net` (what `ip netns identify` compares).
     pub inode: u64,

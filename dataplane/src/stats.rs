@@ -10,7 +10,7 @@ use std::time::Duration;
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Packets an engine took in but did not forward, by reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Drops {
     /// Passed the filter but no rule matches (e.g. a rule removed, or a
     /// source-specific rule and another source).

@@ -162,6 +162,11 @@ cmd_down() {
     if [[ -S $socket ]]; then
         rm -f "$socket"
     fi
+    # Deleting the host end removes the pair now; left to the namespace's
+    # deletion, the kernel destroys it asynchronously, a little later.
+    if ip link show "veth-$name" >/dev/null 2>&1; then
+        ip link del "veth-$name"
+    fi
     if [[ -e /run/netns/$name ]]; then
         ip netns del "$name"
     fi

@@ -67,7 +67,11 @@ fn every_command_round_trips_while_forwarding() {
     assert_eq!(st["pid"], mcrd.pid());
     assert_eq!(st["rules"]["active"], 1);
     assert_eq!(st["namespace"]["name"], t.relay.name.as_str());
-    assert_eq!(st["protocols"]["pim"], false);
+    // Nothing asks for PIM here, and nothing runs it.
+    assert_eq!(
+        st["protocols"]["pim"],
+        serde_json::json!({"configured": false, "running": false})
+    );
     assert!(st["config_hash"].as_str().unwrap().len() == 16);
     let text = mcrd.ctl(&["status"]);
     assert_eq!(text.code, 0);

@@ -2,6 +2,8 @@
 
 use clap::{CommandFactory, Parser, Subcommand};
 use mcr_cli::client::{Client, ConnectError};
+use mcr_controlplane::control::api::Answer;
+use mcr_controlplane::control::Request;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -145,12 +147,12 @@ fn parse_output(spec: &str) -> Result<Value, String> {
     Ok(v)
 }
 
-fn request_for(cmd: &Cmd) -> Result<Value, String> {
+fn request_for(cmd: &Cmd) -> Result<Request, String> {
     Ok(match cmd {
-        Cmd::Status => json!({"cmd": "status"}),
-        Cmd::Ping => json!({"cmd": "ping"}),
-        Cmd::Version => json!({"cmd": "version"}),
-        Cmd::List => json!({"cmd": "list"}),
+        Cmd::Status => Request::Status,
+        Cmd::Ping => Request::Ping,
+        Cmd::Version => Request::Version,
+        Cmd::List => Request::List,
         Cmd::Add {
             input_interface,
             input_group,
@@ -173,27 +175,37 @@ fn request_for(cmd: &Cmd) -> Result<Value, String> {
             if let Some(n) = name.as_ref().or(rule_id.as_ref()) {
                 rule["name"] = json!(n);
             }
-            json!({"cmd": "add", "rule": rule})
+            // The same deserializer as the daemon's and the config file's,
+            // so an address is judged alike everywhere.
+            let rule = serde_json::from_value(rule).map_err(|e| format!("rule: {e}"))?;
+            Request::Add { rule }
         }
-        Cmd::Remove { rule_id, name } => json!({"cmd": "remove", "rule_id": rule_id, "name": name}),
-        Cmd::Stats { .. } => json!({"cmd": "stats"}),
-        Cmd::Cores => json!({"cmd": "cores"}),
-        Cmd::Config(ConfigCmd::Show) => json!({"cmd": "config_show"}),
-        Cmd::Config(ConfigCmd::Check { file }) => {
-            json!({"cmd": "config_check", "file": absolute(file)})
-        }
-        Cmd::Config(ConfigCmd::Save { file }) => {
-            json!({"cmd": "config_save", "file": file.as_ref().map(|f| absolute(f))})
-        }
-        Cmd::LogLevel(LogCmd::Get) => json!({"cmd": "log_level_get"}),
-        Cmd::LogLevel(LogCmd::Set { target, level }) => {
-            json!({"cmd": "log_level_set", "level": level, "target": target})
-        }
-        Cmd::Reload { file, dry_run } => {
-            json!({"cmd": "reload", "file": file.as_ref().map(|f| absolute(f)), "dry_run": dry_run})
-        }
-        Cmd::Subscribe { events } => json!({"cmd": "subscribe", "events": events}),
-        Cmd::Completions { .. } => unreachable!("handled locally"),
+        Cmd::Remove { rule_id, name } => Request::Remove {
+            rule_id: rule_id.clone(),
+            name: name.clone(),
+        },
+        Cmd::Stats { .. } => Request::Stats,
+        Cmd::Cores => Request::Cores,
+        Cmd::Config(ConfigCmd::Show) => Request::ConfigShow,
+        Cmd::Config(ConfigCmd::Check { file }) => Request::ConfigCheck {
+            file: absolute(file),
+        },
+        Cmd::Config(ConfigCmd::Save { file }) => Request::ConfigSave {
+            file: file.as_deref().map(absolute),
+        },
+        Cmd::LogLevel(LogCmd::Get) => Request::LogLevelGet,
+        Cmd::LogLevel(LogCmd::Set { target, level }) => Request::LogLevelSet {
+            level: level.clone(),
+            target: target.clone(),
+        },
+        Cmd::Reload { file, dry_run } => Request::Reload {
+            file: file.as_deref().map(absolute),
+            dry_run: *dry_run,
+        },
+        Cmd::Subscribe { events } => Request::Subscribe {
+            events: events.clone(),
+        },
+        Cmd::Completions { .. } => return Err("completions are printed locally".into()),
     })
 }
 
@@ -229,7 +241,7 @@ fn main() -> ExitCode {
             Ok(a) => a,
             Err(e) => return connect_failed(e),
         };
-        if let Some(code) = show(&cli, &answer) {
+        if let Some(code) = show(&cli, &req, &answer) {
             return code;
         }
         loop {
@@ -256,14 +268,14 @@ fn main() -> ExitCode {
             if !cli.json {
                 print!("\x1b[2J\x1b[H");
             }
-            if let Some(code) = show(&cli, &answer) {
+            if let Some(code) = show(&cli, &req, &answer) {
                 return code;
             }
             std::thread::sleep(every);
         }
     }
     match client.request(&req) {
-        Ok(answer) => show(&cli, &answer).unwrap_or(ExitCode::SUCCESS),
+        Ok(answer) => show(&cli, &req, &answer).unwrap_or(ExitCode::SUCCESS),
         Err(e) => connect_failed(e),
     }
 }
@@ -274,45 +286,35 @@ fn connect_failed(e: ConnectError) -> ExitCode {
 }
 
 /// Prints an answer; returns an exit code when the daemon refused.
-fn show(cli: &Cli, answer: &Value) -> Option<ExitCode> {
-    if answer["ok"] != json!(true) {
+fn show(cli: &Cli, req: &Request, answer: &Answer) -> Option<ExitCode> {
+    if !answer.ok {
         if cli.json {
-            println!("{answer}");
+            println!("{}", serde_json::to_string(answer).unwrap_or_default());
         }
-        let msg = answer["error"]["message"]
-            .as_str()
-            .unwrap_or("request refused");
+        let msg = answer
+            .error
+            .as_ref()
+            .map_or("request refused", |e| e.message.as_str());
         eprintln!("Error: {msg}");
         return Some(ExitCode::from(EXIT_REFUSED));
     }
-    let r = &answer["result"];
+    let result = answer.result.clone().unwrap_or(Value::Null);
     if cli.json {
-        println!("{r}");
+        println!("{result}");
         return None;
     }
-    print!("{}", mcr_cli::render::render(&cli.command.name(), r));
-    None
-}
-
-impl Cmd {
-    fn name(&self) -> String {
-        match self {
-            Cmd::Status => "status",
-            Cmd::Ping => "ping",
-            Cmd::Version => "version",
-            Cmd::List => "list",
-            Cmd::Add { .. } => "add",
-            Cmd::Remove { .. } => "remove",
-            Cmd::Stats { .. } => "stats",
-            Cmd::Cores => "cores",
-            Cmd::Config(ConfigCmd::Show) => "config_show",
-            Cmd::Config(ConfigCmd::Check { .. }) => "config_check",
-            Cmd::Config(ConfigCmd::Save { .. }) => "config_save",
-            Cmd::LogLevel(_) => "log_level",
-            Cmd::Reload { .. } => "reload",
-            Cmd::Subscribe { .. } => "subscribe",
-            Cmd::Completions { .. } => "completions",
+    match req.reply_kind().parse(result) {
+        Ok(reply) => {
+            print!("{}", mcr_cli::render::render(&reply));
+            None
         }
-        .to_string()
+        Err(e) => {
+            eprintln!(
+                "Error: mcrd answered {} in a shape this mcrctl does not know ({e}); \
+                 is it another version? Try --json",
+                req.name()
+            );
+            Some(ExitCode::from(EXIT_CONNECT))
+        }
     }
 }

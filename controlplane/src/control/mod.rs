@@ -6,9 +6,10 @@
 //! - [`server`]: the listening socket and the set of clients, driven by the
 //!   supervisor's poll loop. The supervisor executes the requests.
 
+pub mod api;
 pub mod connection;
 pub mod protocol;
 pub mod server;
 
-pub use protocol::{Request, Response, PROTOCOL_VERSION};
+pub use protocol::{ErrorCode, Request, Response, PROTOCOL_VERSION};
 pub use server::ControlServer;

@@ -7,102 +7,228 @@
 //! `{"ok":false,"error":{"code":"...","message":"..."}}`, in request order.
 //! `docs/control-protocol.md` has an example of every command.
 
+use super::api::{Reply, ReplyKind};
 use mcr_config::Rule;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::PathBuf;
+use strum::VariantNames;
 
 /// Bumped when a request or answer changes incompatibly.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A request: `{"cmd":"NAME", ...fields}`. The same type is read by `mcrd`
+/// and written by `mcrctl`; the command names (`cmd`) are the snake_case
+/// variant names, listed by [`Request::VARIANTS`].
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr,
+)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum Request {
+    /// Liveness check; answered with [`super::api::Pong`].
     Ping,
+    /// Daemon and protocol version.
     Version,
+    /// State and totals.
     Status,
+    /// Every rule with id, origin and state.
     List,
+    /// Adds a rule at run time, validated with the running rules.
     Add {
+        /// As in the config file.
         rule: Rule,
     },
+    /// Removes a rule by id (wins) or name.
     Remove {
         /// (`id` is the request's own correlation id.)
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         rule_id: Option<String>,
-        #[serde(default)]
+        /// The rule's name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
     },
+    /// Counters and rates per rule, output and engine.
     Stats,
+    /// One entry per engine.
     Cores,
+    /// The running state as JSON5.
     ConfigShow,
+    /// Validates a file as the daemon would load it.
     ConfigCheck {
+        /// Absolute path, opened by the daemon.
         file: PathBuf,
     },
+    /// Writes the running state as JSON5.
     ConfigSave {
-        #[serde(default)]
+        /// Default: the `--config` file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<PathBuf>,
     },
+    /// The log filter in force.
     LogLevelGet,
+    /// Sets the log filter (or one target's level).
     LogLevelSet {
+        /// A level (`debug`) or a directive list.
         level: String,
-        #[serde(default)]
+        /// Only this target (e.g. `mcr_controlplane`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
     },
+    /// Re-reads the config and applies the difference.
     Reload {
-        #[serde(default)]
+        /// Default: the `--config` file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<PathBuf>,
+        /// Only report what would change.
         #[serde(default)]
         dry_run: bool,
     },
     /// Turns the connection into a stream of event lines.
     Subscribe {
+        /// Categories ([`EventCategory`] names); empty means all.
         #[serde(default)]
         events: Vec<String>,
     },
 }
 
+impl Request {
+    /// The command name, as sent in `cmd`.
+    pub fn name(&self) -> &'static str {
+        self.into()
+    }
+
+    /// Which struct the answer's `result` is.
+    pub fn reply_kind(&self) -> ReplyKind {
+        match self {
+            Request::Ping => ReplyKind::Pong,
+            Request::Version => ReplyKind::Version,
+            Request::Status => ReplyKind::Status,
+            Request::List => ReplyKind::List,
+            Request::Add { .. } => ReplyKind::Added,
+            Request::Remove { .. } => ReplyKind::Removed,
+            Request::Stats => ReplyKind::Stats,
+            Request::Cores => ReplyKind::Cores,
+            Request::ConfigShow => ReplyKind::ConfigText,
+            Request::ConfigCheck { .. } => ReplyKind::ConfigChecked,
+            Request::ConfigSave { .. } => ReplyKind::Saved,
+            Request::LogLevelGet | Request::LogLevelSet { .. } => ReplyKind::LogFilter,
+            Request::Reload { .. } => ReplyKind::Reload,
+            Request::Subscribe { .. } => ReplyKind::Subscribed,
+        }
+    }
+
+    /// The request line (without the newline), with an optional `id`.
+    pub fn to_line(&self, id: Option<&Value>) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let (Some(id), Value::Object(m)) = (id, &mut v) {
+            m.insert("id".into(), id.clone());
+        }
+        v.to_string()
+    }
+}
+
 /// Event categories a client can subscribe to. `igmp`, `pim` and `msdp`
 /// carry nothing until those protocols run.
-pub const EVENT_CATEGORIES: &[&str] = &["rules", "interfaces", "reload", "igmp", "pim", "msdp"];
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum EventCategory {
+    /// Rule state changes.
+    Rules,
+    /// Interfaces appearing and going away.
+    Interfaces,
+    /// Reloads, applied or refused.
+    Reload,
+    /// IGMP membership and querier changes.
+    Igmp,
+    /// PIM neighbours, routes and join state.
+    Pim,
+    /// MSDP peers and Source-Active messages.
+    Msdp,
+}
+
+/// Every event category name.
+pub const EVENT_CATEGORIES: &[&str] = EventCategory::VARIANTS;
 
 /// Every command name, for "unknown command" answers.
-pub const COMMANDS: &[&str] = &[
-    "ping",
-    "version",
-    "status",
-    "list",
-    "add",
-    "remove",
-    "stats",
-    "cores",
-    "config_show",
-    "config_check",
-    "config_save",
-    "log_level_get",
-    "log_level_set",
-    "reload",
-    "subscribe",
-];
+pub const COMMANDS: &[&str] = Request::VARIANTS;
+
+/// A stable, machine-readable error code (`docs/control-protocol.md` lists
+/// when each is sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line is not JSON or not UTF-8.
+    InvalidJson,
+    /// JSON, but not an object with a `cmd` string.
+    InvalidRequest,
+    /// `cmd` names no command.
+    UnknownCommand,
+    /// A field is missing, unknown or of the wrong type.
+    InvalidArguments,
+    /// The line is over the size limit.
+    RequestTooLarge,
+    /// The connection was idle or paused inside a line too long.
+    Timeout,
+    /// Too many clients.
+    Busy,
+    /// `add`: the rule fails validation.
+    InvalidRule,
+    /// `remove`: no such rule.
+    NotFound,
+    /// `config_check`/`reload`: the file is unreadable or invalid.
+    InvalidConfig,
+    /// `config_save`: the file cannot be written.
+    Io,
+    /// Not available in this build.
+    Unsupported,
+    /// A request on a connection that streams events.
+    Subscribed,
+}
 
 /// A machine-readable error code plus a message for people.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    pub code: &'static str,
+    /// Stable; scripts match on it.
+    pub code: ErrorCode,
+    /// For people; may change.
     pub message: String,
 }
 
+/// What the daemon answers to one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response {
-    Ok(Value),
+    /// Carried out; the typed result.
+    Ok(Reply),
+    /// Refused, and why.
     Err(ErrorBody),
 }
 
 impl Response {
-    pub fn error(code: &'static str, message: impl Into<String>) -> Response {
+    /// A refusal.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
         Response::Err(ErrorBody {
             code,
             message: message.into(),
         })
+    }
+
+    /// A success with a typed result.
+    pub fn ok(reply: impl Into<Reply>) -> Response {
+        Response::Ok(reply.into())
     }
 
     /// The answer line (without the newline), echoing the request's `id`.
@@ -118,13 +244,14 @@ impl Response {
     }
 }
 
+/// The first line on every connection.
 pub fn hello_line() -> String {
-    json!({
-        "hello": "mcrd",
-        "version": env!("CARGO_PKG_VERSION"),
-        "protocol": PROTOCOL_VERSION,
+    serde_json::to_string(&super::api::Hello {
+        hello: "mcrd".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        protocol: PROTOCOL_VERSION,
     })
-    .to_string()
+    .unwrap_or_default()
 }
 
 /// Parses a request line. On failure, the error answer to send; either way
@@ -136,7 +263,7 @@ pub fn parse(line: &str) -> (Option<Value>, Result<Request, Response>) {
             return (
                 None,
                 Err(Response::error(
-                    "invalid_json",
+                    ErrorCode::InvalidJson,
                     format!("request is not valid JSON: {e}"),
                 )),
             )
@@ -146,7 +273,7 @@ pub fn parse(line: &str) -> (Option<Value>, Result<Request, Response>) {
         return (
             None,
             Err(Response::error(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "a request is a JSON object such as {\"cmd\":\"status\"}",
             )),
         );
@@ -158,7 +285,7 @@ pub fn parse(line: &str) -> (Option<Value>, Result<Request, Response>) {
             return (
                 id,
                 Err(Response::error(
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     "the request has no \"cmd\" string, e.g. {\"cmd\":\"status\"}",
                 )),
             )
@@ -168,7 +295,7 @@ pub fn parse(line: &str) -> (Option<Value>, Result<Request, Response>) {
         return (
             id,
             Err(Response::error(
-                "unknown_command",
+                ErrorCode::UnknownCommand,
                 format!("unknown command '{cmd}'; commands: {}", COMMANDS.join(", ")),
             )),
         );
@@ -177,7 +304,10 @@ pub fn parse(line: &str) -> (Option<Value>, Result<Request, Response>) {
         Ok(req) => (id, Ok(req)),
         Err(e) => (
             id,
-            Err(Response::error("invalid_arguments", format!("{cmd}: {e}"))),
+            Err(Response::error(
+                ErrorCode::InvalidArguments,
+                format!("{cmd}: {e}"),
+            )),
         ),
     }
 }
@@ -206,22 +336,68 @@ mod tests {
             Err(Response::Err(e)) => e.code,
             other => panic!("{other:?}"),
         };
-        assert_eq!(code("not json"), "invalid_json");
-        assert_eq!(code("[1,2]"), "invalid_request");
-        assert_eq!(code(r#"{"command":"ping"}"#), "invalid_request");
-        assert_eq!(code(r#"{"cmd":"explode"}"#), "unknown_command");
-        assert_eq!(code(r#"{"cmd":"reload","bogus":1}"#), "invalid_arguments");
-        assert_eq!(code(r#"{"cmd":"add"}"#), "invalid_arguments");
+        assert_eq!(code("not json"), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidRequest);
+        assert_eq!(code(r#"{"command":"ping"}"#), ErrorCode::InvalidRequest);
+        assert_eq!(code(r#"{"cmd":"explode"}"#), ErrorCode::UnknownCommand);
+        assert_eq!(
+            code(r#"{"cmd":"reload","bogus":1}"#),
+            ErrorCode::InvalidArguments
+        );
+        assert_eq!(code(r#"{"cmd":"add"}"#), ErrorCode::InvalidArguments);
     }
 
     #[test]
     fn answers_echo_ids() {
-        let line = Response::Ok(json!({"pong":true})).to_line(Some(&json!("a")));
+        let line = Response::ok(super::super::api::Pong { pong: true }).to_line(Some(&json!("a")));
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["id"], "a");
         assert_eq!(v["ok"], true);
-        let line = Response::error("x", "y").to_line(None);
-        assert_eq!(line, r#"{"error":{"code":"x","message":"y"},"ok":false}"#);
+        let line = Response::error(ErrorCode::Busy, "y").to_line(None);
+        assert_eq!(
+            line,
+            r#"{"error":{"code":"busy","message":"y"},"ok":false}"#
+        );
+    }
+
+    #[test]
+    fn requests_round_trip_through_their_line() {
+        let reqs = [
+            Request::Ping,
+            Request::Remove {
+                rule_id: Some("a".into()),
+                name: None,
+            },
+            Request::Reload {
+                file: Some("/x.json5".into()),
+                dry_run: true,
+            },
+            Request::LogLevelSet {
+                level: "debug".into(),
+                target: None,
+            },
+            Request::Subscribe {
+                events: vec!["pim".into()],
+            },
+        ];
+        for r in reqs {
+            let line = r.to_line(Some(&json!(3)));
+            let (id, back) = parse(&line);
+            assert_eq!(id, Some(json!(3)));
+            assert_eq!(back.unwrap(), r, "{line}");
+        }
+    }
+
+    #[test]
+    fn command_names_are_the_variants() {
+        assert_eq!(Request::Ping.name(), "ping");
+        assert_eq!(Request::LogLevelGet.name(), "log_level_get");
+        assert!(COMMANDS.contains(&"config_save"));
+        assert_eq!(COMMANDS.len(), 15);
+        assert_eq!(
+            EVENT_CATEGORIES,
+            ["rules", "interfaces", "reload", "igmp", "pim", "msdp"]
+        );
     }
 
     proptest::proptest! {

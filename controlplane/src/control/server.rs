@@ -3,7 +3,7 @@
 //! one.
 
 use super::connection::{Connection, Incoming};
-use super::protocol::{self, Request, Response};
+use super::protocol::{self, ErrorCode, Request, Response};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io;
@@ -149,13 +149,16 @@ impl ControlServer {
                     Incoming::TooLong => (
                         None,
                         Err(Response::error(
-                            "request_too_large",
+                            ErrorCode::RequestTooLarge,
                             "request line over 1 MiB; it was discarded",
                         )),
                     ),
                     Incoming::NotUtf8 => (
                         None,
-                        Err(Response::error("invalid_json", "request is not UTF-8 text")),
+                        Err(Response::error(
+                            ErrorCode::InvalidJson,
+                            "request is not UTF-8 text",
+                        )),
                     ),
                 };
                 pending.push(Pending {
@@ -170,8 +173,9 @@ impl ControlServer {
                 // Hung up with answers it does not read.
                 || (c.closed && c.wants_write() && idle > PARTIAL_LINE_TIMEOUT);
             if timed_out {
-                let _ =
-                    c.queue(&Response::error("timeout", "closing idle connection").to_line(None));
+                let _ = c.queue(
+                    &Response::error(ErrorCode::Timeout, "closing idle connection").to_line(None),
+                );
                 let _ = c.flush();
                 close.push(id);
             }
@@ -277,8 +281,11 @@ impl ControlServer {
                             Err(_) => continue,
                         };
                         let _ = c.queue(
-                            &Response::error("busy", "too many control clients; try again")
-                                .to_line(None),
+                            &Response::error(
+                                ErrorCode::Busy,
+                                "too many control clients; try again",
+                            )
+                            .to_line(None),
                         );
                         let _ = c.flush();
                         continue;

@@ -1,13 +1,18 @@
 //! What each control request does. Every command runs on the supervisor
 //! thread, which owns the state it reads or changes.
 
-use super::{FastState, ReloadRecord, Supervisor};
+use super::{FastState, Supervisor};
 use crate::compile::{DesiredRule, Origin, RuleState};
-use crate::control::protocol::EVENT_CATEGORIES;
+use crate::control::api::{
+    self, Added, ConfigChecked, ConfigText, CoreEntry, Cores, EngineStatsEntry, FastPathStatus,
+    LogFilter, OutputStatsEntry, Pong, ProtocolState, Protocols, ReloadRecord, ReloadSummary,
+    Removed, RuleCounts, RuleEntry, RuleList, RuleStatsEntry, Saved, Subscribed, VersionInfo,
+};
+use crate::control::protocol::{EventCategory, EVENT_CATEGORIES};
 use crate::control::server::Pending;
-use crate::control::{Request, Response, PROTOCOL_VERSION};
+use crate::control::{ErrorCode, Request, Response, PROTOCOL_VERSION};
 use mcr_config::{Config, Rule};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +21,7 @@ impl Supervisor {
     pub(super) fn serve(&mut self, pending: Pending) {
         if self.control.is_subscribed(pending.client) {
             let resp = Response::error(
-                "subscribed",
+                ErrorCode::Subscribed,
                 "this connection streams events; open another one for requests",
             );
             self.control
@@ -48,37 +53,42 @@ impl Supervisor {
 
     pub fn execute(&mut self, req: Request) -> Response {
         match req {
-            Request::Ping => Response::Ok(json!({ "pong": true })),
-            Request::Version => Response::Ok(json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "protocol": PROTOCOL_VERSION,
-            })),
-            Request::Status => Response::Ok(self.status()),
-            Request::List => Response::Ok(self.list()),
+            Request::Ping => Response::ok(Pong { pong: true }),
+            Request::Version => Response::ok(VersionInfo {
+                version: env!("CARGO_PKG_VERSION").into(),
+                protocol: PROTOCOL_VERSION,
+            }),
+            Request::Status => Response::ok(self.status()),
+            Request::List => Response::ok(self.list()),
             Request::Add { rule } => self.add(rule),
             Request::Remove { rule_id, name } => self.remove(rule_id, name),
-            Request::Stats => Response::Ok(self.stats_json()),
-            Request::Cores => Response::Ok(self.cores()),
-            Request::ConfigShow => {
-                Response::Ok(json!({ "json5": self.running_config().to_json5() }))
-            }
+            Request::Stats => Response::ok(self.stats()),
+            Request::Cores => Response::ok(self.cores()),
+            Request::ConfigShow => Response::ok(ConfigText {
+                json5: self.running_config().to_json5(),
+            }),
             Request::ConfigCheck { file } => match mcr_config::load_file(&file) {
-                Ok(c) => {
-                    Response::Ok(json!({ "file": file, "valid": true, "rules": c.rules.len() }))
-                }
-                Err(e) => Response::error("invalid_config", e.to_string()),
+                Ok(c) => Response::ok(ConfigChecked {
+                    file,
+                    valid: true,
+                    rules: c.rules.len(),
+                }),
+                Err(e) => Response::error(ErrorCode::InvalidConfig, e.to_string()),
             },
             Request::ConfigSave { file } => self.config_save(file),
             Request::LogLevelGet => match &self.options.log_control {
-                Some(l) => Response::Ok(json!({ "filter": l.current() })),
-                None => {
-                    Response::error("unsupported", "log levels cannot be changed in this build")
-                }
+                Some(l) => Response::ok(LogFilter {
+                    filter: l.current(),
+                }),
+                None => Response::error(
+                    ErrorCode::Unsupported,
+                    "log levels cannot be changed in this build",
+                ),
             },
             Request::LogLevelSet { level, target } => {
                 let Some(l) = &self.options.log_control else {
                     return Response::error(
-                        "unsupported",
+                        ErrorCode::Unsupported,
                         "log levels cannot be changed in this build",
                     );
                 };
@@ -88,7 +98,7 @@ impl Supervisor {
                     && !LEVELS.contains(&level.to_ascii_lowercase().as_str())
                 {
                     return Response::error(
-                        "invalid_arguments",
+                        ErrorCode::InvalidArguments,
                         format!(
                             "unknown log level '{level}'; use one of {}",
                             LEVELS.join(", ")
@@ -111,13 +121,15 @@ impl Supervisor {
                     None => level,
                 };
                 match l.set(&filter) {
-                    Ok(()) => Response::Ok(json!({ "filter": l.current() })),
-                    Err(e) => Response::error("invalid_arguments", e),
+                    Ok(()) => Response::ok(LogFilter {
+                        filter: l.current(),
+                    }),
+                    Err(e) => Response::error(ErrorCode::InvalidArguments, e),
                 }
             }
             Request::Reload { file, dry_run } => self.reload(file, dry_run),
             Request::Subscribe { .. } => Response::error(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "subscribe is answered on the connection itself",
             ),
         }
@@ -132,89 +144,95 @@ impl Supervisor {
         c
     }
 
-    fn status(&self) -> Value {
+    fn status(&self) -> api::Status {
         let totals = self.rule_totals();
         let count =
             |f: fn(&RuleState) -> bool| self.statuses.iter().filter(|s| f(&s.state)).count();
-        let drops = self.drops();
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "uptime_secs": self.uptime().as_secs(),
-            "config_file": self.options.config_path,
-            "config_hash": self.config_hash.map(|h| format!("{h:016x}")),
-            "control_socket": self.control.path(),
-            "namespace": crate::namespace::current(),
-            "cores": self.engines.cpus(),
-            "rules": {
-                "total": self.statuses.len(),
-                "active": count(|s| matches!(s, RuleState::Active)),
-                "partial": count(|s| matches!(s, RuleState::Partial { .. })),
-                "inactive": count(|s| matches!(s, RuleState::Inactive { .. })),
+        // No protocol instance runs in this build yet: `running` says so
+        // whatever the file asks for.
+        let protocol = |configured: bool| ProtocolState {
+            configured,
+            running: false,
+        };
+        api::Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            uptime_secs: self.uptime().as_secs(),
+            config_file: self.options.config_path.clone(),
+            config_hash: self.config_hash.map(|h| format!("{h:016x}")),
+            control_socket: self.control.path().to_path_buf(),
+            namespace: crate::namespace::current(),
+            cores: self.engines.cpus().to_vec(),
+            rules: RuleCounts {
+                total: self.statuses.len(),
+                active: count(|s| matches!(s, RuleState::Active)),
+                partial: count(|s| matches!(s, RuleState::Partial { .. })),
+                inactive: count(|s| matches!(s, RuleState::Inactive { .. })),
             },
-            "packets": totals.iter().map(|r| r.packets).sum::<u64>(),
-            "bytes": totals.iter().map(|r| r.bytes).sum::<u64>(),
-            "drops": drops.total(),
-            "protocols": {
-                "igmp": self.config.igmp.enabled,
-                "pim": self.config.pim.enabled,
-                "msdp": self.config.msdp.enabled,
+            packets: totals.iter().map(|r| r.packets).sum(),
+            bytes: totals.iter().map(|r| r.bytes).sum(),
+            drops: self.drops().total(),
+            protocols: Protocols {
+                igmp: protocol(self.config.igmp.enabled),
+                pim: protocol(self.config.pim.enabled),
+                msdp: protocol(self.config.msdp.enabled),
             },
-            "kernel_fast_path": self.fast_path_json(),
-            "control_clients": self.control.client_count(),
-            "events_dropped": self.control.events_dropped(),
-            "last_reload": self.last_reload,
-            "reloads": self.reloads,
-        })
-    }
-
-    /// Whether the kernel fast path runs, where, and for how many rules.
-    fn fast_path_json(&self) -> Value {
-        match &self.fast {
-            FastState::Open(f) if self.config.data_plane.kernel_fast_path => json!({
-                "enabled": true,
-                "rules": f.rule_count(),
-                "interfaces": f
-                    .interfaces()
-                    .iter()
-                    .map(|i| self.interface_name(*i))
-                    .collect::<Vec<_>>(),
-            }),
-            FastState::Failed(why) => json!({ "enabled": false, "rules": 0, "error": why }),
-            _ => json!({ "enabled": false, "rules": 0, "error": null }),
+            kernel_fast_path: self.fast_path_status(),
+            control_clients: self.control.client_count(),
+            events_dropped: self.control.events_dropped(),
+            last_reload: self.last_reload.clone(),
+            reloads: self.reloads,
         }
     }
 
-    fn list(&self) -> Value {
+    /// Whether the kernel fast path runs, where, and for how many rules.
+    fn fast_path_status(&self) -> FastPathStatus {
+        match &self.fast {
+            FastState::Open(f) if self.config.data_plane.kernel_fast_path => FastPathStatus {
+                enabled: true,
+                rules: f.rule_count(),
+                interfaces: f
+                    .interfaces()
+                    .iter()
+                    .map(|i| self.interface_name(*i))
+                    .collect(),
+                error: None,
+            },
+            other => FastPathStatus {
+                enabled: false,
+                rules: 0,
+                interfaces: Vec::new(),
+                error: match other {
+                    FastState::Failed(why) => Some(why.clone()),
+                    _ => None,
+                },
+            },
+        }
+    }
+
+    fn list(&self) -> RuleList {
         let states: BTreeMap<&str, &RuleState> = self
             .statuses
             .iter()
             .map(|s| (s.id.as_str(), &s.state))
             .collect();
-        let rules: Vec<Value> = self
+        let rules = self
             .desired()
             .iter()
             .map(|d| {
                 let id = d.rule.id().to_string();
-                let mut v = json!({
-                    "id": id,
-                    "name": d.rule.name,
-                    "input": d.rule.input,
-                    "outputs": d.rule.outputs,
-                    "origin": d.origin,
-                });
-                if let Some(state) = states.get(id.as_str()) {
-                    let sv = serde_json::to_value(state).unwrap_or(Value::Null);
-                    if let Value::Object(m) = sv {
-                        for (k, val) in m {
-                            v[k] = val;
-                        }
-                    }
+                let state = states.get(id.as_str()).map(|s| (*s).clone());
+                RuleEntry {
+                    id,
+                    name: d.rule.name.clone(),
+                    input: d.rule.input.clone(),
+                    outputs: d.rule.outputs.clone(),
+                    origin: d.origin,
+                    state,
                 }
-                v
             })
             .collect();
-        json!({ "rules": rules })
+        RuleList { rules }
     }
 
     fn add(&mut self, rule: Rule) -> Response {
@@ -242,7 +260,7 @@ impl Supervisor {
             } else {
                 msgs.join("; ")
             };
-            return Response::error("invalid_rule", msg);
+            return Response::error(ErrorCode::InvalidRule, msg);
         }
         let id = rule.id().to_string();
         self.runtime_rules.push(DesiredRule {
@@ -256,7 +274,7 @@ impl Supervisor {
             .iter()
             .find(|s| s.id == id)
             .map(|s| s.state.clone());
-        Response::Ok(json!({ "id": id, "state": state }))
+        Response::ok(Added { id, state })
     }
 
     fn remove(&mut self, id: Option<String>, name: Option<String>) -> Response {
@@ -266,7 +284,7 @@ impl Supervisor {
             (None, None) => false,
         };
         if id.is_none() && name.is_none() {
-            return Response::error("invalid_arguments", "remove needs an id or a name");
+            return Response::error(ErrorCode::InvalidArguments, "remove needs an id or a name");
         }
         let removed = if let Some(pos) = self.runtime_rules.iter().position(|d| matches(&d.rule)) {
             self.runtime_rules.remove(pos).rule
@@ -277,54 +295,65 @@ impl Supervisor {
                 .map(|i| format!("id '{i}'"))
                 .or(name.map(|n| format!("name '{n}'")));
             return Response::error(
-                "not_found",
+                ErrorCode::NotFound,
                 format!("no rule with {}", what.unwrap_or_default()),
             );
         };
         let rid = removed.id().to_string();
         self.recompile();
         tracing::info!(rule = %rid, "rule removed at run time");
-        Response::Ok(json!({ "removed": rid }))
+        Response::ok(Removed { removed: rid })
     }
 
-    fn stats_json(&self) -> Value {
+    fn stats(&self) -> api::Stats {
         let totals = self.rule_totals();
-        let rules: Vec<Value> = totals
+        let rules = totals
             .iter()
             .map(|r| {
                 let rate = self.rates.rule(r);
-                json!({
-                    "id": r.id,
-                    "packets": r.packets,
-                    "bytes": r.bytes,
-                    "pps": rate.pps,
-                    "bps": rate.bps,
-                    "outputs": r.outputs.iter().enumerate().map(|(i, o)| json!({
-                        "output": o.output,
-                        "packets": o.packets,
-                        "bytes": o.bytes,
-                        "pps": rate.outputs_pps.get(i).copied().unwrap_or(0.0),
-                        "bps": rate.outputs_bps.get(i).copied().unwrap_or(0.0),
-                        "full": o.full,
-                        "errors": o.errors,
-                    })).collect::<Vec<_>>(),
-                })
+                RuleStatsEntry {
+                    id: r.id.clone(),
+                    packets: r.packets,
+                    bytes: r.bytes,
+                    pps: rate.pps,
+                    bps: rate.bps,
+                    outputs: r
+                        .outputs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, o)| OutputStatsEntry {
+                            output: o.output.clone(),
+                            packets: o.packets,
+                            bytes: o.bytes,
+                            pps: rate.outputs_pps.get(i).copied().unwrap_or(0.0),
+                            bps: rate.outputs_bps.get(i).copied().unwrap_or(0.0),
+                            full: o.full,
+                            errors: o.errors,
+                        })
+                        .collect(),
+                }
             })
             .collect();
-        let engines: Vec<Value> = self
+        let engines = self
             .engines
             .stats()
             .iter()
-            .map(|e| {
-                let mut v = self.engine_json(e);
-                v["drops"] = json!(e.drops);
-                v
+            .map(|e| EngineStatsEntry {
+                engine: e.engine,
+                cpu: e.cpu,
+                frames: e.frames,
+                pps: self.rates.engine_pps(e.engine, e.frames),
+                drops: e.drops,
             })
             .collect();
-        json!({ "rules": rules, "engines": engines, "drops": self.drops() })
+        api::Stats {
+            rules,
+            engines,
+            drops: self.drops(),
+        }
     }
 
-    fn cores(&self) -> Value {
+    fn cores(&self) -> Cores {
         let inputs: Vec<String> = self
             .desired()
             .iter()
@@ -334,41 +363,36 @@ impl Supervisor {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let engines: Vec<Value> = self
+        let engines = self
             .engines
             .stats()
             .iter()
-            .map(|e| {
-                let mut v = self.engine_json(e);
-                v["interfaces"] = json!(inputs);
-                v["drops"] = json!(e.drops.total());
-                v["table_generation"] = json!(e.generation);
-                v
+            .map(|e| CoreEntry {
+                engine: e.engine,
+                cpu: e.cpu,
+                frames: e.frames,
+                pps: self.rates.engine_pps(e.engine, e.frames),
+                interfaces: inputs.clone(),
+                drops: e.drops.total(),
+                table_generation: e.generation,
             })
             .collect();
-        json!({ "engines": engines })
-    }
-
-    /// What `stats` and `cores` both say of an engine.
-    fn engine_json(&self, e: &mcr_dataplane::EngineStats) -> Value {
-        json!({
-            "engine": e.engine,
-            "cpu": e.cpu,
-            "frames": e.frames,
-            "pps": self.rates.engine_pps(e.engine, e.frames),
-        })
+        Cores { engines }
     }
 
     fn config_save(&self, file: Option<PathBuf>) -> Response {
         let Some(path) = file.or_else(|| self.options.config_path.clone()) else {
             return Response::error(
-                "invalid_arguments",
+                ErrorCode::InvalidArguments,
                 "mcrd runs without --config: name the file to write",
             );
         };
         match write_atomically(&path, &self.running_config().to_json5()) {
-            Ok(()) => Response::Ok(json!({ "file": path })),
-            Err(e) => Response::error("io", format!("cannot write {}: {e}", path.display())),
+            Ok(()) => Response::ok(Saved { file: path }),
+            Err(e) => Response::error(
+                ErrorCode::Io,
+                format!("cannot write {}: {e}", path.display()),
+            ),
         }
     }
 
@@ -384,7 +408,7 @@ impl Supervisor {
                 false,
                 msg.into(),
                 dry_run,
-                Response::error("invalid_arguments", msg),
+                Response::error(ErrorCode::InvalidArguments, msg),
             );
         };
         let new = match mcr_config::load_file(&path) {
@@ -398,7 +422,7 @@ impl Supervisor {
                     false,
                     msg.clone(),
                     dry_run,
-                    Response::error("invalid_config", msg),
+                    Response::error(ErrorCode::InvalidConfig, msg),
                 );
             }
         };
@@ -410,29 +434,35 @@ impl Supervisor {
             .map(|d| d.rule.id().to_string())
             .filter(|id| diff.removed.contains(id))
             .collect();
-        let mut summary = json!({
-            "file": path,
-            "dry_run": dry_run,
-            "added": diff.added,
-            "removed": diff.removed,
-            "changed": diff.changed,
-            "unchanged": diff.unchanged,
-            "runtime_rules_removed": runtime_removed,
-            "sections_changed": sections_changed(&self.config, &new),
-        });
+        let mut summary = ReloadSummary {
+            file: path.clone(),
+            dry_run,
+            added: diff.added.clone(),
+            removed: diff.removed.clone(),
+            changed: diff.changed.clone(),
+            unchanged: diff.unchanged,
+            runtime_rules_removed: runtime_removed,
+            sections_changed: sections_changed(&self.config, &new)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            note: None,
+            parse_us: None,
+            compile_swap_us: None,
+        };
         if dry_run {
-            return Response::Ok(summary);
+            return Response::ok(summary);
         }
         if new.cores != self.config.cores {
-            summary["note"] = json!("'cores' changed: takes effect at the next restart of mcrd");
+            summary.note = Some("'cores' changed: takes effect at the next restart of mcrd".into());
         }
         let hash = file_hash_of(&path);
         self.config = new;
         self.runtime_rules.clear();
         let t1 = Instant::now();
         self.recompile();
-        summary["parse_us"] = json!(parsed.as_micros() as u64);
-        summary["compile_swap_us"] = json!(t1.elapsed().as_micros() as u64);
+        summary.parse_us = Some(parsed.as_micros() as u64);
+        summary.compile_swap_us = Some(t1.elapsed().as_micros() as u64);
         if self.options.config_path.as_deref() == Some(path.as_path()) {
             self.config_hash = hash;
         }
@@ -444,7 +474,7 @@ impl Supervisor {
             diff.unchanged
         );
         tracing::info!(file = %path.display(), "configuration reloaded: {msg}");
-        self.record_reload(true, msg, false, Response::Ok(summary))
+        self.record_reload(true, msg, false, Response::ok(summary))
     }
 
     fn record_reload(
@@ -510,24 +540,27 @@ impl RuleDiff {
 }
 
 fn subscribe_answer(events: &[String]) -> Response {
-    if let Some(bad) = events
-        .iter()
-        .find(|e| !EVENT_CATEGORIES.contains(&e.as_str()))
-    {
-        return Response::error(
-            "invalid_arguments",
-            format!(
-                "unknown event category '{bad}'; categories: {}",
-                EVENT_CATEGORIES.join(", ")
-            ),
-        );
-    }
-    let list: Vec<&str> = if events.is_empty() {
+    let names: Vec<&str> = if events.is_empty() {
         EVENT_CATEGORIES.to_vec()
     } else {
         events.iter().map(String::as_str).collect()
     };
-    Response::Ok(json!({ "subscribed": list }))
+    let mut subscribed = Vec::with_capacity(names.len());
+    for name in names {
+        match name.parse::<EventCategory>() {
+            Ok(c) => subscribed.push(c),
+            Err(_) => {
+                return Response::error(
+                    ErrorCode::InvalidArguments,
+                    format!(
+                        "unknown event category '{name}'; categories: {}",
+                        EVENT_CATEGORIES.join(", ")
+                    ),
+                )
+            }
+        }
+    }
+    Response::ok(Subscribed { subscribed })
 }
 
 fn sections_changed(old: &Config, new: &Config) -> Vec<&'static str> {

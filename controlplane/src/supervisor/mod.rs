@@ -9,6 +9,7 @@ mod commands;
 mod rates;
 
 use crate::compile::{compile, DesiredRule, Origin, RuleState, RuleStatus};
+use crate::control::api::ReloadRecord;
 use crate::control::ControlServer;
 use crate::interfaces::{Interfaces, LinkMonitor};
 use mcr_config::Config;
@@ -106,15 +107,6 @@ pub(super) enum FastState {
     Open(FastPath),
     /// The config asks for it but BPF cannot be used; why.
     Failed(String),
-}
-
-/// The outcome of the last reload, for `status`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ReloadRecord {
-    /// Seconds since the Unix epoch.
-    pub time: u64,
-    pub ok: bool,
-    pub message: String,
 }
 
 /// How often the interface list is rescanned even without a netlink

@@ -1,0 +1,476 @@
+//! The answers of the control protocol, typed.
+//!
+//! Every `result` an `mcrd` sends is one of the structs below, serialised
+//! with serde; `mcrctl` reads the same structs back, so the two cannot drift
+//! apart. The requests are [`Request`](super::Request). A command's answer
+//! type is [`Request::reply_kind`](super::Request::reply_kind); field names
+//! are the wire names and never change within one protocol version
+//! ([`PROTOCOL_VERSION`](super::PROTOCOL_VERSION)). Counters are
+//! cumulative since the rule (by id) first appeared; rates are per second;
+//! byte counts are UDP payload bytes.
+
+use crate::compile::{Origin, RuleState};
+use crate::namespace::Namespace;
+use mcr_config::{Input, Output};
+use mcr_dataplane::Drops;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The first line a client reads: `{"hello":"mcrd","version":...,"protocol":1}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Always `"mcrd"`.
+    pub hello: String,
+    /// The daemon's package version.
+    pub version: String,
+    /// The control protocol version (see [`super::PROTOCOL_VERSION`]).
+    pub protocol: u32,
+}
+
+/// `ping`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pong {
+    /// Always `true`.
+    pub pong: bool,
+}
+
+/// `version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// The daemon's package version.
+    pub version: String,
+    /// The control protocol version.
+    pub protocol: u32,
+}
+
+/// `status`: the daemon's state and totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The daemon's package version.
+    pub version: String,
+    /// Process id.
+    pub pid: u32,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// The `--config` file, if any.
+    pub config_file: Option<PathBuf>,
+    /// FNV-1a 64 of the config file's bytes as last applied, 16 hex digits.
+    pub config_hash: Option<String>,
+    /// The control socket's path.
+    pub control_socket: PathBuf,
+    /// The network namespace the daemon runs in.
+    pub namespace: Namespace,
+    /// CPUs running data-plane engines.
+    pub cores: Vec<usize>,
+    /// Rules by state.
+    pub rules: RuleCounts,
+    /// Packets relayed, over the rules in the running table.
+    pub packets: u64,
+    /// UDP payload bytes relayed.
+    pub bytes: u64,
+    /// Packets dropped, over all engines and reasons.
+    pub drops: u64,
+    /// What each routing protocol does now (not what the file asks for).
+    pub protocols: Protocols,
+    /// The kernel fast path as it runs.
+    pub kernel_fast_path: FastPathStatus,
+    /// Connected control clients (this one included).
+    pub control_clients: usize,
+    /// Events not delivered to subscribers that fell behind.
+    pub events_dropped: u64,
+    /// The last reload (not dry runs), `null` before the first.
+    pub last_reload: Option<ReloadRecord>,
+    /// Successful reloads since start.
+    pub reloads: u64,
+}
+
+/// Rule counts by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleCounts {
+    /// Every rule, from the file and from `add`.
+    pub total: usize,
+    /// Forwarding to every output.
+    pub active: usize,
+    /// Forwarding to some outputs; others wait for their interface.
+    pub partial: usize,
+    /// Not forwarding (e.g. the input interface is missing).
+    pub inactive: usize,
+}
+
+/// The routing protocols, each as it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protocols {
+    /// IGMP (RFC 2236, RFC 3376).
+    pub igmp: ProtocolState,
+    /// PIM-SM (RFC 7761).
+    pub pim: ProtocolState,
+    /// MSDP (RFC 3618).
+    pub msdp: ProtocolState,
+}
+
+/// One routing protocol: whether the config enables it and whether it runs.
+/// `configured` without `running` means this build does not run it yet (or
+/// it failed to start: the log says why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolState {
+    /// The running config enables it.
+    pub configured: bool,
+    /// An instance of it runs in this daemon.
+    pub running: bool,
+}
+
+/// The kernel fast path (tc ingress program) as it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastPathStatus {
+    /// A program is loaded and the config wants it.
+    pub enabled: bool,
+    /// Rules it forwards.
+    pub rules: usize,
+    /// Interfaces it is attached to.
+    pub interfaces: Vec<String>,
+    /// Why it is off, when the config wants it and it could not load.
+    pub error: Option<String>,
+}
+
+/// The outcome of the last reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadRecord {
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+    /// Whether it was applied.
+    pub ok: bool,
+    /// A summary, or every diagnostic (one per line) when refused.
+    pub message: String,
+}
+
+/// `list`: every rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleList {
+    /// In the order of the running config (file first, then runtime).
+    pub rules: Vec<RuleEntry>,
+}
+
+/// One rule as `list` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleEntry {
+    /// The stable rule id (its name, or a hash of its input).
+    pub id: String,
+    /// The rule's name, if it has one.
+    pub name: Option<String>,
+    /// What it captures.
+    pub input: Input,
+    /// Where it sends.
+    pub outputs: Vec<Output>,
+    /// The file or `add`.
+    pub origin: Origin,
+    /// Whether it forwards (`state`, with `waiting` or `reason`); absent
+    /// only between a change and its compilation.
+    #[serde(flatten)]
+    pub state: Option<RuleState>,
+}
+
+/// `add`: the new rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Added {
+    /// Its id.
+    pub id: String,
+    /// Its state once the new table runs.
+    pub state: Option<RuleState>,
+}
+
+/// `remove`: the removed rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Removed {
+    /// Its id.
+    pub removed: String,
+}
+
+/// `stats`: counters and rates per rule, output and engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// One entry per rule of the running table.
+    pub rules: Vec<RuleStatsEntry>,
+    /// One entry per data-plane engine.
+    pub engines: Vec<EngineStatsEntry>,
+    /// Drops summed over engines.
+    pub drops: Drops,
+}
+
+/// A rule's counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleStatsEntry {
+    /// Rule id.
+    pub id: String,
+    /// Datagrams matched.
+    pub packets: u64,
+    /// UDP payload bytes matched.
+    pub bytes: u64,
+    /// Datagrams per second (last sampling period, about 1 s).
+    pub pps: f64,
+    /// Bits per second of payload.
+    pub bps: f64,
+    /// One entry per output, in rule order.
+    pub outputs: Vec<OutputStatsEntry>,
+}
+
+/// An output's counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputStatsEntry {
+    /// `GROUP:PORT@INTERFACE`.
+    pub output: String,
+    /// Datagrams sent.
+    pub packets: u64,
+    /// UDP payload bytes sent.
+    pub bytes: u64,
+    /// Datagrams per second.
+    pub pps: f64,
+    /// Bits per second of payload.
+    pub bps: f64,
+    /// Dropped because the output's socket buffer was full.
+    pub full: u64,
+    /// Dropped because the send failed otherwise.
+    pub errors: u64,
+}
+
+/// An engine as `stats` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineStatsEntry {
+    /// Engine number.
+    pub engine: usize,
+    /// The CPU it is pinned to.
+    pub cpu: usize,
+    /// Frames taken from its capture sockets.
+    pub frames: u64,
+    /// Frames per second.
+    pub pps: f64,
+    /// Its drops by reason.
+    pub drops: Drops,
+}
+
+/// `cores`: one entry per engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cores {
+    /// The engines.
+    pub engines: Vec<CoreEntry>,
+}
+
+/// An engine as `cores` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoreEntry {
+    /// Engine number.
+    pub engine: usize,
+    /// The CPU it is pinned to.
+    pub cpu: usize,
+    /// Frames taken from its capture sockets.
+    pub frames: u64,
+    /// Frames per second.
+    pub pps: f64,
+    /// Input interfaces of the active and partial rules.
+    pub interfaces: Vec<String>,
+    /// Its drops, all reasons.
+    pub drops: u64,
+    /// The forwarding table generation it runs.
+    pub table_generation: u64,
+}
+
+/// `config_show`: the running state as JSON5 text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigText {
+    /// The text, as `config_save` would write it.
+    pub json5: String,
+}
+
+/// `config_check`: a valid file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigChecked {
+    /// The file read.
+    pub file: PathBuf,
+    /// Always `true` (an invalid file is an `invalid_config` error).
+    pub valid: bool,
+    /// Its rule count.
+    pub rules: usize,
+}
+
+/// `config_save`: the file written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Saved {
+    /// The file written.
+    pub file: PathBuf,
+}
+
+/// `log_level_get` and `log_level_set`: the filter in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogFilter {
+    /// An `EnvFilter` directive list, e.g. `info,mcr_controlplane=debug`.
+    pub filter: String,
+}
+
+/// `reload`: the difference between the running rules and the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadSummary {
+    /// The file read.
+    pub file: PathBuf,
+    /// Nothing was applied.
+    pub dry_run: bool,
+    /// Ids of rules the file adds.
+    pub added: Vec<String>,
+    /// Ids of rules the file no longer has.
+    pub removed: Vec<String>,
+    /// Ids of rules whose input or outputs changed.
+    pub changed: Vec<String>,
+    /// How many rules stay as they are.
+    pub unchanged: usize,
+    /// Ids of rules added at run time that the reload removes.
+    pub runtime_rules_removed: Vec<String>,
+    /// Sections other than `rules` that differ (`igmp`, `pim`, ...).
+    pub sections_changed: Vec<String>,
+    /// A remark for the operator (e.g. a setting that needs a restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Microseconds spent reading and validating (absent on a dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parse_us: Option<u64>,
+    /// Microseconds spent compiling and publishing the table (absent on a
+    /// dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile_swap_us: Option<u64>,
+}
+
+/// `subscribe`: the categories this connection now streams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscribed {
+    /// Event categories.
+    pub subscribed: Vec<super::protocol::EventCategory>,
+}
+
+/// Any answer's `result`, for the daemon to send. Serialised without a tag:
+/// which one it is follows from the request (see
+/// [`super::Request::reply_kind`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// `ping`.
+    Pong(Pong),
+    /// `version`.
+    Version(VersionInfo),
+    /// `status`.
+    Status(Box<Status>),
+    /// `list`.
+    List(RuleList),
+    /// `add`.
+    Added(Added),
+    /// `remove`.
+    Removed(Removed),
+    /// `stats`.
+    Stats(Stats),
+    /// `cores`.
+    Cores(Cores),
+    /// `config_show`.
+    ConfigText(ConfigText),
+    /// `config_check`.
+    ConfigChecked(ConfigChecked),
+    /// `config_save`.
+    Saved(Saved),
+    /// `log_level_get`, `log_level_set`.
+    LogFilter(LogFilter),
+    /// `reload`.
+    Reload(ReloadSummary),
+    /// `subscribe`.
+    Subscribed(Subscribed),
+}
+
+macro_rules! reply_from {
+    ($($t:ty => $v:ident),* $(,)?) => {
+        $(impl From<$t> for Reply {
+            fn from(r: $t) -> Reply {
+                Reply::$v(r.into())
+            }
+        })*
+    };
+}
+
+reply_from!(
+    Pong => Pong, VersionInfo => Version, Status => Status, RuleList => List,
+    Added => Added, Removed => Removed, Stats => Stats, Cores => Cores,
+    ConfigText => ConfigText, ConfigChecked => ConfigChecked, Saved => Saved,
+    LogFilter => LogFilter, ReloadSummary => Reload, Subscribed => Subscribed,
+);
+
+/// Which answer type a request gets, so a client can read `result` back
+/// into the right struct ([`ReplyKind::parse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// [`Pong`].
+    Pong,
+    /// [`VersionInfo`].
+    Version,
+    /// [`Status`].
+    Status,
+    /// [`RuleList`].
+    List,
+    /// [`Added`].
+    Added,
+    /// [`Removed`].
+    Removed,
+    /// [`Stats`].
+    Stats,
+    /// [`Cores`].
+    Cores,
+    /// [`ConfigText`].
+    ConfigText,
+    /// [`ConfigChecked`].
+    ConfigChecked,
+    /// [`Saved`].
+    Saved,
+    /// [`LogFilter`].
+    LogFilter,
+    /// [`ReloadSummary`].
+    Reload,
+    /// [`Subscribed`].
+    Subscribed,
+}
+
+impl ReplyKind {
+    /// Reads a `result` value as this kind of answer.
+    ///
+    /// # Errors
+    /// The value does not have this answer's shape (a daemon of another
+    /// protocol version, or a bug).
+    pub fn parse(self, v: serde_json::Value) -> Result<Reply, serde_json::Error> {
+        use serde_json::from_value as f;
+        Ok(match self {
+            ReplyKind::Pong => Reply::Pong(f(v)?),
+            ReplyKind::Version => Reply::Version(f(v)?),
+            ReplyKind::Status => Reply::Status(f(v)?),
+            ReplyKind::List => Reply::List(f(v)?),
+            ReplyKind::Added => Reply::Added(f(v)?),
+            ReplyKind::Removed => Reply::Removed(f(v)?),
+            ReplyKind::Stats => Reply::Stats(f(v)?),
+            ReplyKind::Cores => Reply::Cores(f(v)?),
+            ReplyKind::ConfigText => Reply::ConfigText(f(v)?),
+            ReplyKind::ConfigChecked => Reply::ConfigChecked(f(v)?),
+            ReplyKind::Saved => Reply::Saved(f(v)?),
+            ReplyKind::LogFilter => Reply::LogFilter(f(v)?),
+            ReplyKind::Reload => Reply::Reload(f(v)?),
+            ReplyKind::Subscribed => Reply::Subscribed(f(v)?),
+        })
+    }
+}
+
+/// One answer line as a client reads it: `{"ok":true,"result":...}` or
+/// `{"ok":false,"error":{...}}`, with the request's `id` echoed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Answer {
+    /// Whether the request was carried out.
+    pub ok: bool,
+    /// The answer (`ok: true`), read with [`ReplyKind::parse`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// Why not (`ok: false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<super::protocol::ErrorBody>,
+    /// The request's `id`, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<serde_json::Value>,
+}
