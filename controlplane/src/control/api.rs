@@ -362,7 +362,7 @@ pub enum Reply {
     /// `remove`.
     Removed(Removed),
     /// `stats`.
-    Stats(Stats),
+    Stats(Box<Stats>),
     /// `cores`.
     Cores(Cores),
     /// `config_show`.
@@ -374,7 +374,7 @@ pub enum Reply {
     /// `log_level_get`, `log_level_set`.
     LogFilter(LogFilter),
     /// `reload`.
-    Reload(ReloadSummary),
+    Reload(Box<ReloadSummary>),
     /// `subscribe`.
     Subscribed(Subscribed),
 }
