@@ -135,7 +135,17 @@ pub fn render(command: &str, r: &Value) -> String {
                 None => "never".into(),
             };
             let protos = &r["protocols"];
-            let onoff = |v: &Value| if v == &Value::Bool(true) { "on" } else { "off" };
+            // Says "running" only when mcrd says the protocol runs; a
+            // protocol the file asks for is "configured, not running".
+            let onoff = |v: &Value| {
+                if v["running"] == Value::Bool(true) {
+                    "running"
+                } else if v["configured"] == Value::Bool(true) {
+                    "configured, not running"
+                } else {
+                    "off"
+                }
+            };
             let rows = [
                 ("version", s(&r["version"])),
                 ("pid", s(&r["pid"])),

@@ -67,7 +67,8 @@ fn every_command_round_trips_while_forwarding() {
     assert_eq!(st["pid"], mcrd.pid());
     assert_eq!(st["rules"]["active"], 1);
     assert_eq!(st["namespace"]["name"], t.relay.name.as_str());
-    assert_eq!(st["protocols"]["pim"], false);
+    assert_eq!(st["protocols"]["pim"]["running"], false);
+    assert_eq!(st["protocols"]["pim"]["configured"], false);
     assert!(st["config_hash"].as_str().unwrap().len() == 16);
     let text = mcrd.ctl(&["status"]);
     assert_eq!(text.code, 0);

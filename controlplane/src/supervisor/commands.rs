@@ -156,9 +156,9 @@ impl Supervisor {
             "bytes": totals.iter().map(|r| r.bytes).sum::<u64>(),
             "drops": drops.total(),
             "protocols": {
-                "igmp": self.config.igmp.enabled,
-                "pim": self.config.pim.enabled,
-                "msdp": self.config.msdp.enabled,
+                "igmp": protocol_state(self.config.igmp.is_enabled()),
+                "pim": protocol_state(self.config.pim.enabled),
+                "msdp": protocol_state(self.config.msdp.enabled),
             },
             "kernel_fast_path": self.fast_path_json(),
             "control_clients": self.control.client_count(),
@@ -530,6 +530,13 @@ fn subscribe_answer(events: &[String]) -> Response {
     Response::Ok(json!({ "subscribed": list }))
 }
 
+/// A protocol in `status`: whether the file asks for it, apart from whether
+/// it runs, so a setting is never read as a running protocol. No protocol
+/// runs yet (they arrive with the `protocols` crate), hence `false`.
+fn protocol_state(configured: bool) -> Value {
+    json!({ "configured": configured, "running": false })
+}
+
 fn sections_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut v = Vec::new();
     if old.igmp != new.igmp {
@@ -549,6 +556,12 @@ fn sections_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.cores != new.cores {
         v.push("cores");
+    }
+    if old.multicast_ttl != new.multicast_ttl {
+        v.push("multicast_ttl");
+    }
+    if old.pinning != new.pinning {
+        v.push("pinning");
     }
     v
 }
