@@ -408,7 +408,9 @@ fn key_hint(key: &str) -> Option<&'static str> {
         "multicast_ttl" => "multicast_ttl is an integer from 1 to 255, e.g. multicast_ttl: 4",
         "pinning" => "pinning maps interface names to CPU lists, e.g. pinning: { \"eth0\": [0] }",
         "pinning[]" => "pinning lists CPU numbers, e.g. \"eth0\": [0, 1]",
-        "querier_interfaces" => "write a list of interface names, e.g. querier_interfaces: [\"eth1\"]",
+        "querier_interfaces" => {
+            "write a list of interface names, e.g. querier_interfaces: [\"eth1\"]"
+        }
         "query_interval" => "use a number of seconds from 1 to 31744 (default 125)",
         "query_response_interval" => "use a number of seconds, e.g. 10 (the default)",
         "robustness" => "use an integer from 1 to 7 (default 2)",

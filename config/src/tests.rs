@@ -169,7 +169,10 @@ fn full_config_parses_and_round_trips() {
     assert_eq!(c.rules[0].outputs[0].effective_ttl(ttl), 8);
     assert_eq!(c.rules[0].outputs[1].effective_ttl(ttl), 64);
     assert_eq!(c.rules[1].outputs[0].effective_ttl(ttl), 4);
-    assert_eq!(c.rules[1].outputs[0].effective_ttl(DEFAULT_MULTICAST_TTL), 1);
+    assert_eq!(
+        c.rules[1].outputs[0].effective_ttl(DEFAULT_MULTICAST_TTL),
+        1
+    );
     assert_eq!(c.msdp.peers[0].description.as_deref(), Some("peer \"one\""));
     let text = c.to_json5();
     let back = parse_str(&text, "saved.json5").unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -641,7 +644,12 @@ fn pim_rp() {
         8,
         &["already mapped by pim.static_rp[3]"],
     );
-    expect_diag(text, "pim.static_rp[5].group", 9, &["not a multicast group"]);
+    expect_diag(
+        text,
+        "pim.static_rp[5].group",
+        9,
+        &["not a multicast group"],
+    );
     // A single group is a /32: the same range as its /32 form.
     expect_diag(
         text,
@@ -674,12 +682,7 @@ fn msdp_checks() {
         4,
         &["mesh group name is empty"],
     );
-    expect_diag(
-        text,
-        "msdp.hold_time",
-        2,
-        &["longer than the keepalive"],
-    );
+    expect_diag(text, "msdp.hold_time", 2, &["longer than the keepalive"]);
 }
 
 #[test]
@@ -845,7 +848,10 @@ fn seed_system_config_loads_unchanged() {
     let g = &c.igmp;
     assert_eq!(g.querier_interfaces, ["eth1", "eth2"]);
     assert_eq!(g.enabled, None);
-    assert!(g.is_enabled(), "querier interfaces without 'enabled' mean on");
+    assert!(
+        g.is_enabled(),
+        "querier interfaces without 'enabled' mean on"
+    );
     assert_eq!(
         (g.query_interval, g.robustness, g.query_response_interval),
         (125, 2, 10)
@@ -993,7 +999,14 @@ fn multicast_ttl_range_and_default() {
         ttl: None,
     };
     assert_eq!(o.effective_ttl(7), 7);
-    assert_eq!(Output { ttl: Some(2), ..o.clone() }.effective_ttl(7), 2);
+    assert_eq!(
+        Output {
+            ttl: Some(2),
+            ..o.clone()
+        }
+        .effective_ttl(7),
+        2
+    );
     let u = Output {
         group: Ipv4Addr::new(10, 1, 1, 1),
         ..o
@@ -1003,7 +1016,11 @@ fn multicast_ttl_range_and_default() {
 
 #[test]
 fn pinning_checks() {
-    let c = parse_str("{ cores: [0, 1], pinning: { eth0: [1], 'eth1.100': [0, 1] } }", "x").unwrap();
+    let c = parse_str(
+        "{ cores: [0, 1], pinning: { eth0: [1], 'eth1.100': [0, 1] } }",
+        "x",
+    )
+    .unwrap();
     assert_eq!(c.pinning["eth1.100"], vec![0, 1]);
     expect_diag(
         "{ pinning: {\n  eth0: [0],\n  eth0: [1] } }",
@@ -1130,7 +1147,10 @@ fn msdp_seed_keys() {
         "{ msdp: { keepalive_interval: 60,\n  hold_time: 60 } }",
         "msdp.hold_time",
         2,
-        &["hold time (60 s)", "longer than the keepalive interval (60 s)"],
+        &[
+            "hold time (60 s)",
+            "longer than the keepalive interval (60 s)",
+        ],
     );
     expect_diag(
         "{ msdp: { local_address: '10.0.0.1', peers: [\n  { address: '10.0.0.1' } ] } }",
@@ -1191,15 +1211,27 @@ fn rpf_provider_forms() {
 #[test]
 fn renamed_keys_name_their_new_key() {
     for (text, path, new) in [
-        ("{ igmp: {\n  interfaces: [] } }", "igmp.interfaces", "querier_interfaces"),
-        ("{ igmp: {\n  query_interval_secs: 1 } }", "igmp.query_interval_secs", "query_interval"),
+        (
+            "{ igmp: {\n  interfaces: [] } }",
+            "igmp.interfaces",
+            "querier_interfaces",
+        ),
+        (
+            "{ igmp: {\n  query_interval_secs: 1 } }",
+            "igmp.query_interval_secs",
+            "query_interval",
+        ),
         (
             "{ igmp: {\n  query_response_interval_secs: 1 } }",
             "igmp.query_response_interval_secs",
             "query_response_interval",
         ),
         ("{ pim: {\n  rp: [] } }", "pim.rp", "static_rp"),
-        ("{ pim: {\n  hello_interval_secs: 30 } }", "pim.hello_interval_secs", "hello_period"),
+        (
+            "{ pim: {\n  hello_interval_secs: 30 } }",
+            "pim.hello_interval_secs",
+            "hello_period",
+        ),
         (
             "{ pim: { static_rp: [ {\n  address: '10.0.0.1' } ] } }",
             "pim.static_rp[0].address",
@@ -1210,8 +1242,16 @@ fn renamed_keys_name_their_new_key() {
             "pim.static_rp[0].group_range",
             "group",
         ),
-        ("{ msdp: {\n  keepalive_secs: 60 } }", "msdp.keepalive_secs", "keepalive_interval"),
-        ("{ msdp: {\n  hold_time_secs: 75 } }", "msdp.hold_time_secs", "hold_time"),
+        (
+            "{ msdp: {\n  keepalive_secs: 60 } }",
+            "msdp.keepalive_secs",
+            "keepalive_interval",
+        ),
+        (
+            "{ msdp: {\n  hold_time_secs: 75 } }",
+            "msdp.hold_time_secs",
+            "hold_time",
+        ),
     ] {
         let d = expect_diag(text, path, 2, &[&format!("did you mean '{new}'?")]);
         assert!(d.message.contains("seed system's name"), "{d}");
@@ -1220,12 +1260,24 @@ fn renamed_keys_name_their_new_key() {
     assert!(parse_str("{ msdp: { peers: [ { address: '10.0.0.2' } ] } }", "x").is_ok());
     // Plain typos of the new keys are suggested too.
     for (text, path, want) in [
-        ("{ igmp: {\n  querier_interface: [] } }", "igmp.querier_interface", "querier_interfaces"),
-        ("{ msdp: {\n  keepalive_intreval: 1 } }", "msdp.keepalive_intreval", "keepalive_interval"),
+        (
+            "{ igmp: {\n  querier_interface: [] } }",
+            "igmp.querier_interface",
+            "querier_interfaces",
+        ),
+        (
+            "{ msdp: {\n  keepalive_intreval: 1 } }",
+            "msdp.keepalive_intreval",
+            "keepalive_interval",
+        ),
         ("{ pim: {\n  staticRp: [] } }", "pim.staticRp", "static_rp"),
         ("{\n  multicastTtl: 2 }", "multicastTtl", "multicast_ttl"),
         ("{\n  pining: {} }", "pining", "pinning"),
-        ("{ msdp: { peers: [ { address: '10.0.0.2',\n  defaultPeer: true } ] } }", "msdp.peers[0].defaultPeer", "default_peer"),
+        (
+            "{ msdp: { peers: [ { address: '10.0.0.2',\n  defaultPeer: true } ] } }",
+            "msdp.peers[0].defaultPeer",
+            "default_peer",
+        ),
     ] {
         expect_diag(text, path, 2, &[&format!("did you mean '{want}'?")]);
     }
@@ -1239,15 +1291,27 @@ fn every_key_round_trips_with_its_name() {
     assert_eq!(back, c);
     // Saving the saved text changes nothing.
     assert_eq!(back.to_json5(), text);
-    assert!(text.contains("\"eth0\": [") || text.contains("eth0: ["), "{text}");
+    assert!(
+        text.contains("\"eth0\": [") || text.contains("eth0: ["),
+        "{text}"
+    );
     assert!(text.contains("group: \"238.1.1.1\""), "{text}");
     assert!(text.contains("hello_period: 20"), "{text}");
     // Keys absent from the file stay absent (Options), sections are
     // written whole with their defaults (the crate's convention).
     let c = parse_str("{ pim: { interfaces: [ { name: 'eth0' } ] } }", "x").unwrap();
     let text = c.to_json5();
-    assert!(!text.contains("router_id") && !text.contains("multicast_ttl"), "{text}");
-    assert!(!text.contains("pinning") && !text.contains("querier_interfaces: [\"") , "{text}");
-    assert!(text.contains("hello_period: 30") && text.contains("rpf_provider: \"disabled\""), "{text}");
+    assert!(
+        !text.contains("router_id") && !text.contains("multicast_ttl"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("pinning") && !text.contains("querier_interfaces: [\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("hello_period: 30") && text.contains("rpf_provider: \"disabled\""),
+        "{text}"
+    );
     assert_eq!(parse_str(&text, "x").unwrap(), c);
 }
