@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use serde_path_to_error::Segment;
 
 use crate::diagnostic::{ConfigError, Diagnostic};
-use crate::locate::locate;
+use crate::locate::{locate, locate_second_key};
 use crate::schema::Config;
 use crate::validate::check_config;
 
@@ -222,6 +222,16 @@ fn serde_diagnostic(text: &str, path: &serde_path_to_error::Path, e: &json5::Err
         return positioned(text, &path_s, e, msg);
     }
 
+    // A key given twice in `pinning` (a map, so serde does not catch it):
+    // point at the second one, the one to remove.
+    if let Some(name) = between(&raw, "interface '", "' is pinned twice") {
+        let mut d = Diagnostic::new(format!("pinning.{name}"), raw.clone());
+        if let Some((l, c)) = locate_second_key(text, "pinning", name) {
+            d.line = Some(l);
+            d.column = Some(c);
+        }
+        return d;
+    }
     let hint = leaf_key(&segs).and_then(key_hint);
     let msg = match type_error(&raw) {
         Some((kind, found, expected)) => {

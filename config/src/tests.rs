@@ -1022,12 +1022,13 @@ fn pinning_checks() {
     )
     .unwrap();
     assert_eq!(c.pinning["eth1.100"], vec![0, 1]);
-    expect_diag(
+    let d = expect_diag(
         "{ pinning: {\n  eth0: [0],\n  eth0: [1] } }",
-        "pinning",
-        1,
+        "pinning.eth0",
+        3,
         &["interface 'eth0' is pinned twice"],
     );
+    assert_eq!(d.column, Some(3));
     expect_diag(
         "{ pinning: {\n  eth0: [] } }",
         "pinning.eth0",
