@@ -197,8 +197,7 @@ impl IgmpConfig {
     /// Whether the file asks for IGMP: `enabled` when given, else whether
     /// any querier interface is listed.
     pub fn is_enabled(&self) -> bool {
-        self.enabled
-            .unwrap_or_else(|| !self.querier_interfaces.is_empty())
+        self.enabled.unwrap_or(!self.querier_interfaces.is_empty())
     }
 }
 
