@@ -199,3 +199,30 @@ fn seed_system_config_passes_check() {
         "{out:?}"
     );
 }
+
+/// A pinned CPU that runs no engine passes `check-config` (CPUs are not
+/// looked at there) but stops `mcrd supervisor` at start, like `cores`.
+#[test]
+fn pinning_to_a_cpu_without_an_engine_stops_the_daemon() {
+    let dir = TempDir::new(&unique_tag());
+    let file = dir.file("pin.json5", "{ pinning: { \"eth0\": [4095] } }");
+    let check = std::process::Command::new(bin("mcrd"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    let out = std::process::Command::new(bin("mcrd"))
+        .args(["supervisor", "--config"])
+        .arg(&file)
+        .arg("--control-socket-path")
+        .arg(dir.path("s.sock"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("pinning.eth0: CPU 4095 runs no data-plane engine"),
+        "{err}"
+    );
+}
