@@ -114,6 +114,24 @@ pub(crate) fn parse_multicast_cidr(text: &str) -> Result<Cidr, String> {
     })
 }
 
+/// Parses a static RP's `group`: a multicast CIDR range, or a single
+/// multicast group meaning /32 (the seed system accepts both forms).
+pub(crate) fn parse_group_range(text: &str) -> Result<Cidr, String> {
+    if text.contains('/') {
+        return parse_multicast_cidr(text);
+    }
+    let network = parse_ipv4(text, "239.0.0.0/8").map_err(|e| format!("in group '{text}': {e}"))?;
+    if !network.is_multicast() {
+        return Err(format!(
+            "'{text}' is not a multicast group; write a multicast range such as 239.0.0.0/8 (all multicast: 224.0.0.0/4) or a single group such as 239.1.1.1"
+        ));
+    }
+    Ok(Cidr {
+        network,
+        prefix_len: 32,
+    })
+}
+
 struct AddrVisitor {
     example: &'static str,
 }
@@ -227,5 +245,24 @@ mod tests {
         assert!(parse_multicast_cidr("239.0.0.0/+8").is_err());
         assert!(parse_multicast_cidr("0.0.0.0/0").is_err());
         assert!(parse_multicast_cidr("239.0.0/8").is_err());
+    }
+
+    #[test]
+    fn group_range_accepts_a_single_group() {
+        assert_eq!(
+            parse_group_range("239.1.1.1"),
+            Ok(Cidr {
+                network: Ipv4Addr::new(239, 1, 1, 1),
+                prefix_len: 32
+            })
+        );
+        assert_eq!(
+            parse_group_range("239.0.0.0/8").map(|c| c.prefix_len),
+            Ok(8)
+        );
+        assert!(parse_group_range("10.0.0.1")
+            .unwrap_err()
+            .contains("not a multicast group"));
+        assert!(parse_group_range("239.1.1").is_err());
     }
 }

@@ -32,6 +32,8 @@
 //! |---|---|---|---|
 //! | `rules` | list of [rule](#rules) | `[]` | static forwarding rules |
 //! | `cores` | list of CPU numbers | all online CPUs | CPUs that each run one data-plane engine; no duplicates, not empty |
+//! | `multicast_ttl` | 1..=255 | `1` | IP TTL of multicast outputs that do not set `ttl` ([`Config::multicast_ttl`]) |
+//! | `pinning` | object: interface name -> list of CPU numbers | `{}` | validated, **not acted on yet** (see [below](#pinning)) |
 //! | `user` | string | none (stay root) | unprivileged user to drop to once sockets are open |
 //! | `control_socket_group` | string | none | group owning the control socket (mode 0660) |
 //! | `igmp` | [object](#igmp) | see below | IGMP querier and membership tracking |
@@ -57,7 +59,7 @@
 //! | `outputs[].interface` | string | **required** | interface to send on |
 //! | `outputs[].group` | IPv4 | **required** | destination: multicast group or unicast host (group/port translation is allowed); not `0.0.0.0` |
 //! | `outputs[].port` | 1..=65535 | **required** | destination UDP port |
-//! | `outputs[].ttl` | 1..=255 | 1 for multicast, 64 for unicast | IP TTL of sent packets ([`Output::effective_ttl`]) |
+//! | `outputs[].ttl` | 1..=255 | `multicast_ttl` for multicast, 64 for unicast | IP TTL of sent packets ([`Output::effective_ttl`]) |
 //!
 //! Rejected: two rules with the same input (interface, group, port, source)
 //! — merge their outputs instead; an output equal to its own rule's input
@@ -82,44 +84,73 @@
 //! across restarts, reloads, hosts and Rust versions, and it changes exactly
 //! when the input changes.
 //!
+//! ## `pinning`
+//!
+//! The seed system's key: `pinning: { "eth0": [0, 1] }` names the CPUs
+//! meant to serve traffic captured on an interface. mcr validates it (names
+//! are interface names, each listed once; each list non-empty, without
+//! duplicates, and inside `cores` when `cores` is set; at start, every CPU
+//! must be one `mcrd` may run on) but does **not** act on it yet: every
+//! engine (one per CPU of `cores`) captures on every input interface,
+//! spread by `PACKET_FANOUT` flow hash.
+//!
 //! ## `igmp`
+//!
+//! Key names are the seed system's; times are in seconds. Validated, not
+//! acted on yet.
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
-//! | `enabled` | bool | `false` | run IGMP on `interfaces` |
-//! | `interfaces` | list of strings | `[]` | interfaces to query / listen for reports on |
+//! | `enabled` | bool | absent: on iff `querier_interfaces` is not empty | explicit on/off ([`IgmpConfig::is_enabled`]); `true` needs at least one querier interface |
+//! | `querier_interfaces` | list of strings | `[]` | interfaces to act as querier on; each once |
 //! | `version` | 2 or 3 | `3` | IGMP version (RFC 2236 / RFC 3376) |
-//! | `query_interval_secs` | 1..=31744 | `125` | general query interval |
-//! | `query_response_interval_secs` | 1..=3174 (v2: 1..=25) | `10` | max response time; must be shorter than the query interval |
+//! | `query_interval` | 1..=31744 s | `125` | general query interval |
+//! | `query_response_interval` | 1..=3174 s (v2: 1..=25) | `10` | max response time; shorter than `query_interval` |
 //! | `robustness` | 1..=7 | `2` | robustness variable |
 //!
 //! ## `pim`
 //!
+//! Validated, not acted on yet. Periods are in seconds.
+//!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
 //! | `enabled` | bool | `false` | run PIM-SM (RFC 7761) |
-//! | `interfaces` | list of `{ name, dr_priority? }` | `[]` | PIM interfaces; `dr_priority` overrides the global one |
-//! | `rp` | list of `{ address, group_range? }` | `[]` | static RP mappings; `address` is the RP's unicast address, `group_range` a multicast CIDR range (default `"224.0.0.0/4"`, host bits must be zero, each range mapped once) |
-//! | `hello_interval_secs` | 1..=18724 | `30` | hello period (hold time is 3.5 x this) |
-//! | `dr_priority` | u32 | `1` | DR priority advertised in hellos |
+//! | `router_id` | unicast IPv4 | none | this router's id |
+//! | `interfaces` | list of `{ name, dr_priority?, hello_period? }` | `[]` | PIM interfaces, each once; per-interface values override the section's |
+//! | `static_rp` | list of `{ group?, rp }` | `[]` | `group`: multicast CIDR (or one group = /32), default `"224.0.0.0/4"`, host bits zero, each range once; `rp`: unicast IPv4 |
+//! | `rp_address` | unicast IPv4 | none | this router's address as a rendezvous point |
+//! | `hello_period` | 1..=18724 s | `30` | hello period of interfaces that do not set one (hold time is 3.5 x this) |
+//! | `dr_priority` | u32 | `1` | DR priority of interfaces that do not set one |
 //!
 //! ## `msdp`
+//!
+//! Validated, not acted on yet. Times are in seconds.
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
 //! | `enabled` | bool | `false` | run MSDP (RFC 3618) |
-//! | `local_address` | IPv4 | none | this router's unicast address for MSDP sessions; required when enabled with peers |
-//! | `peers` | list of `{ address, mesh_group?, description? }` | `[]` | peers by unicast address (each once); optional mesh group name and free-text description |
-//! | `keepalive_secs` | u16 ≥ 1 | `60` | keepalive interval |
-//! | `hold_time_secs` | u16 | `75` | hold time; at least 3 and longer than the keepalive |
+//! | `local_address` | unicast IPv4 | none | this router's address for MSDP sessions; required when enabled with peers |
+//! | `peers` | list of `{ address, description?, mesh_group?, default_peer? }` | `[]` | peers by unicast address (each once, not `local_address`); `mesh_group` not blank; `default_peer` bool, default `false` |
+//! | `keepalive_interval` | u32 ≥ 1 s | `60` | keepalive interval |
+//! | `hold_time` | u32 s | `75` | at least 3 and longer than `keepalive_interval` |
 //!
 //! ## `control_plane`
 //!
+//! Defaults are the seed system's.
+//!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
-//! | `rpf_provider` | string | none | absolute path of an external RPF provider's Unix socket (at most 107 bytes); it must be reachable from the daemon's namespace |
-//! | `external_neighbors_enabled` | bool | `false` | accept neighbours injected through the control socket |
+//! | `rpf_provider` | string | `"disabled"` | `"disabled"`, `"kernel"`, `"static"` or the absolute path (at most 107 bytes) of an external provider's Unix socket ([`RpfProvider`]); not acted on yet |
+//! | `external_neighbors_enabled` | bool | `true` | accept neighbours injected through the control socket; not acted on yet |
 //! | `event_buffer_size` | 16..=1048576 | `256` | events buffered per subscriber before the oldest are dropped |
+//!
+//! ## Saving
+//!
+//! [`Config::to_json5`] writes every section with all its keys (defaults
+//! included), and optional keys (`cores`, `pinning`, `multicast_ttl`,
+//! `igmp.enabled`, per-interface PIM values, `router_id`, ...) only when
+//! they are set, so parsing the text gives back an equal `Config` with the
+//! same key names.
 //!
 //! ## `data_plane`
 //!
@@ -161,9 +192,13 @@ pub use parse::{load_file, parse_str};
 pub use rule_id::{canonical_key, fnv1a64, RuleId};
 pub use schema::{
     Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MsdpConfig, MsdpPeer, Output,
-    PimConfig, PimInterface, RpMapping, Rule,
+    PimConfig, PimInterface, RpfProvider, Rule, StaticRp, DEFAULT_MULTICAST_TTL,
+    DEFAULT_UNICAST_TTL,
 };
-pub use validate::{validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_INTERFACE_NAME_LEN};
+pub use validate::{
+    validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_HELLO_PERIOD, MAX_INTERFACE_NAME_LEN,
+    MAX_QUERY_INTERVAL,
+};
 
 impl Config {
     /// Semantic validation without source positions (e.g. for a configuration

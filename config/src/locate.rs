@@ -201,6 +201,53 @@ pub(crate) fn locate_offset(text: &str, path: &[Seg]) -> Option<usize> {
     Some(off)
 }
 
+/// Line and column of the second `key` in the object at `path`: where a
+/// key given twice is reported. `None` if there is no second one.
+pub(crate) fn locate_second_key(text: &str, path: &str, key: &str) -> Option<(usize, usize)> {
+    let mut lx = Lexer::new(text);
+    let (_, mut tok) = lx.next()?;
+    for seg in parse_path(path) {
+        tok = match (&seg, &tok) {
+            (Seg::Key(want), Tok::LBrace) => find_member(&mut lx, want)?.1,
+            (Seg::Index(want), Tok::LBrack) => find_element(&mut lx, *want)?.1,
+            _ => return None,
+        };
+    }
+    if tok != Tok::LBrace {
+        return None;
+    }
+    let (_, first) = find_member(&mut lx, key)?;
+    skip_value(&mut lx, &first)?;
+    if !after_item(&mut lx) {
+        return None;
+    }
+    let (off, _) = find_member_key(&mut lx, key)?;
+    Some(line_col(text, off))
+}
+
+/// Like [`find_member`], but returns the offset of the key itself.
+fn find_member_key(lx: &mut Lexer, want: &str) -> Option<(usize, Tok)> {
+    loop {
+        let (koff, key_tok) = lx.next()?;
+        let key = match key_tok {
+            Tok::Text(k) => k,
+            Tok::Comma => continue,
+            _ => return None,
+        };
+        if lx.next()?.1 != Tok::Colon {
+            return None;
+        }
+        let (_, value) = lx.next()?;
+        if key == want {
+            return Some((koff, value));
+        }
+        skip_value(lx, &value)?;
+        if !after_item(lx) {
+            return None;
+        }
+    }
+}
+
 fn find_member(lx: &mut Lexer, want: &str) -> Option<(usize, Tok)> {
     loop {
         let (_, key_tok) = lx.next()?;
@@ -334,6 +381,15 @@ mod tests {
     }
 
     #[test]
+    fn finds_a_second_key() {
+        let t = "{ pinning: {\n  eth0: [0],\n  'eth1': [1],\n  \"eth0\": [2] } }";
+        assert_eq!(locate_second_key(t, "pinning", "eth0"), Some((4, 3)));
+        assert_eq!(locate_second_key(t, "pinning", "eth1"), None);
+        assert_eq!(locate_second_key(t, "nope", "eth0"), None);
+        assert_eq!(locate_second_key("{", "", "a"), None);
+    }
+
+    #[test]
     fn line_col_counts_crlf_once_and_chars() {
         let t = "{\r\n  \"é\": 1,\r\n  x: 2 }";
         assert_eq!(locate(t, "x"), Some((3, 6)));
@@ -353,6 +409,7 @@ mod tests {
         #[test]
         fn never_panics(text in "\\PC*", path in "[a-z\\[\\]0-9.]{0,20}") {
             let _ = locate(&text, &path);
+            let _ = locate_second_key(&text, &path, "a");
         }
 
         #[test]

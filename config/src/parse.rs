@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use serde_path_to_error::Segment;
 
 use crate::diagnostic::{ConfigError, Diagnostic};
-use crate::locate::locate;
+use crate::locate::{locate, locate_second_key};
 use crate::schema::Config;
 use crate::validate::check_config;
 
@@ -179,7 +179,12 @@ fn serde_diagnostic(text: &str, path: &serde_path_to_error::Path, e: &json5::Err
         } else {
             format!("{container}.{field}")
         };
-        let msg = match suggest(&field, &expected) {
+        let msg = match renamed(&field, &expected) {
+            Some(new) => format!(
+                "unknown key '{field}' {}; did you mean '{new}'? (the key now has the seed system's name)",
+                where_(&container)
+            ),
+            None => match suggest(&field, &expected) {
             Some(s) => format!(
                 "unknown key '{field}' {}; did you mean '{s}'?",
                 where_(&container)
@@ -193,6 +198,7 @@ fn serde_diagnostic(text: &str, path: &serde_path_to_error::Path, e: &json5::Err
                 where_(&container),
                 expected.join(", ")
             ),
+            },
         };
         return positioned(text, &key_path, e, msg);
     }
@@ -216,6 +222,16 @@ fn serde_diagnostic(text: &str, path: &serde_path_to_error::Path, e: &json5::Err
         return positioned(text, &path_s, e, msg);
     }
 
+    // A key given twice in `pinning` (a map, so serde does not catch it):
+    // point at the second one, the one to remove.
+    if let Some(name) = between(&raw, "interface '", "' is pinned twice") {
+        let mut d = Diagnostic::new(format!("pinning.{name}"), raw.clone());
+        if let Some((l, c)) = locate_second_key(text, "pinning", name) {
+            d.line = Some(l);
+            d.column = Some(c);
+        }
+        return d;
+    }
     let hint = leaf_key(&segs).and_then(key_hint);
     let msg = match type_error(&raw) {
         Some((kind, found, expected)) => {
@@ -242,8 +258,11 @@ fn serde_diagnostic(text: &str, path: &serde_path_to_error::Path, e: &json5::Err
 fn leaf_key<'a>(segs: &[&'a Segment]) -> Option<&'a str> {
     match segs.last()? {
         Segment::Map { key } => Some(key.as_str()),
-        Segment::Seq { .. } => match segs.iter().rev().nth(1) {
-            Some(Segment::Map { key }) if key == "cores" => Some("cores[]"),
+        Segment::Seq { .. } => match (segs.iter().rev().nth(1), segs.iter().rev().nth(2)) {
+            (Some(Segment::Map { key }), _) if key == "cores" => Some("cores[]"),
+            (Some(Segment::Map { .. }), Some(Segment::Map { key })) if key == "pinning" => {
+                Some("pinning[]")
+            }
             _ => None,
         },
         _ => None,
@@ -311,6 +330,31 @@ fn parse_unknown_field(raw: &str) -> Option<(String, Vec<String>)> {
     Some((field.to_string(), expected))
 }
 
+/// Keys of mcr's earlier protocol sections and the seed system's names
+/// that replaced them, as (old, new). They were never acted on, so they
+/// are not accepted as aliases (one name per setting keeps `config save`
+/// unambiguous), but a file using them is told the new name.
+const RENAMED: &[(&str, &str)] = &[
+    ("interfaces", "querier_interfaces"),
+    ("query_interval_secs", "query_interval"),
+    ("query_response_interval_secs", "query_response_interval"),
+    ("rp", "static_rp"),
+    ("hello_interval_secs", "hello_period"),
+    ("address", "rp"),
+    ("group_range", "group"),
+    ("keepalive_secs", "keepalive_interval"),
+    ("hold_time_secs", "hold_time"),
+];
+
+/// The new name of a renamed key, when that name is valid where the old
+/// one was found (so `address` maps to `rp` only inside `static_rp`).
+fn renamed(field: &str, valid: &[String]) -> Option<&'static str> {
+    RENAMED
+        .iter()
+        .find(|(old, new)| *old == field && valid.iter().any(|v| v == new))
+        .map(|(_, new)| *new)
+}
+
 /// The closest valid key, if it is close enough to be a likely typo.
 fn suggest(field: &str, valid: &[String]) -> Option<String> {
     let norm = |s: &str| s.to_ascii_lowercase().replace(['_', '-'], "");
@@ -361,15 +405,31 @@ fn key_hint(key: &str) -> Option<&'static str> {
         "port" => "a port is an integer from 1 to 65535, e.g. port: 5001",
         "ttl" => "ttl is an integer from 1 to 255, e.g. ttl: 16",
         "group" => "group is a quoted IPv4 address, e.g. group: \"239.1.1.1\"",
-        "source" | "address" | "local_address" => "write a quoted IPv4 address, e.g. \"10.0.0.1\"",
+        "source" | "address" | "local_address" | "router_id" | "rp_address" | "rp" => {
+            "write a quoted unicast IPv4 address, e.g. \"10.0.0.1\""
+        }
         "interface" | "name" => "write a quoted name, e.g. \"eth0\"",
         "input" => "e.g. input: { interface: \"eth0\", group: \"239.1.1.1\", port: 5001 }",
         "outputs" => "e.g. outputs: [ { interface: \"eth1\", group: \"239.1.1.1\", port: 5001 } ]",
         "version" => "use 2 or 3",
         "cores" | "cores[]" => "cores is a list of CPU numbers, e.g. cores: [0, 1]",
         "event_buffer_size" => "use an integer from 16 to 1048576 (default 256)",
-        "enabled" | "external_neighbors_enabled" => "use true or false",
-        "group_range" => "write a quoted CIDR range, e.g. \"239.0.0.0/8\"",
+        "enabled" | "external_neighbors_enabled" | "default_peer" => "use true or false",
+        "multicast_ttl" => "multicast_ttl is an integer from 1 to 255, e.g. multicast_ttl: 4",
+        "pinning" => "pinning maps interface names to CPU lists, e.g. pinning: { \"eth0\": [0] }",
+        "pinning[]" => "pinning lists CPU numbers, e.g. \"eth0\": [0, 1]",
+        "querier_interfaces" => {
+            "write a list of interface names, e.g. querier_interfaces: [\"eth1\"]"
+        }
+        "query_interval" => "use a number of seconds from 1 to 31744 (default 125)",
+        "query_response_interval" => "use a number of seconds, e.g. 10 (the default)",
+        "robustness" => "use an integer from 1 to 7 (default 2)",
+        "hello_period" => "use a number of seconds from 1 to 18724 (default 30)",
+        "dr_priority" => "dr_priority is an integer from 0 to 4294967295 (default 1)",
+        "keepalive_interval" => "use a number of seconds, e.g. 60 (the default)",
+        "hold_time" => "use a number of seconds, e.g. 75 (the default)",
+        "rpf_provider" => "use \"disabled\", \"kernel\", \"static\" or an absolute socket path",
+        "static_rp" => "e.g. static_rp: [ { group: \"239.0.0.0/8\", rp: \"10.0.0.1\" } ]",
         _ => return None,
     })
 }

@@ -3,8 +3,12 @@
 //! Field names are the keys of the file. See the crate documentation for the
 //! meaning of every key.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::addr;
@@ -25,6 +29,18 @@ pub struct Config {
     /// Group owning the control socket (mode 0660).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control_socket_group: Option<String>,
+    /// Interface name -> CPUs meant to serve it (the seed system's key).
+    /// Validated but not acted on yet: see the crate documentation.
+    /// A `BTreeMap` so `config save` writes it in a stable order.
+    #[serde(
+        deserialize_with = "de_pinning",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub pinning: BTreeMap<String, Vec<usize>>,
+    /// TTL of multicast outputs that do not set `ttl`; `None` means
+    /// [`DEFAULT_MULTICAST_TTL`]. See [`Config::multicast_ttl`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multicast_ttl: Option<u8>,
     /// IGMP querier / membership tracking.
     pub igmp: IgmpConfig,
     /// PIM-SM.
@@ -35,6 +51,48 @@ pub struct Config {
     pub control_plane: ControlPlaneConfig,
     /// Data-plane choices.
     pub data_plane: DataPlaneConfig,
+}
+
+/// TTL of a multicast output when neither the output's `ttl` nor the
+/// file's `multicast_ttl` says otherwise: 1 keeps the copy on the link.
+pub const DEFAULT_MULTICAST_TTL: u8 = 1;
+
+/// TTL of a unicast output without `ttl` (the usual host default).
+pub const DEFAULT_UNICAST_TTL: u8 = 64;
+
+impl Config {
+    /// The TTL multicast outputs without their own `ttl` are sent with:
+    /// `multicast_ttl` from the file, else [`DEFAULT_MULTICAST_TTL`].
+    pub fn multicast_ttl(&self) -> u8 {
+        self.multicast_ttl.unwrap_or(DEFAULT_MULTICAST_TTL)
+    }
+}
+
+/// Reads `pinning` refusing an interface named twice: a plain map would
+/// keep the last entry silently, and a file that pins one interface in two
+/// places is a mistake worth reporting.
+fn de_pinning<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<usize>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = BTreeMap<String, Vec<usize>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object mapping interface names to lists of CPU numbers")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if out.contains_key(&name) {
+                    return Err(de::Error::custom(format!(
+                        "interface '{name}' is pinned twice; give each interface one list of CPUs"
+                    )));
+                }
+                let cpus: Vec<usize> = map.next_value()?;
+                out.insert(name, cpus);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(V)
 }
 
 /// One static forwarding rule: traffic matching `input` is sent to every output.
@@ -99,51 +157,89 @@ pub struct Output {
 }
 
 impl Output {
-    /// The TTL to send with: `ttl` when set, else 1 for a multicast
-    /// destination (stay on the link) and 64 for a unicast one.
-    pub fn effective_ttl(&self) -> u8 {
+    /// The TTL to send with: `ttl` when set, else `multicast_default`
+    /// (the file's [`Config::multicast_ttl`]) for a multicast destination
+    /// and [`DEFAULT_UNICAST_TTL`] for a unicast one. The default comes
+    /// from the caller because it is a property of the whole file, and a
+    /// rule added at run time must follow the same default.
+    pub fn effective_ttl(&self, multicast_default: u8) -> u8 {
         match self.ttl {
             Some(ttl) => ttl,
-            None if self.group.is_multicast() => 1,
-            None => 64,
+            None if self.group.is_multicast() => multicast_default,
+            None => DEFAULT_UNICAST_TTL,
         }
     }
 }
 
-/// IGMP settings.
+/// IGMP settings (seed schema names; intervals in seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IgmpConfig {
-    pub enabled: bool,
-    pub interfaces: Vec<String>,
+    /// Explicit on/off. Absent means "on when `querier_interfaces` is not
+    /// empty", which is how the seed system reads a file without this key;
+    /// see [`IgmpConfig::is_enabled`]. Kept optional so `config save`
+    /// writes it only when the file had it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Interfaces to act as IGMP querier on (and track members on).
+    pub querier_interfaces: Vec<String>,
+    /// IGMP version: 2 (RFC 2236) or 3 (RFC 3376).
     pub version: u8,
-    pub query_interval_secs: u32,
-    pub query_response_interval_secs: u32,
+    /// General query interval, seconds.
+    pub query_interval: u32,
+    /// Max response time advertised in general queries, seconds.
+    pub query_response_interval: u32,
+    /// Robustness variable.
     pub robustness: u8,
+}
+
+impl IgmpConfig {
+    /// Whether the file asks for IGMP: `enabled` when given, else whether
+    /// any querier interface is listed.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(!self.querier_interfaces.is_empty())
+    }
 }
 
 impl Default for IgmpConfig {
     fn default() -> Self {
         IgmpConfig {
-            enabled: false,
-            interfaces: Vec::new(),
+            enabled: None,
+            querier_interfaces: Vec::new(),
             version: 3,
-            query_interval_secs: 125,
-            query_response_interval_secs: 10,
+            query_interval: 125,
+            query_response_interval: 10,
             robustness: 2,
         }
     }
 }
 
-/// PIM-SM settings.
+/// PIM-SM settings (seed schema names; periods in seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PimConfig {
+    /// Run PIM-SM.
     pub enabled: bool,
+    /// Router id (a unicast address of this router); `None` lets the
+    /// protocol pick one.
+    #[serde(
+        deserialize_with = "addr::de_opt_unicast",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub router_id: Option<Ipv4Addr>,
+    /// PIM-enabled interfaces.
     pub interfaces: Vec<PimInterface>,
-    /// Static RP mappings.
-    pub rp: Vec<RpMapping>,
-    pub hello_interval_secs: u16,
+    /// Static group range -> RP mappings.
+    pub static_rp: Vec<StaticRp>,
+    /// This router's own RP address, when it is a rendezvous point.
+    #[serde(
+        deserialize_with = "addr::de_opt_unicast",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rp_address: Option<Ipv4Addr>,
+    /// Hello period, seconds, for interfaces that do not set their own.
+    pub hello_period: u16,
+    /// DR priority for interfaces that do not set their own.
     pub dr_priority: u32,
 }
 
@@ -151,11 +247,25 @@ impl Default for PimConfig {
     fn default() -> Self {
         PimConfig {
             enabled: false,
+            router_id: None,
             interfaces: Vec::new(),
-            rp: Vec::new(),
-            hello_interval_secs: 30,
+            static_rp: Vec::new(),
+            rp_address: None,
+            hello_period: 30,
             dr_priority: 1,
         }
+    }
+}
+
+impl PimConfig {
+    /// The hello period of `iface`, seconds: its own or the section's.
+    pub fn hello_period_of(&self, iface: &PimInterface) -> u16 {
+        iface.hello_period.unwrap_or(self.hello_period)
+    }
+
+    /// The DR priority of `iface`: its own or the section's.
+    pub fn dr_priority_of(&self, iface: &PimInterface) -> u32 {
+        iface.dr_priority.unwrap_or(self.dr_priority)
     }
 }
 
@@ -163,40 +273,52 @@ impl Default for PimConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PimInterface {
+    /// Interface name.
     pub name: String,
     /// Overrides [`PimConfig::dr_priority`] on this interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dr_priority: Option<u32>,
+    /// Overrides [`PimConfig::hello_period`] on this interface, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello_period: Option<u16>,
 }
 
 /// A static rendezvous-point mapping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RpMapping {
-    #[serde(deserialize_with = "addr::de_unicast")]
-    pub address: Ipv4Addr,
-    /// Multicast range served by this RP, CIDR notation.
+pub struct StaticRp {
+    /// Multicast range served by this RP: CIDR (`239.0.0.0/8`) or a
+    /// single group (`239.1.1.1`, meaning /32). Kept as written so
+    /// `config save` gives back the user's text.
     #[serde(default = "default_group_range")]
-    pub group_range: String,
+    pub group: String,
+    /// The RP's unicast address.
+    #[serde(deserialize_with = "addr::de_unicast")]
+    pub rp: Ipv4Addr,
 }
 
 pub(crate) fn default_group_range() -> String {
     "224.0.0.0/4".to_string()
 }
 
-/// MSDP settings.
+/// MSDP settings (seed schema names; times in seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MsdpConfig {
+    /// Run MSDP.
     pub enabled: bool,
+    /// This router's address for MSDP sessions.
     #[serde(
         deserialize_with = "addr::de_opt_unicast",
         skip_serializing_if = "Option::is_none"
     )]
     pub local_address: Option<Ipv4Addr>,
+    /// Peers.
     pub peers: Vec<MsdpPeer>,
-    pub keepalive_secs: u16,
-    pub hold_time_secs: u16,
+    /// Keepalive interval, seconds.
+    pub keepalive_interval: u32,
+    /// Hold time, seconds.
+    pub hold_time: u32,
 }
 
 impl Default for MsdpConfig {
@@ -205,8 +327,8 @@ impl Default for MsdpConfig {
             enabled: false,
             local_address: None,
             peers: Vec::new(),
-            keepalive_secs: 60,
-            hold_time_secs: 75,
+            keepalive_interval: 60,
+            hold_time: 75,
         }
     }
 }
@@ -215,12 +337,23 @@ impl Default for MsdpConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MsdpPeer {
+    /// The peer's unicast address.
     #[serde(deserialize_with = "addr::de_unicast")]
     pub address: Ipv4Addr,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mesh_group: Option<String>,
+    /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Mesh group name: SAs from a member are not flooded to the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_group: Option<String>,
+    /// Accept SAs from this peer without the peer-RPF check (RFC 3618
+    /// default peer). Written only when true.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub default_peer: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Data-plane settings.
@@ -240,23 +373,60 @@ impl Default for DataPlaneConfig {
     }
 }
 
-/// Control-plane integration settings.
+/// Control-plane integration settings (the seed system's defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlPlaneConfig {
-    /// Unix socket path of an external RPF provider.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rpf_provider: Option<String>,
+    /// Where RPF answers come from: `"disabled"`, `"kernel"`, `"static"` or
+    /// the absolute path of a provider's Unix socket; see [`RpfProvider`].
+    /// Kept as text so `config save` writes what was read.
+    pub rpf_provider: String,
+    /// Accept neighbours injected through the control socket.
     pub external_neighbors_enabled: bool,
+    /// Events buffered per subscriber before the oldest are dropped.
     pub event_buffer_size: usize,
 }
 
 impl Default for ControlPlaneConfig {
     fn default() -> Self {
         ControlPlaneConfig {
-            rpf_provider: None,
-            external_neighbors_enabled: false,
+            rpf_provider: "disabled".to_string(),
+            external_neighbors_enabled: true,
             event_buffer_size: 256,
+        }
+    }
+}
+
+impl ControlPlaneConfig {
+    /// `rpf_provider` parsed; `None` when it is none of the accepted forms
+    /// (validation reports that, so a validated config never gives `None`).
+    pub fn rpf(&self) -> Option<RpfProvider> {
+        RpfProvider::parse(&self.rpf_provider)
+    }
+}
+
+/// The meaning of `control_plane.rpf_provider`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RpfProvider {
+    /// No RPF lookups: routes need an explicit incoming interface.
+    Disabled,
+    /// The kernel's unicast routing table of the namespace.
+    Kernel,
+    /// Only statically configured answers.
+    Static,
+    /// An external provider listening on this Unix socket path.
+    Socket(PathBuf),
+}
+
+impl RpfProvider {
+    /// Reads the config text: a keyword or an absolute path.
+    pub fn parse(text: &str) -> Option<RpfProvider> {
+        match text {
+            "disabled" => Some(RpfProvider::Disabled),
+            "kernel" => Some(RpfProvider::Kernel),
+            "static" => Some(RpfProvider::Static),
+            p if p.starts_with('/') => Some(RpfProvider::Socket(PathBuf::from(p))),
+            _ => None,
         }
     }
 }

@@ -32,14 +32,19 @@ const FULL: &str = r#"{
   cores: [0, 1],
   user: "mcr",
   control_socket_group: "mcr",
-  igmp: { enabled: true, interfaces: ["eth1", "eth2"], version: 2, query_interval_secs: 60,
-          query_response_interval_secs: 5, robustness: 3 },
-  pim: { enabled: true, interfaces: [ { name: "eth1" }, { name: "eth2", dr_priority: 10 } ],
-         rp: [ { address: "10.0.0.1", group_range: "239.0.0.0/8" }, { address: "10.0.0.2" } ],
-         hello_interval_secs: 10, dr_priority: 5 },
+  multicast_ttl: 4,
+  pinning: { "eth0": [0, 1], "eth1": [1] },
+  igmp: { enabled: true, querier_interfaces: ["eth1", "eth2"], version: 2, query_interval: 60,
+          query_response_interval: 5, robustness: 3 },
+  pim: { enabled: true, router_id: "10.0.0.9", rp_address: "10.0.0.9",
+         interfaces: [ { name: "eth1" }, { name: "eth2", dr_priority: 10, hello_period: 20 } ],
+         static_rp: [ { group: "239.0.0.0/8", rp: "10.0.0.1" }, { rp: "10.0.0.2" },
+                      { group: "238.1.1.1", rp: "10.0.0.3" } ],
+         hello_period: 10, dr_priority: 5 },
   msdp: { enabled: true, local_address: "10.0.0.9",
-          peers: [ { address: "10.0.0.7", mesh_group: "m1", description: "peer \"one\"" } ],
-          keepalive_secs: 30, hold_time_secs: 90 },
+          peers: [ { address: "10.0.0.7", mesh_group: "m1", description: "peer \"one\"" },
+                   { address: "10.0.0.8", default_peer: true } ],
+          keepalive_interval: 30, hold_time: 90 },
   control_plane: { rpf_provider: "/run/rpf.sock", external_neighbors_enabled: true, event_buffer_size: 1024 },
 }"#;
 
@@ -119,9 +124,10 @@ fn guide_example_parses() {
     assert_eq!(c.rules.len(), 1);
     assert_eq!(c.rules[0].id().as_str(), "namespace-forward");
     assert_eq!(c.rules[0].input.group, Ipv4Addr::new(239, 1, 1, 1));
+    assert_eq!(c.control_plane.rpf_provider, "/run/routing/babel.sock");
     assert_eq!(
-        c.control_plane.rpf_provider.as_deref(),
-        Some("/run/routing/babel.sock")
+        c.control_plane.rpf(),
+        Some(RpfProvider::Socket("/run/routing/babel.sock".into()))
     );
     assert!(c.control_plane.external_neighbors_enabled);
     assert_eq!(c.control_plane.event_buffer_size, 512);
@@ -134,24 +140,39 @@ fn empty_object_is_default() {
     assert_eq!(c, Config::default());
     assert!(c.rules.is_empty() && c.cores.is_none());
     assert_eq!(c.igmp.version, 3);
-    assert_eq!(c.igmp.query_interval_secs, 125);
-    assert_eq!(c.igmp.query_response_interval_secs, 10);
+    assert_eq!(c.igmp.query_interval, 125);
+    assert_eq!(c.igmp.query_response_interval, 10);
     assert_eq!(c.igmp.robustness, 2);
-    assert_eq!(c.pim.hello_interval_secs, 30);
+    assert!(!c.igmp.is_enabled());
+    assert_eq!(c.pim.hello_period, 30);
     assert_eq!(c.pim.dr_priority, 1);
-    assert_eq!(c.msdp.keepalive_secs, 60);
-    assert_eq!(c.msdp.hold_time_secs, 75);
+    assert!(c.pim.router_id.is_none() && c.pim.rp_address.is_none());
+    assert_eq!(c.msdp.keepalive_interval, 60);
+    assert_eq!(c.msdp.hold_time, 75);
+    // control_plane defaults are the seed system's.
+    assert_eq!(c.control_plane.rpf_provider, "disabled");
+    assert_eq!(c.control_plane.rpf(), Some(RpfProvider::Disabled));
+    assert!(c.control_plane.external_neighbors_enabled);
     assert_eq!(c.control_plane.event_buffer_size, 256);
+    assert_eq!(c.multicast_ttl, None);
+    assert_eq!(c.multicast_ttl(), DEFAULT_MULTICAST_TTL);
+    assert!(c.pinning.is_empty());
     assert!(c.validate().is_ok());
 }
 
 #[test]
 fn full_config_parses_and_round_trips() {
     let c = parse_str(FULL, "full.json5").unwrap();
-    assert_eq!(c.pim.rp[1].group_range, "224.0.0.0/4");
-    assert_eq!(c.rules[0].outputs[0].effective_ttl(), 8);
-    assert_eq!(c.rules[0].outputs[1].effective_ttl(), 64);
-    assert_eq!(c.rules[1].outputs[0].effective_ttl(), 1);
+    assert_eq!(c.pim.static_rp[1].group, "224.0.0.0/4");
+    let ttl = c.multicast_ttl();
+    assert_eq!(ttl, 4);
+    assert_eq!(c.rules[0].outputs[0].effective_ttl(ttl), 8);
+    assert_eq!(c.rules[0].outputs[1].effective_ttl(ttl), 64);
+    assert_eq!(c.rules[1].outputs[0].effective_ttl(ttl), 4);
+    assert_eq!(
+        c.rules[1].outputs[0].effective_ttl(DEFAULT_MULTICAST_TTL),
+        1
+    );
     assert_eq!(c.msdp.peers[0].description.as_deref(), Some("peer \"one\""));
     let text = c.to_json5();
     let back = parse_str(&text, "saved.json5").unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -560,20 +581,20 @@ fn igmp_ranges() {
         &["1 to 7"],
     );
     expect_diag(
-        "{\n  igmp: { version: 2,\n    query_response_interval_secs: 30 } }",
-        "igmp.query_response_interval_secs",
+        "{\n  igmp: { version: 2,\n    query_response_interval: 30 } }",
+        "igmp.query_response_interval",
         3,
         &["IGMPv2 allows 1 to 25"],
     );
     expect_diag(
-        "{\n  igmp: { query_interval_secs: 10,\n    query_response_interval_secs: 10 } }",
-        "igmp.query_response_interval_secs",
+        "{\n  igmp: { query_interval: 10,\n    query_response_interval: 10 } }",
+        "igmp.query_response_interval",
         3,
         &["shorter than the query interval"],
     );
     expect_diag(
-        "{ igmp: { interfaces: ['a',\n 'a'] } }",
-        "igmp.interfaces[1]",
+        "{ igmp: { querier_interfaces: ['a',\n 'a'] } }",
+        "igmp.querier_interfaces[1]",
         2,
         &["listed twice"],
     );
@@ -607,21 +628,34 @@ fn event_buffer_size_range() {
 
 #[test]
 fn pim_rp() {
-    let text = "{\n  pim: {\n    rp: [\n      { address: \"10.0.0.1\", group_range: \"239.1.0.0/8\" },\n      { address: \"10.0.0.1\", group_range: \"239.0.0.0/40\" },\n      { address: \"239.0.0.1\", group_range: \"10.0.0.0/8\" },\n      { address: \"10.0.0.3\" },\n      { address: \"10.0.0.4\", group_range: \"224.0.0.0/4\" },\n    ] } }";
+    let text = "{\n  pim: {\n    static_rp: [\n      { rp: \"10.0.0.1\", group: \"239.1.0.0/8\" },\n      { rp: \"10.0.0.1\", group: \"239.0.0.0/40\" },\n      { rp: \"239.0.0.1\", group: \"10.0.0.0/8\" },\n      { rp: \"10.0.0.3\" },\n      { rp: \"10.0.0.4\", group: \"224.0.0.0/4\" },\n      { rp: \"10.0.0.5\", group: \"10.1.1.1\" },\n      { rp: \"10.0.0.6\", group: \"239.9.9.9\" },\n      { rp: \"10.0.0.7\", group: \"239.9.9.9/32\" },\n    ] } }";
     expect_diag(
         text,
-        "pim.rp[0].group_range",
+        "pim.static_rp[0].group",
         4,
         &["did you mean '239.0.0.0/8'"],
     );
-    expect_diag(text, "pim.rp[1].group_range", 5, &["prefix length"]);
-    expect_diag(text, "pim.rp[2].group_range", 6, &["multicast range"]);
-    expect_diag(text, "pim.rp[2].address", 6, &["must be a unicast"]);
+    expect_diag(text, "pim.static_rp[1].group", 5, &["prefix length"]);
+    expect_diag(text, "pim.static_rp[2].group", 6, &["multicast range"]);
+    expect_diag(text, "pim.static_rp[2].rp", 6, &["must be a unicast"]);
     expect_diag(
         text,
-        "pim.rp[4].group_range",
+        "pim.static_rp[4].group",
         8,
-        &["already mapped by pim.rp[3]"],
+        &["already mapped by pim.static_rp[3]"],
+    );
+    expect_diag(
+        text,
+        "pim.static_rp[5].group",
+        9,
+        &["not a multicast group"],
+    );
+    // A single group is a /32: the same range as its /32 form.
+    expect_diag(
+        text,
+        "pim.static_rp[7].group",
+        11,
+        &["already mapped by pim.static_rp[6]"],
     );
     expect_diag(
         "{ pim: {\n interfaces: [{ name: 'eth0' }, { name: 'eth0' }] } }",
@@ -630,8 +664,8 @@ fn pim_rp() {
         &["listed twice"],
     );
     expect_diag(
-        "{ pim: {\n hello_interval_secs: 0 } }",
-        "pim.hello_interval_secs",
+        "{ pim: {\n hello_period: 0 } }",
+        "pim.hello_period",
         2,
         &["1 to 18724"],
     );
@@ -639,7 +673,7 @@ fn pim_rp() {
 
 #[test]
 fn msdp_checks() {
-    let text = "{\n  msdp: { enabled: true,\n    peers: [ { address: \"10.0.0.2\" },\n      { address: \"10.0.0.2\", mesh_group: \"\" } ],\n    keepalive_secs: 80 } }";
+    let text = "{\n  msdp: { enabled: true,\n    peers: [ { address: \"10.0.0.2\" },\n      { address: \"10.0.0.2\", mesh_group: \"\" } ],\n    keepalive_interval: 80 } }";
     expect_diag(text, "msdp", 2, &["no local_address"]);
     expect_diag(text, "msdp.peers[1].address", 4, &["listed twice"]);
     expect_diag(
@@ -648,12 +682,7 @@ fn msdp_checks() {
         4,
         &["mesh group name is empty"],
     );
-    expect_diag(
-        text,
-        "msdp.hold_time_secs",
-        2,
-        &["longer than the keepalive"],
-    );
+    expect_diag(text, "msdp.hold_time", 2, &["longer than the keepalive"]);
 }
 
 #[test]
@@ -787,4 +816,503 @@ fn load_file_refuses_what_is_not_a_regular_file() {
     let dir = std::env::temp_dir();
     let err = crate::load_file(&dir).unwrap_err();
     assert!(err.to_string().contains("cannot read"), "{err}");
+}
+
+// ---- The seed system's schema ----
+
+/// The seed system's config (`config/tests/fixtures/seed-system.json5`, a
+/// copy of `../shared/compat/seed-system.json5`).
+fn seed_fixture_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed-system.json5")
+}
+
+#[test]
+fn seed_system_config_loads_unchanged() {
+    let c = load_file(&seed_fixture_path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.pinning.get("eth0"), Some(&vec![0]));
+    assert_eq!(c.multicast_ttl, Some(4));
+    assert_eq!(c.rules.len(), 2);
+    assert_eq!(c.rules[0].outputs[0].effective_ttl(c.multicast_ttl()), 4);
+    assert_eq!(c.rules[0].outputs[1].effective_ttl(c.multicast_ttl()), 16);
+    let p = &c.pim;
+    assert!(p.enabled);
+    assert_eq!(p.router_id, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(p.interfaces.len(), 2);
+    assert_eq!(p.interfaces[0].dr_priority, Some(10));
+    assert_eq!(p.interfaces[0].hello_period, Some(30));
+    assert_eq!(p.hello_period_of(&p.interfaces[1]), 30);
+    assert_eq!(p.dr_priority_of(&p.interfaces[1]), 1);
+    assert_eq!(p.static_rp[0].group, "239.0.0.0/8");
+    assert_eq!(p.static_rp[0].rp, Ipv4Addr::new(10, 0, 0, 1));
+    assert_eq!(p.rp_address, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    let g = &c.igmp;
+    assert_eq!(g.querier_interfaces, ["eth1", "eth2"]);
+    assert_eq!(g.enabled, None);
+    assert!(
+        g.is_enabled(),
+        "querier interfaces without 'enabled' mean on"
+    );
+    assert_eq!(
+        (g.query_interval, g.robustness, g.query_response_interval),
+        (125, 2, 10)
+    );
+    assert_eq!(g.version, 3);
+    let m = &c.msdp;
+    assert!(m.enabled);
+    assert_eq!(m.local_address, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(m.peers[0].mesh_group.as_deref(), Some("core"));
+    assert_eq!(
+        m.peers[0].description.as_deref(),
+        Some("peer in the other domain")
+    );
+    assert!(!m.peers[0].default_peer);
+    assert!(m.peers[1].default_peer);
+    assert_eq!((m.keepalive_interval, m.hold_time), (60, 75));
+    let cp = &c.control_plane;
+    assert_eq!(
+        cp.rpf(),
+        Some(RpfProvider::Socket("/run/routing/babel.sock".into()))
+    );
+    assert!(cp.external_neighbors_enabled);
+    assert_eq!(cp.event_buffer_size, 512);
+
+    // Saved, it reads back equal and keeps the seed's key names.
+    let text = c.to_json5();
+    assert_eq!(parse_str(&text, "saved").unwrap(), c, "{text}");
+    for key in [
+        "pinning",
+        "multicast_ttl",
+        "router_id",
+        "dr_priority",
+        "hello_period",
+        "static_rp",
+        "rp_address",
+        "querier_interfaces",
+        "query_interval",
+        "query_response_interval",
+        "robustness",
+        "local_address",
+        "mesh_group",
+        "description",
+        "default_peer",
+        "keepalive_interval",
+        "hold_time",
+        "rpf_provider",
+        "external_neighbors_enabled",
+        "event_buffer_size",
+    ] {
+        assert!(text.contains(&format!("{key}:")), "{key} missing:\n{text}");
+    }
+    // Absent in the file, absent in the save.
+    assert!(!text.contains("enabled: true,\n    querier"), "{text}");
+    assert!(!text.contains("default_peer: false"), "{text}");
+}
+
+/// The fixture must stay a faithful copy: compared with the original when
+/// the shared folder sits beside the repository (it does not on CI).
+#[test]
+fn seed_fixture_matches_the_shared_original() {
+    let original = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/compat/seed-system.json5");
+    let Ok(original) = std::fs::read_to_string(&original) else {
+        return;
+    };
+    let copy = std::fs::read_to_string(seed_fixture_path()).unwrap();
+    assert!(
+        copy.ends_with(&original),
+        "config/tests/fixtures/seed-system.json5 differs from ../shared/compat/seed-system.json5"
+    );
+}
+
+#[test]
+fn igmp_enabled_follows_querier_interfaces_when_absent() {
+    let c = parse_str("{ igmp: { querier_interfaces: ['eth1'] } }", "x").unwrap();
+    assert!(c.igmp.is_enabled());
+    let c = parse_str(
+        "{ igmp: { enabled: false, querier_interfaces: ['eth1'] } }",
+        "x",
+    )
+    .unwrap();
+    assert!(!c.igmp.is_enabled());
+    assert!(c.to_json5().contains("enabled: false"));
+    let c = parse_str("{ igmp: { version: 2 } }", "x").unwrap();
+    assert!(!c.igmp.is_enabled());
+    expect_diag(
+        "{ igmp: {\n  enabled: true } }",
+        "igmp.enabled",
+        2,
+        &["querier_interfaces is empty", "remove 'enabled'"],
+    );
+    expect_diag(
+        "{ igmp: {\n  query_interval: 0 } }",
+        "igmp.query_interval",
+        2,
+        &["1 to 31744"],
+    );
+    expect_diag(
+        "{ igmp: {\n  query_interval: 31745 } }",
+        "igmp.query_interval",
+        2,
+        &["1 to 31744"],
+    );
+    expect_diag(
+        "{ igmp: {\n  robustness: 8 } }",
+        "igmp.robustness",
+        2,
+        &["1 to 7"],
+    );
+    expect_diag(
+        "{ igmp: {\n  querier_interfaces: ['eth/1'] } }",
+        "igmp.querier_interfaces[0]",
+        2,
+        &["'/'"],
+    );
+}
+
+#[test]
+fn multicast_ttl_range_and_default() {
+    let c = parse_str("{ multicast_ttl: 255 }", "x").unwrap();
+    assert_eq!(c.multicast_ttl(), 255);
+    expect_diag(
+        "{\n  multicast_ttl: 0 }",
+        "multicast_ttl",
+        2,
+        &["multicast_ttl 0", "1 to 255"],
+    );
+    expect_diag(
+        "{\n  multicast_ttl: 256 }",
+        "multicast_ttl",
+        2,
+        &["256 is out of range", "1 to 255"],
+    );
+    expect_diag(
+        "{\n  multicast_ttl: 'x' }",
+        "multicast_ttl",
+        2,
+        &["expected a number"],
+    );
+    // An output's own ttl wins; unicast outputs keep 64.
+    let o = Output {
+        interface: "e".into(),
+        group: Ipv4Addr::new(239, 1, 1, 1),
+        port: 1,
+        ttl: None,
+    };
+    assert_eq!(o.effective_ttl(7), 7);
+    assert_eq!(
+        Output {
+            ttl: Some(2),
+            ..o.clone()
+        }
+        .effective_ttl(7),
+        2
+    );
+    let u = Output {
+        group: Ipv4Addr::new(10, 1, 1, 1),
+        ..o
+    };
+    assert_eq!(u.effective_ttl(7), DEFAULT_UNICAST_TTL);
+}
+
+#[test]
+fn pinning_checks() {
+    let c = parse_str(
+        "{ cores: [0, 1], pinning: { eth0: [1], 'eth1.100': [0, 1] } }",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(c.pinning["eth1.100"], vec![0, 1]);
+    let d = expect_diag(
+        "{ pinning: {\n  eth0: [0],\n  eth0: [1] } }",
+        "pinning.eth0",
+        3,
+        &["interface 'eth0' is pinned twice"],
+    );
+    assert_eq!(d.column, Some(3));
+    expect_diag(
+        "{ pinning: {\n  eth0: [] } }",
+        "pinning.eth0",
+        2,
+        &["lists no CPU"],
+    );
+    expect_diag(
+        "{ pinning: {\n  eth0: [0, 0] } }",
+        "pinning.eth0[1]",
+        2,
+        &["CPU 0 is listed twice"],
+    );
+    expect_diag(
+        "{ cores: [0], pinning: {\n  eth0: [0, 3] } }",
+        "pinning.eth0[1]",
+        2,
+        &["CPU 3 is not in cores", "add 3 to cores"],
+    );
+    expect_diag(
+        "{ pinning: {\n  'abcdefghijklmnop': [0] } }",
+        "pinning.abcdefghijklmnop",
+        2,
+        &["at most 15"],
+    );
+    expect_diag(
+        "{ pinning: {\n  eth0: 0 } }",
+        "pinning.eth0",
+        2,
+        &["expected a list"],
+    );
+    expect_diag(
+        "{ pinning: {\n  eth0: [0, 'a'] } }",
+        "pinning.eth0[1]",
+        2,
+        &["CPU numbers"],
+    );
+    expect_diag(
+        "{\n  pinning: ['eth0'] }",
+        "pinning",
+        2,
+        &["expected an object", "pinning maps interface names"],
+    );
+}
+
+#[test]
+fn pim_seed_keys() {
+    expect_diag(
+        "{ pim: {\n  router_id: '239.1.1.1' } }",
+        "pim.router_id",
+        2,
+        &["router_id 239.1.1.1 is a multicast address"],
+    );
+    expect_diag(
+        "{ pim: {\n  rp_address: '0.0.0.0' } }",
+        "pim.rp_address",
+        2,
+        &["unspecified", "unicast"],
+    );
+    expect_diag(
+        "{ pim: {\n  router_id: '10.0.0' } }",
+        "pim.router_id",
+        2,
+        &["3 parts"],
+    );
+    expect_diag(
+        "{ pim: { interfaces: [\n  { name: 'eth0', hello_period: 18725 } ] } }",
+        "pim.interfaces[0].hello_period",
+        2,
+        &["18725 s is out of range", "1 to 18724"],
+    );
+    assert!(parse_str(
+        "{ pim: { interfaces: [ { name: 'eth0', hello_period: 18724, dr_priority: 4294967295 } ] } }",
+        "x"
+    )
+    .is_ok());
+    expect_diag(
+        "{ pim: { interfaces: [ { name: 'eth0',\n  dr_priority: 4294967296 } ] } }",
+        "pim.interfaces[0].dr_priority",
+        2,
+        &["out of range", "0 to 4294967295"],
+    );
+    expect_diag(
+        "{ pim: { interfaces: [ { name: 'eth0',\n  dr_priority: -1 } ] } }",
+        "pim.interfaces[0].dr_priority",
+        2,
+        &["out of range"],
+    );
+    expect_diag(
+        "{ pim: { static_rp: [\n  { group: '239.0.0.0/8' } ] } }",
+        "pim.static_rp[0]",
+        2,
+        &["missing required key 'rp'"],
+    );
+    expect_diag(
+        "{ pim: { interfaces: [\n  { dr_priority: 3 } ] } }",
+        "pim.interfaces[0]",
+        2,
+        &["missing required key 'name'"],
+    );
+}
+
+#[test]
+fn msdp_seed_keys() {
+    let c = parse_str(
+        "{ msdp: { peers: [ { address: '10.0.0.2', default_peer: true } ] } }",
+        "x",
+    )
+    .unwrap();
+    assert!(c.msdp.peers[0].default_peer);
+    expect_diag(
+        "{ msdp: {\n  keepalive_interval: 0 } }",
+        "msdp.keepalive_interval",
+        2,
+        &["keepalive interval 0 s"],
+    );
+    expect_diag(
+        "{ msdp: { keepalive_interval: 60,\n  hold_time: 60 } }",
+        "msdp.hold_time",
+        2,
+        &[
+            "hold time (60 s)",
+            "longer than the keepalive interval (60 s)",
+        ],
+    );
+    expect_diag(
+        "{ msdp: { local_address: '10.0.0.1', peers: [\n  { address: '10.0.0.1' } ] } }",
+        "msdp.peers[0].address",
+        2,
+        &["cannot peer with itself"],
+    );
+    expect_diag(
+        "{ msdp: { peers: [\n  { address: '10.0.0.1', default_peer: 'yes' } ] } }",
+        "msdp.peers[0].default_peer",
+        2,
+        &["true or false"],
+    );
+}
+
+#[test]
+fn rpf_provider_forms() {
+    for (text, want) in [
+        ("disabled", RpfProvider::Disabled),
+        ("kernel", RpfProvider::Kernel),
+        ("static", RpfProvider::Static),
+        ("/run/rpf.sock", RpfProvider::Socket("/run/rpf.sock".into())),
+    ] {
+        let c = parse_str(
+            &format!("{{ control_plane: {{ rpf_provider: '{text}' }} }}"),
+            "x",
+        )
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(c.control_plane.rpf(), Some(want));
+        assert_eq!(parse_str(&c.to_json5(), "x").unwrap(), c);
+    }
+    for bad in ["Kernel", "", "babel.sock", "none"] {
+        expect_diag(
+            &format!("{{ control_plane: {{\n  rpf_provider: '{bad}' }} }}"),
+            "control_plane.rpf_provider",
+            2,
+            &[
+                "is not an RPF provider",
+                "\"disabled\" (default), \"kernel\", \"static\" or the absolute path",
+            ],
+        );
+    }
+    let long = format!("/{}", "a".repeat(107));
+    expect_diag(
+        &format!("{{ control_plane: {{\n  rpf_provider: '{long}' }} }}"),
+        "control_plane.rpf_provider",
+        2,
+        &["108 bytes", "at most 107"],
+    );
+    expect_diag(
+        "{ control_plane: {\n  rpf_provider: 1 } }",
+        "control_plane.rpf_provider",
+        2,
+        &["expected a quoted string", "\"kernel\""],
+    );
+}
+
+#[test]
+fn renamed_keys_name_their_new_key() {
+    for (text, path, new) in [
+        (
+            "{ igmp: {\n  interfaces: [] } }",
+            "igmp.interfaces",
+            "querier_interfaces",
+        ),
+        (
+            "{ igmp: {\n  query_interval_secs: 1 } }",
+            "igmp.query_interval_secs",
+            "query_interval",
+        ),
+        (
+            "{ igmp: {\n  query_response_interval_secs: 1 } }",
+            "igmp.query_response_interval_secs",
+            "query_response_interval",
+        ),
+        ("{ pim: {\n  rp: [] } }", "pim.rp", "static_rp"),
+        (
+            "{ pim: {\n  hello_interval_secs: 30 } }",
+            "pim.hello_interval_secs",
+            "hello_period",
+        ),
+        (
+            "{ pim: { static_rp: [ {\n  address: '10.0.0.1' } ] } }",
+            "pim.static_rp[0].address",
+            "rp",
+        ),
+        (
+            "{ pim: { static_rp: [ { rp: '10.0.0.1',\n  group_range: '239.0.0.0/8' } ] } }",
+            "pim.static_rp[0].group_range",
+            "group",
+        ),
+        (
+            "{ msdp: {\n  keepalive_secs: 60 } }",
+            "msdp.keepalive_secs",
+            "keepalive_interval",
+        ),
+        (
+            "{ msdp: {\n  hold_time_secs: 75 } }",
+            "msdp.hold_time_secs",
+            "hold_time",
+        ),
+    ] {
+        let d = expect_diag(text, path, 2, &[&format!("did you mean '{new}'?")]);
+        assert!(d.message.contains("seed system's name"), "{d}");
+    }
+    // `address` is still the key of an MSDP peer: no rename there.
+    assert!(parse_str("{ msdp: { peers: [ { address: '10.0.0.2' } ] } }", "x").is_ok());
+    // Plain typos of the new keys are suggested too.
+    for (text, path, want) in [
+        (
+            "{ igmp: {\n  querier_interface: [] } }",
+            "igmp.querier_interface",
+            "querier_interfaces",
+        ),
+        (
+            "{ msdp: {\n  keepalive_intreval: 1 } }",
+            "msdp.keepalive_intreval",
+            "keepalive_interval",
+        ),
+        ("{ pim: {\n  staticRp: [] } }", "pim.staticRp", "static_rp"),
+        ("{\n  multicastTtl: 2 }", "multicastTtl", "multicast_ttl"),
+        ("{\n  pining: {} }", "pining", "pinning"),
+        (
+            "{ msdp: { peers: [ { address: '10.0.0.2',\n  defaultPeer: true } ] } }",
+            "msdp.peers[0].defaultPeer",
+            "default_peer",
+        ),
+    ] {
+        expect_diag(text, path, 2, &[&format!("did you mean '{want}'?")]);
+    }
+}
+
+#[test]
+fn every_key_round_trips_with_its_name() {
+    let c = parse_str(FULL, "full.json5").unwrap();
+    let text = c.to_json5();
+    let back = parse_str(&text, "saved.json5").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, c);
+    // Saving the saved text changes nothing.
+    assert_eq!(back.to_json5(), text);
+    assert!(
+        text.contains("\"eth0\": [") || text.contains("eth0: ["),
+        "{text}"
+    );
+    assert!(text.contains("group: \"238.1.1.1\""), "{text}");
+    assert!(text.contains("hello_period: 20"), "{text}");
+    // Keys absent from the file stay absent (Options), sections are
+    // written whole with their defaults (the crate's convention).
+    let c = parse_str("{ pim: { interfaces: [ { name: 'eth0' } ] } }", "x").unwrap();
+    let text = c.to_json5();
+    assert!(
+        !text.contains("router_id") && !text.contains("multicast_ttl"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("pinning") && !text.contains("querier_interfaces: [\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("hello_period: 30") && text.contains("rpf_provider: \"disabled\""),
+        "{text}"
+    );
+    assert_eq!(parse_str(&text, "x").unwrap(), c);
 }

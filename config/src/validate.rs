@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use crate::addr::parse_multicast_cidr;
+use crate::addr::parse_group_range;
 use crate::diagnostic::Diagnostic;
 use crate::rule_id::looks_generated;
-use crate::schema::{Config, Input, Rule};
+use crate::schema::{Config, Input, RpfProvider, Rule};
 
 /// Longest Linux interface name in bytes (IFNAMSIZ - 1).
 pub const MAX_INTERFACE_NAME_LEN: usize = 15;
@@ -158,7 +158,7 @@ fn check_rule(out: &mut Sink, rule: &Rule, base: &str) {
         if o.ttl == Some(0) {
             out.err(
                 join(&p, "ttl"),
-                "ttl 0 would drop every packet; use a TTL from 1 to 255, or remove 'ttl' for the default (1 for multicast, 64 for unicast)",
+                "ttl 0 would drop every packet; use a TTL from 1 to 255, or remove 'ttl' for the default (multicast_ttl, 1 unless set, for multicast; 64 for unicast)",
             );
         }
         if o.interface == rule.input.interface
@@ -250,6 +250,8 @@ pub(crate) fn check_config(cfg: &Config) -> Vec<Diagnostic> {
         }
     }
 
+    check_multicast_ttl(&mut out, cfg);
+    check_pinning(&mut out, cfg);
     check_igmp(&mut out, cfg);
     check_pim(&mut out, cfg);
     check_msdp(&mut out, cfg);
@@ -276,50 +278,68 @@ fn check_interface_list<'a>(
     }
 }
 
+/// Longest IGMP query interval: QQIC's largest encodable value (RFC 3376
+/// 4.1.7), which is also far beyond any sane setting for v2.
+pub const MAX_QUERY_INTERVAL: u32 = 31_744;
+/// Longest PIM hello period: the Hello Holdtime is 3.5 x the period and
+/// must fit in 16 bits below 0xffff, which means "never time out"
+/// (RFC 7761 4.11 and 4.9.2).
+pub const MAX_HELLO_PERIOD: u16 = 18_724;
+
 fn check_igmp(out: &mut Sink, cfg: &Config) {
     let g = &cfg.igmp;
     check_interface_list(
         out,
-        "igmp.interfaces",
-        g.interfaces
+        "igmp.querier_interfaces",
+        g.querier_interfaces
             .iter()
             .enumerate()
-            .map(|(i, n)| (format!("igmp.interfaces[{i}]"), n.as_str())),
+            .map(|(i, n)| (format!("igmp.querier_interfaces[{i}]"), n.as_str())),
     );
+    if g.enabled == Some(true) && g.querier_interfaces.is_empty() {
+        out.err(
+            "igmp.enabled",
+            "igmp is enabled but querier_interfaces is empty, so IGMP would run nowhere; list the interfaces (e.g. querier_interfaces: [\"eth1\"]) or remove 'enabled'",
+        );
+    }
     if g.version != 2 && g.version != 3 {
         out.err(
             "igmp.version",
             format!("IGMP version {} is not supported; use 2 or 3", g.version),
         );
     }
-    if g.query_interval_secs == 0 || g.query_interval_secs > 31_744 {
+    if g.query_interval == 0 || g.query_interval > MAX_QUERY_INTERVAL {
         out.err(
-            "igmp.query_interval_secs",
+            "igmp.query_interval",
             format!(
-                "query interval {} s is out of range; use 1 to 31744 seconds (default 125)",
-                g.query_interval_secs
+                "query interval {} s is out of range; use 1 to {MAX_QUERY_INTERVAL} seconds (default 125)",
+                g.query_interval
             ),
         );
     }
-    // IGMPv2 encodes Max Resp Time in tenths of a second in 8 bits.
+    // IGMPv2 encodes Max Resp Time in tenths of a second in 8 bits; v3's
+    // Max Resp Code tops out at 3174.4 s.
     let max_resp = if g.version == 2 { 25 } else { 3_174 };
-    if g.query_response_interval_secs == 0 || g.query_response_interval_secs > max_resp {
+    if g.query_response_interval == 0 || g.query_response_interval > max_resp {
         out.err(
-            "igmp.query_response_interval_secs",
+            "igmp.query_response_interval",
             format!(
                 "query response interval {} s is out of range; IGMPv{} allows 1 to {max_resp} seconds (default 10)",
-                g.query_response_interval_secs, g.version
+                g.query_response_interval, g.version
             ),
         );
-    } else if g.query_response_interval_secs >= g.query_interval_secs {
+    } else if g.query_response_interval >= g.query_interval {
+        // RFC 3376 8.3: the response interval must be less than the query
+        // interval, or members answer one query after the next is sent.
         out.err(
-            "igmp.query_response_interval_secs",
+            "igmp.query_response_interval",
             format!(
                 "query response interval ({} s) must be shorter than the query interval ({} s)",
-                g.query_response_interval_secs, g.query_interval_secs
+                g.query_response_interval, g.query_interval
             ),
         );
     }
+    // QRV is a 3-bit field (RFC 3376 4.1.6); 0 would mean "no retries".
     if g.robustness == 0 || g.robustness > 7 {
         out.err(
             "igmp.robustness",
@@ -331,8 +351,25 @@ fn check_igmp(out: &mut Sink, cfg: &Config) {
     }
 }
 
+fn check_hello_period(out: &mut Sink, path: String, period: u16) {
+    if period == 0 || period > MAX_HELLO_PERIOD {
+        out.err(
+            path,
+            format!(
+                "hello period {period} s is out of range; use 1 to {MAX_HELLO_PERIOD} seconds (default 30)"
+            ),
+        );
+    }
+}
+
 fn check_pim(out: &mut Sink, cfg: &Config) {
     let p = &cfg.pim;
+    if let Some(a) = p.router_id {
+        check_unicast(out, "pim.router_id".into(), a, "router_id");
+    }
+    if let Some(a) = p.rp_address {
+        check_unicast(out, "pim.rp_address".into(), a, "rp_address");
+    }
     check_interface_list(
         out,
         "pim.interfaces",
@@ -341,35 +378,31 @@ fn check_pim(out: &mut Sink, cfg: &Config) {
             .enumerate()
             .map(|(i, n)| (format!("pim.interfaces[{i}].name"), n.name.as_str())),
     );
-    // Hold time is 3.5 x hello interval and must fit the 16-bit Holdtime option.
-    if p.hello_interval_secs == 0 || p.hello_interval_secs > 18_724 {
-        out.err(
-            "pim.hello_interval_secs",
-            format!(
-                "hello interval {} s is out of range; use 1 to 18724 seconds (default 30)",
-                p.hello_interval_secs
-            ),
-        );
+    check_hello_period(out, "pim.hello_period".into(), p.hello_period);
+    for (i, iface) in p.interfaces.iter().enumerate() {
+        if let Some(h) = iface.hello_period {
+            check_hello_period(out, format!("pim.interfaces[{i}].hello_period"), h);
+        }
     }
     let mut ranges: HashMap<(Ipv4Addr, u8), usize> = HashMap::new();
-    for (i, rp) in p.rp.iter().enumerate() {
-        let base = format!("pim.rp[{i}]");
-        check_unicast(out, format!("{base}.address"), rp.address, "RP address");
-        match parse_multicast_cidr(&rp.group_range) {
+    for (i, srp) in p.static_rp.iter().enumerate() {
+        let base = format!("pim.static_rp[{i}]");
+        check_unicast(out, format!("{base}.rp"), srp.rp, "RP address");
+        match parse_group_range(&srp.group) {
             Ok(c) => {
                 if let Some(&j) = ranges.get(&(c.network, c.prefix_len)) {
                     out.err(
-                        format!("{base}.group_range"),
+                        format!("{base}.group"),
                         format!(
-                            "group range {} is already mapped by pim.rp[{j}]; a range can have only one static RP",
-                            rp.group_range
+                            "group range {} is already mapped by pim.static_rp[{j}]; a range can have only one static RP",
+                            srp.group
                         ),
                     );
                 } else {
                     ranges.insert((c.network, c.prefix_len), i);
                 }
             }
-            Err(e) => out.err(format!("{base}.group_range"), e),
+            Err(e) => out.err(format!("{base}.group"), e),
         }
     }
 }
@@ -384,18 +417,20 @@ fn check_msdp(out: &mut Sink, cfg: &Config) {
             "msdp is enabled with peers but has no local_address; set local_address to this router's address (e.g. local_address: \"10.0.0.1\"): MSDP uses it to decide which side opens the TCP connection",
         );
     }
-    if m.keepalive_secs == 0 {
+    if m.keepalive_interval == 0 {
         out.err(
-            "msdp.keepalive_secs",
-            "keepalive 0 s is not allowed; use 1 or more seconds (default 60)",
+            "msdp.keepalive_interval",
+            "keepalive interval 0 s is not allowed; use 1 or more seconds (default 60)",
         );
     }
-    if m.hold_time_secs <= m.keepalive_secs || m.hold_time_secs < 3 {
+    // RFC 3618 5.4/5.5: the hold timer must outlast the peer's keepalives,
+    // and 3 s is its smallest allowed value.
+    if m.hold_time <= m.keepalive_interval || m.hold_time < 3 {
         out.err(
-            "msdp.hold_time_secs",
+            "msdp.hold_time",
             format!(
                 "hold time ({} s) must be at least 3 s and longer than the keepalive interval ({} s); the defaults are 75 and 60",
-                m.hold_time_secs, m.keepalive_secs
+                m.hold_time, m.keepalive_interval
             ),
         );
     }
@@ -435,21 +470,21 @@ fn check_msdp(out: &mut Sink, cfg: &Config) {
 
 fn check_control_plane(out: &mut Sink, cfg: &Config) {
     let c = &cfg.control_plane;
-    if let Some(path) = &c.rpf_provider {
-        if !path.starts_with('/') {
-            out.err(
-                "control_plane.rpf_provider",
-                format!("rpf_provider '{path}' must be an absolute socket path, e.g. \"/run/routing/babel.sock\""),
-            );
-        } else if path.len() > MAX_SOCKET_PATH_LEN {
-            out.err(
-                "control_plane.rpf_provider",
-                format!(
-                    "rpf_provider path is {} bytes long; Unix socket paths are at most {MAX_SOCKET_PATH_LEN} bytes",
-                    path.len()
-                ),
-            );
-        }
+    let path = &c.rpf_provider;
+    let accepted = "rpf_provider accepts \"disabled\" (default), \"kernel\", \"static\" or the absolute path of a Unix socket, e.g. \"/run/routing/babel.sock\"";
+    match RpfProvider::parse(path) {
+        None => out.err(
+            "control_plane.rpf_provider",
+            format!("'{}' is not an RPF provider; {accepted}", path.escape_debug()),
+        ),
+        Some(RpfProvider::Socket(_)) if path.len() > MAX_SOCKET_PATH_LEN => out.err(
+            "control_plane.rpf_provider",
+            format!(
+                "rpf_provider path is {} bytes long; Unix socket paths are at most {MAX_SOCKET_PATH_LEN} bytes",
+                path.len()
+            ),
+        ),
+        Some(_) => {}
     }
     if !EVENT_BUFFER_SIZE_RANGE.contains(&c.event_buffer_size) {
         out.err(
@@ -461,5 +496,44 @@ fn check_control_plane(out: &mut Sink, cfg: &Config) {
                 EVENT_BUFFER_SIZE_RANGE.end()
             ),
         );
+    }
+}
+
+fn check_multicast_ttl(out: &mut Sink, cfg: &Config) {
+    if cfg.multicast_ttl == Some(0) {
+        out.err(
+            "multicast_ttl",
+            "multicast_ttl 0 would drop every packet; use a TTL from 1 to 255, or remove 'multicast_ttl' for the default 1",
+        );
+    }
+}
+
+/// Pinning is checked against the file only: whether a CPU is online is
+/// known when `mcrd` starts (like `cores`).
+fn check_pinning(out: &mut Sink, cfg: &Config) {
+    for (name, cpus) in &cfg.pinning {
+        let base = format!("pinning.{name}");
+        check_interface(out, base.clone(), name);
+        if cpus.is_empty() {
+            out.err(
+                base.clone(),
+                format!("pinning for '{name}' lists no CPU; list at least one (e.g. \"{name}\": [0]) or remove the entry"),
+            );
+        }
+        for (i, c) in cpus.iter().enumerate() {
+            if let Some(j) = cpus[..i].iter().position(|x| x == c) {
+                out.err(
+                    format!("{base}[{i}]"),
+                    format!("CPU {c} is listed twice (also {base}[{j}]); list each CPU once"),
+                );
+            } else if let Some(cores) = &cfg.cores {
+                if !cores.contains(c) {
+                    out.err(
+                        format!("{base}[{i}]"),
+                        format!("CPU {c} is not in cores {cores:?}, so no engine runs there; pin to one of cores or add {c} to cores"),
+                    );
+                }
+            }
+        }
     }
 }

@@ -59,7 +59,15 @@ pub fn interface_not_found(name: &str) -> String {
     format!("Interface '{name}' not found")
 }
 
-pub fn compile(rules: &[DesiredRule], ifaces: &Interfaces, generation: u64) -> Compiled {
+/// Compiles `rules` against `ifaces` into table `generation`. Multicast
+/// outputs without their own `ttl` are sent with `multicast_ttl` (the
+/// file's `multicast_ttl`, the same for rules added at run time).
+pub fn compile(
+    rules: &[DesiredRule],
+    ifaces: &Interfaces,
+    generation: u64,
+    multicast_ttl: u8,
+) -> Compiled {
     let mut builder = TableBuilder::new(generation).local_macs(ifaces.local_macs());
     let mut statuses = Vec::with_capacity(rules.len());
     let mut joins = BTreeSet::new();
@@ -84,7 +92,7 @@ pub fn compile(rules: &[DesiredRule], ifaces: &Interfaces, generation: u64) -> C
                     ifindex: i.index,
                     ifname: i.name.clone(),
                     dest: SocketAddrV4::new(out.group, out.port),
-                    ttl: out.effective_ttl(),
+                    ttl: out.effective_ttl(multicast_ttl),
                     // The prebuilt-header path cannot fragment: use it only
                     // when anything the input can carry fits the output,
                     // so a flow never splits between the two paths.
@@ -209,6 +217,7 @@ mod tests {
             }],
             &ifaces,
             1,
+            mcr_config::DEFAULT_MULTICAST_TTL,
         );
         assert_eq!(
             c.statuses[0].state,
@@ -225,5 +234,17 @@ mod tests {
         assert_eq!(c.table.rules().len(), 1);
         assert_eq!(c.joins.len(), 1);
         assert_eq!(c.table.output_slots()[0].ttl, 1);
+    }
+
+    #[test]
+    fn multicast_ttl_is_the_default_of_multicast_outputs() {
+        let ifaces = Interfaces::from_list(vec![iface("a", 2), iface("b", 3)]);
+        let mut r = rule("a", &["b", "b", "b"]);
+        r.rule.outputs[1].ttl = Some(2);
+        r.rule.outputs[2].group = Ipv4Addr::new(10, 9, 9, 9);
+        let c = compile(&[r], &ifaces, 1, 9);
+        let ttls: Vec<u8> = c.table.output_slots().iter().map(|s| s.ttl).collect();
+        // Default, own ttl, unicast default.
+        assert_eq!(ttls, [9, 2, 64]);
     }
 }

@@ -722,3 +722,10 @@ pub fn final_drop(mcrd: &Mcrd, reason: &str) -> u64 {
         .and_then(|f| f.get(reason).and_then(|p| p.parse().ok()))
         .unwrap_or_else(|| panic!("no final drops {reason} in:\n{log}"))
 }
+
+/// The seed system's config using every key of its schema: the copy kept
+/// in the repository (`config/tests/fixtures/`), since `../shared/` is not
+/// there on every checkout.
+pub fn seed_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tests/fixtures/seed-system.json5")
+}

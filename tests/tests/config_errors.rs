@@ -83,6 +83,30 @@ const CASES: &[(&str, &str, &str, usize)] = &[
         "rules[0].input.interface",
         2,
     ),
+    (
+        "renamed protocol key",
+        "{ pim: {\n hello_interval_secs: 30 } }\n",
+        "did you mean 'hello_period'?",
+        2,
+    ),
+    (
+        "rpf_provider neither keyword nor path",
+        "{ control_plane: {\n rpf_provider: \"babel\" } }\n",
+        "\"disabled\" (default), \"kernel\", \"static\" or the absolute path",
+        2,
+    ),
+    (
+        "multicast_ttl 0",
+        "{\n multicast_ttl: 0 }\n",
+        "multicast_ttl",
+        2,
+    ),
+    (
+        "igmp query response not shorter than query interval",
+        "{ igmp: { query_interval: 10,\n query_response_interval: 10 } }\n",
+        "igmp.query_response_interval",
+        2,
+    ),
 ];
 
 #[test]
@@ -150,5 +174,55 @@ fn good_config_passes_check() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The seed system's config (every key of its schema), as its users wrote
+/// it, passes `mcrd check-config`. The file is the repository's copy of
+/// `../shared/compat/seed-system.json5`.
+#[test]
+fn seed_system_config_passes_check() {
+    let fixture = seed_fixture();
+    let out = std::process::Command::new(bin("mcrd"))
+        .arg("check-config")
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("valid (2 rules)"),
+        "{out:?}"
+    );
+}
+
+/// A pinned CPU that runs no engine passes `check-config` (CPUs are not
+/// looked at there) but stops `mcrd supervisor` at start, like `cores`.
+#[test]
+fn pinning_to_a_cpu_without_an_engine_stops_the_daemon() {
+    let dir = TempDir::new(&unique_tag());
+    let file = dir.file("pin.json5", "{ pinning: { \"eth0\": [4095] } }");
+    let check = std::process::Command::new(bin("mcrd"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    let out = std::process::Command::new(bin("mcrd"))
+        .args(["supervisor", "--config"])
+        .arg(&file)
+        .arg("--control-socket-path")
+        .arg(dir.path("s.sock"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("pinning.eth0: CPU 4095 runs no data-plane engine"),
+        "{err}"
     );
 }

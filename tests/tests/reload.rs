@@ -367,3 +367,71 @@ fn fifty_reloads_in_a_second_under_traffic() {
     assert_eq!(ids, vec!["a", "b", "c"]);
     assert_eq!(mcrd.ctl_json(&["ping"])["pong"], true);
 }
+
+/// `multicast_ttl` is the TTL of multicast outputs without their own
+/// `ttl`, on the engines and on the kernel fast path, and a reload that
+/// changes it changes what is sent (the reload lists it as changed).
+fn multicast_ttl_takes_effect_and_follows_reloads(fast: bool) {
+    let t = Topo::new(1);
+    let cfg = |ttl: u8| {
+        with_path(
+            &format!("{{ multicast_ttl: {ttl}, {}", &t.one_rule("a")[1..]),
+            fast,
+        )
+    };
+    let mcrd = t.mcrd(&cfg(5));
+    assert_on_path(&mcrd, fast, 1);
+    for (ttl, reload) in [(5u8, false), (9, true)] {
+        if reload {
+            std::fs::write(t.dir.path("mcrd.json5"), cfg(ttl)).unwrap();
+            let before = engine_generation(&mcrd);
+            let r = mcrd.ctl_json(&["reload"]);
+            // The reload answers after waiting a bounded time for the
+            // engines; on a loaded machine they may take the new table a
+            // little later, and the TTL is theirs to apply.
+            assert!(
+                wait_until(Duration::from_secs(5), || engine_generation(&mcrd) > before),
+                "engines never took the reloaded table:\n{}",
+                mcrd.log_text()
+            );
+            assert_eq!(
+                r["sections_changed"],
+                serde_json::json!(["multicast_ttl"]),
+                "{r}"
+            );
+            assert_on_path(&mcrd, fast, 1);
+        }
+        let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1"]);
+        t.send(
+            "239.1.1.1",
+            5000,
+            &["--rate", "1000", "--count", "200", "--ttl", "32"],
+        );
+        let got = l.finish();
+        assert_exact(&got, 200);
+        assert_eq!(got["total"]["ttl_min"], ttl, "fast={fast}");
+        assert_eq!(got["total"]["ttl_max"], ttl, "fast={fast}");
+    }
+}
+
+/// The oldest table generation any engine runs.
+fn engine_generation(mcrd: &Mcrd) -> u64 {
+    let cores = mcrd.ctl_json(&["cores"]);
+    cores["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["table_generation"].as_u64())
+        .min()
+        .unwrap_or(0)
+}
+
+#[test]
+fn multicast_ttl_on_the_engines() {
+    multicast_ttl_takes_effect_and_follows_reloads(false);
+}
+
+#[test]
+fn multicast_ttl_on_the_fast_path() {
+    multicast_ttl_takes_effect_and_follows_reloads(true);
+}

@@ -173,7 +173,7 @@ impl Supervisor {
             bytes: totals.iter().map(|r| r.bytes).sum(),
             drops: self.drops().total(),
             protocols: Protocols {
-                igmp: protocol(self.config.igmp.enabled),
+                igmp: protocol(self.config.igmp.is_enabled()),
                 pim: protocol(self.config.pim.enabled),
                 msdp: protocol(self.config.msdp.enabled),
             },
@@ -582,6 +582,12 @@ fn sections_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.cores != new.cores {
         v.push("cores");
+    }
+    if old.multicast_ttl != new.multicast_ttl {
+        v.push("multicast_ttl");
+    }
+    if old.pinning != new.pinning {
+        v.push("pinning");
     }
     v
 }

@@ -137,6 +137,20 @@ impl Supervisor {
                 "cores: CPU {bad} is not available to mcrd (allowed CPUs: {allowed:?}); fix 'cores' in the config"
             );
         }
+        // Checked like `cores` so a file that pins to a CPU without an
+        // engine fails now, not when pinning starts being acted on.
+        for (iface, pinned) in &config.pinning {
+            if let Some(bad) = pinned.iter().find(|c| !cpus.contains(c)) {
+                anyhow::bail!(
+                    "pinning.{iface}: CPU {bad} runs no data-plane engine (engine CPUs: {cpus:?}); fix 'pinning' in the config"
+                );
+            }
+        }
+        if !config.pinning.is_empty() {
+            tracing::warn!(
+                "'pinning' is validated but not acted on yet: every engine captures on every input interface"
+            );
+        }
         raise_memlock_limit();
         raise_nofile_limit();
         // Switch users before any thread starts: capabilities are per thread
@@ -368,7 +382,12 @@ impl Supervisor {
     /// the table and updates joins. Logs every rule whose state changed.
     pub fn recompile(&mut self) {
         self.generation += 1;
-        let compiled = compile(&self.desired(), &self.interfaces, self.generation);
+        let compiled = compile(
+            &self.desired(),
+            &self.interfaces,
+            self.generation,
+            self.config.multicast_ttl(),
+        );
         let table = compiled.table;
         self.sync_fast_path();
         // Frames the program forwards never reach the capture sockets (they
