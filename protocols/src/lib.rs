@@ -48,13 +48,13 @@
 //!
 //! # Modules
 //!
-//! * [`time`]: [`Timestamp`], [`Clock`], [`ManualClock`].
-//! * [`timer`]: [`TimerSet`], deadline-ordered, keyed, bounded.
-//! * [`rng`]: [`Rng`], seeded SplitMix64 with `uniform(Duration range)`.
-//! * [`net`]: [`Interface`], [`IfAddr`], [`Ipv4Prefix`].
-//! * [`io`]: [`Input`], [`Action`], [`Protocol`].
-//! * [`driver`]: [`Driver`].
-//! * [`mrib`]: [`Mrib`], routes `(S,G)` / `(*,G)` merged from per-origin
+//! * [`time`] - [`Timestamp`], [`Clock`], [`ManualClock`].
+//! * [`timer`] - [`TimerSet`], deadline-ordered, keyed, bounded.
+//! * [`rng`] - [`Rng`], seeded SplitMix64 with `uniform(Duration range)`.
+//! * [`net`] - [`Interface`], [`IfAddr`], [`Ipv4Prefix`].
+//! * [`io`] - [`Input`], [`Action`], [`Protocol`].
+//! * [`driver`] - [`Driver`].
+//! * [`mrib`] - [`Mrib`], routes `(S,G)` / `(*,G)` merged from per-origin
 //!   contributions, with diffs and local-member state.
 
 #![warn(missing_docs)]

@@ -229,9 +229,8 @@ pub struct Route {
 }
 
 impl Route {
-    /// Merges `contributions` (strongest origin first, as a
-    /// `BTreeMap<Origin, _>` iterates) into the route for `key` by the rules
-    /// in the [module documentation](self).
+    /// Merges `contributions` (one per origin, in any order) into the route
+    /// for `key` by the rules in the [module documentation](self).
     pub fn merge<'a>(
         key: RouteKey,
         contributions: impl IntoIterator<Item = (Origin, &'a Contribution)> + Clone,
@@ -242,7 +241,8 @@ impl Route {
         let mut origins = BTreeSet::new();
         for (origin, c) in contributions.clone() {
             origins.insert(origin);
-            if let (Some(i), true) = (&c.iif, iif_origin.map_or(true, |o| origin < o)) {
+            let stronger_seen = matches!(iif_origin, Some(o) if o < origin);
+            if let (Some(i), false) = (&c.iif, stronger_seen) {
                 iif = Some(i.clone());
                 iif_origin = Some(origin);
                 rpf_neighbor = c.rpf_neighbor;

@@ -125,7 +125,7 @@ impl Ipv4Prefix {
     }
 
     /// The prefix length in bits, 0..=32.
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
@@ -216,7 +216,7 @@ mod tests {
         assert!(a.on_subnet(Ipv4Addr::new(192, 168, 1, 200)));
         assert!(!a.on_subnet(Ipv4Addr::new(192, 168, 2, 1)));
         assert_eq!(a.subnet().to_string(), "192.168.1.0/24");
-        assert_eq!(Ipv4Prefix::host(a.address).len(), 32);
+        assert_eq!(Ipv4Prefix::host(a.address).prefix_len(), 32);
         let e = Interface::new(3, "eth0");
         assert_eq!(e, Interface::new(3, "renamed"), "identity is the index");
         assert!(e < Interface::new(4, "a"));
