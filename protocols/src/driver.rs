@@ -96,8 +96,9 @@ impl<P: Protocol> Driver<P> {
     /// fired.
     ///
     /// At most as many timers fire as were armed when the call began, so a
-    /// handler that re-arms its timer at `now` cannot loop forever; such a
-    /// timer fires on the next call (the poll timeout is then zero).
+    /// handler that keeps re-arming its timer at `now` cannot loop forever:
+    /// once the budget is spent, what is still due fires on the next call (the
+    /// poll timeout is then zero).
     pub fn fire_due(&mut self, now: Timestamp, out: &mut Vec<ActionOf<P>>) -> usize {
         let budget = self.timers.len();
         let mut fired = 0;
@@ -109,5 +110,80 @@ impl<P: Protocol> Driver<P> {
             self.feed(now, Input::Timer(key), out);
         }
         fired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Re-arms its timer at `now` on every firing (a buggy protocol) and
+    /// counts firings; also arms `Other` once, far away, on interface up.
+    #[derive(Debug, Default)]
+    struct Rearmer {
+        fired: u32,
+    }
+
+    impl Protocol for Rearmer {
+        type Message = ();
+        type Timer = u8;
+        type Config = ();
+        type Event = ();
+
+        fn handle(&mut self, now: Timestamp, input: InputOf<Self>, out: &mut Vec<ActionOf<Self>>) {
+            match input {
+                Input::Timer(0) => {
+                    self.fired += 1;
+                    out.push(Action::ArmTimer { key: 0, at: now });
+                    out.push(Action::CancelTimer { key: 2 });
+                }
+                Input::Shutdown => {
+                    out.push(Action::ArmTimer { key: 0, at: now });
+                    out.push(Action::ArmTimer {
+                        key: 2,
+                        at: now + Duration::from_secs(9),
+                    });
+                    out.push(Action::ArmTimer { key: 3, at: now });
+                    out.push(Action::Event(crate::Event {
+                        category: crate::EventCategory::Pim,
+                        kind: "armed",
+                        payload: (),
+                    }));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn timer_actions_are_consumed_others_passed_through() {
+        let mut d = Driver::new(Rearmer::default(), 2);
+        let mut out = Vec::new();
+        d.feed(Timestamp::ZERO, Input::Shutdown, &mut out);
+        assert_eq!(out.len(), 1, "only the event reaches the caller");
+        assert_eq!(d.timers().len(), 2, "third arm refused: capacity 2");
+        assert_eq!(d.timers().rejected(), 1);
+        assert_eq!(d.poll_timeout(Timestamp::ZERO), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_timer_rearmed_at_now_cannot_loop_forever() {
+        let mut d = Driver::new(Rearmer::default(), 8);
+        let mut out = Vec::new();
+        d.feed(Timestamp::ZERO, Input::Shutdown, &mut out);
+        // Three armed (0, 2, 3) at the start: budget three. 0 fires (re-arms
+        // itself at now, cancels 2), 3 fires, 0 fires again; then the budget
+        // is spent.
+        assert_eq!(d.fire_due(Timestamp::ZERO, &mut out), 3);
+        assert_eq!(d.protocol().fired, 2);
+        assert!(!d.timers().is_armed(&2), "cancelled by the handler");
+        assert_eq!(
+            d.next_deadline(),
+            Some(Timestamp::ZERO),
+            "re-armed, due again"
+        );
+        // One armed now: one firing per call.
+        assert_eq!(d.fire_due(Timestamp::ZERO, &mut out), 1);
+        assert_eq!(d.protocol_mut().fired, 3);
     }
 }

@@ -388,6 +388,38 @@ mod tests {
     }
 
     #[test]
+    fn stale_heap_entries_stay_bounded() {
+        let mut ts = TimerSet::with_capacity(16);
+        for i in 0..10_000u64 {
+            ts.arm(i % 4, Timestamp::from_millis(10_000 - i)).unwrap();
+            assert!(
+                ts.heap.len() <= 2 * ts.len() + 64 + 1,
+                "heap {}",
+                ts.heap.len()
+            );
+        }
+        for k in 0..4 {
+            ts.cancel(&k);
+        }
+        assert!(ts.heap.len() <= 64 + 1);
+        assert_eq!(ts.next_deadline(), None);
+        assert_eq!(ts.iter().count(), 0);
+    }
+
+    #[test]
+    fn iter_lists_in_firing_order() {
+        let mut ts = TimerSet::default();
+        ts.arm('b', t(2)).unwrap();
+        ts.arm('a', t(1)).unwrap();
+        ts.arm('c', t(2)).unwrap();
+        let v: Vec<_> = ts.iter().map(|(k, d)| (*k, d)).collect();
+        assert_eq!(v, vec![('a', t(1)), ('b', t(2)), ('c', t(2))]);
+        assert_eq!(ts.capacity(), DEFAULT_TIMER_CAPACITY);
+        ts.clear();
+        assert!(ts.is_empty());
+    }
+
+    #[test]
     fn hundred_thousand_timers_are_fast() {
         const N: u64 = 100_000;
         let start = std::time::Instant::now();
