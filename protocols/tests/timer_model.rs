@@ -52,9 +52,10 @@ proptest! {
                 }
                 Op::Pop(now) => {
                     let mut want = Vec::new();
-                    loop {
-                        let Some(i) = (0..model.len()).min_by_key(|&i| (model[i].1, model[i].2)) else { break };
-                        if model[i].1 > now { break; }
+                    while let Some(i) = (0..model.len()).min_by_key(|&i| (model[i].1, model[i].2)) {
+                        if model[i].1 > now {
+                            break;
+                        }
                         want.push(model.remove(i).0);
                     }
                     let got: Vec<u8> = ts.expired(Timestamp::from_secs(now)).collect();
