@@ -46,6 +46,59 @@
 //! 4. If the MRIB moved ([`Mrib::has_diff`]), take the [`MribDiff`] and
 //!    recompile only those routes into the next forwarding table.
 //!
+//! # Example
+//!
+//! A protocol that announces itself every 10 s on each interface that comes
+//! up, driven for one minute of manual-clock time:
+//!
+//! ```
+//! use std::net::Ipv4Addr;
+//! use std::time::Duration;
+//! use mcr_protocols::{Action, ActionOf, Driver, Input, InputOf, Interface, Protocol, Timestamp};
+//!
+//! #[derive(Debug, Default)]
+//! struct Announcer;
+//!
+//! impl Protocol for Announcer {
+//!     type Message = &'static str;
+//!     type Timer = Interface; // one timer per interface
+//!     type Config = ();
+//!     type Event = ();
+//!
+//!     fn handle(&mut self, now: Timestamp, input: InputOf<Self>, out: &mut Vec<ActionOf<Self>>) {
+//!         match input {
+//!             Input::InterfaceUp(i) => out.push(Action::ArmTimer { key: i, at: now }),
+//!             Input::InterfaceDown(i) => out.push(Action::CancelTimer { key: i }),
+//!             Input::Timer(i) => {
+//!                 out.push(Action::Send {
+//!                     interface: i.clone(),
+//!                     destination: Ipv4Addr::new(224, 0, 0, 13),
+//!                     message: "hello",
+//!                 });
+//!                 out.push(Action::ArmTimer { key: i, at: now + Duration::from_secs(10) });
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//!
+//! let mut driver = Driver::new(Announcer, 1024);
+//! let mut actions = Vec::new();
+//! driver.feed(Timestamp::ZERO, Input::InterfaceUp(Interface::new(2, "eth0")), &mut actions);
+//! let end = Timestamp::from_secs(60);
+//! let mut sent = 0;
+//! // The control plane's loop, with the clock jumping to each deadline.
+//! while let Some(now) = driver.next_deadline().filter(|t| *t < end) {
+//!     driver.fire_due(now, &mut actions);
+//!     for action in actions.drain(..) {
+//!         if let Action::Send { .. } = action {
+//!             sent += 1; // the control plane would encode and send it here
+//!         }
+//!     }
+//! }
+//! assert_eq!(sent, 6); // at 0, 10, 20, 30, 40 and 50 s
+//! ```
+//!
 //! # Modules
 //!
 //! * [`time`] - [`Timestamp`], [`Clock`], [`ManualClock`].
