@@ -21,7 +21,7 @@ use crate::time::Timestamp;
 ///
 /// The control plane has already checked what the socket and the `wire`
 /// parser can check (checksum, lengths); the protocol checks meaning (e.g. a
-/// PIM Hello's source on the interface's subnet, RFC 7761 section 4.3.1; an
+/// PIM Hello's source on the interface's subnet; an
 /// IGMPv3 report with Router Alert, RFC 3376 section 4).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packet<M> {
@@ -50,10 +50,10 @@ pub struct RpfRoute {
     /// connected.
     pub neighbor: Option<Ipv4Addr>,
     /// Route metric (unitless, lower is better); PIM Assert's `metric`
-    /// (RFC 7761 section 4.6.1 `assert_metric`).
+    /// (RFC 7761 section 4.6 `assert_metric`).
     pub metric: u32,
     /// Metric preference (administrative distance, lower is better); PIM
-    /// Assert's `metric_preference` (RFC 7761 section 4.6.1).
+    /// Assert's `metric_preference` (RFC 7761 section 4.6).
     pub preference: u32,
 }
 
@@ -148,7 +148,7 @@ pub enum Input<M, T, C> {
     DataPlane(DataPlaneNotice),
     /// The daemon is stopping: say goodbye where the RFC asks (e.g. a PIM
     /// Hello with Holdtime 0, RFC 7761 section 4.3.1; an IGMPv2 Leave of
-    /// proxied groups, RFC 4605 section 4.2). Further inputs are not
+    /// proxied groups, RFC 4605). Further inputs are not
     /// expected.
     Shutdown,
 }
@@ -200,7 +200,7 @@ pub enum Action<M, T, E> {
     },
     /// Join `group` at IP level on `interface` with a source filter (e.g.
     /// 224.0.0.13 ALL-PIM-ROUTERS to receive Hellos; an IGMP proxy's
-    /// upstream membership, RFC 4605 section 4.1). `EXCLUDE {}` is an
+    /// upstream membership, RFC 4605 section 4). `EXCLUDE {}` is an
     /// any-source join. Replaces an earlier join's filter.
     Join {
         /// The interface.

@@ -3,9 +3,9 @@
 //!
 //! # Routes
 //!
-//! A route is keyed `(S,G)` (a source-specific tree, RFC 7761 section 4.1.3)
+//! A route is keyed `(S,G)` (a source-specific tree, RFC 7761 section 4.1)
 //! or `(*,G)` (any source of the group, the shared tree of RFC 7761 section
-//! 4.1.2; also what an IGMP proxy forwards, RFC 4605 section 4.1). Each
+//! 4.1; also what an IGMP proxy forwards, RFC 4605 section 4). Each
 //! [`Origin`] (static config, IGMP proxying, PIM-SM, MSDP) contributes its own
 //! [`Contribution`] — an incoming interface (the RPF interface), an RPF
 //! neighbour, and outgoing interfaces each with the [`OifReason`] it is there
@@ -37,7 +37,7 @@
 //! (RFC 3376 section 3.2 filter mode and source list; IGMPv1/v2 members are
 //! `EXCLUDE {}`). PIM reads it as its local receivers (RFC 7761 section 4.1,
 //! `local_receiver_include`); an IGMP proxy merges it into its upstream
-//! membership (RFC 4605 section 4.1).
+//! membership (RFC 4605 section 4).
 //!
 //! # Bounds
 //!
@@ -67,7 +67,7 @@ pub struct RouteKey {
 }
 
 impl RouteKey {
-    /// `(S,G)`: traffic from `source` to `group` (RFC 7761 section 4.1.3).
+    /// `(S,G)`: traffic from `source` to `group` (RFC 7761 section 4.1, `(S,G)` state).
     pub const fn sg(source: Ipv4Addr, group: Ipv4Addr) -> Self {
         RouteKey {
             group,
@@ -75,7 +75,7 @@ impl RouteKey {
         }
     }
 
-    /// `(*,G)`: traffic from any source to `group` (RFC 7761 section 4.1.2).
+    /// `(*,G)`: traffic from any source to `group` (RFC 7761 section 4.1, `(*,G)` state).
     pub const fn star_g(group: Ipv4Addr) -> Self {
         RouteKey {
             group,
@@ -113,7 +113,8 @@ pub enum Origin {
     /// PIM-SM join state (RFC 7761).
     Pim,
     /// Created because an MSDP Source-Active announced the source
-    /// (RFC 3618 section 10: the RP joins toward the announced source).
+    /// (RFC 3618 section 3: an RP with `(*,G)` state joins toward the
+    /// announced source).
     Msdp,
     /// IGMP proxying: upstream interface in, downstream members out
     /// (RFC 4605).
@@ -149,13 +150,13 @@ pub enum OifReason {
     /// Listed by the operator (static route).
     Configured,
     /// Hosts on the interface are members (IGMP; RFC 7761 section 4.1
-    /// `local_receiver_include`, RFC 4605 section 4.1 downstream interface).
+    /// `local_receiver_include`; a downstream interface of RFC 4605).
     LocalMembers,
-    /// A downstream PIM neighbour joined (RFC 7761 sections 4.5.2-4.5.3:
+    /// A downstream PIM neighbour joined (RFC 7761 section 4.5, downstream
     /// Join or Prune-Pending state on the interface).
     PimJoin,
     /// Inherited from the `(*,G)` entry into an `(S,G)` entry (RFC 7761
-    /// section 4.1.6 `inherited_olist`).
+    /// section 4.1 state summarization macro `inherited_olist`).
     Inherited,
     /// We won the Assert on the interface (RFC 7761 section 4.6).
     AssertWinner,
@@ -168,7 +169,7 @@ pub struct Contribution {
     /// that only adds receivers (e.g. PIM local members on a `(*,G)` at the
     /// RP) leaves it `None`.
     pub iif: Option<Interface>,
-    /// The RPF neighbour toward the source or RP (RFC 7761 section 4.1.6
+    /// The RPF neighbour toward the source or RP (RFC 7761 section 4.1
     /// `RPF'`), if known; `None` for a directly connected source or a
     /// static route without one.
     pub rpf_neighbor: Option<Ipv4Addr>,

@@ -148,9 +148,9 @@ impl fmt::Display for Ipv4Prefix {
 }
 
 /// An address configured on an interface, with its prefix length (the
-/// subnet it implies is what the RFCs mean by "directly connected", e.g.
-/// RFC 7761 section 4.3.1 and RFC 3376 section 4.2.13 checks of a sender's
-/// address).
+/// subnet it implies is what "directly connected" means when a protocol
+/// checks a sender's address, e.g. a PIM Hello or an IGMP report from off
+/// the subnet is ignored).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct IfAddr {
     /// The address itself (host bits kept).

@@ -3,8 +3,8 @@
 //! The RFCs ask for randomised delays so routers on one LAN do not act in
 //! lock-step: PIM's triggered Hello within `Triggered_Hello_Delay` (RFC 7761
 //! section 4.3.1, 5 s), an IGMP host's report within the query's Max Response
-//! Time (RFC 2236 section 3, RFC 3376 section 5.2), MSDP's connect-retry
-//! jitter. The randomness is an input: the control plane seeds [`Rng`] once
+//! Time (RFC 2236 section 3, RFC 3376 section 5.2; an IGMP proxy answers
+//! queries upstream as a host does, RFC 4605). The randomness is an input: the control plane seeds [`Rng`] once
 //! (from the OS, outside this crate) and tests seed it with a constant, so a
 //! run replays exactly.
 //!

@@ -195,7 +195,7 @@ impl ToyHello {
         let key = Timer::Expiry(ifc.index, nbr);
         let present = neighbors.contains_key(&nbr);
         match (present, ev) {
-            // RFC 7761 4.3.2 / 4.9: Holdtime 0 means time the neighbour out
+            // RFC 7761 4.9.2 (Hello Holdtime option): 0 means time the neighbour out
             // immediately.
             (true, NbrEvent::Hello(h)) if h.is_zero() => {
                 neighbors.remove(&nbr);
