@@ -1074,6 +1074,34 @@ mod tests {
     }
 
     #[test]
+    fn twenty_thousand_routes_set_diffed_and_withdrawn_quickly() {
+        let start = std::time::Instant::now();
+        let mut m = Mrib::new(MribLimits::default());
+        let key = |i: u32| {
+            RouteKey::sg(
+                Ipv4Addr::from(0x0a00_0000 + i),
+                Ipv4Addr::from(0xef00_0000 + (i % 500)),
+            )
+        };
+        for i in 0..20_000u32 {
+            let mut c = Contribution::new(Some(ifc(1))).with_rpf_neighbor(S);
+            for o in 2..6 {
+                c = c.with_oif(ifc(o), OifReason::PimJoin);
+            }
+            m.set(Origin::Pim, key(i), c).unwrap();
+        }
+        assert_eq!(m.take_diff().added.len(), 20_000);
+        for i in 0..20_000u32 {
+            m.remove(Origin::Pim, key(i));
+        }
+        assert_eq!(m.take_diff().removed.len(), 20_000);
+        let elapsed = start.elapsed();
+        eprintln!("20k routes set + diff + remove + diff: {elapsed:?}");
+        // Generous for an unoptimised build on a loaded 2-core machine.
+        assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
+    }
+
+    #[test]
     fn route_serialises_for_mcrctl() {
         let mut m = Mrib::new(MribLimits::default());
         let k = RouteKey::sg(S, G);
