@@ -5,6 +5,7 @@ pub mod compile;
 pub mod control;
 pub mod interfaces;
 pub mod namespace;
+pub mod files;
 pub mod privilege;
 pub mod supervisor;
 
