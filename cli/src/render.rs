@@ -4,7 +4,9 @@
 use serde_json::Value;
 use std::fmt::Write;
 
-/// Left-aligned columns, two spaces apart.
+/// Left-aligned columns, two spaces apart. Padding is written by hand:
+/// `format!("{:<w$}")` panics for widths above 65,535, and a cell can be
+/// that long (an old daemon's rule name, a long interface list).
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
@@ -21,7 +23,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             if i + 1 == cells.len() {
                 l.push_str(c);
             } else {
-                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+                l.push_str(c);
+                let pad = widths[i].saturating_sub(c.chars().count()) + 2;
+                l.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push_str(l.trim_end());
@@ -34,12 +38,31 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A value as text for a table cell, with anything a terminal would
+/// interpret (ESC, bidi overrides, line separators) escaped: names and
+/// interface names come from the daemon, which got them from files,
+/// clients and the kernel.
 fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => mcr_config::text::escape(s).into_owned(),
         other => other.to_string(),
     }
+}
+
+/// Escapes what could still reach the terminal raw in a rendered answer
+/// (text not formatted through [`s`]); newlines are the output's own.
+pub fn terminal_safe(text: &str) -> String {
+    let bad = |c: char| c != '\n' && mcr_config::text::unsafe_char(c).is_some();
+    text.chars()
+        .map(|c| {
+            if bad(c) {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn rate(v: &Value) -> String {
@@ -85,7 +108,8 @@ fn drops_line(d: &Value) -> String {
     }
 }
 
-/// One event as a line: its time, kind, then its other fields.
+/// One event as a line: its time, kind, then its other fields (escaped
+/// like every rendered value).
 pub fn event_line(e: &Value) -> String {
     let mut out = format!(
         "{:.3} {}",
@@ -99,10 +123,20 @@ pub fn event_line(e: &Value) -> String {
             }
         }
     }
-    out
+    terminal_safe(&out)
 }
 
+/// The answer to `command` as text for a terminal.
 pub fn render(command: &str, r: &Value) -> String {
+    let out = render_raw(command, r);
+    if out.chars().any(|c| c != '\n' && mcr_config::text::unsafe_char(c).is_some()) {
+        terminal_safe(&out)
+    } else {
+        out
+    }
+}
+
+fn render_raw(command: &str, r: &Value) -> String {
     let mut out = String::new();
     match command {
         "ping" => out.push_str("pong\n"),
@@ -395,6 +429,26 @@ mod tests {
     fn table_aligns_columns() {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    #[test]
+    fn huge_cells_do_not_panic() {
+        let name = "n".repeat(70_000);
+        let r = serde_json::json!({"rules": [{"id": name, "input": {}, "outputs": [], "origin": "config"}]});
+        let out = render("list", &r);
+        assert!(out.contains(&name));
+        let r = serde_json::json!({"rules": [{"id": name, "outputs": [{"output": "x"}]}], "engines": []});
+        assert!(render("stats", &r).contains(&name));
+    }
+
+    #[test]
+    fn terminal_controls_are_escaped() {
+        let r = serde_json::json!({"rules": [{"id": "a\u{1b}[2Jb", "input": {"interface": "e\u{202e}x"}, "outputs": [], "origin": "config", "state": "inactive", "reason": "interface 'q\u{1b}]0;t\u{7}' not found"}]});
+        let out = render("list", &r);
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{202e}') && !out.contains('\u{7}'), "{out:?}");
+        assert!(out.contains("a\\u{1b}[2Jb"), "{out}");
+        let line = event_line(&serde_json::json!({"event": "interface_appeared", "interface": "x\u{1b}y"}));
+        assert!(!line.contains('\u{1b}'), "{line:?}");
     }
 
     #[test]
