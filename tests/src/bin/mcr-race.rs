@@ -1,0 +1,71 @@
+//! The hostile local user of the hardening tests, run as `nobody`:
+//!
+//! - `mcr-race symlink PATH TARGET SECONDS`: for SECONDS, keeps replacing
+//!   PATH with a symlink to TARGET, and every other entry of PATH's
+//!   directory (e.g. a private directory mcrd made there) with a symlink to
+//!   TARGET's directory, as fast as it can;
+//! - `mcr-race connect PATH SECONDS`: for SECONDS, connects to PATH in a
+//!   loop and prints how many connections were accepted and how many got
+//!   an answer (the hello line).
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let secs = |s: &str| Duration::from_secs_f64(s.parse().expect("seconds"));
+    match args.get(1).map(String::as_str) {
+        Some("symlink") => symlink(Path::new(&args[2]), Path::new(&args[3]), secs(&args[4])),
+        Some("connect") => connect(Path::new(&args[2]), secs(&args[3])),
+        _ => {
+            eprintln!("usage: mcr-race symlink PATH TARGET SECONDS | connect PATH SECONDS");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn symlink(path: &Path, target: &Path, how_long: Duration) {
+    let dir = path.parent().expect("a directory");
+    let target_dir = target.parent().expect("a directory");
+    let until = Instant::now() + how_long;
+    let mut swaps = 0u64;
+    while Instant::now() < until {
+        let _ = std::fs::remove_file(path);
+        if std::os::unix::fs::symlink(target, path).is_ok() {
+            swaps += 1;
+        }
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p == path || e.file_type().map(|t| t.is_symlink()).unwrap_or(true) {
+                    continue;
+                }
+                let mut aside = p.clone().into_os_string();
+                aside.push(".moved");
+                if std::fs::rename(&p, &aside).is_ok() {
+                    let _ = std::os::unix::fs::symlink(target_dir, &p);
+                    swaps += 1;
+                }
+            }
+        }
+    }
+    println!("{swaps}");
+}
+
+fn connect(path: &Path, how_long: Duration) {
+    let until = Instant::now() + how_long;
+    let (mut accepted, mut answered) = (0u64, 0u64);
+    while Instant::now() < until {
+        if let Ok(mut s) = UnixStream::connect(path) {
+            accepted += 1;
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut b = [0u8; 1];
+            if matches!(s.read(&mut b), Ok(1)) {
+                answered += 1;
+            }
+        }
+    }
+    println!("{accepted} {answered}");
+}
