@@ -129,7 +129,10 @@ pub fn event_line(e: &Value) -> String {
 /// The answer to `command` as text for a terminal.
 pub fn render(command: &str, r: &Value) -> String {
     let out = render_raw(command, r);
-    if out.chars().any(|c| c != '\n' && mcr_config::text::unsafe_char(c).is_some()) {
+    if out
+        .chars()
+        .any(|c| c != '\n' && mcr_config::text::unsafe_char(c).is_some())
+    {
         terminal_safe(&out)
     } else {
         out
@@ -445,9 +448,14 @@ mod tests {
     fn terminal_controls_are_escaped() {
         let r = serde_json::json!({"rules": [{"id": "a\u{1b}[2Jb", "input": {"interface": "e\u{202e}x"}, "outputs": [], "origin": "config", "state": "inactive", "reason": "interface 'q\u{1b}]0;t\u{7}' not found"}]});
         let out = render("list", &r);
-        assert!(!out.contains('\u{1b}') && !out.contains('\u{202e}') && !out.contains('\u{7}'), "{out:?}");
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{202e}') && !out.contains('\u{7}'),
+            "{out:?}"
+        );
         assert!(out.contains("a\\u{1b}[2Jb"), "{out}");
-        let line = event_line(&serde_json::json!({"event": "interface_appeared", "interface": "x\u{1b}y"}));
+        let line = event_line(
+            &serde_json::json!({"event": "interface_appeared", "interface": "x\u{1b}y"}),
+        );
         assert!(!line.contains('\u{1b}'), "{line:?}");
     }
 

@@ -95,7 +95,10 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 /// FIFO or a huge file after the check changes nothing).
 pub fn load_file_hashed(path: &Path) -> Result<(Config, u64), ConfigError> {
     let origin = path.display().to_string();
-    parse_bytes(open_guarded(None, path, false).and_then(read_guarded), &origin)
+    parse_bytes(
+        open_guarded(None, path, false).and_then(read_guarded),
+        &origin,
+    )
 }
 
 /// [`load_file_hashed`] for the entry `name` of the open directory `dir`,

@@ -864,7 +864,10 @@ fn rule_names_are_bounded_and_plain() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(e[0].path, "rules[1].name");
     assert!(e[0].message.contains("129 bytes long"), "{}", e[0].message);
-    assert!(e[0].message.len() < 300, "the message quotes a bounded part");
+    assert!(
+        e[0].message.len() < 300,
+        "the message quotes a bounded part"
+    );
     for (name, cp) in [
         ("evil\\u202Egnp.exe", "U+202E"),
         ("a\\u2066b", "U+2066"),
@@ -879,7 +882,9 @@ fn rule_names_are_bounded_and_plain() {
         assert!(e[0].message.contains(cp), "{name}: {}", e[0].message);
         // The message itself never carries the character raw.
         assert!(
-            e[0].message.chars().all(|c| crate::text::unsafe_char(c).is_none()),
+            e[0].message
+                .chars()
+                .all(|c| crate::text::unsafe_char(c).is_none()),
             "{}",
             e[0].message
         );

@@ -81,7 +81,9 @@ mod tests {
 
     #[test]
     fn names_refused_characters() {
-        for c in ['\u{202e}', '\u{2066}', '\u{200b}', '\u{feff}', '\u{2028}', '\x1b', '\u{85}'] {
+        for c in [
+            '\u{202e}', '\u{2066}', '\u{200b}', '\u{feff}', '\u{2028}', '\x1b', '\u{85}',
+        ] {
             assert!(unsafe_char(c).is_some(), "{:x}", c as u32);
         }
         for c in ['a', 'é', '中', '-', ' ', '😀'] {

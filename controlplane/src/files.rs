@@ -283,10 +283,16 @@ mod tests {
         let dir = open_dir(&d).unwrap();
         write_atomically_at(dir.as_fd(), OsStr::new("x.json5"), b"new", 0o600).unwrap();
         assert_eq!(std::fs::read_to_string(d.join("x.json5")).unwrap(), "new");
-        let mode = std::fs::metadata(d.join("x.json5")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(d.join("x.json5"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o604, "the replaced file's mode is kept");
         write_atomically_at(dir.as_fd(), OsStr::new("y.json5"), b"y", 0o640).unwrap();
-        let mode = std::fs::metadata(d.join("y.json5")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(d.join("y.json5"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o640);
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
         std::fs::remove_dir_all(&d).unwrap();
@@ -306,7 +312,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(d.join("victim")).unwrap(), "secret");
         assert!(std::fs::symlink_metadata(d.join("s.sock")).unwrap().len() == 0);
         drop(sock);
-        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 3, "no temporary left");
+        assert_eq!(
+            std::fs::read_dir(&d).unwrap().count(),
+            3,
+            "no temporary left"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 

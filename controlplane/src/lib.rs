@@ -3,9 +3,9 @@
 
 pub mod compile;
 pub mod control;
+pub mod files;
 pub mod interfaces;
 pub mod namespace;
-pub mod files;
 pub mod privilege;
 pub mod supervisor;
 

@@ -417,7 +417,9 @@ impl Supervisor {
         let Some(path) = file.or_else(|| config.map(Path::to_path_buf)) else {
             let msg = match verb {
                 "save" => "mcrd runs without --config: name the file to write",
-                _ => "mcrd runs without --config: name the file to load (mcrctl reload --file FILE)",
+                _ => {
+                    "mcrd runs without --config: name the file to load (mcrctl reload --file FILE)"
+                }
             };
             return Err(Response::error("invalid_arguments", msg));
         };
@@ -425,7 +427,11 @@ impl Supervisor {
             return Ok(ClientFile::Config(path));
         }
         if let (Some(dir), Some(name)) = (self.options.save_dir.as_deref(), path.file_name()) {
-            if path.parent() == Some(dir) && path.components().all(|c| c != std::path::Component::ParentDir) {
+            if path.parent() == Some(dir)
+                && path
+                    .components()
+                    .all(|c| c != std::path::Component::ParentDir)
+            {
                 return Ok(ClientFile::InSaveDir {
                     name: name.to_os_string(),
                     path,
@@ -433,8 +439,15 @@ impl Supervisor {
             }
         }
         let allowed = match (config, self.options.save_dir.as_deref()) {
-            (Some(c), Some(d)) => format!("its config file {} or a file directly in {}", c.display(), d.display()),
-            (Some(c), None) => format!("its config file {} (start mcrd with --save-dir DIR to allow files in DIR)", c.display()),
+            (Some(c), Some(d)) => format!(
+                "its config file {} or a file directly in {}",
+                c.display(),
+                d.display()
+            ),
+            (Some(c), None) => format!(
+                "its config file {} (start mcrd with --save-dir DIR to allow files in DIR)",
+                c.display()
+            ),
             (None, Some(d)) => format!("files directly in {}", d.display()),
             (None, None) => "no file (start mcrd with --config FILE or --save-dir DIR)".to_string(),
         };

@@ -1,9 +1,11 @@
 //! The hostile local user of the hardening tests, run as `nobody`:
 //!
-//! - `mcr-race symlink PATH TARGET SECONDS`: for SECONDS, keeps replacing
-//!   PATH with a symlink to TARGET, and every other entry of PATH's
-//!   directory (e.g. a private directory mcrd made there) with a symlink to
-//!   TARGET's directory, as fast as it can;
+//! - `mcr-race symlink PATH TARGET SECONDS`: for SECONDS, as fast as it
+//!   can: whenever a socket appears at PATH, replaces it with a symlink to
+//!   TARGET (the symlink is removed again on the next round, so the next
+//!   start gets as far as binding); and moves every other entry of PATH's
+//!   directory (e.g. a private directory mcrd made there) aside, putting a
+//!   symlink to TARGET's directory in its place;
 //! - `mcr-race connect PATH SECONDS`: for SECONDS, connects to PATH in a
 //!   loop and prints how many connections were accepted and how many got
 //!   an answer (the hello line).
@@ -32,9 +34,18 @@ fn symlink(path: &Path, target: &Path, how_long: Duration) {
     let until = Instant::now() + how_long;
     let mut swaps = 0u64;
     while Instant::now() < until {
-        let _ = std::fs::remove_file(path);
-        if std::os::unix::fs::symlink(target, path).is_ok() {
-            swaps += 1;
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::symlink_metadata(path).map(|m| m.file_type()) {
+            Ok(t) if t.is_socket() => {
+                let _ = std::fs::remove_file(path);
+                if std::os::unix::fs::symlink(target, path).is_ok() {
+                    swaps += 1;
+                }
+            }
+            Ok(t) if t.is_symlink() => {
+                let _ = std::fs::remove_file(path);
+            }
+            _ => {}
         }
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {
