@@ -45,10 +45,9 @@ enum Command {
         /// only CAP_NET_RAW [default: mcr when it exists and mcrd runs as root].
         #[arg(long)]
         user: Option<String>,
-        /// Directory in which control clients may name files for `mcrctl
-        /// config save FILE`, `reload --file FILE` and `config check FILE`
-        /// (besides the --config file itself); it must not be writable by
-        /// group or others.
+        /// The one directory, besides the --config file, where control
+        /// clients may have files saved, reloaded or checked; it must not
+        /// be writable by group or others.
         #[arg(long)]
         save_dir: Option<PathBuf>,
     },

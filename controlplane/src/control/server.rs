@@ -235,6 +235,13 @@ impl ControlServer {
         }
     }
 
+    /// The process at the other end of a client's connection (pid, uid,
+    /// gid from `SO_PEERCRED`), for deciding what it may be told.
+    pub fn peer(&self, client: u64) -> Option<nix::sys::socket::UnixCredentials> {
+        let c = self.clients.get(&client)?;
+        nix::sys::socket::getsockopt(c.stream(), nix::sys::socket::sockopt::PeerCredentials).ok()
+    }
+
     pub fn client_count(&self) -> usize {
         self.clients.len()
     }

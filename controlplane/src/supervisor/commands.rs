@@ -40,10 +40,12 @@ impl Supervisor {
             }
             return;
         }
+        self.peer = self.control.peer(pending.client);
         let response = match pending.request {
             Ok(req) => self.execute(req),
             Err(resp) => resp,
         };
+        self.peer = None;
         self.control
             .respond(pending.client, pending.id.as_ref(), &response);
     }
@@ -73,7 +75,7 @@ impl Supervisor {
                     Ok((c, _)) => Response::Ok(
                         json!({ "file": target.shown(), "valid": true, "rules": c.rules.len() }),
                     ),
-                    Err(e) => Response::error("invalid_config", e.to_string()),
+                    Err(e) => Response::error("invalid_config", self.shown_error(&target, &e)),
                 }
             }
             Request::ConfigSave { file } => self.config_save(file),
@@ -460,6 +462,49 @@ impl Supervisor {
         ))
     }
 
+    /// What a client is told about a file that failed to load: every
+    /// problem when it could read the file itself, else only that (the
+    /// problems quote the file's contents; they are in the log).
+    fn shown_error(&self, target: &ClientFile, e: &mcr_config::ConfigError) -> String {
+        match &self.peer {
+            Some(peer) if !self.peer_can_read(target, peer) => format!(
+                "cannot load {}: the requesting user (uid {}) may not read it; the problems are in mcrd's log",
+                mcr_config::text::escape(&target.shown()),
+                peer.uid()
+            ),
+            _ => e.to_string(),
+        }
+    }
+
+    /// Whether the client process could read `target` with its own rights,
+    /// judged from the file's owner, group and mode (not ACLs; when in
+    /// doubt, no).
+    fn peer_can_read(&self, target: &ClientFile, peer: &nix::sys::socket::UnixCredentials) -> bool {
+        if peer.uid() == 0 {
+            return true;
+        }
+        let st = match target {
+            ClientFile::Config(path) => nix::sys::stat::stat(path.as_path()).ok(),
+            ClientFile::InSaveDir { name, .. } => self
+                .save_dir
+                .as_ref()
+                .and_then(|d| crate::files::stat_at(d.as_fd(), name).ok()),
+        };
+        let Some(st) = st else {
+            return false;
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return false;
+        }
+        if st.st_uid == peer.uid() {
+            return st.st_mode & 0o400 != 0;
+        }
+        if st.st_mode & 0o040 != 0 && peer_groups(peer).contains(&st.st_gid) {
+            return true;
+        }
+        st.st_mode & 0o004 != 0
+    }
+
     /// Reads, validates and hashes a client-allowed file from one
     /// descriptor (see [`mcr_config::load_file_hashed`]).
     fn load(&self, target: &ClientFile) -> Result<(Config, u64), mcr_config::ConfigError> {
@@ -504,11 +549,12 @@ impl Supervisor {
                         mcr_config::text::escape(line)
                     );
                 }
+                let told = self.shown_error(&target, &e);
                 return self.record_reload(
                     false,
-                    msg.clone(),
+                    told.clone(),
                     dry_run,
-                    Response::error("invalid_config", msg),
+                    Response::error("invalid_config", told),
                 );
             }
         };
@@ -603,6 +649,21 @@ impl ClientFile {
             }
         }
     }
+}
+
+/// A client's groups: its primary group, and the supplementary ones from
+/// /proc/PID/status (`SO_PEERCRED` has only the primary one).
+fn peer_groups(peer: &nix::sys::socket::UnixCredentials) -> Vec<u32> {
+    let mut groups = vec![peer.gid()];
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", peer.pid())) {
+        if let Some(line) = status.lines().find_map(|l| l.strip_prefix("Groups:")) {
+            groups.extend(
+                line.split_whitespace()
+                    .filter_map(|g| g.parse::<u32>().ok()),
+            );
+        }
+    }
+    groups
 }
 
 /// Opens `--save-dir` once at start. It must be a directory that no group

@@ -105,6 +105,8 @@ pub struct Supervisor {
     /// `options.save_dir`, opened once at start: client-named files are
     /// resolved in this directory, never through its path again.
     save_dir: Option<std::os::fd::OwnedFd>,
+    /// Who sent the request being executed (None for SIGHUP and tests).
+    peer: Option<nix::sys::socket::UnixCredentials>,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -209,6 +211,7 @@ impl Supervisor {
             rates: rates::RateTracker::default(),
             fast: FastState::Closed,
             save_dir,
+            peer: None,
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();

@@ -1,39 +1,47 @@
 //! The hostile local user of the hardening tests, run as `nobody`:
 //!
-//! - `mcr-race symlink PATH TARGET SECONDS`: for SECONDS, as fast as it
+//! - `mcr-race symlink PATH TARGET STOP`: until the file STOP exists, as fast as it
 //!   can: whenever a socket appears at PATH, replaces it with a symlink to
 //!   TARGET (the symlink is removed again on the next round, so the next
 //!   start gets as far as binding); and moves every other entry of PATH's
 //!   directory (e.g. a private directory mcrd made there) aside, putting a
 //!   symlink to TARGET's directory in its place;
-//! - `mcr-race connect PATH SECONDS`: for SECONDS, connects to PATH in a
+//! - `mcr-race connect PATH STOP`: until the file STOP exists, connects to PATH in a
 //!   loop and prints how many connections were accepted and how many got
-//!   an answer (the hello line).
+//!   an answer (the hello line), and how many attempts it made.
+//!
+//! Either gives up after 60 s in any case, so a test that dies before
+//! creating STOP leaves nothing running for long.
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The longest either loop runs.
+const MAX_RUN: Duration = Duration::from_secs(60);
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let secs = |s: &str| Duration::from_secs_f64(s.parse().expect("seconds"));
+    let stop = |s: &str| {
+        let (file, until) = (Path::new(s).to_path_buf(), Instant::now() + MAX_RUN);
+        move || file.exists() || Instant::now() > until
+    };
     match args.get(1).map(String::as_str) {
-        Some("symlink") => symlink(Path::new(&args[2]), Path::new(&args[3]), secs(&args[4])),
-        Some("connect") => connect(Path::new(&args[2]), secs(&args[3])),
+        Some("symlink") => symlink(Path::new(&args[2]), Path::new(&args[3]), stop(&args[4])),
+        Some("connect") => connect(Path::new(&args[2]), stop(&args[3])),
         _ => {
-            eprintln!("usage: mcr-race symlink PATH TARGET SECONDS | connect PATH SECONDS");
+            eprintln!("usage: mcr-race symlink PATH TARGET STOP | connect PATH STOP");
             std::process::exit(2);
         }
     }
 }
 
-fn symlink(path: &Path, target: &Path, how_long: Duration) {
+fn symlink(path: &Path, target: &Path, done: impl Fn() -> bool) {
     let dir = path.parent().expect("a directory");
     let target_dir = target.parent().expect("a directory");
-    let until = Instant::now() + how_long;
     let mut swaps = 0u64;
-    while Instant::now() < until {
+    while !done() {
         use std::os::unix::fs::FileTypeExt;
         match std::fs::symlink_metadata(path).map(|m| m.file_type()) {
             Ok(t) if t.is_socket() => {
@@ -65,10 +73,10 @@ fn symlink(path: &Path, target: &Path, how_long: Duration) {
     println!("{swaps}");
 }
 
-fn connect(path: &Path, how_long: Duration) {
-    let until = Instant::now() + how_long;
-    let (mut accepted, mut answered) = (0u64, 0u64);
-    while Instant::now() < until {
+fn connect(path: &Path, done: impl Fn() -> bool) {
+    let (mut accepted, mut answered, mut attempts) = (0u64, 0u64, 0u64);
+    while !done() {
+        attempts += 1;
         if let Ok(mut s) = UnixStream::connect(path) {
             accepted += 1;
             let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
@@ -78,5 +86,5 @@ fn connect(path: &Path, how_long: Duration) {
             }
         }
     }
-    println!("{accepted} {answered}");
+    println!("{accepted} {answered} {attempts}");
 }
