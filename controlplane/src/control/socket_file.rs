@@ -111,13 +111,22 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<(UnixListener, SocketFile),
         let mut pname = OsString::from(".");
         pname.push(&name);
         pname.push(format!(".bind-{}", files::random_suffix()));
-        if let Some(fd) = files::mkdir_at(dir.as_fd(), &pname, 0o700).map_err(&err)? {
-            private = Some((pname, fd));
-            break;
+        match files::mkdir_at(dir.as_fd(), &pname, 0o700) {
+            Ok(Some(fd)) => {
+                private = Some((pname, fd));
+                break;
+            }
+            // Taken, or replaced (by a symlink: ENOTDIR/ELOOP) between
+            // mkdirat and openat: another name.
+            Ok(None) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => {}
+            Err(e) => return Err(err(e)),
         }
     }
     let Some((pname, pfd)) = private else {
-        return Err(err(io::Error::from(io::ErrorKind::AlreadyExists)));
+        return Err(err(io::Error::other(
+            "its directory kept changing while the socket was being created there (can another user write it?)",
+        )));
     };
     let result = bind_in_private(&pfd, &dir, &name, gid);
     // Empty after the rename (or after cleanup): rmdir, never recursive.
