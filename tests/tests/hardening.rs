@@ -446,9 +446,23 @@ fn reload_of_a_fifo_or_huge_file_fails_at_once_and_sigterm_works() {
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     assert!(r.stderr.contains("MiB a config file may have"), "{r:?}");
     assert_eq!(m.ctl_json(&["ping"])["pong"], true);
+    // A good file again: the hash `status` shows is of the bytes applied.
+    std::fs::remove_file(&cfg).unwrap();
+    let text = "{ data_plane: { kernel_fast_path: false } }\n";
+    std::fs::write(&cfg, text).unwrap();
+    m.ctl_json(&["reload"]);
+    let hash = m.ctl_json(&["status"])["config_hash"].clone();
+    assert_eq!(hash, format!("{:016x}", fnv1a64(text.as_bytes())));
     let (took, status) = m.stop();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
+}
+
+/// FNV-1a 64, as `status.config_hash` reports it.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
 }
 
 fn add_named(m: &Mcrd, name: &str, port: &str) -> Ctl {
