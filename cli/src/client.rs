@@ -20,14 +20,37 @@ pub enum ConnectError {
     NotListening(PathBuf),
     #[error("{0} does not exist")]
     Missing(PathBuf),
-    #[error("cannot connect to {path}: {source}")]
-    Other { path: PathBuf, source: io::Error },
+    // `error`, not `source`: shown once, in this message.
+    #[error("cannot connect to {path}: {error}")]
+    Other { path: PathBuf, error: io::Error },
+    #[error("the daemon did not answer within {} s (mcrd at {path}; raise --timeout if it is busy)", seconds(*.timeout))]
+    Timeout { path: PathBuf, timeout: Duration },
     #[error("lost the connection to mcrd at {path}: {reason}")]
     Protocol { path: PathBuf, reason: String },
 }
 
+/// A timeout as the operator gave it: `10`, `0.5`.
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s}")
+    }
+}
+
+/// Whether a read failed because the socket's timeout passed.
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// A connection to mcrd's control socket.
 pub struct Client {
     path: PathBuf,
+    timeout: Duration,
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     /// The daemon's first line.
@@ -35,6 +58,8 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connects and reads the hello; every later answer must come within
+    /// `timeout`.
     pub fn connect(path: &Path, timeout: Duration) -> Result<Client, ConnectError> {
         let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
             io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied(path.into()),
@@ -42,19 +67,24 @@ impl Client {
             io::ErrorKind::NotFound => ConnectError::Missing(path.into()),
             _ => ConnectError::Other {
                 path: path.into(),
-                source: e,
+                error: e,
             },
         })?;
         let proto = |reason: String| ConnectError::Protocol {
             path: path.into(),
             reason,
         };
+        // A write to a daemon that does not read blocks too: bound both.
+        stream
+            .set_write_timeout(Some(timeout))
+            .map_err(|e| proto(e.to_string()))?;
         stream
             .set_read_timeout(Some(timeout))
             .map_err(|e| proto(e.to_string()))?;
         let writer = stream.try_clone().map_err(|e| proto(e.to_string()))?;
         let mut client = Client {
             path: path.into(),
+            timeout,
             reader: BufReader::new(stream),
             writer,
             hello: Hello {
@@ -76,6 +106,10 @@ impl Client {
         match self.reader.read_line(&mut line) {
             Ok(0) => Err(proto("mcrd closed the connection".into())),
             Ok(_) => serde_json::from_str(&line).map_err(|e| proto(format!("bad answer: {e}"))),
+            Err(e) if timed_out(&e) => Err(ConnectError::Timeout {
+                path: self.path.clone(),
+                timeout: self.timeout,
+            }),
             Err(e) => Err(proto(e.to_string())),
         }
     }
@@ -104,12 +138,19 @@ impl Client {
     pub fn request(&mut self, req: &Request) -> Result<Answer, ConnectError> {
         let mut line = req.to_line(None);
         line.push('\n');
-        self.writer
-            .write_all(line.as_bytes())
-            .map_err(|e| ConnectError::Protocol {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
+        self.writer.write_all(line.as_bytes()).map_err(|e| {
+            if timed_out(&e) {
+                ConnectError::Timeout {
+                    path: self.path.clone(),
+                    timeout: self.timeout,
+                }
+            } else {
+                ConnectError::Protocol {
+                    path: self.path.clone(),
+                    reason: e.to_string(),
+                }
+            }
+        })?;
         self.read_line()
     }
 }

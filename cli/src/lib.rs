@@ -1,3 +1,4 @@
 //! Shared pieces of the mcr binaries.
 pub mod client;
+pub mod logwriter;
 pub mod render;

@@ -9,7 +9,9 @@ use serde_json::Value;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-/// Left-aligned columns, two spaces apart.
+/// Left-aligned columns, two spaces apart. Padding is written by hand:
+/// `format!("{:<w$}")` panics for widths above 65,535, and a cell can be
+/// that long (an old daemon's rule name, a long interface list).
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
@@ -26,7 +28,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             if i + 1 == cells.len() {
                 l.push_str(c);
             } else {
-                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+                l.push_str(c);
+                let pad = widths[i].saturating_sub(c.chars().count()) + 2;
+                l.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push_str(l.trim_end());
@@ -39,12 +43,31 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A value as text for a table cell, with anything a terminal would
+/// interpret (ESC, bidi overrides, line separators) escaped: names and
+/// interface names come from the daemon, which got them from files,
+/// clients and the kernel.
 fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => mcr_config::text::escape(s).into_owned(),
         other => other.to_string(),
     }
+}
+
+/// Escapes what could still reach the terminal raw in a rendered answer
+/// (text not formatted through [`s`]); newlines are the output's own.
+pub fn terminal_safe(text: &str) -> String {
+    let bad = |c: char| c != '\n' && mcr_config::text::unsafe_char(c).is_some();
+    text.chars()
+        .map(|c| {
+            if bad(c) {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn rate(x: f64) -> String {
@@ -105,7 +128,8 @@ fn list_or_dash(v: &[String]) -> String {
     }
 }
 
-/// One event as a line: its time, kind, then its other fields.
+/// One event as a line: its time, kind, then its other fields (escaped
+/// like every rendered value).
 pub fn event_line(e: &Value) -> String {
     let mut out = format!(
         "{:.3} {}",
@@ -119,11 +143,24 @@ pub fn event_line(e: &Value) -> String {
             }
         }
     }
-    out
+    terminal_safe(&out)
 }
 
-/// An answer as text for people (tables, key/value blocks).
+/// An answer as text for a terminal (tables, key/value blocks), with
+/// anything that could drive the terminal escaped.
 pub fn render(reply: &Reply) -> String {
+    let out = render_raw(reply);
+    if out
+        .chars()
+        .any(|c| c != '\n' && mcr_config::text::unsafe_char(c).is_some())
+    {
+        terminal_safe(&out)
+    } else {
+        out
+    }
+}
+
+fn render_raw(reply: &Reply) -> String {
     let mut out = String::new();
     match reply {
         Reply::Pong(_) => out.push_str("pong\n"),
@@ -377,6 +414,54 @@ mod tests {
     fn table_aligns_columns() {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    fn list_of(id: &str, interface: &str, state: serde_json::Value) -> Reply {
+        let mut rule = serde_json::json!({
+            "id": id, "name": null, "origin": "config",
+            "input": {"interface": interface, "group": "239.1.1.1", "port": 5000},
+            "outputs": [{"interface": "b", "group": "239.2.2.2", "port": 6000}],
+        });
+        if let (Some(m), serde_json::Value::Object(st)) = (rule.as_object_mut(), state) {
+            m.extend(st);
+        }
+        Reply::List(serde_json::from_value(serde_json::json!({ "rules": [rule] })).unwrap())
+    }
+
+    #[test]
+    fn huge_cells_do_not_panic() {
+        let name = "n".repeat(70_000);
+        let out = render(&list_of(&name, "a", serde_json::json!({"state": "active"})));
+        assert!(out.contains(&name));
+        let stats: crate::render::Reply = Reply::Stats(Box::new(
+            serde_json::from_value(serde_json::json!({
+                "rules": [{"id": name, "packets": 0, "bytes": 0, "pps": 0.0, "bps": 0.0,
+                           "outputs": [{"output": "x", "packets": 0, "bytes": 0, "pps": 0.0,
+                                        "bps": 0.0, "full": 0, "errors": 0}]}],
+                "engines": [],
+                "drops": Drops::default(),
+            }))
+            .unwrap(),
+        ));
+        assert!(render(&stats).contains(&name));
+    }
+
+    #[test]
+    fn terminal_controls_are_escaped() {
+        let out = render(&list_of(
+            "a\u{1b}[2Jb",
+            "e\u{202e}x",
+            serde_json::json!({"state": "inactive", "reason": "interface 'q\u{1b}]0;t\u{7}' not found"}),
+        ));
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{202e}') && !out.contains('\u{7}'),
+            "{out:?}"
+        );
+        assert!(out.contains("a\\u{1b}[2Jb"), "{out}");
+        let line = event_line(
+            &serde_json::json!({"event": "interface_appeared", "interface": "x\u{1b}y"}),
+        );
+        assert!(!line.contains('\u{1b}'), "{line:?}");
     }
 
     #[test]

@@ -49,7 +49,7 @@
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
-//! | `name` | string | none | optional; when present it is the rule id and must be unique, non-empty, and not of the generated form `r-` + 16 hex digits |
+//! | `name` | string | none | optional; when present it is the rule id and must be unique, non-empty, at most 128 bytes, free of control, bidirectional-override, zero-width and line-separator characters, and not of the generated form `r-` + 16 hex digits |
 //! | `input` | object | **required** | what to capture |
 //! | `input.interface` | string | **required** | interface the traffic arrives on |
 //! | `input.group` | IPv4 | **required** | destination address: a multicast group, or a unicast address (unicast-to-multicast); not `0.0.0.0` or `255.255.255.255` |
@@ -182,13 +182,14 @@ mod locate;
 mod parse;
 mod rule_id;
 mod schema;
+pub mod text;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
 pub use diagnostic::{ConfigError, Diagnostic};
-pub use parse::{load_file, parse_str};
+pub use parse::{load_file, load_file_at, load_file_hashed, parse_str, MAX_FILE_SIZE};
 pub use rule_id::{canonical_key, fnv1a64, RuleId};
 pub use schema::{
     Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MsdpConfig, MsdpPeer, Output,
@@ -197,7 +198,7 @@ pub use schema::{
 };
 pub use validate::{
     validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_HELLO_PERIOD, MAX_INTERFACE_NAME_LEN,
-    MAX_QUERY_INTERVAL,
+    MAX_QUERY_INTERVAL, MAX_RULE_NAME_LEN,
 };
 
 impl Config {

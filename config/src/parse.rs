@@ -1,6 +1,9 @@
 //! Reading text into a [`Config`]: JSON5 syntax and type errors (via serde),
 //! then semantic validation, each error located in the source.
 
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use serde::de::IgnoredAny;
@@ -15,49 +18,101 @@ use crate::validate::check_config;
 /// about 2 MiB).
 pub const MAX_FILE_SIZE: u64 = 64 << 20;
 
-/// Reads a regular file of at most [`MAX_FILE_SIZE`] bytes. Opened
-/// non-blocking and checked before reading, so a FIFO or a device named by
-/// mistake cannot hang or exhaust the daemon.
-fn read_config_text(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_o_nonblock())
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
+/// Opens `path` for reading without ever blocking: `O_NONBLOCK` (a FIFO
+/// opens at once and is refused below instead of waiting for a writer),
+/// `O_NOCTTY`, `O_CLOEXEC`; `O_NOFOLLOW` too when `nofollow`. The path
+/// itself may be a symlink otherwise (e.g. /etc/mcr/mcrd.json5 pointing
+/// into a package's directory is a legitimate admin choice).
+fn open_guarded(dir: Option<BorrowedFd<'_>>, path: &Path, nofollow: bool) -> io::Result<File> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    if nofollow {
+        flags |= libc::O_NOFOLLOW;
     }
-    if meta.len() > MAX_FILE_SIZE {
-        return Err(std::io::Error::other(format!(
-            "{} bytes is more than the {} MiB a config file may have",
-            meta.len(),
-            MAX_FILE_SIZE >> 20
-        )));
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `c` is a NUL-terminated string that outlives the call, and
+    // `dirfd` is AT_FDCWD or a descriptor borrowed for the call.
+    let fd = unsafe { libc::openat(dirfd, c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
     }
-    let mut text = String::new();
-    file.take(MAX_FILE_SIZE + 1).read_to_string(&mut text)?;
-    Ok(text)
+    // SAFETY: openat just returned this descriptor; nothing else owns it.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-/// `O_NONBLOCK` on Linux (all architectures mcr builds for), without a
-/// libc dependency for one flag.
-const fn libc_o_nonblock() -> i32 {
-    0o4000
+/// Reads a whole config file from one descriptor: it must be a regular
+/// file (checked on the descriptor, so no later swap of the path matters)
+/// of at most [`MAX_FILE_SIZE`] bytes, read at most that far.
+fn read_guarded(file: File) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let too_big = |n: u64| {
+        io::Error::other(format!(
+            "{n} bytes is more than the {} MiB a config file may have",
+            MAX_FILE_SIZE >> 20
+        ))
+    };
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow after fstat: read one byte past the cap to see it.
+    file.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Parses bytes read by [`read_guarded`]; the hash is of exactly them.
+fn parse_bytes(bytes: io::Result<Vec<u8>>, origin: &str) -> Result<(Config, u64), ConfigError> {
+    let cannot = |e: String| -> ConfigError {
+        Diagnostic {
+            file: Some(origin.to_string()),
+            ..Diagnostic::new("", format!("cannot read configuration file: {e}"))
+        }
+        .into()
+    };
+    let bytes = bytes.map_err(|e| cannot(e.to_string()))?;
+    let hash = crate::fnv1a64(&bytes);
+    let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
+    Ok((parse_str(&text, origin)?, hash))
 }
 
 /// Reads, parses and validates a configuration file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    load_file_hashed(path).map(|(c, _)| c)
+}
+
+/// [`load_file`], also returning the FNV-1a hash of the bytes parsed. The
+/// file is opened once and read once: what is hashed is what was validated
+/// and is applied, and the path is never opened again (so swapping it for a
+/// FIFO or a huge file after the check changes nothing).
+pub fn load_file_hashed(path: &Path) -> Result<(Config, u64), ConfigError> {
     let origin = path.display().to_string();
-    match read_config_text(path) {
-        Ok(text) => parse_str(&text, &origin),
-        Err(e) => Err(Diagnostic {
-            file: Some(origin),
-            ..Diagnostic::new("", format!("cannot read configuration file: {e}"))
-        }
-        .into()),
-    }
+    parse_bytes(
+        open_guarded(None, path, false).and_then(read_guarded),
+        &origin,
+    )
+}
+
+/// [`load_file_hashed`] for the entry `name` of the open directory `dir`,
+/// never following a symlink there (`O_NOFOLLOW`). `origin` names the file
+/// in messages.
+pub fn load_file_at(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    origin: &str,
+) -> Result<(Config, u64), ConfigError> {
+    parse_bytes(
+        open_guarded(Some(dir), name, true).and_then(read_guarded),
+        origin,
+    )
 }
 
 /// Parses and validates configuration text. `origin` (usually the file name)

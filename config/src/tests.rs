@@ -1316,3 +1316,105 @@ fn every_key_round_trips_with_its_name() {
     );
     assert_eq!(parse_str(&text, "x").unwrap(), c);
 }
+
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("mcr-cfg-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn a_fifo_is_refused_at_once_not_waited_on() {
+    let d = scratch("fifo");
+    let fifo = d.join("cfg.json5");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // No writer ever opens the FIFO: a blocking open would hang forever.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let f = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(load_file_hashed(&f).map(|_| ()).unwrap_err().to_string());
+    });
+    let err = rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("loading a FIFO must not block");
+    assert!(err.contains("not a regular file"), "{err}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn oversized_files_are_refused_without_reading_them() {
+    let d = scratch("big");
+    let p = d.join("big.json5");
+    let f = std::fs::File::create(&p).unwrap();
+    // Sparse: costs no disk, but would be 64 MiB + 1 of reading.
+    f.set_len(MAX_FILE_SIZE + 1).unwrap();
+    let err = load_file(&p).unwrap_err().to_string();
+    assert!(err.contains("MiB a config file may have"), "{err}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn the_hash_is_of_the_bytes_parsed() {
+    let d = scratch("hash");
+    let p = d.join("c.json5");
+    let text = wrap_rules(&[good_rule("a", 1)]);
+    std::fs::write(&p, &text).unwrap();
+    let (c, h) = load_file_hashed(&p).unwrap();
+    assert_eq!(c.rules.len(), 1);
+    assert_eq!(h, fnv1a64(text.as_bytes()));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn load_file_at_does_not_follow_a_symlink() {
+    use std::os::fd::AsFd;
+    let d = scratch("at");
+    std::fs::write(d.join("real.json5"), "{}").unwrap();
+    std::os::unix::fs::symlink(d.join("real.json5"), d.join("link.json5")).unwrap();
+    let dir = std::fs::File::open(&d).unwrap();
+    assert!(load_file_at(dir.as_fd(), std::path::Path::new("real.json5"), "real").is_ok());
+    let err = load_file_at(dir.as_fd(), std::path::Path::new("link.json5"), "link")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot read"), "{err}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn rule_names_are_bounded_and_plain() {
+    let long = "n".repeat(MAX_RULE_NAME_LEN + 1);
+    let ok = "n".repeat(MAX_RULE_NAME_LEN);
+    assert!(parse_str(&wrap_rules(&[good_rule(&ok, 1)]), "t").is_ok());
+    let e = errs(&wrap_rules(&[good_rule("fine", 1), good_rule(&long, 2)]));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].path, "rules[1].name");
+    assert!(e[0].message.contains("129 bytes long"), "{}", e[0].message);
+    assert!(
+        e[0].message.len() < 300,
+        "the message quotes a bounded part"
+    );
+    for (name, cp) in [
+        ("evil\\u202Egnp.exe", "U+202E"),
+        ("a\\u2066b", "U+2066"),
+        ("zero\\u200Bwidth", "U+200B"),
+        ("line\\u2028sep", "U+2028"),
+        ("esc\\u001B[31m", "U+001B"),
+        ("bom\\uFEFF", "U+FEFF"),
+    ] {
+        let e = errs(&wrap_rules(&[good_rule(name, 1)]));
+        assert_eq!(e.len(), 1, "{name}: {e:?}");
+        assert_eq!(e[0].path, "rules[0].name", "{name}");
+        assert!(e[0].message.contains(cp), "{name}: {}", e[0].message);
+        // The message itself never carries the character raw.
+        assert!(
+            e[0].message
+                .chars()
+                .all(|c| crate::text::unsafe_char(c).is_none()),
+            "{}",
+            e[0].message
+        );
+    }
+}

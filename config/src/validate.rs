@@ -12,6 +12,9 @@ use crate::schema::{Config, Input, RpfProvider, Rule};
 
 /// Longest Linux interface name in bytes (IFNAMSIZ - 1).
 pub const MAX_INTERFACE_NAME_LEN: usize = 15;
+/// Longest rule name in bytes: a name is an id shown in tables, logs and
+/// events, and is sent back in `remove` requests.
+pub const MAX_RULE_NAME_LEN: usize = 128;
 /// Allowed range of `control_plane.event_buffer_size`.
 pub const EVENT_BUFFER_SIZE_RANGE: std::ops::RangeInclusive<usize> = 16..=1_048_576;
 /// Longest Unix socket path (sun_path is 108 bytes including the NUL).
@@ -124,12 +127,27 @@ fn check_rule(out: &mut Sink, rule: &Rule, base: &str) {
                 p,
                 "rule name is empty; give a name or remove the 'name' key to get a generated id",
             );
-        } else if name.chars().any(char::is_control) {
+        } else if name.len() > MAX_RULE_NAME_LEN {
             out.err(
                 p,
                 format!(
-                    "rule name '{}' contains control characters; use printable characters",
-                    name.escape_debug()
+                    "rule name '{}' is {} bytes long; rule names are at most {MAX_RULE_NAME_LEN} bytes",
+                    crate::text::escape(&crate::text::shorten(name, 40)),
+                    name.len()
+                ),
+            );
+        } else if let Some((pos, c, what)) = name
+            .chars()
+            .enumerate()
+            .find_map(|(i, c)| crate::text::unsafe_char(c).map(|w| (i, c, w)))
+        {
+            out.err(
+                p,
+                format!(
+                    "rule name '{}' contains U+{:04X} ({what}) at character {}; rule names may not hold control, bidirectional, zero-width or line-separator characters",
+                    crate::text::escape(name),
+                    c as u32,
+                    pos + 1
                 ),
             );
         } else if looks_generated(name) {

@@ -3,6 +3,7 @@
 
 pub mod compile;
 pub mod control;
+pub mod files;
 pub mod interfaces;
 pub mod namespace;
 pub mod privilege;

@@ -136,3 +136,33 @@ pub fn check_capture_allowed(first_input: Option<&str>) -> Result<(), PrivilegeE
     }
     Ok(())
 }
+
+/// Accounts that other services commonly run as. Running mcrd as one of
+/// them lets every process of that account signal it (and read what the
+/// account can read), so start warns about it.
+pub const SHARED_ACCOUNTS: &[&str] = &["nobody", "nfsnobody", "daemon", "bin", "sys"];
+
+/// Whether `user` (with uid `uid`) is shared with other services: one of
+/// [`SHARED_ACCOUNTS`] or the kernel's overflow uid 65534.
+pub fn is_shared_account(user: &str, uid: u32) -> bool {
+    SHARED_ACCOUNTS.contains(&user) || uid == 65534
+}
+
+/// After switching to `user`: warns when the config file can no longer be
+/// opened, since it was read at start with the old rights and every later
+/// reload would fail. A warning, not an error: the relay runs as
+/// configured until then, and the fix is a file permission.
+pub fn warn_if_unreadable(config: &std::path::Path, user: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: only the permission matters here, never the contents.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(config);
+    if let Err(e) = opened {
+        let shown = mcr_config::text::escape(&config.to_string_lossy()).into_owned();
+        tracing::warn!(
+            "config file {shown} cannot be read by user '{user}' ({e}): it was read at start, but every reload (SIGHUP, mcrctl reload) will fail until {user} may read it (e.g. chgrp {user} {shown} && chmod g+r {shown})"
+        );
+    }
+}

@@ -51,7 +51,16 @@ fn ping_latency(path: &std::path::Path) -> Duration {
 #[test]
 fn every_command_round_trips_while_forwarding() {
     let t = Topo::new(2);
-    let mcrd = t.mcrd(&t.one_rule("a"));
+    // --save-dir: the test's directory is where `config save FILE` may write.
+    let save_dir = t.dir.0.to_str().unwrap().to_string();
+    let mut mcrd = Mcrd::spawn(
+        &t.relay,
+        &t.dir,
+        "mcrd",
+        &t.one_rule("a"),
+        &["--save-dir", &save_dir],
+    );
+    mcrd.wait_log("mcrd ready", Duration::from_secs(10));
     let la = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "2"]);
     // Steady traffic on rule a for the whole test: it must lose nothing
     // while rules are added and removed around it.

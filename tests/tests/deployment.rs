@@ -297,8 +297,15 @@ fn setup_script_builds_and_removes_working_namespaces() {
             !Path::new(&format!("/proc/{pid}")).exists(),
             "mcrd {pid} still running"
         );
-        let link = run("ip", &["link", "show", &format!("veth-{name}")]);
-        assert!(!link.status.success(), "host veth of {name} left behind");
+        // The kernel tears a deleted namespace down asynchronously (its
+        // devices, and so the host end of the veth, go in a batched work
+        // item), which takes longer while other tests delete namespaces.
+        let gone = wait_until(Duration::from_secs(5), || {
+            !run("ip", &["link", "show", &format!("veth-{name}")])
+                .status
+                .success()
+        });
+        assert!(gone, "host veth of {name} left behind");
     }
 }
 

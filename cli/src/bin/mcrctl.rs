@@ -214,16 +214,44 @@ fn absolute(p: &std::path::Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// Writes to stdout. When the reader went away (`mcrctl ... | head -1`),
+/// exits quietly with success: what was asked for was delivered to
+/// whoever still wanted it, and a panic message would be noise.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        error_line(&format!("cannot write the answer: {e}"));
+        std::process::exit(i32::from(EXIT_CONNECT));
+    }
+}
+
+/// Writes an `Error: ...` line to stderr, escaped for the terminal; a
+/// closed stderr is ignored (eprintln! would panic).
+fn error_line(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "Error: {}",
+        mcr_cli::render::terminal_safe(msg)
+    );
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Cmd::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "mcrctl", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "mcrctl", &mut script);
+        emit(&String::from_utf8_lossy(&script));
         return ExitCode::SUCCESS;
     }
     let req = match request_for(&cli.command) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("Error: {e}");
+            error_line(&e);
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -248,9 +276,9 @@ fn main() -> ExitCode {
             match client.next_event() {
                 Ok(Some(event)) => {
                     if cli.json {
-                        println!("{event}");
+                        emit(&format!("{event}\n"));
                     } else {
-                        println!("{}", mcr_cli::render::event_line(&event));
+                        emit(&format!("{}\n", mcr_cli::render::event_line(&event)));
                     }
                 }
                 Ok(None) => return ExitCode::SUCCESS,
@@ -266,7 +294,7 @@ fn main() -> ExitCode {
                 Err(e) => return connect_failed(e),
             };
             if !cli.json {
-                print!("\x1b[2J\x1b[H");
+                emit("\x1b[2J\x1b[H");
             }
             if let Some(code) = show(&cli, &req, &answer) {
                 return code;
@@ -281,7 +309,7 @@ fn main() -> ExitCode {
 }
 
 fn connect_failed(e: ConnectError) -> ExitCode {
-    eprintln!("Error: {e}");
+    error_line(&e.to_string());
     ExitCode::from(EXIT_CONNECT)
 }
 
@@ -289,31 +317,34 @@ fn connect_failed(e: ConnectError) -> ExitCode {
 fn show(cli: &Cli, req: &Request, answer: &Answer) -> Option<ExitCode> {
     if !answer.ok {
         if cli.json {
-            println!("{}", serde_json::to_string(answer).unwrap_or_default());
+            emit(&format!(
+                "{}\n",
+                serde_json::to_string(answer).unwrap_or_default()
+            ));
         }
         let msg = answer
             .error
             .as_ref()
             .map_or("request refused", |e| e.message.as_str());
-        eprintln!("Error: {msg}");
+        error_line(msg);
         return Some(ExitCode::from(EXIT_REFUSED));
     }
     let result = answer.result.clone().unwrap_or(Value::Null);
     if cli.json {
-        println!("{result}");
+        emit(&format!("{result}\n"));
         return None;
     }
     match req.reply_kind().parse(result) {
         Ok(reply) => {
-            print!("{}", mcr_cli::render::render(&reply));
+            emit(&mcr_cli::render::render(&reply));
             None
         }
         Err(e) => {
-            eprintln!(
-                "Error: mcrd answered {} in a shape this mcrctl does not know ({e}); \
+            error_line(&format!(
+                "mcrd answered {} in a shape this mcrctl does not know ({e}); \
                  is it another version? Try --json",
                 req.name()
-            );
+            ));
             Some(ExitCode::from(EXIT_CONNECT))
         }
     }

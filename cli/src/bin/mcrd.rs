@@ -45,6 +45,11 @@ enum Command {
         /// only CAP_NET_RAW [default: mcr when it exists and mcrd runs as root].
         #[arg(long)]
         user: Option<String>,
+        /// The one directory, besides the --config file, where control
+        /// clients may have files saved, reloaded or checked; it must not
+        /// be writable by group or others.
+        #[arg(long)]
+        save_dir: Option<PathBuf>,
     },
     /// Join a group and count what arrives (a diagnostic receiver; see docs).
     Listen(mcr_traffic::ListenArgs),
@@ -75,14 +80,18 @@ fn init_logging(level: Option<&str>, format: LogFormat) -> (FilterHandle, String
         }
     };
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(false);
     match format {
-        LogFormat::Text => tracing_subscriber::registry().with(filter).with(fmt).init(),
+        // Text lines are escaped on the way out: interface names and other
+        // text from the kernel or the wire may hold ESC or bidi overrides.
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt.with_writer(mcr_cli::logwriter::EscapingStderr))
+            .init(),
+        // JSON escapes control characters itself.
         LogFormat::Json => tracing_subscriber::registry()
             .with(filter)
-            .with(fmt.json().flatten_event(true))
+            .with(fmt.with_writer(std::io::stderr).json().flatten_event(true))
             .init(),
     }
     (handle, spec)
@@ -141,16 +150,18 @@ fn main() -> ExitCode {
             control_socket_path,
             control_socket_group,
             user,
+            save_dir,
         } => {
-            let cfg = match &config {
-                Some(path) => match mcr_config::load_file(path) {
-                    Ok(c) => c,
+            // Read once: the hash `status` shows is of the bytes applied.
+            let (cfg, config_hash) = match &config {
+                Some(path) => match mcr_config::load_file_hashed(path) {
+                    Ok((c, h)) => (c, Some(h)),
                     Err(e) => {
                         eprintln!("{e}");
                         return ExitCode::from(2);
                     }
                 },
-                None => mcr_config::Config::default(),
+                None => (mcr_config::Config::default(), None),
             };
             let signals = match Signals::install() {
                 Ok(s) => s,
@@ -180,6 +191,9 @@ fn main() -> ExitCode {
                 },
                 control_socket_group,
                 user,
+                config_hash,
+                // Absolute, as clients send absolute paths to compare with.
+                save_dir: save_dir.map(|p| std::path::absolute(&p).unwrap_or(p)),
                 log_control: Some(Box::new(Logs {
                     handle: log_handle,
                     spec: std::sync::Mutex::new(log_spec),

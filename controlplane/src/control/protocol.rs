@@ -193,6 +193,9 @@ pub enum ErrorCode {
     InvalidConfig,
     /// `config_save`: the file cannot be written.
     Io,
+    /// `config_save`/`reload`/`config_check`: a path outside what a client
+    /// may name (the running config file or a file in `--save-dir`).
+    NotPermitted,
     /// Not available in this build.
     Unsupported,
     /// A request on a connection that streams events.

@@ -8,8 +8,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,8 +27,12 @@ pub enum BindError {
     InUse(PathBuf),
     #[error("{0} exists and is not a socket; remove it or choose another --control-socket-path")]
     NotASocket(PathBuf),
-    #[error("cannot create the control socket {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    // `error`, not `source`: the message already shows it, and a source
+    // would be printed a second time by `{:#}`.
+    #[error("cannot create the control socket {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
+    #[error("control socket path {0} is {1} bytes long; a Unix socket path must be shorter than 108 bytes (choose a shorter --control-socket-path)")]
+    TooLong(PathBuf, usize),
     #[error("control socket group '{0}' does not exist")]
     NoSuchGroup(String),
 }
@@ -42,8 +45,8 @@ pub struct Pending {
 }
 
 pub struct ControlServer {
-    /// Directories bind created, deepest first.
-    created_dirs: Vec<PathBuf>,
+    /// The socket file, removed on drop.
+    file: super::socket_file::SocketFile,
     path: PathBuf,
     listener: UnixListener,
     clients: BTreeMap<u64, Connection>,
@@ -51,56 +54,25 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Binds `path` (mode 0660, group `group` when given), replacing a stale
-    /// socket file but never one a live mcrd answers on.
+    /// Binds `path` (mode 0660, owned by the user mcrd runs as now and
+    /// group `group` when given), replacing a stale socket file but never
+    /// one a live mcrd answers on. See [`super::socket_file`] for how the
+    /// file is put in place.
     pub fn bind(path: &Path, group: Option<&str>) -> Result<ControlServer, BindError> {
-        let io_err = |source| BindError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        // Directories created here are removed again on exit, when empty
-        // (e.g. /run/mcr/netns/NAME for the guide's socket path).
-        let mut created_dirs = Vec::new();
-        if let Some(dir) = path.parent() {
-            let mut missing = Vec::new();
-            let mut d = Some(dir);
-            while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
-                missing.push(p.to_path_buf());
-                d = p.parent();
-            }
-            if !missing.is_empty() {
-                std::fs::create_dir_all(dir).map_err(io_err)?;
-            }
-            created_dirs = missing;
-        }
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if !meta.file_type().is_socket() {
-                return Err(BindError::NotASocket(path.to_path_buf()));
-            }
-            if UnixStream::connect(path).is_ok() {
-                return Err(BindError::InUse(path.to_path_buf()));
-            }
-            tracing::info!(path = %path.display(), "replacing stale control socket");
-            std::fs::remove_file(path).map_err(io_err)?;
-        }
         let gid = match group {
             Some(g) => Some(
                 nix::unistd::Group::from_name(g)
                     .ok()
                     .flatten()
                     .ok_or_else(|| BindError::NoSuchGroup(g.to_string()))?
-                    .gid,
+                    .gid
+                    .as_raw(),
             ),
             None => None,
         };
-        let listener = UnixListener::bind(path).map_err(io_err)?;
-        listener.set_nonblocking(true).map_err(io_err)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io_err)?;
-        if let Some(gid) = gid {
-            nix::unistd::chown(path, None, Some(gid)).map_err(|e| io_err(e.into()))?;
-        }
+        let (listener, file) = super::socket_file::bind(path, gid)?;
         Ok(ControlServer {
-            created_dirs,
+            file,
             path: path.to_path_buf(),
             listener,
             clients: BTreeMap::new(),
@@ -267,6 +239,13 @@ impl ControlServer {
         }
     }
 
+    /// The process at the other end of a client's connection (pid, uid,
+    /// gid from `SO_PEERCRED`), for deciding what it may be told.
+    pub fn peer(&self, client: u64) -> Option<nix::sys::socket::UnixCredentials> {
+        let c = self.clients.get(&client)?;
+        nix::sys::socket::getsockopt(c.stream(), nix::sys::socket::sockopt::PeerCredentials).ok()
+    }
+
     pub fn client_count(&self) -> usize {
         self.clients.len()
     }
@@ -311,13 +290,7 @@ impl ControlServer {
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        // remove_dir only removes empty directories: others' files stay.
-        for dir in &self.created_dirs {
-            if std::fs::remove_dir(dir).is_err() {
-                break;
-            }
-        }
+        self.file.remove();
     }
 }
 
@@ -325,6 +298,7 @@ impl Drop for ControlServer {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::os::unix::net::UnixStream;
 
     #[test]
     fn slow_subscriber_misses_events_instead_of_growing() {

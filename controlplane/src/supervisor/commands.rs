@@ -14,6 +14,8 @@ use crate::control::{ErrorCode, Request, Response, PROTOCOL_VERSION};
 use mcr_config::{Config, Rule};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,10 +45,12 @@ impl Supervisor {
             }
             return;
         }
+        self.peer = self.control.peer(pending.client);
         let response = match pending.request {
             Ok(req) => self.execute(req),
             Err(resp) => resp,
         };
+        self.peer = None;
         self.control
             .respond(pending.client, pending.id.as_ref(), &response);
     }
@@ -67,14 +71,22 @@ impl Supervisor {
             Request::ConfigShow => Response::ok(ConfigText {
                 json5: self.running_config().to_json5(),
             }),
-            Request::ConfigCheck { file } => match mcr_config::load_file(&file) {
-                Ok(c) => Response::ok(ConfigChecked {
-                    file,
-                    valid: true,
-                    rules: c.rules.len(),
-                }),
-                Err(e) => Response::error(ErrorCode::InvalidConfig, e.to_string()),
-            },
+            Request::ConfigCheck { file } => {
+                let target = match self.client_file(Some(file), "check") {
+                    Ok(t) => t,
+                    Err(resp) => return resp,
+                };
+                match self.load(&target) {
+                    Ok((c, _)) => Response::ok(ConfigChecked {
+                        file: target.shown().into(),
+                        valid: true,
+                        rules: c.rules.len(),
+                    }),
+                    Err(e) => {
+                        Response::error(ErrorCode::InvalidConfig, self.shown_error(&target, &e))
+                    }
+                }
+            }
             Request::ConfigSave { file } => self.config_save(file),
             Request::LogLevelGet => match &self.options.log_control {
                 Some(l) => Response::ok(LogFilter {
@@ -381,18 +393,154 @@ impl Supervisor {
     }
 
     fn config_save(&self, file: Option<PathBuf>) -> Response {
-        let Some(path) = file.or_else(|| self.options.config_path.clone()) else {
-            return Response::error(
-                ErrorCode::InvalidArguments,
-                "mcrd runs without --config: name the file to write",
-            );
+        let target = match self.client_file(file, "save") {
+            Ok(t) => t,
+            Err(resp) => return resp,
         };
-        match write_atomically(&path, &self.running_config().to_json5()) {
-            Ok(()) => Response::ok(Saved { file: path }),
+        let shown = target.shown();
+        if Path::new(&shown) == self.control.path() {
+            return Response::error(
+                ErrorCode::NotPermitted,
+                format!("{shown} is the control socket; config save never replaces it"),
+            );
+        }
+        let text = self.running_config().to_json5();
+        let written = match &target {
+            ClientFile::Config(path) => {
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let name = path.file_name().unwrap_or_default();
+                crate::files::open_dir(dir).and_then(|d| {
+                    crate::files::write_atomically_at(d.as_fd(), name, text.as_bytes(), 0o640)
+                })
+            }
+            ClientFile::InSaveDir { name, .. } => match &self.save_dir {
+                Some(d) => {
+                    crate::files::write_atomically_at(d.as_fd(), name, text.as_bytes(), 0o640)
+                }
+                None => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            },
+        };
+        match written {
+            Ok(()) => Response::ok(Saved { file: shown.into() }),
             Err(e) => Response::error(
                 ErrorCode::Io,
-                format!("cannot write {}: {e}", path.display()),
+                format!("cannot write {}: {e}", mcr_config::text::escape(&shown)),
             ),
+        }
+    }
+
+    /// Which file a client may have read or written: `file`, or the config
+    /// file when `None`. Only two kinds are allowed: the config file mcrd
+    /// runs with, and files directly inside `--save-dir`. The answer to any
+    /// other path depends on the path's text alone, never on the file
+    /// system, so a refusal tells nothing about what exists.
+    fn client_file(&self, file: Option<PathBuf>, verb: &str) -> Result<ClientFile, Response> {
+        let config = self.options.config_path.as_deref();
+        let Some(path) = file.or_else(|| config.map(Path::to_path_buf)) else {
+            let msg = match verb {
+                "save" => "mcrd runs without --config: name the file to write",
+                _ => {
+                    "mcrd runs without --config: name the file to load (mcrctl reload --file FILE)"
+                }
+            };
+            return Err(Response::error(ErrorCode::InvalidArguments, msg));
+        };
+        if Some(path.as_path()) == config {
+            return Ok(ClientFile::Config(path));
+        }
+        if let (Some(dir), Some(name)) = (self.options.save_dir.as_deref(), path.file_name()) {
+            if path.parent() == Some(dir)
+                && path
+                    .components()
+                    .all(|c| c != std::path::Component::ParentDir)
+            {
+                return Ok(ClientFile::InSaveDir {
+                    name: name.to_os_string(),
+                    path,
+                });
+            }
+        }
+        let allowed = match (config, self.options.save_dir.as_deref()) {
+            (Some(c), Some(d)) => format!(
+                "its config file {} or a file directly in {}",
+                c.display(),
+                d.display()
+            ),
+            (Some(c), None) => format!(
+                "its config file {} (start mcrd with --save-dir DIR to allow files in DIR)",
+                c.display()
+            ),
+            (None, Some(d)) => format!("files directly in {}", d.display()),
+            (None, None) => "no file (start mcrd with --config FILE or --save-dir DIR)".to_string(),
+        };
+        Err(Response::error(
+            ErrorCode::NotPermitted,
+            format!(
+                "cannot {verb} {}: on a client's request mcrd reads and writes only {allowed}",
+                mcr_config::text::escape(&path.to_string_lossy())
+            ),
+        ))
+    }
+
+    /// What a client is told about a file that failed to load: every
+    /// problem when it could read the file itself, else only that (the
+    /// problems quote the file's contents; they are in the log).
+    fn shown_error(&self, target: &ClientFile, e: &mcr_config::ConfigError) -> String {
+        match &self.peer {
+            Some(peer) if !self.peer_can_read(target, peer) => format!(
+                "cannot load {}: the requesting user (uid {}) may not read it; the problems are in mcrd's log",
+                mcr_config::text::escape(&target.shown()),
+                peer.uid()
+            ),
+            _ => e.to_string(),
+        }
+    }
+
+    /// Whether the client process could read `target` with its own rights,
+    /// judged from the file's owner, group and mode (not ACLs; when in
+    /// doubt, no).
+    fn peer_can_read(&self, target: &ClientFile, peer: &nix::sys::socket::UnixCredentials) -> bool {
+        if peer.uid() == 0 {
+            return true;
+        }
+        let st = match target {
+            ClientFile::Config(path) => nix::sys::stat::stat(path.as_path()).ok(),
+            ClientFile::InSaveDir { name, .. } => self
+                .save_dir
+                .as_ref()
+                .and_then(|d| crate::files::stat_at(d.as_fd(), name).ok()),
+        };
+        let Some(st) = st else {
+            return false;
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return false;
+        }
+        if st.st_uid == peer.uid() {
+            return st.st_mode & 0o400 != 0;
+        }
+        if st.st_mode & 0o040 != 0 && peer_groups(peer).contains(&st.st_gid) {
+            return true;
+        }
+        st.st_mode & 0o004 != 0
+    }
+
+    /// Reads, validates and hashes a client-allowed file from one
+    /// descriptor (see [`mcr_config::load_file_hashed`]).
+    fn load(&self, target: &ClientFile) -> Result<(Config, u64), mcr_config::ConfigError> {
+        match target {
+            ClientFile::Config(path) => mcr_config::load_file_hashed(path),
+            ClientFile::InSaveDir { name, path } => {
+                let shown = path.display().to_string();
+                match &self.save_dir {
+                    Some(d) => mcr_config::load_file_at(d.as_fd(), Path::new(name), &shown),
+                    // InSaveDir exists only when --save-dir was given.
+                    None => Err(mcr_config::Diagnostic::new("", "no --save-dir").into()),
+                }
+            }
         }
     }
 
@@ -401,28 +549,35 @@ impl Supervisor {
     /// added at run time and not in the file are removed (and reported).
     pub fn reload(&mut self, file: Option<PathBuf>, dry_run: bool) -> Response {
         let t0 = Instant::now();
-        let Some(path) = file.or_else(|| self.options.config_path.clone()) else {
-            let msg =
-                "mcrd runs without --config: name the file to load (mcrctl reload --file FILE)";
-            return self.record_reload(
-                false,
-                msg.into(),
-                dry_run,
-                Response::error(ErrorCode::InvalidArguments, msg),
-            );
+        let target = match self.client_file(file, "reload") {
+            Ok(t) => t,
+            Err(resp) => {
+                let msg = match &resp {
+                    Response::Err(e) => e.message.clone(),
+                    Response::Ok(_) => String::new(),
+                };
+                return self.record_reload(false, msg, dry_run, resp);
+            }
         };
-        let new = match mcr_config::load_file(&path) {
+        let path = PathBuf::from(target.shown());
+        // One open, one read: what is validated is what is hashed and
+        // applied (the path is not opened again below).
+        let (new, hash) = match self.load(&target) {
             Ok(c) => c,
             Err(e) => {
                 let msg = e.to_string();
                 for line in msg.lines() {
-                    tracing::error!("reload refused, running state kept: {line}");
+                    tracing::error!(
+                        "reload refused, running state kept: {}",
+                        mcr_config::text::escape(line)
+                    );
                 }
+                let told = self.shown_error(&target, &e);
                 return self.record_reload(
                     false,
-                    msg.clone(),
+                    told.clone(),
                     dry_run,
-                    Response::error(ErrorCode::InvalidConfig, msg),
+                    Response::error(ErrorCode::InvalidConfig, told),
                 );
             }
         };
@@ -456,7 +611,6 @@ impl Supervisor {
         if new.cores != self.config.cores {
             summary.note = Some("'cores' changed: takes effect at the next restart of mcrd".into());
         }
-        let hash = file_hash_of(&path);
         self.config = new;
         self.runtime_rules.clear();
         let t1 = Instant::now();
@@ -464,7 +618,7 @@ impl Supervisor {
         summary.parse_us = Some(parsed.as_micros() as u64);
         summary.compile_swap_us = Some(t1.elapsed().as_micros() as u64);
         if self.options.config_path.as_deref() == Some(path.as_path()) {
-            self.config_hash = hash;
+            self.config_hash = Some(hash);
         }
         let msg = format!(
             "{} added, {} removed, {} changed, {} unchanged",
@@ -473,7 +627,7 @@ impl Supervisor {
             diff.changed.len(),
             diff.unchanged
         );
-        tracing::info!(file = %path.display(), "configuration reloaded: {msg}");
+        tracing::info!(file = %mcr_config::text::escape(&path.to_string_lossy()), "configuration reloaded: {msg}");
         self.record_reload(true, msg, false, Response::ok(summary))
     }
 
@@ -505,8 +659,58 @@ impl Supervisor {
     }
 }
 
-pub(super) fn file_hash_of(path: &Path) -> Option<u64> {
-    std::fs::read(path).ok().map(|b| mcr_config::fnv1a64(&b))
+/// A file a control client named and may have read or written (see
+/// `Supervisor::client_file`).
+enum ClientFile {
+    /// The config file mcrd runs with (`--config`).
+    Config(PathBuf),
+    /// An entry directly inside `--save-dir`, resolved in the directory
+    /// opened at start and never through a symlink.
+    InSaveDir { name: OsString, path: PathBuf },
+}
+
+impl ClientFile {
+    /// The path as the client named it, for answers.
+    fn shown(&self) -> String {
+        match self {
+            ClientFile::Config(p) | ClientFile::InSaveDir { path: p, .. } => {
+                p.to_string_lossy().into_owned()
+            }
+        }
+    }
+}
+
+/// A client's groups: its primary group, and the supplementary ones from
+/// /proc/PID/status (`SO_PEERCRED` has only the primary one).
+fn peer_groups(peer: &nix::sys::socket::UnixCredentials) -> Vec<u32> {
+    let mut groups = vec![peer.gid()];
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", peer.pid())) {
+        if let Some(line) = status.lines().find_map(|l| l.strip_prefix("Groups:")) {
+            groups.extend(
+                line.split_whitespace()
+                    .filter_map(|g| g.parse::<u32>().ok()),
+            );
+        }
+    }
+    groups
+}
+
+/// Opens `--save-dir` once at start. It must be a directory that no group
+/// or other user can write, since files in it are read on clients' request
+/// and replaced by renames there.
+pub(super) fn open_save_dir(path: &Path) -> anyhow::Result<OwnedFd> {
+    let shown = path.display();
+    let fd = crate::files::open_dir(path)
+        .map_err(|e| anyhow::anyhow!("--save-dir {shown}: cannot open the directory: {e}"))?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())
+        .map_err(|e| anyhow::anyhow!("--save-dir {shown}: {e}"))?;
+    if st.st_mode & 0o022 != 0 {
+        anyhow::bail!(
+            "--save-dir {shown} is writable by its group or by others (mode {:o}); make it writable only by its owner (chmod go-w {shown})",
+            st.st_mode & 0o7777
+        );
+    }
+    Ok(fd)
 }
 
 /// The difference between two rule lists, by rule id.
@@ -592,28 +796,6 @@ fn sections_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     v
 }
 
-/// Writes `contents` to a temporary file beside `path`, then renames it over
-/// `path`, so a reader sees the old file or the new one, never half of one.
-pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,17 +821,5 @@ mod tests {
         assert_eq!(d.removed, vec!["c"]);
         assert_eq!(d.changed, vec!["b"]);
         assert_eq!(d.unchanged, 1);
-    }
-
-    #[test]
-    fn atomic_write_replaces_file() {
-        let dir = std::env::temp_dir().join(format!("mcr-aw-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("x.json5");
-        std::fs::write(&p, "old").unwrap();
-        write_atomically(&p, "new").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -33,6 +33,13 @@ pub struct Options {
     /// User to switch to after opening privileged resources (overrides the
     /// config file's `user`).
     pub user: Option<String>,
+    /// FNV-1a hash of the config file's bytes as read at start (from the
+    /// same read that produced the config; see `mcr_config::load_file_hashed`).
+    pub config_hash: Option<u64>,
+    /// The one directory (besides the config file itself) where control
+    /// clients may have files read (`reload --file`, `config check`) or
+    /// written (`config save FILE`); see `docs/control-protocol.md`.
+    pub save_dir: Option<PathBuf>,
     /// Changes log levels at run time (`mcrctl log-level`).
     pub log_control: Option<Box<dyn LogControl>>,
 }
@@ -96,6 +103,11 @@ pub struct Supervisor {
     reloads: u64,
     rates: rates::RateTracker,
     fast: FastState,
+    /// `options.save_dir`, opened once at start: client-named files are
+    /// resolved in this directory, never through its path again.
+    save_dir: Option<std::os::fd::OwnedFd>,
+    /// Who sent the request being executed (None for SIGHUP and tests).
+    peer: Option<nix::sys::socket::UnixCredentials>,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -123,10 +135,11 @@ impl Supervisor {
             .clone()
             .or_else(|| config.control_socket_group.clone());
         let control = ControlServer::bind(&options.control_socket_path, group.as_deref())?;
-        let config_hash = options
-            .config_path
-            .as_deref()
-            .and_then(commands::file_hash_of);
+        let config_hash = options.config_hash;
+        let save_dir = match &options.save_dir {
+            Some(d) => Some(commands::open_save_dir(d)?),
+            None => None,
+        };
         let cpus = match &config.cores {
             Some(c) => c.clone(),
             None => online_cpus(),
@@ -160,12 +173,20 @@ impl Supervisor {
         if let Some(user) = &user {
             let target = nix::unistd::User::from_name(user).ok().flatten();
             if target.as_ref().map(|u| u.uid) != Some(nix::unistd::geteuid()) {
-                // The socket belongs to the user mcrd runs as (its group
-                // stays), so that user can remove it at exit.
+                // The socket stays owned by the user mcrd started as (and
+                // its configured group): access to the relay is the
+                // group's, never the runtime user's by accident.
                 if let Some(u) = &target {
-                    let _ = nix::unistd::chown(control.path(), Some(u.uid), None);
+                    if crate::privilege::is_shared_account(user, u.uid.as_raw()) {
+                        tracing::warn!(
+                            "user '{user}' is an account other services share: any process running as {user} can signal mcrd (SIGTERM stops the relay, SIGHUP reloads it); create a dedicated user such as mcr (see docs/deployment.md#security)"
+                        );
+                    }
                 }
                 crate::privilege::switch_user(user)?;
+                if let Some(path) = &options.config_path {
+                    crate::privilege::warn_if_unreadable(path, user);
+                }
             }
         }
         crate::privilege::check_capture_allowed(
@@ -195,6 +216,8 @@ impl Supervisor {
             reloads: 0,
             rates: rates::RateTracker::default(),
             fast: FastState::Closed,
+            save_dir,
+            peer: None,
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();
