@@ -1,7 +1,7 @@
 //! What interfaces this namespace has right now, and a netlink monitor that
 //! says when that changes.
 
-use mcr_dataplane::wire::ethernet::MacAddr;
+use mcr_wire::MacAddr;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv4Addr;

@@ -5,7 +5,7 @@
 //! engine loads it once per batch, so a swap is one pointer store and costs
 //! the data path nothing.
 
-use crate::wire::ethernet::MacAddr;
+use mcr_wire::MacAddr;
 use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};

@@ -14,20 +14,13 @@
 //! queue is empty.
 
 use crate::table::LinkInfo;
-use crate::wire::ethernet::{self, MacAddr};
-use crate::wire::{ipv4, udp};
+use mcr_wire::{ethernet, ipv4, udp, MacAddr};
 use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Ethernet + IPv4 (no options) + UDP.
 pub const HEADER_LEN: usize = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN;
-
-/// The link-layer address a multicast group maps to (RFC 1112, 6.4).
-pub fn multicast_mac(group: std::net::Ipv4Addr) -> MacAddr {
-    let o = group.octets();
-    MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
-}
 
 /// An `AF_PACKET` socket that only sends, on one interface.
 #[derive(Debug)]
@@ -106,7 +99,7 @@ impl PacketRoute {
     pub fn new(fd: RawFd, link: LinkInfo, dest: SocketAddrV4, ttl: u8) -> PacketRoute {
         PacketRoute {
             fd,
-            dst_mac: multicast_mac(*dest.ip()),
+            dst_mac: MacAddr::from_ipv4_multicast(*dest.ip()),
             src_mac: link.mac,
             src: link.addr,
             dest,
@@ -121,29 +114,62 @@ impl PacketRoute {
     }
 
     /// Writes the headers for a payload of `len` bytes.
+    #[inline]
     pub fn emit(&self, hdr: &mut [u8; HEADER_LEN], src_port: u16, len: usize) {
-        ethernet::Repr {
-            src: self.src_mac,
-            dst: self.dst_mac,
-            ethertype: ethernet::ETHERTYPE_IPV4,
-        }
-        .emit(&mut hdr[..ethernet::HEADER_LEN]);
-        ipv4::Repr {
-            src: self.src,
-            dst: *self.dest.ip(),
-            protocol: ipv4::PROTO_UDP,
-            ttl: self.ttl,
-            payload_len: udp::HEADER_LEN + len,
-            fragment: false,
-        }
-        .emit(&mut hdr[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN]);
-        udp::Repr {
-            src_port,
-            dst_port: self.dest.port(),
-            payload_len: len,
-        }
-        .emit(&mut hdr[ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN..]);
+        emit_headers(
+            hdr,
+            self.src_mac,
+            self.dst_mac,
+            SocketAddrV4::new(self.src, src_port),
+            self.dest,
+            self.ttl,
+            len,
+        );
     }
+}
+
+/// Writes Ethernet, IPv4 (20 bytes, DF, id 0, valid checksum) and UDP
+/// (checksum 0, "none") headers for a `len`-byte payload from `src` to
+/// `dst`: the one header builder of the workspace, used by the engine's
+/// transmit path and by mcrgen's `--af-packet` mode.
+#[inline]
+pub fn emit_headers(
+    hdr: &mut [u8; HEADER_LEN],
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    ttl: u8,
+    len: usize,
+) {
+    let (eth_hdr, rest) = hdr.split_at_mut(ethernet::HEADER_LEN);
+    let (ip_hdr, udp_hdr) = rest.split_at_mut(ipv4::MIN_HEADER_LEN);
+    ethernet::Repr {
+        src_addr: src_mac,
+        dst_addr: dst_mac,
+        ethertype: ethernet::ETHERTYPE_IPV4,
+    }
+    .emit(&mut ethernet::Frame::new_unchecked(eth_hdr));
+    ipv4::Repr {
+        src_addr: *src.ip(),
+        dst_addr: *dst.ip(),
+        protocol: ipv4::PROTO_UDP,
+        ttl,
+        tos: 0,
+        ident: 0,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+        router_alert: false,
+        payload_len: udp::HEADER_LEN + len,
+    }
+    .emit(&mut ipv4::Packet::new_unchecked(ip_hdr));
+    udp::Repr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+        payload_len: len,
+    }
+    .emit(&mut udp::Packet::new_unchecked(udp_hdr), None);
 }
 
 /// One queued send's header and message description.
@@ -222,14 +248,6 @@ mod tests {
     use std::net::Ipv4Addr;
 
     #[test]
-    fn multicast_mac_keeps_low_23_bits() {
-        assert_eq!(
-            multicast_mac(Ipv4Addr::new(239, 129, 2, 3)),
-            MacAddr([0x01, 0x00, 0x5e, 0x01, 0x02, 0x03])
-        );
-    }
-
-    #[test]
     fn headers_parse_back() {
         let route = PacketRoute::new(
             -1,
@@ -245,12 +263,13 @@ mod tests {
         let mut hdr = [0u8; HEADER_LEN];
         route.emit(&mut hdr, 4000, 100);
         frame[..HEADER_LEN].copy_from_slice(&hdr);
-        let eth = ethernet::Frame::new_checked(&frame).unwrap();
-        assert_eq!(eth.dst(), MacAddr([1, 0, 0x5e, 2, 2, 2]));
+        let eth = ethernet::Frame::new_checked(&frame[..]).unwrap();
+        assert_eq!(eth.dst_addr(), MacAddr([1, 0, 0x5e, 2, 2, 2]));
         let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
         assert_eq!(ip.ttl(), 5);
-        assert_eq!(ip.dst(), Ipv4Addr::new(239, 2, 2, 2));
-        assert_eq!(ipv4::checksum(&eth.payload()[..20]), 0);
+        assert_eq!(ip.dst_addr(), Ipv4Addr::new(239, 2, 2, 2));
+        assert!(ip.dont_frag() && !ip.is_fragment());
+        assert!(ipv4::Repr::parse(&ip).is_ok(), "valid header checksum");
         let u = udp::Packet::new_checked(ip.payload()).unwrap();
         assert_eq!(
             (u.src_port(), u.dst_port(), u.payload().len()),
