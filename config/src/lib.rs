@@ -158,7 +158,7 @@ mod tests;
 
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use parse::{load_file, parse_str};
-pub use rule_id::{canonical_key, fnv1a64, RuleId};
+pub use rule_id::{canonical_key, fnv1a, fnv1a64, RuleId, FNV_OFFSET, FNV_PRIME};
 pub use schema::{
     Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MsdpConfig, MsdpPeer, Output,
     PimConfig, PimInterface, RpMapping, Rule,

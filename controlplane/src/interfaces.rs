@@ -18,31 +18,9 @@ pub struct Interface {
 }
 
 /// An interface's MTU (SIOCGIFMTU: right in any namespace, unlike /sys,
-/// which shows the namespace it was mounted in).
+/// which shows the namespace it was mounted in); 0 if it cannot be read.
 fn mtu_of(name: &str) -> u32 {
-    // SAFETY: socket(2) has no memory-safety preconditions.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return 0;
-    }
-    // SAFETY: ifreq is plain old data; all-zero is valid.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req
-        .ifr_name
-        .iter_mut()
-        .zip(name.as_bytes().iter().take(libc::IFNAMSIZ - 1))
-    {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifr_mtu of the ifreq we pass.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
-    if rc < 0 {
-        return 0;
-    }
-    // SAFETY: the ioctl filled the mtu member of the union.
-    unsafe { req.ifr_ifru.ifru_mtu as u32 }
+    mcr_dataplane::socket::iface_mtu(name).unwrap_or(0)
 }
 
 /// The interfaces of this network namespace, by name.

@@ -18,8 +18,8 @@ use crate::socket::{dest_addr, CaptureSocket, EgressKey, OutputSocket, CONNECTED
 use crate::stats::{Drops, EngineStats, OutputStats, RuleStats, StatsHandle, PUBLISH_INTERVAL};
 use crate::table::{ForwardingTable, OutputSlot, TableHandle};
 use crate::tx::{PacketRoute, PacketTxSocket, TxArena};
-use mcr_wire::{ethernet, ipv4, udp, Error as WireError};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use mcr_wire::{ethernet, ipv4, udp, Error as WireError};
 use rustc_hash::FxHashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

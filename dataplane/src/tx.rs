@@ -13,11 +13,12 @@
 //! read user memory later), so a slot is free again once the submission
 //! queue is empty.
 
+use crate::socket::{new_socket, set_buffer};
 use crate::table::LinkInfo;
 use mcr_wire::{ethernet, ipv4, udp, MacAddr};
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// Ethernet + IPv4 (no options) + UDP.
 pub const HEADER_LEN: usize = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN;
@@ -31,19 +32,7 @@ pub struct PacketTxSocket {
 impl PacketTxSocket {
     pub fn open(ifindex: u32) -> io::Result<PacketTxSocket> {
         // Protocol 0: the socket receives nothing.
-        // SAFETY: socket(2) has no memory-safety preconditions.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just created and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = new_socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
         // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -59,22 +48,12 @@ impl PacketTxSocket {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        let bytes: i32 = 4 << 20;
-        for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
-            // SAFETY: `bytes` is a live i32 of the size passed.
-            let rc = unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&bytes as *const i32).cast(),
-                    4,
-                )
-            };
-            if rc == 0 {
-                break;
-            }
-        }
+        set_buffer(
+            fd.as_raw_fd(),
+            libc::SO_SNDBUFFORCE,
+            libc::SO_SNDBUF,
+            4 << 20,
+        );
         Ok(PacketTxSocket { fd })
     }
 

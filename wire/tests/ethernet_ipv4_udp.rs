@@ -109,28 +109,58 @@ fn short_and_wrong_lengths_rejected() {
         Error::Truncated
     );
     let ip = &frame[14..];
-    assert_eq!(ipv4::Packet::new_checked(&ip[..19]).unwrap_err(), Error::Truncated);
+    assert_eq!(
+        ipv4::Packet::new_checked(&ip[..19]).unwrap_err(),
+        Error::Truncated
+    );
     // Total length 49 past a 48-byte buffer.
-    assert_eq!(ipv4::Packet::new_checked(&ip[..48]).unwrap_err(), Error::Truncated);
+    assert_eq!(
+        ipv4::Packet::new_checked(&ip[..48]).unwrap_err(),
+        Error::Truncated
+    );
     let mut bad = ip.to_vec();
     bad[0] = 0x65;
-    assert_eq!(ipv4::Packet::new_checked(&bad[..]).unwrap_err(), Error::BadVersion);
+    assert_eq!(
+        ipv4::Packet::new_checked(&bad[..]).unwrap_err(),
+        Error::BadVersion
+    );
     bad[0] = 0x44;
-    assert_eq!(ipv4::Packet::new_checked(&bad[..]).unwrap_err(), Error::BadHeaderLen);
+    assert_eq!(
+        ipv4::Packet::new_checked(&bad[..]).unwrap_err(),
+        Error::BadHeaderLen
+    );
     bad[0] = 0x45;
     bad[2..4].copy_from_slice(&19u16.to_be_bytes());
-    assert_eq!(ipv4::Packet::new_checked(&bad[..]).unwrap_err(), Error::BadLength);
+    assert_eq!(
+        ipv4::Packet::new_checked(&bad[..]).unwrap_err(),
+        Error::BadLength
+    );
     // Padding past the total length is outside the payload.
     let mut padded = ip.to_vec();
     padded.extend_from_slice(&[0xee; 10]);
-    assert_eq!(ipv4::Packet::new_checked(&padded[..]).unwrap().payload().len(), 29);
+    assert_eq!(
+        ipv4::Packet::new_checked(&padded[..])
+            .unwrap()
+            .payload()
+            .len(),
+        29
+    );
 
     let u = &ip[20..];
-    assert_eq!(udp::Packet::new_checked(&u[..7]).unwrap_err(), Error::Truncated);
-    assert_eq!(udp::Packet::new_checked(&u[..28]).unwrap_err(), Error::Truncated);
+    assert_eq!(
+        udp::Packet::new_checked(&u[..7]).unwrap_err(),
+        Error::Truncated
+    );
+    assert_eq!(
+        udp::Packet::new_checked(&u[..28]).unwrap_err(),
+        Error::Truncated
+    );
     let mut bad = u.to_vec();
     bad[4..6].copy_from_slice(&7u16.to_be_bytes());
-    assert_eq!(udp::Packet::new_checked(&bad[..]).unwrap_err(), Error::BadLength);
+    assert_eq!(
+        udp::Packet::new_checked(&bad[..]).unwrap_err(),
+        Error::BadLength
+    );
 }
 
 #[test]

@@ -29,11 +29,14 @@ const ALL_ROUTERS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 2);
 const V3_REPORTS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 22);
 
 /// Kernel, force_igmp_version=1, join 239.1.1.1: v1 report.
-const V1_REPORT: &str = "01005e01010166534cc8fa34080046c00020000040000102e9c70a4d0001ef010101940400001200fdfcef010101";
+const V1_REPORT: &str =
+    "01005e01010166534cc8fa34080046c00020000040000102e9c70a4d0001ef010101940400001200fdfcef010101";
 /// Kernel, force_igmp_version=2, join 239.2.2.2: v2 report.
-const V2_REPORT: &str = "01005e02020266534cc8fa34080046c00020000040000102e8c50a4d0001ef020202940400001600f8faef020202";
+const V2_REPORT: &str =
+    "01005e02020266534cc8fa34080046c00020000040000102e8c50a4d0001ef020202940400001600f8faef020202";
 /// Kernel, force_igmp_version=2, drop 239.2.2.2: leave to 224.0.0.2.
-const V2_LEAVE: &str = "01005e00000266534cc8fa34080046c00020000040000102f9c70a4d0001e0000002940400001700f7faef020202";
+const V2_LEAVE: &str =
+    "01005e00000266534cc8fa34080046c00020000040000102f9c70a4d0001e0000002940400001700f7faef020202";
 /// Kernel, v3, join 239.3.3.3 (any source): CHANGE_TO_EXCLUDE {}.
 const V3_TO_EX: &str = "01005e00001666534cc8fa34080046c00028000040000102f9ab0a4d0001e0000016940400002200e7f70000000104000000ef030303";
 /// Kernel, v3, drop 239.3.3.3: CHANGE_TO_INCLUDE {}.
@@ -49,9 +52,11 @@ const V3_IS_IN_IS_EX: &str = "01005e00001666534cc8fa34080046c00038000040000102f9
 /// CHANGE_TO_INCLUDE and BLOCK_OLD_SOURCES in one report.
 const V3_TO_IN_BLOCK: &str = "01005e00001666534cc8fa34080046c00034000040000102f99f0a4d0001e0000016940400002200eb940000000203000000ef03030506000001e80505050a4d0007";
 /// Bridge querier, v2: general query, Max Resp Time 10 (tenths: 1 s).
-const V2_QUERY: &str = "01005e0000013e3641b1db0d080046c00020000040000102f9c70a4d0002e000000194040000110aeef500000000";
+const V2_QUERY: &str =
+    "01005e0000013e3641b1db0d080046c00020000040000102f9c70a4d0002e000000194040000110aeef500000000";
 /// Bridge querier, v2: group-specific query for 239.2.2.3 after a leave.
-const V2_QUERY_GROUP: &str = "01005e0000013e3641b1db0d080046c00020000040000102f9c70a4d0002e000000194040000110afdefef020203";
+const V2_QUERY_GROUP: &str =
+    "01005e0000013e3641b1db0d080046c00020000040000102f9c70a4d0002e000000194040000110afdefef020203";
 /// Bridge querier, v3: general query, Max Resp Code 10 (1 s), QRV 2,
 /// QQIC 3 s.
 const V3_QUERY: &str = "01005e0000013e3641b1db0d080046c00024000040000102f9c30a4d0002e000000194040000110aecf20000000002030000";
@@ -72,7 +77,14 @@ const FRR_V3_QUERY: &str = "01005e000001d2fc65382623080046c0002488ed400001026fd5
 /// Parses a captured frame, checks the IPv4 header an IGMP sender writes
 /// (TOS 0xc0, TTL 1, DF, Router Alert), the IGMP Repr, then rebuilds the
 /// frame from the Reprs and compares byte for byte.
-fn check(vector: &str, src_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, ident: u16, expected: &Repr) -> Vec<u8> {
+fn check(
+    vector: &str,
+    src_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ident: u16,
+    expected: &Repr,
+) -> Vec<u8> {
     let frame = hex(vector);
     let (eth, ip, payload) = parse_frame(&frame);
     assert_eq!(eth.src_addr, src_mac);
@@ -97,7 +109,9 @@ fn check(vector: &str, src_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, ident: u1
     assert!(packet.verify_checksum());
     let repr = Repr::parse(&packet).unwrap();
     assert_eq!(&repr, expected);
-    let built = build_frame(&eth, &ip, |b| repr.emit(&mut igmp::Packet::new_unchecked(b)));
+    let built = build_frame(&eth, &ip, |b| {
+        repr.emit(&mut igmp::Packet::new_unchecked(b))
+    });
     assert_eq!(built, frame, "emit differs from the captured bytes");
     payload.to_vec()
 }
@@ -108,17 +122,50 @@ fn a(s: &str) -> Ipv4Addr {
 
 #[test]
 fn kernel_v1_report() {
-    let p = check(V1_REPORT, HOST_MAC, HOST, a("239.1.1.1"), 0, &Repr::ReportV1 { group: a("239.1.1.1") });
+    let p = check(
+        V1_REPORT,
+        HOST_MAC,
+        HOST,
+        a("239.1.1.1"),
+        0,
+        &Repr::ReportV1 {
+            group: a("239.1.1.1"),
+        },
+    );
     let v = igmp::Packet::new_checked(&p[..]).unwrap();
-    assert_eq!((v.msg_type(), v.max_resp_code(), v.checksum()), (0x12, 0, 0xfdfc));
+    assert_eq!(
+        (v.msg_type(), v.max_resp_code(), v.checksum()),
+        (0x12, 0, 0xfdfc)
+    );
 }
 
 #[test]
 fn kernel_v2_report_and_leave() {
-    check(V2_REPORT, HOST_MAC, HOST, a("239.2.2.2"), 0, &Repr::ReportV2 { group: a("239.2.2.2") });
-    let p = check(V2_LEAVE, HOST_MAC, HOST, ALL_ROUTERS, 0, &Repr::LeaveV2 { group: a("239.2.2.2") });
+    check(
+        V2_REPORT,
+        HOST_MAC,
+        HOST,
+        a("239.2.2.2"),
+        0,
+        &Repr::ReportV2 {
+            group: a("239.2.2.2"),
+        },
+    );
+    let p = check(
+        V2_LEAVE,
+        HOST_MAC,
+        HOST,
+        ALL_ROUTERS,
+        0,
+        &Repr::LeaveV2 {
+            group: a("239.2.2.2"),
+        },
+    );
     let v = igmp::Packet::new_checked(&p[..]).unwrap();
-    assert_eq!((v.msg_type(), v.checksum(), v.group_addr()), (0x17, 0xf7fa, a("239.2.2.2")));
+    assert_eq!(
+        (v.msg_type(), v.checksum(), v.group_addr()),
+        (0x17, 0xf7fa, a("239.2.2.2"))
+    );
 }
 
 fn record(t: RecordType, group: &str, sources: &[&str]) -> GroupRecordRepr {
@@ -133,14 +180,38 @@ fn record(t: RecordType, group: &str, sources: &[&str]) -> GroupRecordRepr {
 #[test]
 fn kernel_v3_reports_every_record_type() {
     let cases = [
-        (V3_TO_EX, vec![record(RecordType::ChangeToExclude, "239.3.3.3", &[])]),
-        (V3_TO_IN, vec![record(RecordType::ChangeToInclude, "239.3.3.3", &[])]),
-        (V3_ALLOW, vec![record(RecordType::AllowNewSources, "232.4.4.4", &["10.77.0.9"])]),
-        (V3_BLOCK, vec![record(RecordType::BlockOldSources, "232.4.4.4", &["10.77.0.9"])]),
+        (
+            V3_TO_EX,
+            vec![record(RecordType::ChangeToExclude, "239.3.3.3", &[])],
+        ),
+        (
+            V3_TO_IN,
+            vec![record(RecordType::ChangeToInclude, "239.3.3.3", &[])],
+        ),
+        (
+            V3_ALLOW,
+            vec![record(
+                RecordType::AllowNewSources,
+                "232.4.4.4",
+                &["10.77.0.9"],
+            )],
+        ),
+        (
+            V3_BLOCK,
+            vec![record(
+                RecordType::BlockOldSources,
+                "232.4.4.4",
+                &["10.77.0.9"],
+            )],
+        ),
         (
             V3_IS_IN_IS_EX,
             vec![
-                record(RecordType::ModeIsInclude, "232.5.5.5", &["10.77.0.7", "10.77.0.8"]),
+                record(
+                    RecordType::ModeIsInclude,
+                    "232.5.5.5",
+                    &["10.77.0.7", "10.77.0.8"],
+                ),
                 record(RecordType::ModeIsExclude, "239.3.3.5", &[]),
             ],
         ),
@@ -154,7 +225,14 @@ fn kernel_v3_reports_every_record_type() {
     ];
     for (vector, records) in cases {
         let n = records.len();
-        let p = check(vector, HOST_MAC, HOST, V3_REPORTS, 0, &Repr::ReportV3 { records });
+        let p = check(
+            vector,
+            HOST_MAC,
+            HOST,
+            V3_REPORTS,
+            0,
+            &Repr::ReportV3 { records },
+        );
         let v = igmp::Packet::new_checked(&p[..]).unwrap();
         assert_eq!(v.msg_type(), igmp::TYPE_REPORT_V3);
         assert_eq!(usize::from(v.num_records()), n);
@@ -168,12 +246,25 @@ fn kernel_v3_reports_every_record_type() {
 
 #[test]
 fn bridge_v2_queries() {
-    let general = Repr::QueryV2 { max_resp_time: 10, group: Ipv4Addr::UNSPECIFIED };
+    let general = Repr::QueryV2 {
+        max_resp_time: 10,
+        group: Ipv4Addr::UNSPECIFIED,
+    };
     check(V2_QUERY, BRIDGE_MAC, BRIDGE, ALL_SYSTEMS, 0, &general);
     assert_eq!(general.max_resp_time(), Some(Duration::from_secs(1)));
-    let specific = Repr::QueryV2 { max_resp_time: 10, group: a("239.2.2.3") };
+    let specific = Repr::QueryV2 {
+        max_resp_time: 10,
+        group: a("239.2.2.3"),
+    };
     // A group-specific query goes to 224.0.0.1 from the Linux bridge.
-    check(V2_QUERY_GROUP, BRIDGE_MAC, BRIDGE, ALL_SYSTEMS, 0, &specific);
+    check(
+        V2_QUERY_GROUP,
+        BRIDGE_MAC,
+        BRIDGE,
+        ALL_SYSTEMS,
+        0,
+        &specific,
+    );
 }
 
 fn v3_query(code: u8, group: &str, qrv: u8, qqic: u8, sources: &[&str]) -> Repr {
@@ -194,11 +285,28 @@ fn bridge_v3_queries() {
     assert_eq!(general.max_resp_time(), Some(Duration::from_secs(1)));
     assert_eq!(general.query_interval(), Some(Duration::from_secs(3)));
     let v = igmp::Packet::new_checked(&p[..]).unwrap();
-    assert_eq!((v.s_flag(), v.qrv(), v.qqic(), v.num_sources(), v.checksum()), (false, 2, 3, 0, 0xecf2));
+    assert_eq!(
+        (v.s_flag(), v.qrv(), v.qqic(), v.num_sources(), v.checksum()),
+        (false, 2, 3, 0, 0xecf2)
+    );
 
-    check(V3_QUERY_GROUP, BRIDGE_MAC, BRIDGE, a("239.3.3.5"), 0, &v3_query(10, "239.3.3.5", 2, 3, &[]));
+    check(
+        V3_QUERY_GROUP,
+        BRIDGE_MAC,
+        BRIDGE,
+        a("239.3.3.5"),
+        0,
+        &v3_query(10, "239.3.3.5", 2, 3, &[]),
+    );
     let gs = v3_query(10, "232.5.5.5", 2, 3, &["10.77.0.8"]);
-    let p = check(V3_QUERY_GROUP_SOURCE, BRIDGE_MAC, BRIDGE, a("232.5.5.5"), 0, &gs);
+    let p = check(
+        V3_QUERY_GROUP_SOURCE,
+        BRIDGE_MAC,
+        BRIDGE,
+        a("232.5.5.5"),
+        0,
+        &gs,
+    );
     let v = igmp::Packet::new_checked(&p[..]).unwrap();
     assert_eq!(v.query_sources().collect::<Vec<_>>(), vec![a("10.77.0.8")]);
 }
@@ -222,7 +330,14 @@ fn frr_v3_query() {
     if let Repr::QueryV3 { s_flag, .. } = &mut q {
         *s_flag = true;
     }
-    check(FRR_V3_QUERY, frr_mac, a("10.78.1.2"), ALL_SYSTEMS, 35053, &q);
+    check(
+        FRR_V3_QUERY,
+        frr_mac,
+        a("10.78.1.2"),
+        ALL_SYSTEMS,
+        35053,
+        &q,
+    );
     assert_eq!(q.max_resp_time(), Some(Duration::from_secs(10)));
     assert_eq!(q.query_interval(), Some(Duration::from_secs(125)));
 }
@@ -233,7 +348,12 @@ fn v1_query_built_by_hand() {
     // group 0.0.0.0. Hand-built: no sender at hand emits IGMPv1 queries.
     let bytes = [0x11, 0x00, 0xee, 0xff, 0, 0, 0, 0];
     let repr = Repr::parse(&igmp::Packet::new_checked(&bytes[..]).unwrap()).unwrap();
-    assert_eq!(repr, Repr::QueryV1 { group: Ipv4Addr::UNSPECIFIED });
+    assert_eq!(
+        repr,
+        Repr::QueryV1 {
+            group: Ipv4Addr::UNSPECIFIED
+        }
+    );
     assert_eq!(repr.max_resp_time(), Some(Duration::from_secs(10)));
     let mut out = [0u8; 8];
     repr.emit(&mut igmp::Packet::new_unchecked(&mut out[..]));
@@ -253,7 +373,10 @@ fn aux_data_and_unknown_record_types_kept() {
     let mut buf = vec![0u8; repr.buffer_len()];
     repr.emit(&mut igmp::Packet::new_unchecked(&mut buf[..]));
     assert_eq!(buf[9], 2, "aux data length in 32-bit words");
-    assert_eq!(Repr::parse(&igmp::Packet::new_checked(&buf[..]).unwrap()).unwrap(), repr);
+    assert_eq!(
+        Repr::parse(&igmp::Packet::new_checked(&buf[..]).unwrap()).unwrap(),
+        repr
+    );
 }
 
 /// The four distinct rejections the issue asks for, on captured bytes.
@@ -263,32 +386,53 @@ fn rejections_are_distinct() {
     // Bad checksum.
     let mut bad = report.clone();
     bad[2] ^= 0xff;
-    assert_eq!(Repr::parse(&igmp::Packet::new_unchecked(&bad[..])).unwrap_err(), Error::Checksum);
+    assert_eq!(
+        Repr::parse(&igmp::Packet::new_unchecked(&bad[..])).unwrap_err(),
+        Error::Checksum
+    );
     // Short buffer.
-    assert_eq!(igmp::Packet::new_checked(&report[..7]).unwrap_err(), Error::Truncated);
+    assert_eq!(
+        igmp::Packet::new_checked(&report[..7]).unwrap_err(),
+        Error::Truncated
+    );
     // Wrong length: a 10-byte query (RFC 3376 7.1).
     let query = hex(V3_QUERY)[38..].to_vec();
-    assert_eq!(igmp::Packet::new_checked(&query[..10]).unwrap_err(), Error::BadLength);
+    assert_eq!(
+        igmp::Packet::new_checked(&query[..10]).unwrap_err(),
+        Error::BadLength
+    );
     // Over-long source count in a query.
     let mut bad = query.clone();
     bad[11] = 1;
-    assert_eq!(igmp::Packet::new_checked(&bad[..]).unwrap_err(), Error::BadCount);
+    assert_eq!(
+        igmp::Packet::new_checked(&bad[..]).unwrap_err(),
+        Error::BadCount
+    );
     // Over-long source count in a record (checksum fixed so only the count
     // is wrong).
     let mut bad = report.clone();
     bad[11] = 3; // first record claims 3 sources
     fix_checksum(&mut bad);
-    assert_eq!(Repr::parse(&igmp::Packet::new_checked(&bad[..]).unwrap()).unwrap_err(), Error::BadCount);
+    assert_eq!(
+        Repr::parse(&igmp::Packet::new_checked(&bad[..]).unwrap()).unwrap_err(),
+        Error::BadCount
+    );
     // Over-long record count.
     let mut bad = report;
     bad[7] = 3;
     fix_checksum(&mut bad);
-    assert_eq!(Repr::parse(&igmp::Packet::new_checked(&bad[..]).unwrap()).unwrap_err(), Error::BadCount);
+    assert_eq!(
+        Repr::parse(&igmp::Packet::new_checked(&bad[..]).unwrap()).unwrap_err(),
+        Error::BadCount
+    );
     // Unknown type.
     let mut bad = query;
     bad[0] = 0x30;
     fix_checksum(&mut bad);
-    assert_eq!(Repr::parse(&igmp::Packet::new_checked(&bad[..]).unwrap()).unwrap_err(), Error::Unrecognized);
+    assert_eq!(
+        Repr::parse(&igmp::Packet::new_checked(&bad[..]).unwrap()).unwrap_err(),
+        Error::Unrecognized
+    );
 }
 
 fn fix_checksum(b: &mut [u8]) {

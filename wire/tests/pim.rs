@@ -38,7 +38,15 @@ const REGISTER_STOP: &str = "22f9cd252cd3b6726845fd99080045c00026000500004067620
 
 /// Checks the captured frame parses to `expected` (IPv4 as FRR writes it:
 /// TOS 0xc0, no DF, no Router Alert) and re-emits byte for byte.
-fn check(vector: &str, eth: ethernet::Repr, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, ident: u16, expected: &Repr) -> Vec<u8> {
+fn check(
+    vector: &str,
+    eth: ethernet::Repr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    ident: u16,
+    expected: &Repr,
+) -> Vec<u8> {
     let frame = hex(vector);
     let (eth_repr, ip, payload) = parse_frame(&frame);
     assert_eq!(eth_repr, eth);
@@ -63,7 +71,9 @@ fn check(vector: &str, eth: ethernet::Repr, src: Ipv4Addr, dst: Ipv4Addr, ttl: u
     assert!(packet.verify_checksum());
     let repr = Repr::parse(&packet).unwrap();
     assert_eq!(&repr, expected);
-    let built = build_frame(&eth_repr, &ip, |b| repr.emit(&mut pim::Packet::new_unchecked(b)));
+    let built = build_frame(&eth_repr, &ip, |b| {
+        repr.emit(&mut pim::Packet::new_unchecked(b))
+    });
     assert_eq!(built, frame, "emit differs from the captured bytes");
     payload.to_vec()
 }
@@ -81,19 +91,42 @@ fn frr_hello() {
     let expected = Repr::Hello {
         options: vec![
             HelloOption::Holdtime(105),
-            HelloOption::LanPruneDelay { t_bit: false, propagation_delay: 500, override_interval: 2500 },
+            HelloOption::LanPruneDelay {
+                t_bit: false,
+                propagation_delay: 500,
+                override_interval: 2500,
+            },
             HelloOption::DrPriority(1),
             HelloOption::GenerationId(0x1281_1468),
-            HelloOption::AddressList(vec![IpAddr::V6("fe80::20f9:cdff:fe25:2cd3".parse().unwrap())]),
+            HelloOption::AddressList(vec![IpAddr::V6(
+                "fe80::20f9:cdff:fe25:2cd3".parse().unwrap(),
+            )]),
         ],
     };
-    let p = check(HELLO, multicast_eth(P1_MAC), P1, pim::ALL_PIM_ROUTERS, 1, 7, &expected);
+    let p = check(
+        HELLO,
+        multicast_eth(P1_MAC),
+        P1,
+        pim::ALL_PIM_ROUTERS,
+        1,
+        7,
+        &expected,
+    );
     let v = pim::Packet::new_checked(&p[..]).unwrap();
-    assert_eq!((v.msg_type(), v.reserved(), v.checksum()), (pim::TYPE_HELLO, 0, 0x921f));
+    assert_eq!(
+        (v.msg_type(), v.reserved(), v.checksum()),
+        (pim::TYPE_HELLO, 0, 0x921f)
+    );
 }
 
 fn star_g(join: bool) -> Repr {
-    let rp = EncodedSource { addr: P2, mask_len: 32, sparse: true, wildcard: true, rpt: true };
+    let rp = EncodedSource {
+        addr: P2,
+        mask_len: 32,
+        sparse: true,
+        wildcard: true,
+        rpt: true,
+    };
     Repr::JoinPrune {
         upstream_neighbor: P2,
         holdtime: 210,
@@ -107,17 +140,41 @@ fn star_g(join: bool) -> Repr {
 
 #[test]
 fn frr_join_and_prune() {
-    let p = check(JOIN, multicast_eth(P1_MAC), P1, pim::ALL_PIM_ROUTERS, 1, 8, &star_g(true));
+    let p = check(
+        JOIN,
+        multicast_eth(P1_MAC),
+        P1,
+        pim::ALL_PIM_ROUTERS,
+        1,
+        8,
+        &star_g(true),
+    );
     assert_eq!(pim::Packet::new_checked(&p[..]).unwrap().checksum(), 0xc540);
-    check(PRUNE, multicast_eth(P1_MAC), P1, pim::ALL_PIM_ROUTERS, 1, 10, &star_g(false));
+    check(
+        PRUNE,
+        multicast_eth(P1_MAC),
+        P1,
+        pim::ALL_PIM_ROUTERS,
+        1,
+        10,
+        &star_g(false),
+    );
 }
 
 #[test]
 fn frr_register() {
     let frame = hex(REGISTER);
     let inner = frame[14 + 20 + 8..].to_vec();
-    let expected = Repr::Register { border: false, null_register: false, packet: inner.clone() };
-    let eth = ethernet::Repr { src_addr: P1_MAC, dst_addr: P2_MAC, ethertype: ethernet::ETHERTYPE_IPV4 };
+    let expected = Repr::Register {
+        border: false,
+        null_register: false,
+        packet: inner.clone(),
+    };
+    let eth = ethernet::Repr {
+        src_addr: P1_MAC,
+        dst_addr: P2_MAC,
+        ethertype: ethernet::ETHERTYPE_IPV4,
+    };
     let p = check(REGISTER, eth, P1_HOST_SIDE, P2, 64, 9, &expected);
     // The checksum covers the first 8 bytes only: changing the inner
     // packet keeps it valid.
@@ -137,7 +194,11 @@ fn frr_register_stop() {
         group: EncodedGroup::host(Ipv4Addr::new(239, 6, 6, 6)),
         source: Ipv4Addr::new(10, 78, 1, 1),
     };
-    let eth = ethernet::Repr { src_addr: P2_MAC, dst_addr: P1_MAC, ethertype: ethernet::ETHERTYPE_IPV4 };
+    let eth = ethernet::Repr {
+        src_addr: P2_MAC,
+        dst_addr: P1_MAC,
+        ethertype: ethernet::ETHERTYPE_IPV4,
+    };
     check(REGISTER_STOP, eth, P2, P1_HOST_SIDE, 64, 5, &expected);
 }
 
@@ -145,9 +206,7 @@ fn frr_register_stop() {
 fn assert_built_by_hand() {
     // RFC 7761 4.9.6 layout, hand-built (no capture): header 0x25, group
     // 239.5.5.5/32, source 10.78.1.1, R bit + preference 110, metric 20.
-    let bytes = hex(
-        "2500 0000 0100 0020 ef050505 0100 0a4e0101 8000006e 00000014",
-    );
+    let bytes = hex("2500 0000 0100 0020 ef050505 0100 0a4e0101 8000006e 00000014");
     let mut bytes = bytes;
     pim::Packet::new_unchecked(&mut bytes[..]).fill_checksum();
     let repr = Repr::parse(&pim::Packet::new_checked(&bytes[..]).unwrap()).unwrap();
@@ -171,13 +230,19 @@ fn unknown_hello_options_kept() {
     let repr = Repr::Hello {
         options: vec![
             HelloOption::Holdtime(0xffff),
-            HelloOption::Unknown { kind: 65001, value: vec![0, 0, 0, 1] },
+            HelloOption::Unknown {
+                kind: 65001,
+                value: vec![0, 0, 0, 1],
+            },
             HelloOption::AddressList(vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9))]),
         ],
     };
     let mut out = vec![0u8; repr.buffer_len()];
     repr.emit(&mut pim::Packet::new_unchecked(&mut out[..]));
-    assert_eq!(Repr::parse(&pim::Packet::new_checked(&out[..]).unwrap()).unwrap(), repr);
+    assert_eq!(
+        Repr::parse(&pim::Packet::new_checked(&out[..]).unwrap()).unwrap(),
+        repr
+    );
 }
 
 fn pim_of(vector: &str) -> Vec<u8> {
@@ -194,10 +259,19 @@ fn rejections_are_distinct() {
     // Bad checksum.
     let mut bad = pim_of(JOIN);
     bad[3] ^= 1;
-    assert_eq!(Repr::parse(&pim::Packet::new_checked(&bad[..]).unwrap()).unwrap_err(), Error::Checksum);
+    assert_eq!(
+        Repr::parse(&pim::Packet::new_checked(&bad[..]).unwrap()).unwrap_err(),
+        Error::Checksum
+    );
     // Short buffer.
-    assert_eq!(pim::Packet::new_checked(&pim_of(JOIN)[..3]).unwrap_err(), Error::Truncated);
-    assert_eq!(reparse(pim_of(REGISTER_STOP)[..15].to_vec()).unwrap_err(), Error::Truncated);
+    assert_eq!(
+        pim::Packet::new_checked(&pim_of(JOIN)[..3]).unwrap_err(),
+        Error::Truncated
+    );
+    assert_eq!(
+        reparse(pim_of(REGISTER_STOP)[..15].to_vec()).unwrap_err(),
+        Error::Truncated
+    );
     // Wrong length: a Holdtime option of 3 bytes.
     let mut bad = pim_of(HELLO);
     bad[7] = 3;
