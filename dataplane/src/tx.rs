@@ -238,7 +238,7 @@ mod tests {
             SocketAddrV4::new(Ipv4Addr::new(239, 2, 2, 2), 6000),
             5,
         );
-        let mut frame = vec![0u8; HEADER_LEN + 100];
+        let mut frame = [0u8; HEADER_LEN + 100];
         let mut hdr = [0u8; HEADER_LEN];
         route.emit(&mut hdr, 4000, 100);
         frame[..HEADER_LEN].copy_from_slice(&hdr);
