@@ -66,23 +66,9 @@ pub struct Frame<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(Frame);
+
 impl<T: AsRef<[u8]>> Frame<T> {
-    /// Wraps a buffer without checks; getters panic if it is shorter than
-    /// [`HEADER_LEN`].
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Frame<T> {
-        Frame { buffer }
-    }
-
-    /// Wraps a buffer after [`check_len`](Self::check_len); no getter can
-    /// panic afterwards.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Frame<T>> {
-        let f = Self::new_unchecked(buffer);
-        f.check_len()?;
-        Ok(f)
-    }
-
     /// [`Error::Truncated`] if the buffer is shorter than the 14-byte header.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
@@ -91,12 +77,6 @@ impl<T: AsRef<[u8]>> Frame<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// Gives back the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     #[inline]

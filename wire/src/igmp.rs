@@ -98,23 +98,9 @@ pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(Packet);
+
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checks; the common getters panic on a buffer
-    /// shorter than 8 bytes.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer after [`check_len`](Self::check_len); no getter can
-    /// panic afterwards.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// [`Error::Truncated`] below 8 bytes; for a query, [`Error::BadLength`]
     /// at 9 to 11 bytes and [`Error::BadCount`] when an IGMPv3 query's
     /// Number of Sources does not fit (RFC 3376 4.1.8). Group records of a
@@ -133,12 +119,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             }
         }
         Ok(())
-    }
-
-    /// Gives back the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     #[inline]
@@ -334,21 +314,9 @@ pub struct GroupRecord<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(GroupRecord);
+
 impl<T: AsRef<[u8]>> GroupRecord<T> {
-    /// Wraps a buffer without checks.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> GroupRecord<T> {
-        GroupRecord { buffer }
-    }
-
-    /// Wraps a buffer after [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<GroupRecord<T>> {
-        let r = Self::new_unchecked(buffer);
-        r.check_len()?;
-        Ok(r)
-    }
-
     /// [`Error::BadCount`] if the buffer cannot hold the record header, or
     /// its sources and auxiliary data (RFC 3376 4.2.6: the record count or
     /// a source count is larger than the packet).
@@ -359,12 +327,6 @@ impl<T: AsRef<[u8]>> GroupRecord<T> {
             return Err(Error::BadCount);
         }
         Ok(())
-    }
-
-    /// Gives back the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The record's length in bytes as its counts say.

@@ -23,6 +23,36 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// The constructors every view has (smoltcp's shape): `new_unchecked`,
+/// `new_checked` (which runs the view's own `check_len`) and `into_inner`.
+macro_rules! view_constructors {
+    ($view:ident) => {
+        impl<T: AsRef<[u8]>> $view<T> {
+            /// Wraps a buffer without checks; getters may panic on a buffer
+            /// shorter than they read.
+            #[inline]
+            pub const fn new_unchecked(buffer: T) -> $view<T> {
+                $view { buffer }
+            }
+
+            /// Wraps a buffer after `check_len`; no getter can panic
+            /// afterwards.
+            #[inline]
+            pub fn new_checked(buffer: T) -> crate::Result<$view<T>> {
+                let v = Self::new_unchecked(buffer);
+                v.check_len()?;
+                Ok(v)
+            }
+
+            /// Gives back the buffer.
+            #[inline]
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+        }
+    };
+}
+
 pub mod checksum;
 pub mod ethernet;
 pub mod igmp;

@@ -55,22 +55,9 @@ pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(Packet);
+
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checks; getters panic below 4 bytes.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer after [`check_len`](Self::check_len); no getter can
-    /// panic afterwards.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// [`Error::Truncated`] if the buffer is shorter than the 4-byte common
     /// header. Bodies are checked by [`Repr::parse`].
     #[inline]
@@ -80,12 +67,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// Gives back the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The PIM version (2).

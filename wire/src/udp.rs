@@ -22,22 +22,9 @@ pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(Packet);
+
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checks; getters may panic on a short buffer.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer after [`check_len`](Self::check_len); no getter can
-    /// panic afterwards.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// [`Error::Truncated`] if the buffer is shorter than 8 bytes or than
     /// the length field; [`Error::BadLength`] if the length field is below 8.
     #[inline]
@@ -54,12 +41,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    /// Gives back the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The source port.
