@@ -216,20 +216,8 @@ mod tests {
             ethertype: ethernet::ETHERTYPE_IPV4,
         }
         .emit(&mut ethernet::Frame::new_unchecked(&mut buf[..]));
-        ipv4::Repr {
-            src_addr: Ipv4Addr::new(10, 0, 0, 1),
-            dst_addr: dst,
-            protocol: proto,
-            ttl: 4,
-            tos: 0,
-            ident: 0,
-            dont_frag: true,
-            more_frags: false,
-            frag_offset: 0,
-            router_alert: false,
-            payload_len: 12,
-        }
-        .emit(&mut ipv4::Packet::new_unchecked(&mut buf[14..]));
+        ipv4::Repr::new(Ipv4Addr::new(10, 0, 0, 1), dst, proto, 4, 12)
+            .emit(&mut ipv4::Packet::new_unchecked(&mut buf[14..]));
         if fragment_offset {
             buf[14 + 6] = 0x00;
             buf[14 + 7] = 0x10;

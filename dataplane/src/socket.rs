@@ -72,18 +72,18 @@ pub fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::R
     Ok(v)
 }
 
+/// bind(2) to a socket address of any family: `A` is the family's
+/// `sockaddr_*` struct (`sockaddr_in`, `sockaddr_ll`, `sockaddr_nl`); the
+/// kernel checks its family and length.
+pub fn bind_sockaddr<A>(fd: RawFd, sa: &A) -> io::Result<()> {
+    // SAFETY: `sa` is a live A and its size is passed; the kernel only
+    // reads that many bytes.
+    cvt(unsafe { libc::bind(fd, (sa as *const A).cast(), size_of::<A>() as u32) }).map(drop)
+}
+
 /// bind(2) to an IPv4 address.
 pub fn bind_in(fd: RawFd, addr: SocketAddrV4) -> io::Result<()> {
-    let sin = sockaddr_in(addr);
-    // SAFETY: `sin` is a valid sockaddr_in and its size is passed.
-    cvt(unsafe {
-        libc::bind(
-            fd,
-            (&sin as *const libc::sockaddr_in).cast(),
-            size_of::<libc::sockaddr_in>() as u32,
-        )
-    })
-    .map(drop)
+    bind_sockaddr(fd, &sockaddr_in(addr))
 }
 
 /// connect(2) to an IPv4 address.

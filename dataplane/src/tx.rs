@@ -13,7 +13,7 @@
 //! read user memory later), so a slot is free again once the submission
 //! queue is empty.
 
-use crate::socket::{new_socket, set_buffer};
+use crate::socket::{bind_sockaddr, new_socket, set_buffer};
 use crate::table::LinkInfo;
 use mcr_wire::{ethernet, ipv4, udp, MacAddr};
 use std::io;
@@ -37,17 +37,7 @@ impl PacketTxSocket {
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_ifindex = ifindex as i32;
-        // SAFETY: `sll` is a valid sockaddr_ll and its size is passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        bind_sockaddr(fd.as_raw_fd(), &sll)?;
         set_buffer(
             fd.as_raw_fd(),
             libc::SO_SNDBUFFORCE,
@@ -129,19 +119,13 @@ pub fn emit_headers(
         ethertype: ethernet::ETHERTYPE_IPV4,
     }
     .emit(&mut ethernet::Frame::new_unchecked(eth_hdr));
-    ipv4::Repr {
-        src_addr: *src.ip(),
-        dst_addr: *dst.ip(),
-        protocol: ipv4::PROTO_UDP,
+    ipv4::Repr::new(
+        *src.ip(),
+        *dst.ip(),
+        ipv4::PROTO_UDP,
         ttl,
-        tos: 0,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-        router_alert: false,
-        payload_len: udp::HEADER_LEN + len,
-    }
+        udp::HEADER_LEN + len,
+    )
     .emit(&mut ipv4::Packet::new_unchecked(ip_hdr));
     udp::Repr {
         src_port: src.port(),

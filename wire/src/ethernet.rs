@@ -59,14 +59,11 @@ impl core::fmt::Display for MacAddr {
     }
 }
 
-/// A view over an Ethernet II frame: destination, source, EtherType, then
-/// the payload up to the end of the buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view over an Ethernet II frame: destination, source, EtherType, then
+    /// the payload up to the end of the buffer.
+    Frame
 }
-
-view_constructors!(Frame);
 
 impl<T: AsRef<[u8]>> Frame<T> {
     /// [`Error::Truncated`] if the buffer is shorter than the 14-byte header.

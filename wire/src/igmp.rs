@@ -87,18 +87,15 @@ pub fn encode_code(value: u32) -> u8 {
     0x80 | ((exp as u8) << 4) | mant as u8
 }
 
-/// A view over an IGMP message (the whole IPv4 payload).
-///
-/// `new_checked` guarantees the 8 common bytes, rejects a query of 9 to 11
-/// bytes ([`Error::BadLength`], RFC 3376 7.1) and an IGMPv3 query whose
-/// source count exceeds the packet ([`Error::BadCount`]). The getters of
-/// IGMPv3 fields return 0 on a shorter message instead of panicking.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view over an IGMP message (the whole IPv4 payload).
+    ///
+    /// `new_checked` guarantees the 8 common bytes, rejects a query of 9 to 11
+    /// bytes ([`Error::BadLength`], RFC 3376 7.1) and an IGMPv3 query whose
+    /// source count exceeds the packet ([`Error::BadCount`]). The getters of
+    /// IGMPv3 fields return 0 on a shorter message instead of panicking.
+    Packet
 }
-
-view_constructors!(Packet);
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] below 8 bytes; for a query, [`Error::BadLength`]
@@ -306,15 +303,12 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-/// A view over one group record of an IGMPv3 report (RFC 3376 4.2.4):
-/// type, aux data length (32-bit words), number of sources, multicast
-/// address, sources, auxiliary data.
-#[derive(Debug, Clone, Copy)]
-pub struct GroupRecord<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view over one group record of an IGMPv3 report (RFC 3376 4.2.4):
+    /// type, aux data length (32-bit words), number of sources, multicast
+    /// address, sources, auxiliary data.
+    GroupRecord
 }
-
-view_constructors!(GroupRecord);
 
 impl<T: AsRef<[u8]>> GroupRecord<T> {
     /// [`Error::BadCount`] if the buffer cannot hold the record header, or

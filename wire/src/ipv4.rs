@@ -40,17 +40,14 @@ const DONT_FRAG: u16 = 0x4000;
 const MORE_FRAGS: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
-/// A view over an IPv4 packet.
-///
-/// `new_checked` guarantees the version is 4, the header length is at least
-/// 20 and fits, and the total length fits the buffer; bytes past the total
-/// length (Ethernet padding) are outside [`payload`](Self::payload).
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view over an IPv4 packet.
+    ///
+    /// `new_checked` guarantees the version is 4, the header length is at least
+    /// 20 and fits, and the total length fits the buffer; bytes past the total
+    /// length (Ethernet padding) are outside [`payload`](Self::payload).
+    Packet
 }
-
-view_constructors!(Packet);
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Checks, in this order: 20 bytes present ([`Error::Truncated`]),
@@ -348,6 +345,31 @@ pub struct Repr {
 }
 
 impl Repr {
+    /// The header of a plain datagram: no options, TOS 0, identification
+    /// 0, Don't Fragment set (the data plane sends only what fits).
+    #[inline]
+    pub const fn new(
+        src_addr: Ipv4Addr,
+        dst_addr: Ipv4Addr,
+        protocol: u8,
+        ttl: u8,
+        payload_len: usize,
+    ) -> Repr {
+        Repr {
+            src_addr,
+            dst_addr,
+            protocol,
+            ttl,
+            tos: 0,
+            ident: 0,
+            dont_frag: true,
+            more_frags: false,
+            frag_offset: 0,
+            router_alert: false,
+            payload_len,
+        }
+    }
+
     /// Reads and validates a header: everything `check_len` checks, the
     /// header checksum ([`Error::Checksum`]) and the option structure
     /// ([`Error::BadOption`]).

@@ -23,10 +23,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-/// The constructors every view has (smoltcp's shape): `new_unchecked`,
-/// `new_checked` (which runs the view's own `check_len`) and `into_inner`.
-macro_rules! view_constructors {
-    ($view:ident) => {
+/// Defines a view (smoltcp's shape): a struct over a buffer `T` with the
+/// constructors every view has, `new_unchecked`, `new_checked` (which runs
+/// the view's own `check_len`) and `into_inner`.
+macro_rules! view {
+    ($(#[$attr:meta])* $view:ident) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $view<T: AsRef<[u8]>> {
+            buffer: T,
+        }
+
         impl<T: AsRef<[u8]>> $view<T> {
             /// Wraps a buffer without checks; getters may panic on a buffer
             /// shorter than they read.

@@ -48,14 +48,11 @@ pub const ENCODED_GROUP_LEN: usize = 8;
 /// Length of the Register flags word in bytes (RFC 7761 4.9.3).
 pub const REGISTER_HEADER_LEN: usize = 4;
 
-/// A view over a PIM message: version, type, reserved byte, checksum, then
-/// the type-specific body.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view over a PIM message: version, type, reserved byte, checksum, then
+    /// the type-specific body.
+    Packet
 }
-
-view_constructors!(Packet);
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] if the buffer is shorter than the 4-byte common

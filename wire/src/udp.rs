@@ -14,15 +14,12 @@ mod field {
 /// Length of a UDP header in bytes.
 pub const HEADER_LEN: usize = field::CHECKSUM.end;
 
-/// A view over a UDP datagram. `new_checked` guarantees the length field
-/// is at least 8 and fits the buffer; bytes past it are outside
-/// [`payload`](Self::payload).
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view over a UDP datagram. `new_checked` guarantees the length field
+    /// is at least 8 and fits the buffer; bytes past it are outside
+    /// [`payload`](Self::payload).
+    Packet
 }
-
-view_constructors!(Packet);
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] if the buffer is shorter than 8 bytes or than
