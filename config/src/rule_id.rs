@@ -61,14 +61,26 @@ pub fn canonical_key(input: &Input) -> String {
     )
 }
 
-/// 64-bit FNV-1a.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a 64-bit offset basis (the hash of no bytes).
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a 64-bit prime.
+pub const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// Continues a 64-bit FNV-1a hash `h` over `bytes`: the one byte-wise
+/// FNV-1a of the workspace (rule ids here, `mcrd listen`'s payload hash in
+/// `mcr-traffic`).
+#[inline]
+pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        h ^= u64::from(b);
+        h = h.wrapping_mul(FNV_PRIME);
     }
-    hash
+    h
+}
+
+/// 64-bit FNV-1a of `bytes`.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    fnv1a(FNV_OFFSET, bytes)
 }
 
 /// True when `s` has the shape of a generated id (`r-` + 16 lowercase hex).

@@ -1,11 +1,11 @@
 //! What interfaces this namespace has right now, and a netlink monitor that
 //! says when that changes.
 
-use mcr_dataplane::wire::ethernet::MacAddr;
+use mcr_wire::MacAddr;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
@@ -18,31 +18,9 @@ pub struct Interface {
 }
 
 /// An interface's MTU (SIOCGIFMTU: right in any namespace, unlike /sys,
-/// which shows the namespace it was mounted in).
+/// which shows the namespace it was mounted in); 0 if it cannot be read.
 fn mtu_of(name: &str) -> u32 {
-    // SAFETY: socket(2) has no memory-safety preconditions.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return 0;
-    }
-    // SAFETY: ifreq is plain old data; all-zero is valid.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req
-        .ifr_name
-        .iter_mut()
-        .zip(name.as_bytes().iter().take(libc::IFNAMSIZ - 1))
-    {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifr_mtu of the ifreq we pass.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
-    if rc < 0 {
-        return 0;
-    }
-    // SAFETY: the ioctl filled the mtu member of the union.
-    unsafe { req.ifr_ifru.ifru_mtu as u32 }
+    mcr_dataplane::socket::iface_mtu(name).unwrap_or(0)
 }
 
 /// The interfaces of this network namespace, by name.
@@ -123,34 +101,16 @@ const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 
 impl LinkMonitor {
     pub fn open() -> io::Result<LinkMonitor> {
-        // SAFETY: socket(2) has no memory-safety preconditions.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just returned by socket(2) and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = mcr_dataplane::socket::new_socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK,
+            libc::NETLINK_ROUTE,
+        )?;
         // SAFETY: sockaddr_nl is plain old data; all-zero is valid.
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as u16;
         sa.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR;
-        // SAFETY: `sa` is a valid sockaddr_nl and its size is passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        mcr_dataplane::socket::bind_sockaddr(fd.as_raw_fd(), &sa)?;
         Ok(LinkMonitor { fd })
     }
 

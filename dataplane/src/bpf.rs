@@ -206,25 +206,18 @@ pub(crate) fn interpret(prog: &[Insn], frame: &[u8], pkttype: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{ethernet, ipv4, udp};
+    use mcr_wire::{ethernet, ipv4, udp};
 
     fn frame(dst: Ipv4Addr, port: u16, fragment_offset: bool, proto: u8) -> Vec<u8> {
         let mut buf = vec![0u8; 14 + 20 + 8 + 4];
         ethernet::Repr {
-            src: ethernet::MacAddr([2, 0, 0, 0, 0, 1]),
-            dst: ethernet::MacAddr([1, 0, 0x5e, 0, 0, 1]),
+            src_addr: mcr_wire::MacAddr([2, 0, 0, 0, 0, 1]),
+            dst_addr: mcr_wire::MacAddr([1, 0, 0x5e, 0, 0, 1]),
             ethertype: ethernet::ETHERTYPE_IPV4,
         }
-        .emit(&mut buf);
-        ipv4::Repr {
-            src: Ipv4Addr::new(10, 0, 0, 1),
-            dst,
-            protocol: proto,
-            ttl: 4,
-            payload_len: 12,
-            fragment: false,
-        }
-        .emit(&mut buf[14..]);
+        .emit(&mut ethernet::Frame::new_unchecked(&mut buf[..]));
+        ipv4::Repr::new(Ipv4Addr::new(10, 0, 0, 1), dst, proto, 4, 12)
+            .emit(&mut ipv4::Packet::new_unchecked(&mut buf[14..]));
         if fragment_offset {
             buf[14 + 6] = 0x00;
             buf[14 + 7] = 0x10;
@@ -234,7 +227,7 @@ mod tests {
             dst_port: port,
             payload_len: 4,
         }
-        .emit(&mut buf[34..]);
+        .emit(&mut udp::Packet::new_unchecked(&mut buf[34..]), None);
         buf
     }
 

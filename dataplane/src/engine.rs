@@ -18,8 +18,8 @@ use crate::socket::{dest_addr, CaptureSocket, EgressKey, OutputSocket, CONNECTED
 use crate::stats::{Drops, EngineStats, OutputStats, RuleStats, StatsHandle, PUBLISH_INTERVAL};
 use crate::table::{ForwardingTable, OutputSlot, TableHandle};
 use crate::tx::{PacketRoute, PacketTxSocket, TxArena};
-use crate::wire::{ethernet, ipv4, udp, WireError};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use mcr_wire::{ethernet, ipv4, udp, Error as WireError};
 use rustc_hash::FxHashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -585,15 +585,15 @@ impl Engine {
         len: usize,
     ) -> Result<(usize, *const u8, usize, u16), DropReason> {
         let frame = ethernet::Frame::new_checked(self.bufs.buffer(bid, len))?;
-        if self.table.is_local_mac(&frame.src()) {
+        if self.table.is_local_mac(&frame.src_addr()) {
             return Err(DropReason::OwnFrame);
         }
         if frame.ethertype() != ethernet::ETHERTYPE_IPV4 {
-            return Err(DropReason::Wire(WireError::Malformed));
+            return Err(DropReason::Wire(WireError::Unrecognized));
         }
         let ip = ipv4::Packet::new_checked(frame.payload())?;
         if ip.protocol() != ipv4::PROTO_UDP {
-            return Err(DropReason::Wire(WireError::Malformed));
+            return Err(DropReason::Wire(WireError::Unrecognized));
         }
         if ip.is_fragment() {
             return Err(DropReason::Fragment);
@@ -601,7 +601,7 @@ impl Engine {
         let dgram = udp::Packet::new_checked(ip.payload())?;
         let rule = self
             .table
-            .lookup(ifindex, ip.dst(), dgram.dst_port(), ip.src())
+            .lookup(ifindex, ip.dst_addr(), dgram.dst_port(), ip.src_addr())
             .ok_or(DropReason::NoRule)?;
         let payload = dgram.payload();
         Ok((rule, payload.as_ptr(), payload.len(), dgram.src_port()))
@@ -611,7 +611,10 @@ impl Engine {
         let d = &mut self.drops;
         match reason {
             DropReason::Wire(WireError::Truncated) => d.truncated += 1,
-            DropReason::Wire(WireError::Malformed) => d.malformed += 1,
+            // Every other reason the views give (bad version, header or
+            // total length, another EtherType or protocol) is one counter,
+            // as before the wire crate told them apart.
+            DropReason::Wire(_) => d.malformed += 1,
             DropReason::OwnFrame => d.own_frame += 1,
             DropReason::Fragment => d.fragment += 1,
             DropReason::NoRule => d.no_rule += 1,

@@ -14,7 +14,6 @@ pub mod socket;
 pub mod stats;
 pub mod table;
 pub mod tx;
-pub mod wire;
 
 pub use engine::{Engine, EngineParams};
 pub use stats::{Drops, EngineStats, RuleStats, StatsHandle};

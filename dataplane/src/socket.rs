@@ -6,6 +6,10 @@
 //!   TTL), so the kernel routes, fragments and fills in headers.
 //! - [`MembershipSocket`]: holds IP-level group joins on an input interface so
 //!   IGMP-snooping switches send us the traffic; it never queues data.
+//!
+//! The small socket and interface helpers below (socket options, bind,
+//! connect, ifreq ioctls) are the workspace's only copies: the control
+//! plane and the traffic tools use them too.
 
 use crate::bpf;
 use std::io;
@@ -21,14 +25,21 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn new_socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
+/// socket(2) with `SOCK_CLOEXEC` added, as an owned descriptor.
+pub fn new_socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: socket(2) has no memory-safety preconditions.
     let fd = cvt(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) })?;
     // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+/// setsockopt(2) with a value of any plain type `T`.
+pub fn setsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     // SAFETY: `value` points to a live T of the size passed.
     cvt(unsafe {
         libc::setsockopt(
@@ -42,6 +53,106 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
     .map(drop)
 }
 
+/// setsockopt(2) with an `int` value.
+pub fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: i32,
+) -> io::Result<()> {
+    setsockopt(fd, level, name, &value)
+}
+
+/// getsockopt(2) of an `int` option.
+pub fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<i32> {
+    let mut v: i32 = 0;
+    let mut len = size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live and writable; len says v's size.
+    cvt(unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut i32).cast(), &mut len) })?;
+    Ok(v)
+}
+
+/// bind(2) to a socket address of any family: `A` is the family's
+/// `sockaddr_*` struct (`sockaddr_in`, `sockaddr_ll`, `sockaddr_nl`); the
+/// kernel checks its family and length.
+pub fn bind_sockaddr<A>(fd: RawFd, sa: &A) -> io::Result<()> {
+    // SAFETY: `sa` is a live A and its size is passed; the kernel only
+    // reads that many bytes.
+    cvt(unsafe { libc::bind(fd, (sa as *const A).cast(), size_of::<A>() as u32) }).map(drop)
+}
+
+/// bind(2) to an IPv4 address.
+pub fn bind_in(fd: RawFd, addr: SocketAddrV4) -> io::Result<()> {
+    bind_sockaddr(fd, &sockaddr_in(addr))
+}
+
+/// connect(2) to an IPv4 address.
+pub fn connect_in(fd: RawFd, addr: SocketAddrV4) -> io::Result<()> {
+    let sin = sockaddr_in(addr);
+    // SAFETY: `sin` is a valid sockaddr_in and its size is passed.
+    cvt(unsafe {
+        libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as u32,
+        )
+    })
+    .map(drop)
+}
+
+/// `SO_BINDTODEVICE`: the socket sends and receives on interface `name`
+/// only.
+pub fn bind_to_device(fd: RawFd, name: &str) -> io::Result<()> {
+    let name = name.as_bytes();
+    // SAFETY: the pointer and length describe `name`, which outlives the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            name.as_ptr().cast(),
+            name.len() as u32,
+        )
+    })
+    .map(drop)
+}
+
+/// Runs an interface ioctl (`SIOCGIF*`) for interface `name` on a scratch
+/// UDP socket of the current namespace (unlike /sys, right in any
+/// namespace) and returns the 24 bytes of the `ifreq` union it filled.
+pub fn ifreq_ioctl(name: &str, req: libc::c_ulong) -> io::Result<[u8; 24]> {
+    let fd = new_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    // SAFETY: ifreq is plain old data; all-zero is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(name.as_bytes().iter().take(libc::IFNAMSIZ - 1))
+    {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: the SIOCGIF* requests read ifr_name and write the union of
+    // the ifreq we pass, which lives across the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), req as _, &mut ifr) })?;
+    // SAFETY: the union is 24 bytes of plain data (ifreq is 40: a 16-byte
+    // name and the union); reading it as bytes is valid whatever member
+    // the kernel wrote.
+    Ok(
+        unsafe {
+            std::mem::transmute_copy::<libc::__c_anonymous_ifr_ifru, [u8; 24]>(&ifr.ifr_ifru)
+        },
+    )
+}
+
+// `ifreq_ioctl` reads the union as 24 bytes.
+const _: () = assert!(size_of::<libc::__c_anonymous_ifr_ifru>() == 24);
+
+/// An interface's MTU (`SIOCGIFMTU`).
+pub fn iface_mtu(name: &str) -> io::Result<u32> {
+    let d = ifreq_ioctl(name, libc::SIOCGIFMTU)?;
+    Ok(i32::from_ne_bytes([d[0], d[1], d[2], d[3]]) as u32)
+}
+
 /// Attaches a classic BPF program (replacing any earlier one atomically).
 pub fn attach_filter(fd: RawFd, prog: &[bpf::Insn]) -> io::Result<()> {
     let fprog = libc::sock_fprog {
@@ -53,11 +164,14 @@ pub fn attach_filter(fd: RawFd, prog: &[bpf::Insn]) -> io::Result<()> {
 }
 
 /// Sets a socket buffer size, past `rmem_max`/`wmem_max` when we hold
-/// CAP_NET_ADMIN, else as large as the sysctl allows.
-fn set_buffer(fd: RawFd, force: libc::c_int, plain: libc::c_int, bytes: i32) {
+/// CAP_NET_ADMIN (the FORCE option), else as large as the sysctl allows.
+/// Returns the size the kernel reports afterwards (doubled for its
+/// bookkeeping), 0 if it cannot be read.
+pub fn set_buffer(fd: RawFd, force: libc::c_int, plain: libc::c_int, bytes: i32) -> i32 {
     if setsockopt(fd, libc::SOL_SOCKET, force, &bytes).is_err() {
         let _ = setsockopt(fd, libc::SOL_SOCKET, plain, &bytes);
     }
+    getsockopt_int(fd, libc::SOL_SOCKET, plain).unwrap_or(0)
 }
 
 const ETH_P_IP: u16 = 0x0800;
@@ -180,17 +294,7 @@ impl OutputSocket {
             setsockopt(raw, libc::IPPROTO_IP, libc::IP_TTL, &ttl)?;
         }
         // Pin the egress interface for unicast too: the rule names it.
-        let name = ifname.as_bytes();
-        // SAFETY: the pointer and length describe `name`, which outlives the call.
-        cvt(unsafe {
-            libc::setsockopt(
-                raw,
-                libc::SOL_SOCKET,
-                libc::SO_BINDTODEVICE,
-                name.as_ptr().cast(),
-                name.len() as u32,
-            )
-        })?;
+        bind_to_device(raw, ifname)?;
         set_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 4 << 20);
         Ok(OutputSocket { fd })
     }
@@ -200,15 +304,7 @@ impl OutputSocket {
     /// multicast, building it) for every datagram.
     pub fn open_connected(key: EgressKey, ifname: &str, dest: SocketAddrV4) -> io::Result<Self> {
         let sock = OutputSocket::open(key, ifname)?;
-        let sin = sockaddr_in(dest);
-        // SAFETY: `sin` is a valid sockaddr_in and its size is passed.
-        cvt(unsafe {
-            libc::connect(
-                sock.raw_fd(),
-                (&sin as *const libc::sockaddr_in).cast(),
-                size_of::<libc::sockaddr_in>() as u32,
-            )
-        })?;
+        connect_in(sock.raw_fd(), dest)?;
         Ok(sock)
     }
 
@@ -222,7 +318,8 @@ pub fn dest_addr(addr: SocketAddrV4) -> libc::sockaddr_in {
     sockaddr_in(addr)
 }
 
-fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
+/// An IPv4 socket address in the kernel's form.
+pub fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as u16,
         sin_port: addr.port().to_be(),
@@ -330,15 +427,7 @@ impl UnicastSink {
     pub fn bind(addr: SocketAddrV4) -> io::Result<Self> {
         let fd = new_socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0)?;
         attach_filter(fd.as_raw_fd(), &bpf::drop_all())?;
-        let sin = sockaddr_in(addr);
-        // SAFETY: `sin` is a valid sockaddr_in and its size is passed.
-        cvt(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sin as *const libc::sockaddr_in).cast(),
-                size_of::<libc::sockaddr_in>() as u32,
-            )
-        })?;
+        bind_in(fd.as_raw_fd(), addr)?;
         Ok(UnicastSink { _fd: fd })
     }
 }

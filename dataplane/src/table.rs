@@ -5,8 +5,8 @@
 //! engine loads it once per batch, so a swap is one pointer store and costs
 //! the data path nothing.
 
-use crate::wire::ethernet::MacAddr;
 use arc_swap::ArcSwap;
+use mcr_wire::MacAddr;
 use rustc_hash::FxHashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;

@@ -13,21 +13,15 @@
 //! read user memory later), so a slot is free again once the submission
 //! queue is empty.
 
+use crate::socket::{bind_sockaddr, new_socket, set_buffer};
 use crate::table::LinkInfo;
-use crate::wire::ethernet::{self, MacAddr};
-use crate::wire::{ipv4, udp};
+use mcr_wire::{ethernet, ipv4, udp, MacAddr};
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// Ethernet + IPv4 (no options) + UDP.
 pub const HEADER_LEN: usize = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN;
-
-/// The link-layer address a multicast group maps to (RFC 1112, 6.4).
-pub fn multicast_mac(group: std::net::Ipv4Addr) -> MacAddr {
-    let o = group.octets();
-    MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
-}
 
 /// An `AF_PACKET` socket that only sends, on one interface.
 #[derive(Debug)]
@@ -38,50 +32,18 @@ pub struct PacketTxSocket {
 impl PacketTxSocket {
     pub fn open(ifindex: u32) -> io::Result<PacketTxSocket> {
         // Protocol 0: the socket receives nothing.
-        // SAFETY: socket(2) has no memory-safety preconditions.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just created and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = new_socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
         // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_ifindex = ifindex as i32;
-        // SAFETY: `sll` is a valid sockaddr_ll and its size is passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let bytes: i32 = 4 << 20;
-        for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
-            // SAFETY: `bytes` is a live i32 of the size passed.
-            let rc = unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&bytes as *const i32).cast(),
-                    4,
-                )
-            };
-            if rc == 0 {
-                break;
-            }
-        }
+        bind_sockaddr(fd.as_raw_fd(), &sll)?;
+        set_buffer(
+            fd.as_raw_fd(),
+            libc::SO_SNDBUFFORCE,
+            libc::SO_SNDBUF,
+            4 << 20,
+        );
         Ok(PacketTxSocket { fd })
     }
 
@@ -106,7 +68,7 @@ impl PacketRoute {
     pub fn new(fd: RawFd, link: LinkInfo, dest: SocketAddrV4, ttl: u8) -> PacketRoute {
         PacketRoute {
             fd,
-            dst_mac: multicast_mac(*dest.ip()),
+            dst_mac: MacAddr::from_ipv4_multicast(*dest.ip()),
             src_mac: link.mac,
             src: link.addr,
             dest,
@@ -121,29 +83,56 @@ impl PacketRoute {
     }
 
     /// Writes the headers for a payload of `len` bytes.
+    #[inline]
     pub fn emit(&self, hdr: &mut [u8; HEADER_LEN], src_port: u16, len: usize) {
-        ethernet::Repr {
-            src: self.src_mac,
-            dst: self.dst_mac,
-            ethertype: ethernet::ETHERTYPE_IPV4,
-        }
-        .emit(&mut hdr[..ethernet::HEADER_LEN]);
-        ipv4::Repr {
-            src: self.src,
-            dst: *self.dest.ip(),
-            protocol: ipv4::PROTO_UDP,
-            ttl: self.ttl,
-            payload_len: udp::HEADER_LEN + len,
-            fragment: false,
-        }
-        .emit(&mut hdr[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN]);
-        udp::Repr {
-            src_port,
-            dst_port: self.dest.port(),
-            payload_len: len,
-        }
-        .emit(&mut hdr[ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN..]);
+        emit_headers(
+            hdr,
+            self.src_mac,
+            self.dst_mac,
+            SocketAddrV4::new(self.src, src_port),
+            self.dest,
+            self.ttl,
+            len,
+        );
     }
+}
+
+/// Writes Ethernet, IPv4 (20 bytes, DF, id 0, valid checksum) and UDP
+/// (checksum 0, "none") headers for a `len`-byte payload from `src` to
+/// `dst`: the one header builder of the workspace, used by the engine's
+/// transmit path and by mcrgen's `--af-packet` mode.
+#[inline]
+pub fn emit_headers(
+    hdr: &mut [u8; HEADER_LEN],
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    ttl: u8,
+    len: usize,
+) {
+    let (eth_hdr, rest) = hdr.split_at_mut(ethernet::HEADER_LEN);
+    let (ip_hdr, udp_hdr) = rest.split_at_mut(ipv4::MIN_HEADER_LEN);
+    ethernet::Repr {
+        src_addr: src_mac,
+        dst_addr: dst_mac,
+        ethertype: ethernet::ETHERTYPE_IPV4,
+    }
+    .emit(&mut ethernet::Frame::new_unchecked(eth_hdr));
+    ipv4::Repr::new(
+        *src.ip(),
+        *dst.ip(),
+        ipv4::PROTO_UDP,
+        ttl,
+        udp::HEADER_LEN + len,
+    )
+    .emit(&mut ipv4::Packet::new_unchecked(ip_hdr));
+    udp::Repr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+        payload_len: len,
+    }
+    .emit(&mut udp::Packet::new_unchecked(udp_hdr), None);
 }
 
 /// One queued send's header and message description.
@@ -222,14 +211,6 @@ mod tests {
     use std::net::Ipv4Addr;
 
     #[test]
-    fn multicast_mac_keeps_low_23_bits() {
-        assert_eq!(
-            multicast_mac(Ipv4Addr::new(239, 129, 2, 3)),
-            MacAddr([0x01, 0x00, 0x5e, 0x01, 0x02, 0x03])
-        );
-    }
-
-    #[test]
     fn headers_parse_back() {
         let route = PacketRoute::new(
             -1,
@@ -241,16 +222,17 @@ mod tests {
             SocketAddrV4::new(Ipv4Addr::new(239, 2, 2, 2), 6000),
             5,
         );
-        let mut frame = vec![0u8; HEADER_LEN + 100];
+        let mut frame = [0u8; HEADER_LEN + 100];
         let mut hdr = [0u8; HEADER_LEN];
         route.emit(&mut hdr, 4000, 100);
         frame[..HEADER_LEN].copy_from_slice(&hdr);
-        let eth = ethernet::Frame::new_checked(&frame).unwrap();
-        assert_eq!(eth.dst(), MacAddr([1, 0, 0x5e, 2, 2, 2]));
+        let eth = ethernet::Frame::new_checked(&frame[..]).unwrap();
+        assert_eq!(eth.dst_addr(), MacAddr([1, 0, 0x5e, 2, 2, 2]));
         let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
         assert_eq!(ip.ttl(), 5);
-        assert_eq!(ip.dst(), Ipv4Addr::new(239, 2, 2, 2));
-        assert_eq!(ipv4::checksum(&eth.payload()[..20]), 0);
+        assert_eq!(ip.dst_addr(), Ipv4Addr::new(239, 2, 2, 2));
+        assert!(ip.dont_frag() && !ip.is_fragment());
+        assert!(ipv4::Repr::parse(&ip).is_ok(), "valid header checksum");
         let u = udp::Packet::new_checked(ip.payload()).unwrap();
         assert_eq!(
             (u.src_port(), u.dst_port(), u.payload().len()),

@@ -553,7 +553,10 @@ fn fake_daemon(path: &Path, answer: Option<String>) -> std::thread::JoinHandle<(
     std::thread::spawn(move || {
         if let Ok((s, _)) = listener.accept() {
             let mut w = s.try_clone().unwrap();
-            let _ = writeln!(w, "{{\"hello\":\"mcrd\",\"version\":\"0.1.0\",\"protocol\":1}}");
+            let _ = writeln!(
+                w,
+                "{{\"hello\":\"mcrd\",\"version\":\"0.1.0\",\"protocol\":1}}"
+            );
             let mut line = String::new();
             let _ = BufReader::new(s).read_line(&mut line);
             match answer {

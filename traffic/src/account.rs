@@ -7,19 +7,11 @@ use serde::Serialize;
 pub const WINDOW: u64 = 1 << 16;
 const WINDOW_WORDS: usize = (WINDOW / 64) as usize;
 
-/// FNV-1a 64-bit offset basis.
-pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-/// Continue an FNV-1a 64 hash over `bytes`.
-#[inline]
-pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(FNV_PRIME);
-    }
-    h
-}
+// Byte-wise FNV-1a and its constants live in one place, the config
+// crate's rule ids; `payload_hash` below is a different (word-wise) hash
+// built from the same step.
+use mcr_config::FNV_PRIME;
+pub use mcr_config::{fnv1a, FNV_OFFSET};
 
 /// Continue the payload hash over one payload: FNV-1a's xor-multiply step
 /// over 8-byte little-endian words, then the remaining bytes one by one.

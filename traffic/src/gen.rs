@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::ethtool;
 use super::header::{self, MAX_PAYLOAD};
 use super::sys::{self, Iface};
+use mcr_wire::MacAddr;
 
 /// Most packets handed to one `sendmmsg`.
 pub const MAX_BATCH: usize = 64;
@@ -177,7 +178,7 @@ fn open_socket(args: &GenArgs) -> anyhow::Result<OwnedFd> {
                 imr_ifindex: 0,
             };
             if multicast {
-                sys::setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &m)
+                sys::setsockopt(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &m)
                     .with_context(|| format!("IP_MULTICAST_IF {a}"))?;
             }
         }
@@ -189,57 +190,48 @@ fn open_socket(args: &GenArgs) -> anyhow::Result<OwnedFd> {
                 imr_ifindex: idx as i32,
             };
             if multicast {
-                sys::setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &m)
+                sys::setsockopt(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &m)
                     .with_context(|| format!("IP_MULTICAST_IF {n}"))?;
             }
-            sys::bind_to_device(&fd, &n)
+            sys::bind_to_device(fd.as_raw_fd(), &n)
                 .with_context(|| format!("SO_BINDTODEVICE {n} (needs CAP_NET_RAW)"))?;
         }
     }
     sys::bind(&fd, SocketAddrV4::new(bind_ip, args.source_port))?;
     let ttl = args.ttl.unwrap_or(if multicast { 1 } else { 64 }) as i32;
     if multicast {
-        sys::setsockopt_int(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, ttl)
-            .context("IP_MULTICAST_TTL")?;
         sys::setsockopt_int(
-            &fd,
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_TTL,
+            ttl,
+        )
+        .context("IP_MULTICAST_TTL")?;
+        sys::setsockopt_int(
+            fd.as_raw_fd(),
             libc::IPPROTO_IP,
             libc::IP_MULTICAST_LOOP,
             args.multicast_loop as i32,
         )
         .context("IP_MULTICAST_LOOP")?;
     } else {
-        sys::setsockopt_int(&fd, libc::IPPROTO_IP, libc::IP_TTL, ttl).context("IP_TTL")?;
+        sys::setsockopt_int(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_TTL, ttl)
+            .context("IP_TTL")?;
         // Lets a broadcast destination work; harmless otherwise.
-        let _ = sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_BROADCAST, 1);
+        let _ = sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_BROADCAST, 1);
     }
     // Report a full qdisc as ENOBUFS instead of dropping silently, so the
     // packet can be sent again.
-    sys::setsockopt_int(&fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1).context("IP_RECVERR")?;
+    sys::setsockopt_int(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_RECVERR, 1)
+        .context("IP_RECVERR")?;
     Ok(fd)
 }
 
 /// Length of the Ethernet + IPv4 + UDP headers of an `--af-packet` frame.
-const FRAME_HDR: usize = 14 + 20 + 8;
+const FRAME_HDR: usize = mcr_dataplane::tx::HEADER_LEN;
 
-/// Ethernet destination of an IPv4 multicast group (RFC 1112).
-fn multicast_mac(g: Ipv4Addr) -> [u8; 6] {
-    let o = g.octets();
-    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
-}
-
-fn ip_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// Ethernet + IPv4 + UDP headers for an `--af-packet` frame (UDP checksum 0).
+/// Ethernet + IPv4 + UDP headers for an `--af-packet` frame (UDP checksum
+/// 0): the engine's transmit-path builder, so both write the same bytes.
 fn frame_header(
     src_mac: [u8; 6],
     src: SocketAddrV4,
@@ -248,23 +240,15 @@ fn frame_header(
     size: usize,
 ) -> [u8; FRAME_HDR] {
     let mut f = [0u8; FRAME_HDR];
-    f[0..6].copy_from_slice(&multicast_mac(*dst.ip()));
-    f[6..12].copy_from_slice(&src_mac);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + 8 + size) as u16).to_be_bytes());
-    ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
-    ip[8] = ttl;
-    ip[9] = libc::IPPROTO_UDP as u8;
-    ip[12..16].copy_from_slice(&src.ip().octets());
-    ip[16..20].copy_from_slice(&dst.ip().octets());
-    let c = ip_checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let udp = &mut f[34..42];
-    udp[0..2].copy_from_slice(&src.port().to_be_bytes());
-    udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    udp[4..6].copy_from_slice(&((8 + size) as u16).to_be_bytes());
+    mcr_dataplane::tx::emit_headers(
+        &mut f,
+        MacAddr(src_mac),
+        MacAddr::from_ipv4_multicast(*dst.ip()),
+        src,
+        dst,
+        ttl,
+        size,
+    );
     f
 }
 
@@ -385,8 +369,13 @@ fn prepare_gso(args: &GenArgs, fd: &OwnedFd) -> anyhow::Result<usize> {
             "mcrgen: turned {feature} off on {ifname} so the kernel sends single datagrams (--gso)"
         );
     }
-    sys::setsockopt_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT, args.size as i32)
-        .context("UDP_SEGMENT")?;
+    sys::setsockopt_int(
+        fd.as_raw_fd(),
+        libc::SOL_UDP,
+        libc::UDP_SEGMENT,
+        args.size as i32,
+    )
+    .context("UDP_SEGMENT")?;
     Ok(MAX_BATCH.min(65_507 / args.size as usize).max(1))
 }
 
@@ -705,10 +694,6 @@ mod tests {
 
     #[test]
     fn frame_headers() {
-        assert_eq!(
-            multicast_mac(Ipv4Addr::new(239, 129, 2, 3)),
-            [1, 0, 0x5e, 1, 2, 3]
-        );
         let f = frame_header(
             [2, 0, 0, 0, 0, 1],
             SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 4000),
@@ -716,11 +701,11 @@ mod tests {
             7,
             64,
         );
-        assert_eq!(
-            ip_checksum(&f[14..34]),
-            0,
-            "checksum over a valid header is 0"
+        assert!(
+            mcr_wire::checksum::verify(&f[14..34]),
+            "valid IPv4 header checksum"
         );
+        assert_eq!(&f[0..6], &[1, 0, 0x5e, 1, 1, 1]);
         assert_eq!(&f[16..18], &92u16.to_be_bytes());
         assert_eq!(f[22], 7);
         assert_eq!(&f[36..38], &5000u16.to_be_bytes());

@@ -230,18 +230,26 @@ fn open_socket(args: &ListenArgs) -> anyhow::Result<(OwnedFd, i32)> {
     let fd = sys::udp_socket()?;
     let group = args.group.unwrap_or(Ipv4Addr::UNSPECIFIED);
     let multicast = group.is_multicast();
-    sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1).context("SO_REUSEADDR")?;
-    let rcvbuf = sys::set_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF);
-    sys::setsockopt_int(&fd, libc::IPPROTO_IP, libc::IP_RECVTTL, 1).context("IP_RECVTTL")?;
-    sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+    sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+        .context("SO_REUSEADDR")?;
+    let rcvbuf = sys::set_buffer(
+        fd.as_raw_fd(),
+        libc::SO_RCVBUFFORCE,
+        libc::SO_RCVBUF,
+        RCVBUF,
+    );
+    sys::setsockopt_int(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, 1)
+        .context("IP_RECVTTL")?;
+    sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
         .context("SO_TIMESTAMPNS")?;
     let tv = libc::timeval {
         tv_sec: 0,
         tv_usec: POLL.as_micros() as libc::suseconds_t,
     };
-    sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv).context("SO_RCVTIMEO")?;
+    sys::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
+        .context("SO_RCVTIMEO")?;
     if args.gro {
-        sys::setsockopt_int(&fd, libc::SOL_UDP, libc::UDP_GRO, 1).context("UDP_GRO")?;
+        sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1).context("UDP_GRO")?;
     }
     let iface = args.interface.as_deref().map(Iface::parse);
     let mut ifindex = 0u32;
@@ -251,14 +259,14 @@ fn open_socket(args: &ListenArgs) -> anyhow::Result<(OwnedFd, i32)> {
         Some(Iface::Addr(a)) => ifaddr = *a,
         Some(Iface::Name(n)) => {
             ifindex = sys::ifindex(n)?;
-            if let Err(e) = sys::bind_to_device(&fd, n) {
+            if let Err(e) = sys::bind_to_device(fd.as_raw_fd(), n) {
                 tracing::warn!("SO_BINDTODEVICE {n}: {e}; counting traffic from any interface");
             }
         }
     }
     if multicast {
         // Only groups this socket joined, not every group the host joined.
-        sys::setsockopt_int(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 0)
+        sys::setsockopt_int(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 0)
             .context("IP_MULTICAST_ALL")?;
     }
     sys::bind(&fd, SocketAddrV4::new(group, args.port))?;
@@ -270,8 +278,13 @@ fn open_socket(args: &ListenArgs) -> anyhow::Result<(OwnedFd, i32)> {
                     imr_interface: sys::in_addr(ifaddr),
                     imr_sourceaddr: sys::in_addr(src),
                 };
-                sys::setsockopt(&fd, libc::IPPROTO_IP, libc::IP_ADD_SOURCE_MEMBERSHIP, &m)
-                    .with_context(|| format!("join ({src}, {group})"))?;
+                sys::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_ADD_SOURCE_MEMBERSHIP,
+                    &m,
+                )
+                .with_context(|| format!("join ({src}, {group})"))?;
             }
             Some(src) => {
                 let g = libc::group_source_req {
@@ -279,8 +292,13 @@ fn open_socket(args: &ListenArgs) -> anyhow::Result<(OwnedFd, i32)> {
                     gsr_group: storage(group),
                     gsr_source: storage(src),
                 };
-                sys::setsockopt(&fd, libc::IPPROTO_IP, libc::MCAST_JOIN_SOURCE_GROUP, &g)
-                    .with_context(|| format!("join ({src}, {group})"))?;
+                sys::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::MCAST_JOIN_SOURCE_GROUP,
+                    &g,
+                )
+                .with_context(|| format!("join ({src}, {group})"))?;
             }
             None => {
                 let m = libc::ip_mreqn {
@@ -288,8 +306,13 @@ fn open_socket(args: &ListenArgs) -> anyhow::Result<(OwnedFd, i32)> {
                     imr_address: sys::in_addr(ifaddr),
                     imr_ifindex: ifindex as i32,
                 };
-                sys::setsockopt(&fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &m)
-                    .with_context(|| format!("join {group}"))?;
+                sys::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_ADD_MEMBERSHIP,
+                    &m,
+                )
+                .with_context(|| format!("join {group}"))?;
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -41,77 +41,15 @@ pub fn stop_requested() -> bool {
     STOP.get().is_some_and(|f| f.load(Ordering::Relaxed))
 }
 
+// The socket-option, address and bind helpers are the data plane's (one
+// copy in the workspace); the wrappers here only add error context.
+pub use mcr_dataplane::socket::{
+    bind_to_device, set_buffer, setsockopt, setsockopt_int, sockaddr_in,
+};
+
 pub fn udp_socket() -> anyhow::Result<OwnedFd> {
-    // SAFETY: plain socket(2) call; the fd is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error()).context("socket(AF_INET, SOCK_DGRAM)");
-    }
-    // SAFETY: fd is a fresh, valid descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-pub fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, val: &T) -> io::Result<()> {
-    // SAFETY: val points to a live T of the given size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            val as *const T as *const libc::c_void,
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-pub fn setsockopt_int(fd: &OwnedFd, level: i32, name: i32, val: i32) -> io::Result<()> {
-    setsockopt(fd, level, name, &val)
-}
-
-pub fn getsockopt_int(fd: &OwnedFd, level: i32, name: i32) -> io::Result<i32> {
-    let mut v: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: v and len are valid for writes.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            &mut v as *mut i32 as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(v)
-    }
-}
-
-/// Set a buffer size with the FORCE variant (CAP_NET_ADMIN), falling back to
-/// the plain option (capped by net.core.[rw]mem_max). Returns the size the
-/// kernel reports afterwards (which is doubled bookkeeping space).
-pub fn set_buffer(fd: &OwnedFd, force: i32, plain: i32, bytes: i32) -> i32 {
-    if setsockopt_int(fd, libc::SOL_SOCKET, force, bytes).is_err() {
-        let _ = setsockopt_int(fd, libc::SOL_SOCKET, plain, bytes);
-    }
-    getsockopt_int(fd, libc::SOL_SOCKET, plain).unwrap_or(0)
-}
-
-pub fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
+    mcr_dataplane::socket::new_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+        .context("socket(AF_INET, SOCK_DGRAM)")
 }
 
 pub fn from_sockaddr_in(sa: &libc::sockaddr_in) -> SocketAddrV4 {
@@ -128,37 +66,13 @@ pub fn in_addr(a: Ipv4Addr) -> libc::in_addr {
 }
 
 pub fn bind(fd: &OwnedFd, a: SocketAddrV4) -> anyhow::Result<()> {
-    let sa = sockaddr_in(a);
-    // SAFETY: sa is a valid sockaddr_in.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error()).with_context(|| format!("bind({a})"));
-    }
-    Ok(())
+    mcr_dataplane::socket::bind_in(fd.as_raw_fd(), a).with_context(|| format!("bind({a})"))
 }
 
 /// connect(2) a UDP socket, so the kernel caches the route (for multicast
 /// it otherwise builds a new one per packet).
 pub fn connect(fd: &OwnedFd, a: SocketAddrV4) -> anyhow::Result<()> {
-    let sa = sockaddr_in(a);
-    // SAFETY: sa is a valid sockaddr_in.
-    let rc = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error()).with_context(|| format!("connect({a})"));
-    }
-    Ok(())
+    mcr_dataplane::socket::connect_in(fd.as_raw_fd(), a).with_context(|| format!("connect({a})"))
 }
 
 /// Empty the socket error queue (IP_RECVERR) without blocking.
@@ -217,24 +131,6 @@ pub fn ifindex(name: &str) -> anyhow::Result<u32> {
     Ok(idx)
 }
 
-pub fn bind_to_device(fd: &OwnedFd, name: &str) -> io::Result<()> {
-    // SAFETY: name bytes are valid for name.len() bytes.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            name.as_ptr() as *const libc::c_void,
-            name.len() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// What an AF_PACKET sender needs to know about an interface.
 #[derive(Debug, Clone)]
 pub struct IfInfo {
@@ -244,46 +140,19 @@ pub struct IfInfo {
     pub addr: Option<Ipv4Addr>,
 }
 
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    data: [u64; 3],
-}
-
-fn ifreq_ioctl(fd: &OwnedFd, name: &str, req: libc::c_ulong) -> io::Result<[u8; 24]> {
-    let mut r = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        data: [0; 3],
-    };
-    let n = name.len().min(libc::IFNAMSIZ - 1);
-    r.name[..n].copy_from_slice(&name.as_bytes()[..n]);
-    // SAFETY: r is a properly sized struct ifreq (40 bytes).
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req as _, &mut r as *mut IfReq) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut out = [0u8; 24];
-    for (i, w) in r.data.iter().enumerate() {
-        out[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
-    }
-    Ok(out)
-}
-
 /// Index, MAC, MTU and (first) IPv4 address of an interface, through
 /// ioctls in the current network namespace.
 pub fn iface_info(name: &str) -> anyhow::Result<IfInfo> {
+    use mcr_dataplane::socket::{iface_mtu, ifreq_ioctl};
     let index = ifindex(name)?;
-    let fd = udp_socket()?;
-    let hw = ifreq_ioctl(&fd, name, libc::SIOCGIFHWADDR)
-        .with_context(|| format!("SIOCGIFHWADDR {name}"))?;
-    let mtu =
-        ifreq_ioctl(&fd, name, libc::SIOCGIFMTU).with_context(|| format!("SIOCGIFMTU {name}"))?;
-    let addr = ifreq_ioctl(&fd, name, libc::SIOCGIFADDR)
+    let hw =
+        ifreq_ioctl(name, libc::SIOCGIFHWADDR).with_context(|| format!("SIOCGIFHWADDR {name}"))?;
+    let mtu = iface_mtu(name).with_context(|| format!("SIOCGIFMTU {name}"))?;
+    let addr = ifreq_ioctl(name, libc::SIOCGIFADDR)
         .ok()
         .map(|d| Ipv4Addr::new(d[4], d[5], d[6], d[7]));
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&hw[2..8]);
-    let mtu = i32::from_ne_bytes(mtu[0..4].try_into().unwrap()) as u32;
     Ok(IfInfo {
         index,
         mac,

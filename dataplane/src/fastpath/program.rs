@@ -197,7 +197,7 @@ impl Gen {
     /// its IPv4 checksum (the input's TOS, id, flags and lengths stay).
     fn build_header(&mut self, o: &FastOutput) {
         let mut macs = [0u8; 12];
-        macs[..6].copy_from_slice(&crate::tx::multicast_mac(*o.dest.ip()).0);
+        macs[..6].copy_from_slice(&mcr_wire::MacAddr::from_ipv4_multicast(*o.dest.ip()).0);
         macs[6..].copy_from_slice(&o.src_mac);
         // HDR is 2 mod 4: the MACs go in as 2 + 4 + 4 + 2 bytes.
         self.a
