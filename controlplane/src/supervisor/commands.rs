@@ -95,6 +95,9 @@ impl Supervisor {
                         ),
                     );
                 }
+                if let Err(why) = check_socket_filter(&level, target.as_deref()) {
+                    return Response::error("invalid_arguments", why);
+                }
                 let filter = match target {
                     // Replace this target's directive rather than piling up.
                     Some(t) => {
@@ -475,6 +478,39 @@ impl Supervisor {
     }
 }
 
+/// The longest log filter accepted from the control socket, and the most
+/// directives in it.
+pub const MAX_SOCKET_FILTER_LEN: usize = 1024;
+/// See [`MAX_SOCKET_FILTER_LEN`].
+pub const MAX_SOCKET_FILTER_DIRECTIVES: usize = 32;
+
+/// Refuses log filters a control client may not set: span field filters
+/// (`target[span{field=value}]`), whose values tracing-subscriber compiles
+/// as regular expressions with no bound on time or memory (19 nested
+/// repetitions froze the control thread 7.3 s, doubling with each one),
+/// and filters too long to be anything but an attack. The operator can
+/// still give any filter with `--log-level` at start.
+pub fn check_socket_filter(level: &str, target: Option<&str>) -> Result<(), String> {
+    let text = format!("{}{level}", target.unwrap_or(""));
+    if text.len() > MAX_SOCKET_FILTER_LEN {
+        return Err(format!(
+            "log filter over {MAX_SOCKET_FILTER_LEN} bytes; set long filters with --log-level at start"
+        ));
+    }
+    if level.split(',').count() > MAX_SOCKET_FILTER_DIRECTIVES {
+        return Err(format!(
+            "log filter with more than {MAX_SOCKET_FILTER_DIRECTIVES} directives; set it with --log-level at start"
+        ));
+    }
+    if text.contains(['[', ']', '{', '}']) {
+        return Err(
+            "span and field filters ([span{field=value}]) are not accepted over the control socket (their values are regular expressions); set them with --log-level at start"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 pub(super) fn file_hash_of(path: &Path) -> Option<u64> {
     std::fs::read(path).ok().map(|b| mcr_config::fnv1a64(&b))
 }
@@ -600,6 +636,16 @@ mod tests {
         assert_eq!(d.removed, vec!["c"]);
         assert_eq!(d.changed, vec!["b"]);
         assert_eq!(d.unchanged, 1);
+    }
+
+    #[test]
+    fn socket_filters_refuse_regexes_and_size() {
+        assert!(check_socket_filter("mcr[{x=(a|b)*a}]=debug", None).is_err());
+        assert!(check_socket_filter("debug", Some("mcr[span]")).is_err());
+        assert!(check_socket_filter(&"a=debug,".repeat(40), None).is_err());
+        assert!(check_socket_filter(&"x".repeat(2000), None).is_err());
+        assert!(check_socket_filter("mcr_dataplane=debug,info", None).is_ok());
+        assert!(check_socket_filter("trace", Some("mcr_controlplane")).is_ok());
     }
 
     #[test]

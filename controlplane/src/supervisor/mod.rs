@@ -120,7 +120,10 @@ pub struct ReloadRecord {
 /// How often the interface list is rescanned even without a netlink
 /// notification (a lost notification costs at most this long).
 const RESCAN_INTERVAL: Duration = Duration::from_secs(2);
-const POLL_INTERVAL_MS: i32 = 100;
+const POLL_INTERVAL_MS: u64 = 100;
+/// How long one round may spend executing control requests before it looks
+/// at signals, interface events and the other fds again.
+const SERVE_BUDGET: Duration = Duration::from_millis(20);
 
 impl Supervisor {
     pub fn start(options: Options, config: Config) -> anyhow::Result<Supervisor> {
@@ -225,18 +228,31 @@ impl Supervisor {
                 revents: 0,
             });
             self.control.poll_fds(&mut fds);
+            let timeout = self
+                .control
+                .poll_timeout(Duration::from_millis(POLL_INTERVAL_MS));
             // SAFETY: `fds` is a valid array of pollfd of the length passed.
             unsafe {
                 libc::poll(
                     fds.as_mut_ptr(),
                     fds.len() as libc::nfds_t,
-                    POLL_INTERVAL_MS,
+                    timeout.as_millis() as i32,
                 )
             };
-            for pending in self.control.poll() {
+            self.control.poll();
+            // Requests in turns, within a time budget: what is left waits
+            // for the next round, after signals and interface events.
+            let deadline = Instant::now() + SERVE_BUDGET;
+            while let Some(pending) = self.control.next_request() {
                 self.serve(pending);
+                if Instant::now() >= deadline || signals.terminate.load(Ordering::Relaxed) {
+                    break;
+                }
             }
             self.control.flush_all();
+            if signals.terminate.load(Ordering::Relaxed) {
+                break;
+            }
             if self.rates.due() {
                 self.rates
                     .sample(&self.rule_totals(), &self.engines.stats());
@@ -250,8 +266,14 @@ impl Supervisor {
                 let _ = self.reload(None, false);
             }
         }
+        // The socket first: a restart right after SIGTERM must find the
+        // path free, however long the rest of the stop takes.
+        self.control.release();
         tracing::info!("stopping");
         self.engines.stop_within(Duration::from_millis(1500));
+        let t = Instant::now();
+        self.memberships.release_all();
+        tracing::debug!(took_ms = t.elapsed().as_millis() as u64, "groups left");
         let drops = self.drops();
         tracing::info!(
             frames = self.engines.stats().iter().map(|e| e.frames).sum::<u64>(),
