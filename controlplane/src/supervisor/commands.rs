@@ -25,7 +25,7 @@ impl Supervisor {
         }
         if let Ok(Request::Subscribe { events }) = &pending.request {
             let response = subscribe_answer(events);
-            let ok = matches!(response, Response::Ok(_));
+            let ok = response.is_ok();
             self.control
                 .respond(pending.client, pending.id.as_ref(), &response);
             if ok {
@@ -57,7 +57,7 @@ impl Supervisor {
             Request::List => Response::Ok(self.list()),
             Request::Add { rule } => self.add(rule),
             Request::Remove { rule_id, name } => self.remove(rule_id, name),
-            Request::Stats => Response::Ok(self.stats_json()),
+            Request::Stats => Response::OkText(self.stats_text()),
             Request::Cores => Response::Ok(self.cores()),
             Request::ConfigShow => {
                 Response::Ok(json!({ "json5": self.running_config().to_json5() }))
@@ -290,28 +290,60 @@ impl Supervisor {
         Response::Ok(json!({ "removed": rid }))
     }
 
-    fn stats_json(&self) -> Value {
+    /// `stats` as JSON text, serialized straight from typed rows: with
+    /// 10,000 rules a `Value` tree made each answer cost ~0.4 s (debug).
+    fn stats_text(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            output: &'a str,
+            packets: u64,
+            bytes: u64,
+            pps: f64,
+            bps: f64,
+            full: u64,
+            errors: u64,
+        }
+        #[derive(serde::Serialize)]
+        struct RuleRow<'a> {
+            id: &'a str,
+            packets: u64,
+            bytes: u64,
+            pps: f64,
+            bps: f64,
+            outputs: Vec<Out<'a>>,
+        }
+        #[derive(serde::Serialize)]
+        struct Stats<'a> {
+            drops: mcr_dataplane::Drops,
+            engines: Vec<Value>,
+            rules: Vec<RuleRow<'a>>,
+        }
         let totals = self.rule_totals();
-        let rules: Vec<Value> = totals
+        let rules = totals
             .iter()
             .map(|r| {
                 let rate = self.rates.rule(r);
-                json!({
-                    "id": r.id,
-                    "packets": r.packets,
-                    "bytes": r.bytes,
-                    "pps": rate.pps,
-                    "bps": rate.bps,
-                    "outputs": r.outputs.iter().enumerate().map(|(i, o)| json!({
-                        "output": o.output,
-                        "packets": o.packets,
-                        "bytes": o.bytes,
-                        "pps": rate.outputs_pps.get(i).copied().unwrap_or(0.0),
-                        "bps": rate.outputs_bps.get(i).copied().unwrap_or(0.0),
-                        "full": o.full,
-                        "errors": o.errors,
-                    })).collect::<Vec<_>>(),
-                })
+                RuleRow {
+                    id: &r.id,
+                    packets: r.packets,
+                    bytes: r.bytes,
+                    pps: rate.pps,
+                    bps: rate.bps,
+                    outputs: r
+                        .outputs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, o)| Out {
+                            output: &o.output,
+                            packets: o.packets,
+                            bytes: o.bytes,
+                            pps: rate.outputs_pps.get(i).copied().unwrap_or(0.0),
+                            bps: rate.outputs_bps.get(i).copied().unwrap_or(0.0),
+                            full: o.full,
+                            errors: o.errors,
+                        })
+                        .collect(),
+                }
             })
             .collect();
         let engines: Vec<Value> = self
@@ -324,7 +356,12 @@ impl Supervisor {
                 v
             })
             .collect();
-        json!({ "rules": rules, "engines": engines, "drops": self.drops() })
+        let stats = Stats {
+            drops: self.drops(),
+            engines,
+            rules,
+        };
+        serde_json::to_string(&stats).unwrap_or_else(|_| "{}".into())
     }
 
     fn cores(&self) -> Value {

@@ -441,9 +441,12 @@ impl Supervisor {
                 }
             }
         }
-        // Rules that disappeared (removed or reloaded away).
+        // Rules that disappeared (removed or reloaded away). A set, not a
+        // scan per rule: that was O(rules²), most of an `add` at 10,000.
+        let now_ids: std::collections::HashSet<&str> =
+            compiled.statuses.iter().map(|s| s.id.as_str()).collect();
         for s in &self.statuses {
-            if !compiled.statuses.iter().any(|n| n.id == s.id) {
+            if !now_ids.contains(s.id.as_str()) {
                 changes.push(serde_json::json!({"event": "rule", "id": s.id, "state": "removed"}));
             }
         }
@@ -492,20 +495,22 @@ impl Supervisor {
 
     /// Counters per rule, summed over engines, in table order.
     pub fn rule_totals(&self) -> Vec<RuleTotals> {
-        let mut totals: BTreeMap<String, RuleTotals> = BTreeMap::new();
-        for engine in self.engines.stats() {
-            for r in &engine.rules {
-                add_rule(totals.entry(r.id.clone()).or_default(), r);
-            }
-        }
-        if let FastState::Open(f) = &self.fast {
-            for r in &f.rule_stats() {
-                add_rule(totals.entry(r.id.clone()).or_default(), r);
-            }
+        let engines = self.engines.stats();
+        let fast = match &self.fast {
+            FastState::Open(f) => f.rule_stats(),
+            _ => Vec::new(),
+        };
+        // Keyed by borrowed ids: one hash lookup per rule and engine, and
+        // one id copy per rule.
+        let mut totals: std::collections::HashMap<&str, RuleTotals> =
+            std::collections::HashMap::with_capacity(self.statuses.len());
+        let all = engines.iter().flat_map(|e| e.rules.iter()).chain(&fast);
+        for r in all {
+            add_rule(totals.entry(r.id.as_str()).or_default(), r);
         }
         self.statuses
             .iter()
-            .filter_map(|s| totals.remove(&s.id))
+            .filter_map(|s| totals.remove(s.id.as_str()))
             .collect()
     }
 
@@ -525,7 +530,9 @@ impl Supervisor {
 }
 
 fn add_rule(t: &mut RuleTotals, r: &RuleStats) {
-    t.id.clone_from(&r.id);
+    if t.id.is_empty() {
+        t.id.clone_from(&r.id);
+    }
     t.packets += r.packets;
     t.bytes += r.bytes;
     // By output name, not position: engines briefly on different tables
