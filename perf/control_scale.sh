@@ -72,7 +72,7 @@ PY
 for n in "${@:-10000 100000}"; do
     gen "$n" "$dir/c.json5"
     t0=$(date +%s.%N)
-    ip netns exec "$ns" "$bin" --log-level warn supervisor --config "$dir/c.json5" \
+    ip netns exec "$ns" "$bin" --log-level "${LOG:-warn}" supervisor --config "$dir/c.json5" \
         --control-socket-path "$dir/m.sock" 2>"$dir/log" &
     pid=$!
     until [ -S "$dir/m.sock" ] && python3 -c "import socket,sys;s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);s.settimeout(600);s.recv(100)" "$dir/m.sock" 2>/dev/null; do
@@ -83,6 +83,7 @@ for n in "${@:-10000 100000}"; do
     client "$dir/m.sock" "$n"
     t2=$(date +%s.%N)
     kill -TERM "$pid"; wait "$pid" || true; pid=
+    [ -n "${KEEP_LOG:-}" ] && cp "$dir/log" "$KEEP_LOG.$n"
     t3=$(date +%s.%N)
     echo "rules=$n start_s=$(echo "$t1 - $t0" | bc) sigterm_to_exit_s=$(echo "$t3 - $t2" | bc) ($profile build)"
 done

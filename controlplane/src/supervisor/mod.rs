@@ -16,7 +16,6 @@ use mcr_dataplane::capture::Captures;
 use mcr_dataplane::fastpath::FastPath;
 use mcr_dataplane::membership::Memberships;
 use mcr_dataplane::{EngineParams, EngineSet, RuleStats, TableHandle};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -398,7 +397,16 @@ impl Supervisor {
     /// the table and updates joins. Logs every rule whose state changed.
     pub fn recompile(&mut self) {
         self.generation += 1;
-        let compiled = compile(&self.desired(), &self.interfaces, self.generation);
+        let t0 = Instant::now();
+        let compiled = compile(
+            self.config
+                .rules
+                .iter()
+                .chain(self.runtime_rules.iter().map(|d| &d.rule)),
+            &self.interfaces,
+            self.generation,
+        );
+        let compiled_at = t0.elapsed();
         let table = compiled.table;
         self.sync_fast_path();
         // Frames the program forwards never reach the capture sockets (they
@@ -412,7 +420,7 @@ impl Supervisor {
             let name = self.interface_name(*ifindex);
             tracing::warn!(interface = %name, error = %e, "kernel fast path not used on this interface; the engines forward its rules");
         }
-        let before: BTreeMap<&str, &RuleState> = self
+        let before: std::collections::HashMap<&str, &RuleState> = self
             .statuses
             .iter()
             .map(|s| (s.id.as_str(), &s.state))
@@ -452,6 +460,7 @@ impl Supervisor {
         }
         // Capture sockets for every input interface, one per engine, all
         // joined before any takes traffic (see mcr_dataplane::capture).
+        let t_caps = Instant::now();
         let (sets, failed) = self
             .captures
             .update(&table.inputs_by_interface(), self.engines.cpus().len());
@@ -459,6 +468,8 @@ impl Supervisor {
             let name = self.interface_name(ifindex);
             tracing::warn!(interface = %name, error = %e, "opening capture sockets failed");
         }
+        let caps_at = t_caps.elapsed();
+        let t_publish = Instant::now();
         self.table.publish(table.with_captures(sets));
         self.engines.wake_all();
         // Answer (and log) only once the engines forward by the new table,
@@ -472,6 +483,8 @@ impl Supervisor {
                 "engines slow to take the new forwarding table"
             );
         }
+        let publish_at = t_publish.elapsed();
+        let t_joins = Instant::now();
         for (join, e) in self.memberships.apply(&compiled.joins) {
             tracing::warn!(group = %join.group, ifindex = join.ifindex, error = %e, "joining group failed");
         }
@@ -480,6 +493,16 @@ impl Supervisor {
         for e in changes {
             self.event("rules", e);
         }
+        // Where a change's time goes, for perf/control_scale.sh.
+        tracing::debug!(
+            rules = self.statuses.len(),
+            compile_us = compiled_at.as_micros() as u64,
+            captures_us = caps_at.as_micros() as u64,
+            publish_us = publish_at.as_micros() as u64,
+            joins_us = t_joins.elapsed().as_micros() as u64,
+            total_us = t0.elapsed().as_micros() as u64,
+            "recompiled"
+        );
     }
 
     /// Streams an event to the control clients subscribed to `category`.
