@@ -204,10 +204,7 @@ fn hostile_log_filter_is_refused_quickly() {
     let s = Scale::new();
     let mcrd = s.start(1, &[]);
     let mut c = Raw::connect(&mcrd.socket);
-    let hostile = format!(
-        "mcr[{{x=(a|b)*a{}}}]=debug",
-        "(a|b)".repeat(19)
-    );
+    let hostile = format!("mcr[{{x=(a|b)*a{}}}]=debug", "(a|b)".repeat(19));
     let req = serde_json::json!({"cmd": "log_level_set", "level": hostile});
     let t0 = Instant::now();
     let a = c.ask(&req.to_string());
@@ -259,7 +256,10 @@ fn out_of_descriptors_backs_off_and_recovers() {
     std::thread::sleep(Duration::from_secs(2));
     let ticks = cpu_ticks(pid) - ticks0;
     // 2 s at 100 ticks/s would be 200 when spinning; measured: 0-2.
-    assert!(ticks < 40, "mcrd used {ticks} ticks in 2 s while out of fds");
+    assert!(
+        ticks < 40,
+        "mcrd used {ticks} ticks in 2 s while out of fds"
+    );
     let log = mcrd.log_text();
     let warnings = log.matches("cannot accept control clients").count();
     assert!(
@@ -269,9 +269,7 @@ fn out_of_descriptors_backs_off_and_recovers() {
     );
     drop(held);
     drop(unanswered);
-    let served = wait_until(Duration::from_secs(5), || {
-        mcrd.ctl(&["ping"]).code == 0
-    });
+    let served = wait_until(Duration::from_secs(5), || mcrd.ctl(&["ping"]).code == 0);
     assert!(served, "no client served after descriptors freed up");
     assert!(mcrd.log_text().contains("accepting control clients again"));
 }

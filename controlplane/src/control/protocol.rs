@@ -146,8 +146,7 @@ impl Response {
             }
         };
         serde_json::to_string(&line).unwrap_or_else(|_| {
-            r#"{"ok":false,"error":{"code":"internal","message":"answer not serializable"}}"#
-                .into()
+            r#"{"ok":false,"error":{"code":"internal","message":"answer not serializable"}}"#.into()
         })
     }
 }

@@ -272,7 +272,10 @@ impl ControlServer {
             };
             if c.hung_up() {
                 self.hung_up_dropped += 1;
-                tracing::debug!(client = id, "control client hung up; its requests are dropped");
+                tracing::debug!(
+                    client = id,
+                    "control client hung up; its requests are dropped"
+                );
                 self.clients.remove(&id);
                 continue;
             }
@@ -527,9 +530,14 @@ mod tests {
             .unwrap();
         b.write_all(b"{\"cmd\":\"ping\",\"id\":\"b\"}\n").unwrap();
         server.poll();
-        let first: Vec<u64> = (0..4).map(|_| server.next_request().unwrap().client).collect();
+        let first: Vec<u64> = (0..4)
+            .map(|_| server.next_request().unwrap().client)
+            .collect();
         // b's one request is among the first two, not after a's hundred.
-        assert!(first[..2].contains(&0) && first[..2].contains(&1), "{first:?}");
+        assert!(
+            first[..2].contains(&0) && first[..2].contains(&1),
+            "{first:?}"
+        );
         drop(a);
         assert!(server.next_request().is_none(), "a's queue dropped");
         assert_eq!(server.hung_up_dropped, 1);
