@@ -255,9 +255,13 @@ fn out_of_descriptors_backs_off_and_recovers() {
     let ticks0 = cpu_ticks(pid);
     std::thread::sleep(Duration::from_secs(2));
     let ticks = cpu_ticks(pid) - ticks0;
+    eprintln!(
+        "{ticks} ticks in 2 s out of fds; {} connections held",
+        held.len()
+    );
     // 2 s at 100 ticks/s would be 200 when spinning; measured: 0-2.
     assert!(
-        ticks < 40,
+        ticks < 20,
         "mcrd used {ticks} ticks in 2 s while out of fds"
     );
     let log = mcrd.log_text();

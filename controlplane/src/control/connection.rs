@@ -117,10 +117,12 @@ impl Connection {
             self.scanned = self.scanned.saturating_sub(self.start);
             self.start = 0;
         }
-        let old = self.input.len();
-        self.input.resize(old + READ_CHUNK, 0);
+        // Into a stack buffer, then only what came is kept: a quiet client
+        // costs one failed read, no allocation or zeroing (this runs for
+        // every client every round).
+        let mut buf = [0u8; READ_CHUNK];
         let got = loop {
-            match self.stream.read(&mut self.input[old..]) {
+            match self.stream.read(&mut buf) {
                 Ok(0) => {
                     self.closed = true;
                     break 0;
@@ -134,9 +136,9 @@ impl Connection {
                 }
             }
         };
-        self.input.truncate(old + got);
-        if self.input.is_empty() {
-            // Give the chunk's memory back while the client is quiet.
+        self.input.extend_from_slice(&buf[..got]);
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            // Give the memory back while the client is quiet.
             self.input = Vec::new();
             self.scanned = 0;
         }
