@@ -105,10 +105,10 @@ pub enum Response {
 #[derive(Serialize)]
 struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ErrorBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a Value>,
     ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a ErrorBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<&'a Value>,
 }
@@ -255,6 +255,8 @@ mod tests {
         assert_eq!(v["ok"], true);
         let line = Response::error("x", "y").to_line(None);
         assert_eq!(line, r#"{"error":{"code":"x","message":"y"},"ok":false}"#);
+        let line = Response::OkText(r#"{"n":1}"#.into()).to_line(Some(&json!(7)));
+        assert_eq!(line, r#"{"id":7,"ok":true,"result":{"n":1}}"#);
     }
 
     proptest::proptest! {
