@@ -4,13 +4,16 @@
 # Usage (root):
 #   perf/control_scale.sh [N ...]          default: 10000 100000
 #   PROFILE=release perf/control_scale.sh   (default: debug, the warm one)
+#   MCRD=path/to/mcrd perf/control_scale.sh (a binary built elsewhere)
+#   LOG=mcr_controlplane=debug,warn KEEP_LOG=/tmp/cs ...  keeps the log, whose
+#   "recompiled" lines give the phase times of every change
 # Prints one line per N: add/remove median and worst over 20 each, stats,
 # an unchanged reload (wall time seen by the client), start and SIGTERM.
 set -euo pipefail
 [ -n "${DEBUG:-}" ] && set -x
 cd "$(dirname "$0")/.."
 profile=${PROFILE:-debug}
-bin=target/$profile/mcrd
+bin=${MCRD:-target/$profile/mcrd}
 [ -x "$bin" ] || cargo build ${profile/debug/} ${profile/release/--release} -p mcr-cli --bin mcrd
 ns="cs$$"
 dir=$(mktemp -d)

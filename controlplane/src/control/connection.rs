@@ -223,8 +223,14 @@ impl Connection {
 
     /// Queues `line` plus a newline. Returns false when the client has too
     /// much unread output already (the caller closes it).
+    ///
+    /// One line is always taken into an empty queue: `stats` at 100,000
+    /// rules is over the cap by itself, and no further request of this
+    /// client is executed while its answer waits (see
+    /// [`OUTPUT_HIGH_WATER`](super::server::OUTPUT_HIGH_WATER)), so a client
+    /// holds at most one such answer.
     pub fn queue(&mut self, line: &str) -> bool {
-        if self.output.len() + line.len() + 1 > MAX_PENDING_OUTPUT {
+        if !self.output.is_empty() && self.output.len() + line.len() + 1 > MAX_PENDING_OUTPUT {
             return false;
         }
         self.output.extend(line.as_bytes());
