@@ -88,5 +88,5 @@ for n in "${@:-10000 100000}"; do
     kill -TERM "$pid"; wait "$pid" || true; pid=
     [ -n "${KEEP_LOG:-}" ] && cp "$dir/log" "$KEEP_LOG.$n"
     t3=$(date +%s.%N)
-    echo "rules=$n start_s=$(echo "$t1 - $t0" | bc) sigterm_to_exit_s=$(echo "$t3 - $t2" | bc) ($profile build)"
+    echo "rules=$n start_s=$(echo "$t1 - $t0" | bc) sigterm_to_exit_s=$(echo "$t3 - $t2" | bc) ($bin)"
 done

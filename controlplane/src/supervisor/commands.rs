@@ -409,10 +409,11 @@ impl Supervisor {
             rules: Vec<RuleRow<'a>>,
         }
         let totals = self.rule_totals();
+        let base = self.rates.base();
         let rules = totals
             .iter()
             .map(|r| {
-                let rate = self.rates.rule(r);
+                let rate = super::rates::RateTracker::rule(base.as_ref(), r);
                 RuleRow {
                     id: &r.id,
                     packets: r.packets,

@@ -298,8 +298,11 @@ impl Supervisor {
                 break;
             }
             if self.rates.due() {
-                self.rates
-                    .sample(&self.rule_totals(), &self.engines.stats());
+                let fast = match &self.fast {
+                    FastState::Open(f) => f.rule_stats(),
+                    _ => Vec::new(),
+                };
+                self.rates.sample(self.engines.stats(), fast);
             }
             let changed = self.monitor.drain();
             if changed || last_scan.elapsed() >= RESCAN_INTERVAL {
@@ -581,14 +584,8 @@ impl Supervisor {
             FastState::Open(f) => f.rule_stats(),
             _ => Vec::new(),
         };
-        // Keyed by borrowed ids: one hash lookup per rule and engine, and
-        // one id copy per rule.
-        let mut totals: std::collections::HashMap<&str, RuleTotals> =
-            std::collections::HashMap::with_capacity(self.statuses.len());
         let all = engines.iter().flat_map(|e| e.rules.iter()).chain(&fast);
-        for r in all {
-            add_rule(totals.entry(r.id.as_str()).or_default(), r);
-        }
+        let mut totals = sum_rules(all, self.statuses.len());
         self.statuses
             .iter()
             .filter_map(|s| totals.remove(s.id.as_str()))
@@ -608,6 +605,19 @@ impl Supervisor {
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
+}
+
+/// Per-rule counters summed by rule id (borrowed: one hash lookup per rule
+/// and engine, one id copy per rule).
+pub(super) fn sum_rules<'a>(
+    rules: impl Iterator<Item = &'a RuleStats>,
+    capacity: usize,
+) -> std::collections::HashMap<&'a str, RuleTotals> {
+    let mut totals = std::collections::HashMap::with_capacity(capacity);
+    for r in rules {
+        add_rule(totals.entry(r.id.as_str()).or_default(), r);
+    }
+    totals
 }
 
 fn add_rule(t: &mut RuleTotals, r: &RuleStats) {
