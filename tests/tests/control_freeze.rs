@@ -15,6 +15,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The tests here measure latency and CPU time: run one at a time, so that
+/// they measure the attack and not each other (two daemons starting 10,000
+/// and 20,000 rules at once on a 2-core box double every figure).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One namespace with a veth pair `<tag>a` (inputs) / `<tag>b` (outputs).
 struct Scale {
     ns: Netns,
@@ -162,16 +171,32 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// Item 8: 500 pipelined `stats` (10,000 rules) from clients that close at
 /// once, and from one that stays but never reads: other clients' pings stay
 /// fast and SIGTERM stops mcrd at once.
-/// Another client waits at most for one request of the hog's: one `stats`
-/// answer at 10,000 rules (2 MB of JSON) costs ~190 ms CPU in a debug
-/// build. Measured on the loaded 2-core box (load average ~10): worst ping
-/// 340 ms, SIGTERM-to-exit ~0.3 s. Before the fix the first burst froze the
-/// control thread for ~45 s (release build). Bound: 750 ms, 2x margin.
+/// Another client waits at most for about one request of the hog's: one
+/// `stats` answer at 10,000 rules (2 MB of JSON) costs ~190 ms CPU in a
+/// debug build, 200-800 ms of wall time on the loaded 2-core box. So the
+/// bound is relative: twice one `stats` measured just before, plus 250 ms.
+/// Measured (load average ~7-10): one stats 250-400 ms, worst ping 310-830
+/// ms, SIGTERM-to-exit 0.2-0.8 s. Before the fix the first burst froze the
+/// control thread for ~45 s (release build) and SIGTERM waited as long.
 #[test]
 fn work_for_gone_clients_freezes_nothing() {
+    let _serial = serial();
     let s = Scale::new();
     let mut mcrd = s.start(10_000, &[]);
     let sock = mcrd.socket.clone();
+    // What one `stats` costs here and now: the most another client may
+    // have to wait behind the hog's turn.
+    let one_stats = {
+        let mut c = Raw::connect(&sock);
+        (0..3)
+            .map(|_| {
+                let t0 = Instant::now();
+                assert_eq!(c.ask(r#"{"cmd":"stats"}"#)["ok"], true);
+                t0.elapsed()
+            })
+            .max()
+            .unwrap()
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let probe = ping_probe(sock.clone(), stop.clone());
     for _ in 0..3 {
@@ -183,11 +208,14 @@ fn work_for_gone_clients_freezes_nothing() {
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::Relaxed);
     let (worst, n) = probe.join().unwrap();
-    eprintln!("worst ping {worst:?} over {n} pings");
+    eprintln!("worst ping {worst:?} over {n} pings; one stats {one_stats:?}");
     assert!(n > 20, "only {n} pings answered");
+    // Turns: a ping waits for at most the request being executed and one
+    // turn of each busy client; here that is about one or two `stats`.
+    let limit = one_stats * 2 + Duration::from_millis(250);
     assert!(
-        worst < Duration::from_millis(750),
-        "ping took {worst:?} while clients pipelined stats"
+        worst < limit,
+        "ping took {worst:?} (limit {limit:?}) while clients pipelined stats"
     );
     // SIGTERM while more work is queued.
     let _more = pipeline(&sock, r#"{"cmd":"stats"}"#, 500);
@@ -201,6 +229,7 @@ fn work_for_gone_clients_freezes_nothing() {
 /// is refused at once, and the control thread keeps answering.
 #[test]
 fn hostile_log_filter_is_refused_quickly() {
+    let _serial = serial();
     let s = Scale::new();
     let mcrd = s.start(1, &[]);
     let mut c = Raw::connect(&mcrd.socket);
@@ -228,6 +257,7 @@ fn hostile_log_filter_is_refused_quickly() {
 /// lines) and resumes when descriptors free up.
 #[test]
 fn out_of_descriptors_backs_off_and_recovers() {
+    let _serial = serial();
     let s = Scale::new();
     let mcrd = s.start(1, &["prlimit", "--nofile=64"]);
     let pid = mcrd.pid();
@@ -283,6 +313,7 @@ fn out_of_descriptors_backs_off_and_recovers() {
 /// error, and everyone else is still served.
 #[test]
 fn slow_drip_clients_share_one_budget() {
+    let _serial = serial();
     let s = Scale::new();
     let mcrd = s.start(1, &[]);
     let pid = mcrd.pid();
@@ -321,6 +352,7 @@ fn slow_drip_clients_share_one_budget() {
 /// away comes up (before: 2.7 s at 10,000 and the restart exited 4).
 #[test]
 fn sigterm_with_many_groups_is_fast_and_frees_the_socket() {
+    let _serial = serial();
     let s = Scale::new();
     let mut mcrd = s.start(20_000, &[]);
     let sock = mcrd.socket.clone();

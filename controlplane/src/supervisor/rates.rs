@@ -8,7 +8,9 @@
 
 use super::RuleTotals;
 use mcr_dataplane::{EngineStats, RuleStats};
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,10 @@ struct Sample {
 pub struct RateTracker {
     last: Option<(Instant, Sample)>,
     prev: Option<(Instant, Sample)>,
+    /// The per-rule sums of the base sample, made at the first `stats`
+    /// after a sample and reused until the next one (a client asking
+    /// often pays for them once a second, not per answer).
+    base_cache: RefCell<Option<(Instant, Rc<HashMap<String, RuleTotals>>)>>,
 }
 
 /// Per-second rates of one rule.
@@ -38,9 +44,9 @@ pub struct RuleRate {
 }
 
 /// A sample's per-rule totals, for [`RateTracker::rule`].
-pub struct Base<'a> {
+pub struct Base {
     dt: f64,
-    rules: HashMap<&'a str, RuleTotals>,
+    rules: Rc<HashMap<String, RuleTotals>>,
 }
 
 impl RateTracker {
@@ -61,6 +67,13 @@ impl RateTracker {
         }
         self.prev = self.last.take();
         self.last = Some((now, Sample { engines, fast }));
+        // The cached sums belong to the sample that just became `prev` or
+        // an older one; keep them only if still the base.
+        let base_time = self.prev.as_ref().map(|(t, _)| *t);
+        let mut cache = self.base_cache.borrow_mut();
+        if cache.as_ref().map(|(t, _)| Some(*t)) != Some(base_time) {
+            *cache = None;
+        }
     }
 
     fn base_sample(&self) -> Option<(f64, &Sample)> {
@@ -69,23 +82,36 @@ impl RateTracker {
         (dt > 0.05).then_some((dt, s))
     }
 
-    /// The per-rule totals of the sample rates are taken against (made
-    /// once per `stats` answer).
-    pub fn base(&self) -> Option<Base<'_>> {
-        let (dt, s) = self.base_sample()?;
-        let all = s.engines.iter().flat_map(|e| e.rules.iter()).chain(&s.fast);
-        Some(Base {
-            dt,
-            rules: super::sum_rules(all, 0),
-        })
+    /// The per-rule totals of the sample rates are taken against.
+    pub fn base(&self) -> Option<Base> {
+        let (t, s) = self.prev.as_ref().or(self.last.as_ref())?;
+        let dt = t.elapsed().as_secs_f64();
+        if dt <= 0.05 {
+            return None;
+        }
+        let mut cache = self.base_cache.borrow_mut();
+        let rules = match &*cache {
+            Some((when, rules)) if when == t => Rc::clone(rules),
+            _ => {
+                let all = s.engines.iter().flat_map(|e| e.rules.iter()).chain(&s.fast);
+                let sums: HashMap<String, RuleTotals> = super::sum_rules(all, 0)
+                    .into_values()
+                    .map(|r| (r.id.clone(), r))
+                    .collect();
+                let sums = Rc::new(sums);
+                *cache = Some((*t, Rc::clone(&sums)));
+                sums
+            }
+        };
+        Some(Base { dt, rules })
     }
 
     /// The rates of rule `r` against `base`.
-    pub fn rule(base: Option<&Base<'_>>, r: &RuleTotals) -> RuleRate {
+    pub fn rule(base: Option<&Base>, r: &RuleTotals) -> RuleRate {
         let Some(base) = base else {
             return RuleRate::default();
         };
-        let Some(old) = base.rules.get(r.id.as_str()) else {
+        let Some(old) = base.rules.get(&r.id) else {
             return RuleRate::default();
         };
         let dt = base.dt;
