@@ -23,6 +23,9 @@ struct Sample {
     fast: Vec<RuleStats>,
 }
 
+/// Per-rule totals of a sample, by rule id.
+type Sums = HashMap<String, RuleTotals>;
+
 /// The last two samples.
 #[derive(Default)]
 pub struct RateTracker {
@@ -31,7 +34,7 @@ pub struct RateTracker {
     /// The per-rule sums of the base sample, made at the first `stats`
     /// after a sample and reused until the next one (a client asking
     /// often pays for them once a second, not per answer).
-    base_cache: RefCell<Option<(Instant, Rc<HashMap<String, RuleTotals>>)>>,
+    base_cache: RefCell<Option<(Instant, Rc<Sums>)>>,
 }
 
 /// Per-second rates of one rule.
@@ -46,7 +49,7 @@ pub struct RuleRate {
 /// A sample's per-rule totals, for [`RateTracker::rule`].
 pub struct Base {
     dt: f64,
-    rules: Rc<HashMap<String, RuleTotals>>,
+    rules: Rc<Sums>,
 }
 
 impl RateTracker {
@@ -94,7 +97,7 @@ impl RateTracker {
             Some((when, rules)) if when == t => Rc::clone(rules),
             _ => {
                 let all = s.engines.iter().flat_map(|e| e.rules.iter()).chain(&s.fast);
-                let sums: HashMap<String, RuleTotals> = super::sum_rules(all, 0)
+                let sums: Sums = super::sum_rules(all, 0)
                     .into_values()
                     .map(|r| (r.id.clone(), r))
                     .collect();
