@@ -362,10 +362,13 @@ impl Supervisor {
                 "final counters of the other rules, summed"
             );
         }
-        // Everything left is memory and descriptors, which the kernel takes
-        // back at exit at once (as after kill -9, which leaves nothing
-        // behind either); freeing 100,000 rules' tables piece by piece only
-        // delays the exit. The socket is released and the groups left above.
+        // The kernel fast path is closed here, as before (its links detach
+        // its programs). Everything left is memory and descriptors, which
+        // the kernel takes back at exit at once (as after kill -9, which
+        // leaves nothing behind either); freeing 100,000 rules' tables piece
+        // by piece only delays the exit. The socket is released and the
+        // groups left above.
+        self.fast = FastState::Closed;
         std::mem::forget(self);
         Ok(())
     }
