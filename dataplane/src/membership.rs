@@ -112,6 +112,25 @@ impl Memberships {
         }
     }
 
+    /// Leaves every group by closing the sockets, newest first, without one
+    /// IP_DROP_MEMBERSHIP per group.
+    ///
+    /// Why the order: the kernel keeps an interface's groups in a list with
+    /// the newest first and finds each group it drops by walking that list.
+    /// Closing the socket that joined last drops groups from the head of
+    /// the list, so each costs O(1); closing in descriptor order (as process
+    /// exit does) starts at the tail and costs O(groups) each, O(groups²) in
+    /// all (461 s for 100,000 groups).
+    pub fn release_all(&mut self) {
+        self.sinks.clear();
+        for (_, mut joins) in std::mem::take(&mut self.by_if) {
+            joins.joined.clear();
+            while let Some(sock) = joins.sockets.pop() {
+                drop(sock);
+            }
+        }
+    }
+
     /// Drops every join on an interface that went away.
     pub fn forget_interface(&mut self, ifindex: u32) {
         self.by_if.remove(&ifindex);

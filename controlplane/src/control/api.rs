@@ -327,6 +327,11 @@ pub struct ReloadSummary {
     /// A remark for the operator (e.g. a setting that needs a restart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Whether the table was rebuilt: `false` when nothing it depends on
+    /// changed (rules, data-plane settings, `multicast_ttl`), so the running
+    /// table was kept (absent on a dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recompiled: Option<bool>,
     /// Microseconds spent reading and validating (absent on a dry run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parse_us: Option<u64>,

@@ -18,6 +18,17 @@ pub const MAX_CLIENTS: usize = 512;
 pub const PARTIAL_LINE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client that sends nothing for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Memory all clients together may hold in unfinished request lines. Each
+/// client is bounded by one line ([`MAX_LINE`](super::connection::MAX_LINE)),
+/// but 512 of them would pin 512 MiB: past this budget the client holding
+/// the most is told so and closed, until the total fits again.
+pub const PARTIAL_INPUT_BUDGET: usize = 32 << 20;
+/// A client with this much unread output gets no more requests executed
+/// until it reads: work whose answers nobody takes is not done.
+pub const OUTPUT_HIGH_WATER: usize = 256 << 10;
+/// How long accepting pauses when the process is out of descriptors (the
+/// listener stays readable, so polling it would spin).
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -51,6 +62,23 @@ pub struct ControlServer {
     listener: UnixListener,
     clients: BTreeMap<u64, Connection>,
     next_client: u64,
+    /// The client served last: [`ControlServer::next_request`] goes on
+    /// after it, so clients take turns one request each.
+    cursor: u64,
+    /// Accepting is paused until then (out of descriptors).
+    accept_paused_until: Option<Instant>,
+    /// Connections we could not accept in the current out-of-descriptors
+    /// episode (logged once when it starts and once when it ends).
+    accept_failures: u64,
+    /// See [`PARTIAL_INPUT_BUDGET`] (a field so tests can shrink it).
+    partial_budget: usize,
+    /// Clients closed for holding too much of the partial-line budget.
+    pub budget_closed: u64,
+    /// Clients whose queued requests were dropped because they hung up.
+    pub hung_up_dropped: u64,
+    /// The socket file was removed by [`release`](Self::release): never
+    /// remove the path again, a new mcrd may own it by now.
+    released: bool,
 }
 
 impl ControlServer {
@@ -77,6 +105,13 @@ impl ControlServer {
             listener,
             clients: BTreeMap::new(),
             next_client: 0,
+            cursor: 0,
+            accept_paused_until: None,
+            accept_failures: 0,
+            partial_budget: PARTIAL_INPUT_BUDGET,
+            budget_closed: 0,
+            hung_up_dropped: 0,
+            released: false,
         })
     }
 
@@ -84,13 +119,16 @@ impl ControlServer {
         &self.path
     }
 
-    /// The fds to poll: the listener, then every client.
+    /// The fds to poll: the listener (unless accepting is paused), then
+    /// every client.
     pub fn poll_fds(&self, out: &mut Vec<libc::pollfd>) {
-        out.push(libc::pollfd {
-            fd: self.listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
+        if self.accept_paused_until.is_none() {
+            out.push(libc::pollfd {
+                fd: self.listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         for c in self.clients.values() {
             // A client that hung up is always "readable" (EOF): polling it
             // for input would make poll return at once, forever.
@@ -106,39 +144,36 @@ impl ControlServer {
         }
     }
 
-    /// Accepts new clients, reads every client and returns the requests
-    /// that arrived, in order per client. Closes clients that hung up,
-    /// timed out or fell too far behind.
-    pub fn poll(&mut self) -> Vec<Pending> {
+    /// How long the poll loop may sleep: not at all when requests are
+    /// buffered, at most until accepting resumes.
+    pub fn poll_timeout(&mut self, max: Duration) -> Duration {
+        let now = Instant::now();
+        let mut t = max;
+        if let Some(until) = self.accept_paused_until {
+            t = t.min(until.saturating_duration_since(now));
+        }
+        if self
+            .clients
+            .values_mut()
+            .any(|c| c.pending_output() <= OUTPUT_HIGH_WATER && c.has_request())
+        {
+            t = Duration::ZERO;
+        }
+        t
+    }
+
+    /// Accepts new clients, reads what every client sent (one chunk each at
+    /// most, see [`Connection::fill`]) and closes clients that timed out or
+    /// hold too much of the partial-line budget. Requests are then taken one
+    /// at a time with [`next_request`](Self::next_request).
+    pub fn poll(&mut self) {
         self.accept();
         let now = Instant::now();
-        let mut pending = Vec::new();
         let mut close = Vec::new();
+        let mut input_total = 0usize;
         for (&id, c) in self.clients.iter_mut() {
-            for incoming in c.read_lines() {
-                let (req_id, request) = match incoming {
-                    Incoming::Line(line) => protocol::parse(&line),
-                    Incoming::TooLong => (
-                        None,
-                        Err(Response::error(
-                            ErrorCode::RequestTooLarge,
-                            "request line over 1 MiB; it was discarded",
-                        )),
-                    ),
-                    Incoming::NotUtf8 => (
-                        None,
-                        Err(Response::error(
-                            ErrorCode::InvalidJson,
-                            "request is not UTF-8 text",
-                        )),
-                    ),
-                };
-                pending.push(Pending {
-                    client: id,
-                    id: req_id,
-                    request,
-                });
-            }
+            c.fill();
+            input_total += c.input_bytes();
             let idle = now.duration_since(c.last_activity);
             let timed_out = (c.has_partial_line() && idle > PARTIAL_LINE_TIMEOUT)
                 || idle > IDLE_TIMEOUT
@@ -155,9 +190,93 @@ impl ControlServer {
             // answers to what it sent before hanging up.
         }
         for id in close {
-            self.clients.remove(&id);
+            if let Some(c) = self.clients.remove(&id) {
+                input_total -= c.input_bytes();
+            }
         }
-        pending
+        self.enforce_partial_budget(input_total);
+    }
+
+    /// Closes the clients holding the most input memory until all of them
+    /// together hold at most the budget.
+    fn enforce_partial_budget(&mut self, mut total: usize) {
+        while total > self.partial_budget {
+            let Some((&id, _)) = self.clients.iter().max_by_key(|(_, c)| c.input_bytes()) else {
+                return;
+            };
+            let mut c = self.clients.remove(&id).expect("just found");
+            total -= c.input_bytes();
+            c.clear_input();
+            self.budget_closed += 1;
+            tracing::warn!(
+                client = id,
+                "control clients hold too many unfinished request lines; closing the largest"
+            );
+            let _ = c.queue(
+                &Response::error(
+                    ErrorCode::Busy,
+                    "too much unfinished request data across control clients; send whole lines",
+                )
+                .to_line(None),
+            );
+            let _ = c.flush();
+        }
+    }
+
+    /// The next request to execute, taking clients in turns (one request
+    /// per client per turn), so a client with a deep pipeline delays each
+    /// other client by at most one of its requests. Skips clients that
+    /// subscribed or do not read their answers; drops the buffered requests
+    /// of a client that hung up (nobody would read the answers).
+    pub fn next_request(&mut self) -> Option<Pending> {
+        let order: Vec<u64> = self
+            .clients
+            .range(self.cursor + 1..)
+            .chain(self.clients.range(..=self.cursor))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in order {
+            let c = self.clients.get_mut(&id).expect("listed");
+            if c.pending_output() > OUTPUT_HIGH_WATER {
+                continue;
+            }
+            let Some(incoming) = c.next_line() else {
+                continue;
+            };
+            if c.hung_up() {
+                self.hung_up_dropped += 1;
+                tracing::debug!(
+                    client = id,
+                    "control client hung up; its requests are dropped"
+                );
+                self.clients.remove(&id);
+                continue;
+            }
+            self.cursor = id;
+            let (req_id, request) = match incoming {
+                Incoming::Line(line) => protocol::parse(&line),
+                Incoming::TooLong => (
+                    None,
+                    Err(Response::error(
+                        ErrorCode::RequestTooLarge,
+                        "request line over 1 MiB; it was discarded",
+                    )),
+                ),
+                Incoming::NotUtf8 => (
+                    None,
+                    Err(Response::error(
+                        ErrorCode::InvalidJson,
+                        "request is not UTF-8 text",
+                    )),
+                ),
+            };
+            return Some(Pending {
+                client: id,
+                id: req_id,
+                request,
+            });
+        }
+        None
     }
 
     /// Queues an answer for a client (dropped if the client has gone).
@@ -230,7 +349,8 @@ impl ControlServer {
         let mut dead = Vec::new();
         for (&id, c) in self.clients.iter_mut() {
             let failed = c.wants_write() && c.flush().is_err();
-            if failed || (c.closed && !c.wants_write()) {
+            // A half-closed client still gets answers to all it sent.
+            if failed || (c.closed && !c.wants_write() && !c.has_request()) {
                 dead.push(id);
             }
         }
@@ -251,9 +371,22 @@ impl ControlServer {
     }
 
     fn accept(&mut self) {
+        if let Some(until) = self.accept_paused_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
+                    if self.accept_failures > 0 {
+                        tracing::info!(
+                            refused = self.accept_failures,
+                            "accepting control clients again"
+                        );
+                        self.accept_failures = 0;
+                    }
                     if self.clients.len() >= MAX_CLIENTS {
                         let mut c = match Connection::new(stream) {
                             Ok(c) => c,
@@ -280,7 +413,18 @@ impl ControlServer {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accepting a control client failed");
+                    // Out of descriptors or memory: the connection stays in
+                    // the backlog and the listener stays readable, so
+                    // retrying at once would spin. Pause, log once per
+                    // episode, and try again later.
+                    if self.accept_failures == 0 {
+                        tracing::warn!(
+                            error = %e,
+                            "cannot accept control clients; pausing accepts until descriptors free up"
+                        );
+                    }
+                    self.accept_failures += 1;
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                     return;
                 }
             }
@@ -288,9 +432,26 @@ impl ControlServer {
     }
 }
 
+impl ControlServer {
+    /// Gives the socket path up at once (first thing on SIGTERM), so a new
+    /// mcrd can bind it while this one is still stopping, and closes every
+    /// client.
+    pub fn release(&mut self) {
+        if self.released {
+            return;
+        }
+        self.released = true;
+        self.clients.clear();
+        // Removes the path only while it is still our socket file.
+        self.file.remove();
+    }
+}
+
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        self.file.remove();
+        if !self.released {
+            self.file.remove();
+        }
     }
 }
 
@@ -306,7 +467,8 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let mut server = ControlServer::bind(&path, None).unwrap();
         let _client = UnixStream::connect(&path).unwrap();
-        assert!(server.poll().is_empty());
+        server.poll();
+        assert!(server.next_request().is_none());
         assert_eq!(server.client_count(), 1);
         let id = *server.clients.keys().next().unwrap();
         server.subscribe(id, vec!["rules".into()]);
@@ -327,5 +489,59 @@ mod tests {
         );
         drop(server);
         assert!(!path.exists(), "socket file removed on drop");
+    }
+
+    fn bound(tag: &str) -> (ControlServer, PathBuf) {
+        let path = std::env::temp_dir().join(format!("mcr-srv-{tag}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        (ControlServer::bind(&path, None).unwrap(), path)
+    }
+
+    #[test]
+    fn clients_take_turns_and_a_hung_up_client_is_dropped() {
+        use std::io::Write;
+        let (mut server, path) = bound("rr");
+        let mut a = UnixStream::connect(&path).unwrap();
+        let mut b = UnixStream::connect(&path).unwrap();
+        server.poll();
+        a.write_all("{\"cmd\":\"ping\",\"id\":\"a\"}\n".repeat(100).as_bytes())
+            .unwrap();
+        b.write_all(b"{\"cmd\":\"ping\",\"id\":\"b\"}\n").unwrap();
+        server.poll();
+        let first: Vec<u64> = (0..4)
+            .map(|_| server.next_request().unwrap().client)
+            .collect();
+        // b's one request is among the first two, not after a's hundred.
+        assert!(
+            first[..2].contains(&0) && first[..2].contains(&1),
+            "{first:?}"
+        );
+        drop(a);
+        assert!(server.next_request().is_none(), "a's queue dropped");
+        assert_eq!(server.hung_up_dropped, 1);
+        assert_eq!(server.client_count(), 1);
+    }
+
+    #[test]
+    fn partial_lines_share_one_budget() {
+        use std::io::Write;
+        let (mut server, path) = bound("budget");
+        server.partial_budget = 1 << 20;
+        let mut clients: Vec<UnixStream> = (0..8)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        server.poll();
+        let chunk = vec![b'x'; 200 << 10];
+        for c in &mut clients {
+            c.set_nonblocking(true).unwrap();
+            let _ = c.write(&chunk);
+        }
+        for _ in 0..20 {
+            server.poll();
+        }
+        let held: usize = server.clients.values().map(|c| c.input_bytes()).sum();
+        assert!(held <= 1 << 20, "{held} bytes held");
+        assert!(server.budget_closed >= 4, "{}", server.budget_closed);
+        assert_eq!(server.client_count() as u64 + server.budget_closed, 8);
     }
 }

@@ -32,7 +32,7 @@ impl Supervisor {
         }
         if let Ok(Request::Subscribe { events }) = &pending.request {
             let response = subscribe_answer(events);
-            let ok = matches!(response, Response::Ok(_));
+            let ok = response.is_ok();
             self.control
                 .respond(pending.client, pending.id.as_ref(), &response);
             if ok {
@@ -116,6 +116,9 @@ impl Supervisor {
                             LEVELS.join(", ")
                         ),
                     );
+                }
+                if let Err(why) = check_socket_filter(&level, target.as_deref()) {
+                    return Response::error(ErrorCode::InvalidArguments, why);
                 }
                 let filter = match target {
                     // Replace this target's directive rather than piling up.
@@ -248,30 +251,7 @@ impl Supervisor {
     }
 
     fn add(&mut self, rule: Rule) -> Response {
-        let mut candidate = self.running_config();
-        candidate.rules.push(rule.clone());
-        if let Err(e) = candidate.validate() {
-            // Only the new rule's problems are news to the operator.
-            let index = candidate.rules.len() - 1;
-            let prefix = format!("rules[{index}]");
-            let msgs: Vec<String> = e
-                .diagnostics
-                .iter()
-                .filter(|d| d.path.starts_with(&prefix))
-                .map(|d| {
-                    let path = d.path.trim_start_matches(&prefix).trim_start_matches('.');
-                    if path.is_empty() {
-                        d.message.clone()
-                    } else {
-                        format!("{path}: {}", d.message)
-                    }
-                })
-                .collect();
-            let msg = if msgs.is_empty() {
-                e.to_string()
-            } else {
-                msgs.join("; ")
-            };
+        if let Err(msg) = self.check_new_rule(&rule) {
             return Response::error(ErrorCode::InvalidRule, msg);
         }
         let id = rule.id().to_string();
@@ -289,9 +269,126 @@ impl Supervisor {
         Response::ok(Added { id, state })
     }
 
+    /// Validates a rule to add against the running rules, with the same
+    /// messages as a config file holding them all would get, without
+    /// re-validating every running rule (that made each `add` O(rules)).
+    fn check_new_rule(&self, rule: &Rule) -> Result<(), String> {
+        // The new rule alone, with the running settings (the other sections
+        // are small): everything but the cross-rule checks.
+        let mut alone = self.config_without_rules();
+        alone.rules.push(rule.clone());
+        let mut msgs: Vec<String> = Vec::new();
+        if let Err(e) = alone.validate() {
+            let prefix = "rules[0]";
+            msgs = e
+                .diagnostics
+                .iter()
+                .filter(|d| d.path.starts_with(prefix))
+                .map(|d| {
+                    let path = d.path.trim_start_matches(prefix).trim_start_matches('.');
+                    if path.is_empty() {
+                        d.message.clone()
+                    } else {
+                        format!("{path}: {}", d.message)
+                    }
+                })
+                .collect();
+            if msgs.is_empty() {
+                return Err(e.to_string());
+            }
+        }
+        // The cross-rule checks of mcr_config's validation: one pass that
+        // compares, no per-rule allocation for named rules.
+        let running = self
+            .config
+            .rules
+            .iter()
+            .chain(self.runtime_rules.iter().map(|d| &d.rule));
+        let name = rule.name.as_deref();
+        let mut dup_input = None;
+        let mut dup_name = None;
+        for (j, r) in running.enumerate() {
+            if dup_input.is_none() && r.input == rule.input {
+                dup_input = Some(j);
+            }
+            if let (None, Some(n)) = (dup_name, name) {
+                let same = match &r.name {
+                    Some(other) => other == n,
+                    None => r.id().as_str() == n,
+                };
+                if same {
+                    dup_name = Some(j);
+                }
+            }
+            if dup_input.is_some() && (dup_name.is_some() || name.is_none()) {
+                break;
+            }
+        }
+        if let Some(j) = dup_input {
+            let i = &rule.input;
+            msgs.push(format!(
+                "input: duplicate input: rules[{j}] already captures interface {} group {} port {}{}; merge the outputs into one rule",
+                i.interface,
+                i.group,
+                i.port,
+                match i.source {
+                    Some(s) => format!(" source {s}"),
+                    None => String::new(),
+                }
+            ));
+        }
+        if let (Some(j), Some(n)) = (dup_name, name) {
+            msgs.push(format!(
+                "name: duplicate rule name '{n}': rules[{j}] already uses it; names must be unique"
+            ));
+        }
+        if msgs.is_empty() {
+            Ok(())
+        } else {
+            Err(msgs.join("; "))
+        }
+    }
+
+    /// The running settings with no rules (without copying the rules).
+    fn config_without_rules(&self) -> Config {
+        // Destructured field by field: a new field is a compile error here
+        // rather than silently left out of the check.
+        let Config {
+            rules: _,
+            cores,
+            user,
+            control_socket_group,
+            igmp,
+            pim,
+            msdp,
+            control_plane,
+            data_plane,
+            multicast_ttl,
+            pinning,
+        } = &self.config;
+        Config {
+            rules: Vec::new(),
+            cores: cores.clone(),
+            user: user.clone(),
+            control_socket_group: control_socket_group.clone(),
+            igmp: igmp.clone(),
+            pim: pim.clone(),
+            msdp: msdp.clone(),
+            control_plane: control_plane.clone(),
+            data_plane: data_plane.clone(),
+            multicast_ttl: *multicast_ttl,
+            pinning: pinning.clone(),
+        }
+    }
+
     fn remove(&mut self, id: Option<String>, name: Option<String>) -> Response {
+        // By name without building ids: a named rule's id is its name, and
+        // computing 100,000 ids per remove was O(rules) allocations.
         let matches = |r: &Rule| match (&id, &name) {
-            (Some(i), _) => r.id().as_str() == i,
+            (Some(i), _) => match &r.name {
+                Some(n) => n == i,
+                None => r.id().as_str() == i,
+            },
             (None, Some(n)) => r.name.as_deref() == Some(n.as_str()),
             (None, None) => false,
         };
@@ -319,10 +416,11 @@ impl Supervisor {
 
     fn stats(&self) -> api::Stats {
         let totals = self.rule_totals();
+        let base = self.rates.base();
         let rules = totals
             .iter()
             .map(|r| {
-                let rate = self.rates.rule(r);
+                let rate = super::rates::RateTracker::rule(base.as_ref(), r);
                 RuleStatsEntry {
                     id: r.id.clone(),
                     packets: r.packets,
@@ -603,6 +701,7 @@ impl Supervisor {
                 .collect(),
             note: None,
             parse_us: None,
+            recompiled: None,
             compile_swap_us: None,
         };
         if dry_run {
@@ -611,10 +710,21 @@ impl Supervisor {
         if new.cores != self.config.cores {
             summary.note = Some("'cores' changed: takes effect at the next restart of mcrd".into());
         }
+        // Nothing the table depends on changed (same rules in the same order,
+        // no runtime rule to drop, same data-plane settings, same default
+        // TTL): keep the running table. Recompiling 100,000 unchanged rules,
+        // rejoining and refiltering cost seconds and changed nothing.
+        let same_table = self.runtime_rules.is_empty()
+            && self.config.rules == new.rules
+            && self.config.data_plane == new.data_plane
+            && self.config.multicast_ttl == new.multicast_ttl;
         self.config = new;
         self.runtime_rules.clear();
         let t1 = Instant::now();
-        self.recompile();
+        if !same_table {
+            self.recompile();
+        }
+        summary.recompiled = Some(!same_table);
         summary.parse_us = Some(parsed.as_micros() as u64);
         summary.compile_swap_us = Some(t1.elapsed().as_micros() as u64);
         if self.options.config_path.as_deref() == Some(path.as_path()) {
@@ -711,6 +821,39 @@ pub(super) fn open_save_dir(path: &Path) -> anyhow::Result<OwnedFd> {
         );
     }
     Ok(fd)
+}
+
+/// The longest log filter accepted from the control socket, and the most
+/// directives in it.
+pub const MAX_SOCKET_FILTER_LEN: usize = 1024;
+/// See [`MAX_SOCKET_FILTER_LEN`].
+pub const MAX_SOCKET_FILTER_DIRECTIVES: usize = 32;
+
+/// Refuses log filters a control client may not set: span field filters
+/// (`target[span{field=value}]`), whose values tracing-subscriber compiles
+/// as regular expressions with no bound on time or memory (19 nested
+/// repetitions froze the control thread 7.3 s, doubling with each one),
+/// and filters too long to be anything but an attack. The operator can
+/// still give any filter with `--log-level` at start.
+pub fn check_socket_filter(level: &str, target: Option<&str>) -> Result<(), String> {
+    let text = format!("{}{level}", target.unwrap_or(""));
+    if text.len() > MAX_SOCKET_FILTER_LEN {
+        return Err(format!(
+            "log filter over {MAX_SOCKET_FILTER_LEN} bytes; set long filters with --log-level at start"
+        ));
+    }
+    if level.split(',').count() > MAX_SOCKET_FILTER_DIRECTIVES {
+        return Err(format!(
+            "log filter with more than {MAX_SOCKET_FILTER_DIRECTIVES} directives; set it with --log-level at start"
+        ));
+    }
+    if text.contains(['[', ']', '{', '}']) {
+        return Err(
+            "span and field filters ([span{field=value}]) are not accepted over the control socket (their values are regular expressions); set them with --log-level at start"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// The difference between two rule lists, by rule id.
@@ -821,5 +964,15 @@ mod tests {
         assert_eq!(d.removed, vec!["c"]);
         assert_eq!(d.changed, vec!["b"]);
         assert_eq!(d.unchanged, 1);
+    }
+
+    #[test]
+    fn socket_filters_refuse_regexes_and_size() {
+        assert!(check_socket_filter("mcr[{x=(a|b)*a}]=debug", None).is_err());
+        assert!(check_socket_filter("debug", Some("mcr[span]")).is_err());
+        assert!(check_socket_filter(&"a=debug,".repeat(40), None).is_err());
+        assert!(check_socket_filter(&"x".repeat(2000), None).is_err());
+        assert!(check_socket_filter("mcr_dataplane=debug,info", None).is_ok());
+        assert!(check_socket_filter("trace", Some("mcr_controlplane")).is_ok());
     }
 }

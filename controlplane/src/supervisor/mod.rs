@@ -17,7 +17,6 @@ use mcr_dataplane::capture::Captures;
 use mcr_dataplane::fastpath::FastPath;
 use mcr_dataplane::membership::Memberships;
 use mcr_dataplane::{EngineParams, EngineSet, RuleStats, TableHandle};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -56,21 +55,53 @@ impl std::fmt::Debug for dyn LogControl {
     }
 }
 
-/// Signals, as flags the loop polls.
+/// Signals, as flags the loop polls, plus a socket that becomes readable
+/// when one arrives, so the loop wakes at once instead of at its next poll
+/// timeout.
 #[derive(Clone, Default)]
 pub struct Signals {
     pub terminate: Arc<AtomicBool>,
     pub reload: Arc<AtomicBool>,
+    wake: Option<Arc<std::os::unix::net::UnixStream>>,
 }
 
 impl Signals {
     pub fn install() -> std::io::Result<Signals> {
-        let s = Signals::default();
+        let (rx, tx) = std::os::unix::net::UnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        tx.set_nonblocking(true)?;
+        let s = Signals {
+            wake: Some(Arc::new(rx)),
+            ..Signals::default()
+        };
+        let all = [
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGHUP,
+        ];
+        for sig in all {
+            signal_hook::low_level::pipe::register(sig, tx.try_clone()?)?;
+        }
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&s.terminate))?;
         }
         signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&s.reload))?;
         Ok(s)
+    }
+
+    /// The fd that turns readable on a signal, to poll with the others.
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.wake.as_ref().map(|w| w.as_raw_fd())
+    }
+
+    /// Empties the wake socket (the flags say what arrived).
+    fn drain_wake(&self) {
+        use std::io::Read;
+        if let Some(w) = &self.wake {
+            let mut buf = [0u8; 64];
+            while matches!((&**w).read(&mut buf), Ok(n) if n > 0) {}
+        }
     }
 }
 
@@ -124,7 +155,12 @@ pub(super) enum FastState {
 /// How often the interface list is rescanned even without a netlink
 /// notification (a lost notification costs at most this long).
 const RESCAN_INTERVAL: Duration = Duration::from_secs(2);
-const POLL_INTERVAL_MS: i32 = 100;
+const POLL_INTERVAL_MS: u64 = 100;
+/// Rules that get their own `final counters` line at exit.
+const FINAL_COUNTER_LINES: usize = 1000;
+/// How long one round may spend executing control requests before it looks
+/// at signals, interface events and the other fds again.
+const SERVE_BUDGET: Duration = Duration::from_millis(20);
 
 impl Supervisor {
     pub fn start(options: Options, config: Config) -> anyhow::Result<Supervisor> {
@@ -253,22 +289,49 @@ impl Supervisor {
                 events: libc::POLLIN,
                 revents: 0,
             });
+            if let Some(fd) = signals.wake_fd() {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             self.control.poll_fds(&mut fds);
+            let timeout = self
+                .control
+                .poll_timeout(Duration::from_millis(POLL_INTERVAL_MS));
             // SAFETY: `fds` is a valid array of pollfd of the length passed.
             unsafe {
                 libc::poll(
                     fds.as_mut_ptr(),
                     fds.len() as libc::nfds_t,
-                    POLL_INTERVAL_MS,
+                    timeout.as_millis() as i32,
                 )
             };
-            for pending in self.control.poll() {
+            signals.drain_wake();
+            if signals.terminate.load(Ordering::Relaxed) {
+                break;
+            }
+            self.control.poll();
+            // Requests in turns, within a time budget: what is left waits
+            // for the next round, after signals and interface events.
+            let deadline = Instant::now() + SERVE_BUDGET;
+            while let Some(pending) = self.control.next_request() {
                 self.serve(pending);
+                if Instant::now() >= deadline || signals.terminate.load(Ordering::Relaxed) {
+                    break;
+                }
             }
             self.control.flush_all();
+            if signals.terminate.load(Ordering::Relaxed) {
+                break;
+            }
             if self.rates.due() {
-                self.rates
-                    .sample(&self.rule_totals(), &self.engines.stats());
+                let fast = match &self.fast {
+                    FastState::Open(f) => f.rule_stats(),
+                    _ => Vec::new(),
+                };
+                self.rates.sample(self.engines.stats(), fast);
             }
             let changed = self.monitor.drain();
             if changed || last_scan.elapsed() >= RESCAN_INTERVAL {
@@ -279,8 +342,14 @@ impl Supervisor {
                 let _ = self.reload(None, false);
             }
         }
+        // The socket first: a restart right after SIGTERM must find the
+        // path free, however long the rest of the stop takes.
+        self.control.release();
         tracing::info!("stopping");
         self.engines.stop_within(Duration::from_millis(1500));
+        let t = Instant::now();
+        self.memberships.release_all();
+        tracing::debug!(took_ms = t.elapsed().as_millis() as u64, "groups left");
         let drops = self.drops();
         tracing::info!(
             frames = self.engines.stats().iter().map(|e| e.frames).sum::<u64>(),
@@ -295,7 +364,11 @@ impl Supervisor {
             output_error = drops.output_error,
             "final drops"
         );
-        for r in self.rule_totals() {
+        // One line per rule, up to a bound: 100,000 lines would hold the
+        // exit for seconds (the rest are summed in one line; `mcrctl stats`
+        // before stopping has them all).
+        let totals = self.rule_totals();
+        for r in totals.iter().take(FINAL_COUNTER_LINES) {
             let outputs: Vec<String> = r
                 .outputs
                 .iter()
@@ -309,6 +382,23 @@ impl Supervisor {
                 "final counters"
             );
         }
+        if totals.len() > FINAL_COUNTER_LINES {
+            let rest = &totals[FINAL_COUNTER_LINES..];
+            tracing::info!(
+                rules = rest.len(),
+                packets = rest.iter().map(|r| r.packets).sum::<u64>(),
+                bytes = rest.iter().map(|r| r.bytes).sum::<u64>(),
+                "final counters of the other rules, summed"
+            );
+        }
+        // The kernel fast path is closed here, as before (its links detach
+        // its programs). Everything left is memory and descriptors, which
+        // the kernel takes back at exit at once (as after kill -9, which
+        // leaves nothing behind either); freeing 100,000 rules' tables piece
+        // by piece only delays the exit. The socket is released and the
+        // groups left above.
+        self.fast = FastState::Closed;
+        std::mem::forget(self);
         Ok(())
     }
 
@@ -405,12 +495,17 @@ impl Supervisor {
     /// the table and updates joins. Logs every rule whose state changed.
     pub fn recompile(&mut self) {
         self.generation += 1;
+        let t0 = Instant::now();
         let compiled = compile(
-            &self.desired(),
+            self.config
+                .rules
+                .iter()
+                .chain(self.runtime_rules.iter().map(|d| &d.rule)),
             &self.interfaces,
             self.generation,
             self.config.multicast_ttl(),
         );
+        let compiled_at = t0.elapsed();
         let table = compiled.table;
         self.sync_fast_path();
         // Frames the program forwards never reach the capture sockets (they
@@ -424,7 +519,7 @@ impl Supervisor {
             let name = self.interface_name(*ifindex);
             tracing::warn!(interface = %name, error = %e, "kernel fast path not used on this interface; the engines forward its rules");
         }
-        let before: BTreeMap<&str, &RuleState> = self
+        let before: std::collections::HashMap<&str, &RuleState> = self
             .statuses
             .iter()
             .map(|s| (s.id.as_str(), &s.state))
@@ -453,14 +548,18 @@ impl Supervisor {
                 }
             }
         }
-        // Rules that disappeared (removed or reloaded away).
+        // Rules that disappeared (removed or reloaded away). A set, not a
+        // scan per rule: that was O(rules²), most of an `add` at 10,000.
+        let now_ids: std::collections::HashSet<&str> =
+            compiled.statuses.iter().map(|s| s.id.as_str()).collect();
         for s in &self.statuses {
-            if !compiled.statuses.iter().any(|n| n.id == s.id) {
+            if !now_ids.contains(s.id.as_str()) {
                 changes.push(serde_json::json!({"event": "rule", "id": s.id, "state": "removed"}));
             }
         }
         // Capture sockets for every input interface, one per engine, all
         // joined before any takes traffic (see mcr_dataplane::capture).
+        let t_caps = Instant::now();
         let (sets, failed) = self
             .captures
             .update(&table.inputs_by_interface(), self.engines.cpus().len());
@@ -468,6 +567,8 @@ impl Supervisor {
             let name = self.interface_name(ifindex);
             tracing::warn!(interface = %name, error = %e, "opening capture sockets failed");
         }
+        let caps_at = t_caps.elapsed();
+        let t_publish = Instant::now();
         self.table.publish(table.with_captures(sets));
         self.engines.wake_all();
         // Answer (and log) only once the engines forward by the new table,
@@ -481,6 +582,8 @@ impl Supervisor {
                 "engines slow to take the new forwarding table"
             );
         }
+        let publish_at = t_publish.elapsed();
+        let t_joins = Instant::now();
         for (join, e) in self.memberships.apply(&compiled.joins) {
             tracing::warn!(group = %join.group, ifindex = join.ifindex, error = %e, "joining group failed");
         }
@@ -489,6 +592,16 @@ impl Supervisor {
         for e in changes {
             self.event("rules", e);
         }
+        // Where a change's time goes, for perf/control_scale.sh.
+        tracing::debug!(
+            rules = self.statuses.len(),
+            compile_us = compiled_at.as_micros() as u64,
+            captures_us = caps_at.as_micros() as u64,
+            publish_us = publish_at.as_micros() as u64,
+            joins_us = t_joins.elapsed().as_micros() as u64,
+            total_us = t0.elapsed().as_micros() as u64,
+            "recompiled"
+        );
     }
 
     /// Streams an event to the control clients subscribed to `category`.
@@ -504,20 +617,16 @@ impl Supervisor {
 
     /// Counters per rule, summed over engines, in table order.
     pub fn rule_totals(&self) -> Vec<RuleTotals> {
-        let mut totals: BTreeMap<String, RuleTotals> = BTreeMap::new();
-        for engine in self.engines.stats() {
-            for r in &engine.rules {
-                add_rule(totals.entry(r.id.clone()).or_default(), r);
-            }
-        }
-        if let FastState::Open(f) = &self.fast {
-            for r in &f.rule_stats() {
-                add_rule(totals.entry(r.id.clone()).or_default(), r);
-            }
-        }
+        let engines = self.engines.stats();
+        let fast = match &self.fast {
+            FastState::Open(f) => f.rule_stats(),
+            _ => Vec::new(),
+        };
+        let all = engines.iter().flat_map(|e| e.rules.iter()).chain(&fast);
+        let mut totals = sum_rules(all, self.statuses.len());
         self.statuses
             .iter()
-            .filter_map(|s| totals.remove(&s.id))
+            .filter_map(|s| totals.remove(s.id.as_str()))
             .collect()
     }
 
@@ -536,8 +645,23 @@ impl Supervisor {
     }
 }
 
+/// Per-rule counters summed by rule id (borrowed: one hash lookup per rule
+/// and engine, one id copy per rule).
+pub(super) fn sum_rules<'a>(
+    rules: impl Iterator<Item = &'a RuleStats>,
+    capacity: usize,
+) -> std::collections::HashMap<&'a str, RuleTotals> {
+    let mut totals = std::collections::HashMap::with_capacity(capacity);
+    for r in rules {
+        add_rule(totals.entry(r.id.as_str()).or_default(), r);
+    }
+    totals
+}
+
 fn add_rule(t: &mut RuleTotals, r: &RuleStats) {
-    t.id.clone_from(&r.id);
+    if t.id.is_empty() {
+        t.id.clone_from(&r.id);
+    }
     t.packets += r.packets;
     t.bytes += r.bytes;
     // By output name, not position: engines briefly on different tables
