@@ -39,6 +39,7 @@
 //! | `msdp` | [object](#msdp) | see below | MSDP |
 //! | `control_plane` | [object](#control_plane) | see below | external control-plane integration |
 //! | `data_plane` | [object](#data_plane) | see below | how datagrams are forwarded |
+//! | `metrics` | [object](#metrics) | see below | the Prometheus/OpenMetrics endpoint |
 //!
 //! ## `rules`
 //!
@@ -127,6 +128,12 @@
 //! |---|---|---|---|
 //! | `kernel_fast_path` | bool | `true` | forward rules whose outputs are all multicast inside the kernel, with a tc ingress program on the input interface (needs CAP_BPF and CAP_NET_ADMIN; without them, or with `false`, the engines forward everything) |
 //!
+//! ## `metrics`
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `listen` | `"IP:PORT"` | none (no endpoint) | serve `GET /metrics` (OpenMetrics text) on this TCP address; port 0 is rejected |
+//!
 //! # Errors
 //!
 //! [`parse_str`] and [`load_file`] return a [`ConfigError`] holding
@@ -160,7 +167,8 @@ pub use diagnostic::{ConfigError, Diagnostic};
 pub use parse::{load_file, parse_str};
 pub use rule_id::{canonical_key, fnv1a64, RuleId};
 pub use schema::{
-    Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MsdpConfig, MsdpPeer, Output,
+    Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MetricsConfig, MsdpConfig, MsdpPeer,
+    Output,
     PimConfig, PimInterface, RpMapping, Rule,
 };
 pub use validate::{validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_INTERFACE_NAME_LEN};

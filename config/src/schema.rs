@@ -35,6 +35,9 @@ pub struct Config {
     pub control_plane: ControlPlaneConfig,
     /// Data-plane choices.
     pub data_plane: DataPlaneConfig,
+    /// The Prometheus/OpenMetrics endpoint (off unless `listen` is set).
+    #[serde(skip_serializing_if = "MetricsConfig::is_default")]
+    pub metrics: MetricsConfig,
 }
 
 /// One static forwarding rule: traffic matching `input` is sent to every output.
@@ -258,5 +261,27 @@ impl Default for ControlPlaneConfig {
             external_neighbors_enabled: false,
             event_buffer_size: 256,
         }
+    }
+}
+
+/// The Prometheus/OpenMetrics endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `IP:PORT` to serve `GET /metrics` on; `None` = no endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+impl MetricsConfig {
+    /// Whether this is the default (nothing to write in a saved config).
+    pub fn is_default(&self) -> bool {
+        *self == MetricsConfig::default()
+    }
+
+    /// The address to serve on, when `listen` is set and valid (the
+    /// validation of the file rejects an invalid one).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.as_deref().and_then(|a| a.parse().ok())
     }
 }
