@@ -45,6 +45,10 @@ enum Command {
         /// only CAP_NET_RAW [default: mcr when it exists and mcrd runs as root].
         #[arg(long)]
         user: Option<String>,
+        /// Serve Prometheus/OpenMetrics metrics at http://ADDR/metrics
+        /// (e.g. 127.0.0.1:9469) [default: metrics.listen from the config, else off].
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Join a group and count what arrives (a diagnostic receiver; see docs).
     Listen(mcr_traffic::ListenArgs),
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
             control_socket_path,
             control_socket_group,
             user,
+            metrics_listen,
         } => {
             let cfg = match &config {
                 Some(path) => match mcr_config::load_file(path) {
@@ -184,6 +189,7 @@ fn main() -> ExitCode {
                     handle: log_handle,
                     spec: std::sync::Mutex::new(log_spec),
                 })),
+                metrics_listen,
             };
             let result = Supervisor::start(options, cfg).and_then(|s| s.run(&signals));
             match result {

@@ -271,6 +271,14 @@ impl ControlServer {
         self.clients.len()
     }
 
+    /// Clients whose connection streams events.
+    pub fn subscriber_count(&self) -> usize {
+        self.clients
+            .values()
+            .filter(|c| c.subscription.is_some())
+            .count()
+    }
+
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {
