@@ -4,8 +4,9 @@
 //! The supervisor builds a [`Snapshot`] from the very answers `status` and
 //! `stats` give (the same functions make them), about once a second on the
 //! rate sampling tick, and hands it to the [`MetricsServer`]. The server's
-//! own threads render it to OpenMetrics text with `prometheus-client`
-//! (once per snapshot, however many scrapers ask) and serve it, so a scrape
+//! own threads render it with `prometheus-client` (Prometheus text 0.0.4,
+//! or OpenMetrics text when the scraper's `Accept` asks for it; once per
+//! snapshot and format, however many scrapers ask) and serve it, so a scrape
 //! never waits for or blocks the control thread, and a scrape agrees with
 //! `mcrctl --json stats` taken at the same tick by construction.
 //!
@@ -40,8 +41,37 @@ pub struct Snapshot {
     pub event_subscribers: usize,
 }
 
-/// The snapshot as OpenMetrics text (ends with `# EOF`).
-pub fn render(snapshot: &Snapshot) -> String {
+/// The text formats served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4 (`text/plain; version=0.0.4`), the
+    /// default: counters are named with `_total` in `# TYPE` too.
+    Prometheus,
+    /// OpenMetrics 1.0 text (`application/openmetrics-text`), for scrapers
+    /// that ask for it in `Accept` (Prometheus does); ends with `# EOF`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The `Content-Type` of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// The format an `Accept` header asks for.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+}
+
+/// The snapshot as text in `format`.
+pub fn render(snapshot: &Snapshot, format: Format) -> String {
     #[derive(Debug)]
     struct C(Snapshot);
     impl Collector for C {
@@ -54,8 +84,13 @@ pub fn render(snapshot: &Snapshot) -> String {
     // Rough size: ~120 bytes a series, 2 + 4 a rule and output.
     let series = 64 + snapshot.stats.rules.len() * 3 + outputs(&snapshot.stats) * 5;
     let mut out = String::with_capacity(series * 120);
-    prometheus_client::encoding::text::encode(&mut out, &registry)
-        .expect("writing to a String does not fail");
+    match format {
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        }
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+    }
+    .expect("writing to a String does not fail");
     out
 }
 

@@ -16,7 +16,7 @@
 //! head buffer: every answer shares one rendered body. One request per
 //! connection (`Connection: close`).
 
-use super::{render, Snapshot};
+use super::{render, Format, Snapshot};
 use arc_swap::ArcSwapOption;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use std::io::{Read, Write};
@@ -31,8 +31,6 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(50);
 /// Longest request head read.
 const MAX_HEAD: usize = 8 * 1024;
-/// The content type of the answer.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// How much the server may hold.
 #[derive(Debug, Clone, Copy)]
@@ -63,21 +61,20 @@ struct Shared {
     snapshot: ArcSwapOption<Snapshot>,
     /// The body rendered for a snapshot (rendered once, by the first worker
     /// that needs it; the others wait for it rather than render again).
-    rendered: Mutex<Option<(Arc<Snapshot>, Arc<Vec<u8>>)>>,
+    rendered: Mutex<Vec<(Format, Arc<Snapshot>, Arc<Vec<u8>>)>>,
     stop: AtomicBool,
 }
 
 impl Shared {
-    fn body(&self) -> Option<Arc<Vec<u8>>> {
+    fn body(&self, format: Format) -> Option<Arc<Vec<u8>>> {
         let snap = self.snapshot.load_full()?;
         let mut cache = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((s, body)) = cache.as_ref() {
-            if Arc::ptr_eq(s, &snap) {
-                return Some(Arc::clone(body));
-            }
+        cache.retain(|(_, s, _)| Arc::ptr_eq(s, &snap));
+        if let Some((_, _, body)) = cache.iter().find(|(f, _, _)| *f == format) {
+            return Some(Arc::clone(body));
         }
-        let body = Arc::new(render(&snap).into_bytes());
-        *cache = Some((snap, Arc::clone(&body)));
+        let body = Arc::new(render(&snap, format).into_bytes());
+        cache.push((format, snap, Arc::clone(&body)));
         Some(body)
     }
 }
@@ -221,7 +218,7 @@ fn left(deadline: Instant) -> std::io::Result<Duration> {
 
 /// What a request head asks for.
 enum Ask {
-    Metrics { head_only: bool },
+    Metrics { head_only: bool, format: Format },
     Index { head_only: bool },
     NotFound,
     BadMethod,
@@ -248,8 +245,16 @@ fn read_request(stream: &mut TcpStream, deadline: Instant) -> std::io::Result<As
                 }
                 let path = req.path.unwrap_or("");
                 let path = path.split('?').next().unwrap_or("");
+                let accept = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("accept"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok());
                 return Ok(match path {
-                    "/metrics" => Ask::Metrics { head_only },
+                    "/metrics" => Ask::Metrics {
+                        head_only,
+                        format: Format::from_accept(accept),
+                    },
                     "/" => Ask::Index { head_only },
                     _ => Ask::NotFound,
                 });
@@ -264,8 +269,8 @@ fn serve(shared: &Shared, mut stream: TcpStream, limits: ServerLimits) -> std::i
     let ask = read_request(&mut stream, Instant::now() + limits.read_deadline)?;
     let index = b"mcrd: metrics at /metrics\n";
     let (status, ctype, body, head_only): (&str, &str, Arc<Vec<u8>>, bool) = match ask {
-        Ask::Metrics { head_only } => match shared.body() {
-            Some(b) => ("200 OK", CONTENT_TYPE, b, head_only),
+        Ask::Metrics { head_only, format } => match shared.body(format) {
+            Some(b) => ("200 OK", format.content_type(), b, head_only),
             None => (
                 "503 Service Unavailable",
                 "text/plain",

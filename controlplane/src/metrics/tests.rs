@@ -49,8 +49,12 @@ pub(crate) fn snapshot(rules: usize) -> Snapshot {
 
 #[test]
 fn renders_every_family_with_escaped_labels() {
-    let text = render(&snapshot(2));
+    let text = render(&snapshot(2), Format::OpenMetrics);
     assert!(text.ends_with("# EOF\n"), "{text}");
+    let prom = render(&snapshot(2), Format::Prometheus);
+    assert!(!prom.contains("# EOF"), "{prom}");
+    assert!(prom.contains("# TYPE mcr_rule_packets_total counter\n"), "{prom}");
+    assert!(prom.contains("# TYPE mcr_rule_bytes_total counter\n"), "{prom}");
     for line in [
         "# TYPE mcr_rule_packets counter",
         r#"mcr_rule_packets_total{rule="cam \"one\" \\ back"} 10"#,
@@ -86,6 +90,10 @@ fn renders_every_family_with_escaped_labels() {
             text.lines().any(|l| l == line),
             "no line {line:?} in:\n{text}"
         );
+        // The samples are the same in both formats.
+        if !line.starts_with('#') {
+            assert!(prom.lines().any(|l| l == line), "no line {line:?} in:\n{prom}");
+        }
     }
 }
 
@@ -93,7 +101,7 @@ fn renders_every_family_with_escaped_labels() {
 fn ten_thousand_rules_render_fast() {
     let s = snapshot(10_000);
     let t0 = Instant::now();
-    let text = render(&s);
+    let text = render(&s, Format::Prometheus);
     let took = t0.elapsed();
     // 10k rules x (2 + 2 outputs x 4) series.
     assert!(text.lines().count() > 100_000, "{}", text.lines().count());
@@ -121,8 +129,13 @@ fn serves_metrics_and_refuses_the_rest() {
     server.publish(snapshot(1));
     let ok = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-    assert!(ok.contains(&format!("Content-Type: {}", server::CONTENT_TYPE)));
-    assert!(ok.ends_with("# EOF\n"));
+    assert!(ok.contains("Content-Type: text/plain; version=0.0.4"), "{ok}");
+    let om = get(
+        addr,
+        "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n",
+    );
+    assert!(om.contains("Content-Type: application/openmetrics-text"), "{om}");
+    assert!(om.ends_with("# EOF\n"));
     let head = get(addr, "HEAD /metrics HTTP/1.0\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"), "{head}");
     assert!(get(addr, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
