@@ -1,3 +1,5 @@
 //! Shared pieces of the mcr binaries.
+pub mod args;
 pub mod client;
+pub mod docs;
 pub mod render;

@@ -167,9 +167,8 @@ pub use diagnostic::{ConfigError, Diagnostic};
 pub use parse::{load_file, parse_str};
 pub use rule_id::{canonical_key, fnv1a64, RuleId};
 pub use schema::{
-    Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MetricsConfig, MsdpConfig, MsdpPeer,
-    Output,
-    PimConfig, PimInterface, RpMapping, Rule,
+    Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MetricsConfig, MsdpConfig,
+    MsdpPeer, Output, PimConfig, PimInterface, RpMapping, Rule,
 };
 pub use validate::{validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_INTERFACE_NAME_LEN};
 

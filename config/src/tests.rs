@@ -802,7 +802,12 @@ fn metrics_listen() {
     let v6 = parse_str("{ metrics: { listen: \"[::1]:9469\" } }", "m").unwrap();
     assert!(v6.metrics.listen_addr().unwrap().is_ipv6());
     let text = "{\n  rules: [],\n  metrics: {\n    listen: \"localhost:9469\",\n  },\n}\n";
-    let d = expect_diag(text, "metrics.listen", 4, &["not an IP:PORT", "127.0.0.1:9469"]);
+    let d = expect_diag(
+        text,
+        "metrics.listen",
+        4,
+        &["not an IP:PORT", "127.0.0.1:9469"],
+    );
     assert!(d.to_string().starts_with("test.json5:4:"), "{d}");
     let text = "{\n  metrics: { listen: \"0.0.0.0:0\" },\n}\n";
     expect_diag(text, "metrics.listen", 2, &["port 0"]);

@@ -57,7 +57,10 @@ fn scrape(ns: &Netns) -> (BTreeMap<String, String>, BTreeMap<Key, f64>) {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
             .collect();
-        samples.insert((s[0].as_str().unwrap().to_string(), labels), s[2].as_f64().unwrap());
+        samples.insert(
+            (s[0].as_str().unwrap().to_string(), labels),
+            s[2].as_f64().unwrap(),
+        );
     }
     (families, samples)
 }
@@ -78,7 +81,10 @@ fn expected(stats: &Value, status: &Value) -> BTreeMap<Key, u64> {
     let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
     for r in stats["rules"].as_array().unwrap() {
         let id = r["id"].as_str().unwrap();
-        m.insert(key("mcr_rule_packets_total", &[("rule", id)]), n(&r["packets"]));
+        m.insert(
+            key("mcr_rule_packets_total", &[("rule", id)]),
+            n(&r["packets"]),
+        );
         m.insert(key("mcr_rule_bytes_total", &[("rule", id)]), n(&r["bytes"]));
         for o in r["outputs"].as_array().unwrap() {
             let out = o["output"].as_str().unwrap();
@@ -116,7 +122,10 @@ fn expected(stats: &Value, status: &Value) -> BTreeMap<Key, u64> {
         }
     }
     m.insert(key("mcr_reloads_total", &[]), n(&status["reloads"]));
-    m.insert(key("mcr_events_dropped_total", &[]), n(&status["events_dropped"]));
+    m.insert(
+        key("mcr_events_dropped_total", &[]),
+        n(&status["events_dropped"]),
+    );
     m
 }
 
@@ -155,7 +164,10 @@ fn stats_and_status(m: &Mcrd) -> (Value, Value) {
 fn scrape_equals_stats_for_two_forwarding_rules() {
     let t = Topo::new(2);
     let mut m = t.mcrd(&metrics_config(&two_rules(&t)));
-    m.wait_log("metrics endpoint at http://127.0.0.1:9469/metrics", Duration::from_secs(5));
+    m.wait_log(
+        "metrics endpoint at http://127.0.0.1:9469/metrics",
+        Duration::from_secs(5),
+    );
     let (families, _) = scrape(&t.relay);
     for (name, ty) in [
         ("mcr_rule_packets", "counter"),
@@ -190,8 +202,20 @@ fn scrape_equals_stats_for_two_forwarding_rules() {
     // period before it and a stats taken after it.
     let a = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "2"]);
     let b = t.listen(1, "239.3.3.3", 6001, &["--idle-timeout", "2"]);
-    let ga = Generator::spawn(&t.src, &t.g(), "239.1.1.1", 5000, &["--rate", "500", "--count", "2000"]);
-    let gb = Generator::spawn(&t.src, &t.g(), "239.1.1.2", 5001, &["--rate", "300", "--count", "1200", "--size", "200"]);
+    let ga = Generator::spawn(
+        &t.src,
+        &t.g(),
+        "239.1.1.1",
+        5000,
+        &["--rate", "500", "--count", "2000"],
+    );
+    let gb = Generator::spawn(
+        &t.src,
+        &t.g(),
+        "239.1.1.2",
+        5001,
+        &["--rate", "300", "--count", "1200", "--size", "200"],
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let before = expected(&m.ctl_json(&["stats"]), &m.ctl_json(&["status"]));
     std::thread::sleep(Duration::from_millis(1300));
@@ -242,7 +266,11 @@ fn scrape_equals_stats_for_two_forwarding_rules() {
     // Every counter series of the scrape is one stats reports (no extra).
     for (k, v) in &got {
         if k.0.ends_with("_total") {
-            assert_eq!(want.get(k).map(|w| *w as f64), Some(*v), "{k:?} not in stats");
+            assert_eq!(
+                want.get(k).map(|w| *w as f64),
+                Some(*v),
+                "{k:?} not in stats"
+            );
         }
     }
     let packets = |id: &str| {
@@ -274,7 +302,10 @@ fn invalid_listen_is_a_config_error_and_reload_moves_the_endpoint() {
     let t = Topo::new(1);
     let bad = "{\n  rules: [],\n  metrics: { listen: \"localhost:9469\" },\n}\n";
     let file = t.dir.file("bad.json5", bad);
-    let out = run(bin("mcrd").to_str().unwrap(), &["check-config", file.to_str().unwrap()]);
+    let out = run(
+        bin("mcrd").to_str().unwrap(),
+        &["check-config", file.to_str().unwrap()],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -286,7 +317,12 @@ fn invalid_listen_is_a_config_error_and_reload_moves_the_endpoint() {
     assert_eq!(m.wait_exit(Duration::from_secs(5)), Some(2));
     assert!(m.log_text().contains("metrics.listen"), "{}", m.log_text());
     // The flag is checked by the command line parser.
-    let out = t.relay.exec(&[bin("mcrd").to_str().unwrap(), "supervisor", "--metrics-listen", "nope"]);
+    let out = t.relay.exec(&[
+        bin("mcrd").to_str().unwrap(),
+        "supervisor",
+        "--metrics-listen",
+        "nope",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-listen"));
 
@@ -302,7 +338,8 @@ fn invalid_listen_is_a_config_error_and_reload_moves_the_endpoint() {
     };
     assert!(!curl(9469).status.success());
     let with = |listen: &str| {
-        t.one_rule("r").replacen('{', &format!("{{ metrics: {{ listen: \"{listen}\" }}, "), 1)
+        t.one_rule("r")
+            .replacen('{', &format!("{{ metrics: {{ listen: \"{listen}\" }}, "), 1)
     };
     std::fs::write(&cfg, with("127.0.0.1:9469")).unwrap();
     let r = m.ctl_json(&["reload"]);
@@ -316,7 +353,10 @@ fn invalid_listen_is_a_config_error_and_reload_moves_the_endpoint() {
     let refused = m.ctl(&["reload"]);
     assert_ne!(refused.code, 0);
     assert!(refused.stderr.contains("metrics.listen"), "{refused:?}");
-    assert!(curl(9470).status.success(), "a refused reload keeps the endpoint");
+    assert!(
+        curl(9470).status.success(),
+        "a refused reload keeps the endpoint"
+    );
     let status = m.ctl_json(&["status"]);
     assert_eq!(status["last_reload"]["ok"], false);
     // The scrape says so too (after the next sampling tick).
@@ -331,7 +371,13 @@ fn invalid_listen_is_a_config_error_and_reload_moves_the_endpoint() {
     assert!(text.contains("\nmcr_reloads_total 2\n"), "{text}");
     // The flag wins over the file.
     drop(m);
-    let mut m = Mcrd::spawn(&t.relay, &t.dir, "flag", &with("127.0.0.1:9470"), &["--metrics-listen", "127.0.0.1:9471"]);
+    let mut m = Mcrd::spawn(
+        &t.relay,
+        &t.dir,
+        "flag",
+        &with("127.0.0.1:9470"),
+        &["--metrics-listen", "127.0.0.1:9471"],
+    );
     m.wait_log("mcrd ready", Duration::from_secs(10));
     assert!(curl(9471).status.success());
     assert!(!curl(9470).status.success());
@@ -374,7 +420,11 @@ fn survives_100_concurrent_scrapers_and_stalled_clients() {
             "--storm",
             "100",
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         eprintln!("round {round}: {v}");
         assert_eq!(v["ok"], 100, "{v}");

@@ -164,14 +164,18 @@ fn encode(s: &Snapshot, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error>
         "mcr_rule_packets",
         "Datagrams a rule matched (summed over engines and the kernel fast path).",
         None,
-        rules.iter().map(|r| ([("rule", r.id.as_str())], counter(r.packets))),
+        rules
+            .iter()
+            .map(|r| ([("rule", r.id.as_str())], counter(r.packets))),
     )?;
     family(
         enc,
         "mcr_rule",
         "UDP payload bytes a rule matched.",
         Some(Unit::Bytes),
-        rules.iter().map(|r| ([("rule", r.id.as_str())], counter(r.bytes))),
+        rules
+            .iter()
+            .map(|r| ([("rule", r.id.as_str())], counter(r.bytes))),
     )?;
     let outs = || {
         rules
@@ -183,14 +187,24 @@ fn encode(s: &Snapshot, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error>
         "mcr_output_packets",
         "Datagrams sent to an output (GROUP:PORT@INTERFACE) of a rule.",
         None,
-        outs().map(|(r, o)| ([("rule", r), ("output", o.output.as_str())], counter(o.packets))),
+        outs().map(|(r, o)| {
+            (
+                [("rule", r), ("output", o.output.as_str())],
+                counter(o.packets),
+            )
+        }),
     )?;
     family(
         enc,
         "mcr_output",
         "UDP payload bytes sent to an output of a rule.",
         Some(Unit::Bytes),
-        outs().map(|(r, o)| ([("rule", r), ("output", o.output.as_str())], counter(o.bytes))),
+        outs().map(|(r, o)| {
+            (
+                [("rule", r), ("output", o.output.as_str())],
+                counter(o.bytes),
+            )
+        }),
     )?;
     family(
         enc,
@@ -200,7 +214,11 @@ fn encode(s: &Snapshot, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error>
         outs().flat_map(|(r, o)| {
             [("full", o.full), ("error", o.errors)].map(|(reason, n)| {
                 (
-                    [("rule", r), ("output", o.output.as_str()), ("reason", reason)],
+                    [
+                        ("rule", r),
+                        ("output", o.output.as_str()),
+                        ("reason", reason),
+                    ],
                     counter(n),
                 )
             })
@@ -233,9 +251,12 @@ fn encode(s: &Snapshot, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error>
         "Frames a data-plane engine dropped, by reason.",
         None,
         engines.iter().flat_map(|en| {
-            reasons(&en.drops)
-                .into_iter()
-                .map(move |(k, n)| ([("engine", en.engine.to_string()), ("reason", k)], counter(n)))
+            reasons(&en.drops).into_iter().map(move |(k, n)| {
+                (
+                    [("engine", en.engine.to_string()), ("reason", k)],
+                    counter(n),
+                )
+            })
         }),
     )?;
     family(

@@ -53,8 +53,14 @@ fn renders_every_family_with_escaped_labels() {
     assert!(text.ends_with("# EOF\n"), "{text}");
     let prom = render(&snapshot(2), Format::Prometheus);
     assert!(!prom.contains("# EOF"), "{prom}");
-    assert!(prom.contains("# TYPE mcr_rule_packets_total counter\n"), "{prom}");
-    assert!(prom.contains("# TYPE mcr_rule_bytes_total counter\n"), "{prom}");
+    assert!(
+        prom.contains("# TYPE mcr_rule_packets_total counter\n"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("# TYPE mcr_rule_bytes_total counter\n"),
+        "{prom}"
+    );
     for line in [
         "# TYPE mcr_rule_packets counter",
         r#"mcr_rule_packets_total{rule="cam \"one\" \\ back"} 10"#,
@@ -92,7 +98,10 @@ fn renders_every_family_with_escaped_labels() {
         );
         // The samples are the same in both formats.
         if !line.starts_with('#') {
-            assert!(prom.lines().any(|l| l == line), "no line {line:?} in:\n{prom}");
+            assert!(
+                prom.lines().any(|l| l == line),
+                "no line {line:?} in:\n{prom}"
+            );
         }
     }
 }
@@ -121,23 +130,32 @@ fn get(addr: std::net::SocketAddr, request: &str) -> String {
 
 #[test]
 fn serves_metrics_and_refuses_the_rest() {
-    let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), ServerLimits::default())
-        .unwrap();
+    let server =
+        MetricsServer::start("127.0.0.1:0".parse().unwrap(), ServerLimits::default()).unwrap();
     let addr = server.addr();
     let none = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(none.starts_with("HTTP/1.1 503"), "{none}");
     server.publish(snapshot(1));
     let ok = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-    assert!(ok.contains("Content-Type: text/plain; version=0.0.4"), "{ok}");
+    assert!(
+        ok.contains("Content-Type: text/plain; version=0.0.4"),
+        "{ok}"
+    );
     let om = get(
         addr,
         "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n",
     );
-    assert!(om.contains("Content-Type: application/openmetrics-text"), "{om}");
+    assert!(
+        om.contains("Content-Type: application/openmetrics-text"),
+        "{om}"
+    );
     assert!(om.ends_with("# EOF\n"));
     let head = get(addr, "HEAD /metrics HTTP/1.0\r\n\r\n");
-    assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
     assert!(get(addr, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
     assert!(get(addr, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
     assert!(get(addr, "garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
