@@ -5,6 +5,7 @@
 #
 #   packaging/build.sh                  release build (what to ship)
 #   packaging/build.sh --profile dev    reuse the debug build (tests: fast)
+#   MCR_PACKAGES=deb packaging/build.sh only the .deb (the Containerfile)
 #
 # Installs cargo-deb and cargo-generate-rpm with `cargo install --locked`
 # when missing. Package contents: the [package.metadata.deb] and
@@ -22,7 +23,16 @@ case "$profile" in
     *) bindir=target/$profile ;;
 esac
 
-for tool in cargo-deb cargo-generate-rpm; do
+kinds=${MCR_PACKAGES:-deb rpm}
+tools=()
+for k in $kinds; do
+    case "$k" in
+        deb) tools+=(cargo-deb) ;;
+        rpm) tools+=(cargo-generate-rpm) ;;
+        *) echo "MCR_PACKAGES: unknown kind '$k' (deb, rpm)" >&2; exit 2 ;;
+    esac
+done
+for tool in "${tools[@]}"; do
     if ! command -v "$tool" >/dev/null; then
         echo "installing $tool" >&2
         cargo install --locked "$tool"
@@ -40,7 +50,12 @@ done
 "$bindir/mcr-gen-docs" "$stage" >/dev/null
 gzip -9n "$stage"/man/*
 
+mkdir -p target/packages
 rm -f target/packages/*.deb target/packages/*.rpm
-cargo deb -p mcr-cli --no-build --no-strip --fast -o target/packages/ >/dev/null
-cargo generate-rpm -p cli -o target/packages/ >/dev/null
-ls -1 target/packages/*.deb target/packages/*.rpm
+for k in $kinds; do
+    case "$k" in
+        deb) cargo deb -p mcr-cli --no-build --no-strip --fast -o target/packages/ >/dev/null ;;
+        rpm) cargo generate-rpm -p cli -o target/packages/ >/dev/null ;;
+    esac
+done
+ls -1 target/packages/*.deb target/packages/*.rpm 2>/dev/null

@@ -184,3 +184,31 @@ fn silent_clients_do_not_stop_others() {
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
 }
+
+/// docs/grafana-dashboard.json is valid JSON and queries only series the
+/// endpoint serves.
+#[test]
+fn grafana_dashboard_uses_served_metrics() {
+    let text = include_str!("../../../docs/grafana-dashboard.json");
+    let dash: serde_json::Value = serde_json::from_str(text).unwrap();
+    assert!(dash["panels"].as_array().is_some_and(|p| p.len() >= 10));
+    let served = render(&snapshot(1), Format::Prometheus);
+    let served: std::collections::BTreeSet<&str> = served
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for (i, _) in text.match_indices("mcr_") {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        used.insert(name);
+    }
+    used.remove("mcr_");
+    assert!(used.len() > 15, "{used:?}");
+    for name in &used {
+        assert!(served.contains(name.as_str()), "{name} is not served: {served:?}");
+    }
+}
