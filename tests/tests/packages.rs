@@ -164,7 +164,10 @@ fn deb_installs_verifies_renders_and_purges_and_rpm_has_the_same_files() {
         "sh",
         &[
             "-c",
-            &format!("dpkg-deb --ctrl-tarfile {} | tar -xO ./conffiles", deb.display()),
+            &format!(
+                "dpkg-deb --ctrl-tarfile {} | tar -xO ./conffiles",
+                deb.display()
+            ),
         ],
     );
     assert_eq!(conffiles.trim(), "/etc/mcr/mcrd.json5");
@@ -194,7 +197,10 @@ fn deb_installs_verifies_renders_and_purges_and_rpm_has_the_same_files() {
     let check = run("/usr/bin/mcrd", &["check-config", "/etc/mcr/mcrd.json5"]);
     assert!(check.status.success(), "{check:?}");
     assert!(exists("passwd", "mcr"), "postinst did not create user mcr");
-    assert!(Path::new("/run/mcr").is_dir(), "postinst did not create /run/mcr");
+    assert!(
+        Path::new("/run/mcr").is_dir(),
+        "postinst did not create /run/mcr"
+    );
 
     // The installed units verify (the template as an instance).
     let dir = TempDir::new(&format!("{}-pkg", unique_tag()));
@@ -203,7 +209,10 @@ fn deb_installs_verifies_renders_and_purges_and_rpm_has_the_same_files() {
         ("/usr/lib/systemd/system/mcrd@.service", "mcrd@red.service"),
     ] {
         let text = std::fs::read_to_string(unit).unwrap();
-        assert!(text.contains("ExecReload=/bin/kill -HUP $MAINPID"), "{unit}");
+        assert!(
+            text.contains("ExecReload=/bin/kill -HUP $MAINPID"),
+            "{unit}"
+        );
         let copy = dir.file(as_name, &text);
         let out = run("systemd-analyze", &["verify", copy.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -243,7 +252,10 @@ fn deb_installs_verifies_renders_and_purges_and_rpm_has_the_same_files() {
             assert!(!Path::new(f).exists(), "{f} left after dpkg -r");
         }
     }
-    assert!(Path::new("/etc/mcr/mcrd.json5").exists(), "dpkg -r removed the conffile");
+    assert!(
+        Path::new("/etc/mcr/mcrd.json5").exists(),
+        "dpkg -r removed the conffile"
+    );
     let out = run("dpkg", &["--purge", "mcr"]);
     assert!(out.status.success(), "dpkg --purge: {out:?}");
     for f in &in_deb {
@@ -254,5 +266,9 @@ fn deb_installs_verifies_renders_and_purges_and_rpm_has_the_same_files() {
     assert!(!status.status.success(), "mcr still known to dpkg");
     let user_before = guard.user_before;
     drop(guard);
-    assert_eq!(exists("passwd", "mcr"), user_before, "user mcr not restored");
+    assert_eq!(
+        exists("passwd", "mcr"),
+        user_before,
+        "user mcr not restored"
+    );
 }

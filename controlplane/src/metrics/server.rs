@@ -56,12 +56,15 @@ impl Default for ServerLimits {
     }
 }
 
+/// A body rendered in one format for one snapshot.
+type Rendered = (Format, Arc<Snapshot>, Arc<Vec<u8>>);
+
 #[derive(Default)]
 struct Shared {
     snapshot: ArcSwapOption<Snapshot>,
     /// The body rendered for a snapshot (rendered once, by the first worker
     /// that needs it; the others wait for it rather than render again).
-    rendered: Mutex<Vec<(Format, Arc<Snapshot>, Arc<Vec<u8>>)>>,
+    rendered: Mutex<Vec<Rendered>>,
     stop: AtomicBool,
 }
 

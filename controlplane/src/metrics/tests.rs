@@ -209,6 +209,9 @@ fn grafana_dashboard_uses_served_metrics() {
     used.remove("mcr_");
     assert!(used.len() > 15, "{used:?}");
     for name in &used {
-        assert!(served.contains(name.as_str()), "{name} is not served: {served:?}");
+        assert!(
+            served.contains(name.as_str()),
+            "{name} is not served: {served:?}"
+        );
     }
 }
