@@ -32,11 +32,21 @@ fn exists(db: &str, name: &str) -> bool {
     run("getent", &[db, name]).status.success()
 }
 
-/// Purges the package on drop, and removes the mcr user and group unless
-/// they were there before.
+/// Purges the package on drop, removes the mcr user and group unless they
+/// were there before, and gives /run/mcr back its owner and mode (the
+/// postinst applies tmpfiles.d/mcr.conf to it) or removes it.
 struct Installed {
     user_before: bool,
     group_before: bool,
+    /// /run/mcr before: (mode, uid, gid).
+    run_dir_before: Option<(u32, u32, u32)>,
+}
+
+fn run_dir_meta() -> Option<(u32, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/run/mcr")
+        .ok()
+        .map(|m| (m.mode() & 0o7777, m.uid(), m.gid()))
 }
 
 impl Installed {
@@ -53,6 +63,16 @@ impl Drop for Installed {
         }
         if !self.group_before && exists("group", "mcr") {
             let _ = run("groupdel", &["mcr"]);
+        }
+        match self.run_dir_before {
+            Some((mode, uid, gid)) => {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::os::unix::fs::chown("/run/mcr", Some(uid), Some(gid));
+                let _ = std::fs::set_permissions("/run/mcr", std::fs::Permissions::from_mode(mode));
+            }
+            None => {
+                let _ = std::fs::remove_dir("/run/mcr");
+            }
         }
     }
 }
@@ -181,6 +201,7 @@ fn deb_installs_verifies_renders_and_purges_and_rpm_has_the_same_files() {
     let guard = Installed {
         user_before: exists("passwd", "mcr"),
         group_before: exists("group", "mcr"),
+        run_dir_before: run_dir_meta(),
     };
     let out = run("dpkg", &["-i", deb.to_str().unwrap()]);
     assert!(
