@@ -25,6 +25,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::Arc;
 
 /// What one scrape shows: the daemon's state at one sampling tick.
 #[derive(Debug, Clone)]
@@ -71,16 +72,16 @@ impl Format {
 }
 
 /// The snapshot as text in `format`.
-pub fn render(snapshot: &Snapshot, format: Format) -> String {
+pub fn render(snapshot: &Arc<Snapshot>, format: Format) -> String {
     #[derive(Debug)]
-    struct C(Snapshot);
+    struct C(Arc<Snapshot>);
     impl Collector for C {
         fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
             encode(&self.0, encoder)
         }
     }
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(C(snapshot.clone())));
+    registry.register_collector(Box::new(C(Arc::clone(snapshot))));
     // Rough size: ~120 bytes a series, 2 + 4 a rule and output.
     let series = 64 + snapshot.stats.rules.len() * 3 + outputs(&snapshot.stats) * 5;
     let mut out = String::with_capacity(series * 120);

@@ -2,6 +2,7 @@ use super::*;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A snapshot with `rules` rules of two outputs each; the first rule's id
@@ -49,9 +50,9 @@ pub(crate) fn snapshot(rules: usize) -> Snapshot {
 
 #[test]
 fn renders_every_family_with_escaped_labels() {
-    let text = render(&snapshot(2), Format::OpenMetrics);
+    let text = render(&Arc::new(snapshot(2)), Format::OpenMetrics);
     assert!(text.ends_with("# EOF\n"), "{text}");
-    let prom = render(&snapshot(2), Format::Prometheus);
+    let prom = render(&Arc::new(snapshot(2)), Format::Prometheus);
     assert!(!prom.contains("# EOF"), "{prom}");
     assert!(
         prom.contains("# TYPE mcr_rule_packets_total counter\n"),
@@ -108,7 +109,7 @@ fn renders_every_family_with_escaped_labels() {
 
 #[test]
 fn ten_thousand_rules_render_fast() {
-    let s = snapshot(10_000);
+    let s = Arc::new(snapshot(10_000));
     let t0 = Instant::now();
     let text = render(&s, Format::Prometheus);
     let took = t0.elapsed();
@@ -192,7 +193,7 @@ fn grafana_dashboard_uses_served_metrics() {
     let text = include_str!("../../../docs/grafana-dashboard.json");
     let dash: serde_json::Value = serde_json::from_str(text).unwrap();
     assert!(dash["panels"].as_array().is_some_and(|p| p.len() >= 10));
-    let served = render(&snapshot(1), Format::Prometheus);
+    let served = render(&Arc::new(snapshot(1)), Format::Prometheus);
     let served: std::collections::BTreeSet<&str> = served
         .lines()
         .filter(|l| !l.starts_with('#'))
