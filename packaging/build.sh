@@ -18,9 +18,11 @@ profile=release
 if [ "${1:-}" = "--profile" ]; then
     profile=${2:?--profile needs a name}
 fi
+# Fast compression for dev packages (the tests), the distributions' usual
+# (xz for the .deb, zstd for the .rpm) otherwise.
 case "$profile" in
-    dev) bindir=target/debug ;;
-    *) bindir=target/$profile ;;
+    dev) bindir=target/debug; deb_opts=(--fast); rpm_opts=(--payload-compress gzip) ;;
+    *) bindir=target/$profile; deb_opts=(); rpm_opts=() ;;
 esac
 
 kinds=${MCR_PACKAGES:-deb rpm}
@@ -54,8 +56,8 @@ mkdir -p target/packages
 rm -f target/packages/*.deb target/packages/*.rpm
 for k in $kinds; do
     case "$k" in
-        deb) cargo deb -p mcr-cli --no-build --no-strip --fast -o target/packages/ >/dev/null ;;
-        rpm) cargo generate-rpm -p cli -o target/packages/ >/dev/null ;;
+        deb) cargo deb -p mcr-cli --no-build --no-strip "${deb_opts[@]}" -o target/packages/ >/dev/null ;;
+        rpm) cargo generate-rpm -p cli "${rpm_opts[@]}" -o target/packages/ >/dev/null ;;
     esac
 done
 ls -1 target/packages/*.deb target/packages/*.rpm 2>/dev/null
