@@ -19,6 +19,12 @@ command -v useradd >/dev/null || need+=(passwd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v nft >/dev/null || need+=(nftables)
 command -v ethtool >/dev/null || need+=(ethtool)
+# metrics.rs parses scrapes with Debian's python3 and its prometheus_client.
+/usr/bin/python3 -c 'import prometheus_client.parser' 2>/dev/null || need+=(python3-prometheus-client)
+# packages.rs: dpkg -i, rpm -qpl, man -l, strip.
+command -v rpm >/dev/null || need+=(rpm)
+command -v man >/dev/null || need+=(man-db)
+command -v strip >/dev/null || need+=(binutils)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -28,6 +34,11 @@ if ! command -v cargo >/dev/null; then
     echo "cargo not found: install a Rust toolchain (rustup) first" >&2
     exit 2
 fi
+
+# The packaging tools packaging/build.sh uses (packages.rs runs it).
+for tool in cargo-deb cargo-generate-rpm; do
+    command -v "$tool" >/dev/null || cargo install --locked "$tool"
+done
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -1,4 +1,6 @@
 //! Shared pieces of the mcr binaries.
+pub mod args;
 pub mod client;
+pub mod docs;
 pub mod logwriter;
 pub mod render;

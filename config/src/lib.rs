@@ -41,6 +41,7 @@
 //! | `msdp` | [object](#msdp) | see below | MSDP |
 //! | `control_plane` | [object](#control_plane) | see below | external control-plane integration |
 //! | `data_plane` | [object](#data_plane) | see below | how datagrams are forwarded |
+//! | `metrics` | [object](#metrics) | see below | the Prometheus/OpenMetrics endpoint |
 //!
 //! ## `rules`
 //!
@@ -158,6 +159,12 @@
 //! |---|---|---|---|
 //! | `kernel_fast_path` | bool | `true` | forward rules whose outputs are all multicast inside the kernel, with a tc ingress program on the input interface (needs CAP_BPF and CAP_NET_ADMIN; without them, or with `false`, the engines forward everything) |
 //!
+//! ## `metrics`
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `listen` | `"IP:PORT"` | none (no endpoint) | serve `GET /metrics` (OpenMetrics text) on this TCP address; port 0 is rejected |
+//!
 //! # Errors
 //!
 //! [`parse_str`] and [`load_file`] return a [`ConfigError`] holding
@@ -192,8 +199,8 @@ pub use diagnostic::{ConfigError, Diagnostic};
 pub use parse::{load_file, load_file_at, load_file_hashed, parse_str, MAX_FILE_SIZE};
 pub use rule_id::{canonical_key, fnv1a, fnv1a64, RuleId, FNV_OFFSET, FNV_PRIME};
 pub use schema::{
-    Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MsdpConfig, MsdpPeer, Output,
-    PimConfig, PimInterface, RpfProvider, Rule, StaticRp, DEFAULT_MULTICAST_TTL,
+    Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MetricsConfig, MsdpConfig,
+    MsdpPeer, Output, PimConfig, PimInterface, RpfProvider, Rule, StaticRp, DEFAULT_MULTICAST_TTL,
     DEFAULT_UNICAST_TTL,
 };
 pub use validate::{

@@ -51,6 +51,9 @@ pub struct Config {
     pub control_plane: ControlPlaneConfig,
     /// Data-plane choices.
     pub data_plane: DataPlaneConfig,
+    /// The Prometheus/OpenMetrics endpoint (off unless `listen` is set).
+    #[serde(skip_serializing_if = "MetricsConfig::is_default")]
+    pub metrics: MetricsConfig,
 }
 
 /// TTL of a multicast output when neither the output's `ttl` nor the
@@ -428,5 +431,27 @@ impl RpfProvider {
             p if p.starts_with('/') => Some(RpfProvider::Socket(PathBuf::from(p))),
             _ => None,
         }
+    }
+}
+
+/// The Prometheus/OpenMetrics endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `IP:PORT` to serve `GET /metrics` on; `None` = no endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+impl MetricsConfig {
+    /// Whether this is the default (nothing to write in a saved config).
+    pub fn is_default(&self) -> bool {
+        *self == MetricsConfig::default()
+    }
+
+    /// The address to serve on, when `listen` is set and valid (the
+    /// validation of the file rejects an invalid one).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.as_deref().and_then(|a| a.parse().ok())
     }
 }

@@ -1418,3 +1418,33 @@ fn rule_names_are_bounded_and_plain() {
         );
     }
 }
+
+#[test]
+fn metrics_listen() {
+    let c = parse_str("{ metrics: { listen: \"127.0.0.1:9469\" } }", "m").unwrap();
+    assert_eq!(
+        c.metrics.listen_addr(),
+        Some("127.0.0.1:9469".parse().unwrap())
+    );
+    let back = parse_str(&c.to_json5(), "saved").unwrap();
+    assert_eq!(back, c);
+    assert!(!Config::default().to_json5().contains("metrics"));
+    let v6 = parse_str("{ metrics: { listen: \"[::1]:9469\" } }", "m").unwrap();
+    assert!(v6.metrics.listen_addr().unwrap().is_ipv6());
+    let text = "{\n  rules: [],\n  metrics: {\n    listen: \"localhost:9469\",\n  },\n}\n";
+    let d = expect_diag(
+        text,
+        "metrics.listen",
+        4,
+        &["not an IP:PORT", "127.0.0.1:9469"],
+    );
+    assert!(d.to_string().starts_with("test.json5:4:"), "{d}");
+    let text = "{\n  metrics: { listen: \"0.0.0.0:0\" },\n}\n";
+    expect_diag(text, "metrics.listen", 2, &["port 0"]);
+    let text = "{\n  metrics: { listne: \"0.0.0.0:1\" },\n}\n";
+    let diags = errs(text);
+    assert!(
+        diags[0].to_string().contains("did you mean 'listen'"),
+        "{diags:?}"
+    );
+}

@@ -274,7 +274,28 @@ pub(crate) fn check_config(cfg: &Config) -> Vec<Diagnostic> {
     check_pim(&mut out, cfg);
     check_msdp(&mut out, cfg);
     check_control_plane(&mut out, cfg);
+    check_metrics(&mut out, cfg);
     out.0
+}
+
+fn check_metrics(out: &mut Sink, cfg: &Config) {
+    let Some(listen) = &cfg.metrics.listen else {
+        return;
+    };
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.port() == 0 => out.err(
+            "metrics.listen",
+            format!("port 0 in '{listen}' is not allowed: scrapers need a fixed port; use e.g. \"127.0.0.1:9469\""),
+        ),
+        Ok(_) => {}
+        Err(_) => out.err(
+            "metrics.listen",
+            format!(
+                "'{}' is not an IP:PORT address; use e.g. \"127.0.0.1:9469\" (or \"[::1]:9469\"), or remove the key to turn the endpoint off",
+                listen.escape_debug()
+            ),
+        ),
+    }
 }
 
 fn check_interface_list<'a>(

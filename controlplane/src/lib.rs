@@ -5,6 +5,7 @@ pub mod compile;
 pub mod control;
 pub mod files;
 pub mod interfaces;
+pub mod metrics;
 pub mod namespace;
 pub mod privilege;
 pub mod supervisor;

@@ -1,64 +1,12 @@
 //! mcrd: the multicast relay daemon.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
+use mcr_cli::args::mcrd::{Cli, Command, LogFormat};
 use mcr_controlplane::{Options, Signals, Supervisor};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit status when another mcrd already serves the control socket path.
 const EXIT_SOCKET_IN_USE: u8 = 4;
-
-#[derive(Parser)]
-#[command(name = "mcrd", version, about = "Multicast relay daemon")]
-struct Cli {
-    /// Log level or filter (e.g. info, debug, mcr_dataplane=trace); overrides RUST_LOG.
-    #[arg(long, global = true)]
-    log_level: Option<String>,
-    /// Log line format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the relay.
-    Supervisor {
-        /// JSON5 config file (the desired state). Without it mcrd starts with no rules.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Unix control socket for mcrctl [default: /run/mcr/mcrd-NAME.sock inside
-        /// the named namespace NAME, else /run/mcr/mcrd.sock].
-        #[arg(long)]
-        control_socket_path: Option<PathBuf>,
-        /// Group that owns the control socket (mode 0660), e.g. mcr.
-        #[arg(long)]
-        control_socket_group: Option<String>,
-        /// Switch to this user once privileged resources are open, keeping
-        /// only CAP_NET_RAW [default: mcr when it exists and mcrd runs as root].
-        #[arg(long)]
-        user: Option<String>,
-        /// The one directory, besides the --config file, where control
-        /// clients may have files saved, reloaded or checked; it must not
-        /// be writable by group or others.
-        #[arg(long)]
-        save_dir: Option<PathBuf>,
-    },
-    /// Join a group and count what arrives (a diagnostic receiver; see docs).
-    Listen(mcr_traffic::ListenArgs),
-    /// Validate a config file without starting (exit 0 when valid, 2 when not).
-    CheckConfig {
-        /// The file to check.
-        file: PathBuf,
-    },
-}
 
 type FilterHandle =
     tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
@@ -151,6 +99,7 @@ fn main() -> ExitCode {
             control_socket_group,
             user,
             save_dir,
+            metrics_listen,
         } => {
             // Read once: the hash `status` shows is of the bytes applied.
             let (cfg, config_hash) = match &config {
@@ -198,6 +147,7 @@ fn main() -> ExitCode {
                     handle: log_handle,
                     spec: std::sync::Mutex::new(log_spec),
                 })),
+                metrics_listen,
             };
             let result = Supervisor::start(options, cfg).and_then(|s| s.run(&signals));
             match result {

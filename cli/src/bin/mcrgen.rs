@@ -4,18 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcr_traffic::gen::{self, GenArgs};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "mcrgen",
-    version,
-    about = "UDP traffic generator for mcr tests and benchmarks"
-)]
-struct Cli {
-    #[command(flatten)]
-    args: GenArgs,
-}
+use mcr_cli::args::mcrgen::Cli;
+use mcr_traffic::gen;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

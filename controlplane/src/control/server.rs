@@ -370,6 +370,14 @@ impl ControlServer {
         self.clients.len()
     }
 
+    /// Clients whose connection streams events.
+    pub fn subscriber_count(&self) -> usize {
+        self.clients
+            .values()
+            .filter(|c| c.subscription.is_some())
+            .count()
+    }
+
     fn accept(&mut self) {
         if let Some(until) = self.accept_paused_until {
             if Instant::now() < until {

@@ -160,7 +160,12 @@ impl Supervisor {
     }
 
     fn status(&self) -> api::Status {
-        let totals = self.rule_totals();
+        self.status_from(&self.rule_totals())
+    }
+
+    /// `status` from per-rule totals already summed (see
+    /// [`Supervisor::rule_totals`]); metrics use the same.
+    pub(super) fn status_from(&self, totals: &[super::RuleTotals]) -> api::Status {
         let count =
             |f: fn(&RuleState) -> bool| self.statuses.iter().filter(|s| f(&s.state)).count();
         // No protocol instance runs in this build yet: `running` says so
@@ -365,6 +370,7 @@ impl Supervisor {
             data_plane,
             multicast_ttl,
             pinning,
+            metrics,
         } = &self.config;
         Config {
             rules: Vec::new(),
@@ -378,6 +384,7 @@ impl Supervisor {
             data_plane: data_plane.clone(),
             multicast_ttl: *multicast_ttl,
             pinning: pinning.clone(),
+            metrics: metrics.clone(),
         }
     }
 
@@ -415,7 +422,11 @@ impl Supervisor {
     }
 
     fn stats(&self) -> api::Stats {
-        let totals = self.rule_totals();
+        self.stats_from(&self.rule_totals())
+    }
+
+    /// `stats` from per-rule totals already summed; metrics use the same.
+    pub(super) fn stats_from(&self, totals: &[super::RuleTotals]) -> api::Stats {
         let base = self.rates.base();
         let rules = totals
             .iter()
@@ -725,6 +736,13 @@ impl Supervisor {
             self.recompile();
         }
         summary.recompiled = Some(!same_table);
+        if let Err(e) = self.sync_metrics() {
+            tracing::error!("{e:#}");
+            summary.note = Some(match summary.note.take() {
+                Some(n) => format!("{n}; {e:#}"),
+                None => format!("{e:#}"),
+            });
+        }
         summary.parse_us = Some(parsed.as_micros() as u64);
         summary.compile_swap_us = Some(t1.elapsed().as_micros() as u64);
         if self.options.config_path.as_deref() == Some(path.as_path()) {
@@ -935,6 +953,9 @@ fn sections_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.pinning != new.pinning {
         v.push("pinning");
+    }
+    if old.metrics != new.metrics {
+        v.push("metrics");
     }
     v
 }

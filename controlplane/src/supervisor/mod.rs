@@ -12,6 +12,7 @@ use crate::compile::{compile, DesiredRule, Origin, RuleState, RuleStatus};
 use crate::control::api::ReloadRecord;
 use crate::control::ControlServer;
 use crate::interfaces::{Interfaces, LinkMonitor};
+use crate::metrics::{MetricsServer, ServerLimits, Snapshot};
 use mcr_config::Config;
 use mcr_dataplane::capture::Captures;
 use mcr_dataplane::fastpath::FastPath;
@@ -41,6 +42,8 @@ pub struct Options {
     pub save_dir: Option<PathBuf>,
     /// Changes log levels at run time (`mcrctl log-level`).
     pub log_control: Option<Box<dyn LogControl>>,
+    /// Serve metrics here (overrides the config file's `metrics.listen`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// What the binary gives the supervisor to read and change log filters.
@@ -139,6 +142,8 @@ pub struct Supervisor {
     save_dir: Option<std::os::fd::OwnedFd>,
     /// Who sent the request being executed (None for SIGHUP and tests).
     peer: Option<nix::sys::socket::UnixCredentials>,
+    /// The Prometheus endpoint, when asked for.
+    metrics: Option<MetricsServer>,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -254,9 +259,13 @@ impl Supervisor {
             fast: FastState::Closed,
             save_dir,
             peer: None,
+            metrics: None,
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();
+        // At start a metrics address that cannot be bound is fatal: the
+        // operator asked for it (at reload it is logged and reported).
+        sup.sync_metrics()?;
         if !sup
             .engines
             .wait_for_generation(sup.generation, Duration::from_secs(2))
@@ -332,6 +341,9 @@ impl Supervisor {
                     _ => Vec::new(),
                 };
                 self.rates.sample(self.engines.stats(), fast);
+                if self.metrics.is_some() {
+                    self.publish_metrics(&self.rule_totals());
+                }
             }
             let changed = self.monitor.drain();
             if changed || last_scan.elapsed() >= RESCAN_INTERVAL {
@@ -642,6 +654,65 @@ impl Supervisor {
 
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Where metrics should be served: the flag, else the file's key.
+    fn metrics_wanted(&self) -> Option<std::net::SocketAddr> {
+        self.options
+            .metrics_listen
+            .or_else(|| self.config.metrics.listen_addr())
+    }
+
+    /// Starts, moves or stops the metrics endpoint to match the flag and
+    /// the config. Returns the bind error, if any (the endpoint is then off).
+    pub(super) fn sync_metrics(&mut self) -> anyhow::Result<()> {
+        let want = self.metrics_wanted();
+        if self.metrics.as_ref().map(MetricsServer::addr) == want {
+            return Ok(());
+        }
+        // Stop the old one first: the new address may overlap it.
+        if let Some(old) = self.metrics.take() {
+            tracing::info!(listen = %old.addr(), "metrics endpoint stopped");
+        }
+        let Some(addr) = want else {
+            return Ok(());
+        };
+        match MetricsServer::start(addr, ServerLimits::default()) {
+            Ok(m) => {
+                tracing::info!(listen = %m.addr(), "metrics endpoint at http://{}/metrics", m.addr());
+                self.metrics = Some(m);
+                let totals = self.rule_totals();
+                self.publish_metrics(&totals);
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "metrics.listen: cannot listen on {addr}: {e} (set by {})",
+                if self.options.metrics_listen.is_some() {
+                    "--metrics-listen"
+                } else {
+                    "the config file"
+                }
+            )),
+        }
+    }
+
+    /// Hands the endpoint what `status` and `stats` answer now.
+    fn publish_metrics(&self, totals: &[RuleTotals]) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        m.publish(Snapshot {
+            status: self.status_from(totals),
+            stats: self.stats_from(totals),
+            table_generation: self.generation,
+            engine_generations: self
+                .engines
+                .stats()
+                .iter()
+                .map(|e| (e.engine, e.generation))
+                .collect(),
+            event_subscribers: self.control.subscriber_count(),
+        });
     }
 }
 

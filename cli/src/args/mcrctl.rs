@@ -1,0 +1,115 @@
+//! The command line of `mcrctl` (also read by the man page generator).
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "mcrctl", version, about = "Control a running mcrd")]
+pub struct Cli {
+    /// Control socket of the mcrd to talk to [default: /run/mcr/mcrd-NAME.sock
+    /// inside the named namespace NAME, else /run/mcr/mcrd.sock].
+    #[arg(long, visible_alias = "socket-path", env = "MCR_SOCKET", global = true)]
+    pub socket: Option<PathBuf>,
+    /// Print the daemon's answer as JSON (stable field names) instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 10.0, global = true)]
+    pub timeout: f64,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Show the daemon's state: version, uptime, rules, counters, namespace.
+    Status,
+    /// Check that the daemon answers.
+    Ping,
+    /// Show the daemon's version and protocol version.
+    Version,
+    /// List every rule with its id, origin and state.
+    List,
+    /// Add a rule at run time (validated like the config file).
+    Add {
+        #[arg(long)]
+        input_interface: String,
+        #[arg(long)]
+        input_group: String,
+        #[arg(long)]
+        input_port: u16,
+        /// Only take datagrams from this source (S,G).
+        #[arg(long)]
+        input_source: Option<String>,
+        /// Comma-separated GROUP:PORT:INTERFACE[:TTL] outputs.
+        #[arg(long, value_delimiter = ',', required = true)]
+        outputs: Vec<String>,
+        /// The rule's name (also its id).
+        #[arg(long)]
+        name: Option<String>,
+        /// Same as --name: a named rule's id is its name.
+        #[arg(long, conflicts_with = "name")]
+        rule_id: Option<String>,
+    },
+    /// Remove a rule by id or name.
+    Remove {
+        #[arg(long, required_unless_present = "name")]
+        rule_id: Option<String>,
+        #[arg(long, conflicts_with = "rule_id")]
+        name: Option<String>,
+    },
+    /// Per rule and per output counters, rates and drops.
+    Stats {
+        /// Refresh every SECS seconds (default 1) until interrupted.
+        #[arg(long, num_args = 0..=1, default_missing_value = "1")]
+        watch: Option<f64>,
+    },
+    /// Each data-plane engine with its CPU, interfaces, rate and drops.
+    #[command(visible_alias = "workers")]
+    Cores,
+    /// Show, check or save the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Get or set the daemon's log filter.
+    #[command(subcommand)]
+    LogLevel(LogCmd),
+    /// Re-read the config file and apply the difference.
+    Reload {
+        /// Load this file instead of the one mcrd was started with.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Show what would change without applying it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stream events (rule state changes, interfaces, reloads; igmp, pim and
+    /// msdp once those run) until interrupted.
+    Subscribe {
+        /// Comma-separated categories: rules, interfaces, reload, igmp, pim, msdp [default: all].
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCmd {
+    /// The running state as JSON5.
+    Show,
+    /// Validate a file (as the daemon would load it).
+    Check { file: PathBuf },
+    /// Write the running state to FILE (default: the daemon's config file), atomically.
+    Save { file: Option<PathBuf> },
+}
+
+#[derive(Subcommand)]
+pub enum LogCmd {
+    Get,
+    /// Set LEVEL (e.g. debug) for everything, or for one --target.
+    Set {
+        #[arg(long)]
+        target: Option<String>,
+        level: String,
+    },
+}
