@@ -7,6 +7,7 @@ pub mod files;
 pub mod interfaces;
 pub mod namespace;
 pub mod privilege;
+pub mod rpf;
 pub mod supervisor;
 
 pub use supervisor::{LogControl, Options, Signals, Supervisor};
