@@ -6,6 +6,7 @@ pub mod control;
 pub mod files;
 pub mod interfaces;
 pub mod namespace;
+pub mod pim;
 pub mod privilege;
 pub mod rpf;
 pub mod supervisor;

@@ -108,6 +108,8 @@ pub struct Supervisor {
     save_dir: Option<std::os::fd::OwnedFd>,
     /// Who sent the request being executed (None for SIGHUP and tests).
     peer: Option<nix::sys::socket::UnixCredentials>,
+    /// PIM (neighbours, DR) and the RPF provider.
+    pim: crate::pim::PimRuntime,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -218,6 +220,7 @@ impl Supervisor {
             fast: FastState::Closed,
             save_dir,
             peer: None,
+            pim: crate::pim::PimRuntime::new(),
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();
@@ -254,14 +257,17 @@ impl Supervisor {
                 revents: 0,
             });
             self.control.poll_fds(&mut fds);
+            self.pim.poll_fds(&mut fds);
+            let timeout = self
+                .pim
+                .timeout()
+                .map_or(POLL_INTERVAL_MS, |t| {
+                    (t.as_millis() as i32).saturating_add(1).min(POLL_INTERVAL_MS)
+                });
             // SAFETY: `fds` is a valid array of pollfd of the length passed.
-            unsafe {
-                libc::poll(
-                    fds.as_mut_ptr(),
-                    fds.len() as libc::nfds_t,
-                    POLL_INTERVAL_MS,
-                )
-            };
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            self.pim.poll();
+            self.pim_publish();
             for pending in self.control.poll() {
                 self.serve(pending);
             }
@@ -280,6 +286,8 @@ impl Supervisor {
             }
         }
         tracing::info!("stopping");
+        // Holdtime 0 Hellos: neighbours drop us at once (RFC 7761 4.3.1).
+        self.pim.shutdown();
         self.engines.stop_within(Duration::from_millis(1500));
         let drops = self.drops();
         tracing::info!(
@@ -488,6 +496,20 @@ impl Supervisor {
         self.statuses = compiled.statuses;
         for e in changes {
             self.event("rules", e);
+        }
+        // PIM follows the config and the interfaces (only differences reach
+        // the instance).
+        self.pim.sync(&self.config, &self.interfaces);
+        self.pim_publish();
+    }
+
+    /// Publishes PIM events and sends `pim_query_rpf` answers that waited.
+    fn pim_publish(&mut self) {
+        for e in self.pim.take_events() {
+            self.event("pim", e);
+        }
+        for (client, id, resp) in self.pim.take_answers() {
+            self.control.respond(client, id.as_ref(), &resp);
         }
     }
 

@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::io::{Action, ActionOf, Event, EventCategory, Input, InputOf, Protocol, RpfChange};
 use crate::mrib::SourceFilter;
@@ -199,7 +199,8 @@ pub struct PimEvent {
 
 /// Per-interface counters (messages, and received messages not used, by
 /// reason).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PimCounters {
     /// Hellos sent (goodbyes included).
     pub hellos_sent: u64,
