@@ -2,3 +2,4 @@
 pub mod client;
 pub mod logwriter;
 pub mod render;
+pub mod render_pim;

@@ -99,8 +99,72 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
     },
+    /// PIM neighbours, interfaces, injected neighbours and RPF.
+    #[command(subcommand)]
+    Pim(PimCmd),
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum PimCmd {
+    /// Neighbours: address, interface, origin, uptime, expiry, DR priority, GenID, DR flag.
+    Neighbors,
+    /// PIM interfaces: DR, our priority, hello timer, counters.
+    Interfaces,
+    /// Inject a neighbour (valid at once, never expires).
+    AddNeighbor {
+        #[arg(long)]
+        address: std::net::Ipv4Addr,
+        #[arg(long)]
+        interface: String,
+        /// DR priority [default: 1].
+        #[arg(long)]
+        priority: Option<u32>,
+        /// Free text naming who injected it.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Remove an injected neighbour.
+    RemoveNeighbor {
+        #[arg(long)]
+        address: std::net::Ipv4Addr,
+        #[arg(long)]
+        interface: String,
+    },
+    /// List the injected neighbours.
+    ExternalNeighbors,
+    /// Remove every injected neighbour (of one interface).
+    ClearNeighbors {
+        #[arg(long)]
+        interface: Option<String>,
+    },
+    /// Add or replace a static RPF route (rpf_provider "static").
+    AddRpfRoute {
+        /// Source prefix, e.g. 10.1.0.0/16.
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        interface: String,
+        #[arg(long)]
+        neighbor: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        metric: Option<u32>,
+    },
+    /// Remove the static RPF route of a prefix.
+    RemoveRpfRoute {
+        #[arg(long)]
+        source: String,
+    },
+    /// List the static RPF routes.
+    ListRpfRoutes,
+    /// Remove every static RPF route.
+    ClearRpfRoutes,
+    /// Ask the RPF provider about a source.
+    QueryRpf {
+        #[arg(long)]
+        source: std::net::Ipv4Addr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -204,6 +268,46 @@ fn request_for(cmd: &Cmd) -> Result<Request, String> {
         },
         Cmd::Subscribe { events } => Request::Subscribe {
             events: events.clone(),
+        },
+        Cmd::Pim(p) => match p {
+            PimCmd::Neighbors => Request::PimNeighbors,
+            PimCmd::Interfaces => Request::PimInterfaces,
+            PimCmd::AddNeighbor {
+                address,
+                interface,
+                priority,
+                tag,
+            } => Request::PimAddNeighbor {
+                interface: interface.clone(),
+                address: *address,
+                priority: *priority,
+                tag: tag.clone(),
+            },
+            PimCmd::RemoveNeighbor { address, interface } => Request::PimRemoveNeighbor {
+                interface: interface.clone(),
+                address: *address,
+            },
+            PimCmd::ExternalNeighbors => Request::PimExternalNeighbors,
+            PimCmd::ClearNeighbors { interface } => Request::PimClearNeighbors {
+                interface: interface.clone(),
+            },
+            PimCmd::AddRpfRoute {
+                source,
+                interface,
+                neighbor,
+                metric,
+            } => Request::PimAddRpfRoute {
+                source: source.clone(),
+                interface: interface.clone(),
+                neighbor: *neighbor,
+                metric: *metric,
+            },
+            PimCmd::RemoveRpfRoute { source } => Request::PimRemoveRpfRoute {
+                source: source.clone(),
+            },
+            PimCmd::ListRpfRoutes => Request::PimListRpfRoutes,
+            PimCmd::ClearRpfRoutes => Request::PimClearRpfRoutes,
+            PimCmd::QueryRpf { source } => Request::PimQueryRpf { source: *source },
         },
         Cmd::Completions { .. } => return Err("completions are printed locally".into()),
     })
