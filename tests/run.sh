@@ -19,6 +19,8 @@ command -v useradd >/dev/null || need+=(passwd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v nft >/dev/null || need+=(nftables)
 command -v ethtool >/dev/null || need+=(ethtool)
+# FRR (zebra + pimd + vtysh) is the judge of the PIM tests.
+[ -x /usr/lib/frr/pimd ] || need+=(frr)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

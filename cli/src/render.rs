@@ -399,9 +399,7 @@ fn status(out: &mut String, r: &Status) {
         }
         t
     });
-    let rows = rows
-        .into_iter()
-        .chain(rpf.map(|t| ("rpf provider", t)));
+    let rows = rows.into_iter().chain(rpf.map(|t| ("rpf provider", t)));
     for (k, v) in rows {
         let _ = writeln!(out, "{:<15} {v}", format!("{k}:"));
     }

@@ -36,8 +36,15 @@ pub fn render(out: &mut String, reply: &Reply) {
                 .collect();
             out.push_str(&crate::render::table(
                 &[
-                    "INTERFACE", "NEIGHBOR", "LEARNED", "UPTIME", "EXPIRES", "PRIORITY", "GENID",
-                    "DR", "TAG",
+                    "INTERFACE",
+                    "NEIGHBOR",
+                    "LEARNED",
+                    "UPTIME",
+                    "EXPIRES",
+                    "PRIORITY",
+                    "GENID",
+                    "DR",
+                    "TAG",
                 ],
                 &rows,
             ));
@@ -63,8 +70,15 @@ pub fn render(out: &mut String, reply: &Reply) {
                 .collect();
             out.push_str(&crate::render::table(
                 &[
-                    "INTERFACE", "ADDRESS", "DR", "PRIORITY", "HELLO/HOLD", "NEXT", "GENID",
-                    "NEIGHBORS", "SENT/RCVD",
+                    "INTERFACE",
+                    "ADDRESS",
+                    "DR",
+                    "PRIORITY",
+                    "HELLO/HOLD",
+                    "NEXT",
+                    "GENID",
+                    "NEIGHBORS",
+                    "SENT/RCVD",
                 ],
                 &rows,
             ));
@@ -141,7 +155,8 @@ pub fn render(out: &mut String, reply: &Reply) {
                     "{} via {} neighbor {} metric {} preference {} (from {})",
                     a.source,
                     a.interface.as_deref().map_or_else(|| "-".into(), esc),
-                    a.neighbor.map_or_else(|| "connected".into(), |n| n.to_string()),
+                    a.neighbor
+                        .map_or_else(|| "connected".into(), |n| n.to_string()),
                     o(&a.metric),
                     o(&a.preference),
                     a.provider

@@ -423,7 +423,11 @@ impl StaticRpfRoute {
         let (a, l) = self.source.split_once('/').unwrap_or((&self.source, "32"));
         let addr: Ipv4Addr = a.trim().parse().ok()?;
         let len: u8 = l.trim().parse().ok().filter(|l| *l <= 32)?;
-        let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+        let mask = if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(len))
+        };
         (u32::from(addr) & !mask == 0).then_some((addr, len))
     }
 }

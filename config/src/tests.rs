@@ -1422,11 +1422,31 @@ fn rule_names_are_bounded_and_plain() {
 #[test]
 fn static_rpf_routes() {
     let text = "{\n  control_plane: {\n    rpf_provider: 'static',\n    static_rpf: [\n      { source: '10.1.0.0/16', interface: 'eth1', neighbor: '10.2.0.1', metric: 100 },\n      { source: '10.1.0.1/16', interface: 'eth1' },\n      { source: '239.0.0.0/8', interface: 'eth1' },\n      { source: '10.1.0.0/16', interface: 'eth2' },\n      { source: '10.9.9.9', interface: 'a/b' },\n      { source: '10.8.0.0/16', interface: 'eth1', neighbor: '224.0.0.1' },\n    ] } }";
-    expect_diag(text, "control_plane.static_rpf[1].source", 6, &["host bits zero"]);
-    expect_diag(text, "control_plane.static_rpf[2].source", 7, &["not unicast"]);
-    expect_diag(text, "control_plane.static_rpf[3].source", 8, &["already routed by control_plane.static_rpf[0]"]);
+    expect_diag(
+        text,
+        "control_plane.static_rpf[1].source",
+        6,
+        &["host bits zero"],
+    );
+    expect_diag(
+        text,
+        "control_plane.static_rpf[2].source",
+        7,
+        &["not unicast"],
+    );
+    expect_diag(
+        text,
+        "control_plane.static_rpf[3].source",
+        8,
+        &["already routed by control_plane.static_rpf[0]"],
+    );
     expect_diag(text, "control_plane.static_rpf[4].interface", 9, &["'/'"]);
-    expect_diag(text, "control_plane.static_rpf[5].neighbor", 10, &["unicast"]);
+    expect_diag(
+        text,
+        "control_plane.static_rpf[5].neighbor",
+        10,
+        &["unicast"],
+    );
     let ok = parse_str(
         "{ control_plane: { rpf_provider: 'static', static_rpf: [ { source: '10.1.0.0/16', interface: 'eth1', neighbor: '10.2.0.1', metric: 100 }, { source: '10.9.9.9', interface: 'eth2' } ] } }",
         "x",

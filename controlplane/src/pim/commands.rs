@@ -190,7 +190,9 @@ impl PimRuntime {
                 neighbor,
                 metric,
             } => {
-                let Some(prefix) = parse_prefix(&source).filter(|p| p.addr().to_string() == source.split('/').next().unwrap_or_default()) else {
+                let Some(prefix) = parse_prefix(&source).filter(|p| {
+                    p.addr().to_string() == source.split('/').next().unwrap_or_default()
+                }) else {
                     return Response::error(
                         ErrorCode::InvalidArguments,
                         format!("'{}' is not a source prefix; write it in CIDR form with host bits zero, e.g. 10.1.0.0/16", mcr_config::text::escape(&source)),
@@ -199,7 +201,10 @@ impl PimRuntime {
                 if interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ']) {
                     return Response::error(
                         ErrorCode::InvalidArguments,
-                        format!("'{}' is not an interface name", mcr_config::text::escape(&interface)),
+                        format!(
+                            "'{}' is not an interface name",
+                            mcr_config::text::escape(&interface)
+                        ),
                     );
                 }
                 if let Some(n) = neighbor {
@@ -231,7 +236,10 @@ impl PimRuntime {
                 let Some(prefix) = parse_prefix(&source) else {
                     return Response::error(
                         ErrorCode::InvalidArguments,
-                        format!("'{}' is not a source prefix", mcr_config::text::escape(&source)),
+                        format!(
+                            "'{}' is not a source prefix",
+                            mcr_config::text::escape(&source)
+                        ),
                     );
                 };
                 let Provider::Static(s) = &mut self.provider else {
@@ -294,11 +302,12 @@ impl PimRuntime {
 
     fn external_list(&self, changed: usize) -> PimExternalNeighbors {
         let active = |n: &Injected| {
-            self.last.as_ref().is_some_and(|l| {
-                l.interfaces
-                    .iter()
-                    .any(|c| *c.interface.name == *n.interface)
-            })
+            self.external_enabled
+                && self.last.as_ref().is_some_and(|l| {
+                    l.interfaces
+                        .iter()
+                        .any(|c| *c.interface.name == *n.interface)
+                })
         };
         PimExternalNeighbors {
             neighbors: self
@@ -387,4 +396,3 @@ impl PimRuntime {
         }
     }
 }
-

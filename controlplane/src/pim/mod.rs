@@ -28,7 +28,7 @@ use mcr_protocols::{
 };
 use serde_json::{json, Value};
 
-use crate::control::{Response, ErrorCode};
+use crate::control::{ErrorCode, Response};
 use crate::interfaces::Interfaces;
 use crate::rpf::{self, external::ExternalRpf, kernel::KernelRpf, RpfNotice, RpfProvider};
 use socket::PimSocket;
@@ -125,6 +125,12 @@ pub struct PimRuntime {
     actions: Vec<ActionOf<Pim>>,
     send_errors: u64,
     rng_seed: u64,
+    /// `control_plane.external_neighbors_enabled`: when false, injected
+    /// neighbours take no part in PIM (and commands are refused).
+    external_enabled: bool,
+    /// A reload happened: the static RPF table takes the file's routes
+    /// again at the next sync.
+    reloaded: bool,
 }
 
 fn os_seed() -> u64 {
@@ -179,6 +185,8 @@ impl PimRuntime {
             actions: Vec::new(),
             send_errors: 0,
             rng_seed: os_seed(),
+            external_enabled: true,
+            reloaded: false,
         }
     }
 
@@ -353,7 +361,9 @@ impl PimRuntime {
                         continue;
                     }
                     let resp = match &result {
-                        Ok(route) => Response::ok(commands::rpf_answer(source, provider, route.as_ref())),
+                        Ok(route) => {
+                            Response::ok(commands::rpf_answer(source, provider, route.as_ref()))
+                        }
                         Err(e) => Response::error(ErrorCode::Unavailable, e.clone()),
                     };
                     self.answers.push((q.client, q.id, resp));
@@ -379,7 +389,9 @@ impl PimRuntime {
                     destination,
                     message,
                 } => {
-                    let Some(bytes) = message.encode() else { continue };
+                    let Some(bytes) = message.encode() else {
+                        continue;
+                    };
                     if let Some(s) = &self.socket {
                         if let Err(e) = s.send(interface.index, destination, &bytes) {
                             self.send_errors += 1;
@@ -405,8 +417,12 @@ impl PimRuntime {
                         m.insert("event".into(), Value::String(e.kind.into()));
                     }
                     match e.kind {
-                        "dr-change" => tracing::info!(interface = %e.payload.interface, dr = ?e.payload.dr, "PIM DR changed"),
-                        kind => tracing::info!(interface = %e.payload.interface, neighbor = ?e.payload.neighbor, reason = ?e.payload.reason, "PIM {kind}"),
+                        "dr-change" => {
+                            tracing::info!(interface = %e.payload.interface, dr = ?e.payload.dr, "PIM DR changed")
+                        }
+                        kind => {
+                            tracing::info!(interface = %e.payload.interface, neighbor = ?e.payload.neighbor, reason = ?e.payload.reason, "PIM {kind}")
+                        }
                     }
                     self.events.push(v);
                 }
@@ -431,6 +447,7 @@ impl PimRuntime {
     /// (re)opens the RPF provider when its setting changed.
     pub fn sync(&mut self, config: &Config, interfaces: &Interfaces) {
         self.sync_provider(config);
+        self.external_enabled = config.control_plane.external_neighbors_enabled;
         if !config.pim.enabled {
             if self.driver.is_some() {
                 self.shutdown();
@@ -445,7 +462,9 @@ impl PimRuntime {
                     self.socket_error = None;
                 }
                 Err(e) => {
-                    let why = format!("cannot open the raw PIM socket (protocol 103; needs CAP_NET_RAW): {e}");
+                    let why = format!(
+                        "cannot open the raw PIM socket (protocol 103; needs CAP_NET_RAW): {e}"
+                    );
                     if self.socket_error.as_deref() != Some(why.as_str()) {
                         tracing::error!("{why}; PIM does not run");
                     }
@@ -489,8 +508,13 @@ impl PimRuntime {
             self.last = Some(want.clone());
         }
         // Addresses: differences only.
-        let running: Vec<Interface> = want.interfaces.iter().map(|c| c.interface.clone()).collect();
-        self.addrs.retain(|i, _| running.iter().any(|r| r.index == *i));
+        let running: Vec<Interface> = want
+            .interfaces
+            .iter()
+            .map(|c| c.interface.clone())
+            .collect();
+        self.addrs
+            .retain(|i, _| running.iter().any(|r| r.index == *i));
         for ifc in running {
             let now_addrs = addresses_of(&ifc.name);
             let before = self
@@ -519,6 +543,9 @@ impl PimRuntime {
 
     /// The injected neighbours on interfaces that exist, for the instance.
     fn external_for(&self, want: &PimConfig) -> Vec<ExternalNeighbor> {
+        if !self.external_enabled {
+            return Vec::new();
+        }
         self.injected
             .iter()
             .filter_map(|n| {
@@ -550,11 +577,27 @@ impl PimRuntime {
 
     fn sync_provider(&mut self, config: &Config) {
         let text = &config.control_plane.rpf_provider;
-        let statics_changed = self.static_config != config.control_plane.static_rpf;
+        let statics_changed = self.static_config != config.control_plane.static_rpf
+            || std::mem::take(&mut self.reloaded);
         if *text == self.provider_text && !matches!(self.provider, Provider::Failed(_)) {
             if statics_changed {
                 if let Provider::Static(s) = &mut self.provider {
-                    s.clear(Some("config"));
+                    // The file's routes again (a runtime route for one of
+                    // its prefixes is replaced; other runtime routes stay).
+                    let stale: Vec<Ipv4Prefix> = s
+                        .routes()
+                        .iter()
+                        .filter(|r| r.origin == "config")
+                        .map(|r| r.source)
+                        .filter(|p| {
+                            !config.control_plane.static_rpf.iter().any(|c| {
+                                c.prefix().and_then(|(a, l)| Ipv4Prefix::new(a, l).ok()) == Some(*p)
+                            })
+                        })
+                        .collect();
+                    for p in stale {
+                        s.remove(&p);
+                    }
                     load_static(s, &config.control_plane.static_rpf);
                 }
                 self.static_config = config.control_plane.static_rpf.clone();
@@ -562,8 +605,8 @@ impl PimRuntime {
             return;
         }
         self.static_config = config.control_plane.static_rpf.clone();
-        // Runtime static routes survive a change away and back? No: a new
-        // provider starts from the config.
+        // A new provider starts from the config (runtime static routes of
+        // an earlier static provider are gone).
         self.provider = match config.control_plane.rpf() {
             None | Some(RpfSetting::Disabled) => Provider::Disabled(rpf::Disabled),
             Some(RpfSetting::Static) => {
@@ -592,6 +635,12 @@ impl PimRuntime {
         }
     }
 
+    /// Tells PIM that the config file was reloaded (the static RPF table
+    /// takes the file's routes again at the next [`sync`](Self::sync)).
+    pub fn config_reloaded(&mut self) {
+        self.reloaded = true;
+    }
+
     /// Says goodbye (Holdtime 0) on every interface and stops PIM.
     pub fn shutdown(&mut self) {
         if self.driver.is_some() {
@@ -605,7 +654,9 @@ impl PimRuntime {
 
 fn load_static(s: &mut rpf::StaticRpf, routes: &[mcr_config::StaticRpfRoute]) {
     for r in routes {
-        let Some((addr, len)) = r.prefix() else { continue };
+        let Some((addr, len)) = r.prefix() else {
+            continue;
+        };
         let Ok(source) = Ipv4Prefix::new(addr, len) else {
             continue;
         };

@@ -45,7 +45,11 @@ pub fn split_ipv4(b: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, &[u8])> {
     }
     // The kernel may hand a raw socket a total length of the payload only
     // on some paths; trust the buffer when the field disagrees.
-    let end = if total >= ihl && total <= b.len() { total } else { b.len() };
+    let end = if total >= ihl && total <= b.len() {
+        total
+    } else {
+        b.len()
+    };
     let src = Ipv4Addr::new(b[12], b[13], b[14], b[15]);
     let dst = Ipv4Addr::new(b[16], b[17], b[18], b[19]);
     Some((src, dst, b[8], &b[ihl..end]))
@@ -64,7 +68,11 @@ impl PimSocket {
     /// # Errors
     /// The socket cannot be opened or set up.
     pub fn open() -> io::Result<PimSocket> {
-        let fd = new_socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, IPPROTO_PIM)?;
+        let fd = new_socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK,
+            IPPROTO_PIM,
+        )?;
         let raw = fd.as_raw_fd();
         setsockopt_int(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
         setsockopt_int(raw, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, 1)?;
@@ -72,6 +80,10 @@ impl PimSocket {
         // Internetwork control (RFC 791 precedence 6), as routers mark
         // their protocol traffic.
         setsockopt_int(raw, libc::IPPROTO_IP, libc::IP_TOS, 0xc0)?;
+        // Room for a burst of Hellos (a LAN of many routers restarting, or
+        // a flood: the neighbour table bound, not the socket, should be
+        // what limits it). Forced when allowed, else up to rmem_max.
+        mcr_dataplane::socket::set_buffer(raw, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 4 << 20);
         Ok(PimSocket {
             fd,
             buf: vec![0u8; 65_536],
@@ -186,7 +198,9 @@ mod tests {
 
     #[test]
     fn splits_ipv4_and_rejects_garbage() {
-        let mut p = vec![0x45, 0xc0, 0, 30, 0, 0, 0, 0, 1, 103, 0, 0, 10, 0, 0, 1, 224, 0, 0, 13];
+        let mut p = vec![
+            0x45, 0xc0, 0, 30, 0, 0, 0, 0, 1, 103, 0, 0, 10, 0, 0, 1, 224, 0, 0, 13,
+        ];
         p.extend_from_slice(&[0x20, 0, 0, 0, 0, 1, 0, 2, 0, 105]);
         let (s, d, ttl, pl) = split_ipv4(&p).unwrap();
         assert_eq!(s, Ipv4Addr::new(10, 0, 0, 1));

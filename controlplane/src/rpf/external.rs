@@ -70,7 +70,11 @@ pub struct ExternalRpf {
 /// Reads an answer or push body into a route; `Err` for a malformed one.
 fn route_of(v: &Value) -> Result<Option<RpfRoute>, String> {
     if let Some(e) = v.get("error").and_then(Value::as_str) {
-        return if e.is_empty() { Ok(None) } else { Err(e.to_string()) };
+        return if e.is_empty() {
+            Ok(None)
+        } else {
+            Err(e.to_string())
+        };
     }
     let iface = match v.get("upstream_interface") {
         None | Some(Value::Null) => return Ok(None),
@@ -171,7 +175,13 @@ impl ExternalRpf {
         }
     }
 
-    fn cache_put(&mut self, now: Instant, source: Ipv4Addr, route: Option<RpfRoute>, life: Duration) {
+    fn cache_put(
+        &mut self,
+        now: Instant,
+        source: Ipv4Addr,
+        route: Option<RpfRoute>,
+        life: Duration,
+    ) {
         if self.cache.len() >= MAX_CACHE && !self.cache.contains_key(&source) {
             self.cache.retain(|_, c| c.expires > now);
             if self.cache.len() >= MAX_CACHE {
@@ -202,7 +212,10 @@ impl ExternalRpf {
             .map(|t| Duration::from_secs_f64(t).min(MAX_CACHE_LIFETIME))
             .unwrap_or(DEFAULT_CACHE_LIFETIME);
         if v.get("push").is_some() {
-            let Some(prefix) = v.get("prefix").and_then(Value::as_str).and_then(parse_prefix)
+            let Some(prefix) = v
+                .get("prefix")
+                .and_then(Value::as_str)
+                .and_then(parse_prefix)
             else {
                 tracing::warn!(provider = %self.path.display(), "RPF push without a valid prefix; ignored");
                 return;
@@ -266,7 +279,8 @@ impl ExternalRpf {
                         }
                     }
                     if self.rbuf.len() > MAX_LINE {
-                        return self.disconnect(now, format!("a line longer than {MAX_LINE} bytes"));
+                        return self
+                            .disconnect(now, format!("a line longer than {MAX_LINE} bytes"));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -368,7 +382,10 @@ impl RpfProvider for ExternalRpf {
     fn next_deadline(&self) -> Option<Instant> {
         let timeout = self.pending.front().map(|(_, t)| *t + QUERY_TIMEOUT);
         let notices = (!self.notices.is_empty()).then(Instant::now);
-        [self.retry_at, timeout, notices].into_iter().flatten().min()
+        [self.retry_at, timeout, notices]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn status(&self) -> RpfProviderStatus {
@@ -424,30 +441,48 @@ mod tests {
             serde_json::from_str::<Value>(&line).unwrap(),
             serde_json::json!({"query":"rpf","source":"10.1.0.5"})
         );
-        w.write_all(b"{\"upstream_interface\":\"lo\",\"upstream_neighbor\":\"10.2.0.1\",\"metric\":100}\n")
-            .unwrap();
+        w.write_all(
+            b"{\"upstream_interface\":\"lo\",\"upstream_neighbor\":\"10.2.0.1\",\"metric\":100}\n",
+        )
+        .unwrap();
         let n = poll_until(&mut p, |n| matches!(n, RpfNotice::Answered { .. }));
-        let Some(RpfNotice::Answered { result: Ok(Some(r)), .. }) =
-            n.iter().find(|n| matches!(n, RpfNotice::Answered { .. }))
+        let Some(RpfNotice::Answered {
+            result: Ok(Some(r)),
+            ..
+        }) = n.iter().find(|n| matches!(n, RpfNotice::Answered { .. }))
         else {
             panic!("{n:?}")
         };
         assert_eq!(r.metric, 100);
         assert_eq!(r.neighbor, Some("10.2.0.1".parse().unwrap()));
         // Cached now.
-        assert!(matches!(p.lookup(Instant::now(), src), Lookup::Answer(Some(_))));
+        assert!(matches!(
+            p.lookup(Instant::now(), src),
+            Lookup::Answer(Some(_))
+        ));
         // A push for the prefix.
         w.write_all(b"{\"push\":\"rpf\",\"prefix\":\"10.1.0.0/16\",\"upstream_interface\":\"lo\",\"metric\":7}\n")
             .unwrap();
-        poll_until(&mut p, |n| matches!(n, RpfNotice::Change(c) if c.route.as_ref().map(|r| r.metric) == Some(7)));
-        let Lookup::Answer(Some(r)) = p.lookup(Instant::now(), src) else { panic!() };
+        poll_until(
+            &mut p,
+            |n| matches!(n, RpfNotice::Change(c) if c.route.as_ref().map(|r| r.metric) == Some(7)),
+        );
+        let Lookup::Answer(Some(r)) = p.lookup(Instant::now(), src) else {
+            panic!()
+        };
         assert_eq!(r.metric, 7);
         // The provider goes away: down, cache kept, reconnects.
         drop(w);
         drop(reader);
-        poll_until(&mut p, |n| matches!(n, RpfNotice::State(s) if s.starts_with("down")));
+        poll_until(
+            &mut p,
+            |n| matches!(n, RpfNotice::State(s) if s.starts_with("down")),
+        );
         assert_eq!(p.status().state, "down");
-        assert!(matches!(p.lookup(Instant::now(), src), Lookup::Answer(Some(_))));
+        assert!(matches!(
+            p.lookup(Instant::now(), src),
+            Lookup::Answer(Some(_))
+        ));
         let _c2 = {
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
@@ -476,6 +511,9 @@ mod tests {
         ] {
             assert!(route_of(&v).is_err(), "{v}");
         }
-        assert_eq!(route_of(&serde_json::json!({"upstream_interface": null})), Ok(None));
+        assert_eq!(
+            route_of(&serde_json::json!({"upstream_interface": null})),
+            Ok(None)
+        );
     }
 }

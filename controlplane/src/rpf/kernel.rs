@@ -1,7 +1,8 @@
 //! `rpf_provider: "kernel"`: the namespace's unicast FIB over rtnetlink.
 //!
-//! A lookup is one `RTM_GETROUTE` request for the source (the kernel does
-//! the longest-prefix match, as `ip route get S` does) answered by one
+//! A lookup is one `RTM_GETROUTE` request for the source with
+//! `RTM_F_FIB_MATCH` (the kernel does the longest-prefix match, as
+//! `ip route get fibmatch S` does) answered by one
 //! `RTM_NEWROUTE`: output interface (`RTA_OIF`), gateway (`RTA_GATEWAY`,
 //! absent when the source is directly connected) and metric
 //! (`RTA_PRIORITY`). Changes come from a second socket subscribed to
@@ -38,6 +39,8 @@ const RTA_PRIORITY: u16 = 6;
 const RTA_TABLE: u16 = 15;
 const RT_TABLE_MAIN: u32 = 254;
 const RTN_UNICAST: u8 = 1;
+/// `rtm_flags` bit: return the FIB entry that matched (Linux 4.13+).
+const RTM_F_FIB_MATCH: u32 = 0x2000;
 /// `RTMGRP_IPV4_ROUTE`: the legacy group bit of `RTNLGRP_IPV4_ROUTE` (7).
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
 
@@ -204,7 +207,9 @@ impl KernelRpf {
         req.extend_from_slice(&self.seq.to_ne_bytes());
         req.extend_from_slice(&0u32.to_ne_bytes());
         req.extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0, 0, 0, 0, 0]);
-        req.extend_from_slice(&0u32.to_ne_bytes());
+        // RTM_F_FIB_MATCH: answer with the matching FIB entry itself (its
+        // metric and prefix included), not a route cache entry.
+        req.extend_from_slice(&RTM_F_FIB_MATCH.to_ne_bytes());
         req.extend_from_slice(&8u16.to_ne_bytes());
         req.extend_from_slice(&RTA_DST.to_ne_bytes());
         req.extend_from_slice(&source.octets());

@@ -309,7 +309,10 @@ mod tests {
     fn static_table_is_longest_prefix_match_and_reports_changes() {
         let mut s = StaticRpf::default();
         let now = Instant::now();
-        assert_eq!(s.lookup(now, "10.1.2.3".parse().unwrap()), Lookup::Answer(None));
+        assert_eq!(
+            s.lookup(now, "10.1.2.3".parse().unwrap()),
+            Lookup::Answer(None)
+        );
         s.insert(route("10.0.0.0/8", "a", 10)).unwrap();
         s.insert(route("10.1.0.0/16", "b", 20)).unwrap();
         let Lookup::Answer(Some(r)) = s.lookup(now, "10.1.2.3".parse().unwrap()) else {
@@ -327,9 +330,15 @@ mod tests {
         assert!(s.poll(now).is_empty());
         assert!(s.remove(&p("10.1.0.0/16")));
         let ch = s.poll(now);
-        let RpfNotice::Change(c) = &ch[0] else { panic!() };
+        let RpfNotice::Change(c) = &ch[0] else {
+            panic!()
+        };
         assert_eq!(c.prefix, p("10.1.0.0/16"));
-        assert_eq!(&*c.route.as_ref().unwrap().interface.name, "a", "falls back to /8");
+        assert_eq!(
+            &*c.route.as_ref().unwrap().interface.name,
+            "a",
+            "falls back to /8"
+        );
         assert_eq!(s.clear(None), 1);
         assert!(s.routes().is_empty());
     }

@@ -642,6 +642,7 @@ impl Supervisor {
         }
         self.config = new;
         self.runtime_rules.clear();
+        self.pim.config_reloaded();
         let t1 = Instant::now();
         self.recompile();
         summary.parse_us = Some(parsed.as_micros() as u64);
