@@ -234,11 +234,9 @@ impl KernelRpf {
                 match ty {
                     NLMSG_ERROR => {
                         let code = u32_at(body, 0).unwrap_or(0) as i32;
-                        return if code == 0 {
-                            Ok(None)
-                        } else if [libc::ENETUNREACH, libc::EHOSTUNREACH, libc::EINVAL]
-                            .contains(&-code)
-                        {
+                        // 0: no route answer; unreachable: no route.
+                        let no_route = [0, libc::ENETUNREACH, libc::EHOSTUNREACH, libc::EINVAL];
+                        return if no_route.contains(&-code) {
                             Ok(None)
                         } else {
                             Err(io::Error::from_raw_os_error(-code))

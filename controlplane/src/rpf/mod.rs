@@ -152,7 +152,8 @@ pub fn interface_by_name(name: &str) -> Interface {
 /// add-rpf-route`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StaticRoute {
-    /// Source prefix, CIDR.
+    /// Source prefix, CIDR (`"10.1.0.0/16"` on the wire).
+    #[serde(with = "prefix_text")]
     pub source: Ipv4Prefix,
     /// Upstream interface name.
     pub interface: String,
@@ -163,6 +164,22 @@ pub struct StaticRoute {
     pub metric: u32,
     /// `config` or `runtime`.
     pub origin: String,
+}
+
+/// An [`Ipv4Prefix`] as CIDR text (`"10.1.0.0/16"`) in JSON.
+mod prefix_text {
+    use mcr_protocols::Ipv4Prefix;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Ipv4Prefix, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(p)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Prefix, D::Error> {
+        let text = String::deserialize(d)?;
+        super::external::parse_prefix(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("'{text}' is not an IPv4 prefix")))
+    }
 }
 
 impl StaticRoute {
