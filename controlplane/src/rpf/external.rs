@@ -152,11 +152,25 @@ impl ExternalRpf {
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
+    /// Connects without ever blocking: the socket is non-blocking before
+    /// `connect`, so a provider whose listen backlog is full gives
+    /// `EAGAIN` (retried with backoff) instead of stalling the control
+    /// thread.
+    fn open_stream(&self) -> io::Result<UnixStream> {
+        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        let addr = UnixAddr::new(&self.path)?;
+        connect(fd.as_raw_fd(), &addr)?;
+        Ok(UnixStream::from(fd))
+    }
+
     fn connect(&mut self, now: Instant) {
-        match UnixStream::connect(&self.path).and_then(|s| {
-            s.set_nonblocking(true)?;
-            Ok(s)
-        }) {
+        match self.open_stream() {
             Ok(s) => {
                 tracing::info!(provider = %self.path.display(), "RPF provider connected");
                 self.stream = Some(s);
@@ -338,11 +352,9 @@ impl RpfProvider for ExternalRpf {
         self.wbuf.extend_from_slice(line.to_string().as_bytes());
         self.wbuf.push(b'\n');
         self.pending.push_back((source, now));
+        // A failed write disconnects, which answers the query with an
+        // error at the next poll.
         self.flush(now);
-        if self.stream.is_none() {
-            // The write failed: the pending query was answered with an error.
-            return Lookup::Pending;
-        }
         Lookup::Pending
     }
 
