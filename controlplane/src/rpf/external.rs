@@ -182,6 +182,10 @@ impl ExternalRpf {
             }
             Err(e) => {
                 let why = format!("cannot connect to {}: {e}", self.path.display());
+                if self.connects == 0 && self.backoff == MIN_BACKOFF {
+                    // Once: later attempts are visible in `status`.
+                    tracing::warn!("RPF provider not reachable yet ({why}); retrying with backoff up to {MAX_BACKOFF:?}");
+                }
                 self.error = Some(why);
                 self.retry_at = Some(now + self.backoff);
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
