@@ -258,10 +258,11 @@ impl Supervisor {
             });
             self.control.poll_fds(&mut fds);
             self.pim.poll_fds(&mut fds);
+            // The next PIM timer or RPF provider deadline, if sooner (+1 ms
+            // so a deadline is past when the loop wakes).
             let timeout = self.pim.timeout().map_or(POLL_INTERVAL_MS, |t| {
-                (t.as_millis() as i32)
-                    .saturating_add(1)
-                    .min(POLL_INTERVAL_MS)
+                let capped = t.min(Duration::from_millis(POLL_INTERVAL_MS as u64));
+                (capped.as_millis() as i32 + 1).min(POLL_INTERVAL_MS)
             });
             // SAFETY: `fds` is a valid array of pollfd of the length passed.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
