@@ -25,6 +25,8 @@ command -v ethtool >/dev/null || need+=(ethtool)
 command -v rpm >/dev/null || need+=(rpm)
 command -v man >/dev/null || need+=(man-db)
 command -v strip >/dev/null || need+=(binutils)
+# FRR (zebra + pimd + vtysh) is the judge of the PIM tests.
+[ -x /usr/lib/frr/pimd ] || need+=(frr)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -4,3 +4,4 @@ pub mod client;
 pub mod docs;
 pub mod logwriter;
 pub mod render;
+pub mod render_pim;

@@ -322,6 +322,11 @@ fn render_raw(reply: &Reply) -> String {
                 let _ = writeln!(out, "note: {n}");
             }
         }
+        Reply::PimNeighbors(_)
+        | Reply::PimInterfaces(_)
+        | Reply::PimExternalNeighbors(_)
+        | Reply::PimRpfRoutes(_)
+        | Reply::PimRpfAnswer(_) => crate::render_pim::render(&mut out, reply),
     }
     out
 }
@@ -384,6 +389,17 @@ fn status(out: &mut String, r: &Status) {
         ),
         ("last reload", reload),
     ];
+    let rpf = r.rpf_provider.as_ref().map(|p| {
+        let mut t = format!("{} {}", p.kind, p.state);
+        if let Some(sock) = &p.socket {
+            let _ = write!(t, " ({sock})");
+        }
+        if let Some(e) = &p.error {
+            let _ = write!(t, ": {e}");
+        }
+        t
+    });
+    let rows = rows.into_iter().chain(rpf.map(|t| ("rpf provider", t)));
     for (k, v) in rows {
         let _ = writeln!(out, "{:<15} {v}", format!("{k}:"));
     }

@@ -111,7 +111,8 @@
 //!
 //! ## `pim`
 //!
-//! Validated, not acted on yet. Periods are in seconds.
+//! Neighbour discovery and DR election run (RFC 7761 section 4.3); RP and
+//! tree building are validated, not acted on yet. Periods are in seconds.
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
@@ -141,8 +142,9 @@
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
-//! | `rpf_provider` | string | `"disabled"` | `"disabled"`, `"kernel"`, `"static"` or the absolute path (at most 107 bytes) of an external provider's Unix socket ([`RpfProvider`]); not acted on yet |
-//! | `external_neighbors_enabled` | bool | `true` | accept neighbours injected through the control socket; not acted on yet |
+//! | `rpf_provider` | string | `"disabled"` | `"disabled"`, `"kernel"`, `"static"` or the absolute path (at most 107 bytes) of an external provider's Unix socket ([`RpfProvider`]; protocol in `docs/rpf-provider.md`) |
+//! | `external_neighbors_enabled` | bool | `true` | accept PIM neighbours injected through the control socket (`mcrctl pim add-neighbor`) |
+//! | `static_rpf` | list of `{ source, interface, neighbor?, metric? }` | `[]` | the table of `rpf_provider: "static"`: `source` a unicast CIDR with host bits zero (bare address = /32), each prefix once; `interface` the upstream interface; `neighbor` the upstream router (unicast; absent = directly connected); `metric` u32, default 0 |
 //! | `event_buffer_size` | 16..=1048576 | `256` | events buffered per subscriber before the oldest are dropped |
 //!
 //! ## Saving
@@ -200,8 +202,8 @@ pub use parse::{load_file, load_file_at, load_file_hashed, parse_str, MAX_FILE_S
 pub use rule_id::{canonical_key, fnv1a, fnv1a64, RuleId, FNV_OFFSET, FNV_PRIME};
 pub use schema::{
     Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MetricsConfig, MsdpConfig,
-    MsdpPeer, Output, PimConfig, PimInterface, RpfProvider, Rule, StaticRp, DEFAULT_MULTICAST_TTL,
-    DEFAULT_UNICAST_TTL,
+    MsdpPeer, Output, PimConfig, PimInterface, RpfProvider, Rule, StaticRp, StaticRpfRoute,
+    DEFAULT_MULTICAST_TTL, DEFAULT_UNICAST_TTL,
 };
 pub use validate::{
     validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_HELLO_PERIOD, MAX_INTERFACE_NAME_LEN,

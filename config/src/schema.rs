@@ -388,6 +388,51 @@ pub struct ControlPlaneConfig {
     pub external_neighbors_enabled: bool,
     /// Events buffered per subscriber before the oldest are dropped.
     pub event_buffer_size: usize,
+    /// The RPF table of `rpf_provider: "static"` (ignored by the other
+    /// providers). Written only when not empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_rpf: Vec<StaticRpfRoute>,
+}
+
+/// One static RPF route: traffic from `source` is expected on `interface`,
+/// from `neighbor` (RFC 7761 section 4.5's RPF interface and RPF neighbour).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRpfRoute {
+    /// Source prefix in CIDR form (`10.1.0.0/16`; a bare address is a
+    /// /32), host bits zero. Kept as written so `config save` gives it back.
+    pub source: String,
+    /// Upstream (RPF) interface.
+    pub interface: String,
+    /// Upstream neighbour (next hop toward the source); absent when the
+    /// source is directly connected.
+    #[serde(
+        default,
+        deserialize_with = "addr::de_opt_unicast",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub neighbor: Option<Ipv4Addr>,
+    /// Route metric (unitless, lower is better; PIM Assert's metric,
+    /// RFC 7761 section 4.6). Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<u32>,
+}
+
+impl StaticRpfRoute {
+    /// The source prefix as (network address, length); `None` when
+    /// `source` is not a valid CIDR with host bits zero (validation
+    /// reports that, so a validated config never gives `None`).
+    pub fn prefix(&self) -> Option<(Ipv4Addr, u8)> {
+        let (a, l) = self.source.split_once('/').unwrap_or((&self.source, "32"));
+        let addr: Ipv4Addr = a.trim().parse().ok()?;
+        let len: u8 = l.trim().parse().ok().filter(|l| *l <= 32)?;
+        let mask = if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(len))
+        };
+        (u32::from(addr) & !mask == 0).then_some((addr, len))
+    }
 }
 
 impl Default for ControlPlaneConfig {
@@ -396,6 +441,7 @@ impl Default for ControlPlaneConfig {
             rpf_provider: "disabled".to_string(),
             external_neighbors_enabled: true,
             event_buffer_size: 256,
+            static_rpf: Vec::new(),
         }
     }
 }

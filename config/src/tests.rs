@@ -1448,3 +1448,44 @@ fn metrics_listen() {
         "{diags:?}"
     );
 }
+
+#[test]
+fn static_rpf_routes() {
+    let text = "{\n  control_plane: {\n    rpf_provider: 'static',\n    static_rpf: [\n      { source: '10.1.0.0/16', interface: 'eth1', neighbor: '10.2.0.1', metric: 100 },\n      { source: '10.1.0.1/16', interface: 'eth1' },\n      { source: '239.0.0.0/8', interface: 'eth1' },\n      { source: '10.1.0.0/16', interface: 'eth2' },\n      { source: '10.9.9.9', interface: 'a/b' },\n      { source: '10.8.0.0/16', interface: 'eth1', neighbor: '224.0.0.1' },\n    ] } }";
+    expect_diag(
+        text,
+        "control_plane.static_rpf[1].source",
+        6,
+        &["host bits zero"],
+    );
+    expect_diag(
+        text,
+        "control_plane.static_rpf[2].source",
+        7,
+        &["not unicast"],
+    );
+    expect_diag(
+        text,
+        "control_plane.static_rpf[3].source",
+        8,
+        &["already routed by control_plane.static_rpf[0]"],
+    );
+    expect_diag(text, "control_plane.static_rpf[4].interface", 9, &["'/'"]);
+    expect_diag(
+        text,
+        "control_plane.static_rpf[5].neighbor",
+        10,
+        &["unicast"],
+    );
+    let ok = parse_str(
+        "{ control_plane: { rpf_provider: 'static', static_rpf: [ { source: '10.1.0.0/16', interface: 'eth1', neighbor: '10.2.0.1', metric: 100 }, { source: '10.9.9.9', interface: 'eth2' } ] } }",
+        "x",
+    )
+    .unwrap();
+    let r = &ok.control_plane.static_rpf;
+    assert_eq!(r[0].prefix(), Some((Ipv4Addr::new(10, 1, 0, 0), 16)));
+    assert_eq!(r[1].prefix(), Some((Ipv4Addr::new(10, 9, 9, 9), 32)));
+    assert_eq!(r[0].metric, Some(100));
+    // Saved and read back the same.
+    assert_eq!(parse_str(&ok.to_json5(), "y").unwrap(), ok);
+}

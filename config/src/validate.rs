@@ -525,6 +525,36 @@ fn check_control_plane(out: &mut Sink, cfg: &Config) {
         ),
         Some(_) => {}
     }
+    let mut seen: Vec<(Ipv4Addr, u8)> = Vec::new();
+    for (i, r) in c.static_rpf.iter().enumerate() {
+        let base = format!("control_plane.static_rpf[{i}]");
+        match r.prefix() {
+            None => out.err(
+                join(&base, "source"),
+                format!(
+                    "'{}' is not a source prefix; write it in CIDR form with host bits zero, e.g. \"10.1.0.0/16\"",
+                    r.source.escape_debug()
+                ),
+            ),
+            Some((a, _)) if a.is_multicast() || a.is_broadcast() => out.err(
+                join(&base, "source"),
+                format!("source prefix {} is not unicast; RPF routes are toward unicast sources", r.source),
+            ),
+            Some(p) => {
+                if let Some(j) = seen.iter().position(|q| *q == p) {
+                    out.err(
+                        join(&base, "source"),
+                        format!("source prefix {} is already routed by control_plane.static_rpf[{j}]; give each prefix one route", r.source),
+                    );
+                }
+                seen.push(p);
+            }
+        }
+        check_interface(out, join(&base, "interface"), &r.interface);
+        if let Some(n) = r.neighbor {
+            check_unicast(out, join(&base, "neighbor"), n, "neighbor");
+        }
+    }
     if !EVENT_BUFFER_SIZE_RANGE.contains(&c.event_buffer_size) {
         out.err(
             "control_plane.event_buffer_size",

@@ -7,7 +7,9 @@ pub mod files;
 pub mod interfaces;
 pub mod metrics;
 pub mod namespace;
+pub mod pim;
 pub mod privilege;
+pub mod rpf;
 pub mod supervisor;
 
 pub use supervisor::{LogControl, Options, Signals, Supervisor};

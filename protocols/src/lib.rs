@@ -116,6 +116,7 @@ pub mod driver;
 pub mod io;
 pub mod mrib;
 pub mod net;
+pub mod pim;
 pub mod rng;
 pub mod time;
 pub mod timer;

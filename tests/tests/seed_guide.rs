@@ -172,7 +172,8 @@ fn json_log_format_writes_one_json_object_per_line() {
 /// section, `pinning`, `multicast_ttl`) writes it back with `mcrctl config
 /// save` as it read it: the saved file passes `check-config` and parses to
 /// the same configuration, section by section. `status` says the protocols
-/// are configured, not that they run.
+/// are configured; of them only PIM runs (neighbours and DR election), and
+/// the seed's external RPF provider socket is absent, so it is down.
 #[test]
 fn seed_system_config_runs_and_saves_as_read() {
     let tag = unique_tag();
@@ -188,13 +189,14 @@ fn seed_system_config_runs_and_saves_as_read() {
         m.log_text()
     );
     let st = m.ctl_json(&["status"]);
-    for p in ["igmp", "pim", "msdp"] {
+    for (p, running) in [("igmp", false), ("pim", true), ("msdp", false)] {
         assert_eq!(
             st["protocols"][p],
-            serde_json::json!({ "configured": true, "running": false }),
+            serde_json::json!({ "configured": true, "running": running }),
             "{p}: {st}"
         );
     }
+    assert_eq!(st["rpf_provider"]["state"], "down", "{st}");
     let shown = m.ctl(&["status"]).stdout;
     assert!(shown.contains("igmp configured, not running"), "{shown}");
 

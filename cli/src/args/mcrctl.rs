@@ -91,6 +91,9 @@ pub enum Cmd {
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+    /// PIM neighbours, interfaces, injected neighbours and RPF.
+    #[command(subcommand)]
+    Pim(PimCmd),
 }
 
 #[derive(Subcommand)]
@@ -111,5 +114,67 @@ pub enum LogCmd {
         #[arg(long)]
         target: Option<String>,
         level: String,
+    },
+}
+
+/// `mcrctl pim ...`.
+#[derive(Subcommand)]
+pub enum PimCmd {
+    /// Neighbours: address, interface, origin, uptime, expiry, DR priority, GenID, DR flag.
+    Neighbors,
+    /// PIM interfaces: DR, our priority, hello timer, counters.
+    Interfaces,
+    /// Inject a neighbour (valid at once, never expires).
+    AddNeighbor {
+        #[arg(long)]
+        address: std::net::Ipv4Addr,
+        #[arg(long)]
+        interface: String,
+        /// DR priority [default: 1].
+        #[arg(long)]
+        priority: Option<u32>,
+        /// Free text naming who injected it.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Remove an injected neighbour.
+    RemoveNeighbor {
+        #[arg(long)]
+        address: std::net::Ipv4Addr,
+        #[arg(long)]
+        interface: String,
+    },
+    /// List the injected neighbours.
+    ExternalNeighbors,
+    /// Remove every injected neighbour (of one interface).
+    ClearNeighbors {
+        #[arg(long)]
+        interface: Option<String>,
+    },
+    /// Add or replace a static RPF route (rpf_provider "static").
+    AddRpfRoute {
+        /// Source prefix, e.g. 10.1.0.0/16.
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        interface: String,
+        #[arg(long)]
+        neighbor: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        metric: Option<u32>,
+    },
+    /// Remove the static RPF route of a prefix.
+    RemoveRpfRoute {
+        #[arg(long)]
+        source: String,
+    },
+    /// List the static RPF routes.
+    ListRpfRoutes,
+    /// Remove every static RPF route.
+    ClearRpfRoutes,
+    /// Ask the RPF provider about a source.
+    QueryRpf {
+        #[arg(long)]
+        source: std::net::Ipv4Addr,
     },
 }

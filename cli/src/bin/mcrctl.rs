@@ -1,7 +1,7 @@
 //! mcrctl: control a running mcrd over its Unix control socket.
 
 use clap::{CommandFactory, Parser};
-use mcr_cli::args::mcrctl::{Cli, Cmd, ConfigCmd, LogCmd};
+use mcr_cli::args::mcrctl::{Cli, Cmd, ConfigCmd, LogCmd, PimCmd};
 use mcr_cli::client::{Client, ConnectError};
 use mcr_controlplane::control::api::Answer;
 use mcr_controlplane::control::Request;
@@ -94,6 +94,46 @@ fn request_for(cmd: &Cmd) -> Result<Request, String> {
         },
         Cmd::Subscribe { events } => Request::Subscribe {
             events: events.clone(),
+        },
+        Cmd::Pim(p) => match p {
+            PimCmd::Neighbors => Request::PimNeighbors,
+            PimCmd::Interfaces => Request::PimInterfaces,
+            PimCmd::AddNeighbor {
+                address,
+                interface,
+                priority,
+                tag,
+            } => Request::PimAddNeighbor {
+                interface: interface.clone(),
+                address: *address,
+                priority: *priority,
+                tag: tag.clone(),
+            },
+            PimCmd::RemoveNeighbor { address, interface } => Request::PimRemoveNeighbor {
+                interface: interface.clone(),
+                address: *address,
+            },
+            PimCmd::ExternalNeighbors => Request::PimExternalNeighbors,
+            PimCmd::ClearNeighbors { interface } => Request::PimClearNeighbors {
+                interface: interface.clone(),
+            },
+            PimCmd::AddRpfRoute {
+                source,
+                interface,
+                neighbor,
+                metric,
+            } => Request::PimAddRpfRoute {
+                source: source.clone(),
+                interface: interface.clone(),
+                neighbor: *neighbor,
+                metric: *metric,
+            },
+            PimCmd::RemoveRpfRoute { source } => Request::PimRemoveRpfRoute {
+                source: source.clone(),
+            },
+            PimCmd::ListRpfRoutes => Request::PimListRpfRoutes,
+            PimCmd::ClearRpfRoutes => Request::PimClearRpfRoutes,
+            PimCmd::QueryRpf { source } => Request::PimQueryRpf { source: *source },
         },
         Cmd::Completions { .. } => return Err("completions are printed locally".into()),
     })

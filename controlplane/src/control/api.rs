@@ -82,6 +82,10 @@ pub struct Status {
     pub last_reload: Option<ReloadRecord>,
     /// Successful reloads since start.
     pub reloads: u64,
+    /// The RPF provider (`control_plane.rpf_provider`) as it runs; absent
+    /// when `disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpf_provider: Option<crate::rpf::RpfProviderStatus>,
 }
 
 /// Rule counts by state.
@@ -348,6 +352,142 @@ pub struct Subscribed {
     pub subscribed: Vec<super::protocol::EventCategory>,
 }
 
+/// `pim_neighbors`: every PIM neighbour (RFC 7761 section 4.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimNeighbors {
+    /// By interface, then address.
+    pub neighbors: Vec<PimNeighborEntry>,
+}
+
+/// One PIM neighbour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimNeighborEntry {
+    /// Interface it is on.
+    pub interface: String,
+    /// Its address (the source of its Hellos).
+    pub address: std::net::Ipv4Addr,
+    /// `hello`, `injected` or `both`.
+    pub learned_by: String,
+    /// Seconds since it was first seen.
+    pub uptime_secs: u64,
+    /// Seconds until its Neighbor Liveness Timer expires; `null` for never
+    /// (injected only, or Holdtime 0xFFFF).
+    pub expires_in_secs: Option<u64>,
+    /// Holdtime of its last Hello, seconds.
+    pub holdtime_secs: Option<u16>,
+    /// The DR priority the election uses; `null` when its Hellos omit it.
+    pub dr_priority: Option<u32>,
+    /// Its Generation ID.
+    pub generation_id: Option<u32>,
+    /// Whether it is the interface's DR.
+    pub dr: bool,
+    /// The tag it was injected with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Its secondary addresses (Hello Address List).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary_addresses: Vec<std::net::Ipv4Addr>,
+}
+
+/// `pim_interfaces`: every interface PIM runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimInterfaces {
+    /// By interface index.
+    pub interfaces: Vec<PimInterfaceEntry>,
+    /// Configured PIM interfaces that PIM does not run on now (missing or
+    /// down).
+    pub waiting: Vec<String>,
+    /// PIM packets that arrived on interfaces PIM does not run on.
+    pub not_pim_interface: u64,
+    /// Hellos that could not be sent (socket errors).
+    pub send_errors: u64,
+}
+
+/// One PIM interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimInterfaceEntry {
+    /// Name.
+    pub name: String,
+    /// Kernel index.
+    pub ifindex: u32,
+    /// Our primary address on it.
+    pub address: Option<std::net::Ipv4Addr>,
+    /// The elected DR (RFC 7761 section 4.3.2).
+    pub dr: Option<std::net::Ipv4Addr>,
+    /// Whether we are the DR.
+    pub is_dr: bool,
+    /// Our DR priority.
+    pub dr_priority: u32,
+    /// Hello period, seconds.
+    pub hello_period_secs: u64,
+    /// Holdtime we advertise (3.5 x period), seconds.
+    pub holdtime_secs: u16,
+    /// Milliseconds until our next Hello.
+    pub next_hello_ms: Option<u64>,
+    /// Our Generation ID on it.
+    pub generation_id: u32,
+    /// Neighbours on it.
+    pub neighbors: usize,
+    /// Seconds PIM has run on it.
+    pub uptime_secs: u64,
+    /// Messages, and received messages not used by reason.
+    pub counters: mcr_protocols::pim::PimCounters,
+}
+
+/// `pim_add_neighbor`, `pim_remove_neighbor`, `pim_clear_neighbors`,
+/// `pim_external_neighbors`: the injected neighbours after the command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimExternalNeighbors {
+    /// Every injected neighbour.
+    pub neighbors: Vec<PimExternalNeighborEntry>,
+    /// How many the command added, changed or removed.
+    pub changed: usize,
+}
+
+/// One injected neighbour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimExternalNeighborEntry {
+    /// Interface name.
+    pub interface: String,
+    /// Address.
+    pub address: std::net::Ipv4Addr,
+    /// DR priority (`null`: 1).
+    pub priority: Option<u32>,
+    /// Free text.
+    pub tag: Option<String>,
+    /// Whether PIM runs on its interface now (else it waits).
+    pub active: bool,
+}
+
+/// `pim_add_rpf_route`, `pim_remove_rpf_route`, `pim_clear_rpf_routes`,
+/// `pim_list_rpf_routes`: the static RPF table after the command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimRpfRoutes {
+    /// Every static route, by prefix.
+    pub routes: Vec<crate::rpf::StaticRoute>,
+    /// How many the command added, changed or removed.
+    pub changed: usize,
+}
+
+/// `pim_query_rpf`: the RPF answer for a source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimRpfAnswer {
+    /// The source asked about.
+    pub source: std::net::Ipv4Addr,
+    /// Who answered: `disabled`, `static`, `kernel` or `external`.
+    pub provider: String,
+    /// Whether there is a route.
+    pub found: bool,
+    /// Upstream (RPF) interface.
+    pub interface: Option<String>,
+    /// Upstream neighbour (`null`: directly connected).
+    pub neighbor: Option<std::net::Ipv4Addr>,
+    /// Route metric.
+    pub metric: Option<u32>,
+    /// Metric preference (administrative distance).
+    pub preference: Option<u32>,
+}
+
 /// Any answer's `result`, for the daemon to send. Serialised without a tag:
 /// which one it is follows from the request (see
 /// [`super::Request::reply_kind`]).
@@ -382,6 +522,18 @@ pub enum Reply {
     Reload(Box<ReloadSummary>),
     /// `subscribe`.
     Subscribed(Subscribed),
+    /// `pim_neighbors`.
+    PimNeighbors(PimNeighbors),
+    /// `pim_interfaces`.
+    PimInterfaces(PimInterfaces),
+    /// `pim_add_neighbor`, `pim_remove_neighbor`, `pim_clear_neighbors`,
+    /// `pim_external_neighbors`.
+    PimExternalNeighbors(PimExternalNeighbors),
+    /// `pim_add_rpf_route`, `pim_remove_rpf_route`, `pim_clear_rpf_routes`,
+    /// `pim_list_rpf_routes`.
+    PimRpfRoutes(PimRpfRoutes),
+    /// `pim_query_rpf`.
+    PimRpfAnswer(PimRpfAnswer),
 }
 
 macro_rules! reply_from {
@@ -399,6 +551,9 @@ reply_from!(
     Added => Added, Removed => Removed, Stats => Stats, Cores => Cores,
     ConfigText => ConfigText, ConfigChecked => ConfigChecked, Saved => Saved,
     LogFilter => LogFilter, ReloadSummary => Reload, Subscribed => Subscribed,
+    PimNeighbors => PimNeighbors, PimInterfaces => PimInterfaces,
+    PimExternalNeighbors => PimExternalNeighbors, PimRpfRoutes => PimRpfRoutes,
+    PimRpfAnswer => PimRpfAnswer,
 );
 
 /// Which answer type a request gets, so a client can read `result` back
@@ -433,6 +588,16 @@ pub enum ReplyKind {
     Reload,
     /// [`Subscribed`].
     Subscribed,
+    /// [`PimNeighbors`].
+    PimNeighbors,
+    /// [`PimInterfaces`].
+    PimInterfaces,
+    /// [`PimExternalNeighbors`].
+    PimExternalNeighbors,
+    /// [`PimRpfRoutes`].
+    PimRpfRoutes,
+    /// [`PimRpfAnswer`].
+    PimRpfAnswer,
 }
 
 impl ReplyKind {
@@ -458,6 +623,11 @@ impl ReplyKind {
             ReplyKind::LogFilter => Reply::LogFilter(f(v)?),
             ReplyKind::Reload => Reply::Reload(f(v)?),
             ReplyKind::Subscribed => Reply::Subscribed(f(v)?),
+            ReplyKind::PimNeighbors => Reply::PimNeighbors(f(v)?),
+            ReplyKind::PimInterfaces => Reply::PimInterfaces(f(v)?),
+            ReplyKind::PimExternalNeighbors => Reply::PimExternalNeighbors(f(v)?),
+            ReplyKind::PimRpfRoutes => Reply::PimRpfRoutes(f(v)?),
+            ReplyKind::PimRpfAnswer => Reply::PimRpfAnswer(f(v)?),
         })
     }
 }

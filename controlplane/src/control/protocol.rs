@@ -90,6 +90,66 @@ pub enum Request {
         #[serde(default)]
         events: Vec<String>,
     },
+    /// PIM neighbours (RFC 7761 section 4.3).
+    PimNeighbors,
+    /// PIM interfaces: DR, timers, counters.
+    PimInterfaces,
+    /// Injects a PIM neighbour (needs
+    /// `control_plane.external_neighbors_enabled`).
+    PimAddNeighbor {
+        /// A PIM interface.
+        interface: String,
+        /// The neighbour's address.
+        address: std::net::Ipv4Addr,
+        /// Its DR priority (default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<u32>,
+        /// Free text naming who injected it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Removes an injected neighbour.
+    PimRemoveNeighbor {
+        /// Its interface.
+        interface: String,
+        /// Its address.
+        address: std::net::Ipv4Addr,
+    },
+    /// Lists the injected neighbours.
+    PimExternalNeighbors,
+    /// Removes every injected neighbour (of one interface).
+    PimClearNeighbors {
+        /// Only this interface.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interface: Option<String>,
+    },
+    /// Adds (or replaces) a static RPF route (`rpf_provider: "static"`).
+    PimAddRpfRoute {
+        /// Source prefix, CIDR.
+        source: String,
+        /// Upstream interface.
+        interface: String,
+        /// Upstream neighbour.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        neighbor: Option<std::net::Ipv4Addr>,
+        /// Metric (default 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metric: Option<u32>,
+    },
+    /// Removes the static RPF route of a prefix.
+    PimRemoveRpfRoute {
+        /// Source prefix, CIDR.
+        source: String,
+    },
+    /// Lists the static RPF routes.
+    PimListRpfRoutes,
+    /// Removes every static RPF route.
+    PimClearRpfRoutes,
+    /// Asks the RPF provider about a source.
+    PimQueryRpf {
+        /// The source address.
+        source: std::net::Ipv4Addr,
+    },
 }
 
 impl Request {
@@ -115,6 +175,17 @@ impl Request {
             Request::LogLevelGet | Request::LogLevelSet { .. } => ReplyKind::LogFilter,
             Request::Reload { .. } => ReplyKind::Reload,
             Request::Subscribe { .. } => ReplyKind::Subscribed,
+            Request::PimNeighbors => ReplyKind::PimNeighbors,
+            Request::PimInterfaces => ReplyKind::PimInterfaces,
+            Request::PimAddNeighbor { .. }
+            | Request::PimRemoveNeighbor { .. }
+            | Request::PimExternalNeighbors
+            | Request::PimClearNeighbors { .. } => ReplyKind::PimExternalNeighbors,
+            Request::PimAddRpfRoute { .. }
+            | Request::PimRemoveRpfRoute { .. }
+            | Request::PimListRpfRoutes
+            | Request::PimClearRpfRoutes => ReplyKind::PimRpfRoutes,
+            Request::PimQueryRpf { .. } => ReplyKind::PimRpfAnswer,
         }
     }
 
@@ -198,6 +269,12 @@ pub enum ErrorCode {
     NotPermitted,
     /// Not available in this build.
     Unsupported,
+    /// Switched off by the configuration (e.g. `pim_add_neighbor` with
+    /// `control_plane.external_neighbors_enabled: false`, static RPF routes
+    /// with another `rpf_provider`).
+    Disabled,
+    /// The RPF provider could not answer (down, or no answer in time).
+    Unavailable,
     /// A request on a connection that streams events.
     Subscribed,
 }
@@ -426,7 +503,7 @@ mod tests {
         assert_eq!(Request::Ping.name(), "ping");
         assert_eq!(Request::LogLevelGet.name(), "log_level_get");
         assert!(COMMANDS.contains(&"config_save"));
-        assert_eq!(COMMANDS.len(), 15);
+        assert_eq!(COMMANDS.len(), 26);
         assert_eq!(
             EVENT_CATEGORIES,
             ["rules", "interfaces", "reload", "igmp", "pim", "msdp"]

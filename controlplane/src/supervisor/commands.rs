@@ -45,6 +45,17 @@ impl Supervisor {
             }
             return;
         }
+        if let Ok(Request::PimQueryRpf { source }) = &pending.request {
+            // An external provider answers later (pim_publish sends it).
+            if let Some(resp) = self
+                .pim
+                .query_rpf(*source, pending.client, pending.id.clone())
+            {
+                self.control
+                    .respond(pending.client, pending.id.as_ref(), &resp);
+            }
+            return;
+        }
         self.peer = self.control.peer(pending.client);
         let response = match pending.request {
             Ok(req) => self.execute(req),
@@ -147,6 +158,20 @@ impl Supervisor {
                 ErrorCode::InvalidRequest,
                 "subscribe is answered on the connection itself",
             ),
+            pim @ (Request::PimNeighbors
+            | Request::PimInterfaces
+            | Request::PimAddNeighbor { .. }
+            | Request::PimRemoveNeighbor { .. }
+            | Request::PimExternalNeighbors
+            | Request::PimClearNeighbors { .. }
+            | Request::PimAddRpfRoute { .. }
+            | Request::PimRemoveRpfRoute { .. }
+            | Request::PimListRpfRoutes
+            | Request::PimClearRpfRoutes
+            | Request::PimQueryRpf { .. }) => {
+                let config = self.config.clone();
+                self.pim.request(pim, &config)
+            }
         }
     }
 
@@ -168,12 +193,12 @@ impl Supervisor {
     pub(super) fn status_from(&self, totals: &[super::RuleTotals]) -> api::Status {
         let count =
             |f: fn(&RuleState) -> bool| self.statuses.iter().filter(|s| f(&s.state)).count();
-        // No protocol instance runs in this build yet: `running` says so
-        // whatever the file asks for.
+        // `running` says what runs, whatever the file asks for.
         let protocol = |configured: bool| ProtocolState {
             configured,
             running: false,
         };
+        let pim_running = self.pim.running();
         api::Status {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
@@ -194,7 +219,10 @@ impl Supervisor {
             drops: self.drops().total(),
             protocols: Protocols {
                 igmp: protocol(self.config.igmp.is_enabled()),
-                pim: protocol(self.config.pim.enabled),
+                pim: ProtocolState {
+                    running: pim_running,
+                    ..protocol(self.config.pim.enabled)
+                },
                 msdp: protocol(self.config.msdp.enabled),
             },
             kernel_fast_path: self.fast_path_status(),
@@ -202,6 +230,7 @@ impl Supervisor {
             events_dropped: self.control.events_dropped(),
             last_reload: self.last_reload.clone(),
             reloads: self.reloads,
+            rpf_provider: self.pim.rpf_status(),
         }
     }
 
@@ -731,8 +760,11 @@ impl Supervisor {
             && self.config.multicast_ttl == new.multicast_ttl;
         self.config = new;
         self.runtime_rules.clear();
+        self.pim.config_reloaded();
         let t1 = Instant::now();
-        if !same_table {
+        if same_table {
+            self.sync_protocols();
+        } else {
             self.recompile();
         }
         summary.recompiled = Some(!same_table);

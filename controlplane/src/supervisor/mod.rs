@@ -144,6 +144,8 @@ pub struct Supervisor {
     peer: Option<nix::sys::socket::UnixCredentials>,
     /// The Prometheus endpoint, when asked for.
     metrics: Option<MetricsServer>,
+    /// PIM (neighbours, DR) and the RPF provider.
+    pim: crate::pim::PimRuntime,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -260,6 +262,7 @@ impl Supervisor {
             save_dir,
             peer: None,
             metrics: None,
+            pim: crate::pim::PimRuntime::new(),
         };
         sup.interfaces = Interfaces::scan()?;
         sup.recompile();
@@ -306,9 +309,15 @@ impl Supervisor {
                 });
             }
             self.control.poll_fds(&mut fds);
-            let timeout = self
+            self.pim.poll_fds(&mut fds);
+            let mut timeout = self
                 .control
                 .poll_timeout(Duration::from_millis(POLL_INTERVAL_MS));
+            // The next PIM timer or RPF provider deadline, if sooner (+1 ms
+            // so a deadline is past when the loop wakes).
+            if let Some(t) = self.pim.timeout() {
+                timeout = timeout.min(t + Duration::from_millis(1));
+            }
             // SAFETY: `fds` is a valid array of pollfd of the length passed.
             unsafe {
                 libc::poll(
@@ -321,6 +330,8 @@ impl Supervisor {
             if signals.terminate.load(Ordering::Relaxed) {
                 break;
             }
+            self.pim.poll();
+            self.pim_publish();
             self.control.poll();
             // Requests in turns, within a time budget: what is left waits
             // for the next round, after signals and interface events.
@@ -358,6 +369,8 @@ impl Supervisor {
         // path free, however long the rest of the stop takes.
         self.control.release();
         tracing::info!("stopping");
+        // Holdtime 0 Hellos: neighbours drop us at once (RFC 7761 4.3.1).
+        self.pim.shutdown();
         self.engines.stop_within(Duration::from_millis(1500));
         let t = Instant::now();
         self.memberships.release_all();
@@ -614,6 +627,26 @@ impl Supervisor {
             total_us = t0.elapsed().as_micros() as u64,
             "recompiled"
         );
+        self.sync_protocols();
+    }
+
+    /// Hands the running config and the interfaces to the protocol
+    /// instances (only differences reach them). Called after every
+    /// recompile, and by a reload that keeps the table (a protocol section
+    /// may still have changed).
+    pub(super) fn sync_protocols(&mut self) {
+        self.pim.sync(&self.config, &self.interfaces);
+        self.pim_publish();
+    }
+
+    /// Publishes PIM events and sends `pim_query_rpf` answers that waited.
+    fn pim_publish(&mut self) {
+        for e in self.pim.take_events() {
+            self.event("pim", e);
+        }
+        for (client, id, resp) in self.pim.take_answers() {
+            self.control.respond(client, id.as_ref(), &resp);
+        }
     }
 
     /// Streams an event to the control clients subscribed to `category`.

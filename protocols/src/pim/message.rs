@@ -1,0 +1,189 @@
+//! PIM messages as the PIM instance sees them: a Hello with its options
+//! decoded (RFC 7761 section 4.9.2), another message type (not handled yet),
+//! or a message that failed to parse, with the reason (counted per
+//! interface, never acted on).
+//!
+//! Parsing and encoding go through [`mcr_wire::pim`]; this module only maps
+//! between the wire crate's [`Repr`](mcr_wire::pim::Repr) and these types.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use mcr_wire::pim::{self as wire, HelloOption};
+use serde::Serialize;
+
+/// LAN Prune Delay option values (RFC 7761 section 4.9.2, option 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LanPruneDelay {
+    /// T bit: the sender can disable Join suppression.
+    pub t_bit: bool,
+    /// Propagation delay, milliseconds (15 bits).
+    pub propagation_delay_ms: u16,
+    /// Override interval, milliseconds.
+    pub override_interval_ms: u16,
+}
+
+/// A decoded PIM Hello (RFC 7761 section 4.9.2). Options absent from the
+/// message are `None`; unknown options are skipped (section 4.9.2: "unknown
+/// options MUST be ignored") and only counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hello {
+    /// Holdtime option (type 1), seconds: 0 = goodbye, 0xFFFF = never
+    /// expires. `None` when absent (the receiver then uses
+    /// Default_Hello_Holdtime, 105 s, section 4.11).
+    pub holdtime: Option<u16>,
+    /// DR Priority option (type 19). `None` when absent: then the DR
+    /// election falls back to addresses only (section 4.3.2).
+    pub dr_priority: Option<u32>,
+    /// Generation ID option (type 20): a random value that changes when
+    /// the sender restarts PIM on the interface (section 4.3.1).
+    pub generation_id: Option<u32>,
+    /// LAN Prune Delay option (type 2).
+    pub lan_prune_delay: Option<LanPruneDelay>,
+    /// Address List option (type 24): the sender's secondary IPv4
+    /// addresses (IPv6 entries are dropped).
+    pub secondary_addresses: Vec<Ipv4Addr>,
+    /// How many options of unknown type the message carried (skipped).
+    pub unknown_options: u32,
+}
+
+/// Why a received PIM message was not used. Each is a per-interface counter
+/// (`mcrctl pim interfaces`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RxError {
+    /// Shorter than the 4-byte header, or an option or field running past
+    /// the end of the message (a truncated option, an option length past
+    /// the packet).
+    Truncated,
+    /// The PIM checksum does not verify (RFC 7761 section 4.9).
+    BadChecksum,
+    /// PIM version other than 2.
+    BadVersion,
+    /// A known Hello option of the wrong size, or a bad encoded address.
+    BadOption,
+    /// A type the wire crate does not know.
+    UnknownType,
+}
+
+/// One PIM message as received (or sent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PimMessage {
+    /// A Hello (RFC 7761 section 4.9.2).
+    Hello(Hello),
+    /// A valid message of another type (Register, Join/Prune, Assert...):
+    /// not handled by this module yet, counted.
+    Other {
+        /// The PIM message type (RFC 7761 section 4.9).
+        msg_type: u8,
+    },
+    /// A message that failed to parse.
+    Malformed(RxError),
+}
+
+impl PimMessage {
+    /// Parses the PIM message `bytes` (the IP payload). Never panics.
+    pub fn parse(bytes: &[u8]) -> PimMessage {
+        let packet = wire::Packet::new_unchecked(bytes);
+        match wire::Repr::parse(&packet) {
+            Ok(wire::Repr::Hello { options }) => PimMessage::Hello(Hello::from_options(&options)),
+            Ok(_) => PimMessage::Other {
+                msg_type: bytes.first().map_or(0, |b| b & 0x0f),
+            },
+            Err(e) => PimMessage::Malformed(match e {
+                mcr_wire::Error::Truncated | mcr_wire::Error::BadCount => RxError::Truncated,
+                mcr_wire::Error::Checksum => RxError::BadChecksum,
+                mcr_wire::Error::BadVersion => RxError::BadVersion,
+                mcr_wire::Error::Unrecognized => RxError::UnknownType,
+                _ => RxError::BadOption,
+            }),
+        }
+    }
+
+    /// The message's bytes (checksum filled in); `None` for
+    /// [`PimMessage::Other`] and [`PimMessage::Malformed`], which are never
+    /// sent.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        match self {
+            PimMessage::Hello(h) => {
+                let repr = h.to_repr();
+                let mut buf = vec![0u8; repr.buffer_len()];
+                repr.emit(&mut wire::Packet::new_unchecked(&mut buf[..]));
+                Some(buf)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Hello {
+    /// Decodes the options of a Hello, in order; a repeated option keeps the
+    /// first value.
+    pub fn from_options(options: &[HelloOption]) -> Hello {
+        let mut h = Hello::default();
+        for o in options {
+            match o {
+                HelloOption::Holdtime(t) => {
+                    h.holdtime.get_or_insert(*t);
+                }
+                HelloOption::DrPriority(p) => {
+                    h.dr_priority.get_or_insert(*p);
+                }
+                HelloOption::GenerationId(g) => {
+                    h.generation_id.get_or_insert(*g);
+                }
+                HelloOption::LanPruneDelay {
+                    t_bit,
+                    propagation_delay,
+                    override_interval,
+                } => {
+                    h.lan_prune_delay.get_or_insert(LanPruneDelay {
+                        t_bit: *t_bit,
+                        propagation_delay_ms: *propagation_delay,
+                        override_interval_ms: *override_interval,
+                    });
+                }
+                HelloOption::AddressList(list) => {
+                    h.secondary_addresses
+                        .extend(list.iter().filter_map(|a| match a {
+                            IpAddr::V4(v4) => Some(*v4),
+                            IpAddr::V6(_) => None,
+                        }));
+                }
+                HelloOption::Unknown { .. } => h.unknown_options += 1,
+            }
+        }
+        h
+    }
+
+    /// The wire form, options in the order FRR and the RFC list them:
+    /// Holdtime, LAN Prune Delay, DR Priority, Generation ID, Address List
+    /// (only when there are secondary addresses).
+    pub fn to_repr(&self) -> wire::Repr {
+        let mut options = Vec::with_capacity(5);
+        if let Some(t) = self.holdtime {
+            options.push(HelloOption::Holdtime(t));
+        }
+        if let Some(d) = self.lan_prune_delay {
+            options.push(HelloOption::LanPruneDelay {
+                t_bit: d.t_bit,
+                propagation_delay: d.propagation_delay_ms & 0x7fff,
+                override_interval: d.override_interval_ms,
+            });
+        }
+        if let Some(p) = self.dr_priority {
+            options.push(HelloOption::DrPriority(p));
+        }
+        if let Some(g) = self.generation_id {
+            options.push(HelloOption::GenerationId(g));
+        }
+        if !self.secondary_addresses.is_empty() {
+            options.push(HelloOption::AddressList(
+                self.secondary_addresses
+                    .iter()
+                    .map(|a| IpAddr::V4(*a))
+                    .collect(),
+            ));
+        }
+        wire::Repr::Hello { options }
+    }
+}
