@@ -198,7 +198,9 @@ mod validate;
 mod tests;
 
 pub use diagnostic::{ConfigError, Diagnostic};
-pub use parse::{load_file, load_file_at, load_file_hashed, parse_str, MAX_FILE_SIZE};
+pub use parse::{
+    load_file, load_file_at, load_file_hashed, load_file_if_changed, parse_str, MAX_FILE_SIZE,
+};
 pub use rule_id::{canonical_key, fnv1a, fnv1a64, RuleId, FNV_OFFSET, FNV_PRIME};
 pub use schema::{
     Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MetricsConfig, MsdpConfig,

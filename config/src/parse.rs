@@ -101,6 +101,25 @@ pub fn load_file_hashed(path: &Path) -> Result<(Config, u64), ConfigError> {
     )
 }
 
+/// [`load_file_hashed`], except that when the file's bytes hash to `known`
+/// (the hash of the config already running) nothing is parsed and `None`
+/// is returned: an unchanged file of 100,000 rules costs a read and a hash
+/// (milliseconds) instead of a parse (seconds). Same single open and read.
+///
+/// # Errors
+/// As [`load_file_hashed`], for a file that changed; a file that cannot be
+/// read is an error whatever `known` is.
+pub fn load_file_if_changed(path: &Path, known: u64) -> Result<Option<(Config, u64)>, ConfigError> {
+    let origin = path.display().to_string();
+    let bytes = open_guarded(None, path, false).and_then(read_guarded);
+    if let Ok(b) = &bytes {
+        if crate::fnv1a64(b) == known {
+            return Ok(None);
+        }
+    }
+    parse_bytes(bytes, &origin).map(Some)
+}
+
 /// [`load_file_hashed`] for the entry `name` of the open directory `dir`,
 /// never following a symlink there (`O_NOFOLLOW`). `origin` names the file
 /// in messages.

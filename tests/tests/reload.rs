@@ -297,6 +297,48 @@ fn runtime_rules_give_way_to_the_file_and_config_save_keeps_them() {
 }
 
 #[test]
+fn unchanged_file_is_not_parsed_again_but_runtime_edits_still_give_way() {
+    let t = Topo::new(4);
+    let (before, _) = configs(&t);
+    let mcrd = t.mcrd(&before);
+    let gen0 = mcrd.ctl_json(&["status"])["reloads"].as_u64().unwrap();
+    let n = mcrd.ctl_json(&["list"])["rules"].as_array().unwrap().len();
+    assert!(n >= 2, "{n}");
+    // Same bytes as running: recognised by their hash, nothing recompiled.
+    let r = mcrd.ctl_json(&["reload"]);
+    assert_eq!(r["recompiled"], false, "{r}");
+    assert_eq!(r["unchanged"], n, "{r}");
+    assert!(
+        r["note"].as_str().unwrap_or("").contains("unchanged"),
+        "{r}"
+    );
+    assert_eq!(
+        mcrd.ctl_json(&["status"])["reloads"].as_u64().unwrap(),
+        gen0 + 1
+    );
+    // A file rule removed at run time: the file's bytes are the same, yet
+    // the running rules are not, so the reload parses and restores it.
+    let first = mcrd.ctl_json(&["list"])["rules"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(mcrd.ctl(&["remove", "--rule-id", &first]).code, 0);
+    assert_eq!(
+        mcrd.ctl_json(&["list"])["rules"].as_array().unwrap().len(),
+        n - 1
+    );
+    let r = mcrd.ctl_json(&["reload"]);
+    assert_eq!(r["added"], serde_json::json!([first]), "{r}");
+    assert_eq!(r["recompiled"], true, "{r}");
+    assert_eq!(
+        mcrd.ctl_json(&["list"])["rules"].as_array().unwrap().len(),
+        n
+    );
+    // And unchanged again afterwards.
+    assert_eq!(mcrd.ctl_json(&["reload"])["recompiled"], false);
+}
+
+#[test]
 fn fifty_reloads_in_a_second_under_traffic() {
     let t = Topo::new(4);
     let (before, after) = configs(&t);

@@ -132,6 +132,9 @@ pub struct Supervisor {
     control: ControlServer,
     started: Instant,
     config_hash: Option<u64>,
+    /// A rule of the file was removed at run time (`mcrctl remove`): the
+    /// running rules differ from the file even when its bytes do not.
+    config_edited: bool,
     last_reload: Option<ReloadRecord>,
     /// Successful reloads since start.
     reloads: u64,
@@ -255,6 +258,7 @@ impl Supervisor {
             control,
             started: Instant::now(),
             config_hash,
+            config_edited: false,
             last_reload: None,
             reloads: 0,
             rates: rates::RateTracker::default(),
