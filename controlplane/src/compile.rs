@@ -68,7 +68,9 @@ pub fn compile(
     generation: u64,
     multicast_ttl: u8,
 ) -> Compiled {
-    let mut builder = TableBuilder::new(generation).local_macs(ifaces.local_macs());
+    let mut builder = TableBuilder::new(generation)
+        .local_macs(ifaces.local_macs())
+        .ip_links(ifaces.ip_links());
     let mut statuses = Vec::with_capacity(rules.len());
     let mut joins = BTreeSet::new();
     let mut unicast_inputs = BTreeSet::new();
@@ -178,6 +180,7 @@ mod tests {
             up: true,
             addrs: vec![],
             mtu: 1500,
+            hatype: crate::interfaces::ARPHRD_ETHER,
         }
     }
 

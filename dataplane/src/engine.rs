@@ -14,12 +14,12 @@
 //!    completes.
 
 use crate::bufring::BufRing;
+use crate::input::{self, Endpoints, LinkKind, Meta, Reject, UdpChecksum};
 use crate::socket::{dest_addr, CaptureSocket, EgressKey, OutputSocket, CONNECTED_OUTPUTS};
 use crate::stats::{Drops, EngineStats, OutputStats, RuleStats, StatsHandle, PUBLISH_INTERVAL};
 use crate::table::{ForwardingTable, OutputSlot, TableHandle};
 use crate::tx::{PacketRoute, PacketTxSocket, TxArena};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
-use mcr_wire::{ethernet, ipv4, udp, Error as WireError};
 use rustc_hash::FxHashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -80,28 +80,26 @@ fn send_data(tag: u64, rule: usize, out: usize, bid: u16) -> u64 {
     SEND | ((tag & TAG_MASK) << 48) | (rule << 32) | (out << 16) | u64::from(bid)
 }
 
-/// Where the payload of the frame being forwarded lies.
+/// Where the payload of the frame being forwarded lies, and what its
+/// relayed copies need from the input's headers.
 #[derive(Clone, Copy)]
 struct Payload {
     ptr: *const u8,
     len: usize,
-    src_port: u16,
+    from: Endpoints,
+    checksum: UdpChecksum,
+    ttl: u8,
 }
 
-/// Why a received frame is not forwarded (each is a counter in [`Drops`]).
-#[derive(Debug, Clone, Copy)]
-enum DropReason {
-    Wire(WireError),
-    OwnFrame,
-    Fragment,
-    NoRule,
-}
-
-impl From<WireError> for DropReason {
-    fn from(e: WireError) -> DropReason {
-        DropReason::Wire(e)
-    }
-}
+/// What a multishot `RecvMsg` puts before each frame in its buffer: the
+/// `io_uring_recvmsg_out` header, the sender's `sockaddr_ll` and room for
+/// one `PACKET_AUXDATA` control message.
+const RECV_NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_ll>();
+const AUXDATA_LEN: usize = std::mem::size_of::<libc::tpacket_auxdata>();
+/// CMSG_SPACE(sizeof(struct tpacket_auxdata)).
+const RECV_CONTROL_LEN: usize = (std::mem::size_of::<libc::cmsghdr>() + AUXDATA_LEN + 7) & !7;
+pub const RECV_HEADROOM: usize = 16 + RECV_NAME_LEN + RECV_CONTROL_LEN;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 
 struct InputSlot {
     sock: Arc<CaptureSocket>,
@@ -148,6 +146,9 @@ pub struct Engine {
     /// One transmit socket per output interface for those routes.
     packet_tx: FxHashMap<u32, PacketTxSocket>,
     arena: TxArena,
+    /// The `msghdr` every multishot receive is armed with: only its name
+    /// and control lengths matter (they lay out each buffer).
+    recv_msg: Box<libc::msghdr>,
     table: Arc<ForwardingTable>,
     counters: Vec<RuleCounters>,
     drops: Drops,
@@ -207,7 +208,16 @@ impl Engine {
         wake: Arc<OwnedFd>,
     ) -> io::Result<Engine> {
         let ring = build_ring(params.sq_entries)?;
-        let bufs = BufRing::register(&ring.submitter(), params.buffers, params.buf_size, 0)?;
+        let bufs = BufRing::register(
+            &ring.submitter(),
+            params.buffers,
+            params.buf_size + RECV_HEADROOM,
+            0,
+        )?;
+        // SAFETY: msghdr is plain old data; all-zero is valid.
+        let mut recv_msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_msg.msg_namelen = RECV_NAME_LEN as u32;
+        recv_msg.msg_controllen = RECV_CONTROL_LEN;
         Ok(Engine {
             ring,
             bufs,
@@ -220,6 +230,7 @@ impl Engine {
             routes: Vec::new(),
             packet_tx: FxHashMap::default(),
             arena: TxArena::new(params.sq_entries as usize),
+            recv_msg,
             table: Arc::new(ForwardingTable::empty()),
             counters: Vec::new(),
             drops: Drops::default(),
@@ -459,6 +470,7 @@ impl Engine {
             }
         }
         let ifindex = input.sock.ifindex;
+        let link = input.sock.link;
         if res < 0 {
             if res == -libc::ENOBUFS {
                 self.drops.no_buffer += 1;
@@ -474,7 +486,7 @@ impl Engine {
         }
         let Some(bid) = bid else { return 0 };
         self.frames += 1;
-        let sends = self.forward(ifindex, bid, res as usize);
+        let sends = self.forward(ifindex, link, bid, res as usize);
         if sends == 0 {
             self.bufs.recycle(bid);
         }
@@ -483,24 +495,20 @@ impl Engine {
 
     /// Matches one frame and queues a send per output. Returns the number
     /// of sends queued (the buffer's pending count).
-    fn forward(&mut self, ifindex: u32, bid: u16, len: usize) -> usize {
-        let (rule_idx, ptr, plen, src_port) = match self.classify(ifindex, bid, len) {
+    fn forward(&mut self, ifindex: u32, link: LinkKind, bid: u16, len: usize) -> usize {
+        let (rule_idx, payload) = match self.classify(ifindex, bid, len, link) {
             Ok(m) => m,
             Err(reason) => {
-                self.count_drop(reason);
+                self.drops.count(reason);
                 return 0;
             }
         };
+        let plen = payload.len;
         let counters = &mut self.counters[rule_idx];
         counters.packets += 1;
         counters.bytes += plen as u64;
         let tag = self.table.generation();
         let outputs = self.table.rules()[rule_idx].outputs.len();
-        let payload = Payload {
-            ptr,
-            len: plen,
-            src_port,
-        };
         let mut queued = 0;
         for pos in 0..outputs {
             let Some(entry) = self.output_entry(rule_idx, pos, payload) else {
@@ -533,7 +541,16 @@ impl Engine {
                     self.count_output_failure(rule_idx, pos, true);
                     return None;
                 }
-                let msg = self.arena.prepare(&route, p.src_port, p.ptr, p.len);
+                let to = Endpoints {
+                    src: route.src,
+                    dst: *route.dest.ip(),
+                    src_port: p.from.src_port,
+                    dst_port: route.dest.port(),
+                };
+                let csum = input::relayed_checksum(p.checksum, p.from, to);
+                let msg = self
+                    .arena
+                    .prepare(&route, p.from.src_port, csum, p.ptr, p.len);
                 let entry = opcode::SendMsg::new(types::Fd(route.fd), msg)
                     .flags(libc::MSG_DONTWAIT as u32)
                     .build()
@@ -575,50 +592,50 @@ impl Engine {
         }
     }
 
-    /// Parses one frame in place and finds its rule: the rule's index and
-    /// where the UDP payload lies in the receive buffer, or why it is
-    /// dropped.
+    /// Judges one received frame by the shared definition of valid input
+    /// ([`crate::input::check`]) and finds its rule: the rule's index and
+    /// the payload in the receive buffer, or why it is dropped.
     fn classify(
         &self,
         ifindex: u32,
         bid: u16,
         len: usize,
-    ) -> Result<(usize, *const u8, usize, u16), DropReason> {
-        let frame = ethernet::Frame::new_checked(self.bufs.buffer(bid, len))?;
-        if self.table.is_local_mac(&frame.src_addr()) {
-            return Err(DropReason::OwnFrame);
+        link: LinkKind,
+    ) -> Result<(usize, Payload), Reject> {
+        let buf = self.bufs.buffer(bid, len);
+        let Ok(msg) = types::RecvMsgOut::parse(buf, &self.recv_msg) else {
+            return Err(Reject::Truncated);
+        };
+        let bytes = msg.payload_data();
+        let mut meta = Meta {
+            wire_len: (msg.incoming_payload_len() as usize).max(bytes.len()),
+            vlan_tci: None,
+            pkt_type: msg.name_data().get(10).copied().unwrap_or(0),
+        };
+        if msg.is_payload_truncated() {
+            meta.wire_len = meta.wire_len.max(self.params.buf_size + 1);
         }
-        if frame.ethertype() != ethernet::ETHERTYPE_IPV4 {
-            return Err(DropReason::Wire(WireError::Unrecognized));
+        if let Some(aux) = auxdata(msg.control_data()) {
+            meta.wire_len = meta.wire_len.max(aux.tp_len as usize);
+            if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
+                meta.vlan_tci = Some(aux.tp_vlan_tci);
+            }
         }
-        let ip = ipv4::Packet::new_checked(frame.payload())?;
-        if ip.protocol() != ipv4::PROTO_UDP {
-            return Err(DropReason::Wire(WireError::Unrecognized));
-        }
-        if ip.is_fragment() {
-            return Err(DropReason::Fragment);
-        }
-        let dgram = udp::Packet::new_checked(ip.payload())?;
+        let d = input::check(bytes, link, meta, |m| self.table.is_local_mac(m))?;
         let rule = self
             .table
-            .lookup(ifindex, ip.dst_addr(), dgram.dst_port(), ip.src_addr())
-            .ok_or(DropReason::NoRule)?;
-        let payload = dgram.payload();
-        Ok((rule, payload.as_ptr(), payload.len(), dgram.src_port()))
-    }
-
-    fn count_drop(&mut self, reason: DropReason) {
-        let d = &mut self.drops;
-        match reason {
-            DropReason::Wire(WireError::Truncated) => d.truncated += 1,
-            // Every other reason the views give (bad version, header or
-            // total length, another EtherType or protocol) is one counter,
-            // as before the wire crate told them apart.
-            DropReason::Wire(_) => d.malformed += 1,
-            DropReason::OwnFrame => d.own_frame += 1,
-            DropReason::Fragment => d.fragment += 1,
-            DropReason::NoRule => d.no_rule += 1,
-        }
+            .lookup(ifindex, d.dst, d.dst_port, d.src)
+            .ok_or(Reject::NoRule)?;
+        Ok((
+            rule,
+            Payload {
+                ptr: d.payload.as_ptr(),
+                len: d.payload.len(),
+                from: d.endpoints(),
+                checksum: d.checksum,
+                ttl: d.ttl,
+            },
+        ))
     }
 
     fn on_send_done(&mut self, data: u64, res: i32) {
@@ -673,9 +690,15 @@ impl Engine {
                 continue;
             }
             input.armed = true;
-            let entry = opcode::RecvMulti::new(types::Fd(input.sock.raw_fd()), bgid)
-                .build()
-                .user_data(slot as u64);
+            // MSG_TRUNC: a frame past the buffer reports its real length.
+            let entry = opcode::RecvMsgMulti::new(
+                types::Fd(input.sock.raw_fd()),
+                &*self.recv_msg as *const libc::msghdr,
+                bgid,
+            )
+            .flags(libc::MSG_TRUNC as u32)
+            .build()
+            .user_data(slot as u64);
             self.push(entry);
         }
     }
@@ -959,4 +982,30 @@ fn build_ring(entries: u32) -> io::Result<IoUring> {
         .setup_cqsize(cq)
         .build(entries)
         .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))
+}
+
+/// The `PACKET_AUXDATA` message among a receive's control messages.
+fn auxdata(control: &[u8]) -> Option<libc::tpacket_auxdata> {
+    let hdr = std::mem::size_of::<libc::cmsghdr>();
+    let mut at = 0;
+    while at + hdr <= control.len() {
+        // SAFETY: at + hdr <= len; read_unaligned copes with any alignment.
+        let c: libc::cmsghdr =
+            unsafe { std::ptr::read_unaligned(control[at..].as_ptr().cast()) };
+        let len = c.cmsg_len as usize;
+        if len < hdr || at + len > control.len() {
+            return None;
+        }
+        if c.cmsg_level == libc::SOL_PACKET
+            && c.cmsg_type == libc::PACKET_AUXDATA
+            && len >= hdr + AUXDATA_LEN
+        {
+            // SAFETY: the message holds AUXDATA_LEN bytes after its header.
+            return Some(unsafe {
+                std::ptr::read_unaligned(control[at + hdr..].as_ptr().cast())
+            });
+        }
+        at += (len + 7) & !7;
+    }
+    None
 }

@@ -93,6 +93,9 @@ pub struct ForwardingTable {
     output_slots: Vec<OutputSlot>,
     index: FxHashMap<InputKey, InputMatch>,
     local_macs: Vec<MacAddr>,
+    /// Input interfaces without an Ethernet header (read at the network
+    /// header; never on the kernel fast path).
+    ip_links: Vec<u32>,
 }
 
 impl ForwardingTable {
@@ -154,7 +157,16 @@ impl ForwardingTable {
 
     /// The input interfaces in use, each with the (group, port) pairs the
     /// BPF filter must pass, sorted and without duplicates.
-    pub fn inputs_by_interface(&self) -> Vec<(u32, Vec<(Ipv4Addr, u16)>)> {
+    /// How frames on input interface `ifindex` start.
+    pub fn link_kind(&self, ifindex: u32) -> crate::input::LinkKind {
+        if self.ip_links.contains(&ifindex) {
+            crate::input::LinkKind::Ip
+        } else {
+            crate::input::LinkKind::Ethernet
+        }
+    }
+
+    pub fn inputs_by_interface(&self) -> Vec<(u32, crate::input::LinkKind, Vec<(Ipv4Addr, u16)>)> {
         let mut by_if: std::collections::BTreeMap<u32, Vec<(Ipv4Addr, u16)>> = Default::default();
         for key in self.index.keys() {
             by_if
@@ -167,7 +179,7 @@ impl ForwardingTable {
             .map(|(i, mut v)| {
                 v.sort();
                 v.dedup();
-                (i, v)
+                (i, self.link_kind(i), v)
             })
             .collect()
     }
@@ -201,6 +213,12 @@ impl TableBuilder {
 
     pub fn local_macs(mut self, macs: Vec<MacAddr>) -> Self {
         self.table.local_macs = macs;
+        self
+    }
+
+    /// Interfaces whose frames carry no Ethernet header.
+    pub fn ip_links(mut self, ifindexes: Vec<u32>) -> Self {
+        self.table.ip_links = ifindexes;
         self
     }
 
@@ -323,7 +341,10 @@ mod tests {
         // out(1) is shared between the two rules.
         assert_eq!(t.output_slots().len(), 2);
         assert_eq!(t.rules()[1].outputs[0].slot, t.rules()[0].outputs[0].slot);
-        assert_eq!(t.inputs_by_interface(), vec![(2, vec![(g, 5000)])]);
+        assert_eq!(
+            t.inputs_by_interface(),
+            vec![(2, crate::input::LinkKind::Ethernet, vec![(g, 5000)])]
+        );
     }
 
     #[test]

@@ -174,18 +174,22 @@ impl TxArena {
         self.next = 0;
     }
 
-    /// Fills the next slot for `route` and returns the msghdr to send.
+    /// Fills the next slot for `route` and returns the msghdr to send;
+    /// `udp_checksum` is the datagram's (0: none, see
+    /// [`crate::input::relayed_checksum`]).
     /// The caller checks [`is_full`](Self::is_full) first.
     pub fn prepare(
         &mut self,
         route: &PacketRoute,
         src_port: u16,
+        udp_checksum: u16,
         payload: *const u8,
         len: usize,
     ) -> *const libc::msghdr {
         let slot = &mut self.slots[self.next];
         self.next += 1;
         route.emit(&mut slot.hdr, src_port, len);
+        slot.hdr[HEADER_LEN - 2..].copy_from_slice(&udp_checksum.to_be_bytes());
         slot.iov[0] = libc::iovec {
             iov_base: slot.hdr.as_mut_ptr().cast(),
             iov_len: HEADER_LEN,

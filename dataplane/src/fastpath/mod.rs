@@ -155,7 +155,8 @@ impl FastPath {
                 local_macs: local_macs.clone(),
                 keys: Vec::new(),
             };
-            let mut size = 60 + 4 * local_macs.len();
+            // The preamble and checks, and the UDP checksum subprogram.
+            let mut size = 1000 + 4 * local_macs.len();
             let mut rules_here = Vec::new();
             for ((group, port), rules) in keys {
                 if !rules.iter().all(|&i| eligible(table, i)) {
@@ -391,11 +392,14 @@ impl FastPath {
     }
 }
 
-/// Whether a rule can run in the kernel: every output multicast, on an
-/// interface whose MAC and address are known, and not the input interface.
+/// Whether a rule can run in the kernel: an input with an Ethernet header,
+/// every output multicast, on an interface whose MAC and address are known,
+/// and not the input interface.
 fn eligible(table: &ForwardingTable, i: usize) -> bool {
     let r = &table.rules()[i];
-    !r.outputs.is_empty()
+    // An input without an Ethernet header is read by the engines only.
+    table.link_kind(r.input.ifindex) == crate::input::LinkKind::Ethernet
+        && !r.outputs.is_empty()
         && r.outputs.iter().all(|o| {
             let s = &table.output_slots()[o.slot as usize];
             s.link.is_some() && s.dest.ip().is_multicast() && s.ifindex != r.input.ifindex
