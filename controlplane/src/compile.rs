@@ -59,6 +59,12 @@ pub fn interface_not_found(name: &str) -> String {
     format!("Interface '{name}' not found")
 }
 
+/// The message for an output interface that exists without an IPv4
+/// address.
+pub fn no_address_yet(name: &str) -> String {
+    format!("Interface '{name}' has no IPv4 address yet")
+}
+
 /// Compiles `rules` against `ifaces` into table `generation`. Multicast
 /// outputs without their own `ttl` are sent with `multicast_ttl` (the
 /// file's `multicast_ttl`, the same for rules added at run time).
@@ -90,6 +96,12 @@ pub fn compile(
         let mut outputs = Vec::with_capacity(rule.outputs.len());
         for out in &rule.outputs {
             match ifaces.get(&out.interface) {
+                // A multicast send leaves from the interface's own address:
+                // until it has one every send fails, so the output waits
+                // for it as for a missing interface.
+                Some(i) if i.addrs.is_empty() && out.group.is_multicast() => {
+                    waiting.push(no_address_yet(&out.interface))
+                }
                 Some(i) => outputs.push(OutputSlot {
                     ifindex: i.index,
                     ifname: i.name.clone(),
@@ -178,7 +190,7 @@ mod tests {
             index,
             mac: None,
             up: true,
-            addrs: vec![],
+            addrs: vec![Ipv4Addr::new(10, 0, index as u8, 1)],
             mtu: 1500,
             hatype: crate::interfaces::ARPHRD_ETHER,
         }
@@ -249,5 +261,26 @@ mod tests {
         let ttls: Vec<u8> = c.table.output_slots().iter().map(|s| s.ttl).collect();
         // Default, own ttl, unicast default.
         assert_eq!(ttls, [9, 2, 64]);
+    }
+
+    #[test]
+    fn an_output_without_an_address_waits_for_it() {
+        let mut b = iface("b", 3);
+        b.addrs.clear();
+        let ifaces = Interfaces::from_list(vec![iface("a", 2), b, iface("c", 4)]);
+        let c = compile(
+            &[rule("a", &["b", "c"]), rule("a", &["b"])],
+            &ifaces,
+            1,
+            1,
+        );
+        assert_eq!(
+            c.statuses[0].state,
+            RuleState::Partial {
+                waiting: vec!["Interface 'b' has no IPv4 address yet".into()]
+            }
+        );
+        assert_eq!(c.table.rules()[0].outputs.len(), 1);
+        assert!(matches!(c.statuses[1].state, RuleState::Inactive { .. }));
     }
 }

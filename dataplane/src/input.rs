@@ -11,9 +11,10 @@
 //! | # | check | reason |
 //! |---|---|---|
 //! | 1 | the frame is at most [`MAX_FRAME`] bytes on the wire | `oversize` |
-//! | 2 | it carries no VLAN tag other than VLAN 0 (a priority tag), in the kernel's metadata or in the bytes | `vlan` |
-//! | 3 | it is addressed to this host (the kernel's packet type is not `PACKET_OTHERHOST`: a foreign destination MAC) | `not_for_host` |
-//! | 4 | Ethernet header present (link types with one) | `truncated` |
+//! | 2 | it carries no VLAN tag other than VLAN 0 (a priority tag), in the kernel's metadata | `vlan` |
+//! | 3 | Ethernet header present (link types with one) | `truncated` |
+//! | 4 | the kernel's packet type is not `PACKET_OTHERHOST`: with a group or own destination MAC that means a VLAN tag no VLAN device took (the kernel clears the tag before protocol packet sockets see the frame, and marks it so) | `vlan` |
+//! | 4 | ... otherwise a foreign destination MAC | `not_for_host` |
 //! | 5 | not sent by one of this host's interfaces | `own_frame` |
 //! | 6 | EtherType IPv4; IPv4 version 4, header length >= 20, total length >= header length | `malformed` |
 //! | 7 | the frame holds the IPv4 total length (bytes after it are padding and are never forwarded) | `truncated` |
@@ -166,23 +167,35 @@ pub fn check<'a>(
     if meta.vlan_tci.is_some_and(is_vlan) {
         return Err(Reject::Vlan);
     }
-    if meta.pkt_type == PACKET_OTHERHOST {
-        return Err(Reject::NotForHost);
-    }
     let ip_bytes = match link {
         LinkKind::Ethernet => {
             let frame = ethernet::Frame::new_checked(bytes).map_err(wire)?;
+            if meta.pkt_type == PACKET_OTHERHOST {
+                // The kernel marks a frame for this host (a group or our
+                // own MAC) "other host" only when it carried a VLAN tag
+                // that no VLAN device on this interface takes; it clears
+                // the tag from the metadata before packet sockets of one
+                // protocol see the frame, so this is how such a frame is
+                // known here.
+                let dst = frame.dst_addr();
+                return Err(if dst.0[0] & 1 == 1 || is_local_mac(&dst) {
+                    Reject::Vlan
+                } else {
+                    Reject::NotForHost
+                });
+            }
             if is_local_mac(&frame.src_addr()) {
                 return Err(Reject::OwnFrame);
             }
             match frame.ethertype() {
                 ethernet::ETHERTYPE_IPV4 => {}
-                // A tag left in the bytes (a second tag, or no offload).
+                // A tag left in the bytes (a second tag).
                 0x8100 | 0x88a8 => return Err(Reject::Vlan),
                 _ => return Err(Reject::Malformed),
             }
             frame.payload()
         }
+        LinkKind::Ip if meta.pkt_type == PACKET_OTHERHOST => return Err(Reject::NotForHost),
         LinkKind::Ip => bytes,
     };
     let ip = ipv4::Packet::new_checked(ip_bytes).map_err(wire)?;
@@ -389,8 +402,15 @@ mod tests {
         assert!(check(&f, LinkKind::Ethernet, m, |_| false).is_ok());
         m.vlan_tci = None;
         m.pkt_type = PACKET_OTHERHOST;
+        // To a group MAC: only a VLAN tag makes that "other host".
         assert_eq!(
             check(&f, LinkKind::Ethernet, m, |_| false).err(),
+            Some(Reject::Vlan)
+        );
+        let mut foreign = f.clone();
+        foreign[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x99]);
+        assert_eq!(
+            check(&foreign, LinkKind::Ethernet, m, |_| false).err(),
             Some(Reject::NotForHost)
         );
         m.pkt_type = 2;

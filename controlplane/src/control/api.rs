@@ -167,6 +167,23 @@ pub struct RuleEntry {
     /// only between a change and its compilation.
     #[serde(flatten)]
     pub state: Option<RuleState>,
+    /// Which data path carries it (absent while it is not in the running
+    /// table: inactive, or between a change and its compilation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<DataPath>,
+    /// Why it is not on the kernel fast path (with `path: "engines"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_reason: Option<String>,
+}
+
+/// The data path that forwards a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataPath {
+    /// The tc ingress program on its input interface (the kernel).
+    Fast,
+    /// The user-space engines (`AF_PACKET` capture).
+    Engines,
 }
 
 /// `add`: the new rule.

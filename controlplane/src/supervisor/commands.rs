@@ -234,6 +234,7 @@ impl Supervisor {
             .map(|d| {
                 let id = d.rule.id().to_string();
                 let state = states.get(id.as_str()).map(|s| (*s).clone());
+                let (path, path_reason) = self.rule_path(&id);
                 RuleEntry {
                     id,
                     name: d.rule.name.clone(),
@@ -241,6 +242,8 @@ impl Supervisor {
                     outputs: d.rule.outputs.clone(),
                     origin: d.origin,
                     state,
+                    path,
+                    path_reason,
                 }
             })
             .collect();

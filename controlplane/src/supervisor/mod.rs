@@ -103,6 +103,10 @@ pub struct Supervisor {
     reloads: u64,
     rates: rates::RateTracker,
     fast: FastState,
+    /// Whether the fast path forwarded by the last table, and why each rule
+    /// was off it (None: on it), to log what changes.
+    fast_was_on: Option<bool>,
+    off_fast: BTreeMap<String, Option<String>>,
     /// `options.save_dir`, opened once at start: client-named files are
     /// resolved in this directory, never through its path again.
     save_dir: Option<std::os::fd::OwnedFd>,
@@ -216,6 +220,8 @@ impl Supervisor {
             reloads: 0,
             rates: rates::RateTracker::default(),
             fast: FastState::Closed,
+            fast_was_on: None,
+            off_fast: BTreeMap::new(),
             save_dir,
             peer: None,
         };
@@ -374,6 +380,64 @@ impl Supervisor {
             .unwrap_or_else(|| ifindex.to_string())
     }
 
+    /// The data path of rule `id` in the running table, and why it is not
+    /// the fast path.
+    pub(super) fn rule_path(
+        &self,
+        id: &str,
+    ) -> (Option<crate::control::api::DataPath>, Option<String>) {
+        use crate::control::api::DataPath;
+        if !self.table.load().rules().iter().any(|r| r.id == id) {
+            return (None, None);
+        }
+        let why = match &self.fast {
+            FastState::Open(_) if !self.config.data_plane.kernel_fast_path => {
+                "the kernel fast path is off (data_plane.kernel_fast_path: false)".to_string()
+            }
+            FastState::Open(f) => match f.off_reason(id) {
+                None => return (Some(DataPath::Fast), None),
+                Some(r) => r.to_string(),
+            },
+            FastState::Failed(why) => why.clone(),
+            FastState::Closed => {
+                "the kernel fast path is off (data_plane.kernel_fast_path: false)".to_string()
+            }
+        };
+        (Some(DataPath::Engines), Some(why))
+    }
+
+    /// Logs the fast path turning on or off, and each rule that is kept
+    /// off it (once per change of reason).
+    fn log_path_changes(&mut self, table: &mcr_dataplane::ForwardingTable) {
+        let on = matches!(self.fast, FastState::Open(_)) && self.config.data_plane.kernel_fast_path;
+        match (self.fast_was_on, on) {
+            (Some(true), false) => tracing::info!(
+                "kernel fast path off: the configuration turned it off; the engines forward every rule"
+            ),
+            (Some(false), true) => tracing::info!(
+                "kernel fast path on: the configuration turned it on; eligible rules move to the kernel"
+            ),
+            _ => {}
+        }
+        self.fast_was_on = Some(on);
+        let mut now = BTreeMap::new();
+        for r in table.rules() {
+            let why = match &self.fast {
+                FastState::Open(f) if on => f.off_reason(&r.id).map(str::to_string),
+                _ => None,
+            };
+            if on && self.off_fast.get(&r.id) != Some(&why) {
+                if let Some(why) = &why {
+                    tracing::info!(rule = %r.id, reason = %why, "rule kept off the kernel fast path; the engines forward it");
+                } else {
+                    tracing::debug!(rule = %r.id, "rule on the kernel fast path");
+                }
+            }
+            now.insert(r.id.clone(), why);
+        }
+        self.off_fast = now;
+    }
+
     /// Opens the kernel fast path when the config asks for it (once: a
     /// failure is retried only after the config switched it off and on).
     fn sync_fast_path(&mut self) {
@@ -432,6 +496,7 @@ impl Supervisor {
             let name = self.interface_name(*ifindex);
             tracing::warn!(interface = %name, error = %e, "kernel fast path not used on this interface; the engines forward its rules");
         }
+        self.log_path_changes(&table);
         let before: BTreeMap<&str, &RuleState> = self
             .statuses
             .iter()

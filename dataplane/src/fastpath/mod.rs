@@ -76,6 +76,9 @@ pub struct FastPath {
     counted: Vec<Counted>,
     /// Rules the attached programs forward.
     rules: usize,
+    /// Why each rule of the last table is not on the fast path (rules
+    /// missing here are on it).
+    off: HashMap<String, String>,
 }
 
 impl FastPath {
@@ -101,6 +104,7 @@ impl FastPath {
             attached: BTreeMap::new(),
             counted: Vec::new(),
             rules: 0,
+            off: HashMap::new(),
         })
     }
 
@@ -126,12 +130,30 @@ impl FastPath {
     /// interfaces whose program failed (their rules stay with the engines),
     /// with the reason.
     pub fn apply(&mut self, table: &ForwardingTable, enabled: bool) -> Vec<(u32, String)> {
+        self.off = table
+            .rules()
+            .iter()
+            .map(|r| {
+                let why = if enabled {
+                    off_reason(table, r).unwrap_or_else(|| "not planned".into())
+                } else {
+                    "the kernel fast path is off (data_plane.kernel_fast_path: false)".into()
+                };
+                (r.id.clone(), why)
+            })
+            .collect();
         let plans = if enabled {
             self.plan(table)
         } else {
             Vec::new()
         };
         self.install(plans, table)
+    }
+
+    /// Why rule `id` of the last table is not on the fast path; None when
+    /// it is.
+    pub fn off_reason(&self, id: &str) -> Option<&str> {
+        self.off.get(id).map(String::as_str)
     }
 
     /// Per input interface, the (group, port) keys whose rules are all
@@ -160,6 +182,15 @@ impl FastPath {
             let mut rules_here = Vec::new();
             for ((group, port), rules) in keys {
                 if !rules.iter().all(|&i| eligible(table, i)) {
+                    for &i in rules {
+                        let r = &table.rules()[i];
+                        if eligible(table, i) {
+                            self.off.insert(
+                                r.id.clone(),
+                                "another rule on its input group and port cannot be on the fast path".into(),
+                            );
+                        }
+                    }
                     continue;
                 }
                 let cost: usize = rules
@@ -168,6 +199,17 @@ impl FastPath {
                     .sum::<usize>()
                     + 20;
                 if size + cost > MAX_INSNS {
+                    for &i in rules {
+                        let r = &table.rules()[i];
+                        self.off.insert(
+                            r.id.clone(),
+                            format!(
+                                "past the fast-path program's size budget on its input interface ({} outputs; about {} output sends fit one interface)",
+                                r.outputs.len(),
+                                MAX_INSNS / program::INSNS_PER_OUTPUT
+                            ),
+                        );
+                    }
                     continue;
                 }
                 let mut key = FastKey {
@@ -187,6 +229,12 @@ impl FastPath {
                     }
                 }
                 if !ok {
+                    for &i in rules {
+                        self.off.insert(
+                            table.rules()[i].id.clone(),
+                            format!("no fast-path counter slot left ({MAX_SLOTS} in all)"),
+                        );
+                    }
                     continue;
                 }
                 size += cost;
@@ -217,8 +265,19 @@ impl FastPath {
                 Ok(()) => {
                     keep.insert(ifindex);
                     self.rules += p.rules.len();
+                    for &i in &p.rules {
+                        self.off.remove(&table.rules()[i].id);
+                    }
                 }
-                Err(e) => failed.push((ifindex, e)),
+                Err(e) => {
+                    for &i in &p.rules {
+                        self.off.insert(
+                            table.rules()[i].id.clone(),
+                            format!("the program of its input interface failed: {e}"),
+                        );
+                    }
+                    failed.push((ifindex, e));
+                }
             }
         }
         // Closing a link detaches its program.
@@ -390,6 +449,35 @@ impl FastPath {
     pub fn interfaces(&self) -> Vec<u32> {
         self.attached.keys().copied().collect()
     }
+}
+
+/// Why a rule cannot run in the kernel, if it cannot (see [`eligible`]).
+fn off_reason(table: &ForwardingTable, r: &crate::table::TableRule) -> Option<String> {
+    if table.link_kind(r.input.ifindex) != crate::input::LinkKind::Ethernet {
+        return Some(
+            "its input interface has no Ethernet header (the engines read it at the network header)"
+                .into(),
+        );
+    }
+    if r.outputs.is_empty() {
+        return Some("no output interface exists".into());
+    }
+    for o in &r.outputs {
+        let s = &table.output_slots()[o.slot as usize];
+        if !s.dest.ip().is_multicast() {
+            return Some(format!("output {} is unicast", s.label()));
+        }
+        if s.ifindex == r.input.ifindex {
+            return Some(format!("output {} is on the input interface", s.label()));
+        }
+        if s.link.is_none() {
+            return Some(format!(
+                "output {} has no Ethernet address, no IPv4 address or a smaller MTU than the input",
+                s.label()
+            ));
+        }
+    }
+    None
 }
 
 /// Whether a rule can run in the kernel: an input with an Ethernet header,
