@@ -170,7 +170,15 @@ pub fn compile(
         statuses.push(RuleStatus { id, state });
     }
     Compiled {
-        table: builder.build(),
+        table: builder
+            .dormant(
+                statuses
+                    .iter()
+                    .filter(|s| matches!(s.state, RuleState::Inactive { .. }))
+                    .map(|s| s.id.clone())
+                    .collect(),
+            )
+            .build(),
         statuses,
         joins,
         unicast_inputs,

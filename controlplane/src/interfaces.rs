@@ -74,6 +74,11 @@ impl Interfaces {
         // Interfaces without a link-layer entry still have an index.
         for iface in by_name.values_mut() {
             iface.mtu = mtu_of(&iface.name);
+            // A link without a hardware address (tun) has no AF_PACKET
+            // entry to say its type.
+            if let Ok(t) = mcr_dataplane::socket::iface_link_type(&iface.name) {
+                iface.hatype = t;
+            }
             if iface.index == 0 {
                 iface.index = nix::net::if_::if_nametoindex(iface.name.as_str()).unwrap_or(0);
             }

@@ -56,28 +56,37 @@ impl Default for EngineParams {
     }
 }
 
-// user_data layout. Receive: RECV | input slot. Send: SEND | table tag (15
-// bits) | rule (16) | output position (16) | buffer id (16). Bit 62 marks
-// a send on the prebuilt-header path (for receives it means CANCEL).
+// user_data layout. Receive: RECV | input slot. Send: SEND (bit 63) |
+// PACKET (62) | table tag (8 bits, 54-61) | rule index (22 bits, 32-53:
+// up to 4,194,302 rules) | output position (16) | buffer id (16). Bit 62
+// marks a send on the prebuilt-header path (for receives it means CANCEL).
 const SEND: u64 = 1 << 63;
 const PACKET: u64 = 1 << 62;
-const TAG_MASK: u64 = 0x3fff;
+const TAG_MASK: u64 = 0xff;
+const TAG_SHIFT: u32 = 54;
+const RULE_MASK: u64 = (1 << 22) - 1;
+const OUT_MASK: u64 = 0xffff;
 const CANCEL: u64 = 1 << 62;
 const WAKE: u64 = 1 << 61;
-const NO_ATTRIBUTION: u64 = 0xffff;
 
 fn send_data(tag: u64, rule: usize, out: usize, bid: u16) -> u64 {
-    let rule = if rule < 0xffff {
-        rule as u64
-    } else {
-        NO_ATTRIBUTION
-    };
-    let out = if out < 0xffff {
-        out as u64
-    } else {
-        NO_ATTRIBUTION
-    };
-    SEND | ((tag & TAG_MASK) << 48) | (rule << 32) | (out << 16) | u64::from(bid)
+    // All ones means "no attribution" (an index past the field).
+    let rule = (rule as u64).min(RULE_MASK);
+    let out = (out as u64).min(OUT_MASK);
+    SEND | ((tag & TAG_MASK) << TAG_SHIFT) | (rule << 32) | (out << 16) | u64::from(bid)
+}
+
+/// (tag, rule, output position, buffer) of a send's user data; rule or
+/// output None when the index did not fit its field.
+fn send_fields(data: u64) -> (u64, Option<usize>, Option<usize>, u16) {
+    let rule = (data >> 32) & RULE_MASK;
+    let out = (data >> 16) & OUT_MASK;
+    (
+        (data >> TAG_SHIFT) & TAG_MASK,
+        (rule != RULE_MASK).then_some(rule as usize),
+        (out != OUT_MASK).then_some(out as usize),
+        (data & 0xffff) as u16,
+    )
 }
 
 /// Where the payload of the frame being forwarded lies, and what its
@@ -120,6 +129,17 @@ struct RuleCounters {
     packets: u64,
     bytes: u64,
     outputs: Vec<OutCounters>,
+    /// Counts of outputs the table lacks for now (their interface is
+    /// gone), by label, kept until they return.
+    parked: Vec<(String, OutCounters)>,
+}
+
+/// A rule's counts while it is out of the table, by output label.
+#[derive(Default, Clone)]
+struct Kept {
+    packets: u64,
+    bytes: u64,
+    outputs: Vec<(String, OutCounters)>,
 }
 
 pub struct Engine {
@@ -151,6 +171,8 @@ pub struct Engine {
     recv_msg: Box<libc::msghdr>,
     table: Arc<ForwardingTable>,
     counters: Vec<RuleCounters>,
+    /// Counts of dormant rules (see `install`).
+    retired: FxHashMap<String, Kept>,
     drops: Drops,
     frames: u64,
     batches: u64,
@@ -233,6 +255,7 @@ impl Engine {
             recv_msg,
             table: Arc::new(ForwardingTable::empty()),
             counters: Vec::new(),
+            retired: FxHashMap::default(),
             drops: Drops::default(),
             frames: 0,
             batches: 0,
@@ -640,14 +663,10 @@ impl Engine {
 
     fn on_send_done(&mut self, data: u64, res: i32) {
         self.sends_done += 1;
-        let bid = (data & 0xffff) as u16;
-        let out = ((data >> 16) & 0xffff) as usize;
-        let rule = ((data >> 32) & 0xffff) as usize;
-        let tag = (data >> 48) & TAG_MASK;
-        // Rules or output positions past 0xfffe carry no attribution (the
-        // all-ones value would alias rule 65535 / output 65535).
-        let attributable = rule as u64 != NO_ATTRIBUTION && out as u64 != NO_ATTRIBUTION;
-        if attributable && tag == self.table.generation() & TAG_MASK {
+        let (tag, rule, out, bid) = send_fields(data);
+        if let (Some(rule), Some(out), true) =
+            (rule, out, tag == self.table.generation() & TAG_MASK)
+        {
             if let Some(c) = self
                 .counters
                 .get_mut(rule)
@@ -840,12 +859,29 @@ impl Engine {
             })
             .collect();
 
-        // Counters follow rule ids; an output's follow its slot.
-        let mut by_id: FxHashMap<&str, (usize, &RuleCounters)> = FxHashMap::default();
-        for (i, c) in self.counters.iter().enumerate() {
-            if let Some(r) = self.table.rules().get(i) {
-                by_id.insert(r.id.as_str(), (i, c));
-            }
+        // Counters follow rule ids, an output's its label
+        // (`group:port@interface`), so they live as long as the rule: across
+        // reloads, path switches, and its interfaces going away and coming
+        // back (a rule the table lacks for now is "dormant": its counts are
+        // kept, and published, until it returns or is removed).
+        let mut kept: FxHashMap<String, Kept> = std::mem::take(&mut self.retired);
+        let old_counters = std::mem::take(&mut self.counters);
+        for (rule, c) in self.table.rules().iter().zip(old_counters) {
+            let mut outputs: Vec<(String, OutCounters)> = rule
+                .outputs
+                .iter()
+                .zip(c.outputs)
+                .map(|(o, oc)| (self.table.output_slots()[o.slot as usize].label(), oc))
+                .collect();
+            outputs.extend(c.parked);
+            kept.insert(
+                rule.id.clone(),
+                Kept {
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    outputs,
+                },
+            );
         }
         let counters = next
             .rules()
@@ -855,24 +891,22 @@ impl Engine {
                     outputs: vec![OutCounters::default(); rule.outputs.len()],
                     ..Default::default()
                 };
-                if let Some((old_idx, prev)) = by_id.get(rule.id.as_str()) {
+                if let Some(mut prev) = kept.remove(rule.id.as_str()) {
                     c.packets = prev.packets;
                     c.bytes = prev.bytes;
-                    let old_rule = &self.table.rules()[*old_idx];
                     for (pos, out) in rule.outputs.iter().enumerate() {
-                        let slot = &next.output_slots()[out.slot as usize];
-                        if let Some(old_pos) = old_rule
-                            .outputs
-                            .iter()
-                            .position(|o| &self.table.output_slots()[o.slot as usize] == slot)
-                        {
-                            c.outputs[pos] = prev.outputs[old_pos].clone();
+                        let label = next.output_slots()[out.slot as usize].label();
+                        if let Some(at) = prev.outputs.iter().position(|(l, _)| *l == label) {
+                            c.outputs[pos] = prev.outputs.swap_remove(at).1;
                         }
                     }
+                    c.parked = prev.outputs;
                 }
                 c
             })
             .collect();
+        kept.retain(|id, _| next.is_dormant(id));
+        self.retired = kept;
         self.counters = counters;
         self.table = next;
         self.publish_stats();
@@ -899,7 +933,14 @@ impl Engine {
             self.drops.capture_overflow += input.sock.take_drops();
         }
         let table = &self.table;
-        let rules = table
+        let out_stats = |label: String, oc: &OutCounters| OutputStats {
+            output: label,
+            packets: oc.packets,
+            bytes: oc.bytes,
+            full: oc.full,
+            errors: oc.errors,
+        };
+        let mut rules: Vec<RuleStats> = table
             .rules()
             .iter()
             .zip(&self.counters)
@@ -911,16 +952,21 @@ impl Engine {
                     .outputs
                     .iter()
                     .zip(&c.outputs)
-                    .map(|(o, oc)| OutputStats {
-                        output: table.output_slots()[o.slot as usize].label(),
-                        packets: oc.packets,
-                        bytes: oc.bytes,
-                        full: oc.full,
-                        errors: oc.errors,
-                    })
+                    .map(|(o, oc)| out_stats(table.output_slots()[o.slot as usize].label(), oc))
+                    .chain(c.parked.iter().map(|(l, oc)| out_stats(l.clone(), oc)))
                     .collect(),
             })
             .collect();
+        rules.extend(self.retired.iter().map(|(id, k)| RuleStats {
+            id: id.clone(),
+            packets: k.packets,
+            bytes: k.bytes,
+            outputs: k
+                .outputs
+                .iter()
+                .map(|(l, oc)| out_stats(l.clone(), oc))
+                .collect(),
+        }));
         self.stats.publish(EngineStats {
             engine: self.index,
             cpu: self.cpu,
@@ -1008,4 +1054,30 @@ fn auxdata(control: &[u8]) -> Option<libc::tpacket_auxdata> {
         at += (len + 7) & !7;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14 item 5: sends of rules at table index 65,535 and beyond
+    /// (a 70,000-rule table) are attributed to their rule and output.
+    #[test]
+    fn sends_past_rule_65535_are_attributed() {
+        for (rule, out) in [(0, 0), (65_534, 1), (65_535, 0), (69_999, 299), (4_194_302, 65_534)] {
+            for packet in [0, PACKET] {
+                let d = send_data(0x1ab, rule, out, 1023) | packet;
+                assert_eq!(d & SEND, SEND);
+                assert_eq!(d & PACKET, packet);
+                assert_eq!(
+                    send_fields(d),
+                    (0xab, Some(rule), Some(out), 1023),
+                    "rule {rule} output {out}"
+                );
+            }
+        }
+        // Past the fields: not attributed, never aliased to another rule.
+        let d = send_data(1, 5_000_000, 70_000, 7);
+        assert_eq!(send_fields(d), (1, None, None, 7));
+    }
 }

@@ -153,6 +153,13 @@ pub fn iface_mtu(name: &str) -> io::Result<u32> {
     Ok(i32::from_ne_bytes([d[0], d[1], d[2], d[3]]) as u32)
 }
 
+/// An interface's link type (`ARPHRD_*`, from `SIOCGIFHWADDR`: the family
+/// of its hardware address is `dev->type`, also for links without one).
+pub fn iface_link_type(name: &str) -> io::Result<u16> {
+    let d = ifreq_ioctl(name, libc::SIOCGIFHWADDR)?;
+    Ok(u16::from_ne_bytes([d[0], d[1]]))
+}
+
 /// Attaches a classic BPF program (replacing any earlier one atomically).
 pub fn attach_filter(fd: RawFd, prog: &[bpf::Insn]) -> io::Result<()> {
     let fprog = libc::sock_fprog {

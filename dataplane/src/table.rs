@@ -96,6 +96,9 @@ pub struct ForwardingTable {
     /// Input interfaces without an Ethernet header (read at the network
     /// header; never on the kernel fast path).
     ip_links: Vec<u32>,
+    /// Ids of rules that exist but are not in this table (an interface
+    /// is missing): their counters are kept until they return.
+    dormant: Vec<String>,
 }
 
 impl ForwardingTable {
@@ -157,6 +160,16 @@ impl ForwardingTable {
 
     /// The input interfaces in use, each with the (group, port) pairs the
     /// BPF filter must pass, sorted and without duplicates.
+    /// Whether rule `id` exists without being in this table (its counters
+    /// are kept).
+    pub fn is_dormant(&self, id: &str) -> bool {
+        self.dormant.iter().any(|d| d == id)
+    }
+
+    pub fn dormant(&self) -> &[String] {
+        &self.dormant
+    }
+
     /// How frames on input interface `ifindex` start.
     pub fn link_kind(&self, ifindex: u32) -> crate::input::LinkKind {
         if self.ip_links.contains(&ifindex) {
@@ -213,6 +226,13 @@ impl TableBuilder {
 
     pub fn local_macs(mut self, macs: Vec<MacAddr>) -> Self {
         self.table.local_macs = macs;
+        self
+    }
+
+    /// Rules that exist but are not in the table (see
+    /// [`ForwardingTable::is_dormant`]).
+    pub fn dormant(mut self, ids: Vec<String>) -> Self {
+        self.table.dormant = ids;
         self
     }
 

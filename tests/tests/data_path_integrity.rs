@@ -229,6 +229,8 @@ fn vlan_frames_are_not_the_parents_input(fast: bool) {
         // moved to metadata in the receive path either way.
         let _ = t.src.exec(&["ethtool", "-K", &t.g(), "txvlan", offload]);
         let _ = t.relay.exec(&["ethtool", "-K", &t.i(), "rxvlan", offload]);
+        // A feature change may bounce the link; let it settle.
+        std::thread::sleep(Duration::from_secs(1));
         let sink = Sink::start(&t.sinks[0], &t.s(0), "239.1.1.2", 5001, 1.5);
         for (vid, n) in [(10, 4), (20, 4), (0, 2)] {
             let out = t.src.exec(&[

@@ -79,6 +79,10 @@ pub struct FastPath {
     /// Why each rule of the last table is not on the fast path (rules
     /// missing here are on it).
     off: HashMap<String, String>,
+    /// Counts of slots given up while their rule was dormant (an interface
+    /// gone), added back when it returns: counters live as long as the
+    /// rule.
+    base: HashMap<SlotKey, [u64; VALUE_WORDS]>,
 }
 
 impl FastPath {
@@ -105,6 +109,7 @@ impl FastPath {
             counted: Vec::new(),
             rules: 0,
             off: HashMap::new(),
+            base: HashMap::new(),
         })
     }
 
@@ -378,13 +383,32 @@ impl FastPath {
             .filter(|k| !live.contains(*k))
             .cloned()
             .collect();
+        let rule_of = |k: &SlotKey| match k {
+            SlotKey::Rule(id) | SlotKey::Output(id, _) => id.clone(),
+        };
+        let all = if gone.is_empty() {
+            Vec::new()
+        } else {
+            self.read_all()
+        };
         for k in gone {
             if let Some(s) = self.slots.remove(&k) {
+                // A rule still configured keeps what its slot counted.
+                if table.is_dormant(&rule_of(&k)) || live.contains(&SlotKey::Rule(rule_of(&k))) {
+                    let v = all.get(s as usize).copied().unwrap_or_default();
+                    let b = self.base.entry(k.clone()).or_default();
+                    for (b, v) in b.iter_mut().zip(v) {
+                        *b += v;
+                    }
+                }
                 if sys::update(&self.map, s, &zero).is_ok() {
                     self.free.push(s);
                 }
             }
         }
+        // Rules removed for good take their counts with them.
+        self.base
+            .retain(|k, _| table.is_dormant(&rule_of(k)) || live.contains(&SlotKey::Rule(rule_of(k))));
     }
 
     /// Every slot in use, summed over CPUs, in one `bpf(2)` call (stats and
@@ -413,7 +437,8 @@ impl FastPath {
     pub fn rule_stats(&self) -> Vec<RuleStats> {
         let all = self.read_all();
         let read = |slot: u32| all.get(slot as usize).copied().unwrap_or_default();
-        self.counted
+        let mut stats: Vec<RuleStats> = self
+            .counted
             .iter()
             .map(|c| {
                 let r = read(c.slot);
@@ -437,7 +462,32 @@ impl FastPath {
                         .collect(),
                 }
             })
-            .collect()
+            .collect();
+        // What slots given up earlier counted (summed with the above by
+        // rule id and output label).
+        for (k, v) in &self.base {
+            match k {
+                SlotKey::Rule(id) => stats.push(RuleStats {
+                    id: id.clone(),
+                    packets: v[0],
+                    bytes: v[1],
+                    outputs: Vec::new(),
+                }),
+                SlotKey::Output(id, label) => stats.push(RuleStats {
+                    id: id.clone(),
+                    packets: 0,
+                    bytes: 0,
+                    outputs: vec![OutputStats {
+                        output: label.clone(),
+                        packets: v[0],
+                        bytes: v[1],
+                        full: 0,
+                        errors: v[2],
+                    }],
+                }),
+            }
+        }
+        stats
     }
 
     /// Rules the kernel forwards (the engines see only what it passes on).
