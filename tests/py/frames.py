@@ -1,14 +1,15 @@
 """Frames for the data-path integrity tests (issue 14), built with scapy.
 
   frames.py corpus IFACE SRC_MAC GROUP PORT N   send the malformed-frame corpus
-  frames.py vlan IFACE SRC_MAC GROUP PORT VID N  send N frames tagged VID
+  frames.py vlan IFACE SRC_MAC GROUP PORT VID:N,...  send N frames tagged VID
   frames.py tun NAME GROUP PORT N [decoy]        open tun NAME, write N IPv4
                                                 datagrams (decoy: packets that
                                                 read as Ethernet would look
                                                 like a datagram to GROUP:PORT)
   frames.py sink IFACE GROUP PORT IDLE          print one JSON line per UDP
                                                 frame to GROUP:PORT, until
-                                                IDLE seconds pass without one
+                                                stdin closes and IDLE seconds
+                                                pass without one
 """
 import hashlib, json, os, socket, struct, sys, time
 
@@ -73,15 +74,31 @@ def send(iface, frames):
         time.sleep(0.002)
 
 def sink(iface, group, port, idle):
+    """Captures until stdin closes (the sender is done) and then IDLE
+    seconds pass without a frame."""
+    import select
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
     s.bind((iface, 0))
-    s.settimeout(idle)
     print("ready", flush=True)
+    done_at = None
+    last = time.time()
+    start = time.time()
     while True:
-        try:
-            f, addr = s.recvfrom(65536)
-        except socket.timeout:
+        now = time.time()
+        if done_at is not None and now - max(done_at, last) > idle:
             break
+        if now - start > 120:
+            break
+        watch = [s] if done_at is not None else [s, sys.stdin]
+        r, _, _ = select.select(watch, [], [], 0.2)
+        if sys.stdin in r:
+            if not sys.stdin.readline():
+                done_at = time.time()
+            continue
+        if s not in r:
+            continue
+        f, addr = s.recvfrom(65536)
+        last = time.time()
         if addr[2] == socket.PACKET_OUTGOING or f[12:14] != b"\x08\x00":
             continue
         ip = f[14:]
@@ -152,9 +169,13 @@ if mode == "corpus":
         kinds[k] = kinds.get(k, 0) + 1
     print(json.dumps(kinds))
 elif mode == "vlan":
+    # VIDS: "vid:count,..." e.g. "10:4,20:4,0:2"
     from scapy.all import Ether, IP, UDP, Dot1Q, Raw
-    iface, mac, group, port, vid, n = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-    frames = [("vlan", bytes(Ether(src=mac, dst=group_mac(group)) / Dot1Q(vlan=vid) / IP(src="10.77.0.1", dst=group, ttl=9) / UDP(sport=4321, dport=port) / Raw(b"vlan%d-%d" % (vid, i)))) for i in range(n)]
+    iface, mac, group, port, vids = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
+    frames = []
+    for item in vids.split(","):
+        vid, n = (int(x) for x in item.split(":"))
+        frames += [("vlan", bytes(Ether(src=mac, dst=group_mac(group)) / Dot1Q(vlan=vid) / IP(src="10.77.0.1", dst=group, ttl=9) / UDP(sport=4321, dport=port) / Raw(b"vlan%d-%d" % (vid, i)))) for i in range(n)]
     send(iface, frames)
 elif mode == "sink":
     sink(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
