@@ -194,7 +194,7 @@ pub use rule_id::{canonical_key, fnv1a, fnv1a64, RuleId, FNV_OFFSET, FNV_PRIME};
 pub use schema::{
     Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MsdpConfig, MsdpPeer, Output,
     PimConfig, PimInterface, RpfProvider, Rule, StaticRp, DEFAULT_MULTICAST_TTL,
-    DEFAULT_UNICAST_TTL,
+    DEFAULT_UNICAST_TTL, Ttl,
 };
 pub use validate::{
     validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_HELLO_PERIOD, MAX_INTERFACE_NAME_LEN,

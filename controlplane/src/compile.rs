@@ -263,7 +263,7 @@ mod tests {
     fn multicast_ttl_is_the_default_of_multicast_outputs() {
         let ifaces = Interfaces::from_list(vec![iface("a", 2), iface("b", 3)]);
         let mut r = rule("a", &["b", "b", "b"]);
-        r.rule.outputs[1].ttl = Some(2);
+        r.rule.outputs[1].ttl = Some(mcr_config::Ttl::Set(2));
         r.rule.outputs[2].group = Ipv4Addr::new(10, 9, 9, 9);
         let c = compile(&[r], &ifaces, 1, 9);
         let ttls: Vec<u8> = c.table.output_slots().iter().map(|s| s.ttl).collect();
