@@ -107,6 +107,7 @@ pub fn compile(
                     ifname: i.name.clone(),
                     dest: SocketAddrV4::new(out.group, out.port),
                     ttl: out.effective_ttl(multicast_ttl),
+                    ttl_decrement: out.decrements_ttl(),
                     // The prebuilt-header path cannot fragment: use it only
                     // when anything the input can carry fits the output,
                     // so a flow never splits between the two paths.

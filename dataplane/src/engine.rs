@@ -550,6 +550,14 @@ impl Engine {
     /// the PACKET bit), or None when it cannot be sent (counted here).
     fn output_entry(&mut self, rule_idx: usize, pos: usize, p: Payload) -> Option<squeue::Entry> {
         let slot = self.table.rules()[rule_idx].outputs[pos].slot as usize;
+        // `ttl: "decrement"`: the input's TTL less one; a datagram that
+        // arrived with TTL 1 goes no further on this output.
+        let decrement = self.table.output_slots()[slot].ttl_decrement;
+        if decrement && p.ttl <= 1 {
+            self.drops.ttl_expired += 1;
+            return None;
+        }
+        let ttl = p.ttl.saturating_sub(1);
         // PacketRoute is Copy: take it out so the arena can be flushed.
         if let Some(Some(route)) = self.routes.get(slot).copied() {
             if route.fits(p.len) {
@@ -571,9 +579,10 @@ impl Engine {
                     dst_port: route.dest.port(),
                 };
                 let csum = input::relayed_checksum(p.checksum, p.from, to);
+                let ttl = if decrement { ttl } else { route.ttl };
                 let msg = self
                     .arena
-                    .prepare(&route, p.from.src_port, csum, p.ptr, p.len);
+                    .prepare(&route, p.from.src_port, ttl, csum, p.ptr, p.len);
                 let entry = opcode::SendMsg::new(types::Fd(route.fd), msg)
                     .flags(libc::MSG_DONTWAIT as u32)
                     .build()
@@ -581,13 +590,31 @@ impl Engine {
                 return Some(entry);
             }
         }
-        let Some(Some((fd, addr))) = self.outputs.get(slot) else {
+        let Some(Some((fd, addr))) = self.outputs.get(slot).copied() else {
             // Its socket could not be opened (logged at install).
             self.count_output_failure(rule_idx, pos, false);
             return None;
         };
+        if decrement {
+            // The TTL rides along as an IP_TTL control message (it applies
+            // to multicast too), in an arena slot like the headers above.
+            if self.arena.is_full() || self.submission_full() {
+                self.submit();
+            }
+            if self.arena.is_full() {
+                self.count_output_failure(rule_idx, pos, true);
+                return None;
+            }
+            let msg = self.arena.prepare_udp(addr, ttl, p.ptr, p.len);
+            return Some(
+                opcode::SendMsg::new(types::Fd(fd), msg)
+                    .flags(libc::MSG_DONTWAIT as u32)
+                    .build(),
+            );
+        }
+        let addr = self.outputs[slot].as_ref().and_then(|(_, a)| a.as_ref());
         let mut send =
-            opcode::Send::new(types::Fd(*fd), p.ptr, p.len as u32).flags(libc::MSG_DONTWAIT);
+            opcode::Send::new(types::Fd(fd), p.ptr, p.len as u32).flags(libc::MSG_DONTWAIT);
         if let Some(addr) = addr {
             // The kernel copies the address when it takes the entry, and the
             // submission queue is always drained before `outputs` changes.

@@ -320,6 +320,9 @@ impl OutputSocket {
             setsockopt(raw, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &0i32)?;
         } else {
             setsockopt(raw, libc::IPPROTO_IP, libc::IP_TTL, &ttl)?;
+            // A directed-broadcast output (the subnet's broadcast address)
+            // is refused without it (EACCES on connect and send).
+            setsockopt(raw, libc::SOL_SOCKET, libc::SO_BROADCAST, &1i32)?;
         }
         // Pin the egress interface for unicast too: the rule names it.
         bind_to_device(raw, ifname)?;

@@ -33,6 +33,9 @@ pub struct Drops {
     pub not_for_host: u64,
     /// The IPv4 header checksum does not verify.
     pub ip_checksum: u64,
+    /// Not sent on a `ttl: "decrement"` output because it arrived with TTL
+    /// 1 (counted once per such output).
+    pub ttl_expired: u64,
     /// The UDP checksum does not verify (0, "none", is accepted).
     pub udp_checksum: u64,
     /// The UDP length is below 8 or past the IPv4 payload.
@@ -90,6 +93,7 @@ impl Drops {
             + self.udp_checksum
             + self.udp_length
             + self.ttl_zero
+            + self.ttl_expired
             + self.martian_source
             + self.fragment
             + self.capture_overflow
@@ -109,6 +113,7 @@ impl Drops {
         self.udp_checksum += o.udp_checksum;
         self.udp_length += o.udp_length;
         self.ttl_zero += o.ttl_zero;
+        self.ttl_expired += o.ttl_expired;
         self.martian_source += o.martian_source;
         self.fragment += o.fragment;
         self.no_buffer += o.no_buffer;

@@ -35,6 +35,9 @@ pub struct OutputSlot {
     pub ifname: String,
     pub dest: SocketAddrV4,
     pub ttl: u8,
+    /// `ttl: "decrement"`: each datagram leaves with its input's TTL less
+    /// one (`ttl` is then only the socket default).
+    pub ttl_decrement: bool,
     /// The output interface's link details, for the prebuilt-header
     /// transmit path (None when unknown: the UDP path is used).
     pub link: Option<LinkInfo>,
@@ -330,6 +333,7 @@ mod tests {
             ifname: "b".into(),
             dest: SocketAddrV4::new(Ipv4Addr::new(239, 2, 2, 2), port),
             ttl: 1,
+            ttl_decrement: false,
             link: None,
         }
     }

@@ -383,3 +383,72 @@ fn tun_input_fast_path_setting() {
 fn tun_input_engines() {
     tun_input(false);
 }
+
+/// Issue 14 item 4: `ttl: "decrement"` sends each datagram with its
+/// input's TTL less one and stops at TTL 1 (counted `ttl_expired`), on
+/// both paths; a directed-broadcast output (the output subnet's broadcast
+/// address) is sent (SO_BROADCAST) instead of failing every send.
+fn ttl_decrement_and_directed_broadcast(fast: bool) {
+    let t = Topo::new(2);
+    let cfg = format!(
+        "{{ rules: [ {}, {} ] }}",
+        rule(
+            "dec",
+            &t.i(),
+            "239.1.1.1",
+            5000,
+            &[format!(
+                "{{ interface: \"{}\", group: \"239.2.2.2\", port: 6000, ttl: \"decrement\" }}",
+                t.o(0)
+            )]
+        ),
+        rule(
+            "bcast",
+            &t.i(),
+            "239.1.1.1",
+            5001,
+            &[output(&t.o(1), "10.78.1.255", 6001)]
+        ),
+    );
+    let mcrd = t.mcrd(&with_path(&cfg, fast));
+    // The broadcast output is unicast-like: that rule is the engines'.
+    assert_on_path(&mcrd, fast, 1);
+
+    let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
+    t.send("239.1.1.1", 5000, &["--ttl", "9", "--count", "200", "--rate", "5000"]);
+    let got = l.finish();
+    assert_exact(&got, 200);
+    assert_eq!(got["total"]["ttl_min"], 8, "{got:#}");
+    assert_eq!(got["total"]["ttl_max"], 8, "{got:#}");
+
+    let sink = Sink::start(&t.sinks[0], &t.s(0), "239.2.2.2", 6000, 1.0);
+    t.send("239.1.1.1", 5000, &["--ttl", "1", "--count", "50", "--rate", "5000"]);
+    assert!(sink.finish().is_empty());
+    let stats = settled_stats(&mcrd);
+    assert_eq!(stats["drops"]["ttl_expired"], 50, "{stats:#}");
+
+    let sink = Sink::start(&t.sinks[1], &t.s(1), "10.78.1.255", 6001, 1.0);
+    t.send("239.1.1.1", 5001, &["--count", "100", "--rate", "5000"]);
+    let got = sink.finish();
+    assert_eq!(got.len(), 100, "{got:?}");
+    let stats = settled_stats(&mcrd);
+    let b = stats["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "bcast")
+        .unwrap()
+        .clone();
+    assert_eq!(b["outputs"][0]["packets"], 100, "{stats:#}");
+    assert_eq!(b["outputs"][0]["errors"], 0, "{stats:#}");
+}
+
+#[test]
+fn ttl_decrement_and_directed_broadcast_fast_path() {
+    ttl_decrement_and_directed_broadcast(true);
+}
+
+#[test]
+fn ttl_decrement_and_directed_broadcast_engines() {
+    ttl_decrement_and_directed_broadcast(false);
+}

@@ -301,6 +301,7 @@ impl Supervisor {
             udp_checksum = drops.udp_checksum,
             udp_length = drops.udp_length,
             ttl_zero = drops.ttl_zero,
+            ttl_expired = drops.ttl_expired,
             martian_source = drops.martian_source,
             fragment = drops.fragment,
             no_buffer = drops.no_buffer,

@@ -305,6 +305,7 @@ impl FastPath {
                 src: link.addr,
                 dest: s.dest,
                 ttl: s.ttl,
+                ttl_decrement: s.ttl_decrement,
                 slot: oslot,
             });
         }

@@ -78,6 +78,8 @@ pub struct FastOutput {
     pub src: Ipv4Addr,
     pub dest: SocketAddrV4,
     pub ttl: u8,
+    /// `ttl: "decrement"`: the input's TTL less one instead of `ttl`.
+    pub ttl_decrement: bool,
     /// Counter slot.
     pub slot: u32,
 }
@@ -125,6 +127,9 @@ enum Val {
 }
 
 const ORIG_SADDR: Reg = R7;
+/// The input's TTL, for `ttl: "decrement"` outputs (R8 is free once the
+/// UDP checksum was checked).
+const ORIG_TTL: Reg = R8;
 /// Payload length of the datagram, for the byte counters.
 const PAYLOAD_LEN: Reg = R9;
 
@@ -223,8 +228,16 @@ impl Gen {
         }
         self.a
             .store_imm(Size::H, FP, HDR + 10, raw16([macs[10], macs[11]]) as i32);
-        self.a
-            .store_imm(Size::H, FP, HDR + OFF_TTL as i16, raw16([o.ttl, 17]) as i32);
+        if o.ttl_decrement {
+            // The input's TTL (in ORIG_TTL, above 1) less one, protocol 17.
+            self.a.mov(R1, ORIG_TTL);
+            self.a.alu_imm(OP_ADD, R1, -1);
+            self.a.alu_imm(OP_ADD, R1, raw16([0, 17]) as i32);
+            self.a.store(Size::H, FP, HDR + OFF_TTL as i16, R1);
+        } else {
+            self.a
+                .store_imm(Size::H, FP, HDR + OFF_TTL as i16, raw16([o.ttl, 17]) as i32);
+        }
         self.a.store_imm(Size::H, FP, HDR + OFF_IP_CSUM as i16, 0);
         self.a.store_imm(
             Size::W,
@@ -309,6 +322,12 @@ impl Gen {
     /// itself (no clone, no copy, and the input is not also delivered up
     /// the relay's own stack).
     fn rule(&mut self, key: &FastKey, rule: &FastRule) {
+        if rule.outputs.iter().any(|o| o.ttl_decrement) {
+            // A datagram a decrementing output would not send (TTL 1) is
+            // the engines' to count (ttl_expired).
+            self.a.load(Size::B, ORIG_TTL, FP, HDR + OFF_TTL as i16);
+            self.a.jmp_imm(JLT, ORIG_TTL, 2, self.pass);
+        }
         self.count_sent(rule.slot);
         let mut at = Pseudo {
             saddr: Val::Orig(ORIG_SADDR),
@@ -648,6 +667,7 @@ mod tests {
             src: Ipv4Addr::new(10, 0, ifindex as u8, 1),
             dest: SocketAddrV4::new(Ipv4Addr::from(group), port),
             ttl: 3,
+            ttl_decrement: ifindex == 3,
             slot,
         }
     }
