@@ -452,3 +452,124 @@ fn ttl_decrement_and_directed_broadcast_fast_path() {
 fn ttl_decrement_and_directed_broadcast_engines() {
     ttl_decrement_and_directed_broadcast(false);
 }
+
+/// Issue 14 item 4: a second mcrd in the same network namespace with a
+/// rule on the same input interface says so (log and `status`), on both
+/// paths; the first one is not affected.
+fn second_instance_is_reported(fast: bool) {
+    let t = Topo::new(1);
+    let cfg = with_path(&t.one_rule("k"), fast);
+    let first = t.mcrd(&cfg);
+    let mut second = Mcrd::spawn(&t.relay, &t.dir, "second", &cfg, &[]);
+    second.wait_log("mcrd ready", Duration::from_secs(10));
+    let s = second.ctl_json(&["status"]);
+    assert_eq!(s["shared_inputs"][0], t.i(), "{s:#}");
+    assert!(
+        second
+            .log_text()
+            .contains("another mcrd in this network namespace already relays input"),
+        "{}",
+        second.log_text()
+    );
+    let s = first.ctl_json(&["status"]);
+    assert!(s.get("shared_inputs").is_none(), "{s:#}");
+}
+
+#[test]
+fn second_instance_is_reported_fast_path() {
+    second_instance_is_reported(true);
+}
+
+#[test]
+fn second_instance_is_reported_engines() {
+    second_instance_is_reported(false);
+}
+
+/// Issue 14 item 6: `mcrctl list` names each rule's data path (and why
+/// not the fast path), a rule kept off the fast path is logged, a reload
+/// that turns the fast path off is logged, and an output interface without
+/// its IPv4 address yet waits for it instead of counting output errors.
+#[test]
+fn path_changes_are_told() {
+    let t = Topo::new(2);
+    t.relay.ip(&["addr", "flush", "dev", &t.o(1)]);
+    let rules = [
+        rule(
+            "k",
+            &t.i(),
+            "239.1.1.1",
+            5000,
+            &[output(&t.o(0), "239.2.2.2", 6000)],
+        ),
+        rule(
+            "u",
+            &t.i(),
+            "239.1.1.1",
+            5001,
+            &[output(&t.o(0), "10.78.0.2", 6001)],
+        ),
+        rule(
+            "w",
+            &t.i(),
+            "239.1.1.1",
+            5002,
+            &[output(&t.o(1), "239.2.2.4", 6002)],
+        ),
+    ];
+    let cfg = format!("{{ rules: [ {} ] }}", rules.join(", "));
+    let mut mcrd = t.mcrd(&cfg);
+    let entry = |m: &Mcrd, id: &str| {
+        m.ctl_json(&["list"])["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let k = entry(&mcrd, "k");
+    assert_eq!(k["path"], "fast", "{k:#}");
+    assert!(k.get("path_reason").is_none(), "{k:#}");
+    let u = entry(&mcrd, "u");
+    assert_eq!(u["path"], "engines", "{u:#}");
+    assert!(u["path_reason"].as_str().unwrap().contains("unicast"), "{u:#}");
+    mcrd.wait_log("rule kept off the kernel fast path", Duration::from_secs(3));
+    let logged = log_fields(&mcrd.log_text(), "rule kept off the kernel fast path");
+    assert!(logged.iter().any(|f| f.get("rule").map(String::as_str) == Some("u")));
+
+    // No address on w's output yet: it waits, nothing is counted as an error.
+    let w = entry(&mcrd, "w");
+    assert_eq!(w["state"], "inactive", "{w:#}");
+    assert!(
+        w["reason"].as_str().unwrap().contains("no IPv4 address yet"),
+        "{w:#}"
+    );
+    t.send("239.1.1.1", 5002, &["--count", "20", "--rate", "2000"]);
+    let stats = settled_stats(&mcrd);
+    assert_eq!(stats["drops"]["output_error"], 0, "{stats:#}");
+    t.relay
+        .ip(&["addr", "add", "10.78.1.1/24", "dev", &t.o(1)]);
+    assert!(wait_until(Duration::from_secs(5), || entry(&mcrd, "w")["state"]
+        == "active"));
+    let l = t.listen(1, "239.2.2.4", 6002, &["--idle-timeout", "1.5"]);
+    t.send("239.1.1.1", 5002, &["--count", "20", "--rate", "2000"]);
+    assert_exact(&l.finish(), 20);
+
+    // A reload that turns the fast path off says so.
+    std::fs::write(t.dir.path("mcrd.json5"), engines_only(&cfg)).unwrap();
+    let r = mcrd.ctl(&["reload"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    mcrd.wait_log(
+        "kernel fast path off: the configuration turned it off",
+        Duration::from_secs(3),
+    );
+    let k = entry(&mcrd, "k");
+    assert_eq!(k["path"], "engines", "{k:#}");
+    assert!(
+        k["path_reason"]
+            .as_str()
+            .unwrap()
+            .contains("kernel_fast_path: false"),
+        "{k:#}"
+    );
+}

@@ -74,6 +74,11 @@ pub struct Status {
     pub protocols: Protocols,
     /// The kernel fast path as it runs.
     pub kernel_fast_path: FastPathStatus,
+    /// Input interfaces another mcrd in this network namespace relays too
+    /// (each is logged): on the engines every datagram would go out twice,
+    /// on the fast path this instance would see nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_inputs: Vec<String>,
     /// Connected control clients (this one included).
     pub control_clients: usize,
     /// Events not delivered to subscribers that fell behind.

@@ -190,6 +190,7 @@ impl Supervisor {
                 msdp: protocol(self.config.msdp.enabled),
             },
             kernel_fast_path: self.fast_path_status(),
+            shared_inputs: self.shared_inputs(),
             control_clients: self.control.client_count(),
             events_dropped: self.control.events_dropped(),
             last_reload: self.last_reload.clone(),

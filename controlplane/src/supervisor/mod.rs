@@ -5,6 +5,7 @@
 //! here runs on the packet path: the engines only see the tables it
 //! publishes.
 
+mod claims;
 mod commands;
 mod rates;
 
@@ -106,6 +107,9 @@ pub struct Supervisor {
     /// Whether the fast path forwarded by the last table, and why each rule
     /// was off it (None: on it), to log what changes.
     fast_was_on: Option<bool>,
+    /// This instance's hold on its input interfaces (a second mcrd on one
+    /// is reported).
+    claims: claims::InputClaims,
     off_fast: BTreeMap<String, Option<String>>,
     /// `options.save_dir`, opened once at start: client-named files are
     /// resolved in this directory, never through its path again.
@@ -221,6 +225,7 @@ impl Supervisor {
             rates: rates::RateTracker::default(),
             fast: FastState::Closed,
             fast_was_on: None,
+            claims: claims::InputClaims::default(),
             off_fast: BTreeMap::new(),
             save_dir,
             peer: None,
@@ -379,6 +384,11 @@ impl Supervisor {
             .find(|i| i.index == ifindex)
             .map(|i| i.name.clone())
             .unwrap_or_else(|| ifindex.to_string())
+    }
+
+    /// Input interfaces another mcrd instance relays too.
+    pub(super) fn shared_inputs(&self) -> Vec<String> {
+        self.claims.shared()
     }
 
     /// The data path of rule `id` in the running table, and why it is not
@@ -542,6 +552,12 @@ impl Supervisor {
             let name = self.interface_name(ifindex);
             tracing::warn!(interface = %name, error = %e, "opening capture sockets failed");
         }
+        let inputs: Vec<(u32, String)> = table
+            .inputs_by_interface()
+            .iter()
+            .map(|(i, _, _)| (*i, self.interface_name(*i)))
+            .collect();
+        self.claims.update(&inputs);
         self.table.publish(table.with_captures(sets));
         self.engines.wake_all();
         // Answer (and log) only once the engines forward by the new table,
