@@ -19,6 +19,8 @@ command -v useradd >/dev/null || need+=(passwd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v nft >/dev/null || need+=(nftables)
 command -v ethtool >/dev/null || need+=(ethtool)
+# The data-path integrity tests build odd frames with scapy.
+/usr/bin/python3 -c 'import scapy' 2>/dev/null || need+=(python3-scapy)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
