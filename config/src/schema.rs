@@ -199,20 +199,28 @@ impl<'de> Deserialize<'de> for Ttl {
                 f.write_str("a TTL from 1 to 255, or \"decrement\"")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ttl, E> {
-                u8::try_from(v)
-                    .map(Ttl::Set)
-                    .map_err(|_| E::custom(format!("ttl {v} is out of range; use a TTL from 1 to 255, or \"decrement\"")))
+                u8::try_from(v).map(Ttl::Set).map_err(|_| {
+                    E::custom(format!(
+                        "ttl {v} is out of range; use a TTL from 1 to 255, or \"decrement\""
+                    ))
+                })
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ttl, E> {
                 u64::try_from(v)
-                    .map_err(|_| E::custom(format!("ttl {v} is out of range; use a TTL from 1 to 255, or \"decrement\"")))
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "ttl {v} is out of range; use a TTL from 1 to 255, or \"decrement\""
+                        ))
+                    })
                     .and_then(|v| self.visit_u64(v))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Ttl, E> {
                 if v.fract() == 0.0 && (0.0..=255.0).contains(&v) {
                     Ok(Ttl::Set(v as u8))
                 } else {
-                    Err(E::custom(format!("ttl {v} is not a TTL; use a TTL from 1 to 255, or \"decrement\"")))
+                    Err(E::custom(format!(
+                        "ttl {v} is not a TTL; use a TTL from 1 to 255, or \"decrement\""
+                    )))
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Ttl, E> {

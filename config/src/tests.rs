@@ -1422,12 +1422,14 @@ fn rule_names_are_bounded_and_plain() {
 #[test]
 fn broadcast_and_loopback_outputs_are_refused() {
     for (group, needles) in [
-        ("255.255.255.255", &["limited broadcast", "directed broadcast"][..]),
+        (
+            "255.255.255.255",
+            &["limited broadcast", "directed broadcast"][..],
+        ),
         ("127.0.0.1", &["loopback", "nothing would leave"][..]),
     ] {
-        let outs = format!(
-            "[\n        {{ interface: \"eth1\", group: \"{group}\", port: 1 }},\n      ]"
-        );
+        let outs =
+            format!("[\n        {{ interface: \"eth1\", group: \"{group}\", port: 1 }},\n      ]");
         let r = rule_text("\"a\"", "\"eth0\"", "\"239.1.1.1\"", "1", "", &outs);
         expect_diag(
             &wrap_rules(&[r]),
@@ -1467,7 +1469,9 @@ fn rules_feeding_each_other_are_refused() {
     assert_eq!(d[0].path, "rules[1].outputs");
     assert!(d[0].message.contains("loop"), "{}", d[0].message);
     assert!(
-        d[0].message.contains("rules[0] (eth0 239.1.1.1:5000) -> rules[1] (eth1 239.2.2.2:6000) -> rules[0]"),
+        d[0].message.contains(
+            "rules[0] (eth0 239.1.1.1:5000) -> rules[1] (eth1 239.2.2.2:6000) -> rules[0]"
+        ),
         "{}",
         d[0].message
     );

@@ -277,12 +277,7 @@ mod tests {
         let mut b = iface("b", 3);
         b.addrs.clear();
         let ifaces = Interfaces::from_list(vec![iface("a", 2), b, iface("c", 4)]);
-        let c = compile(
-            &[rule("a", &["b", "c"]), rule("a", &["b"])],
-            &ifaces,
-            1,
-            1,
-        );
+        let c = compile(&[rule("a", &["b", "c"]), rule("a", &["b"])], &ifaces, 1, 1);
         assert_eq!(
             c.statuses[0].state,
             RuleState::Partial {

@@ -984,15 +984,17 @@ impl Engine {
                     .collect(),
             })
             .collect();
-        rules.extend(self.retired.iter().map(|(id, k)| RuleStats {
-            id: id.clone(),
-            packets: k.packets,
-            bytes: k.bytes,
-            outputs: k
-                .outputs
-                .iter()
-                .map(|(l, oc)| out_stats(l.clone(), oc))
-                .collect(),
+        rules.extend(self.retired.iter().map(|(id, k)| {
+            RuleStats {
+                id: id.clone(),
+                packets: k.packets,
+                bytes: k.bytes,
+                outputs: k
+                    .outputs
+                    .iter()
+                    .map(|(l, oc)| out_stats(l.clone(), oc))
+                    .collect(),
+            }
         }));
         self.stats.publish(EngineStats {
             engine: self.index,
@@ -1063,8 +1065,7 @@ fn auxdata(control: &[u8]) -> Option<libc::tpacket_auxdata> {
     let mut at = 0;
     while at + hdr <= control.len() {
         // SAFETY: at + hdr <= len; read_unaligned copes with any alignment.
-        let c: libc::cmsghdr =
-            unsafe { std::ptr::read_unaligned(control[at..].as_ptr().cast()) };
+        let c: libc::cmsghdr = unsafe { std::ptr::read_unaligned(control[at..].as_ptr().cast()) };
         let len = c.cmsg_len as usize;
         if len < hdr || at + len > control.len() {
             return None;
@@ -1074,9 +1075,7 @@ fn auxdata(control: &[u8]) -> Option<libc::tpacket_auxdata> {
             && len >= hdr + AUXDATA_LEN
         {
             // SAFETY: the message holds AUXDATA_LEN bytes after its header.
-            return Some(unsafe {
-                std::ptr::read_unaligned(control[at + hdr..].as_ptr().cast())
-            });
+            return Some(unsafe { std::ptr::read_unaligned(control[at + hdr..].as_ptr().cast()) });
         }
         at += (len + 7) & !7;
     }
@@ -1091,7 +1090,13 @@ mod tests {
     /// (a 70,000-rule table) are attributed to their rule and output.
     #[test]
     fn sends_past_rule_65535_are_attributed() {
-        for (rule, out) in [(0, 0), (65_534, 1), (65_535, 0), (69_999, 299), (4_194_302, 65_534)] {
+        for (rule, out) in [
+            (0, 0),
+            (65_534, 1),
+            (65_535, 0),
+            (69_999, 299),
+            (4_194_302, 65_534),
+        ] {
             for packet in [0, PACKET] {
                 let d = send_data(0x1ab, rule, out, 1023) | packet;
                 assert_eq!(d & SEND, SEND);

@@ -366,7 +366,12 @@ mod tests {
         f[22] = 0;
         refix_ip(&mut f);
         case("TTL 0", f, Reject::TtlZero);
-        for src in [[255, 255, 255, 255], [127, 0, 0, 1], [0, 1, 2, 3], [224, 0, 0, 5]] {
+        for src in [
+            [255, 255, 255, 255],
+            [127, 0, 0, 1],
+            [0, 1, 2, 3],
+            [224, 0, 0, 5],
+        ] {
             let mut f = base.clone();
             f[26..30].copy_from_slice(&src);
             refix_ip(&mut f);

@@ -265,10 +265,7 @@ impl CaptureSocket {
     }
 
     pub fn set_filter(&self, pairs: &[(Ipv4Addr, u16)]) -> io::Result<()> {
-        attach_filter(
-            self.fd.as_raw_fd(),
-            &bpf::capture_filter(pairs, self.link),
-        )
+        attach_filter(self.fd.as_raw_fd(), &bpf::capture_filter(pairs, self.link))
     }
 
     pub fn raw_fd(&self) -> RawFd {

@@ -20,10 +20,7 @@ fn rule_state(mcrd: &Mcrd) -> String {
         .find(|r| r["id"] == "k")
         .cloned()
         .unwrap_or_default();
-    k["state"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
+    k["state"].as_str().unwrap_or("").to_string()
 }
 
 /// Sends one phase and returns what each sink received.
@@ -36,7 +33,10 @@ fn phase(t: &Topo) -> [u64; 2] {
         &["--rate", "5000", "--count", &PER_PHASE.to_string()],
     );
     assert_eq!(sent["sent"], PER_PHASE, "{sent:#}");
-    [total(&l0.finish(), "received"), total(&l1.finish(), "received")]
+    [
+        total(&l0.finish(), "received"),
+        total(&l1.finish(), "received"),
+    ]
 }
 
 fn counters(mcrd: &Mcrd) -> (u64, u64, u64) {
@@ -93,9 +93,18 @@ fn counters_follow_the_wire(fast: bool) {
         got[0] += recv[0];
         got[1] += recv[1];
         let (rule, o0, o1) = counters(mcrd);
-        assert_eq!(rule, input, "{step}: rule counter vs frames sent into the input");
-        assert_eq!(o0, got[0], "{step}: output 0 counter vs frames its sink received");
-        assert_eq!(o1, got[1], "{step}: output 1 counter vs frames its sink received");
+        assert_eq!(
+            rule, input,
+            "{step}: rule counter vs frames sent into the input"
+        );
+        assert_eq!(
+            o0, got[0],
+            "{step}: output 0 counter vs frames its sink received"
+        );
+        assert_eq!(
+            o1, got[1],
+            "{step}: output 1 counter vs frames its sink received"
+        );
         // On an idle veth nothing is lost: the counts are the phases'.
         assert_eq!(got, [input, input], "{step}");
     };
@@ -123,8 +132,7 @@ fn counters_follow_the_wire(fast: bool) {
 
     // The input interface deleted and re-created (its peer goes with it).
     t.relay.ip(&["link", "del", &t.i()]);
-    assert!(wait_until(Duration::from_secs(5), || rule_state(&mcrd)
-        == "inactive"));
+    assert!(wait_until(Duration::from_secs(5), || rule_state(&mcrd) == "inactive"));
     veth(
         &t.src,
         &t.g(),
@@ -133,8 +141,7 @@ fn counters_follow_the_wire(fast: bool) {
         &t.i(),
         "10.77.0.2/24",
     );
-    assert!(wait_until(Duration::from_secs(5), || rule_state(&mcrd)
-        == "active"));
+    assert!(wait_until(Duration::from_secs(5), || rule_state(&mcrd) == "active"));
     // The fast path attaches afresh to the new interface.
     assert!(wait_until(Duration::from_secs(5), || {
         mcrd.ctl_json(&["status"])["kernel_fast_path"]["rules"] == 2 * u64::from(fast)
@@ -145,8 +152,7 @@ fn counters_follow_the_wire(fast: bool) {
 
     // An output interface deleted and re-created.
     t.relay.ip(&["link", "del", &t.o(1)]);
-    assert!(wait_until(Duration::from_secs(5), || rule_state(&mcrd)
-        == "partial"));
+    assert!(wait_until(Duration::from_secs(5), || rule_state(&mcrd) == "partial"));
     veth(
         &t.relay,
         &t.o(1),
@@ -155,8 +161,7 @@ fn counters_follow_the_wire(fast: bool) {
         &t.s(1),
         "10.78.1.2/24",
     );
-    assert!(wait_until(Duration::from_secs(5), || rule_state(&mcrd)
-        == "active"));
+    assert!(wait_until(Duration::from_secs(5), || rule_state(&mcrd) == "active"));
     assert!(wait_until(Duration::from_secs(5), || {
         mcrd.ctl_json(&["status"])["kernel_fast_path"]["rules"] == 2 * u64::from(fast)
     }));

@@ -61,7 +61,8 @@ impl Sink {
 fn count_kinds(frames: &[Value]) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for f in frames {
-        *m.entry(f["kind"].as_str().unwrap().to_string()).or_default() += 1;
+        *m.entry(f["kind"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     m
 }
@@ -415,14 +416,22 @@ fn ttl_decrement_and_directed_broadcast(fast: bool) {
     assert_on_path(&mcrd, fast, 1);
 
     let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
-    t.send("239.1.1.1", 5000, &["--ttl", "9", "--count", "200", "--rate", "5000"]);
+    t.send(
+        "239.1.1.1",
+        5000,
+        &["--ttl", "9", "--count", "200", "--rate", "5000"],
+    );
     let got = l.finish();
     assert_exact(&got, 200);
     assert_eq!(got["total"]["ttl_min"], 8, "{got:#}");
     assert_eq!(got["total"]["ttl_max"], 8, "{got:#}");
 
     let sink = Sink::start(&t.sinks[0], &t.s(0), "239.2.2.2", 6000, 1.0);
-    t.send("239.1.1.1", 5000, &["--ttl", "1", "--count", "50", "--rate", "5000"]);
+    t.send(
+        "239.1.1.1",
+        5000,
+        &["--ttl", "1", "--count", "50", "--rate", "5000"],
+    );
     assert!(sink.finish().is_empty());
     let stats = settled_stats(&mcrd);
     assert_eq!(stats["drops"]["ttl_expired"], 50, "{stats:#}");
@@ -532,24 +541,32 @@ fn path_changes_are_told() {
     assert!(k.get("path_reason").is_none(), "{k:#}");
     let u = entry(&mcrd, "u");
     assert_eq!(u["path"], "engines", "{u:#}");
-    assert!(u["path_reason"].as_str().unwrap().contains("unicast"), "{u:#}");
+    assert!(
+        u["path_reason"].as_str().unwrap().contains("unicast"),
+        "{u:#}"
+    );
     mcrd.wait_log("rule kept off the kernel fast path", Duration::from_secs(3));
     let logged = log_fields(&mcrd.log_text(), "rule kept off the kernel fast path");
-    assert!(logged.iter().any(|f| f.get("rule").map(String::as_str) == Some("u")));
+    assert!(logged
+        .iter()
+        .any(|f| f.get("rule").map(String::as_str) == Some("u")));
 
     // No address on w's output yet: it waits, nothing is counted as an error.
     let w = entry(&mcrd, "w");
     assert_eq!(w["state"], "inactive", "{w:#}");
     assert!(
-        w["reason"].as_str().unwrap().contains("no IPv4 address yet"),
+        w["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no IPv4 address yet"),
         "{w:#}"
     );
     t.send("239.1.1.1", 5002, &["--count", "20", "--rate", "2000"]);
     let stats = settled_stats(&mcrd);
     assert_eq!(stats["drops"]["output_error"], 0, "{stats:#}");
-    t.relay
-        .ip(&["addr", "add", "10.78.1.1/24", "dev", &t.o(1)]);
-    assert!(wait_until(Duration::from_secs(5), || entry(&mcrd, "w")["state"]
+    t.relay.ip(&["addr", "add", "10.78.1.1/24", "dev", &t.o(1)]);
+    assert!(wait_until(Duration::from_secs(5), || entry(&mcrd, "w")
+        ["state"]
         == "active"));
     let l = t.listen(1, "239.2.2.4", 6002, &["--idle-timeout", "1.5"]);
     t.send("239.1.1.1", 5002, &["--count", "20", "--rate", "2000"]);

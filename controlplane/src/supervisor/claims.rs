@@ -62,10 +62,8 @@ impl InputClaims {
     /// lets the others go. Logs each interface another instance holds,
     /// once.
     pub fn update(&mut self, inputs: &[(u32, String)]) {
-        self.held
-            .retain(|i, _| inputs.iter().any(|(w, _)| w == i));
-        self.taken
-            .retain(|i, _| inputs.iter().any(|(w, _)| w == i));
+        self.held.retain(|i, _| inputs.iter().any(|(w, _)| w == i));
+        self.taken.retain(|i, _| inputs.iter().any(|(w, _)| w == i));
         for (ifindex, name) in inputs {
             if self.held.contains_key(ifindex) {
                 continue;
@@ -86,7 +84,9 @@ impl InputClaims {
                     }
                     self.taken.insert(*ifindex, name.clone());
                 }
-                Err(e) => tracing::debug!(interface = %name, error = %e, "cannot claim the input interface"),
+                Err(e) => {
+                    tracing::debug!(interface = %name, error = %e, "cannot claim the input interface")
+                }
             }
         }
     }

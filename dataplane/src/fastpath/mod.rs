@@ -408,8 +408,9 @@ impl FastPath {
             }
         }
         // Rules removed for good take their counts with them.
-        self.base
-            .retain(|k, _| table.is_dormant(&rule_of(k)) || live.contains(&SlotKey::Rule(rule_of(k))));
+        self.base.retain(|k, _| {
+            table.is_dormant(&rule_of(k)) || live.contains(&SlotKey::Rule(rule_of(k)))
+        });
     }
 
     /// Every slot in use, summed over CPUs, in one `bpf(2)` call (stats and
