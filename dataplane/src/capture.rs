@@ -13,7 +13,6 @@ use crate::input::LinkKind;
 use crate::socket::{fanout_id, CaptureSocket};
 use std::collections::BTreeMap;
 use std::io;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 /// The sockets of one input interface, indexed by engine.
@@ -34,7 +33,7 @@ impl Captures {
     /// Returns the sets for the table, and the interfaces that failed.
     pub fn update(
         &mut self,
-        wanted: &[(u32, LinkKind, Vec<(Ipv4Addr, u16)>)],
+        wanted: &[crate::table::InterfaceInputs],
         engines: usize,
     ) -> CaptureUpdate {
         let mut failed = Vec::new();

@@ -11,6 +11,10 @@ use rustc_hash::FxHashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
+/// One input interface's capture needs: its index, how its frames start,
+/// and the (group, port) pairs its filter passes.
+pub type InterfaceInputs = (u32, crate::input::LinkKind, Vec<(Ipv4Addr, u16)>);
+
 /// Where a rule listens: the input interface and the destination address and
 /// port of the datagrams it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -182,7 +186,7 @@ impl ForwardingTable {
         }
     }
 
-    pub fn inputs_by_interface(&self) -> Vec<(u32, crate::input::LinkKind, Vec<(Ipv4Addr, u16)>)> {
+    pub fn inputs_by_interface(&self) -> Vec<InterfaceInputs> {
         let mut by_if: std::collections::BTreeMap<u32, Vec<(Ipv4Addr, u16)>> = Default::default();
         for key in self.index.keys() {
             by_if

@@ -124,7 +124,7 @@ pub(super) enum FastState {
     Closed,
     /// Loaded. Switched off later by config, it stays open with nothing
     /// attached, so the counts it made stay in the rules' totals.
-    Open(FastPath),
+    Open(Box<FastPath>),
     /// The config asks for it but BPF cannot be used; why.
     Failed(String),
 }
@@ -466,7 +466,7 @@ impl Supervisor {
                 tracing::info!(
                     "kernel fast path on: eligible rules are forwarded by a tc ingress program"
                 );
-                self.fast = FastState::Open(f);
+                self.fast = FastState::Open(Box::new(f));
             }
             Err(e) => {
                 let why = format!(
