@@ -13,8 +13,8 @@
 //! | 1 | the frame is at most [`MAX_FRAME`] bytes on the wire | `oversize` |
 //! | 2 | it carries no VLAN tag other than VLAN 0 (a priority tag), in the kernel's metadata | `vlan` |
 //! | 3 | Ethernet header present (link types with one) | `truncated` |
-//! | 4 | the kernel's packet type is not `PACKET_OTHERHOST`: with a group or own destination MAC that means a VLAN tag no VLAN device took (the kernel clears the tag before protocol packet sockets see the frame, and marks it so) | `vlan` |
-//! | 4 | ... otherwise a foreign destination MAC | `not_for_host` |
+//! | 4a | the kernel's packet type is not `PACKET_OTHERHOST`: with a group or own destination MAC that means a VLAN tag no VLAN device took (the kernel clears the tag before protocol packet sockets see the frame, and marks it so) | `vlan` |
+//! | 4b | ... otherwise a foreign destination MAC (on a link without Ethernet: always this) | `not_for_host` |
 //! | 5 | not sent by one of this host's interfaces | `own_frame` |
 //! | 6 | EtherType IPv4; IPv4 version 4, header length >= 20, total length >= header length | `malformed` |
 //! | 7 | the frame holds the IPv4 total length (bytes after it are padding and are never forwarded) | `truncated` |
