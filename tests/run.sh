@@ -27,6 +27,8 @@ command -v man >/dev/null || need+=(man-db)
 command -v strip >/dev/null || need+=(binutils)
 # FRR (zebra + pimd + vtysh) is the judge of the PIM tests.
 [ -x /usr/lib/frr/pimd ] || need+=(frr)
+# The data-path integrity tests build odd frames with scapy.
+/usr/bin/python3 -c 'import scapy' 2>/dev/null || need+=(python3-scapy)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -204,7 +204,7 @@ pub use parse::{
 pub use rule_id::{canonical_key, fnv1a, fnv1a64, RuleId, FNV_OFFSET, FNV_PRIME};
 pub use schema::{
     Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MetricsConfig, MsdpConfig,
-    MsdpPeer, Output, PimConfig, PimInterface, RpfProvider, Rule, StaticRp, StaticRpfRoute,
+    MsdpPeer, Output, PimConfig, PimInterface, RpfProvider, Rule, StaticRp, StaticRpfRoute, Ttl,
     DEFAULT_MULTICAST_TTL, DEFAULT_UNICAST_TTL,
 };
 pub use validate::{

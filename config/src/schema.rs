@@ -154,22 +154,109 @@ pub struct Output {
     pub group: Ipv4Addr,
     /// Destination UDP port.
     pub port: u16,
-    /// IP TTL of sent packets; see [`Output::effective_ttl`].
+    /// IP TTL of sent packets: a number (see [`Output::effective_ttl`]),
+    /// or `"decrement"`: the input datagram's TTL less one (a datagram
+    /// arriving with TTL 1 is not sent on this output), as a router would,
+    /// so a loop through other relays dies out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<u8>,
+    pub ttl: Option<Ttl>,
+}
+
+/// An output's `ttl`: a fixed value, or the input's TTL less one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ttl {
+    Set(u8),
+    Decrement,
+}
+
+impl fmt::Display for Ttl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ttl::Set(n) => write!(f, "{n}"),
+            Ttl::Decrement => f.write_str("decrement"),
+        }
+    }
+}
+
+impl PartialEq<u8> for Ttl {
+    fn eq(&self, n: &u8) -> bool {
+        *self == Ttl::Set(*n)
+    }
+}
+
+impl Serialize for Ttl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Ttl::Set(n) => s.serialize_u8(*n),
+            Ttl::Decrement => s.serialize_str("decrement"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Ttl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Ttl;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a TTL from 1 to 255, or \"decrement\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ttl, E> {
+                u8::try_from(v).map(Ttl::Set).map_err(|_| {
+                    E::custom(format!(
+                        "ttl {v} is out of range; use a TTL from 1 to 255, or \"decrement\""
+                    ))
+                })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ttl, E> {
+                u64::try_from(v)
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "ttl {v} is out of range; use a TTL from 1 to 255, or \"decrement\""
+                        ))
+                    })
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Ttl, E> {
+                if v.fract() == 0.0 && (0.0..=255.0).contains(&v) {
+                    Ok(Ttl::Set(v as u8))
+                } else {
+                    Err(E::custom(format!(
+                        "ttl {v} is not a TTL; use a TTL from 1 to 255, or \"decrement\""
+                    )))
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Ttl, E> {
+                if v == "decrement" {
+                    Ok(Ttl::Decrement)
+                } else {
+                    Err(E::custom(format!("ttl \"{v}\" is not a TTL; use a TTL from 1 to 255, or \"decrement\" (the input's TTL less one)")))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Output {
+    /// Whether each datagram leaves with its input's TTL less one.
+    pub fn decrements_ttl(&self) -> bool {
+        self.ttl == Some(Ttl::Decrement)
+    }
+
     /// The TTL to send with: `ttl` when set, else `multicast_default`
     /// (the file's [`Config::multicast_ttl`]) for a multicast destination
     /// and [`DEFAULT_UNICAST_TTL`] for a unicast one. The default comes
     /// from the caller because it is a property of the whole file, and a
     /// rule added at run time must follow the same default.
+    ///
+    /// With `ttl: "decrement"` this is the TTL of the sockets the output
+    /// may use; each datagram carries its input's TTL less one.
     pub fn effective_ttl(&self, multicast_default: u8) -> u8 {
         match self.ttl {
-            Some(ttl) => ttl,
-            None if self.group.is_multicast() => multicast_default,
-            None => DEFAULT_UNICAST_TTL,
+            Some(Ttl::Set(ttl)) => ttl,
+            None | Some(Ttl::Decrement) if self.group.is_multicast() => multicast_default,
+            None | Some(Ttl::Decrement) => DEFAULT_UNICAST_TTL,
         }
     }
 }

@@ -799,7 +799,7 @@ proptest! {
             c.rules.push(Rule {
                 name: name.as_ref().map(|n| format!("{n}{i}")),
                 input: Input { interface: "eth0".into(), group: Ipv4Addr::new(239, 0, 0, i as u8), port: *p, source: None },
-                outputs: vec![Output { interface: "eth1".into(), group: Ipv4Addr::new(10, 0, 0, 1), port: *p, ttl }],
+                outputs: vec![Output { interface: "eth1".into(), group: Ipv4Addr::new(10, 0, 0, 1), port: *p, ttl: ttl.map(Ttl::Set) }],
             });
         }
         let text = c.to_json5();
@@ -1001,7 +1001,7 @@ fn multicast_ttl_range_and_default() {
     assert_eq!(o.effective_ttl(7), 7);
     assert_eq!(
         Output {
-            ttl: Some(2),
+            ttl: Some(Ttl::Set(2)),
             ..o.clone()
         }
         .effective_ttl(7),
@@ -1488,4 +1488,87 @@ fn static_rpf_routes() {
     assert_eq!(r[0].metric, Some(100));
     // Saved and read back the same.
     assert_eq!(parse_str(&ok.to_json5(), "y").unwrap(), ok);
+}
+
+#[test]
+fn broadcast_and_loopback_outputs_are_refused() {
+    for (group, needles) in [
+        (
+            "255.255.255.255",
+            &["limited broadcast", "directed broadcast"][..],
+        ),
+        ("127.0.0.1", &["loopback", "nothing would leave"][..]),
+    ] {
+        let outs =
+            format!("[\n        {{ interface: \"eth1\", group: \"{group}\", port: 1 }},\n      ]");
+        let r = rule_text("\"a\"", "\"eth0\"", "\"239.1.1.1\"", "1", "", &outs);
+        expect_diag(
+            &wrap_rules(&[r]),
+            "rules[0].outputs[0].group",
+            line_of(0, 8),
+            needles,
+        );
+    }
+    // A directed broadcast is a unicast-looking destination: accepted
+    // (sent with SO_BROADCAST).
+    let outs = "[\n        { interface: \"eth1\", group: \"10.0.0.255\", port: 1 },\n      ]";
+    let r = rule_text("\"a\"", "\"eth0\"", "\"239.1.1.1\"", "1", "", outs);
+    assert!(parse_str(&wrap_rules(&[r]), "test.json5").is_ok());
+}
+
+#[test]
+fn rules_feeding_each_other_are_refused() {
+    // A: eth0 G1 -> eth1 G2 and B: eth1 G2 -> eth0 G1.
+    let a = rule_text(
+        "\"a\"",
+        "\"eth0\"",
+        "\"239.1.1.1\"",
+        "5000",
+        "",
+        "[ { interface: \"eth1\", group: \"239.2.2.2\", port: 6000 } ]",
+    );
+    let b = rule_text(
+        "\"b\"",
+        "\"eth1\"",
+        "\"239.2.2.2\"",
+        "6000",
+        "",
+        "[ { interface: \"eth0\", group: \"239.1.1.1\", port: 5000 } ]",
+    );
+    let d = errs(&wrap_rules(&[a.clone(), b]));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].path, "rules[1].outputs");
+    assert!(d[0].message.contains("loop"), "{}", d[0].message);
+    assert!(
+        d[0].message.contains(
+            "rules[0] (eth0 239.1.1.1:5000) -> rules[1] (eth1 239.2.2.2:6000) -> rules[0]"
+        ),
+        "{}",
+        d[0].message
+    );
+    // A chain that does not come back is fine.
+    let c = rule_text(
+        "\"c\"",
+        "\"eth1\"",
+        "\"239.2.2.2\"",
+        "6000",
+        "",
+        "[ { interface: \"eth2\", group: \"239.3.3.3\", port: 7000 } ]",
+    );
+    assert!(parse_str(&wrap_rules(&[a, c]), "test.json5").is_ok());
+}
+
+#[test]
+fn ttl_decrement_parses_and_round_trips() {
+    let outs = "[\n        { interface: \"eth1\", group: \"239.1.1.1\", port: 1, ttl: \"decrement\" },\n      ]";
+    let r = rule_text("\"a\"", "\"eth0\"", "\"239.1.1.1\"", "1", "", outs);
+    let c = parse_str(&wrap_rules(&[r]), "test.json5").unwrap();
+    assert_eq!(c.rules[0].outputs[0].ttl, Some(Ttl::Decrement));
+    assert!(c.rules[0].outputs[0].decrements_ttl());
+    let again = parse_str(&c.to_json5(), "again.json5").unwrap();
+    assert_eq!(again, c);
+    let outs = "[\n        { interface: \"eth1\", group: \"239.1.1.1\", port: 1, ttl: \"down\" },\n      ]";
+    let r = rule_text("\"a\"", "\"eth0\"", "\"239.1.1.1\"", "1", "", outs);
+    let d = errs(&wrap_rules(&[r]));
+    assert!(d[0].message.contains("decrement"), "{d:?}");
 }

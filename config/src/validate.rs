@@ -172,8 +172,25 @@ fn check_rule(out: &mut Sink, rule: &Rule, base: &str) {
                 "output group 0.0.0.0 is not a destination; use a multicast group (e.g. 239.1.1.1) or a unicast host address",
             );
         }
+        if o.group.is_broadcast() {
+            out.err(
+                join(&p, "group"),
+                format!(
+                    "output {} is the limited broadcast address, which the kernel refuses to send to from a relay socket (every send would fail); use the subnet's directed broadcast of interface {} (e.g. 10.0.0.255) or a multicast group",
+                    o.group, o.interface
+                ),
+            );
+        } else if o.group.is_loopback() {
+            out.err(
+                join(&p, "group"),
+                format!(
+                    "output {} is a loopback address: nothing would leave interface {}; to feed a program on this host, have it join the input group, or relay to a multicast group it joins",
+                    o.group, o.interface
+                ),
+            );
+        }
         check_port(out, join(&p, "port"), o.port);
-        if o.ttl == Some(0) {
+        if o.ttl == Some(crate::schema::Ttl::Set(0)) {
             out.err(
                 join(&p, "ttl"),
                 "ttl 0 would drop every packet; use a TTL from 1 to 255, or remove 'ttl' for the default (multicast_ttl, 1 unless set, for multicast; 64 for unicast)",
@@ -204,9 +221,95 @@ fn check_rule(out: &mut Sink, rule: &Rule, base: &str) {
     }
 }
 
+/// Rules that feed each other: an output of one is the input (interface,
+/// group, port) of another, round to the first. Within one instance such
+/// a loop never dies out when outputs set their TTL. Reported once per
+/// cycle, on the rule that closes it (the highest index).
+fn check_cycles(out: &mut Sink, cfg: &Config) {
+    type Key<'a> = (&'a str, Ipv4Addr, u16);
+    let mut by_input: HashMap<Key<'_>, Vec<usize>> = HashMap::new();
+    for (i, r) in cfg.rules.iter().enumerate() {
+        by_input
+            .entry((r.input.interface.as_str(), r.input.group, r.input.port))
+            .or_default()
+            .push(i);
+    }
+    let next: Vec<Vec<usize>> = cfg
+        .rules
+        .iter()
+        .map(|r| {
+            let mut n: Vec<usize> = r
+                .outputs
+                .iter()
+                .flat_map(|o| {
+                    by_input
+                        .get(&(o.interface.as_str(), o.group, o.port))
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
+            n.sort_unstable();
+            n.dedup();
+            n
+        })
+        .collect();
+    // Depth-first search for back edges (iterative: configs can be large).
+    let n = cfg.rules.len();
+    let mut color = vec![0u8; n]; // 0 new, 1 on the stack, 2 done
+    let mut reported = std::collections::HashSet::new();
+    for start in 0..n {
+        if color[start] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        color[start] = 1;
+        while let Some(&mut (v, ref mut k)) = stack.last_mut() {
+            if let Some(&w) = next[v].get(*k) {
+                *k += 1;
+                if color[w] == 0 {
+                    color[w] = 1;
+                    stack.push((w, 0));
+                } else if color[w] == 1 {
+                    // The cycle is w .. v on the stack.
+                    let at = stack.iter().position(|(x, _)| *x == w).unwrap_or(0);
+                    let mut cycle: Vec<usize> = stack[at..].iter().map(|(x, _)| *x).collect();
+                    let last = *cycle.iter().max().unwrap_or(&v);
+                    let mut key = cycle.clone();
+                    key.sort_unstable();
+                    if w == v || !reported.insert(key) {
+                        continue;
+                    }
+                    cycle.push(w);
+                    let path: Vec<String> = cycle
+                        .iter()
+                        .map(|&i| {
+                            let r = &cfg.rules[i];
+                            format!(
+                                "rules[{i}] ({} {}:{})",
+                                r.input.interface, r.input.group, r.input.port
+                            )
+                        })
+                        .collect();
+                    out.err(
+                        format!("rules[{last}].outputs"),
+                        format!(
+                            "rules feed each other in a loop: {}; each would relay the others' output back to its input forever (with a fixed TTL it never dies out); change a group, port or interface so no output is another rule's input",
+                            path.join(" -> ")
+                        ),
+                    );
+                }
+            } else {
+                color[v] = 2;
+                stack.pop();
+            }
+        }
+    }
+}
+
 /// Validates a whole configuration. Diagnostics have paths but no position.
 pub(crate) fn check_config(cfg: &Config) -> Vec<Diagnostic> {
     let mut out = Sink(Vec::new());
+    check_cycles(&mut out, cfg);
 
     let mut inputs: HashMap<&Input, usize> = HashMap::new();
     let mut ids: HashMap<String, usize> = HashMap::new();

@@ -59,6 +59,12 @@ pub fn interface_not_found(name: &str) -> String {
     format!("Interface '{name}' not found")
 }
 
+/// The message for an output interface that exists without an IPv4
+/// address.
+pub fn no_address_yet(name: &str) -> String {
+    format!("Interface '{name}' has no IPv4 address yet")
+}
+
 /// Compiles `rules` against `ifaces` into table `generation`. Multicast
 /// outputs without their own `ttl` are sent with `multicast_ttl` (the
 /// file's `multicast_ttl`, the same for rules added at run time). The rules
@@ -70,7 +76,9 @@ pub fn compile<'a>(
     generation: u64,
     multicast_ttl: u8,
 ) -> Compiled {
-    let mut builder = TableBuilder::new(generation).local_macs(ifaces.local_macs());
+    let mut builder = TableBuilder::new(generation)
+        .local_macs(ifaces.local_macs())
+        .ip_links(ifaces.ip_links());
     let mut statuses = Vec::new();
     let mut joins = BTreeSet::new();
     let mut unicast_inputs = BTreeSet::new();
@@ -89,11 +97,18 @@ pub fn compile<'a>(
         let mut outputs = Vec::with_capacity(rule.outputs.len());
         for out in &rule.outputs {
             match ifaces.get(&out.interface) {
+                // A multicast send leaves from the interface's own address:
+                // until it has one every send fails, so the output waits
+                // for it as for a missing interface.
+                Some(i) if i.addrs.is_empty() && out.group.is_multicast() => {
+                    waiting.push(no_address_yet(&out.interface))
+                }
                 Some(i) => outputs.push(OutputSlot {
                     ifindex: i.index,
                     ifname: i.name.clone(),
                     dest: SocketAddrV4::new(out.group, out.port),
                     ttl: out.effective_ttl(multicast_ttl),
+                    ttl_decrement: out.decrements_ttl(),
                     // The prebuilt-header path cannot fragment: use it only
                     // when anything the input can carry fits the output,
                     // so a flow never splits between the two paths.
@@ -157,7 +172,15 @@ pub fn compile<'a>(
         statuses.push(RuleStatus { id, state });
     }
     Compiled {
-        table: builder.build(),
+        table: builder
+            .dormant(
+                statuses
+                    .iter()
+                    .filter(|s| matches!(s.state, RuleState::Inactive { .. }))
+                    .map(|s| s.id.clone())
+                    .collect(),
+            )
+            .build(),
         statuses,
         joins,
         unicast_inputs,
@@ -177,8 +200,9 @@ mod tests {
             index,
             mac: None,
             up: true,
-            addrs: vec![],
+            addrs: vec![Ipv4Addr::new(10, 0, index as u8, 1)],
             mtu: 1500,
+            hatype: crate::interfaces::ARPHRD_ETHER,
         }
     }
 
@@ -243,11 +267,28 @@ mod tests {
     fn multicast_ttl_is_the_default_of_multicast_outputs() {
         let ifaces = Interfaces::from_list(vec![iface("a", 2), iface("b", 3)]);
         let mut r = rule("a", &["b", "b", "b"]);
-        r.rule.outputs[1].ttl = Some(2);
+        r.rule.outputs[1].ttl = Some(mcr_config::Ttl::Set(2));
         r.rule.outputs[2].group = Ipv4Addr::new(10, 9, 9, 9);
         let c = compile([&r.rule], &ifaces, 1, 9);
         let ttls: Vec<u8> = c.table.output_slots().iter().map(|s| s.ttl).collect();
         // Default, own ttl, unicast default.
         assert_eq!(ttls, [9, 2, 64]);
+    }
+
+    #[test]
+    fn an_output_without_an_address_waits_for_it() {
+        let mut b = iface("b", 3);
+        b.addrs.clear();
+        let ifaces = Interfaces::from_list(vec![iface("a", 2), b, iface("c", 4)]);
+        let rules = [rule("a", &["b", "c"]), rule("a", &["b"])];
+        let c = compile(rules.iter().map(|d| &d.rule), &ifaces, 1, 1);
+        assert_eq!(
+            c.statuses[0].state,
+            RuleState::Partial {
+                waiting: vec!["Interface 'b' has no IPv4 address yet".into()]
+            }
+        );
+        assert_eq!(c.table.rules()[0].outputs.len(), 1);
+        assert!(matches!(c.statuses[1].state, RuleState::Inactive { .. }));
     }
 }

@@ -7,6 +7,8 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+pub const ARPHRD_ETHER: u16 = 1;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
     pub name: String,
@@ -15,6 +17,16 @@ pub struct Interface {
     pub up: bool,
     pub addrs: Vec<Ipv4Addr>,
     pub mtu: u32,
+    /// The link type (`ARPHRD_*`, the interface's `type` in sysfs): whether
+    /// its frames carry an Ethernet header decides where input is read.
+    pub hatype: u16,
+}
+
+impl Interface {
+    /// Where the network header starts on this interface.
+    pub fn link_kind(&self) -> mcr_dataplane::input::LinkKind {
+        mcr_dataplane::input::LinkKind::from_arphrd(self.hatype)
+    }
 }
 
 /// An interface's MTU (SIOCGIFMTU: right in any namespace, unlike /sys,
@@ -43,11 +55,13 @@ impl Interfaces {
                     up: false,
                     addrs: Vec::new(),
                     mtu: 0,
+                    hatype: ARPHRD_ETHER,
                 });
             entry.up = ifa.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP);
             let Some(addr) = ifa.address else { continue };
             if let Some(link) = addr.as_link_addr() {
                 entry.index = link.ifindex() as u32;
+                entry.hatype = link.hatype();
                 if let Some(mac) = link.addr() {
                     if mac != [0; 6] {
                         entry.mac = Some(MacAddr(mac));
@@ -60,6 +74,11 @@ impl Interfaces {
         // Interfaces without a link-layer entry still have an index.
         for iface in by_name.values_mut() {
             iface.mtu = mtu_of(&iface.name);
+            // A link without a hardware address (tun) has no AF_PACKET
+            // entry to say its type.
+            if let Ok(t) = mcr_dataplane::socket::iface_link_type(&iface.name) {
+                iface.hatype = t;
+            }
             if iface.index == 0 {
                 iface.index = nix::net::if_::if_nametoindex(iface.name.as_str()).unwrap_or(0);
             }
@@ -83,6 +102,15 @@ impl Interfaces {
     }
 
     /// Every MAC address of this host: frames from these are our own.
+    /// Interfaces whose frames start at the network header.
+    pub fn ip_links(&self) -> Vec<u32> {
+        self.by_name
+            .values()
+            .filter(|i| i.link_kind() == mcr_dataplane::input::LinkKind::Ip)
+            .map(|i| i.index)
+            .collect()
+    }
+
     pub fn local_macs(&self) -> Vec<MacAddr> {
         let mut macs: Vec<MacAddr> = self.by_name.values().filter_map(|i| i.mac).collect();
         macs.sort();

@@ -13,6 +13,7 @@
 //! instruction limit, so it stops at the UDP test and the engine's table
 //! lookup does the rest.
 
+use crate::input::LinkKind;
 use std::net::Ipv4Addr;
 
 /// One classic BPF instruction (`struct sock_filter`).
@@ -40,6 +41,8 @@ const PREAMBLE_REJECT: u32 = 9;
 /// `SKF_AD_OFF + SKF_AD_PKTTYPE`: the ancillary load of the packet type.
 const PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
 const PACKET_OUTGOING: u32 = 4;
+/// `SKF_AD_OFF + SKF_AD_PROTOCOL`: `skb->protocol` (host order).
+const PROTOCOL: u32 = (-0x1000i32) as u32;
 const ACCEPT_LEN: u32 = 0x0004_0000;
 
 fn stmt(code: u16, k: u32) -> Insn {
@@ -62,7 +65,13 @@ pub fn drop_all() -> Vec<Insn> {
 }
 
 /// The capture filter for one interface's (group, port) pairs.
-pub fn capture_filter(pairs: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
+///
+/// `link` says where the network header starts: after a 14-byte Ethernet
+/// header, or at the first byte (`SOCK_DGRAM` sockets on interfaces without
+/// a link-layer header, whose protocol is checked with the ancillary load
+/// of `skb->protocol` instead of the EtherType).
+pub fn capture_filter(pairs: &[(Ipv4Addr, u16)], link: LinkKind) -> Vec<Insn> {
+    let l2 = link.header_len() as u32;
     // Jump targets are patched once the program's length is known.
     const REJECT: u32 = u32::MAX;
     const ACCEPT: u32 = u32::MAX - 1;
@@ -71,11 +80,14 @@ pub fn capture_filter(pairs: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
     // Relative targets: 0 = next instruction; REJECT/ACCEPT resolved later.
     push(stmt(LD_W_ABS, PKTTYPE), None);
     push(jump(JEQ_K, PACKET_OUTGOING, 0, 0), Some((REJECT, 0)));
-    push(stmt(LD_H_ABS, 12), None);
+    match link {
+        LinkKind::Ethernet => push(stmt(LD_H_ABS, 12), None),
+        LinkKind::Ip => push(stmt(LD_W_ABS, PROTOCOL), None),
+    }
     push(jump(JEQ_K, 0x0800, 0, 0), Some((0, REJECT)));
-    push(stmt(LD_B_ABS, 14 + 9), None);
+    push(stmt(LD_B_ABS, l2 + 9), None);
     push(jump(JEQ_K, 17, 0, 0), Some((0, REJECT)));
-    push(stmt(LD_H_ABS, 14 + 6), None);
+    push(stmt(LD_H_ABS, l2 + 6), None);
     push(jump(JSET_K, 0x1fff, 0, 0), Some((REJECT, 0)));
     // The preamble's rejections land on this local `ret 0`, so their
     // 8-bit jump offsets stay small however long the program grows.
@@ -84,17 +96,17 @@ pub fn capture_filter(pairs: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
     let exact = !pairs.is_empty() && pairs.len() <= MAX_EXACT_PAIRS;
     if exact {
         // X = IP header length; A = UDP destination port, kept in M[0].
-        push(stmt(LDX_MSH, 14), None);
-        push(stmt(LD_H_IND, 14 + 2), None);
+        push(stmt(LDX_MSH, l2), None);
+        push(stmt(LD_H_IND, l2 + 2), None);
         push(stmt(ST, 0), None);
-        push(stmt(LD_W_ABS, 14 + 16), None);
+        push(stmt(LD_W_ABS, l2 + 16), None);
         for (group, port) in pairs {
             // if A == group { if M[0] == port { accept } else reload A }
             push(jump(JEQ_K, u32::from(*group), 0, 4), None);
             push(stmt(LD_MEM, 0), None);
             push(jump(JEQ_K, u32::from(*port), 0, 1), None);
             push(stmt(JA, 0), Some((ACCEPT, ACCEPT)));
-            push(stmt(LD_W_ABS, 14 + 16), None);
+            push(stmt(LD_W_ABS, l2 + 16), None);
         }
         push(stmt(RET_K, 0), None);
     } else if pairs.is_empty() {
@@ -172,6 +184,8 @@ pub(crate) fn interpret(prog: &[Insn], frame: &[u8], pkttype: u32) -> u32 {
         pc += 1;
         match i.code {
             LD_W_ABS if i.k == PKTTYPE => a = pkttype,
+            // The tests' frames are all IPv4.
+            LD_W_ABS if i.k == PROTOCOL => a = 0x0800,
             LD_W_ABS => match load(i.k as usize, 4) {
                 Some(v) => a = v,
                 None => return 0,
@@ -235,7 +249,7 @@ mod tests {
     fn passes_only_listed_pairs() {
         let g1 = Ipv4Addr::new(239, 1, 1, 1);
         let g2 = Ipv4Addr::new(239, 1, 1, 2);
-        let prog = capture_filter(&[(g1, 5000), (g2, 6000)]);
+        let prog = capture_filter(&[(g1, 5000), (g2, 6000)], LinkKind::Ethernet);
         assert!(interpret(&prog, &frame(g1, 5000, false, 17), 2) > 0);
         assert!(interpret(&prog, &frame(g2, 6000, false, 17), 2) > 0);
         assert_eq!(interpret(&prog, &frame(g1, 6000, false, 17), 2), 0);
@@ -246,7 +260,7 @@ mod tests {
     #[test]
     fn rejects_own_frames_and_later_fragments() {
         let g = Ipv4Addr::new(239, 1, 1, 1);
-        let prog = capture_filter(&[(g, 5000)]);
+        let prog = capture_filter(&[(g, 5000)], LinkKind::Ethernet);
         assert_eq!(
             interpret(&prog, &frame(g, 5000, false, 17), PACKET_OUTGOING),
             0
@@ -259,7 +273,7 @@ mod tests {
         let pairs: Vec<_> = (0..(MAX_EXACT_PAIRS as u16 + 5))
             .map(|i| (Ipv4Addr::new(239, 9, (i >> 8) as u8, i as u8), 5000 + i))
             .collect();
-        let prog = capture_filter(&pairs);
+        let prog = capture_filter(&pairs, LinkKind::Ethernet);
         assert!(prog.len() < 4096);
         let other = frame(Ipv4Addr::new(239, 200, 0, 1), 1, false, 17);
         assert!(interpret(&prog, &other, 0) > 0);
@@ -270,7 +284,7 @@ mod tests {
         let pairs: Vec<_> = (0..MAX_EXACT_PAIRS as u16)
             .map(|i| (Ipv4Addr::new(239, 9, (i >> 8) as u8, i as u8), 5000 + i))
             .collect();
-        let prog = capture_filter(&pairs);
+        let prog = capture_filter(&pairs, LinkKind::Ethernet);
         assert!(prog.len() <= 4096, "{} instructions", prog.len());
         let (g, p) = *pairs.last().unwrap();
         assert!(interpret(&prog, &frame(g, p, false, 17), 0) > 0);
@@ -301,7 +315,7 @@ mod tests {
                     )
                 })
                 .collect();
-            let prog = capture_filter(&pairs);
+            let prog = capture_filter(&pairs, LinkKind::Ethernet);
             validate(&prog).unwrap_or_else(|e| panic!("{n} pairs: {e}"));
             let tcp = frame(Ipv4Addr::new(239, 9, 0, 0), 5000, false, 6);
             assert_eq!(interpret(&prog, &tcp, 0), 0, "{n} pairs: TCP passed");
@@ -321,8 +335,21 @@ mod tests {
     }
 
     #[test]
+    fn l3_links_are_read_at_the_network_header() {
+        let g = Ipv4Addr::new(239, 1, 1, 1);
+        let prog = capture_filter(&[(g, 5000)], LinkKind::Ip);
+        validate(&prog).unwrap();
+        let f = frame(g, 5000, false, 17);
+        assert!(interpret(&prog, &f[14..], 0) > 0);
+        assert_eq!(interpret(&prog, &frame(g, 5001, false, 17)[14..], 0), 0);
+        // The Ethernet-offset program would read garbage there.
+        let eth = capture_filter(&[(g, 5000)], LinkKind::Ethernet);
+        assert_eq!(interpret(&eth, &f[14..], 0), 0);
+    }
+
+    #[test]
     fn empty_table_passes_nothing() {
-        let prog = capture_filter(&[]);
+        let prog = capture_filter(&[], LinkKind::Ethernet);
         let f = frame(Ipv4Addr::new(239, 1, 1, 1), 5000, false, 17);
         assert_eq!(interpret(&prog, &f, 0), 0);
     }

@@ -9,10 +9,10 @@
 //! filter) and joined first, and only then given the real filter. The flow
 //! to socket mapping is fixed before the first packet is taken.
 
+use crate::input::LinkKind;
 use crate::socket::{fanout_id, CaptureSocket};
 use std::collections::BTreeMap;
 use std::io;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 /// The sockets of one input interface, indexed by engine.
@@ -33,14 +33,20 @@ impl Captures {
     /// Returns the sets for the table, and the interfaces that failed.
     pub fn update(
         &mut self,
-        wanted: &[(u32, Vec<(Ipv4Addr, u16)>)],
+        wanted: &[crate::table::InterfaceInputs],
         engines: usize,
     ) -> CaptureUpdate {
         let mut failed = Vec::new();
-        self.by_if.retain(|i, _| wanted.iter().any(|(w, _)| w == i));
-        for (ifindex, pairs) in wanted {
+        // An interface re-created under the same index with another link
+        // type needs sockets of the other kind.
+        self.by_if.retain(|i, set| {
+            wanted
+                .iter()
+                .any(|(w, link, _)| w == i && set.first().is_some_and(|s| s.link == *link))
+        });
+        for (ifindex, link, pairs) in wanted {
             if !self.by_if.contains_key(ifindex) {
-                match open_set(*ifindex, engines) {
+                match open_set(*ifindex, *link, engines) {
                     Ok(set) => {
                         self.by_if.insert(*ifindex, set);
                     }
@@ -62,8 +68,8 @@ impl Captures {
     }
 }
 
-fn open_set(ifindex: u32, engines: usize) -> io::Result<CaptureSet> {
+fn open_set(ifindex: u32, link: LinkKind, engines: usize) -> io::Result<CaptureSet> {
     (0..engines.max(1))
-        .map(|_| CaptureSocket::open_closed(ifindex, fanout_id(ifindex)).map(Arc::new))
+        .map(|_| CaptureSocket::open_closed(ifindex, fanout_id(ifindex), link).map(Arc::new))
         .collect()
 }

@@ -14,12 +14,12 @@
 //!    completes.
 
 use crate::bufring::BufRing;
+use crate::input::{self, Endpoints, LinkKind, Meta, Reject, UdpChecksum};
 use crate::socket::{dest_addr, CaptureSocket, EgressKey, OutputSocket, CONNECTED_OUTPUTS};
 use crate::stats::{Drops, EngineStats, OutputStats, RuleStats, StatsHandle, PUBLISH_INTERVAL};
 use crate::table::{ForwardingTable, OutputSlot, TableHandle};
 use crate::tx::{PacketRoute, PacketTxSocket, TxArena};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
-use mcr_wire::{ethernet, ipv4, udp, Error as WireError};
 use rustc_hash::FxHashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -56,52 +56,59 @@ impl Default for EngineParams {
     }
 }
 
-// user_data layout. Receive: RECV | input slot. Send: SEND | table tag (15
-// bits) | rule (16) | output position (16) | buffer id (16). Bit 62 marks
-// a send on the prebuilt-header path (for receives it means CANCEL).
+// user_data layout. Receive: RECV | input slot. Send: SEND (bit 63) |
+// PACKET (62) | table tag (8 bits, 54-61) | rule index (22 bits, 32-53:
+// up to 4,194,302 rules) | output position (16) | buffer id (16). Bit 62
+// marks a send on the prebuilt-header path (for receives it means CANCEL).
 const SEND: u64 = 1 << 63;
 const PACKET: u64 = 1 << 62;
-const TAG_MASK: u64 = 0x3fff;
+const TAG_MASK: u64 = 0xff;
+const TAG_SHIFT: u32 = 54;
+const RULE_MASK: u64 = (1 << 22) - 1;
+const OUT_MASK: u64 = 0xffff;
 const CANCEL: u64 = 1 << 62;
 const WAKE: u64 = 1 << 61;
-const NO_ATTRIBUTION: u64 = 0xffff;
 
 fn send_data(tag: u64, rule: usize, out: usize, bid: u16) -> u64 {
-    let rule = if rule < 0xffff {
-        rule as u64
-    } else {
-        NO_ATTRIBUTION
-    };
-    let out = if out < 0xffff {
-        out as u64
-    } else {
-        NO_ATTRIBUTION
-    };
-    SEND | ((tag & TAG_MASK) << 48) | (rule << 32) | (out << 16) | u64::from(bid)
+    // All ones means "no attribution" (an index past the field).
+    let rule = (rule as u64).min(RULE_MASK);
+    let out = (out as u64).min(OUT_MASK);
+    SEND | ((tag & TAG_MASK) << TAG_SHIFT) | (rule << 32) | (out << 16) | u64::from(bid)
 }
 
-/// Where the payload of the frame being forwarded lies.
+/// (tag, rule, output position, buffer) of a send's user data; rule or
+/// output None when the index did not fit its field.
+fn send_fields(data: u64) -> (u64, Option<usize>, Option<usize>, u16) {
+    let rule = (data >> 32) & RULE_MASK;
+    let out = (data >> 16) & OUT_MASK;
+    (
+        (data >> TAG_SHIFT) & TAG_MASK,
+        (rule != RULE_MASK).then_some(rule as usize),
+        (out != OUT_MASK).then_some(out as usize),
+        (data & 0xffff) as u16,
+    )
+}
+
+/// Where the payload of the frame being forwarded lies, and what its
+/// relayed copies need from the input's headers.
 #[derive(Clone, Copy)]
 struct Payload {
     ptr: *const u8,
     len: usize,
-    src_port: u16,
+    from: Endpoints,
+    checksum: UdpChecksum,
+    ttl: u8,
 }
 
-/// Why a received frame is not forwarded (each is a counter in [`Drops`]).
-#[derive(Debug, Clone, Copy)]
-enum DropReason {
-    Wire(WireError),
-    OwnFrame,
-    Fragment,
-    NoRule,
-}
-
-impl From<WireError> for DropReason {
-    fn from(e: WireError) -> DropReason {
-        DropReason::Wire(e)
-    }
-}
+/// What a multishot `RecvMsg` puts before each frame in its buffer: the
+/// `io_uring_recvmsg_out` header, the sender's `sockaddr_ll` and room for
+/// one `PACKET_AUXDATA` control message.
+const RECV_NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_ll>();
+const AUXDATA_LEN: usize = std::mem::size_of::<libc::tpacket_auxdata>();
+/// CMSG_SPACE(sizeof(struct tpacket_auxdata)).
+const RECV_CONTROL_LEN: usize = (std::mem::size_of::<libc::cmsghdr>() + AUXDATA_LEN + 7) & !7;
+pub const RECV_HEADROOM: usize = 16 + RECV_NAME_LEN + RECV_CONTROL_LEN;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 
 struct InputSlot {
     sock: Arc<CaptureSocket>,
@@ -122,6 +129,17 @@ struct RuleCounters {
     packets: u64,
     bytes: u64,
     outputs: Vec<OutCounters>,
+    /// Counts of outputs the table lacks for now (their interface is
+    /// gone), by label, kept until they return.
+    parked: Vec<(String, OutCounters)>,
+}
+
+/// A rule's counts while it is out of the table, by output label.
+#[derive(Default, Clone)]
+struct Kept {
+    packets: u64,
+    bytes: u64,
+    outputs: Vec<(String, OutCounters)>,
 }
 
 pub struct Engine {
@@ -148,8 +166,13 @@ pub struct Engine {
     /// One transmit socket per output interface for those routes.
     packet_tx: FxHashMap<u32, PacketTxSocket>,
     arena: TxArena,
+    /// The `msghdr` every multishot receive is armed with: only its name
+    /// and control lengths matter (they lay out each buffer).
+    recv_msg: Box<libc::msghdr>,
     table: Arc<ForwardingTable>,
     counters: Vec<RuleCounters>,
+    /// Counts of dormant rules (see `install`).
+    retired: FxHashMap<String, Kept>,
     drops: Drops,
     frames: u64,
     batches: u64,
@@ -207,7 +230,16 @@ impl Engine {
         wake: Arc<OwnedFd>,
     ) -> io::Result<Engine> {
         let ring = build_ring(params.sq_entries)?;
-        let bufs = BufRing::register(&ring.submitter(), params.buffers, params.buf_size, 0)?;
+        let bufs = BufRing::register(
+            &ring.submitter(),
+            params.buffers,
+            params.buf_size + RECV_HEADROOM,
+            0,
+        )?;
+        // SAFETY: msghdr is plain old data; all-zero is valid.
+        let mut recv_msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_msg.msg_namelen = RECV_NAME_LEN as u32;
+        recv_msg.msg_controllen = RECV_CONTROL_LEN;
         Ok(Engine {
             ring,
             bufs,
@@ -220,8 +252,10 @@ impl Engine {
             routes: Vec::new(),
             packet_tx: FxHashMap::default(),
             arena: TxArena::new(params.sq_entries as usize),
+            recv_msg,
             table: Arc::new(ForwardingTable::empty()),
             counters: Vec::new(),
+            retired: FxHashMap::default(),
             drops: Drops::default(),
             frames: 0,
             batches: 0,
@@ -459,6 +493,7 @@ impl Engine {
             }
         }
         let ifindex = input.sock.ifindex;
+        let link = input.sock.link;
         if res < 0 {
             if res == -libc::ENOBUFS {
                 self.drops.no_buffer += 1;
@@ -474,7 +509,7 @@ impl Engine {
         }
         let Some(bid) = bid else { return 0 };
         self.frames += 1;
-        let sends = self.forward(ifindex, bid, res as usize);
+        let sends = self.forward(ifindex, link, bid, res as usize);
         if sends == 0 {
             self.bufs.recycle(bid);
         }
@@ -483,24 +518,20 @@ impl Engine {
 
     /// Matches one frame and queues a send per output. Returns the number
     /// of sends queued (the buffer's pending count).
-    fn forward(&mut self, ifindex: u32, bid: u16, len: usize) -> usize {
-        let (rule_idx, ptr, plen, src_port) = match self.classify(ifindex, bid, len) {
+    fn forward(&mut self, ifindex: u32, link: LinkKind, bid: u16, len: usize) -> usize {
+        let (rule_idx, payload) = match self.classify(ifindex, bid, len, link) {
             Ok(m) => m,
             Err(reason) => {
-                self.count_drop(reason);
+                self.drops.count(reason);
                 return 0;
             }
         };
+        let plen = payload.len;
         let counters = &mut self.counters[rule_idx];
         counters.packets += 1;
         counters.bytes += plen as u64;
         let tag = self.table.generation();
         let outputs = self.table.rules()[rule_idx].outputs.len();
-        let payload = Payload {
-            ptr,
-            len: plen,
-            src_port,
-        };
         let mut queued = 0;
         for pos in 0..outputs {
             let Some(entry) = self.output_entry(rule_idx, pos, payload) else {
@@ -519,6 +550,14 @@ impl Engine {
     /// the PACKET bit), or None when it cannot be sent (counted here).
     fn output_entry(&mut self, rule_idx: usize, pos: usize, p: Payload) -> Option<squeue::Entry> {
         let slot = self.table.rules()[rule_idx].outputs[pos].slot as usize;
+        // `ttl: "decrement"`: the input's TTL less one; a datagram that
+        // arrived with TTL 1 goes no further on this output.
+        let decrement = self.table.output_slots()[slot].ttl_decrement;
+        if decrement && p.ttl <= 1 {
+            self.drops.ttl_expired += 1;
+            return None;
+        }
+        let ttl = p.ttl.saturating_sub(1);
         // PacketRoute is Copy: take it out so the arena can be flushed.
         if let Some(Some(route)) = self.routes.get(slot).copied() {
             if route.fits(p.len) {
@@ -533,7 +572,17 @@ impl Engine {
                     self.count_output_failure(rule_idx, pos, true);
                     return None;
                 }
-                let msg = self.arena.prepare(&route, p.src_port, p.ptr, p.len);
+                let to = Endpoints {
+                    src: route.src,
+                    dst: *route.dest.ip(),
+                    src_port: p.from.src_port,
+                    dst_port: route.dest.port(),
+                };
+                let csum = input::relayed_checksum(p.checksum, p.from, to);
+                let ttl = if decrement { ttl } else { route.ttl };
+                let msg = self
+                    .arena
+                    .prepare(&route, p.from.src_port, ttl, csum, p.ptr, p.len);
                 let entry = opcode::SendMsg::new(types::Fd(route.fd), msg)
                     .flags(libc::MSG_DONTWAIT as u32)
                     .build()
@@ -541,13 +590,31 @@ impl Engine {
                 return Some(entry);
             }
         }
-        let Some(Some((fd, addr))) = self.outputs.get(slot) else {
+        let Some(Some((fd, addr))) = self.outputs.get(slot).copied() else {
             // Its socket could not be opened (logged at install).
             self.count_output_failure(rule_idx, pos, false);
             return None;
         };
+        if decrement {
+            // The TTL rides along as an IP_TTL control message (it applies
+            // to multicast too), in an arena slot like the headers above.
+            if self.arena.is_full() || self.submission_full() {
+                self.submit();
+            }
+            if self.arena.is_full() {
+                self.count_output_failure(rule_idx, pos, true);
+                return None;
+            }
+            let msg = self.arena.prepare_udp(addr, ttl, p.ptr, p.len);
+            return Some(
+                opcode::SendMsg::new(types::Fd(fd), msg)
+                    .flags(libc::MSG_DONTWAIT as u32)
+                    .build(),
+            );
+        }
+        let addr = self.outputs[slot].as_ref().and_then(|(_, a)| a.as_ref());
         let mut send =
-            opcode::Send::new(types::Fd(*fd), p.ptr, p.len as u32).flags(libc::MSG_DONTWAIT);
+            opcode::Send::new(types::Fd(fd), p.ptr, p.len as u32).flags(libc::MSG_DONTWAIT);
         if let Some(addr) = addr {
             // The kernel copies the address when it takes the entry, and the
             // submission queue is always drained before `outputs` changes.
@@ -575,62 +642,58 @@ impl Engine {
         }
     }
 
-    /// Parses one frame in place and finds its rule: the rule's index and
-    /// where the UDP payload lies in the receive buffer, or why it is
-    /// dropped.
+    /// Judges one received frame by the shared definition of valid input
+    /// ([`crate::input::check`]) and finds its rule: the rule's index and
+    /// the payload in the receive buffer, or why it is dropped.
     fn classify(
         &self,
         ifindex: u32,
         bid: u16,
         len: usize,
-    ) -> Result<(usize, *const u8, usize, u16), DropReason> {
-        let frame = ethernet::Frame::new_checked(self.bufs.buffer(bid, len))?;
-        if self.table.is_local_mac(&frame.src_addr()) {
-            return Err(DropReason::OwnFrame);
+        link: LinkKind,
+    ) -> Result<(usize, Payload), Reject> {
+        let buf = self.bufs.buffer(bid, len);
+        let Ok(msg) = types::RecvMsgOut::parse(buf, &self.recv_msg) else {
+            return Err(Reject::Truncated);
+        };
+        let bytes = msg.payload_data();
+        let mut meta = Meta {
+            wire_len: (msg.incoming_payload_len() as usize).max(bytes.len()),
+            vlan_tci: None,
+            pkt_type: msg.name_data().get(10).copied().unwrap_or(0),
+        };
+        if msg.is_payload_truncated() {
+            meta.wire_len = meta.wire_len.max(self.params.buf_size + 1);
         }
-        if frame.ethertype() != ethernet::ETHERTYPE_IPV4 {
-            return Err(DropReason::Wire(WireError::Unrecognized));
+        if let Some(aux) = auxdata(msg.control_data()) {
+            meta.wire_len = meta.wire_len.max(aux.tp_len as usize);
+            if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
+                meta.vlan_tci = Some(aux.tp_vlan_tci);
+            }
         }
-        let ip = ipv4::Packet::new_checked(frame.payload())?;
-        if ip.protocol() != ipv4::PROTO_UDP {
-            return Err(DropReason::Wire(WireError::Unrecognized));
-        }
-        if ip.is_fragment() {
-            return Err(DropReason::Fragment);
-        }
-        let dgram = udp::Packet::new_checked(ip.payload())?;
+        let d = input::check(bytes, link, meta, |m| self.table.is_local_mac(m))?;
         let rule = self
             .table
-            .lookup(ifindex, ip.dst_addr(), dgram.dst_port(), ip.src_addr())
-            .ok_or(DropReason::NoRule)?;
-        let payload = dgram.payload();
-        Ok((rule, payload.as_ptr(), payload.len(), dgram.src_port()))
-    }
-
-    fn count_drop(&mut self, reason: DropReason) {
-        let d = &mut self.drops;
-        match reason {
-            DropReason::Wire(WireError::Truncated) => d.truncated += 1,
-            // Every other reason the views give (bad version, header or
-            // total length, another EtherType or protocol) is one counter,
-            // as before the wire crate told them apart.
-            DropReason::Wire(_) => d.malformed += 1,
-            DropReason::OwnFrame => d.own_frame += 1,
-            DropReason::Fragment => d.fragment += 1,
-            DropReason::NoRule => d.no_rule += 1,
-        }
+            .lookup(ifindex, d.dst, d.dst_port, d.src)
+            .ok_or(Reject::NoRule)?;
+        Ok((
+            rule,
+            Payload {
+                ptr: d.payload.as_ptr(),
+                len: d.payload.len(),
+                from: d.endpoints(),
+                checksum: d.checksum,
+                ttl: d.ttl,
+            },
+        ))
     }
 
     fn on_send_done(&mut self, data: u64, res: i32) {
         self.sends_done += 1;
-        let bid = (data & 0xffff) as u16;
-        let out = ((data >> 16) & 0xffff) as usize;
-        let rule = ((data >> 32) & 0xffff) as usize;
-        let tag = (data >> 48) & TAG_MASK;
-        // Rules or output positions past 0xfffe carry no attribution (the
-        // all-ones value would alias rule 65535 / output 65535).
-        let attributable = rule as u64 != NO_ATTRIBUTION && out as u64 != NO_ATTRIBUTION;
-        if attributable && tag == self.table.generation() & TAG_MASK {
+        let (tag, rule, out, bid) = send_fields(data);
+        if let (Some(rule), Some(out), true) =
+            (rule, out, tag == self.table.generation() & TAG_MASK)
+        {
             if let Some(c) = self
                 .counters
                 .get_mut(rule)
@@ -673,9 +736,15 @@ impl Engine {
                 continue;
             }
             input.armed = true;
-            let entry = opcode::RecvMulti::new(types::Fd(input.sock.raw_fd()), bgid)
-                .build()
-                .user_data(slot as u64);
+            // MSG_TRUNC: a frame past the buffer reports its real length.
+            let entry = opcode::RecvMsgMulti::new(
+                types::Fd(input.sock.raw_fd()),
+                &*self.recv_msg as *const libc::msghdr,
+                bgid,
+            )
+            .flags(libc::MSG_TRUNC as u32)
+            .build()
+            .user_data(slot as u64);
             self.push(entry);
         }
     }
@@ -817,12 +886,29 @@ impl Engine {
             })
             .collect();
 
-        // Counters follow rule ids; an output's follow its slot.
-        let mut by_id: FxHashMap<&str, (usize, &RuleCounters)> = FxHashMap::default();
-        for (i, c) in self.counters.iter().enumerate() {
-            if let Some(r) = self.table.rules().get(i) {
-                by_id.insert(r.id.as_str(), (i, c));
-            }
+        // Counters follow rule ids, an output's its label
+        // (`group:port@interface`), so they live as long as the rule: across
+        // reloads, path switches, and its interfaces going away and coming
+        // back (a rule the table lacks for now is "dormant": its counts are
+        // kept, and published, until it returns or is removed).
+        let mut kept: FxHashMap<String, Kept> = std::mem::take(&mut self.retired);
+        let old_counters = std::mem::take(&mut self.counters);
+        for (rule, c) in self.table.rules().iter().zip(old_counters) {
+            let mut outputs: Vec<(String, OutCounters)> = rule
+                .outputs
+                .iter()
+                .zip(c.outputs)
+                .map(|(o, oc)| (self.table.output_slots()[o.slot as usize].label(), oc))
+                .collect();
+            outputs.extend(c.parked);
+            kept.insert(
+                rule.id.clone(),
+                Kept {
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    outputs,
+                },
+            );
         }
         let counters = next
             .rules()
@@ -832,24 +918,22 @@ impl Engine {
                     outputs: vec![OutCounters::default(); rule.outputs.len()],
                     ..Default::default()
                 };
-                if let Some((old_idx, prev)) = by_id.get(rule.id.as_str()) {
+                if let Some(mut prev) = kept.remove(rule.id.as_str()) {
                     c.packets = prev.packets;
                     c.bytes = prev.bytes;
-                    let old_rule = &self.table.rules()[*old_idx];
                     for (pos, out) in rule.outputs.iter().enumerate() {
-                        let slot = &next.output_slots()[out.slot as usize];
-                        if let Some(old_pos) = old_rule
-                            .outputs
-                            .iter()
-                            .position(|o| &self.table.output_slots()[o.slot as usize] == slot)
-                        {
-                            c.outputs[pos] = prev.outputs[old_pos].clone();
+                        let label = next.output_slots()[out.slot as usize].label();
+                        if let Some(at) = prev.outputs.iter().position(|(l, _)| *l == label) {
+                            c.outputs[pos] = prev.outputs.swap_remove(at).1;
                         }
                     }
+                    c.parked = prev.outputs;
                 }
                 c
             })
             .collect();
+        kept.retain(|id, _| next.is_dormant(id));
+        self.retired = kept;
         self.counters = counters;
         self.table = next;
         self.publish_stats();
@@ -876,7 +960,14 @@ impl Engine {
             self.drops.capture_overflow += input.sock.take_drops();
         }
         let table = &self.table;
-        let rules = table
+        let out_stats = |label: String, oc: &OutCounters| OutputStats {
+            output: label,
+            packets: oc.packets,
+            bytes: oc.bytes,
+            full: oc.full,
+            errors: oc.errors,
+        };
+        let mut rules: Vec<RuleStats> = table
             .rules()
             .iter()
             .zip(&self.counters)
@@ -888,16 +979,23 @@ impl Engine {
                     .outputs
                     .iter()
                     .zip(&c.outputs)
-                    .map(|(o, oc)| OutputStats {
-                        output: table.output_slots()[o.slot as usize].label(),
-                        packets: oc.packets,
-                        bytes: oc.bytes,
-                        full: oc.full,
-                        errors: oc.errors,
-                    })
+                    .map(|(o, oc)| out_stats(table.output_slots()[o.slot as usize].label(), oc))
+                    .chain(c.parked.iter().map(|(l, oc)| out_stats(l.clone(), oc)))
                     .collect(),
             })
             .collect();
+        rules.extend(self.retired.iter().map(|(id, k)| {
+            RuleStats {
+                id: id.clone(),
+                packets: k.packets,
+                bytes: k.bytes,
+                outputs: k
+                    .outputs
+                    .iter()
+                    .map(|(l, oc)| out_stats(l.clone(), oc))
+                    .collect(),
+            }
+        }));
         self.stats.publish(EngineStats {
             engine: self.index,
             cpu: self.cpu,
@@ -959,4 +1057,59 @@ fn build_ring(entries: u32) -> io::Result<IoUring> {
         .setup_cqsize(cq)
         .build(entries)
         .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))
+}
+
+/// The `PACKET_AUXDATA` message among a receive's control messages.
+fn auxdata(control: &[u8]) -> Option<libc::tpacket_auxdata> {
+    let hdr = std::mem::size_of::<libc::cmsghdr>();
+    let mut at = 0;
+    while at + hdr <= control.len() {
+        // SAFETY: at + hdr <= len; read_unaligned copes with any alignment.
+        let c: libc::cmsghdr = unsafe { std::ptr::read_unaligned(control[at..].as_ptr().cast()) };
+        let len = c.cmsg_len as usize;
+        if len < hdr || at + len > control.len() {
+            return None;
+        }
+        if c.cmsg_level == libc::SOL_PACKET
+            && c.cmsg_type == libc::PACKET_AUXDATA
+            && len >= hdr + AUXDATA_LEN
+        {
+            // SAFETY: the message holds AUXDATA_LEN bytes after its header.
+            return Some(unsafe { std::ptr::read_unaligned(control[at + hdr..].as_ptr().cast()) });
+        }
+        at += (len + 7) & !7;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14 item 5: sends of rules at table index 65,535 and beyond
+    /// (a 70,000-rule table) are attributed to their rule and output.
+    #[test]
+    fn sends_past_rule_65535_are_attributed() {
+        for (rule, out) in [
+            (0, 0),
+            (65_534, 1),
+            (65_535, 0),
+            (69_999, 299),
+            (4_194_302, 65_534),
+        ] {
+            for packet in [0, PACKET] {
+                let d = send_data(0x1ab, rule, out, 1023) | packet;
+                assert_eq!(d & SEND, SEND);
+                assert_eq!(d & PACKET, packet);
+                assert_eq!(
+                    send_fields(d),
+                    (0xab, Some(rule), Some(out), 1023),
+                    "rule {rule} output {out}"
+                );
+            }
+        }
+        // Past the fields: not attributed, never aliased to another rule.
+        let d = send_data(1, 5_000_000, 70_000, 7);
+        assert_eq!(send_fields(d), (1, None, None, 7));
+    }
 }

@@ -9,6 +9,7 @@ pub mod bufring;
 pub mod capture;
 pub mod engine;
 pub mod fastpath;
+pub mod input;
 pub mod membership;
 pub mod socket;
 pub mod stats;

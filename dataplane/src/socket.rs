@@ -153,6 +153,13 @@ pub fn iface_mtu(name: &str) -> io::Result<u32> {
     Ok(i32::from_ne_bytes([d[0], d[1], d[2], d[3]]) as u32)
 }
 
+/// An interface's link type (`ARPHRD_*`, from `SIOCGIFHWADDR`: the family
+/// of its hardware address is `dev->type`, also for links without one).
+pub fn iface_link_type(name: &str) -> io::Result<u16> {
+    let d = ifreq_ioctl(name, libc::SIOCGIFHWADDR)?;
+    Ok(u16::from_ne_bytes([d[0], d[1]]))
+}
+
 /// Attaches a classic BPF program (replacing any earlier one atomically).
 pub fn attach_filter(fd: RawFd, prog: &[bpf::Insn]) -> io::Result<()> {
     let fprog = libc::sock_fprog {
@@ -181,6 +188,8 @@ const ETH_P_IP: u16 = 0x0800;
 pub struct CaptureSocket {
     fd: OwnedFd,
     pub ifindex: u32,
+    /// Where the network header starts in what this socket reads.
+    pub link: crate::input::LinkKind,
 }
 
 impl CaptureSocket {
@@ -188,12 +197,28 @@ impl CaptureSocket {
     /// filter drops everything), in fanout group `fanout_id` (flow hash: one
     /// flow stays on one socket, so its packets stay in order). See
     /// [`crate::capture`] for why it starts closed.
-    pub fn open_closed(ifindex: u32, fanout_id: u16) -> io::Result<Self> {
+    ///
+    /// On an interface without an Ethernet header (tun, WireGuard, GRE,
+    /// IPIP: `link` is [`LinkKind::Ip`](crate::input::LinkKind::Ip)) the
+    /// socket is `SOCK_DGRAM`, so every frame starts at the network header
+    /// whatever the device puts before it.
+    pub fn open_closed(
+        ifindex: u32,
+        fanout_id: u16,
+        link: crate::input::LinkKind,
+    ) -> io::Result<Self> {
         // Protocol 0: no frame is queued before the filter is attached and
         // the socket is bound.
-        let fd = new_socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
+        let ty = match link {
+            crate::input::LinkKind::Ethernet => libc::SOCK_RAW,
+            crate::input::LinkKind::Ip => libc::SOCK_DGRAM,
+        };
+        let fd = new_socket(libc::AF_PACKET, ty | libc::SOCK_NONBLOCK, 0)?;
         let raw = fd.as_raw_fd();
         attach_filter(raw, &bpf::drop_all())?;
+        // The kernel's facts about each frame (VLAN tag moved out of the
+        // bytes, length on the wire) come as a PACKET_AUXDATA message.
+        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_AUXDATA, &1i32)?;
         // Frames we transmit ourselves are never input (the BPF filter checks
         // this too, for kernels without the option).
         let _ = setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
@@ -213,7 +238,7 @@ impl CaptureSocket {
         })?;
         let fanout: u32 = u32::from(fanout_id) | (libc::PACKET_FANOUT_HASH << 16);
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, &fanout)?;
-        Ok(CaptureSocket { fd, ifindex })
+        Ok(CaptureSocket { fd, ifindex, link })
     }
 
     /// Frames the kernel dropped because this socket's receive queue was
@@ -240,7 +265,7 @@ impl CaptureSocket {
     }
 
     pub fn set_filter(&self, pairs: &[(Ipv4Addr, u16)]) -> io::Result<()> {
-        attach_filter(self.fd.as_raw_fd(), &bpf::capture_filter(pairs))
+        attach_filter(self.fd.as_raw_fd(), &bpf::capture_filter(pairs, self.link))
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -292,6 +317,9 @@ impl OutputSocket {
             setsockopt(raw, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &0i32)?;
         } else {
             setsockopt(raw, libc::IPPROTO_IP, libc::IP_TTL, &ttl)?;
+            // A directed-broadcast output (the subnet's broadcast address)
+            // is refused without it (EACCES on connect and send).
+            setsockopt(raw, libc::SOL_SOCKET, libc::SO_BROADCAST, &1i32)?;
         }
         // Pin the egress interface for unicast too: the rule names it.
         bind_to_device(raw, ifname)?;

@@ -11,6 +11,7 @@ pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Packets an engine took in but did not forward, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Drops {
     /// Passed the filter but no rule matches (e.g. a rule removed, or a
     /// source-specific rule and another source).
@@ -19,8 +20,31 @@ pub struct Drops {
     pub own_frame: u64,
     /// Not IPv4/UDP, or a header that contradicts itself.
     pub malformed: u64,
-    /// Shorter than its headers say (including frames past the buffer size).
+    /// Shorter than its headers say.
     pub truncated: u64,
+    /// Longer than the engines' 9,216-byte frame limit
+    /// ([`crate::input::MAX_FRAME`]); the fast path leaves these to the
+    /// engines too.
+    pub oversize: u64,
+    /// Tagged with a VLAN (other than VLAN 0): the frame belongs to the
+    /// VLAN's interface, not to the one it arrived on.
+    pub vlan: u64,
+    /// Sent to another host's MAC address (`PACKET_OTHERHOST`).
+    pub not_for_host: u64,
+    /// The IPv4 header checksum does not verify.
+    pub ip_checksum: u64,
+    /// Not sent on a `ttl: "decrement"` output because it arrived with TTL
+    /// 1 (counted once per such output).
+    pub ttl_expired: u64,
+    /// The UDP checksum does not verify (0, "none", is accepted).
+    pub udp_checksum: u64,
+    /// The UDP length is below 8 or past the IPv4 payload.
+    pub udp_length: u64,
+    /// Arrived with TTL 0.
+    pub ttl_zero: u64,
+    /// From a source no datagram can have: 0.0.0.0/8, 127.0.0.0/8,
+    /// multicast, 255.255.255.255.
+    pub martian_source: u64,
     /// A piece of a fragmented datagram: the relay forwards whole datagrams.
     pub fragment: u64,
     /// The capture ring ran out of buffers (the engine fell behind; frames
@@ -36,11 +60,41 @@ pub struct Drops {
 }
 
 impl Drops {
+    /// Counts one frame rejected for `reason`.
+    pub fn count(&mut self, reason: crate::input::Reject) {
+        use crate::input::Reject as R;
+        let c = match reason {
+            R::Oversize => &mut self.oversize,
+            R::Vlan => &mut self.vlan,
+            R::NotForHost => &mut self.not_for_host,
+            R::Truncated => &mut self.truncated,
+            R::OwnFrame => &mut self.own_frame,
+            R::Malformed => &mut self.malformed,
+            R::IpChecksum => &mut self.ip_checksum,
+            R::Fragment => &mut self.fragment,
+            R::TtlZero => &mut self.ttl_zero,
+            R::MartianSource => &mut self.martian_source,
+            R::UdpLength => &mut self.udp_length,
+            R::UdpChecksum => &mut self.udp_checksum,
+            R::NoRule => &mut self.no_rule,
+        };
+        *c += 1;
+    }
+
     pub fn total(&self) -> u64 {
         self.no_rule
             + self.own_frame
             + self.malformed
             + self.truncated
+            + self.oversize
+            + self.vlan
+            + self.not_for_host
+            + self.ip_checksum
+            + self.udp_checksum
+            + self.udp_length
+            + self.ttl_zero
+            + self.ttl_expired
+            + self.martian_source
             + self.fragment
             + self.capture_overflow
             + self.output_full
@@ -52,6 +106,15 @@ impl Drops {
         self.own_frame += o.own_frame;
         self.malformed += o.malformed;
         self.truncated += o.truncated;
+        self.oversize += o.oversize;
+        self.vlan += o.vlan;
+        self.not_for_host += o.not_for_host;
+        self.ip_checksum += o.ip_checksum;
+        self.udp_checksum += o.udp_checksum;
+        self.udp_length += o.udp_length;
+        self.ttl_zero += o.ttl_zero;
+        self.ttl_expired += o.ttl_expired;
+        self.martian_source += o.martian_source;
         self.fragment += o.fragment;
         self.no_buffer += o.no_buffer;
         self.capture_overflow += o.capture_overflow;

@@ -11,6 +11,10 @@ use rustc_hash::FxHashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
+/// One input interface's capture needs: its index, how its frames start,
+/// and the (group, port) pairs its filter passes.
+pub type InterfaceInputs = (u32, crate::input::LinkKind, Vec<(Ipv4Addr, u16)>);
+
 /// Where a rule listens: the input interface and the destination address and
 /// port of the datagrams it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,6 +39,9 @@ pub struct OutputSlot {
     pub ifname: String,
     pub dest: SocketAddrV4,
     pub ttl: u8,
+    /// `ttl: "decrement"`: each datagram leaves with its input's TTL less
+    /// one (`ttl` is then only the socket default).
+    pub ttl_decrement: bool,
     /// The output interface's link details, for the prebuilt-header
     /// transmit path (None when unknown: the UDP path is used).
     pub link: Option<LinkInfo>,
@@ -93,6 +100,12 @@ pub struct ForwardingTable {
     output_slots: Vec<OutputSlot>,
     index: FxHashMap<InputKey, InputMatch>,
     local_macs: Vec<MacAddr>,
+    /// Input interfaces without an Ethernet header (read at the network
+    /// header; never on the kernel fast path).
+    ip_links: Vec<u32>,
+    /// Ids of rules that exist but are not in this table (an interface
+    /// is missing): their counters are kept until they return.
+    dormant: Vec<String>,
 }
 
 impl ForwardingTable {
@@ -154,7 +167,26 @@ impl ForwardingTable {
 
     /// The input interfaces in use, each with the (group, port) pairs the
     /// BPF filter must pass, sorted and without duplicates.
-    pub fn inputs_by_interface(&self) -> Vec<(u32, Vec<(Ipv4Addr, u16)>)> {
+    /// Whether rule `id` exists without being in this table (its counters
+    /// are kept).
+    pub fn is_dormant(&self, id: &str) -> bool {
+        self.dormant.iter().any(|d| d == id)
+    }
+
+    pub fn dormant(&self) -> &[String] {
+        &self.dormant
+    }
+
+    /// How frames on input interface `ifindex` start.
+    pub fn link_kind(&self, ifindex: u32) -> crate::input::LinkKind {
+        if self.ip_links.contains(&ifindex) {
+            crate::input::LinkKind::Ip
+        } else {
+            crate::input::LinkKind::Ethernet
+        }
+    }
+
+    pub fn inputs_by_interface(&self) -> Vec<InterfaceInputs> {
         let mut by_if: std::collections::BTreeMap<u32, Vec<(Ipv4Addr, u16)>> = Default::default();
         for key in self.index.keys() {
             by_if
@@ -167,7 +199,7 @@ impl ForwardingTable {
             .map(|(i, mut v)| {
                 v.sort();
                 v.dedup();
-                (i, v)
+                (i, self.link_kind(i), v)
             })
             .collect()
     }
@@ -201,6 +233,19 @@ impl TableBuilder {
 
     pub fn local_macs(mut self, macs: Vec<MacAddr>) -> Self {
         self.table.local_macs = macs;
+        self
+    }
+
+    /// Rules that exist but are not in the table (see
+    /// [`ForwardingTable::is_dormant`]).
+    pub fn dormant(mut self, ids: Vec<String>) -> Self {
+        self.table.dormant = ids;
+        self
+    }
+
+    /// Interfaces whose frames carry no Ethernet header.
+    pub fn ip_links(mut self, ifindexes: Vec<u32>) -> Self {
+        self.table.ip_links = ifindexes;
         self
     }
 
@@ -292,6 +337,7 @@ mod tests {
             ifname: "b".into(),
             dest: SocketAddrV4::new(Ipv4Addr::new(239, 2, 2, 2), port),
             ttl: 1,
+            ttl_decrement: false,
             link: None,
         }
     }
@@ -323,7 +369,10 @@ mod tests {
         // out(1) is shared between the two rules.
         assert_eq!(t.output_slots().len(), 2);
         assert_eq!(t.rules()[1].outputs[0].slot, t.rules()[0].outputs[0].slot);
-        assert_eq!(t.inputs_by_interface(), vec![(2, vec![(g, 5000)])]);
+        assert_eq!(
+            t.inputs_by_interface(),
+            vec![(2, crate::input::LinkKind::Ethernet, vec![(g, 5000)])]
+        );
     }
 
     #[test]

@@ -84,14 +84,14 @@ impl PacketRoute {
 
     /// Writes the headers for a payload of `len` bytes.
     #[inline]
-    pub fn emit(&self, hdr: &mut [u8; HEADER_LEN], src_port: u16, len: usize) {
+    pub fn emit(&self, hdr: &mut [u8; HEADER_LEN], src_port: u16, ttl: u8, len: usize) {
         emit_headers(
             hdr,
             self.src_mac,
             self.dst_mac,
             SocketAddrV4::new(self.src, src_port),
             self.dest,
-            self.ttl,
+            ttl,
             len,
         );
     }
@@ -140,6 +140,9 @@ pub struct TxSlot {
     pub hdr: [u8; HEADER_LEN],
     pub iov: [libc::iovec; 2],
     pub msg: libc::msghdr,
+    /// One control message (IP_TTL) for a UDP send with its own TTL.
+    pub ctrl: [u64; 3],
+    pub dest: libc::sockaddr_in,
 }
 
 /// Fixed storage for the sends of one submission (see the module docs).
@@ -159,6 +162,9 @@ impl TxArena {
                 }; 2],
                 // SAFETY: msghdr is plain old data; all-zero is valid.
                 msg: unsafe { std::mem::zeroed() },
+                ctrl: [0; 3],
+                // SAFETY: sockaddr_in is plain old data; all-zero is valid.
+                dest: unsafe { std::mem::zeroed() },
             })
             .collect();
         TxArena { slots, next: 0 }
@@ -174,18 +180,23 @@ impl TxArena {
         self.next = 0;
     }
 
-    /// Fills the next slot for `route` and returns the msghdr to send.
+    /// Fills the next slot for `route` and returns the msghdr to send;
+    /// `udp_checksum` is the datagram's (0: none, see
+    /// [`crate::input::relayed_checksum`]).
     /// The caller checks [`is_full`](Self::is_full) first.
     pub fn prepare(
         &mut self,
         route: &PacketRoute,
         src_port: u16,
+        ttl: u8,
+        udp_checksum: u16,
         payload: *const u8,
         len: usize,
     ) -> *const libc::msghdr {
         let slot = &mut self.slots[self.next];
         self.next += 1;
-        route.emit(&mut slot.hdr, src_port, len);
+        route.emit(&mut slot.hdr, src_port, ttl, len);
+        slot.hdr[HEADER_LEN - 2..].copy_from_slice(&udp_checksum.to_be_bytes());
         slot.iov[0] = libc::iovec {
             iov_base: slot.hdr.as_mut_ptr().cast(),
             iov_len: HEADER_LEN,
@@ -200,6 +211,52 @@ impl TxArena {
         slot.msg.msg_iovlen = 2;
         slot.msg.msg_control = std::ptr::null_mut();
         slot.msg.msg_controllen = 0;
+        slot.msg.msg_flags = 0;
+        &slot.msg
+    }
+}
+
+impl TxArena {
+    /// Fills the next slot for a UDP-socket send of `len` payload bytes
+    /// with TTL `ttl` (an `IP_TTL` control message) to `dest` (None on a
+    /// connected socket) and returns the msghdr to send.
+    pub fn prepare_udp(
+        &mut self,
+        dest: Option<libc::sockaddr_in>,
+        ttl: u8,
+        payload: *const u8,
+        len: usize,
+    ) -> *const libc::msghdr {
+        let slot = &mut self.slots[self.next];
+        self.next += 1;
+        slot.iov[0] = libc::iovec {
+            iov_base: payload as *mut libc::c_void,
+            iov_len: len,
+        };
+        match dest {
+            Some(d) => {
+                slot.dest = d;
+                slot.msg.msg_name = (&mut slot.dest as *mut libc::sockaddr_in).cast();
+                slot.msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            }
+            None => {
+                slot.msg.msg_name = std::ptr::null_mut();
+                slot.msg.msg_namelen = 0;
+            }
+        }
+        slot.msg.msg_iov = slot.iov.as_mut_ptr();
+        slot.msg.msg_iovlen = 1;
+        // SAFETY: ctrl is 24 bytes, 8-aligned: room for CMSG_SPACE(4); the
+        // CMSG_* helpers only compute offsets within it.
+        unsafe {
+            slot.msg.msg_control = slot.ctrl.as_mut_ptr().cast();
+            slot.msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+            let c = libc::CMSG_FIRSTHDR(&slot.msg);
+            (*c).cmsg_level = libc::IPPROTO_IP;
+            (*c).cmsg_type = libc::IP_TTL;
+            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<i32>(), i32::from(ttl));
+        }
         slot.msg.msg_flags = 0;
         &slot.msg
     }
@@ -224,7 +281,7 @@ mod tests {
         );
         let mut frame = [0u8; HEADER_LEN + 100];
         let mut hdr = [0u8; HEADER_LEN];
-        route.emit(&mut hdr, 4000, 100);
+        route.emit(&mut hdr, 4000, route.ttl, 100);
         frame[..HEADER_LEN].copy_from_slice(&hdr);
         let eth = ethernet::Frame::new_checked(&frame[..]).unwrap();
         assert_eq!(eth.dst_addr(), MacAddr([1, 0, 0x5e, 2, 2, 2]));

@@ -489,11 +489,14 @@ fn rule_names_are_checked_and_untrusted_text_is_escaped() {
     let tag = unique_tag();
     let ns = Netns::new(format!("{tag}-rly"));
     let dir = TempDir::new(&tag);
-    // The rules' interfaces exist, so a rule is active and in `stats`.
+    // The rules' interfaces exist, and the multicast output's has an IPv4
+    // address (without one it would wait for it), so a rule is active and
+    // in `stats`.
     ns.ip(&["link", "add", "x0", "type", "veth", "peer", "name", "y0"]);
     for i in ["x0", "y0"] {
         ns.ip(&["link", "set", i, "up"]);
     }
+    ns.ip(&["addr", "add", "10.79.0.1/24", "dev", "y0"]);
     let mut m = Mcrd::spawn(&ns, &dir, "mcrd", "{}", &[]);
     m.wait_log("mcrd ready", Duration::from_secs(10));
     for (name, cp) in [

@@ -213,3 +213,32 @@ fn gso_batches_leave_as_single_datagrams() {
     assert_eq!(s0["streams"][0]["stream"], 0);
     assert_eq!(s1["streams"][0]["stream"], 1);
 }
+
+/// Issue 14 item 7: without a mode flag mcrgen runs its fastest mode that
+/// keeps single datagrams on the wire (UDP segmentation, as `--gso`) and
+/// says so on stderr; `--no-gso` and `--af-packet` say theirs.
+#[test]
+fn default_mode_is_gso_and_is_named_on_stderr() {
+    let (a, b, x, y) = pair();
+    let dir = TempDir::new(&unique_tag());
+    for (flags, mode) in [
+        (&[][..], "mcrgen: mode gso"),
+        (&["--no-gso"][..], "mcrgen: mode sendmmsg"),
+        (&["--af-packet"][..], "mcrgen: mode af-packet"),
+    ] {
+        let l = Listener::start(&b, &dir, &y, "239.5.5.6", 5001, &["--idle-timeout", "1.5"]);
+        let before = rx_packets(&b, &y);
+        let out = a
+            .command(&bin("mcrgen"))
+            .args(["--json", "--interface", &x, "--group", "239.5.5.6"])
+            .args(["--port", "5001", "--rate", "10000", "--count", "3000"])
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(mode), "{flags:?}: {stderr}");
+        assert_exact(&l.finish(), 3000);
+        assert_one_frame_per_datagram(&b, &y, before, 3000);
+    }
+}

@@ -83,8 +83,16 @@ pub struct GenArgs {
     /// The kernel must cut the batch into datagrams before the device, so
     /// mcrgen turns `tx-udp-segmentation` off on the interface if it is on
     /// (needs CAP_NET_ADMIN; it says so on stderr).
+    ///
+    /// The default when it applies (an --interface, a payload within its
+    /// MTU, the feature off or switchable): mcrgen says on stderr which
+    /// mode runs. --gso makes a failure to use it an error.
     #[arg(long)]
     pub gso: bool,
+    /// One datagram per message (`sendmmsg`) instead of the default
+    /// UDP segmentation sends.
+    #[arg(long, conflicts_with_all = ["gso", "af_packet"])]
+    pub no_gso: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -108,6 +116,7 @@ impl GenArgs {
             multicast_loop: false,
             af_packet: false,
             gso: false,
+            no_gso: false,
             json: false,
         }
     }
@@ -391,6 +400,8 @@ pub fn batch_for_rate(rate: f64) -> usize {
 
 /// Run the generator to completion (count, duration, or SIGINT/SIGTERM).
 pub fn run(args: &GenArgs) -> anyhow::Result<GenSummary> {
+    let mut args = args.clone();
+    let args = &mut args;
     if args.port == 0 {
         bail!("--port must not be 0");
     }
@@ -422,7 +433,36 @@ pub fn run(args: &GenArgs) -> anyhow::Result<GenSummary> {
         Some(p) => p.fd.try_clone()?,
         None => open_socket(args)?,
     };
-    let max_segs = if args.gso { prepare_gso(args, &fd)? } else { 1 };
+    // The fastest mode that keeps single datagrams on the wire is the
+    // default: UDP segmentation sends, unless asked otherwise or it cannot
+    // apply here.
+    let max_segs = if args.gso {
+        prepare_gso(args, &fd)?
+    } else if !args.no_gso && packet.is_none() {
+        match prepare_gso(args, &fd) {
+            Ok(n) => {
+                args.gso = true;
+                n
+            }
+            Err(e) => {
+                eprintln!("mcrgen: UDP segmentation (--gso) not used: {e:#}");
+                1
+            }
+        }
+    } else {
+        1
+    };
+    let args: &GenArgs = args;
+    eprintln!(
+        "mcrgen: mode {}",
+        if packet.is_some() {
+            "af-packet (prebuilt frames on an AF_PACKET socket)".to_string()
+        } else if args.gso {
+            format!("gso (UDP_SEGMENT sends of up to {max_segs} datagrams, cut into single datagrams by the kernel)")
+        } else {
+            "sendmmsg (one datagram per message)".to_string()
+        }
+    );
     sys::stop_flag();
     // Finer sleeps for pacing (default slack is 50 µs).
     // SAFETY: prctl with integer arguments only affects this thread.

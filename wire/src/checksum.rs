@@ -54,6 +54,16 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u32) ->
     acc + u64::from(length >> 16) + u64::from(length & 0xffff)
 }
 
+/// The checksum after fields whose running sum (from [`add`] or
+/// [`pseudo_header`]) was `old` are replaced by fields summing to `new`,
+/// without touching the rest of the data (RFC 1624, eqn. 3:
+/// `HC' = ~(~HC + ~m + m')`). Only for a checksum that verified: an update
+/// carries an error through, it never repairs one.
+#[inline]
+pub fn adjust(check: u16, old: u64, new: u64) -> u16 {
+    !fold(u64::from(!check) + u64::from(!fold(old)) + u64::from(fold(new)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +95,18 @@ mod tests {
         assert!(verify(&data));
         data[0] ^= 1;
         assert!(!verify(&data));
+    }
+
+    #[test]
+    fn adjust_matches_a_fresh_checksum() {
+        let mut data = [1u8, 2, 3, 4, 5, 6, 7, 8, 0, 0];
+        let c = checksum(&data);
+        data[8..10].copy_from_slice(&c.to_be_bytes());
+        let old = add(0, &data[0..4]);
+        data[0..4].copy_from_slice(&[9, 9, 0xff, 0x10]);
+        let new = add(0, &data[0..4]);
+        let adjusted = adjust(c, old, new);
+        data[8..10].copy_from_slice(&[0, 0]);
+        assert_eq!(adjusted, checksum(&data));
     }
 }

@@ -36,6 +36,15 @@ pub const OPT_ROUTER_ALERT: u8 = 0x94;
 /// "router shall examine packet"), four bytes.
 pub const ROUTER_ALERT: [u8; 4] = [OPT_ROUTER_ALERT, 4, 0, 0];
 
+/// Whether `addr` can never be the source of a datagram (RFC 1122 3.2.1.3,
+/// RFC 5735): "this network" 0.0.0.0/8, loopback 127.0.0.0/8, multicast
+/// 224.0.0.0/4 and the limited broadcast 255.255.255.255. The kernel's own
+/// input path drops these as martians.
+pub fn is_martian_source(addr: Ipv4Addr) -> bool {
+    let o = addr.octets();
+    o[0] == 0 || o[0] == 127 || addr.is_multicast() || addr.is_broadcast()
+}
+
 const DONT_FRAG: u16 = 0x4000;
 const MORE_FRAGS: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;

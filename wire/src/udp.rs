@@ -80,6 +80,21 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let acc = checksum::pseudo_header(src, dst, ipv4::PROTO_UDP, u32::from(self.len()));
         checksum::fold(checksum::add(acc, data)) == 0xffff
     }
+
+    /// Whether the checksum field holds only the pseudo-header sum the
+    /// sender's kernel leaves for checksum offload (`CHECKSUM_PARTIAL`:
+    /// the folded, uncomplemented sum of source, destination, protocol and
+    /// length). Such a datagram never crossed a wire: its checksum is still
+    /// to be computed by the sending device, so there is none to verify.
+    pub fn checksum_is_offload_seed(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        let seed = checksum::fold(checksum::pseudo_header(
+            src,
+            dst,
+            ipv4::PROTO_UDP,
+            u32::from(self.len()),
+        ));
+        self.checksum() == seed
+    }
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {

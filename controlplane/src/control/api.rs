@@ -74,6 +74,11 @@ pub struct Status {
     pub protocols: Protocols,
     /// The kernel fast path as it runs.
     pub kernel_fast_path: FastPathStatus,
+    /// Input interfaces another mcrd in this network namespace relays too
+    /// (each is logged): on the engines every datagram would go out twice,
+    /// on the fast path this instance would see nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_inputs: Vec<String>,
     /// Connected control clients (this one included).
     pub control_clients: usize,
     /// Events not delivered to subscribers that fell behind.
@@ -171,6 +176,23 @@ pub struct RuleEntry {
     /// only between a change and its compilation.
     #[serde(flatten)]
     pub state: Option<RuleState>,
+    /// Which data path carries it (absent while it is not in the running
+    /// table: inactive, or between a change and its compilation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<DataPath>,
+    /// Why it is not on the kernel fast path (with `path: "engines"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_reason: Option<String>,
+}
+
+/// The data path that forwards a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataPath {
+    /// The tc ingress program on its input interface (the kernel).
+    Fast,
+    /// The user-space engines (`AF_PACKET` capture).
+    Engines,
 }
 
 /// `add`: the new rule.

@@ -226,6 +226,7 @@ impl Supervisor {
                 msdp: protocol(self.config.msdp.enabled),
             },
             kernel_fast_path: self.fast_path_status(),
+            shared_inputs: self.shared_inputs(),
             control_clients: self.control.client_count(),
             events_dropped: self.control.events_dropped(),
             last_reload: self.last_reload.clone(),
@@ -271,6 +272,7 @@ impl Supervisor {
             .map(|d| {
                 let id = d.rule.id().to_string();
                 let state = states.get(id.as_str()).map(|s| (*s).clone());
+                let (path, path_reason) = self.rule_path(&id);
                 RuleEntry {
                     id,
                     name: d.rule.name.clone(),
@@ -278,6 +280,8 @@ impl Supervisor {
                     outputs: d.rule.outputs.clone(),
                     origin: d.origin,
                     state,
+                    path,
+                    path_reason,
                 }
             })
             .collect();

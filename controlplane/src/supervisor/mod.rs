@@ -5,6 +5,7 @@
 //! here runs on the packet path: the engines only see the tables it
 //! publishes.
 
+mod claims;
 mod commands;
 mod rates;
 
@@ -18,6 +19,7 @@ use mcr_dataplane::capture::Captures;
 use mcr_dataplane::fastpath::FastPath;
 use mcr_dataplane::membership::Memberships;
 use mcr_dataplane::{EngineParams, EngineSet, RuleStats, TableHandle};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -140,6 +142,13 @@ pub struct Supervisor {
     reloads: u64,
     rates: rates::RateTracker,
     fast: FastState,
+    /// Whether the fast path forwarded by the last table, and why each rule
+    /// was off it (None: on it), to log what changes.
+    fast_was_on: Option<bool>,
+    /// This instance's hold on its input interfaces (a second mcrd on one
+    /// is reported).
+    claims: claims::InputClaims,
+    off_fast: BTreeMap<String, Option<String>>,
     /// `options.save_dir`, opened once at start: client-named files are
     /// resolved in this directory, never through its path again.
     save_dir: Option<std::os::fd::OwnedFd>,
@@ -157,7 +166,7 @@ pub(super) enum FastState {
     Closed,
     /// Loaded. Switched off later by config, it stays open with nothing
     /// attached, so the counts it made stay in the rules' totals.
-    Open(FastPath),
+    Open(Box<FastPath>),
     /// The config asks for it but BPF cannot be used; why.
     Failed(String),
 }
@@ -263,6 +272,9 @@ impl Supervisor {
             reloads: 0,
             rates: rates::RateTracker::default(),
             fast: FastState::Closed,
+            fast_was_on: None,
+            claims: claims::InputClaims::default(),
+            off_fast: BTreeMap::new(),
             save_dir,
             peer: None,
             metrics: None,
@@ -386,6 +398,15 @@ impl Supervisor {
             own_frame = drops.own_frame,
             malformed = drops.malformed,
             truncated = drops.truncated,
+            oversize = drops.oversize,
+            vlan = drops.vlan,
+            not_for_host = drops.not_for_host,
+            ip_checksum = drops.ip_checksum,
+            udp_checksum = drops.udp_checksum,
+            udp_length = drops.udp_length,
+            ttl_zero = drops.ttl_zero,
+            ttl_expired = drops.ttl_expired,
+            martian_source = drops.martian_source,
             fragment = drops.fragment,
             no_buffer = drops.no_buffer,
             capture_overflow = drops.capture_overflow,
@@ -485,6 +506,69 @@ impl Supervisor {
             .unwrap_or_else(|| ifindex.to_string())
     }
 
+    /// Input interfaces another mcrd instance relays too.
+    pub(super) fn shared_inputs(&self) -> Vec<String> {
+        self.claims.shared()
+    }
+
+    /// The data path of rule `id` in the running table, and why it is not
+    /// the fast path.
+    pub(super) fn rule_path(
+        &self,
+        id: &str,
+    ) -> (Option<crate::control::api::DataPath>, Option<String>) {
+        use crate::control::api::DataPath;
+        if !self.table.load().rules().iter().any(|r| r.id == id) {
+            return (None, None);
+        }
+        let why = match &self.fast {
+            FastState::Open(_) if !self.config.data_plane.kernel_fast_path => {
+                "the kernel fast path is off (data_plane.kernel_fast_path: false)".to_string()
+            }
+            FastState::Open(f) => match f.off_reason(id) {
+                None => return (Some(DataPath::Fast), None),
+                Some(r) => r.to_string(),
+            },
+            FastState::Failed(why) => why.clone(),
+            FastState::Closed => {
+                "the kernel fast path is off (data_plane.kernel_fast_path: false)".to_string()
+            }
+        };
+        (Some(DataPath::Engines), Some(why))
+    }
+
+    /// Logs the fast path turning on or off, and each rule that is kept
+    /// off it (once per change of reason).
+    fn log_path_changes(&mut self, table: &mcr_dataplane::ForwardingTable) {
+        let on = matches!(self.fast, FastState::Open(_)) && self.config.data_plane.kernel_fast_path;
+        match (self.fast_was_on, on) {
+            (Some(true), false) => tracing::info!(
+                "kernel fast path off: the configuration turned it off; the engines forward every rule"
+            ),
+            (Some(false), true) => tracing::info!(
+                "kernel fast path on: the configuration turned it on; eligible rules move to the kernel"
+            ),
+            _ => {}
+        }
+        self.fast_was_on = Some(on);
+        let mut now = BTreeMap::new();
+        for r in table.rules() {
+            let why = match &self.fast {
+                FastState::Open(f) if on => f.off_reason(&r.id).map(str::to_string),
+                _ => None,
+            };
+            if on && self.off_fast.get(&r.id) != Some(&why) {
+                if let Some(why) = &why {
+                    tracing::info!(rule = %r.id, reason = %why, "rule kept off the kernel fast path; the engines forward it");
+                } else {
+                    tracing::debug!(rule = %r.id, "rule on the kernel fast path");
+                }
+            }
+            now.insert(r.id.clone(), why);
+        }
+        self.off_fast = now;
+    }
+
     /// Opens the kernel fast path when the config asks for it (once: a
     /// failure is retried only after the config switched it off and on).
     fn sync_fast_path(&mut self) {
@@ -502,7 +586,7 @@ impl Supervisor {
                 tracing::info!(
                     "kernel fast path on: eligible rules are forwarded by a tc ingress program"
                 );
-                self.fast = FastState::Open(f);
+                self.fast = FastState::Open(Box::new(f));
             }
             Err(e) => {
                 let why = format!(
@@ -548,6 +632,7 @@ impl Supervisor {
             let name = self.interface_name(*ifindex);
             tracing::warn!(interface = %name, error = %e, "kernel fast path not used on this interface; the engines forward its rules");
         }
+        self.log_path_changes(&table);
         let before: std::collections::HashMap<&str, &RuleState> = self
             .statuses
             .iter()
@@ -598,6 +683,12 @@ impl Supervisor {
         }
         let caps_at = t_caps.elapsed();
         let t_publish = Instant::now();
+        let inputs: Vec<(u32, String)> = table
+            .inputs_by_interface()
+            .iter()
+            .map(|(i, _, _)| (*i, self.interface_name(*i)))
+            .collect();
+        self.claims.update(&inputs);
         self.table.publish(table.with_captures(sets));
         self.engines.wake_all();
         // Answer (and log) only once the engines forward by the new table,

@@ -46,6 +46,7 @@ pub const R4: Reg = Reg(4);
 pub const R5: Reg = Reg(5);
 pub const R6: Reg = Reg(6);
 pub const R7: Reg = Reg(7);
+pub const R8: Reg = Reg(8);
 pub const R9: Reg = Reg(9);
 pub const FP: Reg = Reg(10);
 
@@ -87,6 +88,7 @@ const EXIT: u8 = 0x90;
 
 /// `BPF_PSEUDO_MAP_FD`: the 64-bit immediate load names a map by fd.
 const PSEUDO_MAP_FD: u8 = 1;
+const PSEUDO_CALL: u8 = 1;
 
 /// A jump target, bound with [`Asm::bind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,8 @@ pub struct Asm {
     insns: Vec<Insn>,
     labels: Vec<Option<usize>>,
     fixups: Vec<(usize, Label)>,
+    /// BPF-to-BPF calls: the target goes in `imm`.
+    call_fixups: Vec<(usize, Label)>,
 }
 
 fn insn(code: u8, dst: Reg, src: Reg, off: i16, imm: i32) -> Insn {
@@ -214,6 +218,13 @@ impl Asm {
         self.push(insn(JMP | CALL, R0, R0, 0, helper));
     }
 
+    /// A call of the subprogram starting at `target` (BPF-to-BPF call:
+    /// R1-R5 are its arguments, R0 its result, R6-R9 survive it).
+    pub fn call_local(&mut self, target: Label) {
+        self.call_fixups.push((self.insns.len(), target));
+        self.push(insn(JMP | CALL, R0, Reg(PSEUDO_CALL), 0, 0));
+    }
+
     pub fn exit(&mut self) {
         self.push(insn(JMP | EXIT, R0, R0, 0, 0));
     }
@@ -238,6 +249,10 @@ impl Asm {
             let rel = target as i64 - at as i64 - 1;
             self.insns[at].off = i16::try_from(rel)
                 .map_err(|_| format!("jump of {rel} instructions is out of range"))?;
+        }
+        for (at, label) in std::mem::take(&mut self.call_fixups) {
+            let target = self.labels[label.0].ok_or("call of an unbound label")?;
+            self.insns[at].imm = (target as i64 - at as i64 - 1) as i32;
         }
         Ok(self.insns)
     }

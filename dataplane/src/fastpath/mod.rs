@@ -76,6 +76,13 @@ pub struct FastPath {
     counted: Vec<Counted>,
     /// Rules the attached programs forward.
     rules: usize,
+    /// Why each rule of the last table is not on the fast path (rules
+    /// missing here are on it).
+    off: HashMap<String, String>,
+    /// Counts of slots given up while their rule was dormant (an interface
+    /// gone), added back when it returns: counters live as long as the
+    /// rule.
+    base: HashMap<SlotKey, [u64; VALUE_WORDS]>,
 }
 
 impl FastPath {
@@ -101,6 +108,8 @@ impl FastPath {
             attached: BTreeMap::new(),
             counted: Vec::new(),
             rules: 0,
+            off: HashMap::new(),
+            base: HashMap::new(),
         })
     }
 
@@ -126,12 +135,30 @@ impl FastPath {
     /// interfaces whose program failed (their rules stay with the engines),
     /// with the reason.
     pub fn apply(&mut self, table: &ForwardingTable, enabled: bool) -> Vec<(u32, String)> {
+        self.off = table
+            .rules()
+            .iter()
+            .map(|r| {
+                let why = if enabled {
+                    off_reason(table, r).unwrap_or_else(|| "not planned".into())
+                } else {
+                    "the kernel fast path is off (data_plane.kernel_fast_path: false)".into()
+                };
+                (r.id.clone(), why)
+            })
+            .collect();
         let plans = if enabled {
             self.plan(table)
         } else {
             Vec::new()
         };
         self.install(plans, table)
+    }
+
+    /// Why rule `id` of the last table is not on the fast path; None when
+    /// it is.
+    pub fn off_reason(&self, id: &str) -> Option<&str> {
+        self.off.get(id).map(String::as_str)
     }
 
     /// Per input interface, the (group, port) keys whose rules are all
@@ -155,10 +182,20 @@ impl FastPath {
                 local_macs: local_macs.clone(),
                 keys: Vec::new(),
             };
-            let mut size = 60 + 4 * local_macs.len();
+            // The preamble and checks, and the UDP checksum subprogram.
+            let mut size = 1000 + 4 * local_macs.len();
             let mut rules_here = Vec::new();
             for ((group, port), rules) in keys {
                 if !rules.iter().all(|&i| eligible(table, i)) {
+                    for &i in rules {
+                        let r = &table.rules()[i];
+                        if eligible(table, i) {
+                            self.off.insert(
+                                r.id.clone(),
+                                "another rule on its input group and port cannot be on the fast path".into(),
+                            );
+                        }
+                    }
                     continue;
                 }
                 let cost: usize = rules
@@ -167,6 +204,17 @@ impl FastPath {
                     .sum::<usize>()
                     + 20;
                 if size + cost > MAX_INSNS {
+                    for &i in rules {
+                        let r = &table.rules()[i];
+                        self.off.insert(
+                            r.id.clone(),
+                            format!(
+                                "past the fast-path program's size budget on its input interface ({} outputs; about {} output sends fit one interface)",
+                                r.outputs.len(),
+                                MAX_INSNS / program::INSNS_PER_OUTPUT
+                            ),
+                        );
+                    }
                     continue;
                 }
                 let mut key = FastKey {
@@ -186,6 +234,12 @@ impl FastPath {
                     }
                 }
                 if !ok {
+                    for &i in rules {
+                        self.off.insert(
+                            table.rules()[i].id.clone(),
+                            format!("no fast-path counter slot left ({MAX_SLOTS} in all)"),
+                        );
+                    }
                     continue;
                 }
                 size += cost;
@@ -216,8 +270,19 @@ impl FastPath {
                 Ok(()) => {
                     keep.insert(ifindex);
                     self.rules += p.rules.len();
+                    for &i in &p.rules {
+                        self.off.remove(&table.rules()[i].id);
+                    }
                 }
-                Err(e) => failed.push((ifindex, e)),
+                Err(e) => {
+                    for &i in &p.rules {
+                        self.off.insert(
+                            table.rules()[i].id.clone(),
+                            format!("the program of its input interface failed: {e}"),
+                        );
+                    }
+                    failed.push((ifindex, e));
+                }
             }
         }
         // Closing a link detaches its program.
@@ -240,6 +305,7 @@ impl FastPath {
                 src: link.addr,
                 dest: s.dest,
                 ttl: s.ttl,
+                ttl_decrement: s.ttl_decrement,
                 slot: oslot,
             });
         }
@@ -318,13 +384,33 @@ impl FastPath {
             .filter(|k| !live.contains(*k))
             .cloned()
             .collect();
+        let rule_of = |k: &SlotKey| match k {
+            SlotKey::Rule(id) | SlotKey::Output(id, _) => id.clone(),
+        };
+        let all = if gone.is_empty() {
+            Vec::new()
+        } else {
+            self.read_all()
+        };
         for k in gone {
             if let Some(s) = self.slots.remove(&k) {
+                // A rule still configured keeps what its slot counted.
+                if table.is_dormant(&rule_of(&k)) || live.contains(&SlotKey::Rule(rule_of(&k))) {
+                    let v = all.get(s as usize).copied().unwrap_or_default();
+                    let b = self.base.entry(k.clone()).or_default();
+                    for (b, v) in b.iter_mut().zip(v) {
+                        *b += v;
+                    }
+                }
                 if sys::update(&self.map, s, &zero).is_ok() {
                     self.free.push(s);
                 }
             }
         }
+        // Rules removed for good take their counts with them.
+        self.base.retain(|k, _| {
+            table.is_dormant(&rule_of(k)) || live.contains(&SlotKey::Rule(rule_of(k)))
+        });
     }
 
     /// Every slot in use, summed over CPUs, in one `bpf(2)` call (stats and
@@ -353,7 +439,8 @@ impl FastPath {
     pub fn rule_stats(&self) -> Vec<RuleStats> {
         let all = self.read_all();
         let read = |slot: u32| all.get(slot as usize).copied().unwrap_or_default();
-        self.counted
+        let mut stats: Vec<RuleStats> = self
+            .counted
             .iter()
             .map(|c| {
                 let r = read(c.slot);
@@ -377,7 +464,32 @@ impl FastPath {
                         .collect(),
                 }
             })
-            .collect()
+            .collect();
+        // What slots given up earlier counted (summed with the above by
+        // rule id and output label).
+        for (k, v) in &self.base {
+            match k {
+                SlotKey::Rule(id) => stats.push(RuleStats {
+                    id: id.clone(),
+                    packets: v[0],
+                    bytes: v[1],
+                    outputs: Vec::new(),
+                }),
+                SlotKey::Output(id, label) => stats.push(RuleStats {
+                    id: id.clone(),
+                    packets: 0,
+                    bytes: 0,
+                    outputs: vec![OutputStats {
+                        output: label.clone(),
+                        packets: v[0],
+                        bytes: v[1],
+                        full: 0,
+                        errors: v[2],
+                    }],
+                }),
+            }
+        }
+        stats
     }
 
     /// Rules the kernel forwards (the engines see only what it passes on).
@@ -391,11 +503,43 @@ impl FastPath {
     }
 }
 
-/// Whether a rule can run in the kernel: every output multicast, on an
-/// interface whose MAC and address are known, and not the input interface.
+/// Why a rule cannot run in the kernel, if it cannot (see [`eligible`]).
+fn off_reason(table: &ForwardingTable, r: &crate::table::TableRule) -> Option<String> {
+    if table.link_kind(r.input.ifindex) != crate::input::LinkKind::Ethernet {
+        return Some(
+            "its input interface has no Ethernet header (the engines read it at the network header)"
+                .into(),
+        );
+    }
+    if r.outputs.is_empty() {
+        return Some("no output interface exists".into());
+    }
+    for o in &r.outputs {
+        let s = &table.output_slots()[o.slot as usize];
+        if !s.dest.ip().is_multicast() {
+            return Some(format!("output {} is unicast", s.label()));
+        }
+        if s.ifindex == r.input.ifindex {
+            return Some(format!("output {} is on the input interface", s.label()));
+        }
+        if s.link.is_none() {
+            return Some(format!(
+                "output {} has no Ethernet address, no IPv4 address or a smaller MTU than the input",
+                s.label()
+            ));
+        }
+    }
+    None
+}
+
+/// Whether a rule can run in the kernel: an input with an Ethernet header,
+/// every output multicast, on an interface whose MAC and address are known,
+/// and not the input interface.
 fn eligible(table: &ForwardingTable, i: usize) -> bool {
     let r = &table.rules()[i];
-    !r.outputs.is_empty()
+    // An input without an Ethernet header is read by the engines only.
+    table.link_kind(r.input.ifindex) == crate::input::LinkKind::Ethernet
+        && !r.outputs.is_empty()
         && r.outputs.iter().all(|o| {
             let s = &table.output_slots()[o.slot as usize];
             s.link.is_some() && s.dest.ip().is_multicast() && s.ifindex != r.input.ifindex

@@ -31,6 +31,7 @@ const HELPER_L4_CSUM: i32 = 11;
 const HELPER_CLONE_REDIRECT: i32 = 13;
 const HELPER_REDIRECT: i32 = 23;
 const HELPER_LOAD_BYTES: i32 = 26;
+const HELPER_CSUM_DIFF: i32 = 28;
 
 const F_PSEUDO_HDR: i32 = 1 << 4;
 const F_MARK_MANGLED_0: i32 = 1 << 5;
@@ -39,6 +40,8 @@ const TCX_NEXT: i32 = -1;
 /// `TCX_REDIRECT`: the frame leaves where `bpf_redirect` said.
 const TCX_REDIRECT: i32 = 7;
 const JLT: u8 = 0xa0;
+const JGT: u8 = 0x20;
+const JGE: u8 = 0x30;
 
 /// Stack layout (offsets from the frame pointer).
 /// At 2 mod 4, so that the MAC and IPv4 address words are 4-byte aligned
@@ -48,8 +51,15 @@ const KEY: i16 = -80; // map key
 const RES: i16 = -88; // a clone's result
 
 const HEADER_LEN: i32 = 42;
+/// `__sk_buff.pkt_type`.
+const SKB_PKT_TYPE: i16 = 4;
 /// `__sk_buff.vlan_present`.
 const SKB_VLAN_PRESENT: i16 = 20;
+/// `__sk_buff.vlan_tci`.
+const SKB_VLAN_TCI: i16 = 24;
+/// Chunk the UDP checksum is summed in (a stack buffer of the subprogram).
+const CSUM_CHUNK: i32 = 256;
+const CSUM_BUF: i16 = -(CSUM_CHUNK as i16);
 const OFF_SADDR: i32 = 26;
 const OFF_DADDR: i32 = 30;
 const OFF_TTL: i32 = 22;
@@ -68,6 +78,8 @@ pub struct FastOutput {
     pub src: Ipv4Addr,
     pub dest: SocketAddrV4,
     pub ttl: u8,
+    /// `ttl: "decrement"`: the input's TTL less one instead of `ttl`.
+    pub ttl_decrement: bool,
     /// Counter slot.
     pub slot: u32,
 }
@@ -115,6 +127,9 @@ enum Val {
 }
 
 const ORIG_SADDR: Reg = R7;
+/// The input's TTL, for `ttl: "decrement"` outputs (R8 is free once the
+/// UDP checksum was checked).
+const ORIG_TTL: Reg = R8;
 /// Payload length of the datagram, for the byte counters.
 const PAYLOAD_LEN: Reg = R9;
 
@@ -213,8 +228,16 @@ impl Gen {
         }
         self.a
             .store_imm(Size::H, FP, HDR + 10, raw16([macs[10], macs[11]]) as i32);
-        self.a
-            .store_imm(Size::H, FP, HDR + OFF_TTL as i16, raw16([o.ttl, 17]) as i32);
+        if o.ttl_decrement {
+            // The input's TTL (in ORIG_TTL, above 1) less one, protocol 17.
+            self.a.mov(R1, ORIG_TTL);
+            self.a.alu_imm(OP_ADD, R1, -1);
+            self.a.alu_imm(OP_ADD, R1, raw16([0, 17]) as i32);
+            self.a.store(Size::H, FP, HDR + OFF_TTL as i16, R1);
+        } else {
+            self.a
+                .store_imm(Size::H, FP, HDR + OFF_TTL as i16, raw16([o.ttl, 17]) as i32);
+        }
         self.a.store_imm(Size::H, FP, HDR + OFF_IP_CSUM as i16, 0);
         self.a.store_imm(
             Size::W,
@@ -299,6 +322,12 @@ impl Gen {
     /// itself (no clone, no copy, and the input is not also delivered up
     /// the relay's own stack).
     fn rule(&mut self, key: &FastKey, rule: &FastRule) {
+        if rule.outputs.iter().any(|o| o.ttl_decrement) {
+            // A datagram a decrementing output would not send (TTL 1) is
+            // the engines' to count (ttl_expired).
+            self.a.load(Size::B, ORIG_TTL, FP, HDR + OFF_TTL as i16);
+            self.a.jmp_imm(JLT, ORIG_TTL, 2, self.pass);
+        }
         self.count_sent(rule.slot);
         let mut at = Pseudo {
             saddr: Val::Orig(ORIG_SADDR),
@@ -369,9 +398,19 @@ pub fn generate(p: &InterfaceProgram, map_fd: i32) -> Result<Vec<Insn>, String> 
     a.mov_imm(R4, HEADER_LEN);
     a.call(HELPER_LOAD_BYTES);
     a.jmp_imm(JNE, R0, 0, pass);
-    // A VLAN-tagged frame belongs to the VLAN's interface, not this one.
+    // A VLAN-tagged frame belongs to the VLAN's interface, not this one
+    // (VLAN 0 is a priority tag: untagged traffic). Like every frame the
+    // program does not accept, it goes on to the engines, which count it.
+    let untagged = a.label();
     a.load(Size::W, R1, R6, SKB_VLAN_PRESENT);
+    a.jmp_imm(JEQ, R1, 0, untagged);
+    a.load(Size::W, R1, R6, SKB_VLAN_TCI);
+    a.alu_imm(OP_AND, R1, 0x0fff);
     a.jmp_imm(JNE, R1, 0, pass);
+    a.bind(untagged);
+    // Another host's destination MAC.
+    a.load(Size::W, R1, R6, SKB_PKT_TYPE);
+    a.jmp_imm(JEQ, R1, i32::from(crate::input::PACKET_OTHERHOST), pass);
     a.load(Size::H, R1, FP, HDR + 12);
     a.jmp32_imm(JNE, R1, raw16([0x08, 0x00]), pass);
     a.load(Size::B, R1, FP, HDR + 14);
@@ -393,6 +432,7 @@ pub fn generate(p: &InterfaceProgram, map_fd: i32) -> Result<Vec<Insn>, String> 
             a.bind(next);
         }
     }
+    accept_checks(a, pass);
     a.load(Size::W, R2, FP, HDR + OFF_DADDR as i16);
     a.load(Size::H, R3, FP, HDR + OFF_DPORT as i16);
     let key_labels: Vec<Label> = p.keys.iter().map(|_| a.label()).collect();
@@ -403,20 +443,17 @@ pub fn generate(p: &InterfaceProgram, map_fd: i32) -> Result<Vec<Insn>, String> 
         a.bind(next);
     }
     a.ja(pass);
+    let verify_udp = g.a.label();
     for (k, l) in p.keys.iter().zip(&key_labels) {
         let a = &mut g.a;
         a.bind(*l);
-        a.load(Size::W, ORIG_SADDR, FP, HDR + OFF_SADDR as i16);
-        a.load(Size::H, PAYLOAD_LEN, FP, HDR + 16);
-        a.to_be(PAYLOAD_LEN, 16);
-        a.jmp_imm(JLT, PAYLOAD_LEN, 28, pass);
-        // A frame shorter than its IP total length is left to the engines
-        // (which count it truncated).
-        a.load(Size::W, R1, R6, 0);
-        a.mov(R2, PAYLOAD_LEN);
-        a.alu_imm(OP_ADD, R2, 14);
-        a.jmp_reg(JLT, R1, R2, pass);
-        a.alu_imm(OP_ADD, PAYLOAD_LEN, -28);
+        // The UDP checksum is summed only for datagrams a rule takes.
+        let summed = a.label();
+        a.jmp_imm(JEQ, R8, 0, summed);
+        a.mov(R1, R6);
+        a.call_local(verify_udp);
+        a.jmp_imm(JNE, R0, 0, pass);
+        a.bind(summed);
         let rule_labels: Vec<Label> = k.by_source.iter().map(|_| a.label()).collect();
         for ((src, _), rl) in k.by_source.iter().zip(&rule_labels) {
             a.jmp32_imm(JEQ, ORIG_SADDR, raw32(src.octets()), *rl);
@@ -438,7 +475,185 @@ pub fn generate(p: &InterfaceProgram, map_fd: i32) -> Result<Vec<Insn>, String> 
     g.a.bind(pass);
     g.a.mov_imm(R0, TCX_NEXT);
     g.a.exit();
+    g.a.bind(verify_udp);
+    udp_checksum_subprogram(&mut g.a);
     g.a.finish()
+}
+
+/// The checks of [`crate::input::check`] on the header copy, after the
+/// preamble (IPv4 without options, UDP, not a fragment, untagged, for this
+/// host, not our own frame): anything that fails goes on to the engines
+/// (`pass`), which drop and count it by the same definition. On the way
+/// through: `ORIG_SADDR` = the source, `PAYLOAD_LEN` = the UDP payload
+/// length, and R8 = 1 when the UDP checksum must be summed (it is neither 0
+/// nor the sender's offload seed).
+fn accept_checks(a: &mut Asm, pass: Label) {
+    // Longer than the engines take (oversize), shorter than its total
+    // length (truncated), or longer (bytes after the datagram, which only
+    // the engines trim): not ours to forward.
+    a.load(Size::W, R1, R6, 0);
+    a.jmp_imm(JGT, R1, crate::input::MAX_FRAME as i32, pass);
+    a.load(Size::H, PAYLOAD_LEN, FP, HDR + 16);
+    a.to_be(PAYLOAD_LEN, 16);
+    a.jmp_imm(JLT, PAYLOAD_LEN, 28, pass);
+    a.mov(R2, PAYLOAD_LEN);
+    a.alu_imm(OP_ADD, R2, 14);
+    a.jmp_reg(JNE, R1, R2, pass);
+    // IPv4 header checksum: the ten words sum to all ones.
+    a.mov_imm(R4, 0);
+    for w in 0..10i16 {
+        a.load(Size::H, R2, FP, HDR + 14 + 2 * w);
+        a.alu_reg(OP_ADD, R4, R2);
+    }
+    fold16(a, R4);
+    a.jmp_imm(JNE, R4, 0xffff, pass);
+    // TTL 0.
+    a.load(Size::B, R1, FP, HDR + OFF_TTL as i16);
+    a.jmp_imm(JEQ, R1, 0, pass);
+    // Martian sources: 0/8, 127/8, 224/4 and above (multicast, class E,
+    // 255.255.255.255; the engines still take class E unicast).
+    a.load(Size::W, ORIG_SADDR, FP, HDR + OFF_SADDR as i16);
+    a.load(Size::B, R1, FP, HDR + OFF_SADDR as i16);
+    a.jmp_imm(JEQ, R1, 0, pass);
+    a.jmp_imm(JEQ, R1, 127, pass);
+    a.jmp_imm(JGE, R1, 224, pass);
+    // UDP length: exactly the IPv4 payload (shorter: the engines trim the
+    // rest; longer or below 8: udp_length).
+    a.load(Size::H, R1, FP, HDR + 38);
+    a.to_be(R1, 16);
+    a.mov(R2, PAYLOAD_LEN);
+    a.alu_imm(OP_ADD, R2, -20);
+    a.jmp_reg(JNE, R1, R2, pass);
+    a.alu_imm(OP_ADD, PAYLOAD_LEN, -28);
+    // UDP checksum: 0 (none) or the offload seed need no sum.
+    a.mov_imm(R8, 0);
+    let done = a.label();
+    a.load(Size::H, R1, FP, HDR + OFF_UDP_CSUM as i16);
+    a.jmp_imm(JEQ, R1, 0, done);
+    // Seed = fold(source + destination + protocol + UDP length), all in
+    // the byte order of the frame (the raw loads keep it).
+    a.mov_imm(R1, 0);
+    a.mov_imm(R2, 0);
+    a.mov(R3, FP);
+    a.alu_imm(OP_ADD, R3, (HDR + OFF_SADDR as i16) as i32);
+    a.mov_imm(R4, 8);
+    a.mov_imm(R5, 0);
+    a.call(HELPER_CSUM_DIFF);
+    a.mov32(R4, R0);
+    a.mov32_imm(R2, raw16([0, 17]));
+    a.alu_reg(OP_ADD, R4, R2);
+    a.load(Size::H, R2, FP, HDR + 38);
+    a.alu_reg(OP_ADD, R4, R2);
+    fold16(a, R4);
+    a.load(Size::H, R1, FP, HDR + OFF_UDP_CSUM as i16);
+    a.jmp_reg(JEQ, R1, R4, done);
+    a.mov_imm(R8, 1);
+    a.bind(done);
+}
+
+/// reg = the 16-bit one's-complement fold of a sum below 2^36.
+fn fold16(a: &mut Asm, reg: Reg) {
+    for _ in 0..3 {
+        a.mov(R3, reg);
+        a.alu_imm(OP_RSH, R3, 16);
+        a.alu_imm(OP_AND, reg, 0xffff);
+        a.alu_reg(OP_ADD, reg, R3);
+    }
+}
+
+/// Subprogram: R1 = the frame (an untagged Ethernet/IPv4 frame whose UDP
+/// length was checked against its IP total length). R0 = 0 when the UDP
+/// checksum verifies over pseudo-header, header and payload, 1 otherwise.
+/// Sums in [`CSUM_CHUNK`]-byte pieces copied to the stack (unrolled up to
+/// the largest frame taken), with `bpf_csum_diff`.
+fn udp_checksum_subprogram(a: &mut Asm) {
+    let fail = a.label();
+    let done = a.label();
+    let tail = a.label();
+    a.mov(R6, R1);
+    // Addresses and UDP header (16 bytes from the source address).
+    a.mov(R1, R6);
+    a.mov_imm(R2, 26);
+    a.mov(R3, FP);
+    a.alu_imm(OP_ADD, R3, CSUM_BUF as i32);
+    a.mov_imm(R4, 16);
+    a.call(HELPER_LOAD_BYTES);
+    a.jmp_imm(JNE, R0, 0, fail);
+    // Pseudo-header: addresses, protocol, UDP length (raw order).
+    a.load(Size::H, R8, FP, CSUM_BUF + 12);
+    a.mov(R1, FP);
+    a.alu_imm(OP_ADD, R1, CSUM_BUF as i32);
+    a.mov(R3, R1);
+    a.mov_imm(R1, 0);
+    a.mov_imm(R2, 0);
+    a.mov_imm(R4, 8);
+    a.mov_imm(R5, 0);
+    a.call(HELPER_CSUM_DIFF);
+    a.mov32(R7, R0);
+    a.mov32_imm(R1, raw16([0, 17]));
+    a.alu_reg(OP_ADD, R7, R1);
+    a.alu_reg(OP_ADD, R7, R8);
+    // R8 = bytes left (the UDP length), R9 = their offset in the frame.
+    a.to_be(R8, 16);
+    a.mov_imm(R9, 34);
+    let chunks = crate::input::MAX_FRAME.div_ceil(CSUM_CHUNK as usize);
+    for _ in 0..chunks {
+        a.jmp_imm(JEQ, R8, 0, done);
+        a.jmp_imm(JLT, R8, CSUM_CHUNK, tail);
+        a.mov(R1, R6);
+        a.mov(R2, R9);
+        a.mov(R3, FP);
+        a.alu_imm(OP_ADD, R3, CSUM_BUF as i32);
+        a.mov_imm(R4, CSUM_CHUNK);
+        a.call(HELPER_LOAD_BYTES);
+        a.jmp_imm(JNE, R0, 0, fail);
+        a.mov_imm(R1, 0);
+        a.mov_imm(R2, 0);
+        a.mov(R3, FP);
+        a.alu_imm(OP_ADD, R3, CSUM_BUF as i32);
+        a.mov_imm(R4, CSUM_CHUNK);
+        a.mov32(R5, R7);
+        a.call(HELPER_CSUM_DIFF);
+        a.mov32(R7, R0);
+        a.alu_imm(OP_ADD, R9, CSUM_CHUNK);
+        a.alu_imm(OP_ADD, R8, -CSUM_CHUNK);
+    }
+    a.jmp_imm(JEQ, R8, 0, done);
+    a.ja(fail);
+    // The last piece, 1 to CSUM_CHUNK - 1 bytes, zero-padded to a
+    // multiple of 4 (padding adds nothing to the sum).
+    a.bind(tail);
+    for i in 0..(CSUM_CHUNK / 8) as i16 {
+        a.store_imm(Size::DW, FP, CSUM_BUF + 8 * i, 0);
+    }
+    a.mov(R1, R6);
+    a.mov(R2, R9);
+    a.mov(R3, FP);
+    a.alu_imm(OP_ADD, R3, CSUM_BUF as i32);
+    a.mov(R4, R8);
+    a.call(HELPER_LOAD_BYTES);
+    a.jmp_imm(JNE, R0, 0, fail);
+    a.mov_imm(R1, 0);
+    a.mov_imm(R2, 0);
+    a.mov(R3, FP);
+    a.alu_imm(OP_ADD, R3, CSUM_BUF as i32);
+    a.mov(R4, R8);
+    a.alu_imm(OP_ADD, R4, 3);
+    a.alu_imm(OP_AND, R4, !3);
+    // (Never true; tells the verifier the size fits the buffer.)
+    a.jmp_imm(JGT, R4, CSUM_CHUNK, fail);
+    a.mov32(R5, R7);
+    a.call(HELPER_CSUM_DIFF);
+    a.mov32(R7, R0);
+    a.bind(done);
+    fold16(a, R7);
+    a.mov_imm(R0, 0);
+    let ok = a.label();
+    a.jmp_imm(JEQ, R7, 0xffff, ok);
+    a.bind(fail);
+    a.mov_imm(R0, 1);
+    a.bind(ok);
+    a.exit();
 }
 
 #[cfg(test)]
@@ -452,6 +667,7 @@ mod tests {
             src: Ipv4Addr::new(10, 0, ifindex as u8, 1),
             dest: SocketAddrV4::new(Ipv4Addr::from(group), port),
             ttl: 3,
+            ttl_decrement: ifindex == 3,
             slot,
         }
     }
@@ -502,7 +718,7 @@ mod tests {
         let prog = generate(&p, 5).unwrap();
         let outputs: usize = 7;
         assert!(
-            prog.len() < 200 + outputs * INSNS_PER_OUTPUT,
+            prog.len() < 1000 + outputs * INSNS_PER_OUTPUT,
             "{}",
             prog.len()
         );

@@ -1,0 +1,466 @@
+//! What counts as input: the one definition of a datagram mcr relays, used
+//! by the engines for every frame they receive and mirrored by the kernel
+//! fast path's program ([`crate::fastpath::program`]), which forwards only
+//! frames that pass every check below and hands every other frame on to the
+//! engines, where [`check`] names the reason and it is counted in
+//! [`crate::Drops`]. So both paths forward the same datagrams and count the
+//! same drop reasons.
+//!
+//! The checks, in this order (the first that fails names the reason):
+//!
+//! | # | check | reason |
+//! |---|---|---|
+//! | 1 | the frame is at most [`MAX_FRAME`] bytes on the wire | `oversize` |
+//! | 2 | it carries no VLAN tag other than VLAN 0 (a priority tag), in the kernel's metadata | `vlan` |
+//! | 3 | Ethernet header present (link types with one) | `truncated` |
+//! | 4a | the kernel's packet type is not `PACKET_OTHERHOST`: with a group or own destination MAC that means a VLAN tag no VLAN device took (the kernel clears the tag before protocol packet sockets see the frame, and marks it so) | `vlan` |
+//! | 4b | ... otherwise a foreign destination MAC (on a link without Ethernet: always this) | `not_for_host` |
+//! | 5 | not sent by one of this host's interfaces | `own_frame` |
+//! | 6 | EtherType IPv4; IPv4 version 4, header length >= 20, total length >= header length | `malformed` |
+//! | 7 | the frame holds the IPv4 total length (bytes after it are padding and are never forwarded) | `truncated` |
+//! | 8 | IPv4 header checksum verifies | `ip_checksum` |
+//! | 9 | protocol UDP | `malformed` |
+//! | 10 | not a fragment | `fragment` |
+//! | 11 | TTL not 0 | `ttl_zero` |
+//! | 12 | source not 0.0.0.0/8, 127.0.0.0/8, multicast or 255.255.255.255 | `martian_source` |
+//! | 13 | UDP length >= 8 and <= the IPv4 payload | `udp_length` |
+//! | 14 | UDP checksum verifies, or is 0 (none sent), or is the sender's offload seed (see [`UdpChecksum::OffloadSeed`]) | `udp_checksum` |
+//!
+//! A frame that passes is relayed as the UDP payload up to the UDP length;
+//! nothing past it is ever copied onto an output.
+
+use mcr_wire::{checksum, ethernet, ipv4, udp, Error as WireError, MacAddr};
+use std::net::Ipv4Addr;
+
+/// The largest frame the engines take whole (a 9000-byte MTU plus Ethernet
+/// and VLAN headers); larger frames are dropped as `oversize` on both
+/// paths.
+pub const MAX_FRAME: usize = 9216;
+
+/// `PACKET_OTHERHOST`: the frame's destination MAC is another host's.
+pub const PACKET_OTHERHOST: u8 = 3;
+
+/// Why a received frame is not relayed (each is a counter in
+/// [`crate::Drops`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    Oversize,
+    Vlan,
+    NotForHost,
+    Truncated,
+    OwnFrame,
+    Malformed,
+    IpChecksum,
+    Fragment,
+    TtlZero,
+    MartianSource,
+    UdpLength,
+    UdpChecksum,
+    NoRule,
+}
+
+impl Reject {
+    /// The counter's name (a field of [`crate::Drops`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            Reject::Oversize => "oversize",
+            Reject::Vlan => "vlan",
+            Reject::NotForHost => "not_for_host",
+            Reject::Truncated => "truncated",
+            Reject::OwnFrame => "own_frame",
+            Reject::Malformed => "malformed",
+            Reject::IpChecksum => "ip_checksum",
+            Reject::Fragment => "fragment",
+            Reject::TtlZero => "ttl_zero",
+            Reject::MartianSource => "martian_source",
+            Reject::UdpLength => "udp_length",
+            Reject::UdpChecksum => "udp_checksum",
+            Reject::NoRule => "no_rule",
+        }
+    }
+}
+
+/// Where the network header starts on the input interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LinkKind {
+    /// An Ethernet header (14 bytes) precedes IPv4.
+    Ethernet,
+    /// No link-layer header (tun, WireGuard, GRE, IPIP, SIT: `ARPHRD_NONE`
+    /// and the tunnel types): the frame is the IPv4 packet.
+    Ip,
+}
+
+impl LinkKind {
+    /// The kind for an `ARPHRD_*` hardware type: Ethernet for Ethernet and
+    /// loopback (whose frames carry a zeroed Ethernet header), no header
+    /// for everything else this relay can take input from.
+    pub fn from_arphrd(hatype: u16) -> LinkKind {
+        match hatype {
+            1 | 772 => LinkKind::Ethernet,
+            _ => LinkKind::Ip,
+        }
+    }
+
+    pub fn header_len(self) -> usize {
+        match self {
+            LinkKind::Ethernet => ethernet::HEADER_LEN,
+            LinkKind::Ip => 0,
+        }
+    }
+}
+
+/// What the kernel says about a frame beside its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Bytes the frame had on the wire (may exceed the bytes received).
+    pub wire_len: usize,
+    /// The VLAN TCI the kernel moved out of the frame, if any.
+    pub vlan_tci: Option<u16>,
+    /// `sll_pkttype` (`PACKET_HOST`, `PACKET_MULTICAST`, ...).
+    pub pkt_type: u8,
+}
+
+/// The UDP checksum of an accepted datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpChecksum {
+    /// 0: the sender computed none.
+    None,
+    /// A checksum that verified over the datagram (the field's value).
+    Verified(u16),
+    /// The field holds only the pseudo-header sum: the sender's kernel left
+    /// the checksum to its device (checksum offload), so the datagram has
+    /// not crossed a wire yet and carries no checksum to verify. Seen on
+    /// frames from a local or virtual (veth) sender.
+    OffloadSeed,
+}
+
+/// An accepted datagram: the fields the relay needs, and its payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub ttl: u8,
+    pub checksum: UdpChecksum,
+    /// The UDP payload, up to the UDP length.
+    pub payload: &'a [u8],
+}
+
+/// Whether a VLAN TCI names a VLAN (VLAN 0 is a priority tag only).
+pub fn is_vlan(tci: u16) -> bool {
+    tci & 0x0fff != 0
+}
+
+/// Judges one received frame (see the module docs for the checks and
+/// their order). `is_local_mac` says whether a source MAC is one of this
+/// host's.
+pub fn check<'a>(
+    bytes: &'a [u8],
+    link: LinkKind,
+    meta: Meta,
+    is_local_mac: impl Fn(&MacAddr) -> bool,
+) -> Result<Datagram<'a>, Reject> {
+    if meta.wire_len.max(bytes.len()) > MAX_FRAME {
+        return Err(Reject::Oversize);
+    }
+    if meta.vlan_tci.is_some_and(is_vlan) {
+        return Err(Reject::Vlan);
+    }
+    let ip_bytes = match link {
+        LinkKind::Ethernet => {
+            let frame = ethernet::Frame::new_checked(bytes).map_err(wire)?;
+            if meta.pkt_type == PACKET_OTHERHOST {
+                // The kernel marks a frame for this host (a group or our
+                // own MAC) "other host" only when it carried a VLAN tag
+                // that no VLAN device on this interface takes; it clears
+                // the tag from the metadata before packet sockets of one
+                // protocol see the frame, so this is how such a frame is
+                // known here.
+                let dst = frame.dst_addr();
+                return Err(if dst.0[0] & 1 == 1 || is_local_mac(&dst) {
+                    Reject::Vlan
+                } else {
+                    Reject::NotForHost
+                });
+            }
+            if is_local_mac(&frame.src_addr()) {
+                return Err(Reject::OwnFrame);
+            }
+            match frame.ethertype() {
+                ethernet::ETHERTYPE_IPV4 => {}
+                // A tag left in the bytes (a second tag).
+                0x8100 | 0x88a8 => return Err(Reject::Vlan),
+                _ => return Err(Reject::Malformed),
+            }
+            frame.payload()
+        }
+        LinkKind::Ip if meta.pkt_type == PACKET_OTHERHOST => return Err(Reject::NotForHost),
+        LinkKind::Ip => bytes,
+    };
+    let ip = ipv4::Packet::new_checked(ip_bytes).map_err(wire)?;
+    let header = &ip_bytes[..usize::from(ip.header_len())];
+    if !checksum::verify(header) {
+        return Err(Reject::IpChecksum);
+    }
+    if ip.protocol() != ipv4::PROTO_UDP {
+        return Err(Reject::Malformed);
+    }
+    if ip.is_fragment() {
+        return Err(Reject::Fragment);
+    }
+    if ip.ttl() == 0 {
+        return Err(Reject::TtlZero);
+    }
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    if ipv4::is_martian_source(src) {
+        return Err(Reject::MartianSource);
+    }
+    let payload = ip.payload();
+    let dgram = udp::Packet::new_checked(payload).map_err(|_| Reject::UdpLength)?;
+    let checksum = if dgram.checksum() == 0 {
+        UdpChecksum::None
+    } else if dgram.checksum_is_offload_seed(src, dst) {
+        UdpChecksum::OffloadSeed
+    } else if dgram.verify_checksum(src, dst) {
+        UdpChecksum::Verified(dgram.checksum())
+    } else {
+        return Err(Reject::UdpChecksum);
+    };
+    Ok(Datagram {
+        src,
+        dst,
+        src_port: dgram.src_port(),
+        dst_port: dgram.dst_port(),
+        ttl: ip.ttl(),
+        checksum,
+        payload: dgram.payload(),
+    })
+}
+
+fn wire(e: WireError) -> Reject {
+    match e {
+        WireError::Truncated => Reject::Truncated,
+        _ => Reject::Malformed,
+    }
+}
+
+/// The addresses and ports a UDP checksum covers (besides the payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl Datagram<'_> {
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            src: self.src,
+            dst: self.dst,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+        }
+    }
+}
+
+/// The UDP checksum of the datagram relayed with new endpoints: the
+/// input's verified checksum updated by difference (RFC 1624; the payload
+/// is unchanged), 0 when the input had none or when only the sender's
+/// offload seed was present (the bytes never had a checksum, and a frame
+/// sent by the engines gets no offload). Never a fresh checksum over bytes
+/// whose own checksum failed: those were dropped by [`check`].
+pub fn relayed_checksum(check: UdpChecksum, from: Endpoints, to: Endpoints) -> u16 {
+    let UdpChecksum::Verified(c) = check else {
+        return 0;
+    };
+    let old = fields(from.src, from.dst, from.src_port, from.dst_port);
+    let new = fields(to.src, to.dst, to.src_port, to.dst_port);
+    match checksum::adjust(c, old, new) {
+        0 => 0xffff,
+        c => c,
+    }
+}
+
+fn fields(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> u64 {
+    let acc = checksum::add(0, &src.octets());
+    let acc = checksum::add(acc, &dst.octets());
+    acc + u64::from(sport) + u64::from(dport)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddrV4;
+
+    const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
+
+    /// A valid Ethernet/IPv4/UDP frame with a real UDP checksum.
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 42 + payload.len()];
+        f[0..6].copy_from_slice(&[1, 0, 0x5e, 1, 1, 1]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+        f[12..14].copy_from_slice(&[8, 0]);
+        let ip_len = 28 + payload.len();
+        let ip = &mut f[14..];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+        ip[8] = 5;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&SRC.octets());
+        ip[16..20].copy_from_slice(&GROUP.octets());
+        let c = checksum::checksum(&ip[..20]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let u = &mut ip[20..];
+        u[0..2].copy_from_slice(&4321u16.to_be_bytes());
+        u[2..4].copy_from_slice(&5000u16.to_be_bytes());
+        u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        u[8..].copy_from_slice(payload);
+        let mut p = udp::Packet::new_unchecked(&mut u[..]);
+        p.fill_checksum(SRC, GROUP);
+        f
+    }
+
+    fn meta(f: &[u8]) -> Meta {
+        Meta {
+            wire_len: f.len(),
+            vlan_tci: None,
+            pkt_type: 2,
+        }
+    }
+
+    fn judge(f: &[u8]) -> Result<Datagram<'_>, Reject> {
+        check(f, LinkKind::Ethernet, meta(f), |_| false)
+    }
+
+    fn refix_ip(f: &mut [u8]) {
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+
+    #[test]
+    fn a_valid_frame_passes_and_padding_is_not_payload() {
+        let mut f = frame(b"hello");
+        f.extend_from_slice(&[0xee; 20]);
+        let d = judge(&f).unwrap();
+        assert_eq!(d.payload, b"hello");
+        assert!(matches!(d.checksum, UdpChecksum::Verified(_)));
+    }
+
+    #[test]
+    fn each_fault_has_its_reason() {
+        let base = frame(b"payload!");
+        let case = |name: &str, f: Vec<u8>, want: Reject| {
+            assert_eq!(judge(&f).err(), Some(want), "{name}");
+        };
+        let mut f = base.clone();
+        f[44] ^= 0xff;
+        case("payload corrupted", f, Reject::UdpChecksum);
+        let mut f = base.clone();
+        f[26] ^= 1;
+        case("IPv4 header checksum", f, Reject::IpChecksum);
+        let mut f = base.clone();
+        f[22] = 0;
+        refix_ip(&mut f);
+        case("TTL 0", f, Reject::TtlZero);
+        for src in [
+            [255, 255, 255, 255],
+            [127, 0, 0, 1],
+            [0, 1, 2, 3],
+            [224, 0, 0, 5],
+        ] {
+            let mut f = base.clone();
+            f[26..30].copy_from_slice(&src);
+            refix_ip(&mut f);
+            case("martian", f, Reject::MartianSource);
+        }
+        for len in [0u16, 7, 17] {
+            let mut f = base.clone();
+            f[38..40].copy_from_slice(&len.to_be_bytes());
+            case("UDP length", f, Reject::UdpLength);
+        }
+        let mut f = base.clone();
+        f.truncate(40);
+        case("truncated", f, Reject::Truncated);
+        let mut f = base.clone();
+        f[14] = 0x44;
+        case("IHL 4", f, Reject::Malformed);
+        let mut f = base.clone();
+        f[20] = 0x20;
+        refix_ip(&mut f);
+        case("fragment", f, Reject::Fragment);
+        let mut f = base.clone();
+        f[23] = 6;
+        refix_ip(&mut f);
+        case("not UDP", f, Reject::Malformed);
+        let f = base.clone();
+        let mut m = meta(&f);
+        m.vlan_tci = Some(10);
+        assert_eq!(
+            check(&f, LinkKind::Ethernet, m, |_| false).err(),
+            Some(Reject::Vlan)
+        );
+        m.vlan_tci = Some(0x6000);
+        assert!(check(&f, LinkKind::Ethernet, m, |_| false).is_ok());
+        m.vlan_tci = None;
+        m.pkt_type = PACKET_OTHERHOST;
+        // To a group MAC: only a VLAN tag makes that "other host".
+        assert_eq!(
+            check(&f, LinkKind::Ethernet, m, |_| false).err(),
+            Some(Reject::Vlan)
+        );
+        let mut foreign = f.clone();
+        foreign[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x99]);
+        assert_eq!(
+            check(&foreign, LinkKind::Ethernet, m, |_| false).err(),
+            Some(Reject::NotForHost)
+        );
+        m.pkt_type = 2;
+        m.wire_len = MAX_FRAME + 1;
+        assert_eq!(
+            check(&f, LinkKind::Ethernet, m, |_| false).err(),
+            Some(Reject::Oversize)
+        );
+        assert_eq!(
+            check(&f, LinkKind::Ethernet, meta(&f), |_| true).err(),
+            Some(Reject::OwnFrame)
+        );
+        // At the network header, an L3 link reads the same packet.
+        let d = check(&base[14..], LinkKind::Ip, meta(&base[14..]), |_| true).unwrap();
+        assert_eq!(d.payload, b"payload!");
+    }
+
+    #[test]
+    fn offload_seed_and_zero_are_accepted() {
+        let mut f = frame(b"abc");
+        f[40..42].copy_from_slice(&[0, 0]);
+        assert_eq!(judge(&f).unwrap().checksum, UdpChecksum::None);
+        let seed = checksum::fold(checksum::pseudo_header(SRC, GROUP, 17, 11));
+        f[40..42].copy_from_slice(&seed.to_be_bytes());
+        assert_eq!(judge(&f).unwrap().checksum, UdpChecksum::OffloadSeed);
+    }
+
+    #[test]
+    fn relayed_checksum_is_right_for_the_new_header() {
+        let f = frame(b"relay me, please");
+        let d = judge(&f).unwrap();
+        let out = SocketAddrV4::new(Ipv4Addr::new(239, 9, 9, 9), 6000);
+        let src = Ipv4Addr::new(10, 78, 0, 1);
+        let to = Endpoints {
+            src,
+            dst: *out.ip(),
+            src_port: d.src_port,
+            dst_port: out.port(),
+        };
+        let c = relayed_checksum(d.checksum, d.endpoints(), to);
+        let mut u = f[34..].to_vec();
+        u[2..4].copy_from_slice(&6000u16.to_be_bytes());
+        u[6..8].copy_from_slice(&c.to_be_bytes());
+        assert!(udp::Packet::new_checked(&u[..])
+            .unwrap()
+            .verify_checksum(src, *out.ip()));
+    }
+}
