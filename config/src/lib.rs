@@ -96,8 +96,9 @@
 //!
 //! ## `igmp`
 //!
-//! Key names are the seed system's; times are in seconds. Validated, not
-//! acted on yet.
+//! Key names are the seed system's; times are in seconds unless the key
+//! says `_ms`. mcrd runs an IGMP querier on every listed interface that
+//! exists and is up (see `docs/reference.md`, "IGMP").
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
@@ -106,7 +107,8 @@
 //! | `version` | 2 or 3 | `3` | IGMP version (RFC 2236 / RFC 3376) |
 //! | `query_interval` | 1..=31744 s | `125` | general query interval |
 //! | `query_response_interval` | 1..=3174 s (v2: 1..=25) | `10` | max response time; shorter than `query_interval` |
-//! | `robustness` | 1..=7 | `2` | robustness variable |
+//! | `robustness` | 1..=7 | `2` | robustness variable; also the startup and last member query counts |
+//! | `last_member_query_interval_ms` | 100..=25500 ms | `1000` | gap between group-specific queries after a leave (RFC 3376 8.8); leave latency is this x `robustness` |
 //!
 //! ## `pim`
 //!
@@ -197,8 +199,8 @@ pub use schema::{
     DEFAULT_UNICAST_TTL,
 };
 pub use validate::{
-    validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_HELLO_PERIOD, MAX_INTERFACE_NAME_LEN,
-    MAX_QUERY_INTERVAL, MAX_RULE_NAME_LEN,
+    validate_interface_name, validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_HELLO_PERIOD,
+    MAX_INTERFACE_NAME_LEN, MAX_QUERY_INTERVAL, MAX_RULE_NAME_LEN,
 };
 
 impl Config {

@@ -191,6 +191,17 @@ pub struct IgmpConfig {
     pub query_response_interval: u32,
     /// Robustness variable.
     pub robustness: u8,
+    /// Last Member Query Interval (RFC 3376 8.8), **milliseconds**: the
+    /// gap between the group-specific queries sent after a leave, and
+    /// their Max Response Time. Leave latency is this times the Last
+    /// Member Query Count (= `robustness`). Written by `config save` only
+    /// when not the default (1000).
+    #[serde(skip_serializing_if = "is_default_lmqi")]
+    pub last_member_query_interval_ms: u32,
+}
+
+fn is_default_lmqi(v: &u32) -> bool {
+    *v == 1000
 }
 
 impl IgmpConfig {
@@ -210,6 +221,7 @@ impl Default for IgmpConfig {
             query_interval: 125,
             query_response_interval: 10,
             robustness: 2,
+            last_member_query_interval_ms: 1000,
         }
     }
 }

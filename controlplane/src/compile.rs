@@ -177,6 +177,7 @@ mod tests {
             mac: None,
             up: true,
             addrs: vec![],
+            nets: vec![],
             mtu: 1500,
         }
     }

@@ -99,8 +99,33 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
     },
+    /// IGMP: groups learned, querier state, run-time enable/disable.
+    #[command(subcommand)]
+    Igmp(IgmpCmd),
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum IgmpCmd {
+    /// Groups per interface: mode, sources, timers (seconds left), version, last reporter.
+    Groups {
+        /// Only this interface.
+        #[arg(long)]
+        interface: Option<String>,
+    },
+    /// Querier per interface (address, whether it is us), version, timers, counters.
+    Interfaces,
+    /// Run IGMP on an interface now (until the next reload; not saved).
+    Enable {
+        #[arg(long)]
+        interface: String,
+    },
+    /// Stop IGMP on an interface now (until the next reload; not saved).
+    Disable {
+        #[arg(long)]
+        interface: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -204,6 +229,16 @@ fn request_for(cmd: &Cmd) -> Result<Request, String> {
         },
         Cmd::Subscribe { events } => Request::Subscribe {
             events: events.clone(),
+        },
+        Cmd::Igmp(IgmpCmd::Groups { interface }) => Request::IgmpGroups {
+            interface: interface.clone(),
+        },
+        Cmd::Igmp(IgmpCmd::Interfaces) => Request::IgmpInterfaces,
+        Cmd::Igmp(IgmpCmd::Enable { interface }) => Request::IgmpEnable {
+            interface: interface.clone(),
+        },
+        Cmd::Igmp(IgmpCmd::Disable { interface }) => Request::IgmpDisable {
+            interface: interface.clone(),
         },
         Cmd::Completions { .. } => return Err("completions are printed locally".into()),
     })

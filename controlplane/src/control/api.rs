@@ -343,6 +343,62 @@ pub struct Subscribed {
     pub subscribed: Vec<super::protocol::EventCategory>,
 }
 
+pub use mcr_protocols::igmp::{
+    Counters as IgmpCounters, GroupView as IgmpGroup, InterfaceView as IgmpInterface,
+    InvalidCounters as IgmpInvalidCounters, SourceView as IgmpSource,
+};
+pub use mcr_protocols::FilterMode;
+
+/// `igmp_groups`: every group IGMP tracks, by interface then group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IgmpGroups {
+    /// Groups; timers are seconds remaining.
+    pub groups: Vec<IgmpGroup>,
+}
+
+/// `igmp_interfaces`: the interfaces IGMP runs on, those it should run on
+/// but cannot, and the runtime changes in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IgmpInterfaces {
+    /// Interfaces IGMP runs on.
+    pub interfaces: Vec<IgmpInterface>,
+    /// Interfaces wanted (config or runtime) where IGMP does not run.
+    pub not_running: Vec<IgmpNotRunning>,
+    /// `igmp_enable`/`igmp_disable` changes in force (until reload).
+    pub runtime: Vec<IgmpRuntime>,
+}
+
+/// An interface IGMP should run on but does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgmpNotRunning {
+    /// Interface name.
+    pub interface: String,
+    /// Why, for people.
+    pub reason: String,
+}
+
+/// A runtime IGMP change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgmpRuntime {
+    /// Interface name.
+    pub interface: String,
+    /// `true`: enabled at run time; `false`: disabled at run time.
+    pub enabled: bool,
+}
+
+/// `igmp_enable`/`igmp_disable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgmpToggled {
+    /// Interface name.
+    pub interface: String,
+    /// What was asked.
+    pub enabled: bool,
+    /// Whether an IGMP instance runs there now.
+    pub running: bool,
+    /// Always true: a runtime change, removed by the next reload.
+    pub runtime: bool,
+}
+
 /// Any answer's `result`, for the daemon to send. Serialised without a tag:
 /// which one it is follows from the request (see
 /// [`super::Request::reply_kind`]).
@@ -377,6 +433,12 @@ pub enum Reply {
     Reload(Box<ReloadSummary>),
     /// `subscribe`.
     Subscribed(Subscribed),
+    /// `igmp_groups`.
+    IgmpGroups(IgmpGroups),
+    /// `igmp_interfaces`.
+    IgmpInterfaces(IgmpInterfaces),
+    /// `igmp_enable`, `igmp_disable`.
+    IgmpToggled(IgmpToggled),
 }
 
 macro_rules! reply_from {
@@ -394,6 +456,7 @@ reply_from!(
     Added => Added, Removed => Removed, Stats => Stats, Cores => Cores,
     ConfigText => ConfigText, ConfigChecked => ConfigChecked, Saved => Saved,
     LogFilter => LogFilter, ReloadSummary => Reload, Subscribed => Subscribed,
+    IgmpGroups => IgmpGroups, IgmpInterfaces => IgmpInterfaces, IgmpToggled => IgmpToggled,
 );
 
 /// Which answer type a request gets, so a client can read `result` back
@@ -428,6 +491,12 @@ pub enum ReplyKind {
     Reload,
     /// [`Subscribed`].
     Subscribed,
+    /// [`IgmpGroups`].
+    IgmpGroups,
+    /// [`IgmpInterfaces`].
+    IgmpInterfaces,
+    /// [`IgmpToggled`].
+    IgmpToggled,
 }
 
 impl ReplyKind {
@@ -453,6 +522,9 @@ impl ReplyKind {
             ReplyKind::LogFilter => Reply::LogFilter(f(v)?),
             ReplyKind::Reload => Reply::Reload(f(v)?),
             ReplyKind::Subscribed => Reply::Subscribed(f(v)?),
+            ReplyKind::IgmpGroups => Reply::IgmpGroups(f(v)?),
+            ReplyKind::IgmpInterfaces => Reply::IgmpInterfaces(f(v)?),
+            ReplyKind::IgmpToggled => Reply::IgmpToggled(f(v)?),
         })
     }
 }

@@ -84,6 +84,24 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+    /// IGMP groups learned, per interface (RFC 3376 6.2.1 state).
+    IgmpGroups {
+        /// Only this interface.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interface: Option<String>,
+    },
+    /// IGMP querier state and counters per interface.
+    IgmpInterfaces,
+    /// Runs IGMP on an interface at run time (undone by reload).
+    IgmpEnable {
+        /// Interface name.
+        interface: String,
+    },
+    /// Stops IGMP on an interface at run time (undone by reload).
+    IgmpDisable {
+        /// Interface name.
+        interface: String,
+    },
     /// Turns the connection into a stream of event lines.
     Subscribe {
         /// Categories ([`EventCategory`] names); empty means all.
@@ -115,6 +133,9 @@ impl Request {
             Request::LogLevelGet | Request::LogLevelSet { .. } => ReplyKind::LogFilter,
             Request::Reload { .. } => ReplyKind::Reload,
             Request::Subscribe { .. } => ReplyKind::Subscribed,
+            Request::IgmpGroups { .. } => ReplyKind::IgmpGroups,
+            Request::IgmpInterfaces => ReplyKind::IgmpInterfaces,
+            Request::IgmpEnable { .. } | Request::IgmpDisable { .. } => ReplyKind::IgmpToggled,
         }
     }
 

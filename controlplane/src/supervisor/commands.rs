@@ -140,6 +140,42 @@ impl Supervisor {
                 }
             }
             Request::Reload { file, dry_run } => self.reload(file, dry_run),
+            Request::IgmpGroups { interface } => {
+                let now = self.igmp.now();
+                let groups = self
+                    .igmp
+                    .protocol()
+                    .groups(now)
+                    .into_iter()
+                    .filter(|g| interface.as_deref().map_or(true, |i| i == g.interface))
+                    .collect();
+                Response::ok(api::IgmpGroups { groups })
+            }
+            Request::IgmpInterfaces => {
+                let now = self.igmp.now();
+                Response::ok(api::IgmpInterfaces {
+                    interfaces: self.igmp.protocol().interfaces(now),
+                    not_running: self
+                        .igmp
+                        .not_running
+                        .iter()
+                        .map(|n| api::IgmpNotRunning {
+                            interface: n.interface.clone(),
+                            reason: n.reason.clone(),
+                        })
+                        .collect(),
+                    runtime: self
+                        .igmp_runtime
+                        .iter()
+                        .map(|(i, e)| api::IgmpRuntime {
+                            interface: i.clone(),
+                            enabled: *e,
+                        })
+                        .collect(),
+                })
+            }
+            Request::IgmpEnable { interface } => self.igmp_toggle(interface, true),
+            Request::IgmpDisable { interface } => self.igmp_toggle(interface, false),
             Request::Subscribe { .. } => Response::error(
                 ErrorCode::InvalidRequest,
                 "subscribe is answered on the connection itself",
@@ -160,7 +196,7 @@ impl Supervisor {
         let totals = self.rule_totals();
         let count =
             |f: fn(&RuleState) -> bool| self.statuses.iter().filter(|s| f(&s.state)).count();
-        // No protocol instance runs in this build yet: `running` says so
+        // PIM and MSDP do not run in this build yet: `running` says so
         // whatever the file asks for.
         let protocol = |configured: bool| ProtocolState {
             configured,
@@ -185,7 +221,10 @@ impl Supervisor {
             bytes: totals.iter().map(|r| r.bytes).sum(),
             drops: self.drops().total(),
             protocols: Protocols {
-                igmp: protocol(self.config.igmp.is_enabled()),
+                igmp: ProtocolState {
+                    configured: self.config.igmp.is_enabled(),
+                    running: self.igmp.is_running(),
+                },
                 pim: protocol(self.config.pim.enabled),
                 msdp: protocol(self.config.msdp.enabled),
             },
@@ -544,6 +583,36 @@ impl Supervisor {
         }
     }
 
+    /// `igmp enable|disable --interface IF`: a runtime change, kept until
+    /// the next reload (which makes the file's `igmp` section the truth
+    /// again) and not written by `config save`.
+    fn igmp_toggle(&mut self, interface: String, enabled: bool) -> Response {
+        if let Err(e) = mcr_config::validate_interface_name(&interface) {
+            return Response::error(ErrorCode::InvalidArguments, e);
+        }
+        let file_on = self.config.igmp.is_enabled()
+            && self.config.igmp.querier_interfaces.contains(&interface);
+        if file_on == enabled {
+            // Back to what the file says: no runtime change left.
+            self.igmp_runtime.remove(&interface);
+        } else {
+            self.igmp_runtime.insert(interface.clone(), enabled);
+        }
+        self.sync_igmp();
+        let running = self
+            .igmp
+            .protocol()
+            .running_interfaces()
+            .any(|i| *i.name == *interface);
+        tracing::info!(interface = %mcr_config::text::escape(&interface), enabled, running, "IGMP changed at run time");
+        Response::ok(api::IgmpToggled {
+            interface,
+            enabled,
+            running,
+            runtime: true,
+        })
+    }
+
     /// Re-reads the config file (or `file`) and applies the difference.
     /// The file wins: the running rules become exactly the file's, so rules
     /// added at run time and not in the file are removed (and reported).
@@ -613,7 +682,9 @@ impl Supervisor {
         }
         self.config = new;
         self.runtime_rules.clear();
+        self.igmp_runtime.clear();
         let t1 = Instant::now();
+        self.sync_igmp();
         self.recompile();
         summary.parse_us = Some(parsed.as_micros() as u64);
         summary.compile_swap_us = Some(t1.elapsed().as_micros() as u64);

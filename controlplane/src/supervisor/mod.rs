@@ -108,6 +108,12 @@ pub struct Supervisor {
     save_dir: Option<std::os::fd::OwnedFd>,
     /// Who sent the request being executed (None for SIGHUP and tests).
     peer: Option<nix::sys::socket::UnixCredentials>,
+    /// The IGMP instance and its sockets.
+    igmp: crate::igmp::IgmpRunner,
+    /// `mcrctl igmp enable|disable` at run time, by interface name (true:
+    /// enabled). Cleared by reload, like runtime rules; not written by
+    /// `config save`.
+    igmp_runtime: BTreeMap<String, bool>,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -218,8 +224,11 @@ impl Supervisor {
             fast: FastState::Closed,
             save_dir,
             peer: None,
+            igmp: crate::igmp::IgmpRunner::default(),
+            igmp_runtime: BTreeMap::new(),
         };
         sup.interfaces = Interfaces::scan()?;
+        sup.sync_igmp();
         sup.recompile();
         if !sup
             .engines
@@ -254,14 +263,16 @@ impl Supervisor {
                 revents: 0,
             });
             self.control.poll_fds(&mut fds);
-            // SAFETY: `fds` is a valid array of pollfd of the length passed.
-            unsafe {
-                libc::poll(
-                    fds.as_mut_ptr(),
-                    fds.len() as libc::nfds_t,
-                    POLL_INTERVAL_MS,
-                )
+            self.igmp.poll_fds(&mut fds);
+            // The next IGMP deadline bounds the sleep (rounded up to a
+            // millisecond so a due timer is not polled for in a busy loop).
+            let timeout = match self.igmp.poll_timeout() {
+                Some(d) => (d.as_micros().div_ceil(1000) as i32).min(POLL_INTERVAL_MS),
+                None => POLL_INTERVAL_MS,
             };
+            // SAFETY: `fds` is a valid array of pollfd of the length passed.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            self.step_igmp();
             for pending in self.control.poll() {
                 self.serve(pending);
             }
@@ -280,6 +291,9 @@ impl Supervisor {
             }
         }
         tracing::info!("stopping");
+        for e in self.igmp.shutdown(&self.interfaces) {
+            self.event("igmp", e);
+        }
         self.engines.stop_within(Duration::from_millis(1500));
         let drops = self.drops();
         tracing::info!(
@@ -350,11 +364,63 @@ impl Supervisor {
                     self.event("interfaces", e);
                 }
                 self.interfaces = now;
+                self.sync_igmp();
                 self.recompile();
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot list interfaces"),
         }
+    }
+
+    /// The interfaces IGMP should run on, with their parameters: the
+    /// file's `querier_interfaces` (when IGMP is enabled) plus runtime
+    /// enables, minus runtime disables.
+    pub(super) fn igmp_wanted(&self) -> BTreeMap<String, mcr_protocols::igmp::InterfaceParams> {
+        let c = &self.config.igmp;
+        let params = crate::igmp::params_of(c);
+        let mut names: std::collections::BTreeSet<String> = if c.is_enabled() {
+            c.querier_interfaces.iter().cloned().collect()
+        } else {
+            Default::default()
+        };
+        for (name, on) in &self.igmp_runtime {
+            if *on {
+                names.insert(name.clone());
+            } else {
+                names.remove(name);
+            }
+        }
+        names.into_iter().map(|n| (n, params.clone())).collect()
+    }
+
+    /// Brings the IGMP instance in line with the config, runtime changes
+    /// and interfaces; publishes its events.
+    pub(super) fn sync_igmp(&mut self) {
+        let wanted = self.igmp_wanted();
+        for e in self.igmp.sync(&wanted, &self.interfaces) {
+            self.event("igmp", e);
+        }
+        self.after_igmp();
+    }
+
+    /// Reads IGMP sockets and fires IGMP timers.
+    fn step_igmp(&mut self) {
+        for e in self.igmp.step(&self.interfaces) {
+            self.event("igmp", e);
+        }
+        self.after_igmp();
+    }
+
+    /// Recompiles when membership moved and some rule follows it.
+    fn after_igmp(&mut self) {
+        if self.igmp.take_members_changed() && self.follows_members() {
+            self.recompile();
+        }
+    }
+
+    /// Whether any rule has an output that follows membership.
+    fn follows_members(&self) -> bool {
+        false
     }
 
     /// An interface's name by index (the index itself when unknown).
