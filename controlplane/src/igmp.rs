@@ -79,6 +79,10 @@ impl IgmpSocket {
         // Nothing is queued before the filter is in place.
         attach_filter(raw, &mcr_dataplane::bpf::drop_all())?;
         let _ = setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
+        // Room for a burst of reports (a general query's answers, or a
+        // flood) while the control thread is busy: about 10,000 small
+        // frames.
+        mcr_dataplane::socket::set_buffer(raw, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 8 << 20);
         let sll = sockaddr_ll(ifindex, None);
         mcr_dataplane::socket::bind_sockaddr(raw, &sll)?;
         // SAFETY: packet_mreq is plain old data; all-zero is valid.

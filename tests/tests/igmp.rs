@@ -1,0 +1,426 @@
+//! End-to-end tests of the IGMP querier: real Linux hosts in namespaces
+//! join and leave with the kernel's own IGMP stack, two mcrd elect one
+//! querier on a bridge, and hostile IGMP is counted while a static rule
+//! keeps forwarding.
+
+use mcr_tests::*;
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const PY: &str = "/usr/bin/python3";
+
+/// A host process holding a membership until its stdin closes (then the
+/// kernel sends the leave).
+struct Member {
+    child: Option<Child>,
+}
+
+impl Member {
+    /// Joins `group` on `ifaddr` (any-source), or `(source, group)` when
+    /// `source` is given (IP_ADD_SOURCE_MEMBERSHIP).
+    fn join(ns: &Netns, ifaddr: &str, group: &str, source: Option<&str>) -> Member {
+        let script = match source {
+            None => format!(
+                "import socket,struct,sys\n\
+                 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                 s.setsockopt(socket.IPPROTO_IP,socket.IP_ADD_MEMBERSHIP,socket.inet_aton('{group}')+socket.inet_aton('{ifaddr}'))\n\
+                 print('joined',flush=True)\n\
+                 sys.stdin.read()\n"
+            ),
+            Some(src) => format!(
+                "import socket,struct,sys\n\
+                 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                 # struct ip_mreq_source: multiaddr, interface, sourceaddr\n\
+                 m=socket.inet_aton('{group}')+socket.inet_aton('{ifaddr}')+socket.inet_aton('{src}')\n\
+                 s.setsockopt(socket.IPPROTO_IP,39,m)\n\
+                 print('joined',flush=True)\n\
+                 sys.stdin.read()\n"
+            ),
+        };
+        let mut child = ns
+            .command(std::path::Path::new(PY))
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "joined");
+        Member { child: Some(child) }
+    }
+
+    /// Leaves (closes the socket by ending the process) and waits for it.
+    fn leave(mut self) {
+        if let Some(mut c) = self.child.take() {
+            drop(c.stdin.take());
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn groups(m: &Mcrd) -> Vec<Value> {
+    m.ctl_json(&["igmp", "groups"])["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn find_group(m: &Mcrd, group: &str) -> Option<Value> {
+    groups(m).into_iter().find(|g| g["group"] == group)
+}
+
+/// Polls until `f` holds; returns how long it took, or panics after
+/// `limit`.
+fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if f() {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn igmp_cfg(iface: &str, version: u8, extra: &str) -> String {
+    format!(
+        "{{ igmp: {{ querier_interfaces: [\"{iface}\"], version: {version}, query_interval: 5, \
+         query_response_interval: 2, robustness: 2, last_member_query_interval_ms: 300 }}{extra} }}"
+    )
+}
+
+/// LMQT of [`igmp_cfg`]: 2 x 300 ms.
+const LMQT: Duration = Duration::from_millis(600);
+
+struct Lan {
+    router: Netns,
+    host: Netns,
+    dir: TempDir,
+    r: String,
+    h: String,
+}
+
+fn lan() -> Lan {
+    let tag = unique_tag();
+    let router = Netns::new(format!("{tag}-r"));
+    let host = Netns::new(format!("{tag}-h"));
+    let (r, h) = (format!("{tag}r"), format!("{tag}h"));
+    veth(&router, &r, "10.80.0.1/24", &host, &h, "10.80.0.2/24");
+    Lan {
+        router,
+        host,
+        dir: TempDir::new(&tag),
+        r,
+        h,
+    }
+}
+
+fn join_and_leave(force: u8, source: Option<&str>, group: &str) {
+    let l = lan();
+    l.host.sysctl(
+        &format!("net.ipv4.conf.{}.force_igmp_version", l.h),
+        &force.to_string(),
+    );
+    let m = Mcrd::start(&l.router, &l.dir, &igmp_cfg(&l.r, 3, ""));
+    let st = m.ctl_json(&["status"]);
+    assert_eq!(st["protocols"]["igmp"]["running"], true, "{st:#}");
+    let ifs = m.ctl_json(&["igmp", "interfaces"]);
+    assert_eq!(ifs["interfaces"][0]["is_querier"], true, "{ifs:#}");
+    assert_eq!(ifs["interfaces"][0]["address"], "10.80.0.1");
+
+    let member = Member::join(&l.host, "10.80.0.2", group, source);
+    let took = wait_for(Duration::from_secs(1), "group learned", || {
+        find_group(&m, group).is_some()
+    });
+    eprintln!("v{force}: group {group} learned {took:?} after the join");
+    let g = find_group(&m, group).unwrap();
+    assert_eq!(g["interface"], l.r.as_str());
+    assert_eq!(g["last_reporter"], "10.80.0.2");
+    match source {
+        None => {
+            assert_eq!(g["mode"], "exclude", "{g:#}");
+            assert_eq!(g["version"], force, "{g:#}");
+        }
+        Some(s) => {
+            assert_eq!(g["mode"], "include", "{g:#}");
+            assert_eq!(g["sources"][0]["address"], s, "{g:#}");
+            assert!(g["sources"][0]["timer_secs"].as_f64().unwrap() > 10.0);
+            assert_eq!(g["version"], 3);
+        }
+    }
+    member.leave();
+    let took = wait_for(LMQT + Duration::from_secs(3), "group gone", || {
+        find_group(&m, group).is_none()
+    });
+    eprintln!("v{force}: group {group} gone {took:?} after the leave");
+    assert!(
+        took <= LMQT + Duration::from_millis(500),
+        "leave took {took:?}, last member query time is {LMQT:?}"
+    );
+    let c = &m.ctl_json(&["igmp", "interfaces"])["interfaces"][0]["counters"];
+    let gq = c["group_queries_sent"].as_u64().unwrap()
+        + c["group_source_queries_sent"].as_u64().unwrap();
+    assert!(gq >= 1, "{c:#}");
+    assert_eq!(c["invalid"]["wrong_subnet"], 0);
+}
+
+#[test]
+fn v2_host_join_and_leave() {
+    join_and_leave(2, None, "239.10.0.1");
+}
+
+#[test]
+fn v3_host_any_source_join_and_leave() {
+    join_and_leave(3, None, "239.10.0.2");
+}
+
+#[test]
+fn v3_host_source_specific_join_and_leave() {
+    join_and_leave(3, Some("10.99.0.7"), "232.10.0.3");
+}
+
+#[test]
+fn runtime_enable_disable_and_reload() {
+    let l = lan();
+    let m = Mcrd::start(&l.router, &l.dir, "{ }");
+    assert_eq!(
+        m.ctl_json(&["status"])["protocols"]["igmp"]["running"],
+        false
+    );
+    let t = m.ctl_json(&["igmp", "enable", "--interface", &l.r]);
+    assert_eq!(t["running"], true, "{t:#}");
+    let _member = Member::join(&l.host, "10.80.0.2", "239.10.0.9", None);
+    wait_for(Duration::from_secs(2), "group learned", || {
+        find_group(&m, "239.10.0.9").is_some()
+    });
+    let ifs = m.ctl_json(&["igmp", "interfaces"]);
+    assert_eq!(ifs["runtime"][0]["enabled"], true, "{ifs:#}");
+    let text = m.ctl(&["igmp", "interfaces"]).stdout;
+    assert!(text.contains("enabled at run time"), "{text}");
+    // config save does not write the runtime change.
+    let saved = m.ctl_json(&["config", "show"]);
+    assert!(
+        !saved["json5"].as_str().unwrap().contains(&l.r),
+        "{saved:#}"
+    );
+    // Reload makes the file the truth again: IGMP stops.
+    m.ctl_json(&["reload"]);
+    assert!(groups(&m).is_empty());
+    assert_eq!(
+        m.ctl_json(&["status"])["protocols"]["igmp"]["running"],
+        false
+    );
+    // Disable at run time on a configured interface.
+    std::fs::write(l.dir.path("mcrd.json5"), igmp_cfg(&l.r, 3, "")).unwrap();
+    m.ctl_json(&["reload"]);
+    assert_eq!(m.ctl_json(&["status"])["protocols"]["igmp"]["running"], true);
+    let t = m.ctl_json(&["igmp", "disable", "--interface", &l.r]);
+    assert_eq!(t["running"], false);
+    assert_eq!(m.ctl_json(&["status"])["protocols"]["igmp"]["running"], false);
+    // A bad name is refused like the config check refuses it.
+    let bad = m.ctl(&["igmp", "enable", "--interface", "a/b"]);
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+}
+
+/// Counts IGMP queries by source address on `iface` inside `ns` for
+/// `secs` seconds (an AF_PACKET socket; prints `SRC COUNT` lines).
+fn count_queries(ns: &Netns, iface: &str, secs: f64) -> std::collections::BTreeMap<String, u64> {
+    let script = format!(
+        "import socket,time,collections\n\
+         s=socket.socket(socket.AF_PACKET,socket.SOCK_DGRAM,socket.htons(0x0800))\n\
+         s.bind(('{iface}',0))\n\
+         s.settimeout(0.1)\n\
+         c=collections.Counter()\n\
+         end=time.time()+{secs}\n\
+         while time.time()<end:\n\
+         \x20try: b=s.recv(2048)\n\
+         \x20except socket.timeout: continue\n\
+         \x20if len(b)<24 or b[9]!=2: continue\n\
+         \x20hl=(b[0]&15)*4\n\
+         \x20if len(b)>hl and b[hl]==0x11: c[socket.inet_ntoa(b[12:16])]+=1\n\
+         for k,v in c.items(): print(k,v)\n"
+    );
+    let out = ns.exec(&[PY, "-c", &script]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.split_whitespace();
+            Some((p.next()?.to_string(), p.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn two_queriers_elect_one_and_hand_over() {
+    let tag = unique_tag();
+    let r1 = Netns::new(format!("{tag}-r1"));
+    let r2 = Netns::new(format!("{tag}-r2"));
+    let sw = Netns::new(format!("{tag}-sw"));
+    let dir = TempDir::new(&tag);
+    sw.ip(&[
+        "link",
+        "add",
+        "br0",
+        "type",
+        "bridge",
+        "mcast_snooping",
+        "0",
+    ]);
+    sw.ip(&["addr", "add", "10.81.0.9/24", "dev", "br0"]);
+    sw.ip(&["link", "set", "br0", "up"]);
+    let (a, b) = (format!("{tag}a"), format!("{tag}b"));
+    veth(&r1, &a, "10.81.0.1/24", &sw, &format!("{tag}pa"), "");
+    veth(&r2, &b, "10.81.0.2/24", &sw, &format!("{tag}pb"), "");
+    for p in [format!("{tag}pa"), format!("{tag}pb")] {
+        sw.ip(&["link", "set", &p, "master", "br0"]);
+    }
+    // QI 2 s, QRI 1 s, robustness 1: OQPI = 1 x 2 + 1/2 = 2.5 s.
+    let cfg = |i: &str| {
+        format!(
+            "{{ igmp: {{ querier_interfaces: [\"{i}\"], version: 3, query_interval: 2, \
+             query_response_interval: 1, robustness: 1 }} }}"
+        )
+    };
+    let mut m1 = Mcrd::spawn(&r1, &dir, "m1", &cfg(&a), &[]);
+    m1.wait_log("mcrd ready", Duration::from_secs(10));
+    let mut m2 = Mcrd::spawn(&r2, &dir, "m2", &cfg(&b), &[]);
+    m2.wait_log("mcrd ready", Duration::from_secs(10));
+    // Both sent a startup query; .2 heard .1's next one and stopped.
+    wait_for(Duration::from_secs(5), "r2 yields", || {
+        m2.ctl_json(&["igmp", "interfaces"])["interfaces"][0]["is_querier"] == false
+    });
+    let seen = count_queries(&sw, "br0", 6.0);
+    eprintln!("queries in 6 s: {seen:?}");
+    assert!(seen.get("10.81.0.1").copied().unwrap_or(0) >= 2, "{seen:?}");
+    assert_eq!(seen.get("10.81.0.2"), None, "only the lowest address queries");
+    let i2 = m2.ctl_json(&["igmp", "interfaces"]);
+    assert_eq!(i2["interfaces"][0]["querier"], "10.81.0.1", "{i2:#}");
+    assert_eq!(i2["interfaces"][0]["is_querier"], false);
+    assert_eq!(
+        i2["interfaces"][0]["other_querier_present_interval_secs"],
+        2.5
+    );
+    // Stop the querier: r2 takes over within OQPI of the last query heard
+    // (at most OQPI after the stop).
+    let (_, st) = m1.stop();
+    assert!(st.success());
+    let took = wait_for(Duration::from_secs(6), "r2 takes over", || {
+        m2.ctl_json(&["igmp", "interfaces"])["interfaces"][0]["is_querier"] == true
+    });
+    eprintln!("handover {took:?} after the querier stopped");
+    assert!(
+        took <= Duration::from_millis(2500 + 700),
+        "handover took {took:?}, OQPI is 2.5 s"
+    );
+    let seen = count_queries(&sw, "br0", 3.0);
+    assert!(seen.get("10.81.0.2").copied().unwrap_or(0) >= 1, "{seen:?}");
+    let _ = &mut m2;
+}
+
+/// Python that sends crafted IGMP from `iface` (AF_PACKET, IPv4 header with
+/// Router Alert built here); `BODY` decides what.
+const INJECT: &str = r#"
+import socket,struct,sys,time
+iface,src=sys.argv[1],sys.argv[2]
+s=socket.socket(socket.AF_PACKET,socket.SOCK_DGRAM,socket.htons(0x0800))
+def csum(b):
+    if len(b)%2: b+=b'\0'
+    t=sum(struct.unpack('!%dH'%(len(b)//2),b))
+    while t>>16: t=(t&0xffff)+(t>>16)
+    return (~t)&0xffff
+def mac(dst):
+    o=socket.inet_aton(dst)
+    return bytes([1,0,0x5e,o[1]&0x7f,o[2],o[3]])
+def send(dst,igmp,fix=True,ip_total=None):
+    ra=b'\x94\x04\x00\x00'
+    tot=24+len(igmp) if ip_total is None else ip_total
+    h=struct.pack('!BBHHHBBH4s4s',0x46,0xc0,tot,0,0,1,2,0,socket.inet_aton(src),socket.inet_aton(dst))+ra
+    h=h[:10]+struct.pack('!H',csum(h))+h[12:]
+    s.sendto(h+igmp,(iface,0x0800,0,0,mac(dst)))
+def msg(body):
+    return body[:2]+struct.pack('!H',csum(body))+body[4:]
+def v2(t,g):
+    return msg(struct.pack('!BBH4s',t,0,0,socket.inet_aton(g)))
+# truncated: 4 bytes of IGMP
+send('239.5.5.5',v2(0x16,'239.5.5.5')[:4])
+# bad checksum
+b=bytearray(v2(0x16,'239.5.5.6')); b[2]^=0xff; send('239.5.5.6',bytes(b))
+# unknown type 0x33
+send('239.5.5.7',v2(0x33,'239.5.5.7'))
+# v3 report announcing 5 records, carrying one
+rec=struct.pack('!BBH4s',2,0,0,socket.inet_aton('239.5.5.8'))
+send('224.0.0.22',msg(struct.pack('!BBHHH',0x22,0,0,0,5)+rec))
+# 10,000 groups from one host
+for i in range(10000):
+    g='239.6.%d.%d'%(i//250,i%250+1)
+    send(g,v2(0x16,g))
+    if i%500==499: time.sleep(0.02)
+print('sent')
+"#;
+
+#[test]
+fn hostile_igmp_is_counted_and_forwarding_goes_on() {
+    let t = Topo::new(1);
+    // The rule forwards 239.1.1.1 from the input to the output o0; IGMP
+    // runs on o0, where the attacker (the sink's namespace) is.
+    let cfg = format!(
+        "{{ rules: [ {} ], igmp: {{ querier_interfaces: [\"{}\"], version: 3 }} }}",
+        rule(
+            "fwd",
+            &t.i(),
+            "239.1.1.1",
+            5000,
+            &[output(&t.o(0), "239.2.2.2", 6000)]
+        ),
+        t.o(0)
+    );
+    let m = t.mcrd(&cfg);
+    let out = t.sinks[0].exec(&[PY, "-c", INJECT, &t.s(0), "10.78.0.2"]);
+    assert!(out.status.success(), "{out:?}");
+    let counters = || m.ctl_json(&["igmp", "interfaces"])["interfaces"][0]["counters"].clone();
+    wait_for(Duration::from_secs(10), "flood processed", || {
+        let c = counters();
+        c["v2_reports_received"].as_u64().unwrap_or(0) >= 10_000
+    });
+    let c = counters();
+    eprintln!("counters: {c:#}");
+    let inv = &c["invalid"];
+    assert!(inv["truncated"].as_u64().unwrap() >= 1, "{c:#}");
+    assert!(inv["bad_checksum"].as_u64().unwrap() >= 1, "{c:#}");
+    assert!(inv["unknown_type"].as_u64().unwrap() >= 1, "{c:#}");
+    assert!(inv["bad_count"].as_u64().unwrap() >= 1, "{c:#}");
+    let n = groups(&m)
+        .iter()
+        .filter(|g| g["group"].as_str().unwrap().starts_with("239.6."))
+        .count() as u64;
+    assert_eq!(n, 4096, "bounded at max_groups");
+    assert_eq!(c["group_limit_dropped"].as_u64().unwrap(), 10_000 - 4096);
+    let text = m.ctl(&["igmp", "interfaces"]).stdout;
+    assert!(text.contains("group_limit=5904"), "{text}");
+    // Still answering and forwarding.
+    assert_eq!(m.ctl_json(&["ping"])["pong"], true);
+    let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
+    t.send(
+        "239.1.1.1",
+        5000,
+        &["--rate", "5000", "--count", "5000", "--size", "200"],
+    );
+    assert_exact(&l.finish(), 5000);
+    let _ = std::io::stderr().flush();
+}
