@@ -228,10 +228,16 @@ fn runtime_enable_disable_and_reload() {
     // Disable at run time on a configured interface.
     std::fs::write(l.dir.path("mcrd.json5"), igmp_cfg(&l.r, 3, "")).unwrap();
     m.ctl_json(&["reload"]);
-    assert_eq!(m.ctl_json(&["status"])["protocols"]["igmp"]["running"], true);
+    assert_eq!(
+        m.ctl_json(&["status"])["protocols"]["igmp"]["running"],
+        true
+    );
     let t = m.ctl_json(&["igmp", "disable", "--interface", &l.r]);
     assert_eq!(t["running"], false);
-    assert_eq!(m.ctl_json(&["status"])["protocols"]["igmp"]["running"], false);
+    assert_eq!(
+        m.ctl_json(&["status"])["protocols"]["igmp"]["running"],
+        false
+    );
     // A bad name is refused like the config check refuses it.
     let bad = m.ctl(&["igmp", "enable", "--interface", "a/b"]);
     assert_eq!(bad.code, 1, "{}", bad.stderr);
@@ -308,7 +314,11 @@ fn two_queriers_elect_one_and_hand_over() {
     let seen = count_queries(&sw, "br0", 6.0);
     eprintln!("queries in 6 s: {seen:?}");
     assert!(seen.get("10.81.0.1").copied().unwrap_or(0) >= 2, "{seen:?}");
-    assert_eq!(seen.get("10.81.0.2"), None, "only the lowest address queries");
+    assert_eq!(
+        seen.get("10.81.0.2"),
+        None,
+        "only the lowest address queries"
+    );
     let i2 = m2.ctl_json(&["igmp", "interfaces"]);
     assert_eq!(i2["interfaces"][0]["querier"], "10.81.0.1", "{i2:#}");
     assert_eq!(i2["interfaces"][0]["is_querier"], false);

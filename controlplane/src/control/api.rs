@@ -395,7 +395,9 @@ pub struct IgmpToggled {
     pub enabled: bool,
     /// Whether an IGMP instance runs there now.
     pub running: bool,
-    /// Always true: a runtime change, removed by the next reload.
+    /// Whether a runtime change is now in force for the interface (removed
+    /// by the next reload); `false` when the request put it back to what
+    /// the config file says.
     pub runtime: bool,
 }
 

@@ -605,11 +605,12 @@ impl Supervisor {
             .running_interfaces()
             .any(|i| *i.name == *interface);
         tracing::info!(interface = %mcr_config::text::escape(&interface), enabled, running, "IGMP changed at run time");
+        let runtime = self.igmp_runtime.contains_key(&interface);
         Response::ok(api::IgmpToggled {
             interface,
             enabled,
             running,
-            runtime: true,
+            runtime,
         })
     }
 
