@@ -316,10 +316,12 @@ impl IgmpRunner {
                 None => Some("interface does not exist".to_string()),
                 Some(i) if !i.up => Some("interface is down".to_string()),
                 Some(i) => {
-                    if !self.sockets.contains_key(&i.index) {
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        self.sockets.entry(i.index)
+                    {
                         match IgmpSocket::open(i.index) {
                             Ok(s) => {
-                                self.sockets.insert(i.index, s);
+                                slot.insert(s);
                             }
                             Err(e) => {
                                 tracing::warn!(interface = %name, error = %e, "cannot open the IGMP socket (needs CAP_NET_RAW)");

@@ -147,7 +147,7 @@ impl Supervisor {
                     .protocol()
                     .groups(now)
                     .into_iter()
-                    .filter(|g| interface.as_deref().map_or(true, |i| i == g.interface))
+                    .filter(|g| interface.as_deref().is_none_or(|i| i == g.interface))
                     .collect();
                 Response::ok(api::IgmpGroups { groups })
             }

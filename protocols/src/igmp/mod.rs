@@ -959,7 +959,7 @@ impl Igmp {
                 if Some(src) == ours {
                     return; // our own, looped back
                 }
-                let lower = !src.is_unspecified() && ours.map_or(true, |o| src < o);
+                let lower = !src.is_unspecified() && ours.is_none_or(|o| src < o);
                 self.query_heard(now, idx, src, lower, &repr, out);
             }
             // RFC 3376 7.3.2: an IGMPv1 report is IS_EX({}) and sets the
