@@ -403,6 +403,17 @@ mod tests {
             Request::Subscribe {
                 events: vec!["pim".into()],
             },
+            Request::IgmpGroups { interface: None },
+            Request::IgmpGroups {
+                interface: Some("eth1".into()),
+            },
+            Request::IgmpInterfaces,
+            Request::IgmpEnable {
+                interface: "eth1".into(),
+            },
+            Request::IgmpDisable {
+                interface: "eth1".into(),
+            },
         ];
         for r in reqs {
             let line = r.to_line(Some(&json!(3)));
@@ -417,7 +428,8 @@ mod tests {
         assert_eq!(Request::Ping.name(), "ping");
         assert_eq!(Request::LogLevelGet.name(), "log_level_get");
         assert!(COMMANDS.contains(&"config_save"));
-        assert_eq!(COMMANDS.len(), 15);
+        assert!(COMMANDS.contains(&"igmp_groups"));
+        assert_eq!(COMMANDS.len(), 19);
         assert_eq!(
             EVENT_CATEGORIES,
             ["rules", "interfaces", "reload", "igmp", "pim", "msdp"]
