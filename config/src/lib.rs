@@ -195,7 +195,7 @@ pub use parse::{load_file, load_file_at, load_file_hashed, parse_str, MAX_FILE_S
 pub use rule_id::{canonical_key, fnv1a, fnv1a64, RuleId, FNV_OFFSET, FNV_PRIME};
 pub use schema::{
     Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MsdpConfig, MsdpPeer, Output,
-    PimConfig, PimInterface, RpfProvider, Rule, StaticRp, DEFAULT_MULTICAST_TTL,
+    OutputWhen, PimConfig, PimInterface, RpfProvider, Rule, StaticRp, DEFAULT_MULTICAST_TTL,
     DEFAULT_UNICAST_TTL,
 };
 pub use validate::{

@@ -154,6 +154,33 @@ pub struct Output {
     /// IP TTL of sent packets; see [`Output::effective_ttl`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u8>,
+    /// When the output forwards: always (the default), or only while IGMP
+    /// has a member of `group` on `interface` ([`OutputWhen::Members`]).
+    #[serde(default, skip_serializing_if = "OutputWhen::is_always")]
+    pub when: OutputWhen,
+}
+
+/// When a relay output forwards (`outputs[].when`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputWhen {
+    /// Always (the default; not written by `config save`).
+    #[default]
+    Always,
+    /// Only while the output interface has an IGMP member (RFC 3376 6.3
+    /// forwarding state) of the output group that wants traffic from the
+    /// output interface's own address (the source the relay sends with):
+    /// any-source (EXCLUDE) members, or source-specific members listing
+    /// that address. Recomputed at every IGMP membership change, within
+    /// one forwarding-table swap.
+    Members,
+}
+
+impl OutputWhen {
+    /// Whether this is [`OutputWhen::Always`].
+    pub fn is_always(&self) -> bool {
+        *self == OutputWhen::Always
+    }
 }
 
 impl Output {

@@ -799,7 +799,7 @@ proptest! {
             c.rules.push(Rule {
                 name: name.as_ref().map(|n| format!("{n}{i}")),
                 input: Input { interface: "eth0".into(), group: Ipv4Addr::new(239, 0, 0, i as u8), port: *p, source: None },
-                outputs: vec![Output { interface: "eth1".into(), group: Ipv4Addr::new(10, 0, 0, 1), port: *p, ttl }],
+                outputs: vec![Output { interface: "eth1".into(), group: Ipv4Addr::new(10, 0, 0, 1), port: *p, ttl, when: OutputWhen::Always }],
             });
         }
         let text = c.to_json5();
@@ -997,6 +997,7 @@ fn multicast_ttl_range_and_default() {
         group: Ipv4Addr::new(239, 1, 1, 1),
         port: 1,
         ttl: None,
+        when: OutputWhen::Always,
     };
     assert_eq!(o.effective_ttl(7), 7);
     assert_eq!(

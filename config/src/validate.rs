@@ -187,6 +187,15 @@ fn check_rule(out: &mut Sink, rule: &Rule, base: &str) {
             );
         }
         check_port(out, join(&p, "port"), o.port);
+        if o.when == crate::OutputWhen::Members && !o.group.is_multicast() {
+            out.err(
+                join(&p, "when"),
+                format!(
+                    "when: \"members\" follows IGMP members of a multicast group, and {} is not one; use a multicast output group or remove 'when'",
+                    o.group
+                ),
+            );
+        }
         if o.ttl == Some(0) {
             out.err(
                 join(&p, "ttl"),

@@ -61,12 +61,34 @@ pub fn interface_not_found(name: &str) -> String {
 
 /// Compiles `rules` against `ifaces` into table `generation`. Multicast
 /// outputs without their own `ttl` are sent with `multicast_ttl` (the
-/// file's `multicast_ttl`, the same for rules added at run time).
+/// file's `multicast_ttl`, the same for rules added at run time). Outputs
+/// with `when: members` are left out (see [`compile_with_members`]).
 pub fn compile(
     rules: &[DesiredRule],
     ifaces: &Interfaces,
     generation: u64,
     multicast_ttl: u8,
+) -> Compiled {
+    compile_with_members(rules, ifaces, generation, multicast_ttl, &|_, _, _| false)
+}
+
+/// Whether an interface (by index) has IGMP members of a group that want
+/// traffic from a source (`None`: the output interface has no address, so
+/// only any-source members count).
+pub type MemberQuery<'a> = &'a dyn Fn(u32, std::net::Ipv4Addr, Option<std::net::Ipv4Addr>) -> bool;
+
+/// [`compile`], with outputs marked `when: members` included only while
+/// `members(output ifindex, output group, output interface address)` says
+/// a member wants them. A rule whose every output waits for members stays
+/// active with no outputs: its input is still joined and captured, so the
+/// first packet after a join is forwarded without waiting for an upstream
+/// join.
+pub fn compile_with_members(
+    rules: &[DesiredRule],
+    ifaces: &Interfaces,
+    generation: u64,
+    multicast_ttl: u8,
+    members: MemberQuery<'_>,
 ) -> Compiled {
     let mut builder = TableBuilder::new(generation).local_macs(ifaces.local_macs());
     let mut statuses = Vec::with_capacity(rules.len());
@@ -86,7 +108,16 @@ pub fn compile(
         };
         let mut waiting = Vec::new();
         let mut outputs = Vec::with_capacity(rule.outputs.len());
+        let mut following = 0;
         for out in &rule.outputs {
+            if out.when == mcr_config::OutputWhen::Members {
+                following += 1;
+                if let Some(i) = ifaces.get(&out.interface) {
+                    if !members(i.index, out.group, i.addrs.first().copied()) {
+                        continue;
+                    }
+                }
+            }
             match ifaces.get(&out.interface) {
                 Some(i) => outputs.push(OutputSlot {
                     ifindex: i.index,
@@ -110,7 +141,7 @@ pub fn compile(
                 None => waiting.push(interface_not_found(&out.interface)),
             }
         }
-        if outputs.is_empty() {
+        if outputs.is_empty() && following == 0 {
             statuses.push(RuleStatus {
                 id,
                 state: RuleState::Inactive {
@@ -200,6 +231,7 @@ mod tests {
                         group: Ipv4Addr::new(239, 2, 2, 2),
                         port: 6000 + i as u16,
                         ttl: None,
+                        when: mcr_config::OutputWhen::Always,
                     })
                     .collect(),
             },

@@ -434,3 +434,126 @@ fn hostile_igmp_is_counted_and_forwarding_goes_on() {
     assert_exact(&l.finish(), 5000);
     let _ = std::io::stderr().flush();
 }
+
+/// Packets the rule's outputs sent, summed (`mcrctl stats`).
+fn output_packets(m: &Mcrd, rule: &str) -> u64 {
+    let st = m.ctl_json(&["stats"]);
+    st["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["id"] == rule)
+        .flat_map(|r| r["outputs"].as_array().cloned().unwrap_or_default())
+        .map(|o| o["packets"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn rule_packets(m: &Mcrd, rule: &str) -> u64 {
+    let st = m.ctl_json(&["stats"]);
+    st["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["id"] == rule)
+        .map(|r| r["packets"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn output_follows_membership_at_10kpps() {
+    output_follows_membership(true);
+}
+
+#[test]
+fn output_follows_membership_at_10kpps_through_the_engines() {
+    output_follows_membership(false);
+}
+
+fn output_follows_membership(fast: bool) {
+    let t = Topo::new(1);
+    let out = format!(
+        "{{ interface: \"{}\", group: \"239.2.2.2\", port: 6000, when: \"members\" }}",
+        t.o(0)
+    );
+    let cfg = format!(
+        "{{ rules: [ {} ], igmp: {{ querier_interfaces: [\"{}\"], version: 3, query_interval: 5, \
+         query_response_interval: 2, last_member_query_interval_ms: 100 }} }}",
+        rule("follow", &t.i(), "239.1.1.1", 5000, &[out]),
+        t.o(0)
+    );
+    let m = t.mcrd(&with_path(&cfg, fast));
+    let list = m.ctl_json(&["list"]);
+    assert_eq!(list["rules"][0]["state"], "active", "{list:#}");
+    // Interface counters: the relay's output (tx) and the sink (rx).
+    let tx = |t: &Topo| -> u64 {
+        t.relay
+            .net_attr(&t.o(0), "statistics/tx_packets")
+            .parse()
+            .unwrap()
+    };
+    let rx = |t: &Topo| -> u64 {
+        t.sinks[0]
+            .net_attr(&t.s(0), "statistics/rx_packets")
+            .parse()
+            .unwrap()
+    };
+    // 10 kpps for 6 s.
+    let g = Generator::spawn(
+        &t.src,
+        &t.g(),
+        "239.1.1.1",
+        5000,
+        &["--rate", "10000", "--duration", "6", "--size", "200"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    // Before the join: the input is captured, nothing leaves.
+    assert!(rule_packets(&m, "follow") > 5000);
+    assert_eq!(output_packets(&m, "follow"), 0);
+    let (tx0, rx0) = (tx(&t), rx(&t));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(tx(&t) - tx0 <= 2, "only IGMP queries leave the output");
+    assert!(rx(&t) - rx0 <= 2, "only IGMP queries reach the sink");
+    let tx_join = tx(&t);
+    // A host joins (mcrd listen's IP_ADD_MEMBERSHIP sends the report) and
+    // leaves 2 s later (its socket closes).
+    let l = t.listen(0, "239.2.2.2", 6000, &["--duration", "2"]);
+    let got = l.finish();
+    let left = Instant::now();
+    eprintln!("listener: {}", got["total"]);
+    let received = total(&got, "received");
+    assert!(received > 10_000, "{got}");
+    assert_eq!(
+        total(&got, "lost"),
+        0,
+        "a gapless stream from join to leave"
+    );
+    assert_eq!(total(&got, "duplicates"), 0);
+    assert_eq!(total(&got, "reordered"), 0);
+    let streams = got["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{got}");
+    let (first, last) = (
+        streams[0]["first_seq"].as_u64().unwrap(),
+        streams[0]["last_seq"].as_u64().unwrap(),
+    );
+    // Joined mid-stream; every packet from the first to the last.
+    assert!(first > 10_000, "{got}");
+    assert_eq!(last - first + 1, received, "{got}");
+    // After the leave: LMQT (0.2 s) plus one table swap, then nothing.
+    std::thread::sleep(Duration::from_millis(700).saturating_sub(left.elapsed()));
+    let (t1, r1) = (tx(&t), rx(&t));
+    std::thread::sleep(Duration::from_millis(1000));
+    let (t2, r2) = (tx(&t), rx(&t));
+    assert!(
+        t2 - t1 <= 2,
+        "the output stopped after the leave ({})",
+        t2 - t1
+    );
+    assert!(r2 - r1 <= 2, "nothing reaches the sink after the leave");
+    let sent = t1 - tx_join;
+    assert!(sent >= received, "{sent} sent, {received} received");
+    eprintln!(
+        "output sent {sent} frames (IGMP included), listener got {received}: {} after the listener closed",
+        sent - received
+    );
+    assert!(g.finish()["sent"].as_u64().unwrap() >= 50_000);
+}

@@ -8,7 +8,7 @@
 mod commands;
 mod rates;
 
-use crate::compile::{compile, DesiredRule, Origin, RuleState, RuleStatus};
+use crate::compile::{compile_with_members, DesiredRule, Origin, RuleState, RuleStatus};
 use crate::control::api::ReloadRecord;
 use crate::control::ControlServer;
 use crate::interfaces::{Interfaces, LinkMonitor};
@@ -420,7 +420,15 @@ impl Supervisor {
 
     /// Whether any rule has an output that follows membership.
     fn follows_members(&self) -> bool {
-        false
+        self.config
+            .rules
+            .iter()
+            .chain(self.runtime_rules.iter().map(|d| &d.rule))
+            .any(|r| {
+                r.outputs
+                    .iter()
+                    .any(|o| o.when == mcr_config::OutputWhen::Members)
+            })
     }
 
     /// An interface's name by index (the index itself when unknown).
@@ -471,11 +479,22 @@ impl Supervisor {
     /// the table and updates joins. Logs every rule whose state changed.
     pub fn recompile(&mut self) {
         self.generation += 1;
-        let compiled = compile(
+        let mrib = &self.igmp.mrib;
+        // RFC 3376 6.3: a member in EXCLUDE mode wants every source not
+        // excluded; in INCLUDE mode only the listed ones.
+        let members = |ifindex: u32, group, source: Option<std::net::Ipv4Addr>| {
+            mrib.local_members_on(&mcr_protocols::Interface::new(ifindex, ""), group)
+                .is_some_and(|f| match source {
+                    Some(s) => f.admits(s),
+                    None => f.mode == mcr_protocols::FilterMode::Exclude,
+                })
+        };
+        let compiled = compile_with_members(
             &self.desired(),
             &self.interfaces,
             self.generation,
             self.config.multicast_ttl(),
+            &members,
         );
         let table = compiled.table;
         self.sync_fast_path();
