@@ -60,6 +60,7 @@
 //! | `outputs[].group` | IPv4 | **required** | destination: multicast group or unicast host (group/port translation is allowed); not `0.0.0.0` |
 //! | `outputs[].port` | 1..=65535 | **required** | destination UDP port |
 //! | `outputs[].ttl` | 1..=255 | `multicast_ttl` for multicast, 64 for unicast | IP TTL of sent packets ([`Output::effective_ttl`]) |
+//! | `outputs[].when` | `"always"` or `"members"` | `"always"` | `"members"`: forward only while IGMP has a member of the (multicast) output group on the output interface ([`OutputWhen::Members`]) |
 //!
 //! Rejected: two rules with the same input (interface, group, port, source)
 //! — merge their outputs instead; an output equal to its own rule's input

@@ -567,6 +567,28 @@ fn cores() {
 }
 
 #[test]
+fn member_outputs() {
+    let c = parse_str(
+        "{ rules: [ { input: { interface: 'a', group: '239.1.1.1', port: 1 }, outputs: [ { interface: 'b', group: '239.2.2.2', port: 2, when: 'members' } ] } ] }",
+        "",
+    )
+    .unwrap();
+    assert_eq!(c.rules[0].outputs[0].when, OutputWhen::Members);
+    expect_diag(
+        "{ rules: [ { input: { interface: 'a', group: '239.1.1.1', port: 1 },\n outputs: [ { interface: 'b', group: '10.2.2.2', port: 2, when: 'members' } ] } ] }",
+        "rules[0].outputs[0].when",
+        2,
+        &["not one"],
+    );
+    expect_diag(
+        "{\n  igmp: {\n    last_member_query_interval_ms: 50 } }",
+        "igmp.last_member_query_interval_ms",
+        3,
+        &["100 to 25500"],
+    );
+}
+
+#[test]
 fn igmp_ranges() {
     expect_diag(
         "{\n  igmp: {\n    version: 4 } }",

@@ -240,6 +240,29 @@ mod tests {
     }
 
     #[test]
+    fn member_outputs_follow_the_member_query() {
+        let ifaces = Interfaces::from_list(vec![iface("a", 2), iface("b", 3), iface("c", 4)]);
+        let mut r = rule("a", &["b", "c"]);
+        r.rule.outputs[1].when = mcr_config::OutputWhen::Members;
+        let ttl = mcr_config::DEFAULT_MULTICAST_TTL;
+        // No members on c: only b.
+        let c = compile_with_members(std::slice::from_ref(&r), &ifaces, 1, ttl, &|_, _, _| false);
+        assert_eq!(c.statuses[0].state, RuleState::Active);
+        assert_eq!(c.table.output_slots().len(), 1);
+        // A member of 239.2.2.2 on c (index 4): both.
+        let q = |i: u32, g: Ipv4Addr, _| i == 4 && g == Ipv4Addr::new(239, 2, 2, 2);
+        let c = compile_with_members(std::slice::from_ref(&r), &ifaces, 2, ttl, &q);
+        assert_eq!(c.table.output_slots().len(), 2);
+        // Every output waits for members: still active (input captured),
+        // nothing sent.
+        r.rule.outputs[0].when = mcr_config::OutputWhen::Members;
+        let c = compile_with_members(&[r], &ifaces, 3, ttl, &|_, _, _| false);
+        assert_eq!(c.statuses[0].state, RuleState::Active);
+        assert!(c.table.output_slots().is_empty());
+        assert_eq!(c.joins.len(), 1);
+    }
+
+    #[test]
     fn missing_interfaces_make_rules_inactive_or_partial() {
         let ifaces = Interfaces::from_list(vec![iface("a", 2), iface("b", 3)]);
         let c = compile(
