@@ -229,8 +229,9 @@ pub struct IgmpRunner {
     buf: Vec<u8>,
     /// Sends that failed (socket errors), since start.
     pub send_errors: u64,
-    /// Local-member state changed since the last [`IgmpRunner::take_members_changed`].
-    members_changed: bool,
+    /// (interface index, group) whose local members changed since the
+    /// last [`IgmpRunner::take_member_changes`].
+    member_changes: BTreeSet<(u32, Ipv4Addr)>,
 }
 
 impl Default for IgmpRunner {
@@ -245,7 +246,7 @@ impl Default for IgmpRunner {
             actions: Vec::new(),
             buf: vec![0u8; 65536],
             send_errors: 0,
-            members_changed: false,
+            member_changes: BTreeSet::new(),
         }
     }
 }
@@ -279,9 +280,10 @@ impl IgmpRunner {
         self.driver.protocol().is_running()
     }
 
-    /// Whether local members changed since the last call.
-    pub fn take_members_changed(&mut self) -> bool {
-        std::mem::take(&mut self.members_changed)
+    /// The (interface index, group) pairs whose local members changed
+    /// since the last call.
+    pub fn take_member_changes(&mut self) -> BTreeSet<(u32, Ipv4Addr)> {
+        std::mem::take(&mut self.member_changes)
     }
 
     /// The descriptors to poll for input.
@@ -480,10 +482,17 @@ impl IgmpRunner {
                 }
                 Action::Send { .. } => {}
                 Action::Mrib(u) => {
+                    use mcr_protocols::MribUpdate as U;
+                    if let U::SetLocalMembers {
+                        interface, group, ..
+                    }
+                    | U::RemoveLocalMembers { interface, group } = &u
+                    {
+                        self.member_changes.insert((interface.index, *group));
+                    }
                     if let Err(e) = self.mrib.apply(u) {
                         tracing::warn!(error = %e, "IGMP member not recorded in the MRIB");
                     }
-                    self.members_changed = true;
                 }
                 Action::Event(e) => events.push(event_json(e.kind, &e.payload)),
                 Action::Join { .. } | Action::Leave { .. } => {}

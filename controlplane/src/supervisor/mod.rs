@@ -411,24 +411,25 @@ impl Supervisor {
         self.after_igmp();
     }
 
-    /// Recompiles when membership moved and some rule follows it.
+    /// Recompiles when the members of an (interface, group) that some
+    /// rule output follows moved (other membership changes cost nothing).
     fn after_igmp(&mut self) {
-        if self.igmp.take_members_changed() && self.follows_members() {
-            self.recompile();
+        let changes = self.igmp.take_member_changes();
+        if changes.is_empty() {
+            return;
         }
-    }
-
-    /// Whether any rule has an output that follows membership.
-    fn follows_members(&self) -> bool {
-        self.config
+        let followed = self
+            .config
             .rules
             .iter()
             .chain(self.runtime_rules.iter().map(|d| &d.rule))
-            .any(|r| {
-                r.outputs
-                    .iter()
-                    .any(|o| o.when == mcr_config::OutputWhen::Members)
-            })
+            .flat_map(|r| r.outputs.iter())
+            .filter(|o| o.when == mcr_config::OutputWhen::Members)
+            .filter_map(|o| Some((self.interfaces.get(&o.interface)?.index, o.group)))
+            .any(|k| changes.contains(&k));
+        if followed {
+            self.recompile();
+        }
     }
 
     /// An interface's name by index (the index itself when unknown).

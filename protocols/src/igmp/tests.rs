@@ -587,3 +587,57 @@ fn link_local_and_unconfigured_interfaces_are_ignored() {
     h.rx(Ipv4Addr::UNSPECIFIED, true, Repr::ReportV2 { group: G });
     assert!(h.member(G).is_some());
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record() -> impl Strategy<Value = (u8, u8, Vec<u8>)> {
+        (0u8..9, 0u8..4, proptest::collection::vec(0u8..6, 0..4))
+    }
+
+    proptest! {
+        /// Any sequence of reports, leaves, queries and time steps: no
+        /// panic, the MRIB mirrors the groups, and the timer set holds at
+        /// most one timer per group plus two per interface.
+        #[test]
+        fn any_input_keeps_the_invariants(
+            steps in proptest::collection::vec((0u8..8, record(), 0u64..400_000, any::<bool>()), 1..60)
+        ) {
+            let mut p = params();
+            p.version = 3;
+            p.max_groups = 3;
+            p.max_sources = 3;
+            let mut h = H::new(p);
+            for (kind, (rt, g, srcs), dt, ra) in steps {
+                let group = Ipv4Addr::new(239, 0, 0, g);
+                let sources: Vec<Ipv4Addr> = srcs.iter().map(|s| Ipv4Addr::new(10, 9, 0, *s)).collect();
+                let from = if ra { HOST } else { LOWER };
+                match kind {
+                    0 => h.rx(from, ra, Repr::ReportV1 { group }),
+                    1 => h.rx(from, ra, Repr::ReportV2 { group }),
+                    2 => h.rx(from, ra, Repr::LeaveV2 { group }),
+                    3 => h.rx(from, true, v3_query(&params(), group, ra, sources.clone())),
+                    4 => h.rx(from, true, Repr::QueryV2 { max_resp_time: 10, group }),
+                    _ => h.rx(from, ra, Repr::ReportV3 { records: vec![GroupRecordRepr {
+                        record_type: RecordType::from(rt),
+                        group,
+                        sources,
+                        aux_data: Vec::new(),
+                    }] }),
+                }
+                h.run_for(Duration::from_millis(dt));
+                let now = h.clock.now();
+                let groups = h.d.protocol().groups(now);
+                prop_assert!(groups.len() <= 3);
+                prop_assert_eq!(groups.len(), h.mrib.local_member_count());
+                for g in &groups {
+                    prop_assert!(g.sources.len() <= 3);
+                    let f = h.mrib.local_members_on(&ifc(), g.group).unwrap();
+                    prop_assert_eq!(f.mode, g.mode);
+                }
+                prop_assert!(h.d.timers().len() <= groups.len() + 2);
+            }
+        }
+    }
+}
