@@ -557,3 +557,97 @@ fn output_follows_membership(fast: bool) {
     );
     assert!(g.finish()["sent"].as_u64().unwrap() >= 50_000);
 }
+
+#[test]
+fn reload_keeps_members_and_sends_no_extra_query() {
+    let l = lan();
+    let cfg = igmp_cfg(&l.r, 3, "");
+    let m = Mcrd::start(&l.router, &l.dir, &cfg);
+    let _member = Member::join(&l.host, "10.80.0.2", "239.10.0.5", None);
+    wait_for(Duration::from_secs(1), "group learned", || {
+        find_group(&m, "239.10.0.5").is_some()
+    });
+    let sent = |m: &Mcrd| {
+        m.ctl_json(&["igmp", "interfaces"])["interfaces"][0]["counters"]["general_queries_sent"]
+            .as_u64()
+            .unwrap()
+    };
+    // Wait out the startup queries (QI 5 s: the second is 1.25 s in).
+    wait_for(Duration::from_secs(4), "startup queries sent", || {
+        sent(&m) >= 2
+    });
+    let before = sent(&m);
+    let up0 = find_group(&m, "239.10.0.5").unwrap()["uptime_secs"]
+        .as_f64()
+        .unwrap();
+    // The same IGMP settings plus an unrelated change: members stay, no
+    // query is sent because of the reload.
+    std::fs::write(
+        l.dir.path("mcrd.json5"),
+        igmp_cfg(&l.r, 3, ", multicast_ttl: 3"),
+    )
+    .unwrap();
+    let r = m.ctl_json(&["reload"]);
+    assert_eq!(r["sections_changed"], serde_json::json!(["multicast_ttl"]));
+    let g = find_group(&m, "239.10.0.5").expect("member kept");
+    assert!(g["uptime_secs"].as_f64().unwrap() >= up0);
+    assert_eq!(sent(&m), before, "no extra query");
+    // Removing the interface from IGMP withdraws its members.
+    std::fs::write(l.dir.path("mcrd.json5"), "{ }").unwrap();
+    m.ctl_json(&["reload"]);
+    assert!(groups(&m).is_empty());
+}
+
+#[test]
+fn igmp_runs_with_only_cap_net_raw() {
+    let user = format!("mcru{}", unique_tag());
+    let _ = run("userdel", &[&user]);
+    sh(
+        "useradd",
+        &[
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            &user,
+        ],
+    );
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = run("userdel", &[&self.0]);
+        }
+    }
+    let _del = Del(user.clone());
+    let l = lan();
+    let mut m = Mcrd::spawn(
+        &l.router,
+        &l.dir,
+        "mcrd",
+        &igmp_cfg(&l.r, 2, ""),
+        &["--user", &user],
+    );
+    m.wait_log("mcrd ready", Duration::from_secs(10));
+    let caps = std::fs::read_to_string(format!("/proc/{}/status", m.pid())).unwrap();
+    let eff = caps
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        u64::from_str_radix(&eff, 16).unwrap(),
+        1 << 13,
+        "only CAP_NET_RAW"
+    );
+    assert_eq!(
+        m.ctl_json(&["status"])["protocols"]["igmp"]["running"],
+        true
+    );
+    let _member = Member::join(&l.host, "10.80.0.2", "239.10.0.6", None);
+    wait_for(Duration::from_secs(1), "group learned", || {
+        find_group(&m, "239.10.0.6").is_some()
+    });
+    let c = &m.ctl_json(&["igmp", "interfaces"])["interfaces"][0]["counters"];
+    assert!(c["general_queries_sent"].as_u64().unwrap() >= 1, "{c:#}");
+}
