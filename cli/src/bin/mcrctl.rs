@@ -92,8 +92,9 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Stream events (rule state changes, interfaces, reloads; igmp, pim and
-    /// msdp once those run) until interrupted.
+    /// Stream events (rule state changes, interfaces, reloads, IGMP joins,
+    /// leaves and querier changes; pim and msdp once those run) until
+    /// interrupted.
     Subscribe {
         /// Comma-separated categories: rules, interfaces, reload, igmp, pim, msdp [default: all].
         #[arg(long, value_delimiter = ',')]

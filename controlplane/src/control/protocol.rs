@@ -149,8 +149,8 @@ impl Request {
     }
 }
 
-/// Event categories a client can subscribe to. `igmp`, `pim` and `msdp`
-/// carry nothing until those protocols run.
+/// Event categories a client can subscribe to. `pim` and `msdp` carry
+/// nothing until those protocols run.
 #[derive(
     Debug,
     Clone,
