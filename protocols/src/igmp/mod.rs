@@ -10,7 +10,10 @@
 //!   then one every [`InterfaceParams::query_interval`]. The lowest address
 //!   on the link wins the election: a query from a lower address makes us a
 //!   non-querier for the Other Querier Present Interval (RFC 3376 8.5:
-//!   `robustness * QI + QRI / 2`); when it runs out we query again.
+//!   `robustness * QI + QRI / 2`); when it runs out we query again. While
+//!   non-querier we adopt the querier's QRV and QQI from its IGMPv3 queries
+//!   (RFC 3376 4.1.6, 4.1.7, 8.1, 8.2), so every router on the link times
+//!   members out alike.
 //! * **Membership** per (interface, group) (RFC 3376 6.2-6.5): filter mode
 //!   INCLUDE/EXCLUDE, a source list with per-source timers, a group timer,
 //!   the action tables of 6.4.1 (current-state records) and 6.4.2
@@ -505,10 +508,32 @@ impl Group {
 struct IfState {
     ifc: Interface,
     params: InterfaceParams,
+    /// The querier's Robustness Variable and Query Interval from its last
+    /// IGMPv3 query, adopted while we are not querier (RFC 3376 4.1.6,
+    /// 4.1.7, 8.1, 8.2); `None` while we query or when it sent zeros.
+    adopted: (Option<u8>, Option<Duration>),
     role: Role,
     next_query: Option<Timestamp>,
     groups: BTreeMap<Ipv4Addr, Group>,
     counters: Counters,
+}
+
+impl IfState {
+    /// The parameters in force: ours, with the querier's QRV and QQI while
+    /// we are not querier (RFC 3376 8.1, 8.2).
+    fn effective(&self) -> InterfaceParams {
+        let mut p = self.params.clone();
+        if let Role::NonQuerier { .. } = self.role {
+            if let Some(r) = self.adopted.0 {
+                p.robustness = r;
+                p.last_member_query_count = r;
+            }
+            if let Some(qi) = self.adopted.1 {
+                p.query_interval = qi;
+            }
+        }
+        p
+    }
 }
 
 /// The IGMP router instance: every interface it runs on.
@@ -667,7 +692,7 @@ impl Igmp {
             .values()
             .map(|st| {
                 let ours = self.our_addr(st.ifc.index);
-                let p = &st.params;
+                let p = &st.effective();
                 let (querier, is_querier, other, startup) = match &st.role {
                     Role::Querier { startup_left } => (ours, true, None, *startup_left),
                     Role::NonQuerier { querier, expires } => {
@@ -770,6 +795,7 @@ impl Igmp {
                         IfState {
                             ifc,
                             params,
+                            adopted: (None, None),
                             role: Role::Querier { startup_left: 0 },
                             next_query: None,
                             groups: BTreeMap::new(),
@@ -817,7 +843,7 @@ impl Igmp {
         let Some(st) = self.ifaces.get_mut(&idx) else {
             return;
         };
-        let p = st.params.clone();
+        let p = st.effective();
         let role = st.role.clone();
         let querier_event = |st: &IfState, querier: Option<Ipv4Addr>, us, why| {
             let mut e = IgmpEvent::on(&st.ifc);
@@ -907,6 +933,10 @@ impl Igmp {
             // RFC 3376 6.6.2, RFC 2236 3: the other querier went quiet; we
             // resume with a general query now and then every QI.
             (Role::NonQuerier { .. }, IfEvent::OtherQuerierExpired) => {
+                // Our own settings again (RFC 3376 8.1, 8.2 apply to
+                // non-queriers).
+                st.adopted = (None, None);
+                let p = st.params.clone();
                 st.role = Role::Querier { startup_left: 0 };
                 send_general(st, ours, out);
                 let next = now + p.query_interval;
@@ -1014,8 +1044,17 @@ impl Igmp {
         let Some(st) = self.ifaces.get_mut(&idx) else {
             return;
         };
-        if matches!(st.role, Role::Querier { .. }) {
-            return;
+        let querier = match st.role {
+            Role::Querier { .. } => return,
+            Role::NonQuerier { querier, .. } => querier,
+        };
+        // RFC 3376 4.1.6, 4.1.7 (8.1, 8.2): a non-querier adopts the
+        // querier's QRV and QQI unless they are zero.
+        if let (true, Repr::QueryV3 { qrv, .. }) = (src == querier, repr) {
+            st.adopted = (
+                (*qrv != 0).then_some(*qrv),
+                repr.query_interval().filter(|d| !d.is_zero()),
+            );
         }
         // RFC 3376 6.6.1: a non-querier receiving a group-specific query
         // without S lowers its group timer to LMQT; one with sources lowers
@@ -1034,7 +1073,7 @@ impl Igmp {
         if s_flag || group.is_unspecified() {
             return;
         }
-        let lmqt = now + st.params.last_member_query_time();
+        let lmqt = now + st.effective().last_member_query_time();
         let Some(grp) = st.groups.get_mut(&group) else {
             return;
         };
@@ -1083,7 +1122,7 @@ impl Igmp {
             st.counters.invalid.count(Invalid::UnknownType);
             return;
         }
-        let p = st.params.clone();
+        let p = st.effective();
         let is_querier = matches!(st.role, Role::Querier { .. });
         if !st.groups.contains_key(&group) {
             // Records that cannot create state do not take a slot.

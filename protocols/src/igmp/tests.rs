@@ -641,3 +641,37 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn non_querier_adopts_the_queriers_qrv_and_qqi() {
+    let mut h = H::new(params());
+    // The querier announces robustness 3 and QI 20 s.
+    let mut qp = params();
+    qp.robustness = 3;
+    qp.query_interval = Duration::from_secs(20);
+    h.rx(
+        LOWER,
+        true,
+        v3_query(&qp, Ipv4Addr::UNSPECIFIED, false, Vec::new()),
+    );
+    let v = &h.d.protocol().interfaces(h.clock.now())[0];
+    assert_eq!((v.robustness, v.query_interval_secs), (3, 20.0));
+    // GMI is now 3 x 20 + 10 = 70 s.
+    let t0 = h.clock.now();
+    h.v3(RecordType::ModeIsExclude, G, &[]);
+    // Keep the querier alive so we stay non-querier.
+    for _ in 0..4 {
+        h.run_for(Duration::from_secs(20));
+        h.rx(
+            LOWER,
+            true,
+            v3_query(&qp, Ipv4Addr::UNSPECIFIED, false, Vec::new()),
+        );
+    }
+    assert_eq!(h.removed_at, vec![(t0 + Duration::from_secs(70), G)]);
+    // When it goes quiet we query with our own settings again.
+    h.run_for(Duration::from_secs(200));
+    let v = &h.d.protocol().interfaces(h.clock.now())[0];
+    assert!(v.is_querier);
+    assert_eq!((v.robustness, v.query_interval_secs), (2, 125.0));
+}
