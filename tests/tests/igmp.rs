@@ -272,6 +272,26 @@ fn count_queries(ns: &Netns, iface: &str, secs: f64) -> std::collections::BTreeM
         .collect()
 }
 
+/// Python printing `TIME SOURCE` for every IGMP query seen on `iface` for
+/// `secs` seconds (kernel receive time, seconds).
+fn query_log_script(iface: &str, secs: f64) -> String {
+    format!(
+        "import socket,time\n\
+         s=socket.socket(socket.AF_PACKET,socket.SOCK_DGRAM,socket.htons(0x0800))\n\
+         s.bind(('{iface}',0))\n\
+         s.settimeout(0.1)\n\
+         print('ready',flush=True)\n\
+         end=time.time()+{secs}\n\
+         while time.time()<end:\n\
+         \x20try: b=s.recv(2048)\n\
+         \x20except socket.timeout: continue\n\
+         \x20t=time.time()\n\
+         \x20if len(b)<24 or b[9]!=2: continue\n\
+         \x20hl=(b[0]&15)*4\n\
+         \x20if len(b)>hl and b[hl]==0x11: print('%.4f'%t,socket.inet_ntoa(b[12:16]),flush=True)\n"
+    )
+}
+
 #[test]
 fn two_queriers_elect_one_and_hand_over() {
     let tag = unique_tag();
@@ -326,20 +346,58 @@ fn two_queriers_elect_one_and_hand_over() {
         i2["interfaces"][0]["other_querier_present_interval_secs"],
         2.5
     );
-    // Stop the querier: r2 takes over within OQPI of the last query heard
-    // (at most OQPI after the stop).
+    // Stop the querier while a sniffer timestamps every query: r2 must
+    // send its first query one OQPI after the last query of r1 (timed on
+    // the wire, so a loaded machine's polling delays do not count).
+    let mut sniffer = sw
+        .command(std::path::Path::new(PY))
+        .args(["-c", &query_log_script("br0", 8.0)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(sniffer.stdout.take().unwrap());
+    let mut ready = String::new();
+    use std::io::BufRead;
+    lines.read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready");
+    // At least one query of r1 (QI 2 s) on record before it stops.
+    std::thread::sleep(Duration::from_millis(2300));
     let (_, st) = m1.stop();
     assert!(st.success());
     let took = wait_for(Duration::from_secs(6), "r2 takes over", || {
         m2.ctl_json(&["igmp", "interfaces"])["interfaces"][0]["is_querier"] == true
     });
-    eprintln!("handover {took:?} after the querier stopped");
+    eprintln!("r2 says it is querier {took:?} after r1 stopped");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut lines, &mut rest).unwrap();
+    let _ = sniffer.wait();
+    let log: Vec<(f64, String)> = rest
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.split_whitespace();
+            Some((p.next()?.parse().ok()?, p.next()?.to_string()))
+        })
+        .collect();
+    let last1 = log
+        .iter()
+        .filter(|(_, s)| s == "10.81.0.1")
+        .map(|(t, _)| *t)
+        .fold(f64::NAN, f64::max);
+    let first2 = log
+        .iter()
+        .filter(|(t, s)| s == "10.81.0.2" && *t > last1)
+        .map(|(t, _)| *t)
+        .fold(f64::NAN, f64::min);
+    let gap = first2 - last1;
+    eprintln!("queries: {log:?}; handover {gap:.3} s after the last query of r1");
     assert!(
-        took <= Duration::from_millis(2500 + 700),
-        "handover took {took:?}, OQPI is 2.5 s"
+        (2.3..=3.0).contains(&gap),
+        "r2 took over {gap:.3} s after r1's last query; OQPI is 2.5 s"
     );
-    let seen = count_queries(&sw, "br0", 3.0);
-    assert!(seen.get("10.81.0.2").copied().unwrap_or(0) >= 1, "{seen:?}");
+    assert!(
+        log.iter().all(|(t, s)| s != "10.81.0.2" || *t > last1),
+        "r2 queried while r1 was querier: {log:?}"
+    );
     let _ = &mut m2;
 }
 
@@ -481,6 +539,10 @@ fn output_follows_membership(fast: bool) {
         rule("follow", &t.i(), "239.1.1.1", 5000, &[out]),
         t.o(0)
     );
+    // No IPv6 chatter (router solicitations, MLD) in the frame counters.
+    t.relay
+        .sysctl(&format!("net.ipv6.conf.{}.disable_ipv6", t.o(0)), "1");
+    t.sinks[0].sysctl(&format!("net.ipv6.conf.{}.disable_ipv6", t.s(0)), "1");
     let m = t.mcrd(&with_path(&cfg, fast));
     let list = m.ctl_json(&["list"]);
     assert_eq!(list["rules"][0]["state"], "active", "{list:#}");
@@ -511,8 +573,9 @@ fn output_follows_membership(fast: bool) {
     assert_eq!(output_packets(&m, "follow"), 0);
     let (tx0, rx0) = (tx(&t), rx(&t));
     std::thread::sleep(Duration::from_millis(500));
-    assert!(tx(&t) - tx0 <= 2, "only IGMP queries leave the output");
-    assert!(rx(&t) - rx0 <= 2, "only IGMP queries reach the sink");
+    // At 10 kpps a forwarding output would show thousands here.
+    assert!(tx(&t) - tx0 <= 5, "only IGMP queries leave the output");
+    assert!(rx(&t) - rx0 <= 5, "only IGMP queries reach the sink");
     let tx_join = tx(&t);
     // A host joins (mcrd listen's IP_ADD_MEMBERSHIP sends the report) and
     // leaves 2 s later (its socket closes).
@@ -544,11 +607,11 @@ fn output_follows_membership(fast: bool) {
     std::thread::sleep(Duration::from_millis(1000));
     let (t2, r2) = (tx(&t), rx(&t));
     assert!(
-        t2 - t1 <= 2,
+        t2 - t1 <= 5,
         "the output stopped after the leave ({})",
         t2 - t1
     );
-    assert!(r2 - r1 <= 2, "nothing reaches the sink after the leave");
+    assert!(r2 - r1 <= 5, "nothing reaches the sink after the leave");
     let sent = t1 - tx_join;
     assert!(sent >= received, "{sent} sent, {received} received");
     eprintln!(
