@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::mem::size_of;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use mcr_dataplane::bpf::Insn;
@@ -494,7 +494,21 @@ impl IgmpRunner {
                         tracing::warn!(error = %e, "IGMP member not recorded in the MRIB");
                     }
                 }
-                Action::Event(e) => events.push(event_json(e.kind, &e.payload)),
+                Action::Event(e) => {
+                    // Querier changes are rare and worth a log line; joins
+                    // and leaves can be thousands a second (events only).
+                    if e.kind == "querier-change" {
+                        let p = &e.payload;
+                        tracing::info!(
+                            interface = %mcr_config::text::escape(&p.interface),
+                            querier = ?p.querier,
+                            us = ?p.us,
+                            reason = ?p.reason,
+                            "IGMP querier"
+                        );
+                    }
+                    events.push(event_json(e.kind, &e.payload));
+                }
                 Action::Join { .. } | Action::Leave { .. } => {}
                 Action::ArmTimer { .. } | Action::CancelTimer { .. } => {}
             }
@@ -510,11 +524,6 @@ impl IgmpRunner {
         let ev = self.execute(&mut actions, interfaces);
         self.sockets.clear();
         ev
-    }
-
-    /// The raw descriptors (for tests).
-    pub fn socket_fds(&self) -> Vec<RawFd> {
-        self.sockets.values().map(|s| s.fd.as_raw_fd()).collect()
     }
 }
 
