@@ -3,7 +3,9 @@
 
 use mcr_config::{Input, Output};
 use mcr_controlplane::compile::{Origin, RuleState};
-use mcr_controlplane::control::api::{FastPathStatus, ProtocolState, Reply, Status};
+use mcr_controlplane::control::api::{
+    FastPathStatus, FilterMode, IgmpGroups, IgmpInterfaces, ProtocolState, Reply, Status,
+};
 use mcr_dataplane::Drops;
 use serde_json::Value;
 use std::fmt::Write;
@@ -294,6 +296,17 @@ fn render_raw(reply: &Reply) -> String {
         Reply::LogFilter(f) => {
             let _ = writeln!(out, "{}", f.filter);
         }
+        Reply::IgmpGroups(g) => igmp_groups(&mut out, g),
+        Reply::IgmpInterfaces(i) => igmp_interfaces(&mut out, i),
+        Reply::IgmpToggled(t) => {
+            let _ = writeln!(
+                out,
+                "IGMP {} on {} (runtime, until the next reload); running there: {}",
+                if t.enabled { "enabled" } else { "disabled" },
+                s(&Value::String(t.interface.clone())),
+                if t.running { "yes" } else { "no" }
+            );
+        }
         Reply::Reload(r) => {
             let verb = if r.dry_run { "would apply" } else { "applied" };
             let _ = writeln!(out, "{verb} {}", r.file.display());
@@ -329,6 +342,149 @@ fn render_raw(reply: &Reply) -> String {
         | Reply::PimRpfAnswer(_) => crate::render_pim::render(&mut out, reply),
     }
     out
+}
+
+fn secs_or_dash(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{x:.1}"))
+}
+
+fn igmp_groups(out: &mut String, g: &IgmpGroups) {
+    let rows: Vec<Vec<String>> = g
+        .groups
+        .iter()
+        .map(|g| {
+            let sources: Vec<String> = g
+                .sources
+                .iter()
+                .map(|src| match src.timer_secs {
+                    Some(t) => format!("{}({t:.1}s)", src.address),
+                    None => format!("{}(excluded)", src.address),
+                })
+                .collect();
+            let mode = match g.mode {
+                FilterMode::Include => "include",
+                FilterMode::Exclude => "exclude",
+            };
+            vec![
+                s(&Value::String(g.interface.clone())),
+                g.group.to_string(),
+                mode.into(),
+                if sources.is_empty() {
+                    "-".into()
+                } else {
+                    sources.join(",")
+                },
+                secs_or_dash(g.group_timer_secs),
+                format!("v{}", g.version),
+                g.last_reporter.to_string(),
+                format!("{:.0}", g.uptime_secs),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "INTERFACE",
+            "GROUP",
+            "MODE",
+            "SOURCES(TIMER)",
+            "GROUP-TIMER",
+            "COMPAT",
+            "LAST-REPORTER",
+            "UPTIME",
+        ],
+        &rows,
+    ));
+}
+
+fn igmp_interfaces(out: &mut String, r: &IgmpInterfaces) {
+    let rows: Vec<Vec<String>> = r
+        .interfaces
+        .iter()
+        .map(|i| {
+            let c = &i.counters;
+            let sent = c.general_queries_sent + c.group_queries_sent + c.group_source_queries_sent;
+            let received = c.queries_received
+                + c.v1_reports_received
+                + c.v2_reports_received
+                + c.v3_reports_received
+                + c.leaves_received;
+            vec![
+                s(&Value::String(i.interface.clone())),
+                i.address.map_or_else(|| "-".into(), |a| a.to_string()),
+                i.querier.map_or_else(|| "-".into(), |a| a.to_string()),
+                if i.is_querier { "yes" } else { "no" }.into(),
+                format!("v{}", i.version),
+                secs_or_dash(i.next_query_secs),
+                secs_or_dash(i.other_querier_secs),
+                i.groups.to_string(),
+                sent.to_string(),
+                received.to_string(),
+                c.invalid.total().to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "INTERFACE",
+            "ADDRESS",
+            "QUERIER",
+            "US",
+            "VERSION",
+            "NEXT-QUERY",
+            "OTHER-QUERIER",
+            "GROUPS",
+            "SENT",
+            "RECEIVED",
+            "INVALID",
+        ],
+        &rows,
+    ));
+    for i in &r.interfaces {
+        let c = &i.counters;
+        let v = &c.invalid;
+        let reasons: Vec<String> = [
+            ("truncated", v.truncated),
+            ("bad_checksum", v.bad_checksum),
+            ("bad_length", v.bad_length),
+            ("bad_count", v.bad_count),
+            ("unknown_type", v.unknown_type),
+            ("bad_ip_header", v.bad_ip_header),
+            ("no_router_alert", v.no_router_alert),
+            ("wrong_subnet", v.wrong_subnet),
+            ("not_multicast", v.not_multicast),
+            ("group_limit", c.group_limit_dropped),
+            ("source_limit", c.source_limit_dropped),
+            ("link_local", c.link_local_ignored),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+        if !reasons.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} ignored: {}",
+                s(&Value::String(i.interface.clone())),
+                reasons.join(" ")
+            );
+        }
+    }
+    for n in &r.not_running {
+        let _ = writeln!(
+            out,
+            "{}: not running: {}",
+            s(&Value::String(n.interface.clone())),
+            s(&Value::String(n.reason.clone()))
+        );
+    }
+    for rt in &r.runtime {
+        let _ = writeln!(
+            out,
+            "{}: {} at run time (until the next reload)",
+            s(&Value::String(rt.interface.clone())),
+            if rt.enabled { "enabled" } else { "disabled" }
+        );
+    }
 }
 
 fn status(out: &mut String, r: &Status) {

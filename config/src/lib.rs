@@ -61,6 +61,7 @@
 //! | `outputs[].group` | IPv4 | **required** | destination: multicast group or unicast host (group/port translation is allowed); not `0.0.0.0` |
 //! | `outputs[].port` | 1..=65535 | **required** | destination UDP port |
 //! | `outputs[].ttl` | 1..=255 | `multicast_ttl` for multicast, 64 for unicast | IP TTL of sent packets ([`Output::effective_ttl`]) |
+//! | `outputs[].when` | `"always"` or `"members"` | `"always"` | `"members"`: forward only while IGMP has a member of the (multicast) output group on the output interface ([`OutputWhen::Members`]) |
 //!
 //! Rejected: two rules with the same input (interface, group, port, source)
 //! — merge their outputs instead; an output equal to its own rule's input
@@ -97,8 +98,9 @@
 //!
 //! ## `igmp`
 //!
-//! Key names are the seed system's; times are in seconds. Validated, not
-//! acted on yet.
+//! Key names are the seed system's; times are in seconds unless the key
+//! says `_ms`. mcrd runs an IGMP querier on every listed interface that
+//! exists and is up (see `docs/reference.md`, "IGMP").
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
@@ -107,7 +109,8 @@
 //! | `version` | 2 or 3 | `3` | IGMP version (RFC 2236 / RFC 3376) |
 //! | `query_interval` | 1..=31744 s | `125` | general query interval |
 //! | `query_response_interval` | 1..=3174 s (v2: 1..=25) | `10` | max response time; shorter than `query_interval` |
-//! | `robustness` | 1..=7 | `2` | robustness variable |
+//! | `robustness` | 1..=7 | `2` | robustness variable; also the startup and last member query counts |
+//! | `last_member_query_interval_ms` | 100..=25500 ms | `1000` | gap between group-specific queries after a leave (RFC 3376 8.8); leave latency is this x `robustness` |
 //!
 //! ## `pim`
 //!
@@ -204,12 +207,12 @@ pub use parse::{
 pub use rule_id::{canonical_key, fnv1a, fnv1a64, RuleId, FNV_OFFSET, FNV_PRIME};
 pub use schema::{
     Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MetricsConfig, MsdpConfig,
-    MsdpPeer, Output, PimConfig, PimInterface, RpfProvider, Rule, StaticRp, StaticRpfRoute, Ttl,
-    DEFAULT_MULTICAST_TTL, DEFAULT_UNICAST_TTL,
+    MsdpPeer, Output, OutputWhen, PimConfig, PimInterface, RpfProvider, Rule, StaticRp,
+    StaticRpfRoute, Ttl, DEFAULT_MULTICAST_TTL, DEFAULT_UNICAST_TTL,
 };
 pub use validate::{
-    validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_HELLO_PERIOD, MAX_INTERFACE_NAME_LEN,
-    MAX_QUERY_INTERVAL, MAX_RULE_NAME_LEN,
+    validate_interface_name, validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_HELLO_PERIOD,
+    MAX_INTERFACE_NAME_LEN, MAX_QUERY_INTERVAL, MAX_RULE_NAME_LEN,
 };
 
 impl Config {

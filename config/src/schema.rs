@@ -160,6 +160,10 @@ pub struct Output {
     /// so a loop through other relays dies out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<Ttl>,
+    /// When the output forwards: always (the default), or only while IGMP
+    /// has a member of `group` on `interface` ([`OutputWhen::Members`]).
+    #[serde(default, skip_serializing_if = "OutputWhen::is_always")]
+    pub when: OutputWhen,
 }
 
 /// An output's `ttl`: a fixed value, or the input's TTL less one.
@@ -238,6 +242,29 @@ impl<'de> Deserialize<'de> for Ttl {
     }
 }
 
+/// When a relay output forwards (`outputs[].when`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputWhen {
+    /// Always (the default; not written by `config save`).
+    #[default]
+    Always,
+    /// Only while the output interface has an IGMP member (RFC 3376 6.3
+    /// forwarding state) of the output group that wants traffic from the
+    /// output interface's own address (the source the relay sends with):
+    /// any-source (EXCLUDE) members, or source-specific members listing
+    /// that address. Recomputed at every IGMP membership change, within
+    /// one forwarding-table swap.
+    Members,
+}
+
+impl OutputWhen {
+    /// Whether this is [`OutputWhen::Always`].
+    pub fn is_always(&self) -> bool {
+        *self == OutputWhen::Always
+    }
+}
+
 impl Output {
     /// Whether each datagram leaves with its input's TTL less one.
     pub fn decrements_ttl(&self) -> bool {
@@ -281,6 +308,17 @@ pub struct IgmpConfig {
     pub query_response_interval: u32,
     /// Robustness variable.
     pub robustness: u8,
+    /// Last Member Query Interval (RFC 3376 8.8), **milliseconds**: the
+    /// gap between the group-specific queries sent after a leave, and
+    /// their Max Response Time. Leave latency is this times the Last
+    /// Member Query Count (= `robustness`). Written by `config save` only
+    /// when not the default (1000).
+    #[serde(skip_serializing_if = "is_default_lmqi")]
+    pub last_member_query_interval_ms: u32,
+}
+
+fn is_default_lmqi(v: &u32) -> bool {
+    *v == 1000
 }
 
 impl IgmpConfig {
@@ -300,6 +338,7 @@ impl Default for IgmpConfig {
             query_interval: 125,
             query_response_interval: 10,
             robustness: 2,
+            last_member_query_interval_ms: 1000,
         }
     }
 }

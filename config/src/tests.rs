@@ -567,6 +567,28 @@ fn cores() {
 }
 
 #[test]
+fn member_outputs() {
+    let c = parse_str(
+        "{ rules: [ { input: { interface: 'a', group: '239.1.1.1', port: 1 }, outputs: [ { interface: 'b', group: '239.2.2.2', port: 2, when: 'members' } ] } ] }",
+        "",
+    )
+    .unwrap();
+    assert_eq!(c.rules[0].outputs[0].when, OutputWhen::Members);
+    expect_diag(
+        "{ rules: [ { input: { interface: 'a', group: '239.1.1.1', port: 1 },\n outputs: [ { interface: 'b', group: '10.2.2.2', port: 2, when: 'members' } ] } ] }",
+        "rules[0].outputs[0].when",
+        2,
+        &["not one"],
+    );
+    expect_diag(
+        "{\n  igmp: {\n    last_member_query_interval_ms: 50 } }",
+        "igmp.last_member_query_interval_ms",
+        3,
+        &["100 to 25500"],
+    );
+}
+
+#[test]
 fn igmp_ranges() {
     expect_diag(
         "{\n  igmp: {\n    version: 4 } }",
@@ -799,7 +821,7 @@ proptest! {
             c.rules.push(Rule {
                 name: name.as_ref().map(|n| format!("{n}{i}")),
                 input: Input { interface: "eth0".into(), group: Ipv4Addr::new(239, 0, 0, i as u8), port: *p, source: None },
-                outputs: vec![Output { interface: "eth1".into(), group: Ipv4Addr::new(10, 0, 0, 1), port: *p, ttl: ttl.map(Ttl::Set) }],
+                outputs: vec![Output { interface: "eth1".into(), group: Ipv4Addr::new(10, 0, 0, 1), port: *p, ttl: ttl.map(Ttl::Set), when: OutputWhen::Always }],
             });
         }
         let text = c.to_json5();
@@ -997,6 +1019,7 @@ fn multicast_ttl_range_and_default() {
         group: Ipv4Addr::new(239, 1, 1, 1),
         port: 1,
         ttl: None,
+        when: OutputWhen::Always,
     };
     assert_eq!(o.effective_ttl(7), 7);
     assert_eq!(

@@ -36,6 +36,20 @@ impl Sink {
     }
 }
 
+/// Checks one interface name given at run time (e.g. `mcrctl igmp enable
+/// --interface IF`) as the file's names are checked.
+///
+/// # Errors
+/// The message the config check would give.
+pub fn validate_interface_name(name: &str) -> Result<(), String> {
+    let mut out = Sink(Vec::new());
+    check_interface(&mut out, "interface".into(), name);
+    match out.0.into_iter().next() {
+        Some(d) => Err(d.message),
+        None => Ok(()),
+    }
+}
+
 /// Checks a Linux interface name the way the kernel does (`dev_valid_name`).
 fn check_interface(out: &mut Sink, path: String, name: &str) {
     if name.is_empty() {
@@ -190,6 +204,15 @@ fn check_rule(out: &mut Sink, rule: &Rule, base: &str) {
             );
         }
         check_port(out, join(&p, "port"), o.port);
+        if o.when == crate::OutputWhen::Members && !o.group.is_multicast() {
+            out.err(
+                join(&p, "when"),
+                format!(
+                    "when: \"members\" follows IGMP members of a multicast group, and {} is not one; use a multicast output group or remove 'when'",
+                    o.group
+                ),
+            );
+        }
         if o.ttl == Some(crate::schema::Ttl::Set(0)) {
             out.err(
                 join(&p, "ttl"),
@@ -488,6 +511,17 @@ fn check_igmp(out: &mut Sink, cfg: &Config) {
             format!(
                 "robustness {} is out of range; use 1 to 7 (default 2)",
                 g.robustness
+            ),
+        );
+    }
+    // Max Resp Time of group-specific queries: IGMPv2 has 8 bits of
+    // tenths of a second (RFC 2236 2.2).
+    if !(100..=25_500).contains(&g.last_member_query_interval_ms) {
+        out.err(
+            "igmp.last_member_query_interval_ms",
+            format!(
+                "last member query interval {} ms is out of range; use 100 to 25500 milliseconds (default 1000)",
+                g.last_member_query_interval_ms
             ),
         );
     }

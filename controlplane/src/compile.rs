@@ -69,12 +69,34 @@ pub fn no_address_yet(name: &str) -> String {
 /// outputs without their own `ttl` are sent with `multicast_ttl` (the
 /// file's `multicast_ttl`, the same for rules added at run time). The rules
 /// are borrowed: copying 100,000 rules per change was a large part of an
-/// `add`.
+/// `add`. Outputs with `when: members` are left out (see
+/// [`compile_with_members`]).
 pub fn compile<'a>(
     rules: impl IntoIterator<Item = &'a Rule>,
     ifaces: &Interfaces,
     generation: u64,
     multicast_ttl: u8,
+) -> Compiled {
+    compile_with_members(rules, ifaces, generation, multicast_ttl, &|_, _, _| false)
+}
+
+/// Whether an interface (by index) has IGMP members of a group that want
+/// traffic from a source (`None`: the output interface has no address, so
+/// only any-source members count).
+pub type MemberQuery<'a> = &'a dyn Fn(u32, std::net::Ipv4Addr, Option<std::net::Ipv4Addr>) -> bool;
+
+/// [`compile`], with outputs marked `when: members` included only while
+/// `members(output ifindex, output group, output interface address)` says
+/// a member wants them. A rule whose every output waits for members stays
+/// active with no outputs: its input is still joined and captured, so the
+/// first packet after a join is forwarded without waiting for an upstream
+/// join.
+pub fn compile_with_members<'a>(
+    rules: impl IntoIterator<Item = &'a Rule>,
+    ifaces: &Interfaces,
+    generation: u64,
+    multicast_ttl: u8,
+    members: MemberQuery<'_>,
 ) -> Compiled {
     let mut builder = TableBuilder::new(generation)
         .local_macs(ifaces.local_macs())
@@ -95,7 +117,16 @@ pub fn compile<'a>(
         };
         let mut waiting = Vec::new();
         let mut outputs = Vec::with_capacity(rule.outputs.len());
+        let mut following = 0;
         for out in &rule.outputs {
+            if out.when == mcr_config::OutputWhen::Members {
+                following += 1;
+                if let Some(i) = ifaces.get(&out.interface) {
+                    if !members(i.index, out.group, i.addrs.first().copied()) {
+                        continue;
+                    }
+                }
+            }
             match ifaces.get(&out.interface) {
                 // A multicast send leaves from the interface's own address:
                 // until it has one every send fails, so the output waits
@@ -126,7 +157,7 @@ pub fn compile<'a>(
                 None => waiting.push(interface_not_found(&out.interface)),
             }
         }
-        if outputs.is_empty() {
+        if outputs.is_empty() && following == 0 {
             statuses.push(RuleStatus {
                 id,
                 state: RuleState::Inactive {
@@ -201,6 +232,7 @@ mod tests {
             mac: None,
             up: true,
             addrs: vec![Ipv4Addr::new(10, 0, index as u8, 1)],
+            nets: vec![],
             mtu: 1500,
             hatype: crate::interfaces::ARPHRD_ETHER,
         }
@@ -224,11 +256,35 @@ mod tests {
                         group: Ipv4Addr::new(239, 2, 2, 2),
                         port: 6000 + i as u16,
                         ttl: None,
+                        when: mcr_config::OutputWhen::Always,
                     })
                     .collect(),
             },
             origin: Origin::Config,
         }
+    }
+
+    #[test]
+    fn member_outputs_follow_the_member_query() {
+        let ifaces = Interfaces::from_list(vec![iface("a", 2), iface("b", 3), iface("c", 4)]);
+        let mut r = rule("a", &["b", "c"]);
+        r.rule.outputs[1].when = mcr_config::OutputWhen::Members;
+        let ttl = mcr_config::DEFAULT_MULTICAST_TTL;
+        // No members on c: only b.
+        let c = compile_with_members([&r.rule], &ifaces, 1, ttl, &|_, _, _| false);
+        assert_eq!(c.statuses[0].state, RuleState::Active);
+        assert_eq!(c.table.output_slots().len(), 1);
+        // A member of 239.2.2.2 on c (index 4): both.
+        let q = |i: u32, g: Ipv4Addr, _| i == 4 && g == Ipv4Addr::new(239, 2, 2, 2);
+        let c = compile_with_members([&r.rule], &ifaces, 2, ttl, &q);
+        assert_eq!(c.table.output_slots().len(), 2);
+        // Every output waits for members: still active (input captured),
+        // nothing sent.
+        r.rule.outputs[0].when = mcr_config::OutputWhen::Members;
+        let c = compile_with_members([&r.rule], &ifaces, 3, ttl, &|_, _, _| false);
+        assert_eq!(c.statuses[0].state, RuleState::Active);
+        assert!(c.table.output_slots().is_empty());
+        assert_eq!(c.joins.len(), 1);
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct Interface {
     pub mac: Option<MacAddr>,
     pub up: bool,
     pub addrs: Vec<Ipv4Addr>,
+    /// The IPv4 addresses with their prefix lengths (the connected
+    /// subnets IGMP checks senders against).
+    pub nets: Vec<(Ipv4Addr, u8)>,
     pub mtu: u32,
     /// The link type (`ARPHRD_*`, the interface's `type` in sysfs): whether
     /// its frames carry an Ethernet header decides where input is read.
@@ -54,6 +57,7 @@ impl Interfaces {
                     mac: None,
                     up: false,
                     addrs: Vec::new(),
+                    nets: Vec::new(),
                     mtu: 0,
                     hatype: ARPHRD_ETHER,
                 });
@@ -69,6 +73,13 @@ impl Interfaces {
                 }
             } else if let Some(sin) = addr.as_sockaddr_in() {
                 entry.addrs.push(sin.ip());
+                let len = ifa
+                    .netmask
+                    .as_ref()
+                    .and_then(|m| m.as_sockaddr_in())
+                    .map(|m| u32::from(m.ip()).count_ones() as u8)
+                    .unwrap_or(32);
+                entry.nets.push((sin.ip(), len));
             }
         }
         // Interfaces without a link-layer entry still have an index.

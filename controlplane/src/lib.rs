@@ -4,6 +4,7 @@
 pub mod compile;
 pub mod control;
 pub mod files;
+pub mod igmp;
 pub mod interfaces;
 pub mod metrics;
 pub mod namespace;

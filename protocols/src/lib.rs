@@ -107,12 +107,14 @@
 //! * [`net`] - [`Interface`], [`IfAddr`], [`Ipv4Prefix`].
 //! * [`io`] - [`Input`], [`Action`], [`Protocol`].
 //! * [`driver`] - [`Driver`].
+//! * [`igmp`] - [`igmp::Igmp`], the IGMP querier and membership (RFC 2236, RFC 3376).
 //! * [`mrib`] - [`Mrib`], routes `(S,G)` / `(*,G)` merged from per-origin
 //!   contributions, with diffs and local-member state.
 
 #![warn(missing_docs)]
 
 pub mod driver;
+pub mod igmp;
 pub mod io;
 pub mod mrib;
 pub mod net;

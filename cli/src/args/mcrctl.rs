@@ -82,8 +82,9 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Stream events (rule state changes, interfaces, reloads; igmp, pim and
-    /// msdp once those run) until interrupted.
+    /// Stream events (rule state changes, interfaces, reloads, IGMP joins,
+    /// leaves and querier changes, PIM neighbours and DR changes; msdp once
+    /// it runs) until interrupted.
     Subscribe {
         /// Comma-separated categories: rules, interfaces, reload, igmp, pim, msdp [default: all].
         #[arg(long, value_delimiter = ',')]
@@ -94,6 +95,9 @@ pub enum Cmd {
     /// PIM neighbours, interfaces, injected neighbours and RPF.
     #[command(subcommand)]
     Pim(PimCmd),
+    /// IGMP: groups learned, querier state, run-time enable/disable.
+    #[command(subcommand)]
+    Igmp(IgmpCmd),
 }
 
 #[derive(Subcommand)]
@@ -176,5 +180,28 @@ pub enum PimCmd {
     QueryRpf {
         #[arg(long)]
         source: std::net::Ipv4Addr,
+    },
+}
+
+/// `mcrctl igmp ...`.
+#[derive(Subcommand)]
+pub enum IgmpCmd {
+    /// Groups per interface: mode, sources, timers (seconds left), version, last reporter.
+    Groups {
+        /// Only this interface.
+        #[arg(long)]
+        interface: Option<String>,
+    },
+    /// Querier per interface (address, whether it is us), version, timers, counters.
+    Interfaces,
+    /// Run IGMP on an interface now (until the next reload; not saved).
+    Enable {
+        #[arg(long)]
+        interface: String,
+    },
+    /// Stop IGMP on an interface now (until the next reload; not saved).
+    Disable {
+        #[arg(long)]
+        interface: String,
     },
 }

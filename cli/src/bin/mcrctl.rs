@@ -1,7 +1,7 @@
 //! mcrctl: control a running mcrd over its Unix control socket.
 
 use clap::{CommandFactory, Parser};
-use mcr_cli::args::mcrctl::{Cli, Cmd, ConfigCmd, LogCmd, PimCmd};
+use mcr_cli::args::mcrctl::{Cli, Cmd, ConfigCmd, IgmpCmd, LogCmd, PimCmd};
 use mcr_cli::client::{Client, ConnectError};
 use mcr_controlplane::control::api::Answer;
 use mcr_controlplane::control::Request;
@@ -134,6 +134,16 @@ fn request_for(cmd: &Cmd) -> Result<Request, String> {
             PimCmd::ListRpfRoutes => Request::PimListRpfRoutes,
             PimCmd::ClearRpfRoutes => Request::PimClearRpfRoutes,
             PimCmd::QueryRpf { source } => Request::PimQueryRpf { source: *source },
+        },
+        Cmd::Igmp(IgmpCmd::Groups { interface }) => Request::IgmpGroups {
+            interface: interface.clone(),
+        },
+        Cmd::Igmp(IgmpCmd::Interfaces) => Request::IgmpInterfaces,
+        Cmd::Igmp(IgmpCmd::Enable { interface }) => Request::IgmpEnable {
+            interface: interface.clone(),
+        },
+        Cmd::Igmp(IgmpCmd::Disable { interface }) => Request::IgmpDisable {
+            interface: interface.clone(),
         },
         Cmd::Completions { .. } => return Err("completions are printed locally".into()),
     })

@@ -510,6 +510,64 @@ pub struct PimRpfAnswer {
     pub preference: Option<u32>,
 }
 
+pub use mcr_protocols::igmp::{
+    Counters as IgmpCounters, GroupView as IgmpGroup, InterfaceView as IgmpInterface,
+    InvalidCounters as IgmpInvalidCounters, SourceView as IgmpSource,
+};
+pub use mcr_protocols::FilterMode;
+
+/// `igmp_groups`: every group IGMP tracks, by interface then group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IgmpGroups {
+    /// Groups; timers are seconds remaining.
+    pub groups: Vec<IgmpGroup>,
+}
+
+/// `igmp_interfaces`: the interfaces IGMP runs on, those it should run on
+/// but cannot, and the runtime changes in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IgmpInterfaces {
+    /// Interfaces IGMP runs on.
+    pub interfaces: Vec<IgmpInterface>,
+    /// Interfaces wanted (config or runtime) where IGMP does not run.
+    pub not_running: Vec<IgmpNotRunning>,
+    /// `igmp_enable`/`igmp_disable` changes in force (until reload).
+    pub runtime: Vec<IgmpRuntime>,
+}
+
+/// An interface IGMP should run on but does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgmpNotRunning {
+    /// Interface name.
+    pub interface: String,
+    /// Why, for people.
+    pub reason: String,
+}
+
+/// A runtime IGMP change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgmpRuntime {
+    /// Interface name.
+    pub interface: String,
+    /// `true`: enabled at run time; `false`: disabled at run time.
+    pub enabled: bool,
+}
+
+/// `igmp_enable`/`igmp_disable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgmpToggled {
+    /// Interface name.
+    pub interface: String,
+    /// What was asked.
+    pub enabled: bool,
+    /// Whether an IGMP instance runs there now.
+    pub running: bool,
+    /// Whether a runtime change is now in force for the interface (removed
+    /// by the next reload); `false` when the request put it back to what
+    /// the config file says.
+    pub runtime: bool,
+}
+
 /// Any answer's `result`, for the daemon to send. Serialised without a tag:
 /// which one it is follows from the request (see
 /// [`super::Request::reply_kind`]).
@@ -556,6 +614,12 @@ pub enum Reply {
     PimRpfRoutes(PimRpfRoutes),
     /// `pim_query_rpf`.
     PimRpfAnswer(PimRpfAnswer),
+    /// `igmp_groups`.
+    IgmpGroups(IgmpGroups),
+    /// `igmp_interfaces`.
+    IgmpInterfaces(IgmpInterfaces),
+    /// `igmp_enable`, `igmp_disable`.
+    IgmpToggled(IgmpToggled),
 }
 
 macro_rules! reply_from {
@@ -576,6 +640,7 @@ reply_from!(
     PimNeighbors => PimNeighbors, PimInterfaces => PimInterfaces,
     PimExternalNeighbors => PimExternalNeighbors, PimRpfRoutes => PimRpfRoutes,
     PimRpfAnswer => PimRpfAnswer,
+    IgmpGroups => IgmpGroups, IgmpInterfaces => IgmpInterfaces, IgmpToggled => IgmpToggled,
 );
 
 /// Which answer type a request gets, so a client can read `result` back
@@ -620,6 +685,12 @@ pub enum ReplyKind {
     PimRpfRoutes,
     /// [`PimRpfAnswer`].
     PimRpfAnswer,
+    /// [`IgmpGroups`].
+    IgmpGroups,
+    /// [`IgmpInterfaces`].
+    IgmpInterfaces,
+    /// [`IgmpToggled`].
+    IgmpToggled,
 }
 
 impl ReplyKind {
@@ -650,6 +721,9 @@ impl ReplyKind {
             ReplyKind::PimExternalNeighbors => Reply::PimExternalNeighbors(f(v)?),
             ReplyKind::PimRpfRoutes => Reply::PimRpfRoutes(f(v)?),
             ReplyKind::PimRpfAnswer => Reply::PimRpfAnswer(f(v)?),
+            ReplyKind::IgmpGroups => Reply::IgmpGroups(f(v)?),
+            ReplyKind::IgmpInterfaces => Reply::IgmpInterfaces(f(v)?),
+            ReplyKind::IgmpToggled => Reply::IgmpToggled(f(v)?),
         })
     }
 }

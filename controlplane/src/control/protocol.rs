@@ -84,6 +84,24 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+    /// IGMP groups learned, per interface (RFC 3376 6.2.1 state).
+    IgmpGroups {
+        /// Only this interface.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interface: Option<String>,
+    },
+    /// IGMP querier state and counters per interface.
+    IgmpInterfaces,
+    /// Runs IGMP on an interface at run time (undone by reload).
+    IgmpEnable {
+        /// Interface name.
+        interface: String,
+    },
+    /// Stops IGMP on an interface at run time (undone by reload).
+    IgmpDisable {
+        /// Interface name.
+        interface: String,
+    },
     /// Turns the connection into a stream of event lines.
     Subscribe {
         /// Categories ([`EventCategory`] names); empty means all.
@@ -186,6 +204,9 @@ impl Request {
             | Request::PimListRpfRoutes
             | Request::PimClearRpfRoutes => ReplyKind::PimRpfRoutes,
             Request::PimQueryRpf { .. } => ReplyKind::PimRpfAnswer,
+            Request::IgmpGroups { .. } => ReplyKind::IgmpGroups,
+            Request::IgmpInterfaces => ReplyKind::IgmpInterfaces,
+            Request::IgmpEnable { .. } | Request::IgmpDisable { .. } => ReplyKind::IgmpToggled,
         }
     }
 
@@ -199,8 +220,8 @@ impl Request {
     }
 }
 
-/// Event categories a client can subscribe to. `igmp`, `pim` and `msdp`
-/// carry nothing until those protocols run.
+/// Event categories a client can subscribe to. `pim` and `msdp` carry
+/// nothing until those protocols run.
 #[derive(
     Debug,
     Clone,
@@ -489,6 +510,17 @@ mod tests {
             Request::Subscribe {
                 events: vec!["pim".into()],
             },
+            Request::IgmpGroups { interface: None },
+            Request::IgmpGroups {
+                interface: Some("eth1".into()),
+            },
+            Request::IgmpInterfaces,
+            Request::IgmpEnable {
+                interface: "eth1".into(),
+            },
+            Request::IgmpDisable {
+                interface: "eth1".into(),
+            },
         ];
         for r in reqs {
             let line = r.to_line(Some(&json!(3)));
@@ -503,7 +535,8 @@ mod tests {
         assert_eq!(Request::Ping.name(), "ping");
         assert_eq!(Request::LogLevelGet.name(), "log_level_get");
         assert!(COMMANDS.contains(&"config_save"));
-        assert_eq!(COMMANDS.len(), 26);
+        assert!(COMMANDS.contains(&"igmp_groups"));
+        assert_eq!(COMMANDS.len(), 30);
         assert_eq!(
             EVENT_CATEGORIES,
             ["rules", "interfaces", "reload", "igmp", "pim", "msdp"]

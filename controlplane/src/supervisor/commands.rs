@@ -154,6 +154,42 @@ impl Supervisor {
                 }
             }
             Request::Reload { file, dry_run } => self.reload(file, dry_run),
+            Request::IgmpGroups { interface } => {
+                let now = self.igmp.now();
+                let groups = self
+                    .igmp
+                    .protocol()
+                    .groups(now)
+                    .into_iter()
+                    .filter(|g| interface.as_deref().is_none_or(|i| i == g.interface))
+                    .collect();
+                Response::ok(api::IgmpGroups { groups })
+            }
+            Request::IgmpInterfaces => {
+                let now = self.igmp.now();
+                Response::ok(api::IgmpInterfaces {
+                    interfaces: self.igmp.protocol().interfaces(now),
+                    not_running: self
+                        .igmp
+                        .not_running
+                        .iter()
+                        .map(|n| api::IgmpNotRunning {
+                            interface: n.interface.clone(),
+                            reason: n.reason.clone(),
+                        })
+                        .collect(),
+                    runtime: self
+                        .igmp_runtime
+                        .iter()
+                        .map(|(i, e)| api::IgmpRuntime {
+                            interface: i.clone(),
+                            enabled: *e,
+                        })
+                        .collect(),
+                })
+            }
+            Request::IgmpEnable { interface } => self.igmp_toggle(interface, true),
+            Request::IgmpDisable { interface } => self.igmp_toggle(interface, false),
             Request::Subscribe { .. } => Response::error(
                 ErrorCode::InvalidRequest,
                 "subscribe is answered on the connection itself",
@@ -193,7 +229,8 @@ impl Supervisor {
     pub(super) fn status_from(&self, totals: &[super::RuleTotals]) -> api::Status {
         let count =
             |f: fn(&RuleState) -> bool| self.statuses.iter().filter(|s| f(&s.state)).count();
-        // `running` says what runs, whatever the file asks for.
+        // MSDP does not run in this build yet; `running` says what runs,
+        // whatever the file asks for.
         let protocol = |configured: bool| ProtocolState {
             configured,
             running: false,
@@ -218,7 +255,10 @@ impl Supervisor {
             bytes: totals.iter().map(|r| r.bytes).sum(),
             drops: self.drops().total(),
             protocols: Protocols {
-                igmp: protocol(self.config.igmp.is_enabled()),
+                igmp: ProtocolState {
+                    configured: self.config.igmp.is_enabled(),
+                    running: self.igmp.is_running(),
+                },
                 pim: ProtocolState {
                     running: pim_running,
                     ..protocol(self.config.pim.enabled)
@@ -687,6 +727,37 @@ impl Supervisor {
         }
     }
 
+    /// `igmp enable|disable --interface IF`: a runtime change, kept until
+    /// the next reload (which makes the file's `igmp` section the truth
+    /// again) and not written by `config save`.
+    fn igmp_toggle(&mut self, interface: String, enabled: bool) -> Response {
+        if let Err(e) = mcr_config::validate_interface_name(&interface) {
+            return Response::error(ErrorCode::InvalidArguments, e);
+        }
+        let file_on = self.config.igmp.is_enabled()
+            && self.config.igmp.querier_interfaces.contains(&interface);
+        if file_on == enabled {
+            // Back to what the file says: no runtime change left.
+            self.igmp_runtime.remove(&interface);
+        } else {
+            self.igmp_runtime.insert(interface.clone(), enabled);
+        }
+        self.sync_igmp();
+        let running = self
+            .igmp
+            .protocol()
+            .running_interfaces()
+            .any(|i| *i.name == *interface);
+        tracing::info!(interface = %mcr_config::text::escape(&interface), enabled, running, "IGMP changed at run time");
+        let runtime = self.igmp_runtime.contains_key(&interface);
+        Response::ok(api::IgmpToggled {
+            interface,
+            enabled,
+            running,
+            runtime,
+        })
+    }
+
     /// Re-reads the config file (or `file`) and applies the difference.
     /// The file wins: the running rules become exactly the file's, so rules
     /// added at run time and not in the file are removed (and reported).
@@ -781,7 +852,9 @@ impl Supervisor {
         self.config_edited = false;
         self.runtime_rules.clear();
         self.pim.config_reloaded();
+        self.igmp_runtime.clear();
         let t1 = Instant::now();
+        self.sync_igmp();
         if same_table {
             self.sync_protocols();
         } else {
@@ -836,6 +909,8 @@ impl Supervisor {
         let read = t0.elapsed();
         let t1 = Instant::now();
         self.pim.config_reloaded();
+        self.igmp_runtime.clear();
+        self.sync_igmp();
         self.sync_protocols();
         summary.recompiled = Some(false);
         summary.parse_us = Some(read.as_micros() as u64);

@@ -9,7 +9,7 @@ mod claims;
 mod commands;
 mod rates;
 
-use crate::compile::{compile, DesiredRule, Origin, RuleState, RuleStatus};
+use crate::compile::{compile_with_members, DesiredRule, Origin, RuleState, RuleStatus};
 use crate::control::api::ReloadRecord;
 use crate::control::ControlServer;
 use crate::interfaces::{Interfaces, LinkMonitor};
@@ -158,6 +158,12 @@ pub struct Supervisor {
     metrics: Option<MetricsServer>,
     /// PIM (neighbours, DR) and the RPF provider.
     pim: crate::pim::PimRuntime,
+    /// The IGMP instance and its sockets.
+    igmp: crate::igmp::IgmpRunner,
+    /// `mcrctl igmp enable|disable` at run time, by interface name (true:
+    /// enabled). Cleared by reload, like runtime rules; not written by
+    /// `config save`.
+    igmp_runtime: BTreeMap<String, bool>,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -279,8 +285,11 @@ impl Supervisor {
             peer: None,
             metrics: None,
             pim: crate::pim::PimRuntime::new(),
+            igmp: crate::igmp::IgmpRunner::default(),
+            igmp_runtime: BTreeMap::new(),
         };
         sup.interfaces = Interfaces::scan()?;
+        sup.sync_igmp();
         sup.recompile();
         // At start a metrics address that cannot be bound is fatal: the
         // operator asked for it (at reload it is logged and reported).
@@ -326,12 +335,17 @@ impl Supervisor {
             }
             self.control.poll_fds(&mut fds);
             self.pim.poll_fds(&mut fds);
+            self.igmp.poll_fds(&mut fds);
             let mut timeout = self
                 .control
                 .poll_timeout(Duration::from_millis(POLL_INTERVAL_MS));
-            // The next PIM timer or RPF provider deadline, if sooner (+1 ms
-            // so a deadline is past when the loop wakes).
-            if let Some(t) = self.pim.timeout() {
+            // The next PIM, RPF provider or IGMP deadline bounds the sleep
+            // (+1 ms so a deadline is past when the loop wakes, rather than
+            // polled for in a busy loop).
+            for t in [self.pim.timeout(), self.igmp.poll_timeout()]
+                .into_iter()
+                .flatten()
+            {
                 timeout = timeout.min(t + Duration::from_millis(1));
             }
             // SAFETY: `fds` is a valid array of pollfd of the length passed.
@@ -348,6 +362,7 @@ impl Supervisor {
             }
             self.pim.poll();
             self.pim_publish();
+            self.step_igmp();
             self.control.poll();
             // Requests in turns, within a time budget: what is left waits
             // for the next round, after signals and interface events.
@@ -387,6 +402,9 @@ impl Supervisor {
         tracing::info!("stopping");
         // Holdtime 0 Hellos: neighbours drop us at once (RFC 7761 4.3.1).
         self.pim.shutdown();
+        for e in self.igmp.shutdown(&self.interfaces) {
+            self.event("igmp", e);
+        }
         self.engines.stop_within(Duration::from_millis(1500));
         let t = Instant::now();
         self.memberships.release_all();
@@ -490,10 +508,71 @@ impl Supervisor {
                     self.event("interfaces", e);
                 }
                 self.interfaces = now;
+                self.sync_igmp();
                 self.recompile();
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot list interfaces"),
+        }
+    }
+
+    /// The interfaces IGMP should run on, with their parameters: the
+    /// file's `querier_interfaces` (when IGMP is enabled) plus runtime
+    /// enables, minus runtime disables.
+    pub(super) fn igmp_wanted(&self) -> BTreeMap<String, mcr_protocols::igmp::InterfaceParams> {
+        let c = &self.config.igmp;
+        let params = crate::igmp::params_of(c);
+        let mut names: std::collections::BTreeSet<String> = if c.is_enabled() {
+            c.querier_interfaces.iter().cloned().collect()
+        } else {
+            Default::default()
+        };
+        for (name, on) in &self.igmp_runtime {
+            if *on {
+                names.insert(name.clone());
+            } else {
+                names.remove(name);
+            }
+        }
+        names.into_iter().map(|n| (n, params.clone())).collect()
+    }
+
+    /// Brings the IGMP instance in line with the config, runtime changes
+    /// and interfaces; publishes its events.
+    pub(super) fn sync_igmp(&mut self) {
+        let wanted = self.igmp_wanted();
+        for e in self.igmp.sync(&wanted, &self.interfaces) {
+            self.event("igmp", e);
+        }
+        self.after_igmp();
+    }
+
+    /// Reads IGMP sockets and fires IGMP timers.
+    fn step_igmp(&mut self) {
+        for e in self.igmp.step(&self.interfaces) {
+            self.event("igmp", e);
+        }
+        self.after_igmp();
+    }
+
+    /// Recompiles when the members of an (interface, group) that some
+    /// rule output follows moved (other membership changes cost nothing).
+    fn after_igmp(&mut self) {
+        let changes = self.igmp.take_member_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let followed = self
+            .config
+            .rules
+            .iter()
+            .chain(self.runtime_rules.iter().map(|d| &d.rule))
+            .flat_map(|r| r.outputs.iter())
+            .filter(|o| o.when == mcr_config::OutputWhen::Members)
+            .filter_map(|o| Some((self.interfaces.get(&o.interface)?.index, o.group)))
+            .any(|k| changes.contains(&k));
+        if followed {
+            self.recompile();
         }
     }
 
@@ -608,8 +687,18 @@ impl Supervisor {
     /// the table and updates joins. Logs every rule whose state changed.
     pub fn recompile(&mut self) {
         self.generation += 1;
+        let mrib = &self.igmp.mrib;
+        // RFC 3376 6.3: a member in EXCLUDE mode wants every source not
+        // excluded; in INCLUDE mode only the listed ones.
+        let members = |ifindex: u32, group, source: Option<std::net::Ipv4Addr>| {
+            mrib.local_members_on(&mcr_protocols::Interface::new(ifindex, ""), group)
+                .is_some_and(|f| match source {
+                    Some(s) => f.admits(s),
+                    None => f.mode == mcr_protocols::FilterMode::Exclude,
+                })
+        };
         let t0 = Instant::now();
-        let compiled = compile(
+        let compiled = compile_with_members(
             self.config
                 .rules
                 .iter()
@@ -617,6 +706,7 @@ impl Supervisor {
             &self.interfaces,
             self.generation,
             self.config.multicast_ttl(),
+            &members,
         );
         let compiled_at = t0.elapsed();
         let table = compiled.table;
