@@ -377,9 +377,12 @@ fn fifty_reloads_in_a_second_under_traffic() {
         }
         std::thread::sleep(Duration::from_millis(15));
     }
-    // The burst is paced by this loop; on a loaded machine allow some slack.
+    // The burst is paced by this loop (about 1 s quiet). This bounds a
+    // stall, not speed (perf/reload_latency.sh measures that): with the
+    // other tests of this file running beside it on 2 cores it took up to
+    // 3.4 s.
     assert!(
-        t0.elapsed() < Duration::from_millis(2500),
+        t0.elapsed() < Duration::from_millis(6000),
         "the burst took {:?}",
         t0.elapsed()
     );
