@@ -504,7 +504,7 @@ fn status(out: &mut String, r: &Status) {
     };
     let p = &r.protocols;
     let proto = |name: &str, s: &ProtocolState| match (s.configured, s.running) {
-        (_, true) => format!("{name} on"),
+        (_, true) => format!("{name} running"),
         (true, false) => format!("{name} configured, not running"),
         (false, false) => format!("{name} off"),
     };

@@ -374,6 +374,66 @@ impl Response {
     }
 }
 
+/// Deserialises any JSON, failing on an object that has a key twice, at
+/// any depth.
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeysVisitor)
+    }
+}
+
+struct NoDuplicateKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut a: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        while a.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut a: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(k) = a.next_key::<String>()? {
+            a.next_value::<NoDuplicateKeys>()?;
+            if let Some(k) = seen.replace(k) {
+                return Err(serde::de::Error::custom(format!(
+                    "key '{k}' appears more than once"
+                )));
+            }
+        }
+        Ok(NoDuplicateKeys)
+    }
+}
+
 /// The first line on every connection.
 pub fn hello_line() -> String {
     serde_json::to_string(&super::api::Hello {
@@ -399,6 +459,18 @@ pub fn parse(line: &str) -> (Option<Value>, Result<Request, Response>) {
             )
         }
     };
+    // A `Value` keeps the last of two equal keys: `{"cmd":"ping","cmd":
+    // "remove",...}` would run a remove that a filter reading the first
+    // `cmd` took for a ping. Refuse the line instead.
+    if let Err(e) = serde_json::from_str::<NoDuplicateKeys>(line) {
+        return (
+            None,
+            Err(Response::error(
+                ErrorCode::InvalidRequest,
+                format!("request is ambiguous: {e}"),
+            )),
+        );
+    }
     let Value::Object(mut map) = value else {
         return (
             None,
@@ -528,6 +600,23 @@ mod tests {
             assert_eq!(id, Some(json!(3)));
             assert_eq!(back.unwrap(), r, "{line}");
         }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        let code = |line: &str| match parse(line).1 {
+            Err(Response::Err(e)) => (e.code, e.message),
+            other => panic!("{other:?}"),
+        };
+        let (c, m) = code(r#"{"cmd":"ping","cmd":"remove","name":"x"}"#);
+        assert_eq!(c, ErrorCode::InvalidRequest);
+        assert!(m.contains("'cmd' appears more than once"), "{m}");
+        let (c, _) = code(r#"{"cmd":"add","rule":{"input":{"port":1,"port":2}}}"#);
+        assert_eq!(c, ErrorCode::InvalidRequest);
+        assert_eq!(
+            parse(r#"{"cmd":"ping","id":[{"a":1},{"a":2}]}"#).1.unwrap(),
+            Request::Ping
+        );
     }
 
     #[test]

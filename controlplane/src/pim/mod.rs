@@ -194,9 +194,13 @@ impl PimRuntime {
         Timestamp::from_duration(self.epoch.elapsed())
     }
 
-    /// Whether the PIM instance runs.
+    /// Whether PIM runs: an instance exists and at least one of its
+    /// interfaces is up with an address (an instance whose every
+    /// interface is missing or down sends and hears nothing).
     pub fn running(&self) -> bool {
-        self.driver.is_some()
+        self.driver
+            .as_ref()
+            .is_some_and(|d| !d.protocol().interfaces().is_empty())
     }
 
     /// The PIM instance, if it runs.
