@@ -221,6 +221,41 @@ fn gso_batches_leave_as_single_datagrams() {
 fn default_mode_is_gso_and_is_named_on_stderr() {
     let (a, b, x, y) = pair();
     let dir = TempDir::new(&unique_tag());
+    let feature = |on: &str| {
+        let out = a
+            .command(std::path::Path::new("ethtool"))
+            .args(["-K", &x, "tx-udp-segmentation", on])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    let feature_on = || {
+        let out = a
+            .command(std::path::Path::new("ethtool"))
+            .args(["-k", &x])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("tx-udp-segmentation: on")
+    };
+    // With the offload on, the default mode does not touch the interface:
+    // it falls back to sendmmsg and says how to allow --gso.
+    feature("on");
+    if feature_on() {
+        let l = Listener::start(&b, &dir, &y, "239.5.5.6", 5001, &["--idle-timeout", "1.5"]);
+        let out = a
+            .command(&bin("mcrgen"))
+            .args(["--json", "--interface", &x, "--group", "239.5.5.6"])
+            .args(["--port", "5001", "--rate", "10000", "--count", "3000"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("mcrgen: mode sendmmsg"), "{stderr}");
+        assert!(stderr.contains("pass --gso"), "{stderr}");
+        assert!(feature_on(), "the default mode changed the interface");
+        assert_exact(&l.finish(), 3000);
+    }
+    feature("off");
     for (flags, mode) in [
         (&[][..], "mcrgen: mode gso"),
         (&["--no-gso"][..], "mcrgen: mode sendmmsg"),

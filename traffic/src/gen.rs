@@ -341,7 +341,12 @@ fn open_packet(args: &GenArgs) -> anyhow::Result<PacketSender> {
 
 /// Sets the socket up for `--gso` and returns the most datagrams one send
 /// may carry.
-fn prepare_gso(args: &GenArgs, fd: &OwnedFd) -> anyhow::Result<usize> {
+/// Sets a socket up for UDP segmentation sends. The interface must not
+/// segment UDP in hardware or in the driver (receivers would see 64 KiB
+/// super-packets): with `may_reconfigure` (an explicit `--gso`) mcrgen
+/// turns that offload off and says so; without (the default mode), such an
+/// interface is an error, so a plain run never changes a NIC's settings.
+fn prepare_gso(args: &GenArgs, fd: &OwnedFd, may_reconfigure: bool) -> anyhow::Result<usize> {
     let ifname = match args.interface.as_deref().map(Iface::parse) {
         None => bail!("--gso needs --interface (a name or one of its IPv4 addresses)"),
         Some(Iface::Name(n)) => n,
@@ -367,6 +372,9 @@ fn prepare_gso(args: &GenArgs, fd: &OwnedFd) -> anyhow::Result<usize> {
     let feature = ethtool::UDP_SEGMENTATION;
     let active = ethtool::feature_active(fd, &ifname, feature)
         .with_context(|| format!("reading the offload features of {ifname}"))?;
+    if active && !may_reconfigure {
+        bail!("{ifname} has {feature} on; pass --gso to let mcrgen turn it off (it stays off), or turn it off yourself: ethtool -K {ifname} {feature} off");
+    }
     if active {
         ethtool::disable_feature(fd, &ifname, feature).with_context(|| {
             format!("--gso: {ifname} offloads UDP segmentation, so receivers would see 64 KiB super-packets; turning {feature} off failed (needs CAP_NET_ADMIN; or run `ethtool -K {ifname} {feature} off` first)")
@@ -437,9 +445,9 @@ pub fn run(args: &GenArgs) -> anyhow::Result<GenSummary> {
     // default: UDP segmentation sends, unless asked otherwise or it cannot
     // apply here.
     let max_segs = if args.gso {
-        prepare_gso(args, &fd)?
+        prepare_gso(args, &fd, true)?
     } else if !args.no_gso && packet.is_none() {
-        match prepare_gso(args, &fd) {
+        match prepare_gso(args, &fd, false) {
             Ok(n) => {
                 args.gso = true;
                 n

@@ -126,7 +126,10 @@ pub fn ifindex(name: &str) -> anyhow::Result<u32> {
     // SAFETY: c is a valid C string.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if idx == 0 {
-        bail!("no such interface {name:?}: {}", io::Error::last_os_error());
+        // The deployment guide's wording for a name the namespace lacks.
+        bail!(
+            "Interface '{name}' not found (in this network namespace; `ip link show` lists them)"
+        );
     }
     Ok(idx)
 }
