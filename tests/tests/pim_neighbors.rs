@@ -497,6 +497,17 @@ fn external_neighbors_injected_listed_elected_refused_and_kept_over_reload() {
     ]);
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("not a PIM interface"), "{}", bad.stderr);
+    // Our own address: refused.
+    let own = mcrd.ctl(&[
+        "pim",
+        "add-neighbor",
+        "--address",
+        "10.66.0.2",
+        "--interface",
+        &m,
+    ]);
+    assert_eq!(own.code, 1);
+    assert!(own.stderr.contains("own addresses"), "{}", own.stderr);
     // A reload that changes our priority keeps it.
     std::fs::write(p.dir.path("mcrd.json5"), pim_config(&m, 250, "")).unwrap();
     mcrd.ctl_json(&["reload"]);

@@ -108,6 +108,19 @@ impl PimRuntime {
                         format!("neighbour address {address} must be a unicast address"),
                     );
                 }
+                // Our own address would make us our own neighbour (and
+                // possibly our own DR). Off-subnet addresses are allowed:
+                // overlay and mesh links often carry /32 addresses.
+                if self
+                    .addrs
+                    .values()
+                    .any(|(_, list)| list.iter().any(|a| a.address == address))
+                {
+                    return Response::error(
+                        ErrorCode::InvalidArguments,
+                        format!("{address} is one of this router's own addresses, not a neighbour"),
+                    );
+                }
                 if let Some(t) = &tag {
                     if t.len() > 128 || t.chars().any(char::is_control) {
                         return Response::error(
