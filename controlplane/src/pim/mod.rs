@@ -422,10 +422,10 @@ impl PimRuntime {
                     }
                     match e.kind {
                         "dr-change" => {
-                            tracing::info!(interface = %e.payload.interface, dr = ?e.payload.dr, "PIM DR changed")
+                            tracing::info!(interface = %e.payload.interface, dr = %show(&e.payload.dr), "PIM DR changed")
                         }
                         kind => {
-                            tracing::info!(interface = %e.payload.interface, neighbor = ?e.payload.neighbor, reason = ?e.payload.reason, "PIM {kind}")
+                            tracing::info!(interface = %e.payload.interface, neighbor = %show(&e.payload.neighbor), reason = %show(&e.payload.reason), "PIM {kind}")
                         }
                     }
                     self.events.push(v);
@@ -672,4 +672,9 @@ fn load_static(s: &mut rpf::StaticRpf, routes: &[mcr_config::StaticRpfRoute]) {
             origin: "config".into(),
         });
     }
+}
+
+/// An optional log field as its value, or `-` (not Rust's `Some(..)`).
+fn show<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".into(), |v| v.to_string())
 }
