@@ -425,6 +425,9 @@ def run_gen(topo, sc, rate, secs, mode, nice=0):
            "--size", sc.size, "--ttl", 8, "--streams", sc.streams, "--json"]
     if mode in ("gso", "af-packet"):
         cmd.append("--" + mode)
+    else:
+        # mcrgen picks UDP segmentation by itself where it applies.
+        cmd.append("--no-gso")
     if GEN_CPUS:
         cmd = ["taskset", "-c", GEN_CPUS] + cmd
     out = run(cmd, timeout=secs + 30).stdout
