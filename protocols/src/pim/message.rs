@@ -70,7 +70,9 @@ pub enum RxError {
 pub enum PimMessage {
     /// A Hello (RFC 7761 section 4.9.2).
     Hello(Hello),
-    /// A valid message of another type (Register, Join/Prune, Assert...):
+    /// A Join/Prune (RFC 7761 section 4.9.5), as the wire crate decodes it.
+    JoinPrune(JoinPrune),
+    /// A valid message of another type (Register, Register-Stop, Assert):
     /// not handled by this module yet, counted.
     Other {
         /// The PIM message type (RFC 7761 section 4.9).
@@ -86,6 +88,15 @@ impl PimMessage {
         let packet = wire::Packet::new_unchecked(bytes);
         match wire::Repr::parse(&packet) {
             Ok(wire::Repr::Hello { options }) => PimMessage::Hello(Hello::from_options(&options)),
+            Ok(wire::Repr::JoinPrune {
+                upstream_neighbor,
+                holdtime,
+                groups,
+            }) => PimMessage::JoinPrune(JoinPrune {
+                upstream_neighbor,
+                holdtime,
+                groups,
+            }),
             Ok(_) => PimMessage::Other {
                 msg_type: bytes.first().map_or(0, |b| b & 0x0f),
             },
@@ -110,8 +121,47 @@ impl PimMessage {
                 repr.emit(&mut wire::Packet::new_unchecked(&mut buf[..]));
                 Some(buf)
             }
+            PimMessage::JoinPrune(jp) => {
+                let repr = jp.to_repr();
+                let mut buf = vec![0u8; repr.buffer_len()];
+                repr.emit(&mut wire::Packet::new_unchecked(&mut buf[..]));
+                Some(buf)
+            }
             _ => None,
         }
+    }
+}
+
+/// A Join/Prune message (RFC 7761 section 4.9.5): sent to ALL-PIM-ROUTERS
+/// on a LAN, meant for the router whose address is `upstream_neighbor`
+/// (every other router on the LAN reads it too, for join suppression and
+/// prune override, sections 4.5.5-4.5.7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinPrune {
+    /// The router the message is addressed to (its primary address on the
+    /// LAN).
+    pub upstream_neighbor: Ipv4Addr,
+    /// How long the receiver keeps the join/prune state, seconds
+    /// (section 4.9.5; 3.5 x t_periodic = 210 s by default).
+    pub holdtime: u16,
+    /// Per group, the joined and pruned sources (encoded-source flags W and
+    /// R tell (*,G), (S,G) and (S,G,rpt) apart).
+    pub groups: Vec<wire::JoinPruneGroup>,
+}
+
+impl JoinPrune {
+    /// The wire form.
+    pub fn to_repr(&self) -> wire::Repr {
+        wire::Repr::JoinPrune {
+            upstream_neighbor: self.upstream_neighbor,
+            holdtime: self.holdtime,
+            groups: self.groups.clone(),
+        }
+    }
+
+    /// The encoded length in bytes (PIM header included).
+    pub fn buffer_len(&self) -> usize {
+        self.to_repr().buffer_len()
     }
 }
 

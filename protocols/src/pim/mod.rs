@@ -30,12 +30,15 @@
 //! [`Pim::interface_event`]; the neighbour machine in
 //! [`Pim::neighbor_event`]. Rows cite RFC 7761.
 
+pub mod fsm;
 mod message;
+pub mod tree;
 
 #[cfg(test)]
 mod tests;
 
-pub use message::{Hello, LanPruneDelay, PimMessage, RxError};
+pub use message::{Hello, JoinPrune, LanPruneDelay, PimMessage, RxError};
+pub use tree::{SptSwitchover, StaticRp, Tree, TreeConfig, TreeTimer};
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -149,6 +152,8 @@ pub struct PimConfig {
     pub external_neighbors: Vec<ExternalNeighbor>,
     /// Bound of each interface's neighbour table.
     pub max_neighbors_per_interface: usize,
+    /// Trees: RP mappings, SPT switchover, t_periodic, bounds.
+    pub tree: TreeConfig,
 }
 
 impl Default for PimConfig {
@@ -157,6 +162,7 @@ impl Default for PimConfig {
             interfaces: Vec::new(),
             external_neighbors: Vec::new(),
             max_neighbors_per_interface: DEFAULT_MAX_NEIGHBORS,
+            tree: TreeConfig::default(),
         }
     }
 }
@@ -169,6 +175,8 @@ pub enum PimTimer {
     /// The Neighbor Liveness Timer of a neighbour on an interface, RFC 7761
     /// section 4.3.2.
     NeighborExpiry(u32, Ipv4Addr),
+    /// A timer of the tree state (RFC 7761 section 4.5).
+    Tree(TreeTimer),
 }
 
 /// An event's details (`subscribe --events pim`).
@@ -371,6 +379,7 @@ pub struct Pim {
     max_neighbors: usize,
     rpf: BTreeMap<Ipv4Prefix, RpfChange>,
     not_pim_interface: u64,
+    tree: Tree,
 }
 
 type Out = Vec<ActionOf<Pim>>;
@@ -378,9 +387,11 @@ type Out = Vec<ActionOf<Pim>>;
 impl Pim {
     /// A stopped instance; `rng` draws Generation IDs and triggered-Hello
     /// delays (seed it from the OS in the daemon, with a constant in tests).
-    pub fn new(rng: Rng) -> Self {
+    pub fn new(mut rng: Rng) -> Self {
+        let tree = Tree::new(rng.fork());
         Pim {
             rng,
+            tree,
             ifaces: BTreeMap::new(),
             external: Vec::new(),
             max_neighbors: DEFAULT_MAX_NEIGHBORS,
@@ -402,6 +413,32 @@ impl Pim {
     /// PIM messages received on interfaces where PIM does not run.
     pub fn not_pim_interface(&self) -> u64 {
         self.not_pim_interface
+    }
+
+    /// The tree state (join state, routes, RP mappings).
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// What the tree machines see of interfaces, DRs and neighbours; a
+    /// change re-evaluates every group.
+    fn tree_snapshot(&self) -> Vec<(u32, Option<Ipv4Addr>, bool, usize, Option<u32>)> {
+        self.ifaces
+            .iter()
+            .map(|(i, ifc)| {
+                (
+                    *i,
+                    ifc.primary(),
+                    ifc.is_dr(),
+                    ifc.neighbors.len(),
+                    ifc.neighbors
+                        .values()
+                        .map(|n| n.generation_id.unwrap_or(0))
+                        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b))
+                        .into(),
+                )
+            })
+            .collect()
     }
 
     /// The last RPF change recorded per prefix.
@@ -819,6 +856,8 @@ impl Pim {
                 RxError::UnknownType => c.unknown_type += 1,
             },
             PimMessage::Other { .. } => c.unhandled_type += 1,
+            // Handled by the tree before this point.
+            PimMessage::JoinPrune(_) => {}
             PimMessage::Hello(h) => {
                 if ifc.addresses.iter().any(|a| a.address == pkt.source) {
                     c.own += 1;
@@ -902,8 +941,50 @@ impl Protocol for Pim {
     type Event = PimEvent;
 
     fn handle(&mut self, now: Timestamp, input: InputOf<Self>, out: &mut Vec<ActionOf<Self>>) {
+        let before = self.tree_snapshot();
+        self.handle_inner(now, input, out);
+        if self.tree_snapshot() != before {
+            self.tree.touch_all();
+        }
+        let env = tree::Env {
+            ifaces: &self.ifaces,
+            rpf: &self.rpf,
+        };
+        self.tree.finish(&env, now, out);
+    }
+}
+
+impl Pim {
+    fn handle_inner(&mut self, now: Timestamp, input: InputOf<Self>, out: &mut Out) {
         match input {
-            Input::Config(cfg) => self.apply_config(now, cfg, out),
+            Input::Config(cfg) => {
+                self.tree.set_config(cfg.tree.clone());
+                self.apply_config(now, cfg, out)
+            }
+            Input::Packet(crate::io::Packet {
+                interface,
+                source,
+                message: PimMessage::JoinPrune(jp),
+                ..
+            }) => {
+                if !self.ifaces.contains_key(&interface.index) {
+                    self.not_pim_interface += 1;
+                    return;
+                }
+                let env = tree::Env {
+                    ifaces: &self.ifaces,
+                    rpf: &self.rpf,
+                };
+                self.tree
+                    .receive_jp(&env, now, interface.index, source, &jp, out);
+            }
+            Input::Timer(PimTimer::Tree(t)) => {
+                let env = tree::Env {
+                    ifaces: &self.ifaces,
+                    rpf: &self.rpf,
+                };
+                self.tree.timer(&env, now, t, out);
+            }
             Input::Packet(pkt) => self.receive(now, pkt, out),
             Input::Timer(PimTimer::Hello(i)) => {
                 self.interface_event(now, i, IfEvent::HelloTimer, out)
@@ -941,6 +1022,7 @@ impl Protocol for Pim {
             Input::Rpf(change) => {
                 if self.rpf.len() < MAX_RPF_ENTRIES || self.rpf.contains_key(&change.prefix) {
                     self.rpf.insert(change.prefix, change);
+                    self.tree.touch_all();
                 }
             }
             Input::Shutdown => {
@@ -949,7 +1031,30 @@ impl Protocol for Pim {
                     self.interface_event(now, i, IfEvent::Stop, out);
                 }
             }
-            Input::LocalMembers { .. } | Input::DataPlane(_) => {}
+            Input::LocalMembers {
+                interface,
+                group,
+                filter,
+            } => self.tree.local_members(interface, group, filter),
+            Input::DataPlane(
+                crate::io::DataPlaneNotice::NewSource {
+                    interface,
+                    source,
+                    group,
+                }
+                | crate::io::DataPlaneNotice::WrongInterface {
+                    interface,
+                    source,
+                    group,
+                },
+            ) => {
+                let env = tree::Env {
+                    ifaces: &self.ifaces,
+                    rpf: &self.rpf,
+                };
+                self.tree
+                    .data_plane(&env, now, &interface, source, group, out);
+            }
         }
     }
 }
