@@ -496,3 +496,335 @@ pub fn upstream_rpt(
         _ => (state, ot, None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! One test per row (or group of identical rows) of the RFC 7761
+    //! section 4.5 tables.
+    use super::*;
+
+    const T0: Timestamp = Timestamp::from_secs(1000);
+
+    fn s(x: u64) -> Duration {
+        Duration::from_secs(x)
+    }
+
+    fn dctx(multi: bool) -> DownCtx {
+        DownCtx {
+            now: T0,
+            override_interval: Duration::from_millis(3000),
+            multi_access: multi,
+        }
+    }
+
+    fn timers(et: Option<u64>, ppt: Option<u64>) -> DownTimers {
+        DownTimers {
+            expiry: et.map(|x| T0 + s(x)),
+            prune_pending: ppt.map(|x| T0 + s(x)),
+        }
+    }
+
+    const JOIN210: DownEvent = DownEvent::ReceiveJoin {
+        holdtime: Some(Duration::from_secs(210)),
+    };
+
+    // ---- 4.5.2 / 4.5.3 downstream (*,G) and (S,G) ----
+
+    #[test]
+    fn down_noinfo_join_starts_expiry() {
+        let (st, t, echo) = downstream(DownState::NoInfo, timers(None, None), JOIN210, &dctx(true));
+        assert_eq!((st, t, echo), (DownState::Join, timers(Some(210), None), false));
+    }
+
+    #[test]
+    fn down_noinfo_join_infinite_holdtime_never_expires() {
+        let ev = DownEvent::ReceiveJoin { holdtime: None };
+        let (st, t, _) = downstream(DownState::NoInfo, timers(None, None), ev, &dctx(true));
+        assert_eq!((st, t.expiry), (DownState::Join, None));
+    }
+
+    #[test]
+    fn down_join_join_extends_expiry_never_shortens() {
+        let ev = DownEvent::ReceiveJoin { holdtime: Some(s(10)) };
+        let (st, t, _) = downstream(DownState::Join, timers(Some(100), None), ev, &dctx(true));
+        assert_eq!((st, t), (DownState::Join, timers(Some(100), None)));
+        let (_, t, _) = downstream(DownState::Join, timers(Some(100), None), JOIN210, &dctx(true));
+        assert_eq!(t, timers(Some(210), None));
+    }
+
+    #[test]
+    fn down_prune_pending_join_cancels_ppt() {
+        let (st, t, _) = downstream(
+            DownState::PrunePending,
+            timers(Some(100), Some(3)),
+            JOIN210,
+            &dctx(true),
+        );
+        assert_eq!((st, t), (DownState::Join, timers(Some(210), None)));
+    }
+
+    #[test]
+    fn down_noinfo_prune_ignored() {
+        let r = downstream(DownState::NoInfo, timers(None, None), DownEvent::ReceivePrune, &dctx(true));
+        assert_eq!(r, (DownState::NoInfo, timers(None, None), false));
+    }
+
+    #[test]
+    fn down_join_prune_starts_ppt_override_interval_on_lan() {
+        let (st, t, _) = downstream(DownState::Join, timers(Some(100), None), DownEvent::ReceivePrune, &dctx(true));
+        assert_eq!(st, DownState::PrunePending);
+        assert_eq!(t.prune_pending, Some(T0 + Duration::from_millis(3000)));
+        assert_eq!(t.expiry, Some(T0 + s(100)), "ET unchanged");
+    }
+
+    #[test]
+    fn down_join_prune_ppt_zero_with_one_neighbor() {
+        let (_, t, _) = downstream(DownState::Join, timers(Some(100), None), DownEvent::ReceivePrune, &dctx(false));
+        assert_eq!(t.prune_pending, Some(T0));
+    }
+
+    #[test]
+    fn down_prune_pending_prune_no_change() {
+        let t0 = timers(Some(100), Some(2));
+        let r = downstream(DownState::PrunePending, t0, DownEvent::ReceivePrune, &dctx(true));
+        assert_eq!(r, (DownState::PrunePending, t0, false));
+    }
+
+    #[test]
+    fn down_ppt_expiry_goes_noinfo_with_prune_echo_on_lan_only() {
+        let t0 = timers(Some(100), Some(0));
+        let r = downstream(DownState::PrunePending, t0, DownEvent::PrunePendingExpired, &dctx(true));
+        assert_eq!(r, (DownState::NoInfo, timers(None, None), true));
+        let r = downstream(DownState::PrunePending, t0, DownEvent::PrunePendingExpired, &dctx(false));
+        assert_eq!(r, (DownState::NoInfo, timers(None, None), false));
+    }
+
+    #[test]
+    fn down_expiry_goes_noinfo_from_join_and_prune_pending() {
+        for st in [DownState::Join, DownState::PrunePending] {
+            let r = downstream(st, timers(Some(0), Some(2)), DownEvent::ExpiryExpired, &dctx(true));
+            assert_eq!(r, (DownState::NoInfo, timers(None, None), false));
+        }
+    }
+
+    #[test]
+    fn down_stale_timers_change_nothing() {
+        let r = downstream(DownState::Join, timers(Some(9), None), DownEvent::PrunePendingExpired, &dctx(true));
+        assert_eq!(r, (DownState::Join, timers(Some(9), None), false));
+        let r = downstream(DownState::NoInfo, timers(None, None), DownEvent::ExpiryExpired, &dctx(true));
+        assert_eq!(r.0, DownState::NoInfo);
+    }
+
+    // ---- 4.5.4 downstream (S,G,rpt) ----
+
+    const PRUNE210: RptDownEvent = RptDownEvent::ReceivePruneRpt {
+        holdtime: Some(Duration::from_secs(210)),
+    };
+
+    #[test]
+    fn rpt_noinfo_prune_goes_prune_pending_with_both_timers() {
+        let (st, t) = downstream_rpt(RptDownState::NoInfo, timers(None, None), PRUNE210, &dctx(true));
+        assert_eq!(st, RptDownState::PrunePending);
+        assert_eq!(t.expiry, Some(T0 + s(210)));
+        assert_eq!(t.prune_pending, Some(T0 + Duration::from_millis(3000)));
+    }
+
+    #[test]
+    fn rpt_noinfo_other_events_ignored() {
+        for ev in [
+            RptDownEvent::ReceiveJoinStarG,
+            RptDownEvent::ReceiveJoinRpt,
+            RptDownEvent::EndOfMessage,
+            RptDownEvent::PrunePendingExpired,
+            RptDownEvent::ExpiryExpired,
+        ] {
+            assert_eq!(
+                downstream_rpt(RptDownState::NoInfo, timers(None, None), ev, &dctx(true)).0,
+                RptDownState::NoInfo
+            );
+        }
+    }
+
+    #[test]
+    fn rpt_join_star_makes_tmp_states() {
+        let t0 = timers(Some(100), Some(1));
+        assert_eq!(
+            downstream_rpt(RptDownState::Prune, t0, RptDownEvent::ReceiveJoinStarG, &dctx(true)).0,
+            RptDownState::PruneTmp
+        );
+        assert_eq!(
+            downstream_rpt(RptDownState::PrunePending, t0, RptDownEvent::ReceiveJoinStarG, &dctx(true)).0,
+            RptDownState::PrunePendingTmp
+        );
+    }
+
+    #[test]
+    fn rpt_tmp_states_repruned_return() {
+        let t0 = timers(Some(100), Some(1));
+        let (st, t) = downstream_rpt(RptDownState::PruneTmp, t0, PRUNE210, &dctx(true));
+        assert_eq!((st, t.expiry), (RptDownState::Prune, Some(T0 + s(210))));
+        let (st, _) = downstream_rpt(RptDownState::PrunePendingTmp, t0, PRUNE210, &dctx(true));
+        assert_eq!(st, RptDownState::PrunePending);
+    }
+
+    #[test]
+    fn rpt_tmp_states_end_of_message_noinfo() {
+        for st in [RptDownState::PruneTmp, RptDownState::PrunePendingTmp] {
+            let r = downstream_rpt(st, timers(Some(9), Some(1)), RptDownEvent::EndOfMessage, &dctx(true));
+            assert_eq!(r, (RptDownState::NoInfo, timers(None, None)));
+        }
+        for st in [RptDownState::Prune, RptDownState::PrunePending] {
+            assert_eq!(
+                downstream_rpt(st, timers(Some(9), None), RptDownEvent::EndOfMessage, &dctx(true)).0,
+                st
+            );
+        }
+    }
+
+    #[test]
+    fn rpt_join_rpt_clears_prune() {
+        for st in [RptDownState::Prune, RptDownState::PrunePending, RptDownState::PruneTmp] {
+            let r = downstream_rpt(st, timers(Some(9), Some(1)), RptDownEvent::ReceiveJoinRpt, &dctx(true));
+            assert_eq!(r, (RptDownState::NoInfo, timers(None, None)));
+        }
+    }
+
+    #[test]
+    fn rpt_prune_refresh_extends_expiry() {
+        let (st, t) = downstream_rpt(RptDownState::Prune, timers(Some(9), None), PRUNE210, &dctx(true));
+        assert_eq!((st, t.expiry), (RptDownState::Prune, Some(T0 + s(210))));
+        let (st, _) = downstream_rpt(RptDownState::PrunePending, timers(Some(9), Some(1)), PRUNE210, &dctx(true));
+        assert_eq!(st, RptDownState::PrunePending);
+    }
+
+    #[test]
+    fn rpt_ppt_expiry_prunes_and_et_expiry_clears() {
+        let (st, t) = downstream_rpt(RptDownState::PrunePending, timers(Some(9), Some(0)), RptDownEvent::PrunePendingExpired, &dctx(true));
+        assert_eq!((st, t), (RptDownState::Prune, timers(Some(9), None)));
+        for st in [RptDownState::Prune, RptDownState::PrunePending] {
+            assert_eq!(
+                downstream_rpt(st, timers(Some(0), None), RptDownEvent::ExpiryExpired, &dctx(true)).0,
+                RptDownState::NoInfo
+            );
+        }
+    }
+
+    // ---- 4.5.5 / 4.5.6 upstream (*,G) and (S,G) ----
+
+    const NBR: Upstream = Upstream {
+        ifindex: 1,
+        neighbor: Ipv4Addr::new(10, 0, 0, 1),
+    };
+    const NBR2: Upstream = Upstream {
+        ifindex: 2,
+        neighbor: Ipv4Addr::new(10, 0, 1, 1),
+    };
+
+    fn uctx(target: Option<Upstream>) -> UpCtx {
+        UpCtx {
+            now: T0,
+            target,
+            t_periodic: s(60),
+            t_suppressed: s(70),
+            t_override: s(2),
+        }
+    }
+
+    #[test]
+    fn up_notjoined_join_desired_sends_join_sets_periodic() {
+        let r = upstream(UpState::NotJoined, None, UpEvent::JoinDesiredTrue, &uctx(Some(NBR)));
+        assert_eq!(r, (UpState::Joined, Some(T0 + s(60)), vec![UpSend::Join(NBR)]));
+    }
+
+    #[test]
+    fn up_notjoined_without_rpf_stays() {
+        let r = upstream(UpState::NotJoined, None, UpEvent::JoinDesiredTrue, &uctx(None));
+        assert_eq!(r, (UpState::NotJoined, None, vec![]));
+    }
+
+    #[test]
+    fn up_joined_join_desired_false_prunes() {
+        let r = upstream(UpState::Joined, Some(T0), UpEvent::JoinDesiredFalse, &uctx(Some(NBR)));
+        assert_eq!(r, (UpState::NotJoined, None, vec![UpSend::Prune(NBR)]));
+    }
+
+    #[test]
+    fn up_joined_timer_expiry_sends_join() {
+        let r = upstream(UpState::Joined, Some(T0), UpEvent::JoinTimerExpired, &uctx(Some(NBR)));
+        assert_eq!(r, (UpState::Joined, Some(T0 + s(60)), vec![UpSend::Join(NBR)]));
+    }
+
+    #[test]
+    fn up_joined_see_join_suppresses() {
+        // JT = max(JT, min(t_suppressed, holdtime)).
+        let r = upstream(UpState::Joined, Some(T0 + s(10)), UpEvent::SeeJoin { holdtime: s(210) }, &uctx(Some(NBR)));
+        assert_eq!(r.1, Some(T0 + s(70)));
+        let r = upstream(UpState::Joined, Some(T0 + s(10)), UpEvent::SeeJoin { holdtime: s(30) }, &uctx(Some(NBR)));
+        assert_eq!(r.1, Some(T0 + s(30)), "bounded by the seen holdtime");
+        let r = upstream(UpState::Joined, Some(T0 + s(80)), UpEvent::SeeJoin { holdtime: s(210) }, &uctx(Some(NBR)));
+        assert_eq!(r.1, Some(T0 + s(80)), "never shortened");
+        assert!(r.2.is_empty());
+    }
+
+    #[test]
+    fn up_joined_see_prune_overrides() {
+        let r = upstream(UpState::Joined, Some(T0 + s(50)), UpEvent::SeePrune, &uctx(Some(NBR)));
+        assert_eq!(r, (UpState::Joined, Some(T0 + s(2)), vec![]));
+        let r = upstream(UpState::Joined, Some(T0 + s(1)), UpEvent::SeePrune, &uctx(Some(NBR)));
+        assert_eq!(r.1, Some(T0 + s(1)), "never lengthened");
+    }
+
+    #[test]
+    fn up_joined_genid_change_overrides() {
+        let r = upstream(UpState::Joined, Some(T0 + s(50)), UpEvent::GenIdChanged, &uctx(Some(NBR)));
+        assert_eq!(r.1, Some(T0 + s(2)));
+    }
+
+    #[test]
+    fn up_joined_rpf_change_moves_join() {
+        let r = upstream(UpState::Joined, Some(T0 + s(5)), UpEvent::RpfChanged { old: NBR }, &uctx(Some(NBR2)));
+        assert_eq!(
+            r,
+            (UpState::Joined, Some(T0 + s(60)), vec![UpSend::Prune(NBR), UpSend::Join(NBR2)])
+        );
+        let r = upstream(UpState::Joined, Some(T0 + s(5)), UpEvent::RpfChanged { old: NBR }, &uctx(None));
+        assert_eq!(r, (UpState::NotJoined, None, vec![UpSend::Prune(NBR)]));
+    }
+
+    #[test]
+    fn up_notjoined_ignores_everything_else() {
+        for ev in [
+            UpEvent::JoinDesiredFalse,
+            UpEvent::JoinTimerExpired,
+            UpEvent::SeeJoin { holdtime: s(1) },
+            UpEvent::SeePrune,
+            UpEvent::RpfChanged { old: NBR2 },
+            UpEvent::GenIdChanged,
+        ] {
+            assert_eq!(upstream(UpState::NotJoined, None, ev, &uctx(Some(NBR))), (UpState::NotJoined, None, vec![]));
+        }
+    }
+
+    // ---- 4.5.7 upstream (S,G,rpt) ----
+
+    #[test]
+    fn rpt_up_rows() {
+        use RptUpEvent as E;
+        use RptUpState as S;
+        let ot = Some(T0 + s(1));
+        let f = |st, o, ev| upstream_rpt(st, o, ev, T0, s(2));
+        assert_eq!(f(S::RptNotJoined, None, E::PruneDesiredTrue), (S::Pruned, None, None));
+        assert_eq!(f(S::RptNotJoined, None, E::InheritedOlistNonEmpty), (S::NotPruned, None, None));
+        assert_eq!(f(S::Pruned, None, E::PruneDesiredFalse), (S::NotPruned, None, Some(RptSend::Join)));
+        assert_eq!(f(S::Pruned, None, E::RptJoinDesiredFalse), (S::RptNotJoined, None, None));
+        assert_eq!(f(S::NotPruned, ot, E::RptJoinDesiredFalse), (S::RptNotJoined, None, None));
+        assert_eq!(f(S::NotPruned, ot, E::PruneDesiredTrue), (S::Pruned, None, Some(RptSend::Prune)));
+        assert_eq!(f(S::NotPruned, None, E::SeePrune), (S::NotPruned, Some(T0 + s(2)), None));
+        assert_eq!(f(S::NotPruned, ot, E::SeePrune), (S::NotPruned, ot, None), "min(OT, t_override)");
+        assert_eq!(f(S::NotPruned, None, E::RpfChanged), (S::NotPruned, Some(T0 + s(2)), None));
+        assert_eq!(f(S::NotPruned, ot, E::SeeJoinRpt), (S::NotPruned, None, None));
+        assert_eq!(f(S::NotPruned, ot, E::OverrideExpired), (S::NotPruned, None, Some(RptSend::Join)));
+        assert_eq!(f(S::Pruned, None, E::SeePrune), (S::Pruned, None, None));
+        assert_eq!(f(S::RptNotJoined, None, E::OverrideExpired), (S::RptNotJoined, None, None));
+    }
+}
