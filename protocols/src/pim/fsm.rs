@@ -533,7 +533,10 @@ mod tests {
     #[test]
     fn down_noinfo_join_starts_expiry() {
         let (st, t, echo) = downstream(DownState::NoInfo, timers(None, None), JOIN210, &dctx(true));
-        assert_eq!((st, t, echo), (DownState::Join, timers(Some(210), None), false));
+        assert_eq!(
+            (st, t, echo),
+            (DownState::Join, timers(Some(210), None), false)
+        );
     }
 
     #[test]
@@ -545,10 +548,17 @@ mod tests {
 
     #[test]
     fn down_join_join_extends_expiry_never_shortens() {
-        let ev = DownEvent::ReceiveJoin { holdtime: Some(s(10)) };
+        let ev = DownEvent::ReceiveJoin {
+            holdtime: Some(s(10)),
+        };
         let (st, t, _) = downstream(DownState::Join, timers(Some(100), None), ev, &dctx(true));
         assert_eq!((st, t), (DownState::Join, timers(Some(100), None)));
-        let (_, t, _) = downstream(DownState::Join, timers(Some(100), None), JOIN210, &dctx(true));
+        let (_, t, _) = downstream(
+            DownState::Join,
+            timers(Some(100), None),
+            JOIN210,
+            &dctx(true),
+        );
         assert_eq!(t, timers(Some(210), None));
     }
 
@@ -565,13 +575,23 @@ mod tests {
 
     #[test]
     fn down_noinfo_prune_ignored() {
-        let r = downstream(DownState::NoInfo, timers(None, None), DownEvent::ReceivePrune, &dctx(true));
+        let r = downstream(
+            DownState::NoInfo,
+            timers(None, None),
+            DownEvent::ReceivePrune,
+            &dctx(true),
+        );
         assert_eq!(r, (DownState::NoInfo, timers(None, None), false));
     }
 
     #[test]
     fn down_join_prune_starts_ppt_override_interval_on_lan() {
-        let (st, t, _) = downstream(DownState::Join, timers(Some(100), None), DownEvent::ReceivePrune, &dctx(true));
+        let (st, t, _) = downstream(
+            DownState::Join,
+            timers(Some(100), None),
+            DownEvent::ReceivePrune,
+            &dctx(true),
+        );
         assert_eq!(st, DownState::PrunePending);
         assert_eq!(t.prune_pending, Some(T0 + Duration::from_millis(3000)));
         assert_eq!(t.expiry, Some(T0 + s(100)), "ET unchanged");
@@ -579,39 +599,74 @@ mod tests {
 
     #[test]
     fn down_join_prune_ppt_zero_with_one_neighbor() {
-        let (_, t, _) = downstream(DownState::Join, timers(Some(100), None), DownEvent::ReceivePrune, &dctx(false));
+        let (_, t, _) = downstream(
+            DownState::Join,
+            timers(Some(100), None),
+            DownEvent::ReceivePrune,
+            &dctx(false),
+        );
         assert_eq!(t.prune_pending, Some(T0));
     }
 
     #[test]
     fn down_prune_pending_prune_no_change() {
         let t0 = timers(Some(100), Some(2));
-        let r = downstream(DownState::PrunePending, t0, DownEvent::ReceivePrune, &dctx(true));
+        let r = downstream(
+            DownState::PrunePending,
+            t0,
+            DownEvent::ReceivePrune,
+            &dctx(true),
+        );
         assert_eq!(r, (DownState::PrunePending, t0, false));
     }
 
     #[test]
     fn down_ppt_expiry_goes_noinfo_with_prune_echo_on_lan_only() {
         let t0 = timers(Some(100), Some(0));
-        let r = downstream(DownState::PrunePending, t0, DownEvent::PrunePendingExpired, &dctx(true));
+        let r = downstream(
+            DownState::PrunePending,
+            t0,
+            DownEvent::PrunePendingExpired,
+            &dctx(true),
+        );
         assert_eq!(r, (DownState::NoInfo, timers(None, None), true));
-        let r = downstream(DownState::PrunePending, t0, DownEvent::PrunePendingExpired, &dctx(false));
+        let r = downstream(
+            DownState::PrunePending,
+            t0,
+            DownEvent::PrunePendingExpired,
+            &dctx(false),
+        );
         assert_eq!(r, (DownState::NoInfo, timers(None, None), false));
     }
 
     #[test]
     fn down_expiry_goes_noinfo_from_join_and_prune_pending() {
         for st in [DownState::Join, DownState::PrunePending] {
-            let r = downstream(st, timers(Some(0), Some(2)), DownEvent::ExpiryExpired, &dctx(true));
+            let r = downstream(
+                st,
+                timers(Some(0), Some(2)),
+                DownEvent::ExpiryExpired,
+                &dctx(true),
+            );
             assert_eq!(r, (DownState::NoInfo, timers(None, None), false));
         }
     }
 
     #[test]
     fn down_stale_timers_change_nothing() {
-        let r = downstream(DownState::Join, timers(Some(9), None), DownEvent::PrunePendingExpired, &dctx(true));
+        let r = downstream(
+            DownState::Join,
+            timers(Some(9), None),
+            DownEvent::PrunePendingExpired,
+            &dctx(true),
+        );
         assert_eq!(r, (DownState::Join, timers(Some(9), None), false));
-        let r = downstream(DownState::NoInfo, timers(None, None), DownEvent::ExpiryExpired, &dctx(true));
+        let r = downstream(
+            DownState::NoInfo,
+            timers(None, None),
+            DownEvent::ExpiryExpired,
+            &dctx(true),
+        );
         assert_eq!(r.0, DownState::NoInfo);
     }
 
@@ -623,7 +678,12 @@ mod tests {
 
     #[test]
     fn rpt_noinfo_prune_goes_prune_pending_with_both_timers() {
-        let (st, t) = downstream_rpt(RptDownState::NoInfo, timers(None, None), PRUNE210, &dctx(true));
+        let (st, t) = downstream_rpt(
+            RptDownState::NoInfo,
+            timers(None, None),
+            PRUNE210,
+            &dctx(true),
+        );
         assert_eq!(st, RptDownState::PrunePending);
         assert_eq!(t.expiry, Some(T0 + s(210)));
         assert_eq!(t.prune_pending, Some(T0 + Duration::from_millis(3000)));
@@ -649,11 +709,23 @@ mod tests {
     fn rpt_join_star_makes_tmp_states() {
         let t0 = timers(Some(100), Some(1));
         assert_eq!(
-            downstream_rpt(RptDownState::Prune, t0, RptDownEvent::ReceiveJoinStarG, &dctx(true)).0,
+            downstream_rpt(
+                RptDownState::Prune,
+                t0,
+                RptDownEvent::ReceiveJoinStarG,
+                &dctx(true)
+            )
+            .0,
             RptDownState::PruneTmp
         );
         assert_eq!(
-            downstream_rpt(RptDownState::PrunePending, t0, RptDownEvent::ReceiveJoinStarG, &dctx(true)).0,
+            downstream_rpt(
+                RptDownState::PrunePending,
+                t0,
+                RptDownEvent::ReceiveJoinStarG,
+                &dctx(true)
+            )
+            .0,
             RptDownState::PrunePendingTmp
         );
     }
@@ -670,12 +742,23 @@ mod tests {
     #[test]
     fn rpt_tmp_states_end_of_message_noinfo() {
         for st in [RptDownState::PruneTmp, RptDownState::PrunePendingTmp] {
-            let r = downstream_rpt(st, timers(Some(9), Some(1)), RptDownEvent::EndOfMessage, &dctx(true));
+            let r = downstream_rpt(
+                st,
+                timers(Some(9), Some(1)),
+                RptDownEvent::EndOfMessage,
+                &dctx(true),
+            );
             assert_eq!(r, (RptDownState::NoInfo, timers(None, None)));
         }
         for st in [RptDownState::Prune, RptDownState::PrunePending] {
             assert_eq!(
-                downstream_rpt(st, timers(Some(9), None), RptDownEvent::EndOfMessage, &dctx(true)).0,
+                downstream_rpt(
+                    st,
+                    timers(Some(9), None),
+                    RptDownEvent::EndOfMessage,
+                    &dctx(true)
+                )
+                .0,
                 st
             );
         }
@@ -683,27 +766,57 @@ mod tests {
 
     #[test]
     fn rpt_join_rpt_clears_prune() {
-        for st in [RptDownState::Prune, RptDownState::PrunePending, RptDownState::PruneTmp] {
-            let r = downstream_rpt(st, timers(Some(9), Some(1)), RptDownEvent::ReceiveJoinRpt, &dctx(true));
+        for st in [
+            RptDownState::Prune,
+            RptDownState::PrunePending,
+            RptDownState::PruneTmp,
+        ] {
+            let r = downstream_rpt(
+                st,
+                timers(Some(9), Some(1)),
+                RptDownEvent::ReceiveJoinRpt,
+                &dctx(true),
+            );
             assert_eq!(r, (RptDownState::NoInfo, timers(None, None)));
         }
     }
 
     #[test]
     fn rpt_prune_refresh_extends_expiry() {
-        let (st, t) = downstream_rpt(RptDownState::Prune, timers(Some(9), None), PRUNE210, &dctx(true));
+        let (st, t) = downstream_rpt(
+            RptDownState::Prune,
+            timers(Some(9), None),
+            PRUNE210,
+            &dctx(true),
+        );
         assert_eq!((st, t.expiry), (RptDownState::Prune, Some(T0 + s(210))));
-        let (st, _) = downstream_rpt(RptDownState::PrunePending, timers(Some(9), Some(1)), PRUNE210, &dctx(true));
+        let (st, _) = downstream_rpt(
+            RptDownState::PrunePending,
+            timers(Some(9), Some(1)),
+            PRUNE210,
+            &dctx(true),
+        );
         assert_eq!(st, RptDownState::PrunePending);
     }
 
     #[test]
     fn rpt_ppt_expiry_prunes_and_et_expiry_clears() {
-        let (st, t) = downstream_rpt(RptDownState::PrunePending, timers(Some(9), Some(0)), RptDownEvent::PrunePendingExpired, &dctx(true));
+        let (st, t) = downstream_rpt(
+            RptDownState::PrunePending,
+            timers(Some(9), Some(0)),
+            RptDownEvent::PrunePendingExpired,
+            &dctx(true),
+        );
         assert_eq!((st, t), (RptDownState::Prune, timers(Some(9), None)));
         for st in [RptDownState::Prune, RptDownState::PrunePending] {
             assert_eq!(
-                downstream_rpt(st, timers(Some(0), None), RptDownEvent::ExpiryExpired, &dctx(true)).0,
+                downstream_rpt(
+                    st,
+                    timers(Some(0), None),
+                    RptDownEvent::ExpiryExpired,
+                    &dctx(true)
+                )
+                .0,
                 RptDownState::NoInfo
             );
         }
@@ -732,62 +845,132 @@ mod tests {
 
     #[test]
     fn up_notjoined_join_desired_sends_join_sets_periodic() {
-        let r = upstream(UpState::NotJoined, None, UpEvent::JoinDesiredTrue, &uctx(Some(NBR)));
-        assert_eq!(r, (UpState::Joined, Some(T0 + s(60)), vec![UpSend::Join(NBR)]));
+        let r = upstream(
+            UpState::NotJoined,
+            None,
+            UpEvent::JoinDesiredTrue,
+            &uctx(Some(NBR)),
+        );
+        assert_eq!(
+            r,
+            (UpState::Joined, Some(T0 + s(60)), vec![UpSend::Join(NBR)])
+        );
     }
 
     #[test]
     fn up_notjoined_without_rpf_stays() {
-        let r = upstream(UpState::NotJoined, None, UpEvent::JoinDesiredTrue, &uctx(None));
+        let r = upstream(
+            UpState::NotJoined,
+            None,
+            UpEvent::JoinDesiredTrue,
+            &uctx(None),
+        );
         assert_eq!(r, (UpState::NotJoined, None, vec![]));
     }
 
     #[test]
     fn up_joined_join_desired_false_prunes() {
-        let r = upstream(UpState::Joined, Some(T0), UpEvent::JoinDesiredFalse, &uctx(Some(NBR)));
+        let r = upstream(
+            UpState::Joined,
+            Some(T0),
+            UpEvent::JoinDesiredFalse,
+            &uctx(Some(NBR)),
+        );
         assert_eq!(r, (UpState::NotJoined, None, vec![UpSend::Prune(NBR)]));
     }
 
     #[test]
     fn up_joined_timer_expiry_sends_join() {
-        let r = upstream(UpState::Joined, Some(T0), UpEvent::JoinTimerExpired, &uctx(Some(NBR)));
-        assert_eq!(r, (UpState::Joined, Some(T0 + s(60)), vec![UpSend::Join(NBR)]));
+        let r = upstream(
+            UpState::Joined,
+            Some(T0),
+            UpEvent::JoinTimerExpired,
+            &uctx(Some(NBR)),
+        );
+        assert_eq!(
+            r,
+            (UpState::Joined, Some(T0 + s(60)), vec![UpSend::Join(NBR)])
+        );
     }
 
     #[test]
     fn up_joined_see_join_suppresses() {
         // JT = max(JT, min(t_suppressed, holdtime)).
-        let r = upstream(UpState::Joined, Some(T0 + s(10)), UpEvent::SeeJoin { holdtime: s(210) }, &uctx(Some(NBR)));
+        let r = upstream(
+            UpState::Joined,
+            Some(T0 + s(10)),
+            UpEvent::SeeJoin { holdtime: s(210) },
+            &uctx(Some(NBR)),
+        );
         assert_eq!(r.1, Some(T0 + s(70)));
-        let r = upstream(UpState::Joined, Some(T0 + s(10)), UpEvent::SeeJoin { holdtime: s(30) }, &uctx(Some(NBR)));
+        let r = upstream(
+            UpState::Joined,
+            Some(T0 + s(10)),
+            UpEvent::SeeJoin { holdtime: s(30) },
+            &uctx(Some(NBR)),
+        );
         assert_eq!(r.1, Some(T0 + s(30)), "bounded by the seen holdtime");
-        let r = upstream(UpState::Joined, Some(T0 + s(80)), UpEvent::SeeJoin { holdtime: s(210) }, &uctx(Some(NBR)));
+        let r = upstream(
+            UpState::Joined,
+            Some(T0 + s(80)),
+            UpEvent::SeeJoin { holdtime: s(210) },
+            &uctx(Some(NBR)),
+        );
         assert_eq!(r.1, Some(T0 + s(80)), "never shortened");
         assert!(r.2.is_empty());
     }
 
     #[test]
     fn up_joined_see_prune_overrides() {
-        let r = upstream(UpState::Joined, Some(T0 + s(50)), UpEvent::SeePrune, &uctx(Some(NBR)));
+        let r = upstream(
+            UpState::Joined,
+            Some(T0 + s(50)),
+            UpEvent::SeePrune,
+            &uctx(Some(NBR)),
+        );
         assert_eq!(r, (UpState::Joined, Some(T0 + s(2)), vec![]));
-        let r = upstream(UpState::Joined, Some(T0 + s(1)), UpEvent::SeePrune, &uctx(Some(NBR)));
+        let r = upstream(
+            UpState::Joined,
+            Some(T0 + s(1)),
+            UpEvent::SeePrune,
+            &uctx(Some(NBR)),
+        );
         assert_eq!(r.1, Some(T0 + s(1)), "never lengthened");
     }
 
     #[test]
     fn up_joined_genid_change_overrides() {
-        let r = upstream(UpState::Joined, Some(T0 + s(50)), UpEvent::GenIdChanged, &uctx(Some(NBR)));
+        let r = upstream(
+            UpState::Joined,
+            Some(T0 + s(50)),
+            UpEvent::GenIdChanged,
+            &uctx(Some(NBR)),
+        );
         assert_eq!(r.1, Some(T0 + s(2)));
     }
 
     #[test]
     fn up_joined_rpf_change_moves_join() {
-        let r = upstream(UpState::Joined, Some(T0 + s(5)), UpEvent::RpfChanged { old: NBR }, &uctx(Some(NBR2)));
+        let r = upstream(
+            UpState::Joined,
+            Some(T0 + s(5)),
+            UpEvent::RpfChanged { old: NBR },
+            &uctx(Some(NBR2)),
+        );
         assert_eq!(
             r,
-            (UpState::Joined, Some(T0 + s(60)), vec![UpSend::Prune(NBR), UpSend::Join(NBR2)])
+            (
+                UpState::Joined,
+                Some(T0 + s(60)),
+                vec![UpSend::Prune(NBR), UpSend::Join(NBR2)]
+            )
         );
-        let r = upstream(UpState::Joined, Some(T0 + s(5)), UpEvent::RpfChanged { old: NBR }, &uctx(None));
+        let r = upstream(
+            UpState::Joined,
+            Some(T0 + s(5)),
+            UpEvent::RpfChanged { old: NBR },
+            &uctx(None),
+        );
         assert_eq!(r, (UpState::NotJoined, None, vec![UpSend::Prune(NBR)]));
     }
 
@@ -801,7 +984,10 @@ mod tests {
             UpEvent::RpfChanged { old: NBR2 },
             UpEvent::GenIdChanged,
         ] {
-            assert_eq!(upstream(UpState::NotJoined, None, ev, &uctx(Some(NBR))), (UpState::NotJoined, None, vec![]));
+            assert_eq!(
+                upstream(UpState::NotJoined, None, ev, &uctx(Some(NBR))),
+                (UpState::NotJoined, None, vec![])
+            );
         }
     }
 
@@ -813,18 +999,55 @@ mod tests {
         use RptUpState as S;
         let ot = Some(T0 + s(1));
         let f = |st, o, ev| upstream_rpt(st, o, ev, T0, s(2));
-        assert_eq!(f(S::RptNotJoined, None, E::PruneDesiredTrue), (S::Pruned, None, None));
-        assert_eq!(f(S::RptNotJoined, None, E::InheritedOlistNonEmpty), (S::NotPruned, None, None));
-        assert_eq!(f(S::Pruned, None, E::PruneDesiredFalse), (S::NotPruned, None, Some(RptSend::Join)));
-        assert_eq!(f(S::Pruned, None, E::RptJoinDesiredFalse), (S::RptNotJoined, None, None));
-        assert_eq!(f(S::NotPruned, ot, E::RptJoinDesiredFalse), (S::RptNotJoined, None, None));
-        assert_eq!(f(S::NotPruned, ot, E::PruneDesiredTrue), (S::Pruned, None, Some(RptSend::Prune)));
-        assert_eq!(f(S::NotPruned, None, E::SeePrune), (S::NotPruned, Some(T0 + s(2)), None));
-        assert_eq!(f(S::NotPruned, ot, E::SeePrune), (S::NotPruned, ot, None), "min(OT, t_override)");
-        assert_eq!(f(S::NotPruned, None, E::RpfChanged), (S::NotPruned, Some(T0 + s(2)), None));
-        assert_eq!(f(S::NotPruned, ot, E::SeeJoinRpt), (S::NotPruned, None, None));
-        assert_eq!(f(S::NotPruned, ot, E::OverrideExpired), (S::NotPruned, None, Some(RptSend::Join)));
+        assert_eq!(
+            f(S::RptNotJoined, None, E::PruneDesiredTrue),
+            (S::Pruned, None, None)
+        );
+        assert_eq!(
+            f(S::RptNotJoined, None, E::InheritedOlistNonEmpty),
+            (S::NotPruned, None, None)
+        );
+        assert_eq!(
+            f(S::Pruned, None, E::PruneDesiredFalse),
+            (S::NotPruned, None, Some(RptSend::Join))
+        );
+        assert_eq!(
+            f(S::Pruned, None, E::RptJoinDesiredFalse),
+            (S::RptNotJoined, None, None)
+        );
+        assert_eq!(
+            f(S::NotPruned, ot, E::RptJoinDesiredFalse),
+            (S::RptNotJoined, None, None)
+        );
+        assert_eq!(
+            f(S::NotPruned, ot, E::PruneDesiredTrue),
+            (S::Pruned, None, Some(RptSend::Prune))
+        );
+        assert_eq!(
+            f(S::NotPruned, None, E::SeePrune),
+            (S::NotPruned, Some(T0 + s(2)), None)
+        );
+        assert_eq!(
+            f(S::NotPruned, ot, E::SeePrune),
+            (S::NotPruned, ot, None),
+            "min(OT, t_override)"
+        );
+        assert_eq!(
+            f(S::NotPruned, None, E::RpfChanged),
+            (S::NotPruned, Some(T0 + s(2)), None)
+        );
+        assert_eq!(
+            f(S::NotPruned, ot, E::SeeJoinRpt),
+            (S::NotPruned, None, None)
+        );
+        assert_eq!(
+            f(S::NotPruned, ot, E::OverrideExpired),
+            (S::NotPruned, None, Some(RptSend::Join))
+        );
         assert_eq!(f(S::Pruned, None, E::SeePrune), (S::Pruned, None, None));
-        assert_eq!(f(S::RptNotJoined, None, E::OverrideExpired), (S::RptNotJoined, None, None));
+        assert_eq!(
+            f(S::RptNotJoined, None, E::OverrideExpired),
+            (S::RptNotJoined, None, None)
+        );
     }
 }

@@ -36,6 +36,8 @@ pub mod tree;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tree_tests;
 
 pub use message::{Hello, JoinPrune, LanPruneDelay, PimMessage, RxError};
 pub use tree::{SptSwitchover, StaticRp, Tree, TreeConfig, TreeTimer};

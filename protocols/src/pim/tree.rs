@@ -1502,11 +1502,14 @@ impl Tree {
                 || sg.spt_bit
                 || (sg_iif.is_some() && sg_target.is_none())
                 || star_iif.is_none() && !rjd;
+            // Entries with no state left go (local INCLUDE members keep
+            // theirs); only kept entries have a route.
+            let keep = !sg.is_idle() || !incl.is_empty();
             let wants = !inherited.is_empty()
                 || !prunes_rpt.is_empty()
                 || sg.keepalive.is_some()
                 || sg.up == UpState::Joined;
-            if wants {
+            if keep && wants {
                 let (iif, nbr, olist) = if on_spt {
                     (sg_iif.clone(), sg_target.map(|u| u.neighbor), &inherited)
                 } else {
@@ -1541,13 +1544,10 @@ impl Tree {
                 }
                 routes.insert(RouteKey::sg(s, g), c);
             }
-            if sg.is_idle() && sg.up == UpState::NotJoined && !incl.is_empty() {
-                // Kept by local INCLUDE members with no RPF yet.
+            if keep {
                 gs.sources.insert(s, sg);
-            } else if sg.is_idle() && sg.up == UpState::NotJoined {
-                self.entries -= 1;
             } else {
-                gs.sources.insert(s, sg);
+                self.entries -= 1;
             }
         }
         if gs.star.is_some() || !gs.sources.is_empty() {

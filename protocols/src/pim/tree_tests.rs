@@ -1,0 +1,975 @@
+//! Scenario tests of the tree state: small networks of [`Pim`] instances in
+//! one process, joined by fake LANs (each router's Sends on a LAN become
+//! Packet inputs of the others on it), under one manual clock.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use mcr_wire::pim::{EncodedGroup, EncodedSource, JoinPruneGroup};
+
+use super::fsm::{DownState, RptDownState, RptUpState, UpState, Upstream};
+use super::tree::{EntryKey, TreeTimer};
+use super::*;
+use crate::driver::Driver;
+use crate::io::{DataPlaneNotice, Packet, RpfRoute};
+use crate::mrib::{Mrib, MribLimits, OifReason, Origin, RouteKey};
+use crate::time::ManualClock;
+use crate::Clock;
+
+const G: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
+const S: Ipv4Addr = Ipv4Addr::new(192, 168, 9, 9);
+
+/// Router `r`'s address on LAN `l`: 10.0.l.(r+1).
+fn addr(r: usize, l: u32) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, l as u8, r as u8 + 1)
+}
+
+/// LAN `l` is interface index `l + 1` on every router.
+fn ifc(l: u32) -> Interface {
+    Interface::new(l + 1, format!("lan{l}"))
+}
+
+struct Router {
+    d: Driver<Pim>,
+    mrib: Mrib,
+    lans: Vec<u32>,
+    /// Every Join/Prune this router sent: (time, lan, message).
+    sent: Vec<(Timestamp, u32, JoinPrune)>,
+}
+
+struct Net {
+    clock: ManualClock,
+    routers: Vec<Router>,
+    queue: Vec<(usize, u32, PimMessage)>,
+}
+
+impl Net {
+    /// Routers attached to LANs (`attach[r]` lists router r's LANs) with
+    /// one tree config each.
+    fn new(attach: &[&[u32]], tree: impl Fn(usize) -> TreeConfig) -> Net {
+        let mut net = Net {
+            clock: ManualClock::new(Timestamp::from_secs(1000)),
+            routers: Vec::new(),
+            queue: Vec::new(),
+        };
+        for (r, lans) in attach.iter().enumerate() {
+            let cfg = PimConfig {
+                interfaces: lans
+                    .iter()
+                    .map(|l| PimInterfaceConfig::new(ifc(*l)))
+                    .collect(),
+                tree: tree(r),
+                ..PimConfig::default()
+            };
+            net.routers.push(Router {
+                d: Driver::new(Pim::new(Rng::new(r as u64 + 7)), 1 << 20),
+                mrib: Mrib::new(MribLimits::default()),
+                lans: lans.to_vec(),
+                sent: Vec::new(),
+            });
+            net.feed(r, Input::Config(cfg));
+            for l in lans.iter() {
+                net.feed(
+                    r,
+                    Input::AddressAdded {
+                        interface: ifc(*l),
+                        address: IfAddr::new(addr(r, *l), 24).unwrap(),
+                    },
+                );
+            }
+        }
+        net
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn feed(&mut self, r: usize, input: InputOf<Pim>) {
+        let now = self.now();
+        let mut out = Vec::new();
+        self.routers[r].d.feed(now, input, &mut out);
+        self.execute(r, out);
+    }
+
+    fn execute(&mut self, r: usize, out: Vec<ActionOf<Pim>>) {
+        let now = self.now();
+        for a in out {
+            match a {
+                Action::Send {
+                    interface, message, ..
+                } => {
+                    let lan = interface.index - 1;
+                    if let PimMessage::JoinPrune(jp) = &message {
+                        // Everything sent must encode within the budget.
+                        assert!(jp.buffer_len() + 20 <= DEFAULT_JP_MTU_TEST);
+                        self.routers[r].sent.push((now, lan, jp.clone()));
+                    }
+                    self.queue.push((r, lan, message));
+                }
+                Action::Mrib(u) => {
+                    self.routers[r].mrib.apply(u).unwrap();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Delivers queued messages (and what they trigger) until quiet.
+    fn deliver(&mut self) {
+        let mut rounds = 0;
+        while !self.queue.is_empty() {
+            rounds += 1;
+            assert!(rounds < 1000, "message storm");
+            for (from, lan, msg) in std::mem::take(&mut self.queue) {
+                let src = addr(from, lan);
+                for to in 0..self.routers.len() {
+                    if to == from
+                        || !self.routers[to].lans.contains(&lan)
+                        || !self.routers[from].lans.contains(&lan)
+                    {
+                        continue;
+                    }
+                    self.feed(
+                        to,
+                        Input::Packet(Packet {
+                            interface: ifc(lan),
+                            source: src,
+                            destination: ALL_PIM_ROUTERS,
+                            ttl: 1,
+                            router_alert: true,
+                            message: msg.clone(),
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs every router's timers up to `t`, delivering messages at each
+    /// step.
+    fn run_until(&mut self, t: Timestamp) {
+        self.deliver();
+        loop {
+            let next = self
+                .routers
+                .iter()
+                .filter_map(|r| r.d.next_deadline())
+                .min();
+            match next {
+                Some(d) if d <= t => {
+                    self.clock.advance_to(d.max(self.now()));
+                    let now = self.now();
+                    for r in 0..self.routers.len() {
+                        let mut out = Vec::new();
+                        self.routers[r].d.fire_due(now, &mut out);
+                        self.execute(r, out);
+                    }
+                    self.deliver();
+                }
+                _ => break,
+            }
+        }
+        self.clock.advance_to(t);
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let t = self.now() + d;
+        self.run_until(t);
+    }
+
+    fn rpf(&mut self, r: usize, prefix: Ipv4Prefix, lan: u32, neighbor: Option<Ipv4Addr>) {
+        self.feed(
+            r,
+            Input::Rpf(RpfChange {
+                prefix,
+                route: Some(RpfRoute {
+                    interface: ifc(lan),
+                    neighbor,
+                    metric: 1,
+                    preference: 1,
+                }),
+            }),
+        );
+    }
+
+    fn members(&mut self, r: usize, lan: u32, filter: SourceFilter) {
+        self.feed(
+            r,
+            Input::LocalMembers {
+                interface: ifc(lan),
+                group: G,
+                filter,
+            },
+        );
+    }
+
+    fn tree(&self, r: usize) -> &Tree {
+        self.routers[r].d.protocol().tree()
+    }
+
+    fn star(&self, r: usize) -> Option<&tree::StarG> {
+        self.tree(r).groups().get(&G).and_then(|g| g.star.as_ref())
+    }
+
+    fn sg(&self, r: usize) -> Option<&tree::Sg> {
+        self.tree(r)
+            .groups()
+            .get(&G)
+            .and_then(|g| g.sources.get(&S))
+    }
+
+    fn route(&self, r: usize, key: RouteKey) -> Option<&crate::mrib::Route> {
+        self.routers[r].mrib.get(&key)
+    }
+
+    /// Join/Prune messages router `r` sent since `t`.
+    fn sent_since(&self, r: usize, t: Timestamp) -> Vec<&JoinPrune> {
+        self.routers[r]
+            .sent
+            .iter()
+            .filter(|(at, _, _)| *at >= t)
+            .map(|(_, _, jp)| jp)
+            .collect()
+    }
+}
+
+const DEFAULT_JP_MTU_TEST: usize = tree::DEFAULT_JP_MTU;
+
+fn rp_at(rp: Ipv4Addr) -> impl Fn(usize) -> TreeConfig {
+    move |_| TreeConfig {
+        static_rp: vec![StaticRp {
+            group: Ipv4Prefix::new(Ipv4Addr::new(224, 0, 0, 0), 4).unwrap(),
+            rp,
+        }],
+        ..TreeConfig::default()
+    }
+}
+
+fn all_lans() -> Ipv4Prefix {
+    Ipv4Prefix::new(Ipv4Addr::new(10, 0, 0, 0), 16).unwrap()
+}
+
+fn has_star_join(jp: &JoinPrune, rp: Ipv4Addr) -> bool {
+    jp.groups
+        .iter()
+        .any(|g| g.group.addr == G && g.joins.iter().any(|s| s.wildcard && s.rpt && s.addr == rp))
+}
+
+fn has_star_prune(jp: &JoinPrune) -> bool {
+    jp.groups
+        .iter()
+        .any(|g| g.group.addr == G && g.prunes.iter().any(|s| s.wildcard && s.rpt))
+}
+
+/// Step 1, 2, 5, 6: a last-hop router's local member makes it join (*,G)
+/// toward the RP's RPF neighbour; the RP holds downstream Join state and
+/// both MRIBs carry the route with the right iif, RPF neighbour and oif
+/// reasons; periodic Joins keep it; the leave prunes it at once (one
+/// neighbour: PPT 0).
+#[test]
+fn scenario_last_hop_star_g_join_reaches_rp() {
+    // R0 = RP on LAN0, R1 = last hop (LAN0 up, LAN1 receivers).
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10)); // Hellos, neighbours
+    let t0 = net.now();
+    net.members(1, 1, SourceFilter::any_source());
+    net.deliver();
+    // R1: upstream Joined toward the RP (RPF neighbour = the RP itself,
+    // directly connected).
+    let st = net.star(1).unwrap();
+    assert_eq!(st.up, UpState::Joined);
+    assert_eq!(
+        st.upstream,
+        Some(Upstream {
+            ifindex: 1,
+            neighbor: rp
+        })
+    );
+    let sent = net.sent_since(1, t0);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].upstream_neighbor, rp);
+    assert_eq!(sent[0].holdtime, 210);
+    assert!(has_star_join(sent[0], rp));
+    // R1's route: iif lan0, RPF neighbour the RP, oif lan1 for members.
+    let r = net.route(1, RouteKey::star_g(G)).unwrap();
+    assert_eq!(r.iif, Some(ifc(0)));
+    assert_eq!(r.rpf_neighbor, Some(rp));
+    assert_eq!(r.oifs[&ifc(1)][&Origin::Pim], OifReason::LocalMembers);
+    // R0 (the RP): downstream Join on lan0, route with no iif.
+    let st0 = net.star(0).unwrap();
+    assert_eq!(st0.down[&1].state, DownState::Join);
+    let r0 = net.route(0, RouteKey::star_g(G)).unwrap();
+    assert_eq!(r0.iif, None);
+    assert_eq!(r0.oifs[&ifc(0)][&Origin::Pim], OifReason::PimJoin);
+    // Periodic: ten minutes later the state is still there, refreshed by
+    // one Join per t_periodic.
+    net.advance(Duration::from_secs(600));
+    assert_eq!(net.star(0).unwrap().down[&1].state, DownState::Join);
+    let n = net
+        .sent_since(1, t0 + Duration::from_secs(1))
+        .iter()
+        .filter(|jp| has_star_join(jp, rp))
+        .count();
+    assert!((9..=11).contains(&n), "{n} periodic joins in 600 s");
+    // Leave: Prune(*,G); R0 has one neighbour on lan0, so the PPT is zero.
+    let t1 = net.now();
+    net.members(1, 1, SourceFilter::include([]));
+    net.advance(Duration::from_millis(1));
+    assert!(net.sent_since(1, t1).iter().any(|jp| has_star_prune(jp)));
+    assert!(net.star(1).is_none());
+    assert!(net.star(0).is_none(), "pruned at the RP");
+    assert!(net.route(0, RouteKey::star_g(G)).is_none());
+    assert!(net.route(1, RouteKey::star_g(G)).is_none());
+}
+
+/// Without refreshes the RP's downstream state expires after the
+/// J/P holdtime (4.5.2 Expiry Timer).
+#[test]
+fn scenario_downstream_state_expires_after_holdtime() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::any_source());
+    net.deliver();
+    assert!(net.star(0).is_some());
+    // R1 goes silent (removed from the network, no goodbye delivered).
+    net.routers[1].lans.clear();
+    net.queue.clear();
+    let joined = net.now();
+    // Hold on for the last refresh: state lasts 210 s after it.
+    net.run_until(joined + Duration::from_secs(200));
+    assert!(net.star(0).is_some());
+    net.run_until(joined + Duration::from_secs(211));
+    assert!(net.star(0).is_none(), "expired after 210 s");
+    assert!(net.route(0, RouteKey::star_g(G)).is_none());
+}
+
+/// Step 2: join suppression. Two last-hop routers on one LAN with the same
+/// upstream: each suppresses its Join when it sees the other's, so the
+/// upstream gets about one Join per period instead of two.
+#[test]
+fn scenario_join_suppression_on_shared_lan() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1], &[0, 2]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(2, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::any_source());
+    net.members(2, 2, SourceFilter::any_source());
+    net.deliver();
+    let t0 = net.now() + Duration::from_secs(1);
+    net.advance(Duration::from_secs(1200));
+    let joins = |net: &Net, r| {
+        net.sent_since(r, t0)
+            .iter()
+            .filter(|jp| has_star_join(jp, rp))
+            .count()
+    };
+    let (a, b) = (joins(&net, 1), joins(&net, 2));
+    // Without suppression: 2 x 20 = 40 in 1200 s.
+    assert!(a + b <= 26, "suppression: {a} + {b} joins in 1200 s");
+    assert!(a + b >= 14, "still refreshed: {a} + {b}");
+    assert_eq!(net.star(0).unwrap().down[&1].state, DownState::Join);
+}
+
+/// Step 2: prune override. R1 leaves and prunes; R2, still joined, sees the
+/// Prune to its RPF' and overrides with a Join within t_override, before
+/// the upstream's Prune-Pending Timer (J/P_Override_Interval = 3 s)
+/// expires: the upstream never stops forwarding onto the LAN.
+#[test]
+fn scenario_prune_override_on_shared_lan() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1], &[0, 2]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(2, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::any_source());
+    net.members(2, 2, SourceFilter::any_source());
+    net.advance(Duration::from_secs(30));
+    let t0 = net.now();
+    net.routers[0].mrib.take_diff();
+    net.members(1, 1, SourceFilter::include([]));
+    net.deliver();
+    assert_eq!(
+        net.star(0).unwrap().down[&1].state,
+        DownState::PrunePending,
+        "the upstream waits J/P_Override_Interval"
+    );
+    assert_eq!(
+        net.star(0).unwrap().down[&1].timers.prune_pending,
+        Some(t0 + Duration::from_secs(3))
+    );
+    net.advance(Duration::from_millis(2600));
+    // R2's override Join went out within t_override (< 2.5 s).
+    let overrides: Vec<_> = net
+        .sent_since(2, t0)
+        .into_iter()
+        .filter(|jp| has_star_join(jp, rp))
+        .collect();
+    assert_eq!(overrides.len(), 1);
+    assert_eq!(net.star(0).unwrap().down[&1].state, DownState::Join);
+    net.advance(Duration::from_secs(5));
+    assert_eq!(net.star(0).unwrap().down[&1].state, DownState::Join);
+    assert!(
+        net.routers[0].mrib.take_diff().is_empty(),
+        "the route never moved at the upstream"
+    );
+}
+
+/// Without an overriding router the prune takes effect after
+/// J/P_Override_Interval and the upstream sends a PruneEcho (4.5.2).
+#[test]
+fn scenario_prune_without_override_takes_effect_with_prune_echo() {
+    let rp = addr(0, 0);
+    // R2 is on the LAN (a second neighbour) but has no members.
+    let mut net = Net::new(&[&[0], &[0, 1], &[0]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::any_source());
+    net.advance(Duration::from_secs(5));
+    let t0 = net.now();
+    net.members(1, 1, SourceFilter::include([]));
+    net.advance(Duration::from_millis(2900));
+    assert!(net.route(0, RouteKey::star_g(G)).is_some());
+    net.advance(Duration::from_millis(200));
+    assert!(net.route(0, RouteKey::star_g(G)).is_none(), "pruned at 3 s");
+    let echo = net.sent_since(0, t0);
+    assert_eq!(echo.len(), 1);
+    assert_eq!(echo[0].upstream_neighbor, rp, "PruneEcho names ourselves");
+    assert!(has_star_prune(echo[0]));
+}
+
+/// The LAN Prune Delay options of every neighbour set
+/// J/P_Override_Interval (RFC 7761 4.3.3): the largest values win.
+#[test]
+fn override_interval_from_lan_prune_delay() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1]], rp_at(rp));
+    net.advance(Duration::from_secs(10));
+    let ifc0 = &net.routers[0].d.protocol().interfaces()[&1];
+    // Every neighbour sends the option (ours: 500 + 2500 ms).
+    assert_eq!(
+        tree::jp_override_interval(ifc0),
+        Duration::from_millis(3000)
+    );
+    // A neighbour advertising longer delays raises it.
+    net.feed(
+        0,
+        Input::Packet(Packet {
+            interface: ifc(0),
+            source: addr(5, 0),
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: true,
+            message: PimMessage::Hello(Hello {
+                holdtime: Some(105),
+                lan_prune_delay: Some(LanPruneDelay {
+                    t_bit: false,
+                    propagation_delay_ms: 1000,
+                    override_interval_ms: 4000,
+                }),
+                ..Hello::default()
+            }),
+        }),
+    );
+    let ifc0 = &net.routers[0].d.protocol().interfaces()[&1];
+    assert_eq!(
+        tree::jp_override_interval(ifc0),
+        Duration::from_millis(5000)
+    );
+    // One without the option: the defaults.
+    net.feed(
+        0,
+        Input::Packet(Packet {
+            interface: ifc(0),
+            source: addr(6, 0),
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: true,
+            message: PimMessage::Hello(Hello {
+                holdtime: Some(105),
+                ..Hello::default()
+            }),
+        }),
+    );
+    let ifc0 = &net.routers[0].d.protocol().interfaces()[&1];
+    assert_eq!(
+        tree::jp_override_interval(ifc0),
+        Duration::from_millis(3000)
+    );
+}
+
+/// Step 2: an RPF change moves the (S,G) join: Prune to the old upstream,
+/// Join to the new one (4.5.6 "RPF'(S,G) changes").
+#[test]
+fn scenario_rpf_change_moves_sg_join() {
+    // R1 (last hop, LAN1 receivers) reaches S via R0 on LAN0 or via R2 on
+    // LAN2. Receivers want INCLUDE {S} (no RP needed).
+    let mut net = Net::new(&[&[0], &[0, 1, 2], &[2]], |_| TreeConfig::default());
+    let src = Ipv4Prefix::new(S, 24).unwrap();
+    net.rpf(1, src, 0, Some(addr(0, 0)));
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::include([S]));
+    net.deliver();
+    assert_eq!(net.sg(0).unwrap().down[&1].state, DownState::Join);
+    let r = net.route(1, RouteKey::sg(S, G)).unwrap();
+    assert_eq!(
+        (r.iif.clone(), r.rpf_neighbor),
+        (Some(ifc(0)), Some(addr(0, 0)))
+    );
+    assert_eq!(r.oifs[&ifc(1)][&Origin::Pim], OifReason::LocalMembers);
+    net.advance(Duration::from_secs(1));
+    let t0 = net.now();
+    net.rpf(1, src, 2, Some(addr(2, 2)));
+    net.advance(Duration::from_millis(10));
+    let sent = net.sent_since(1, t0);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let prune = sent
+        .iter()
+        .find(|jp| jp.upstream_neighbor == addr(0, 0))
+        .unwrap();
+    assert_eq!(prune.groups[0].prunes[0].addr, S);
+    let join = sent
+        .iter()
+        .find(|jp| jp.upstream_neighbor == addr(2, 2))
+        .unwrap();
+    assert_eq!(join.groups[0].joins[0].addr, S);
+    assert!(net.sg(0).is_none(), "old upstream pruned (one neighbour)");
+    assert_eq!(net.sg(2).unwrap().down[&3].state, DownState::Join);
+    let r = net.route(1, RouteKey::sg(S, G)).unwrap();
+    assert_eq!(
+        (r.iif.clone(), r.rpf_neighbor),
+        (Some(ifc(2)), Some(addr(2, 2)))
+    );
+    // The new upstream's route forwards onto LAN2.
+    let r2 = net.route(2, RouteKey::sg(S, G)).unwrap();
+    assert_eq!(r2.oifs[&ifc(2)][&Origin::Pim], OifReason::PimJoin);
+}
+
+/// Step 3: periodic Joins packed per upstream neighbour: 300 groups go out
+/// as ceil(300 / 73) = 5 messages within the 1500-byte budget, each time.
+#[test]
+fn scenario_periodic_joins_packed_per_neighbor() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10));
+    for k in 0..300u32 {
+        let g = Ipv4Addr::from(u32::from(Ipv4Addr::new(239, 2, 0, 0)) + k);
+        net.feed(
+            1,
+            Input::LocalMembers {
+                interface: ifc(1),
+                group: g,
+                filter: SourceFilter::any_source(),
+            },
+        );
+    }
+    net.deliver();
+    assert_eq!(net.tree(0).entry_count(), 300);
+    let t0 = net.now() + Duration::from_secs(1);
+    net.advance(Duration::from_secs(61));
+    let sent = net.sent_since(1, t0);
+    assert_eq!(sent.len(), 5, "one packed round");
+    let groups: usize = sent.iter().map(|jp| jp.groups.len()).sum();
+    assert_eq!(groups, 300);
+    for jp in &sent {
+        assert!(jp.buffer_len() + 20 <= 1500);
+        assert_eq!(jp.upstream_neighbor, rp);
+    }
+    assert_eq!(net.tree(0).entry_count(), 300);
+}
+
+/// Step 7: SPT switchover at the last hop after the first packet, and the
+/// (S,G,rpt) prune on the shared tree; the Keepalive Timer ends it 210 s
+/// after the last packet.
+#[test]
+fn scenario_spt_switchover_and_rpt_prune() {
+    // R0 = RP on LAN0; R2 = toward S on LAN2; R1 = last hop on both, LAN1
+    // receivers.
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1, 2], &[2]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(1, Ipv4Prefix::new(S, 24).unwrap(), 2, Some(addr(2, 2)));
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::any_source());
+    net.deliver();
+    // First packet down the shared tree: a new source on lan0.
+    net.feed(
+        1,
+        Input::DataPlane(DataPlaneNotice::NewSource {
+            interface: ifc(0),
+            source: S,
+            group: G,
+        }),
+    );
+    net.deliver();
+    let sg = net.sg(1).unwrap();
+    assert_eq!(sg.up, UpState::Joined, "joined toward S");
+    assert!(sg.keepalive.is_some());
+    assert_eq!(net.sg(2).unwrap().down[&3].state, DownState::Join);
+    // Until SPT traffic arrives the route stays on the shared tree.
+    let r = net.route(1, RouteKey::sg(S, G)).unwrap();
+    assert_eq!(r.iif, Some(ifc(2)));
+    // Traffic on the SPT (a WRONGVIF on lan2 or a notice there) sets the
+    // SPTbit: Prune(S,G,rpt) toward the RP.
+    let t0 = net.now();
+    net.feed(
+        1,
+        Input::DataPlane(DataPlaneNotice::WrongInterface {
+            interface: ifc(2),
+            source: S,
+            group: G,
+        }),
+    );
+    net.advance(Duration::from_millis(10));
+    assert!(net.sg(1).unwrap().spt_bit);
+    assert_eq!(net.sg(1).unwrap().rpt_up, RptUpState::Pruned);
+    let rpt_prune = net.sent_since(1, t0).into_iter().any(|jp| {
+        jp.upstream_neighbor == rp
+            && jp.groups[0]
+                .prunes
+                .iter()
+                .any(|s| s.rpt && !s.wildcard && s.addr == S)
+    });
+    assert!(rpt_prune);
+    // The RP: (S,G,rpt) pruned on lan0, so its (S,G) route sends nowhere.
+    assert_eq!(net.sg(0).unwrap().rpt_down[&1].state, RptDownState::Prune);
+    assert!(net.route(0, RouteKey::sg(S, G)).unwrap().oifs.is_empty());
+    // The periodic Join(*,G) carries the Prune(S,G,rpt) along (4.5.7), so
+    // the RP keeps the prune.
+    net.advance(Duration::from_secs(200));
+    assert_eq!(net.sg(0).unwrap().rpt_down[&1].state, RptDownState::Prune);
+    // No data for 210 s: KAT expires, the (S,G) join is pruned.
+    net.advance(Duration::from_secs(20));
+    assert!(net.sg(2).is_none(), "SPT pruned after the Keepalive period");
+    assert_ne!(net.sg(1).map(|s| s.up), Some(UpState::Joined));
+}
+
+/// `spt_switchover: never` keeps the last hop on the shared tree.
+#[test]
+fn spt_switchover_never_stays_on_shared_tree() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1, 2], &[2]], |_| TreeConfig {
+        spt_switchover: SptSwitchover::Never,
+        ..rp_at(addr(0, 0))(0)
+    });
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(1, Ipv4Prefix::new(S, 24).unwrap(), 2, Some(addr(2, 2)));
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::any_source());
+    net.feed(
+        1,
+        Input::DataPlane(DataPlaneNotice::NewSource {
+            interface: ifc(0),
+            source: S,
+            group: G,
+        }),
+    );
+    net.deliver();
+    assert!(net.sg(1).is_none());
+    assert!(net.sg(2).is_none());
+    assert_eq!(net.star(1).unwrap().upstream.unwrap().neighbor, rp);
+}
+
+/// Step 4: RP mapping, longest prefix per group; `rp_address` makes us the
+/// RP where no static mapping covers the group.
+#[test]
+fn rp_mapping_longest_prefix() {
+    let mut pim = Pim::new(Rng::new(1));
+    let mut out = Vec::new();
+    let p = |a: [u8; 4], l| Ipv4Prefix::new(Ipv4Addr::from(a), l).unwrap();
+    let cfg = PimConfig {
+        tree: TreeConfig {
+            static_rp: vec![
+                StaticRp {
+                    group: p([224, 0, 0, 0], 4),
+                    rp: Ipv4Addr::new(10, 0, 0, 1),
+                },
+                StaticRp {
+                    group: p([239, 0, 0, 0], 8),
+                    rp: Ipv4Addr::new(10, 0, 0, 2),
+                },
+                StaticRp {
+                    group: p([239, 1, 0, 0], 16),
+                    rp: Ipv4Addr::new(10, 0, 0, 3),
+                },
+            ],
+            rp_address: Some(Ipv4Addr::new(10, 9, 9, 9)),
+            ..TreeConfig::default()
+        },
+        ..PimConfig::default()
+    };
+    pim.handle(Timestamp::ZERO, Input::Config(cfg), &mut out);
+    let t = pim.tree();
+    assert_eq!(
+        t.rp_for(Ipv4Addr::new(239, 1, 2, 3)),
+        Some(Ipv4Addr::new(10, 0, 0, 3))
+    );
+    assert_eq!(
+        t.rp_for(Ipv4Addr::new(239, 2, 2, 3)),
+        Some(Ipv4Addr::new(10, 0, 0, 2))
+    );
+    assert_eq!(
+        t.rp_for(Ipv4Addr::new(230, 0, 0, 1)),
+        Some(Ipv4Addr::new(10, 0, 0, 1))
+    );
+    let mut pim = Pim::new(Rng::new(1));
+    let cfg = PimConfig {
+        tree: TreeConfig {
+            rp_address: Some(Ipv4Addr::new(10, 9, 9, 9)),
+            ..TreeConfig::default()
+        },
+        ..PimConfig::default()
+    };
+    pim.handle(Timestamp::ZERO, Input::Config(cfg), &mut out);
+    assert_eq!(pim.tree().rp_for(G), Some(Ipv4Addr::new(10, 9, 9, 9)));
+    assert_eq!(Pim::new(Rng::new(1)).tree().rp_for(G), None);
+}
+
+/// Step 5: local members count only where we are the DR (pim_include,
+/// 4.1.6): a non-DR on the receivers' LAN does not join.
+#[test]
+fn local_members_only_where_dr() {
+    let rp = addr(0, 0);
+    // R1 and R2 both on LAN1 with the receivers; R2 (10.0.1.3) is the DR.
+    let mut net = Net::new(&[&[0], &[0, 1], &[0, 1]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(2, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::any_source());
+    net.members(2, 1, SourceFilter::any_source());
+    net.deliver();
+    assert!(net.star(1).is_none_or(|s| s.up == UpState::NotJoined));
+    assert_eq!(net.star(2).unwrap().up, UpState::Joined);
+    assert!(net.route(1, RouteKey::star_g(G)).is_none());
+}
+
+fn jp_msg(to: Ipv4Addr, groups: Vec<JoinPruneGroup>) -> PimMessage {
+    PimMessage::JoinPrune(JoinPrune {
+        upstream_neighbor: to,
+        holdtime: 210,
+        groups,
+    })
+}
+
+fn sg_src(s: Ipv4Addr) -> EncodedSource {
+    EncodedSource {
+        addr: s,
+        mask_len: 32,
+        sparse: true,
+        wildcard: false,
+        rpt: false,
+    }
+}
+
+/// Bounded state: a flood of 10,000 distinct (S,G) joins fills the table to
+/// its bound and counts the rest; existing routes are unaffected.
+#[test]
+fn flood_of_10000_sg_joins_hits_the_bound() {
+    let mut net = Net::new(&[&[0]], |_| TreeConfig {
+        max_entries: 1000,
+        ..TreeConfig::default()
+    });
+    net.advance(Duration::from_secs(1));
+    let me = addr(0, 0);
+    let mut n = 0u32;
+    for _msg in 0..40 {
+        let mut groups = Vec::new();
+        for _g in 0..25 {
+            let g = Ipv4Addr::from(u32::from(Ipv4Addr::new(239, 0, 0, 0)) + n);
+            groups.push(JoinPruneGroup {
+                group: EncodedGroup::host(g),
+                joins: (0..10u32)
+                    .map(|k| sg_src(Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 16, 0, 1)) + k)))
+                    .collect(),
+                prunes: vec![],
+            });
+            n += 1;
+        }
+        net.feed(
+            0,
+            Input::Packet(Packet {
+                interface: ifc(0),
+                source: Ipv4Addr::new(10, 0, 0, 77),
+                destination: ALL_PIM_ROUTERS,
+                ttl: 1,
+                router_alert: true,
+                message: jp_msg(me, groups),
+            }),
+        );
+    }
+    let t = net.tree(0);
+    assert_eq!(t.entry_count(), 1000);
+    assert_eq!(t.counters().entries_dropped, 9000);
+    assert_eq!(net.routers[0].mrib.len(), 1000);
+    assert!(net.routers[0].d.timers().len() <= 1000 + 10);
+    // Garbage: bad masks, W without R, non-multicast groups are counted.
+    let bad = vec![
+        JoinPruneGroup {
+            group: EncodedGroup::host(Ipv4Addr::new(10, 1, 1, 1)),
+            joins: vec![sg_src(S)],
+            prunes: vec![],
+        },
+        JoinPruneGroup {
+            group: EncodedGroup::host(G),
+            joins: vec![
+                EncodedSource {
+                    mask_len: 24,
+                    ..sg_src(S)
+                },
+                EncodedSource {
+                    wildcard: true,
+                    ..sg_src(S)
+                },
+                EncodedSource {
+                    sparse: false,
+                    ..sg_src(S)
+                },
+            ],
+            prunes: vec![],
+        },
+    ];
+    net.feed(
+        0,
+        Input::Packet(Packet {
+            interface: ifc(0),
+            source: Ipv4Addr::new(10, 0, 0, 77),
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: true,
+            message: jp_msg(me, bad),
+        }),
+    );
+    let c = net.tree(0).counters();
+    assert_eq!((c.bad_group, c.bad_source), (1, 3));
+    // Entries expire after the holdtime: memory comes back.
+    net.advance(Duration::from_secs(211));
+    assert_eq!(net.tree(0).entry_count(), 0);
+    assert!(net.routers[0].mrib.is_empty());
+}
+
+/// A Join(*,G) naming another RP than RP(G) is ignored and counted
+/// (4.5.2); our own looped-back Join/Prune is ignored.
+#[test]
+fn star_join_with_wrong_rp_and_own_messages_ignored() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0]], rp_at(rp));
+    net.advance(Duration::from_secs(1));
+    let star = |a| EncodedSource {
+        addr: a,
+        mask_len: 32,
+        sparse: true,
+        wildcard: true,
+        rpt: true,
+    };
+    for (src, rpa) in [
+        (Ipv4Addr::new(10, 0, 0, 9), Ipv4Addr::new(10, 5, 5, 5)),
+        (rp, rp),
+    ] {
+        net.feed(
+            0,
+            Input::Packet(Packet {
+                interface: ifc(0),
+                source: src,
+                destination: ALL_PIM_ROUTERS,
+                ttl: 1,
+                router_alert: true,
+                message: jp_msg(
+                    rp,
+                    vec![JoinPruneGroup {
+                        group: EncodedGroup::host(G),
+                        joins: vec![star(rpa)],
+                        prunes: vec![],
+                    }],
+                ),
+            }),
+        );
+    }
+    let c = net.tree(0).counters();
+    assert_eq!((c.rp_mismatch, c.jp_own), (1, 1));
+    assert!(net.star(0).is_none());
+}
+
+/// The (S,G,rpt) PruneTmp rows in a message: a Join(*,G) without the
+/// repeated Prune(S,G,rpt) clears the prune at End of Message; with it the
+/// prune stays (4.5.4).
+#[test]
+fn sg_rpt_prune_survives_only_if_repeated_with_star_join() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0]], rp_at(rp));
+    net.advance(Duration::from_secs(1));
+    let star = EncodedSource {
+        addr: rp,
+        mask_len: 32,
+        sparse: true,
+        wildcard: true,
+        rpt: true,
+    };
+    let rpt = EncodedSource {
+        rpt: true,
+        ..sg_src(S)
+    };
+    let send = |net: &mut Net, prunes: Vec<EncodedSource>| {
+        net.feed(
+            0,
+            Input::Packet(Packet {
+                interface: ifc(0),
+                source: Ipv4Addr::new(10, 0, 0, 9),
+                destination: ALL_PIM_ROUTERS,
+                ttl: 1,
+                router_alert: true,
+                message: jp_msg(
+                    rp,
+                    vec![JoinPruneGroup {
+                        group: EncodedGroup::host(G),
+                        joins: vec![star],
+                        prunes,
+                    }],
+                ),
+            }),
+        );
+    };
+    send(&mut net, vec![rpt]);
+    net.advance(Duration::from_millis(1)); // PPT zero: one neighbour
+    assert_eq!(net.sg(0).unwrap().rpt_down[&1].state, RptDownState::Prune);
+    let r = net.route(0, RouteKey::sg(S, G)).unwrap();
+    assert!(r.oifs.is_empty(), "S pruned off the shared tree here");
+    send(&mut net, vec![rpt]);
+    assert_eq!(net.sg(0).unwrap().rpt_down[&1].state, RptDownState::Prune);
+    send(&mut net, vec![]);
+    assert!(
+        net.sg(0).is_none(),
+        "not repeated: End of Message clears it"
+    );
+    assert!(net.route(0, RouteKey::sg(S, G)).is_none());
+    assert_eq!(
+        net.route(0, RouteKey::star_g(G)).unwrap().oifs[&ifc(0)][&Origin::Pim],
+        OifReason::PimJoin
+    );
+}
+
+/// Timer keys are per entry and interface: the RP's downstream Expiry Timer
+/// is armed in the driver.
+#[test]
+fn downstream_timers_are_armed_in_the_driver() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::any_source());
+    net.deliver();
+    let key = PimTimer::Tree(TreeTimer::Expiry(EntryKey::StarG(G), 1));
+    assert!(net.routers[0].d.timers().is_armed(&key));
+    let up = PimTimer::Tree(TreeTimer::Upstream(Upstream {
+        ifindex: 1,
+        neighbor: rp,
+    }));
+    assert!(net.routers[1].d.timers().is_armed(&up));
+    let _ = BTreeMap::<u8, u8>::new();
+}
