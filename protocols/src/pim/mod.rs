@@ -386,6 +386,13 @@ pub struct Pim {
 
 type Out = Vec<ActionOf<Pim>>;
 
+/// Per interface (index, primary address, DR, neighbour count), and each
+/// neighbour's Generation ID.
+type TreeSnapshot = (
+    Vec<(u32, Option<Ipv4Addr>, bool, usize)>,
+    BTreeMap<(u32, Ipv4Addr), Option<u32>>,
+);
+
 impl Pim {
     /// A stopped instance; `rng` draws Generation IDs and triggered-Hello
     /// delays (seed it from the OS in the daemon, with a constant in tests).
@@ -424,23 +431,22 @@ impl Pim {
 
     /// What the tree machines see of interfaces, DRs and neighbours; a
     /// change re-evaluates every group.
-    fn tree_snapshot(&self) -> Vec<(u32, Option<Ipv4Addr>, bool, usize, Option<u32>)> {
-        self.ifaces
+    fn tree_snapshot(&self) -> TreeSnapshot {
+        let ifs = self
+            .ifaces
             .iter()
-            .map(|(i, ifc)| {
-                (
-                    *i,
-                    ifc.primary(),
-                    ifc.is_dr(),
-                    ifc.neighbors.len(),
-                    ifc.neighbors
-                        .values()
-                        .map(|n| n.generation_id.unwrap_or(0))
-                        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b))
-                        .into(),
-                )
+            .map(|(i, ifc)| (*i, ifc.primary(), ifc.is_dr(), ifc.neighbors.len()))
+            .collect();
+        let gens = self
+            .ifaces
+            .iter()
+            .flat_map(|(i, ifc)| {
+                ifc.neighbors
+                    .values()
+                    .map(move |n| ((*i, n.address), n.generation_id))
             })
-            .collect()
+            .collect();
+        (ifs, gens)
     }
 
     /// The last RPF change recorded per prefix.
@@ -945,13 +951,24 @@ impl Protocol for Pim {
     fn handle(&mut self, now: Timestamp, input: InputOf<Self>, out: &mut Vec<ActionOf<Self>>) {
         let before = self.tree_snapshot();
         self.handle_inner(now, input, out);
-        if self.tree_snapshot() != before {
-            self.tree.touch_all();
-        }
+        let after = self.tree_snapshot();
         let env = tree::Env {
             ifaces: &self.ifaces,
             rpf: &self.rpf,
         };
+        if after != before {
+            self.tree.touch_all();
+            // 4.5.5/4.5.6: a neighbour's new Generation ID.
+            for (k, g) in &after.1 {
+                if matches!(before.1.get(k), Some(old) if old.is_some() && old != g) {
+                    let up = fsm::Upstream {
+                        ifindex: k.0,
+                        neighbor: k.1,
+                    };
+                    self.tree.genid_changed(&env, now, up, out);
+                }
+            }
+        }
         self.tree.finish(&env, now, out);
     }
 }

@@ -277,9 +277,13 @@ pub struct Tree {
     upstream_timers: BTreeMap<Upstream, Timestamp>,
     touched: BTreeSet<Ipv4Addr>,
     all_touched: bool,
-    pending: BTreeMap<Upstream, BTreeMap<Ipv4Addr, (Vec<EncodedSource>, Vec<EncodedSource>)>>,
+    pending: BTreeMap<Upstream, PendingGroups>,
     counters: TreeCounters,
 }
+
+/// Queued Join/Prune entries toward one neighbour: per group, (joins,
+/// prunes).
+type PendingGroups = BTreeMap<Ipv4Addr, (Vec<EncodedSource>, Vec<EncodedSource>)>;
 
 /// What the tree reads from the rest of the instance.
 #[derive(Clone, Copy)]
@@ -631,6 +635,7 @@ impl Tree {
         self.touched.insert(group);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn rpt_event(
         &mut self,
         env: &Env<'_>,
@@ -990,6 +995,44 @@ impl Tree {
                 UpSend::Join(up) => self.queue(up, g, src, true),
                 UpSend::Prune(up) => self.queue(up, g, src, false),
             }
+        }
+    }
+
+    /// RPF' `up` restarted (new Generation ID): every entry joined toward
+    /// it brings its Join Timer forward to t_override (4.5.5 / 4.5.6
+    /// "RPF'(*,G) GenID changes").
+    pub(crate) fn genid_changed(
+        &mut self,
+        env: &Env<'_>,
+        now: Timestamp,
+        up: Upstream,
+        out: &mut Out,
+    ) {
+        let ctx = self.up_ctx(env, now, Some(up));
+        let mut earliest = None;
+        for gs in self.groups.values_mut() {
+            let star = gs
+                .star
+                .iter_mut()
+                .map(|st| (&mut st.up, &mut st.join_timer, st.upstream));
+            let sgs = gs
+                .sources
+                .values_mut()
+                .map(|sg| (&mut sg.up, &mut sg.join_timer, sg.upstream));
+            for (state, jt, target) in star.chain(sgs) {
+                if target != Some(up) {
+                    continue;
+                }
+                let (s, t, _) = fsm::upstream(*state, *jt, UpEvent::GenIdChanged, &ctx);
+                *state = s;
+                *jt = t;
+                if let Some(t) = t {
+                    earliest = Some(earliest.map_or(t, |e: Timestamp| e.min(t)));
+                }
+            }
+        }
+        if let Some(t) = earliest {
+            Self::note_jt(&mut self.upstream_timers, up, t, out);
         }
     }
 

@@ -973,3 +973,35 @@ fn downstream_timers_are_armed_in_the_driver() {
     assert!(net.routers[1].d.timers().is_armed(&up));
     let _ = BTreeMap::<u8, u8>::new();
 }
+
+/// 4.5.5 "RPF'(*,G) GenID changes": when the upstream restarts, the
+/// downstream re-joins within t_override instead of waiting t_periodic.
+#[test]
+fn upstream_genid_change_triggers_join_within_t_override() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::any_source());
+    net.advance(Duration::from_secs(5));
+    let t0 = net.now();
+    // R0 restarted: a Hello with a new Generation ID.
+    let old = net.routers[1].d.protocol().interfaces()[&1].neighbors[&rp].generation_id;
+    net.feed(
+        1,
+        Input::Packet(Packet {
+            interface: ifc(0),
+            source: rp,
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: true,
+            message: PimMessage::Hello(Hello {
+                holdtime: Some(105),
+                generation_id: Some(old.unwrap().wrapping_add(1)),
+                ..Hello::default()
+            }),
+        }),
+    );
+    net.advance(Duration::from_millis(2500));
+    assert!(net.sent_since(1, t0).iter().any(|jp| has_star_join(jp, rp)));
+}
