@@ -497,6 +497,103 @@ pub fn upstream_rpt(
     }
 }
 
+/// Register state of `(S,G)` at a first-hop DR (RFC 7761 section 4.4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegState {
+    /// NoInfo (NI): not registering.
+    NoInfo,
+    /// Join (J): the register tunnel is up; data is encapsulated to the RP.
+    Join,
+    /// Join-Pending (JP): a Null-Register probe was sent; the tunnel comes
+    /// back up unless a Register-Stop arrives within Register_Probe_Time.
+    JoinPending,
+    /// Prune (P): the RP said Register-Stop; the tunnel is down until the
+    /// Register-Stop Timer expires.
+    Prune,
+}
+
+/// Events of the Register machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegEvent {
+    /// CouldRegister(S,G) -> True (DR on the source's interface, source
+    /// directly connected, Keepalive Timer running, not the RP).
+    CouldRegisterTrue,
+    /// CouldRegister(S,G) -> False.
+    CouldRegisterFalse,
+    /// A Register-Stop for (S,G) arrived.
+    RegisterStopReceived,
+    /// The Register-Stop Timer expired.
+    RegisterStopTimerExpired,
+    /// RP(G) changed.
+    RpChanged,
+}
+
+/// What the Register machine asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegAction {
+    /// Add the register tunnel (start encapsulating to RP(G)).
+    AddTunnel,
+    /// Remove the register tunnel.
+    RemoveTunnel,
+    /// Point the tunnel at the new RP.
+    UpdateTunnel,
+    /// Send a Null-Register to RP(G).
+    SendNullRegister,
+}
+
+/// Register_Suppression_Time, 60 s (RFC 7761 section 4.11).
+pub const REGISTER_SUPPRESSION_TIME: Duration = Duration::from_secs(60);
+/// Register_Probe_Time, 5 s (RFC 7761 section 4.11).
+pub const REGISTER_PROBE_TIME: Duration = Duration::from_secs(5);
+
+/// One step of the Register machine (RFC 7761 section 4.4.1). `rst` is the
+/// Register-Stop Timer; `suppression` the drawn rand(0.5, 1.5) x
+/// Register_Suppression_Time - Register_Probe_Time.
+pub fn register(
+    state: RegState,
+    rst: Option<Timestamp>,
+    ev: RegEvent,
+    now: Timestamp,
+    suppression: Duration,
+) -> (RegState, Option<Timestamp>, Option<RegAction>) {
+    use RegEvent as E;
+    use RegState as S;
+    match (state, ev) {
+        // NI, CouldRegister -> True: -> J; add the register tunnel.
+        (S::NoInfo, E::CouldRegisterTrue) => (S::Join, None, Some(RegAction::AddTunnel)),
+        // J, CouldRegister -> False: -> NI; remove the tunnel.
+        (S::Join, E::CouldRegisterFalse) => (S::NoInfo, None, Some(RegAction::RemoveTunnel)),
+        // JP, P, CouldRegister -> False: -> NI (the tunnel is already down).
+        (S::JoinPending | S::Prune, E::CouldRegisterFalse) => (S::NoInfo, None, None),
+        // J, Register-Stop: -> P; remove the tunnel; set the RST.
+        (S::Join, E::RegisterStopReceived) => (
+            S::Prune,
+            Some(now + suppression),
+            Some(RegAction::RemoveTunnel),
+        ),
+        // JP, Register-Stop: -> P; set the RST.
+        (S::JoinPending, E::RegisterStopReceived) => (S::Prune, Some(now + suppression), None),
+        // P, RST expires: -> JP; send a Null-Register; RST =
+        // Register_Probe_Time.
+        (S::Prune, E::RegisterStopTimerExpired) => (
+            S::JoinPending,
+            Some(now + REGISTER_PROBE_TIME),
+            Some(RegAction::SendNullRegister),
+        ),
+        // JP, RST expires: -> J; add the tunnel.
+        (S::JoinPending, E::RegisterStopTimerExpired) => {
+            (S::Join, None, Some(RegAction::AddTunnel))
+        }
+        // J, RP changed: update the tunnel.
+        (S::Join, E::RpChanged) => (S::Join, None, Some(RegAction::UpdateTunnel)),
+        // JP, P, RP changed: -> J; add the tunnel; cancel the RST.
+        (S::JoinPending | S::Prune, E::RpChanged) => (S::Join, None, Some(RegAction::AddTunnel)),
+        // Every other cell is "-".
+        _ => (state, rst, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! One test per row (or group of identical rows) of the RFC 7761
@@ -1048,6 +1145,78 @@ mod tests {
         assert_eq!(
             f(S::RptNotJoined, None, E::OverrideExpired),
             (S::RptNotJoined, None, None)
+        );
+    }
+
+    // ---- 4.4.1 Register ----
+
+    #[test]
+    fn register_rows() {
+        use RegAction as A;
+        use RegEvent as E;
+        use RegState as S;
+        let sup = s(40);
+        let rst = Some(T0 + s(3));
+        let f = |st, r, ev| register(st, r, ev, T0, sup);
+        assert_eq!(
+            f(S::NoInfo, None, E::CouldRegisterTrue),
+            (S::Join, None, Some(A::AddTunnel))
+        );
+        assert_eq!(
+            f(S::Join, None, E::CouldRegisterFalse),
+            (S::NoInfo, None, Some(A::RemoveTunnel))
+        );
+        assert_eq!(
+            f(S::JoinPending, rst, E::CouldRegisterFalse),
+            (S::NoInfo, None, None)
+        );
+        assert_eq!(
+            f(S::Prune, rst, E::CouldRegisterFalse),
+            (S::NoInfo, None, None)
+        );
+        assert_eq!(
+            f(S::Join, None, E::RegisterStopReceived),
+            (S::Prune, Some(T0 + sup), Some(A::RemoveTunnel))
+        );
+        assert_eq!(
+            f(S::JoinPending, rst, E::RegisterStopReceived),
+            (S::Prune, Some(T0 + sup), None)
+        );
+        assert_eq!(
+            f(S::Prune, rst, E::RegisterStopTimerExpired),
+            (
+                S::JoinPending,
+                Some(T0 + REGISTER_PROBE_TIME),
+                Some(A::SendNullRegister)
+            )
+        );
+        assert_eq!(
+            f(S::JoinPending, rst, E::RegisterStopTimerExpired),
+            (S::Join, None, Some(A::AddTunnel))
+        );
+        assert_eq!(
+            f(S::Join, None, E::RpChanged),
+            (S::Join, None, Some(A::UpdateTunnel))
+        );
+        assert_eq!(
+            f(S::JoinPending, rst, E::RpChanged),
+            (S::Join, None, Some(A::AddTunnel))
+        );
+        assert_eq!(
+            f(S::Prune, rst, E::RpChanged),
+            (S::Join, None, Some(A::AddTunnel))
+        );
+        assert_eq!(
+            f(S::Prune, rst, E::RegisterStopReceived),
+            (S::Prune, rst, None)
+        );
+        assert_eq!(
+            f(S::NoInfo, None, E::RegisterStopReceived),
+            (S::NoInfo, None, None)
+        );
+        assert_eq!(
+            f(S::Join, None, E::CouldRegisterTrue),
+            (S::Join, None, None)
         );
     }
 }

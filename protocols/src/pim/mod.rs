@@ -39,7 +39,7 @@ mod tests;
 #[cfg(test)]
 mod tree_tests;
 
-pub use message::{Hello, JoinPrune, LanPruneDelay, PimMessage, RxError};
+pub use message::{Assert, Hello, JoinPrune, LanPruneDelay, PimMessage, Register, RxError};
 pub use tree::{SptSwitchover, StaticRp, Tree, TreeConfig, TreeTimer};
 
 use std::collections::BTreeMap;
@@ -205,6 +205,18 @@ pub struct PimEvent {
     /// The DR before the change (dr-change).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_dr: Option<Ipv4Addr>,
+    /// The source of the (S,G) concerned (register-tunnel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Ipv4Addr>,
+    /// The group concerned (register-tunnel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<Ipv4Addr>,
+    /// The RP concerned (register-tunnel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rp: Option<Ipv4Addr>,
+    /// What happened (register-tunnel: `add`, `remove`, `update`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
 }
 
 /// Per-interface counters (messages, and received messages not used, by
@@ -865,7 +877,10 @@ impl Pim {
             },
             PimMessage::Other { .. } => c.unhandled_type += 1,
             // Handled by the tree before this point.
-            PimMessage::JoinPrune(_) => {}
+            PimMessage::JoinPrune(_)
+            | PimMessage::Register(_)
+            | PimMessage::RegisterStop { .. }
+            | PimMessage::Assert(_) => {}
             PimMessage::Hello(h) => {
                 if ifc.addresses.iter().any(|a| a.address == pkt.source) {
                     c.own += 1;
@@ -996,6 +1011,26 @@ impl Pim {
                 };
                 self.tree
                     .receive_jp(&env, now, interface.index, source, &jp, out);
+            }
+            Input::Packet(crate::io::Packet {
+                interface,
+                source,
+                destination,
+                message: PimMessage::Register(reg),
+                ..
+            }) => {
+                let env = tree::Env {
+                    ifaces: &self.ifaces,
+                    rpf: &self.rpf,
+                };
+                self.tree
+                    .receive_register(&env, now, &interface, source, destination, &reg, out);
+            }
+            Input::Packet(crate::io::Packet {
+                message: PimMessage::RegisterStop { group, source },
+                ..
+            }) => {
+                self.tree.receive_register_stop(now, source, group, out);
             }
             Input::Timer(PimTimer::Tree(t)) => {
                 let env = tree::Env {

@@ -24,11 +24,12 @@ use mcr_wire::pim::{EncodedGroup, EncodedSource, JoinPruneGroup};
 use serde::Serialize;
 
 use super::fsm::{
-    self, DownCtx, DownEvent, DownState, DownTimers, RptDownEvent, RptDownState, RptSend,
-    RptUpEvent, RptUpState, UpCtx, UpEvent, UpSend, UpState, Upstream,
+    self, DownCtx, DownEvent, DownState, DownTimers, RegAction, RegEvent, RegState, RptDownEvent,
+    RptDownState, RptSend, RptUpEvent, RptUpState, UpCtx, UpEvent, UpSend, UpState, Upstream,
+    REGISTER_PROBE_TIME, REGISTER_SUPPRESSION_TIME,
 };
-use super::{JoinPrune, Pim, PimIface, PimMessage, PimTimer, ALL_PIM_ROUTERS};
-use crate::io::{Action, ActionOf, RpfChange, RpfRoute};
+use super::{JoinPrune, Pim, PimEvent, PimIface, PimMessage, PimTimer, Register, ALL_PIM_ROUTERS};
+use crate::io::{Action, ActionOf, Event, EventCategory, RpfChange, RpfRoute};
 use crate::mrib::{
     Contribution, FilterMode, MribUpdate, OifReason, Origin, RouteKey, SourceFilter,
 };
@@ -44,6 +45,10 @@ pub const T_PERIODIC: Duration = Duration::from_secs(60);
 /// Keepalive_Period, 210 s (RFC 7761 section 4.11): how long `(S,G)` state
 /// lives after the last data packet.
 pub const KEEPALIVE_PERIOD: Duration = Duration::from_secs(210);
+/// RP_Keepalive_Period = 3 x Register_Suppression_Time +
+/// Register_Probe_Time = 185 s (RFC 7761 section 4.11): the Keepalive
+/// Timer the RP sets when it answers a Register with a Register-Stop.
+pub const RP_KEEPALIVE_PERIOD: Duration = Duration::from_secs(185);
 /// Default propagation delay when not every neighbour sends LAN Prune
 /// Delay (RFC 7761 section 4.11), 500 ms.
 pub const DEFAULT_PROPAGATION_DELAY: Duration = Duration::from_millis(500);
@@ -158,6 +163,9 @@ pub enum TreeTimer {
     Override(Ipv4Addr, Ipv4Addr),
     /// `(S,G)` Keepalive Timer (section 4.1.2): source, group.
     Keepalive(Ipv4Addr, Ipv4Addr),
+    /// `(S,G)` Register-Stop Timer at the DR (section 4.4.1): source,
+    /// group.
+    RegisterStop(Ipv4Addr, Ipv4Addr),
 }
 
 /// Downstream state of an entry on one interface.
@@ -206,6 +214,12 @@ pub struct Sg {
     pub keepalive: Option<Timestamp>,
     /// SPTbit (section 4.2.2): traffic arrives on the source tree.
     pub spt_bit: bool,
+    /// Register state at the first-hop DR (section 4.4.1).
+    pub register: RegState,
+    /// Register-Stop Timer deadline.
+    pub register_stop_timer: Option<Timestamp>,
+    /// The RP the register tunnel points at (while [`RegState::Join`]).
+    pub register_rp: Option<Ipv4Addr>,
 }
 
 impl Sg {
@@ -220,9 +234,15 @@ impl Sg {
             override_timer: None,
             keepalive: None,
             spt_bit: false,
+            register: RegState::NoInfo,
+            register_stop_timer: None,
+            register_rp: None,
         }
     }
     fn is_idle(&self) -> bool {
+        self.register == RegState::NoInfo && self.is_idle_but_register()
+    }
+    fn is_idle_but_register(&self) -> bool {
         self.down.is_empty()
             && self.rpt_down.is_empty()
             && self.up == UpState::NotJoined
@@ -263,6 +283,20 @@ pub struct TreeCounters {
     pub entries_dropped: u64,
     /// Local member records refused at the bound.
     pub members_dropped: u64,
+    /// Registers received (at the RP, section 4.4.2).
+    pub registers_received: u64,
+    /// Registers whose inner packet is not an IPv4 packet to a group,
+    /// dropped.
+    pub bad_registers: u64,
+    /// Registers received whose data the control plane should decapsulate
+    /// and forward down the shared tree (not Null, SPTbit clear).
+    pub registers_to_forward: u64,
+    /// Register-Stops sent.
+    pub register_stops_sent: u64,
+    /// Register-Stops received (at the DR).
+    pub register_stops_received: u64,
+    /// Null-Registers sent.
+    pub null_registers_sent: u64,
 }
 
 /// The tree state of a PIM instance. See the module documentation.
@@ -278,6 +312,7 @@ pub struct Tree {
     touched: BTreeSet<Ipv4Addr>,
     all_touched: bool,
     pending: BTreeMap<Upstream, PendingGroups>,
+    pending_stops: Vec<(Ipv4Addr, Ipv4Addr)>,
     counters: TreeCounters,
 }
 
@@ -395,6 +430,7 @@ impl Tree {
             touched: BTreeSet::new(),
             all_touched: false,
             pending: BTreeMap::new(),
+            pending_stops: Vec::new(),
             counters: TreeCounters::default(),
         }
     }
@@ -1036,6 +1072,176 @@ impl Tree {
         }
     }
 
+    /// Runs one Register machine step for `(s, g)` and carries out its
+    /// action (section 4.4.1).
+    fn register_event(
+        &mut self,
+        env: &Env<'_>,
+        now: Timestamp,
+        s: Ipv4Addr,
+        g: Ipv4Addr,
+        ev: RegEvent,
+        out: &mut Out,
+    ) {
+        let rp = self.rp_for(g);
+        // rand(0.5, 1.5) x Register_Suppression_Time - Register_Probe_Time.
+        let sup = self
+            .rng
+            .uniform_inclusive(REGISTER_SUPPRESSION_TIME / 2..=REGISTER_SUPPRESSION_TIME * 3 / 2)
+            .saturating_sub(REGISTER_PROBE_TIME);
+        let Some(sg) = self.groups.get_mut(&g).and_then(|x| x.sources.get_mut(&s)) else {
+            return;
+        };
+        let (state, rst, action) = fsm::register(sg.register, sg.register_stop_timer, ev, now, sup);
+        sg.register = state;
+        let key = PimTimer::Tree(TreeTimer::RegisterStop(s, g));
+        match rst {
+            Some(at) if rst != sg.register_stop_timer => out.push(Action::ArmTimer { key, at }),
+            None if sg.register_stop_timer.is_some() => out.push(Action::CancelTimer { key }),
+            _ => {}
+        }
+        sg.register_stop_timer = rst;
+        let (iif, _) = Self::sg_target(env, s);
+        let name = iif.as_ref().map_or(String::new(), |i| i.name.to_string());
+        let tunnel = |action: &'static str, rp: Option<Ipv4Addr>| {
+            Action::Event(Event {
+                category: EventCategory::Pim,
+                kind: "register-tunnel",
+                payload: PimEvent {
+                    interface: name.clone(),
+                    source: Some(s),
+                    group: Some(g),
+                    rp,
+                    action: Some(action),
+                    ..PimEvent::default()
+                },
+            })
+        };
+        match action {
+            Some(RegAction::AddTunnel) => {
+                sg.register_rp = rp;
+                out.push(tunnel("add", rp));
+            }
+            Some(RegAction::UpdateTunnel) => {
+                sg.register_rp = rp;
+                out.push(tunnel("update", rp));
+            }
+            Some(RegAction::RemoveTunnel) => {
+                out.push(tunnel("remove", sg.register_rp.take()));
+            }
+            Some(RegAction::SendNullRegister) => {
+                if let Some(rp) = rp {
+                    let via = env.route(rp).map(|r| r.interface.clone()).or(iif);
+                    if let Some(interface) = via {
+                        self.counters.null_registers_sent += 1;
+                        out.push(Action::Send {
+                            interface,
+                            destination: rp,
+                            message: PimMessage::Register(Register::null(s, g)),
+                        });
+                    }
+                }
+            }
+            None => {}
+        }
+        self.touched.insert(g);
+    }
+
+    /// A Register-Stop from the RP (section 4.4.1).
+    pub(crate) fn receive_register_stop(
+        &mut self,
+        _now: Timestamp,
+        s: Ipv4Addr,
+        g: Ipv4Addr,
+        out: &mut Out,
+    ) {
+        self.counters.register_stops_received += 1;
+        // Applied in `finish` (it needs the environment); remembered here.
+        self.pending_stops.push((s, g));
+        let _ = out;
+    }
+
+    /// A Register at the RP (section 4.4.2): answers with Register-Stop
+    /// when we are not the RP for the group, when the SPTbit is set, or
+    /// when nobody downstream wants the source; keeps the `(S,G)` Keepalive
+    /// Timer running (so the RP joins toward the source,
+    /// `SwitchToSptDesired` being true at the RP); counts the data the
+    /// control plane should decapsulate and forward down the shared tree.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn receive_register(
+        &mut self,
+        env: &Env<'_>,
+        now: Timestamp,
+        interface: &Interface,
+        from: Ipv4Addr,
+        destination: Ipv4Addr,
+        reg: &Register,
+        out: &mut Out,
+    ) {
+        self.counters.registers_received += 1;
+        let Some((s, g)) = reg
+            .inner_source_group()
+            .filter(|(s, g)| is_unicast(*s) && is_group(*g))
+        else {
+            self.counters.bad_registers += 1;
+            return;
+        };
+        let rp = self.rp_for(g);
+        let via = env
+            .route(from)
+            .map_or_else(|| interface.clone(), |r| r.interface.clone());
+        let stop = Action::Send {
+            interface: via,
+            destination: from,
+            message: PimMessage::RegisterStop {
+                group: g,
+                source: s,
+            },
+        };
+        if rp != Some(destination) || !self.i_am_rp(env, destination) {
+            self.counters.register_stops_sent += 1;
+            out.push(stop);
+            return;
+        }
+        if !self.ensure_sg(s, g) {
+            return;
+        }
+        let star_joins = self
+            .groups
+            .get(&g)
+            .and_then(|x| x.star.as_ref())
+            .is_some_and(|st| !st.down.is_empty());
+        let local = self
+            .local
+            .range((g, 0)..=(g, u32::MAX))
+            .any(|((_, i), (_, f))| env.is_dr(*i) && f.admits(s));
+        let Some(sg) = self.groups.get_mut(&g).and_then(|x| x.sources.get_mut(&s)) else {
+            return;
+        };
+        let inherited_empty = !star_joins && !local && sg.down.is_empty();
+        let sent_stop = sg.spt_bit || inherited_empty;
+        let spt_bit = sg.spt_bit;
+        let at = now
+            + if sent_stop {
+                RP_KEEPALIVE_PERIOD
+            } else {
+                KEEPALIVE_PERIOD
+            };
+        sg.keepalive = Some(at);
+        out.push(Action::ArmTimer {
+            key: PimTimer::Tree(TreeTimer::Keepalive(s, g)),
+            at,
+        });
+        if sent_stop {
+            self.counters.register_stops_sent += 1;
+            out.push(stop);
+        }
+        if !spt_bit && !reg.null_register {
+            self.counters.registers_to_forward += 1;
+        }
+        self.touched.insert(g);
+    }
+
     /// A timer of the tree fired.
     pub(crate) fn timer(&mut self, env: &Env<'_>, now: Timestamp, t: TreeTimer, out: &mut Out) {
         match t {
@@ -1069,6 +1275,9 @@ impl Tree {
                     }
                     self.touched.insert(g);
                 }
+            }
+            TreeTimer::RegisterStop(s, g) => {
+                self.register_event(env, now, s, g, RegEvent::RegisterStopTimerExpired, out);
             }
             TreeTimer::Keepalive(s, g) => {
                 if let Some(sg) = self.groups.get_mut(&g).and_then(|x| x.sources.get_mut(&s)) {
@@ -1283,6 +1492,9 @@ impl Tree {
     /// End of an input: re-evaluates the touched groups (upstream machines
     /// and MRIB) and sends the queued Join/Prune messages.
     pub(crate) fn finish(&mut self, env: &Env<'_>, now: Timestamp, out: &mut Out) {
+        for (s, g) in std::mem::take(&mut self.pending_stops) {
+            self.register_event(env, now, s, g, RegEvent::RegisterStopReceived, out);
+        }
         if self.all_touched {
             self.all_touched = false;
             self.prune_gone_interfaces(env, out);
@@ -1507,6 +1719,32 @@ impl Tree {
             } else {
                 sg.upstream = None;
                 sg.spt_bit = sg_target.is_none() && sg.spt_bit;
+            }
+            // 4.4.1: CouldRegister(S,G) = I_am_DR(RPF_interface(S)) AND
+            // KeepaliveTimer(S,G) running AND DirectlyConnected(S), and not
+            // the RP ourselves.
+            let could = rp.is_some_and(|r| !self.i_am_rp(env, r))
+                && sg.keepalive.is_some()
+                && sg_target.is_none()
+                && sg_iif.as_ref().is_some_and(|i| env.is_dr(i.index));
+            let reg_ev = match (sg.register, could) {
+                (RegState::NoInfo, true) => Some(RegEvent::CouldRegisterTrue),
+                (RegState::NoInfo, false) => None,
+                (_, false) => Some(RegEvent::CouldRegisterFalse),
+                (RegState::Join, true) if sg.register_rp != rp => Some(RegEvent::RpChanged),
+                (RegState::JoinPending | RegState::Prune, true)
+                    if sg.register_rp != rp && sg.register_rp.is_some() =>
+                {
+                    Some(RegEvent::RpChanged)
+                }
+                _ => None,
+            };
+            if let Some(ev) = reg_ev {
+                gs.sources.insert(s, sg);
+                self.groups.insert(g, gs);
+                self.register_event(env, now, s, g, ev, out);
+                gs = self.groups.remove(&g).unwrap_or_default();
+                sg = gs.sources.remove(&s).unwrap_or_else(Sg::new);
             }
             // 4.5.7: RPTJoinDesired(G) = JoinDesired(*,G); PruneDesired =
             // RPTJoinDesired(G) AND (inherited_olist(S,G,rpt) == NULL OR

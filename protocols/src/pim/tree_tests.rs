@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mcr_wire::pim::{EncodedGroup, EncodedSource, JoinPruneGroup};
 
-use super::fsm::{DownState, RptDownState, RptUpState, UpState, Upstream};
+use super::fsm::{self, DownState, RptDownState, RptUpState, UpState, Upstream};
 use super::tree::{EntryKey, TreeTimer};
 use super::*;
 use crate::driver::Driver;
@@ -41,7 +41,7 @@ struct Router {
 struct Net {
     clock: ManualClock,
     routers: Vec<Router>,
-    queue: Vec<(usize, u32, PimMessage)>,
+    queue: Vec<(usize, u32, Ipv4Addr, PimMessage)>,
 }
 
 impl Net {
@@ -98,7 +98,9 @@ impl Net {
         for a in out {
             match a {
                 Action::Send {
-                    interface, message, ..
+                    interface,
+                    message,
+                    destination,
                 } => {
                     let lan = interface.index - 1;
                     if let PimMessage::JoinPrune(jp) = &message {
@@ -106,7 +108,7 @@ impl Net {
                         assert!(jp.buffer_len() + 20 <= DEFAULT_JP_MTU_TEST);
                         self.routers[r].sent.push((now, lan, jp.clone()));
                     }
-                    self.queue.push((r, lan, message));
+                    self.queue.push((r, lan, destination, message));
                 }
                 Action::Mrib(u) => {
                     self.routers[r].mrib.apply(u).unwrap();
@@ -122,12 +124,13 @@ impl Net {
         while !self.queue.is_empty() {
             rounds += 1;
             assert!(rounds < 1000, "message storm");
-            for (from, lan, msg) in std::mem::take(&mut self.queue) {
+            for (from, lan, dst, msg) in std::mem::take(&mut self.queue) {
                 let src = addr(from, lan);
                 for to in 0..self.routers.len() {
                     if to == from
                         || !self.routers[to].lans.contains(&lan)
                         || !self.routers[from].lans.contains(&lan)
+                        || (!dst.is_multicast() && dst != addr(to, lan))
                     {
                         continue;
                     }
@@ -136,7 +139,7 @@ impl Net {
                         Input::Packet(Packet {
                             interface: ifc(lan),
                             source: src,
-                            destination: ALL_PIM_ROUTERS,
+                            destination: dst,
                             ttl: 1,
                             router_alert: true,
                             message: msg.clone(),
@@ -1004,4 +1007,180 @@ fn upstream_genid_change_triggers_join_within_t_override() {
     );
     net.advance(Duration::from_millis(2500));
     assert!(net.sent_since(1, t0).iter().any(|jp| has_star_join(jp, rp)));
+}
+
+fn register_stops(net: &Net, r: usize, since: Timestamp) -> usize {
+    let _ = since;
+    net.tree(r).counters().register_stops_sent as usize
+}
+
+/// Step 7: the Register machine at a first-hop DR (4.4.1) against the RP
+/// (4.4.2): tunnel up on the first packet, Register-Stop while nobody
+/// wants the source, Null-Register probes after the Register-Stop Timer,
+/// tunnel back up once a receiver joins at the RP, the RP joins toward the
+/// source and stops the registers once native traffic arrives.
+#[test]
+fn scenario_register_at_first_hop_and_rp() {
+    // R0 = RP (lan0; receivers on lan2), R1 = first-hop DR (lan0; source
+    // S1 on lan1).
+    let rp = addr(0, 0);
+    let s1 = Ipv4Addr::new(10, 0, 1, 50);
+    let mut net = Net::new(&[&[0, 2], &[0, 1]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(1, Ipv4Prefix::new(s1, 24).unwrap(), 1, None);
+    net.rpf(0, Ipv4Prefix::new(s1, 24).unwrap(), 0, Some(addr(1, 0)));
+    net.advance(Duration::from_secs(10));
+    let events = |out: &[ActionOf<Pim>]| -> Vec<&'static str> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Event(e) if e.kind == "register-tunnel" => e.payload.action,
+                _ => None,
+            })
+            .collect()
+    };
+    // First packet at the DR: register tunnel up.
+    let mut out = Vec::new();
+    let now = net.now();
+    net.routers[1].d.feed(
+        now,
+        Input::DataPlane(DataPlaneNotice::NewSource {
+            interface: ifc(1),
+            source: s1,
+            group: G,
+        }),
+        &mut out,
+    );
+    assert_eq!(events(&out), vec!["add"]);
+    net.execute(1, out);
+    let sg1 = |net: &Net| net.tree(1).groups()[&G].sources[&s1].clone();
+    assert_eq!(sg1(&net).register, fsm::RegState::Join);
+    // The data path encapsulates a packet: a Register reaches the RP; no
+    // receivers there, so Register-Stop.
+    let mut data = Register::null(s1, G);
+    data.null_register = false;
+    net.queue
+        .push((1, 0, rp, PimMessage::Register(data.clone())));
+    net.deliver();
+    assert_eq!(net.tree(0).counters().registers_received, 1);
+    assert_eq!(register_stops(&net, 0, now), 1);
+    assert_eq!(sg1(&net).register, fsm::RegState::Prune);
+    let rst = sg1(&net).register_stop_timer.unwrap();
+    let wait = rst.saturating_duration_since(net.now());
+    assert!(
+        wait >= Duration::from_secs(25) && wait <= Duration::from_secs(85),
+        "RST {wait:?}"
+    );
+    // RST expires: Join-Pending and a Null-Register; the RP still has no
+    // receivers and stops it again.
+    net.run_until(rst);
+    assert_eq!(net.tree(1).counters().null_registers_sent, 1);
+    assert_eq!(register_stops(&net, 0, now), 2);
+    assert_eq!(sg1(&net).register, fsm::RegState::Prune);
+    // A receiver joins at the RP; the next probe is not stopped, so the
+    // tunnel comes back up after Register_Probe_Time.
+    net.feed(
+        0,
+        Input::LocalMembers {
+            interface: ifc(2),
+            group: G,
+            filter: SourceFilter::any_source(),
+        },
+    );
+    let rst = sg1(&net).register_stop_timer.unwrap();
+    net.run_until(rst + Duration::from_secs(6));
+    assert_eq!(register_stops(&net, 0, now), 2);
+    assert_eq!(sg1(&net).register, fsm::RegState::Join);
+    // The RP's KAT runs (Null-Register) and it has receivers: it joins
+    // toward S; the DR forwards natively onto lan0.
+    let sg0 = net.tree(0).groups()[&G].sources[&s1].clone();
+    assert_eq!(sg0.up, UpState::Joined);
+    let r1 = net.route(1, RouteKey::sg(s1, G)).unwrap();
+    assert_eq!(r1.iif, Some(ifc(1)));
+    assert_eq!(r1.oifs[&ifc(0)][&Origin::Pim], OifReason::PimJoin);
+    // Native traffic at the RP sets the SPTbit; the next Register is
+    // stopped.
+    net.feed(
+        0,
+        Input::DataPlane(DataPlaneNotice::NewSource {
+            interface: ifc(0),
+            source: s1,
+            group: G,
+        }),
+    );
+    assert!(net.tree(0).groups()[&G].sources[&s1].spt_bit);
+    net.queue.push((1, 0, rp, PimMessage::Register(data)));
+    net.deliver();
+    assert_eq!(register_stops(&net, 0, now), 3);
+    assert_eq!(sg1(&net).register, fsm::RegState::Prune);
+    // The source stops: after the Keepalive period the DR stops registering.
+    net.advance(Duration::from_secs(211));
+    assert!(net
+        .tree(1)
+        .groups()
+        .get(&G)
+        .and_then(|g| g.sources.get(&s1))
+        .is_none_or(|sg| sg.register == fsm::RegState::NoInfo));
+}
+
+/// A Register for a group we are not the RP of is answered with
+/// Register-Stop; garbage inner packets are counted.
+#[test]
+fn register_not_rp_and_garbage() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0]], rp_at(Ipv4Addr::new(10, 9, 9, 9)));
+    net.advance(Duration::from_secs(10));
+    let s1 = Ipv4Addr::new(10, 0, 1, 50);
+    net.queue
+        .push((1, 0, rp, PimMessage::Register(Register::null(s1, G))));
+    net.queue.push((
+        1,
+        0,
+        rp,
+        PimMessage::Register(Register {
+            border: false,
+            null_register: false,
+            packet: vec![0x45, 0, 1],
+        }),
+    ));
+    net.deliver();
+    let c = net.tree(0).counters();
+    assert_eq!(
+        (c.registers_received, c.bad_registers, c.register_stops_sent),
+        (2, 1, 1)
+    );
+}
+
+/// The new message variants survive encode and parse.
+#[test]
+fn messages_round_trip_through_the_wire_crate() {
+    let msgs = vec![
+        jp_msg(
+            addr(0, 0),
+            vec![JoinPruneGroup {
+                group: EncodedGroup::host(G),
+                joins: vec![sg_src(S)],
+                prunes: vec![EncodedSource {
+                    rpt: true,
+                    ..sg_src(S)
+                }],
+            }],
+        ),
+        PimMessage::Register(Register::null(S, G)),
+        PimMessage::RegisterStop {
+            group: G,
+            source: S,
+        },
+        PimMessage::Assert(Assert {
+            group: G,
+            source: S,
+            rpt: false,
+            metric_preference: 110,
+            metric: 20,
+        }),
+    ];
+    for m in msgs {
+        let bytes = m.encode().unwrap();
+        assert_eq!(PimMessage::parse(&bytes), m);
+    }
+    assert_eq!(Register::null(S, G).inner_source_group(), Some((S, G)));
 }
