@@ -594,6 +594,173 @@ pub fn register(
     }
 }
 
+/// An assert metric (RFC 7761 section 4.6.3): compared by RPT bit (clear
+/// is better), then metric preference (lower), then metric (lower), then
+/// address (higher).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AssertMetric {
+    /// RPT bit: the metric is toward the RP (a (*,G) assert).
+    pub rpt: bool,
+    /// Metric preference (administrative distance).
+    pub preference: u32,
+    /// Route metric.
+    pub metric: u32,
+    /// The asserting router's address on the LAN.
+    pub address: Ipv4Addr,
+}
+
+/// Metric preference of an AssertCancel / infinite metric (section 4.6.3).
+pub const ASSERT_INFINITE_PREFERENCE: u32 = 0x7fff_ffff;
+
+impl AssertMetric {
+    /// Whether `self` is preferred over `other` (section 4.6.3).
+    pub fn better_than(&self, other: &AssertMetric) -> bool {
+        let key = |m: &AssertMetric| {
+            (
+                core::cmp::Reverse(m.rpt),
+                core::cmp::Reverse(m.preference),
+                core::cmp::Reverse(m.metric),
+                m.address,
+            )
+        };
+        key(self) > key(other)
+    }
+
+    /// An AssertCancel: infinite preference and metric (section 4.6.1).
+    pub fn is_cancel(&self) -> bool {
+        self.preference >= ASSERT_INFINITE_PREFERENCE
+    }
+}
+
+/// Per-interface Assert state of `(S,G)` (section 4.6.1) or `(*,G)`
+/// (section 4.6.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssertState {
+    /// NoInfo (NI).
+    NoInfo,
+    /// I am Assert Winner (W): we forward onto the LAN.
+    Winner,
+    /// I am Assert Loser (L): another router forwards; the interface leaves
+    /// our olist (`lost_assert`) and the winner is RPF' downstream of it.
+    Loser,
+}
+
+/// Events of the Assert machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssertEvent {
+    /// A data packet for the entry arrived on the interface, which is one
+    /// of our outgoing interfaces (section 4.6.1 "An (S,G) data packet
+    /// arrives on interface I").
+    DataOnOif,
+    /// An Assert for the entry was received on the interface.
+    ReceiveAssert(AssertMetric),
+    /// The Assert Timer expired.
+    TimerExpired,
+    /// CouldAssert became false.
+    CouldAssertFalse,
+    /// The winner's Neighbor Liveness Timer expired or its Generation ID
+    /// changed.
+    WinnerGone,
+}
+
+/// What the Assert machine sends on the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssertSend {
+    /// An Assert with our metric.
+    Assert,
+    /// An AssertCancel (infinite metric).
+    Cancel,
+}
+
+/// Assert_Time, 180 s (RFC 7761 section 4.11).
+pub const ASSERT_TIME: Duration = Duration::from_secs(180);
+/// Assert_Override_Interval, 3 s (RFC 7761 section 4.11).
+pub const ASSERT_OVERRIDE_INTERVAL: Duration = Duration::from_secs(3);
+
+/// The Assert machine's state on one interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AssertInfo {
+    /// The state.
+    pub state: AssertState,
+    /// Assert Timer deadline.
+    pub timer: Option<Timestamp>,
+    /// The winner's metric (while Loser).
+    pub winner: Option<AssertMetric>,
+}
+
+impl AssertInfo {
+    /// NoInfo.
+    pub const NONE: AssertInfo = AssertInfo {
+        state: AssertState::NoInfo,
+        timer: None,
+        winner: None,
+    };
+}
+
+/// One step of the Assert machine (RFC 7761 sections 4.6.1 and 4.6.2, the
+/// core rows: AssertTrackingDesired is taken as always true). `mine` is
+/// my_assert_metric on the interface, `None` when CouldAssert is false.
+pub fn assert_step(
+    a: AssertInfo,
+    ev: AssertEvent,
+    mine: Option<AssertMetric>,
+    now: Timestamp,
+) -> (AssertInfo, Option<AssertSend>) {
+    use AssertEvent as E;
+    use AssertState as S;
+    let win = AssertInfo {
+        state: S::Winner,
+        timer: Some(now + ASSERT_TIME - ASSERT_OVERRIDE_INTERVAL),
+        winner: None,
+    };
+    let lose = |m: AssertMetric| AssertInfo {
+        state: S::Loser,
+        timer: Some(now + ASSERT_TIME),
+        winner: Some(m),
+    };
+    let inferior = |m: &AssertMetric| m.is_cancel() || mine.is_some_and(|x| x.better_than(m));
+    match (a.state, ev) {
+        // NI, data on an oif and CouldAssert: -> W; send Assert; AT =
+        // Assert_Time - Assert_Override_Interval.
+        (S::NoInfo, E::DataOnOif) if mine.is_some() => (win, Some(AssertSend::Assert)),
+        // NI, receive an inferior Assert (or one with the RPT bit where we
+        // assert on the SPT) and CouldAssert: -> W; send Assert.
+        (S::NoInfo, E::ReceiveAssert(m)) if mine.is_some() && inferior(&m) => {
+            (win, Some(AssertSend::Assert))
+        }
+        // NI, receive an acceptable Assert: -> L; store the winner; AT =
+        // Assert_Time.
+        (S::NoInfo, E::ReceiveAssert(m)) if !m.is_cancel() => (lose(m), None),
+        // W, AT expires: send Assert; restart AT.
+        (S::Winner, E::TimerExpired) => (win, Some(AssertSend::Assert)),
+        // W, receive an inferior Assert: send Assert; restart AT.
+        (S::Winner, E::ReceiveAssert(m)) if inferior(&m) => (win, Some(AssertSend::Assert)),
+        // W, receive a preferred Assert: -> L; store the winner.
+        (S::Winner, E::ReceiveAssert(m)) => (lose(m), None),
+        // W, CouldAssert -> False: -> NI; send AssertCancel.
+        (S::Winner, E::CouldAssertFalse) => (AssertInfo::NONE, Some(AssertSend::Cancel)),
+        // L, receive an Assert from the current winner that is inferior or
+        // a cancel: -> NI.
+        (S::Loser, E::ReceiveAssert(m))
+            if a.winner.is_some_and(|w| w.address == m.address) && inferior(&m) =>
+        {
+            (AssertInfo::NONE, None)
+        }
+        // L, receive a preferred Assert, or an acceptable one from the
+        // winner: -> L; update the winner; AT = Assert_Time.
+        (S::Loser, E::ReceiveAssert(m))
+            if a.winner.is_some_and(|w| w.address == m.address || m.better_than(&w)) =>
+        {
+            (lose(m), None)
+        }
+        // L, AT expires, the winner is gone: -> NI.
+        (S::Loser, E::TimerExpired | E::WinnerGone) => (AssertInfo::NONE, None),
+        // Everything else: -.
+        _ => (a, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! One test per row (or group of identical rows) of the RFC 7761
@@ -1218,5 +1385,70 @@ mod tests {
             f(S::Join, None, E::CouldRegisterTrue),
             (S::Join, None, None)
         );
+    }
+
+    // ---- 4.6.1 / 4.6.2 Assert ----
+
+    fn m(pref: u32, metric: u32, last: u8) -> AssertMetric {
+        AssertMetric {
+            rpt: false,
+            preference: pref,
+            metric,
+            address: Ipv4Addr::new(10, 0, 0, last),
+        }
+    }
+
+    #[test]
+    fn assert_metric_order() {
+        assert!(m(1, 10, 1).better_than(&m(2, 0, 9)), "preference first");
+        assert!(m(1, 5, 1).better_than(&m(1, 6, 9)), "then metric");
+        assert!(m(1, 5, 9).better_than(&m(1, 5, 1)), "then higher address");
+        let rpt = AssertMetric { rpt: true, ..m(0, 0, 9) };
+        assert!(m(200, 200, 1).better_than(&rpt), "SPT beats RPT");
+        assert!(AssertMetric { preference: ASSERT_INFINITE_PREFERENCE, ..m(0, 0, 1) }.is_cancel());
+    }
+
+    #[test]
+    fn assert_rows() {
+        use AssertEvent as E;
+        use AssertState as S;
+        let mine = Some(m(10, 10, 5));
+        let better = m(10, 5, 7);
+        let worse = m(10, 20, 7);
+        let win = AssertInfo {
+            state: S::Winner,
+            timer: Some(T0 + s(177)),
+            winner: None,
+        };
+        let lose = |w| AssertInfo {
+            state: S::Loser,
+            timer: Some(T0 + s(180)),
+            winner: Some(w),
+        };
+        let none = AssertInfo::NONE;
+        // NoInfo.
+        assert_eq!(assert_step(none, E::DataOnOif, mine, T0), (win, Some(AssertSend::Assert)));
+        assert_eq!(assert_step(none, E::DataOnOif, None, T0), (none, None));
+        assert_eq!(assert_step(none, E::ReceiveAssert(worse), mine, T0), (win, Some(AssertSend::Assert)));
+        assert_eq!(assert_step(none, E::ReceiveAssert(better), mine, T0), (lose(better), None));
+        assert_eq!(assert_step(none, E::ReceiveAssert(worse), None, T0), (lose(worse), None));
+        // Winner.
+        assert_eq!(assert_step(win, E::TimerExpired, mine, T0), (win, Some(AssertSend::Assert)));
+        assert_eq!(assert_step(win, E::ReceiveAssert(worse), mine, T0), (win, Some(AssertSend::Assert)));
+        assert_eq!(assert_step(win, E::ReceiveAssert(better), mine, T0), (lose(better), None));
+        assert_eq!(assert_step(win, E::CouldAssertFalse, None, T0), (none, Some(AssertSend::Cancel)));
+        // Loser.
+        let l = lose(better);
+        let even_better = m(1, 1, 8);
+        assert_eq!(assert_step(l, E::ReceiveAssert(even_better), mine, T0), (lose(even_better), None));
+        let refreshed = m(10, 6, 7);
+        assert_eq!(assert_step(l, E::ReceiveAssert(refreshed), mine, T0), (lose(refreshed), None));
+        assert_eq!(assert_step(l, E::ReceiveAssert(worse), mine, T0), (none, None), "winner became inferior");
+        let cancel = AssertMetric { preference: ASSERT_INFINITE_PREFERENCE, metric: u32::MAX, ..better };
+        assert_eq!(assert_step(l, E::ReceiveAssert(cancel), mine, T0), (none, None), "AssertCancel");
+        let third_worse = m(10, 30, 9);
+        assert_eq!(assert_step(l, E::ReceiveAssert(third_worse), mine, T0), (l, None));
+        assert_eq!(assert_step(l, E::TimerExpired, mine, T0), (none, None));
+        assert_eq!(assert_step(l, E::WinnerGone, mine, T0), (none, None));
     }
 }
