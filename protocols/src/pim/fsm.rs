@@ -750,7 +750,8 @@ pub fn assert_step(
         // L, receive a preferred Assert, or an acceptable one from the
         // winner: -> L; update the winner; AT = Assert_Time.
         (S::Loser, E::ReceiveAssert(m))
-            if a.winner.is_some_and(|w| w.address == m.address || m.better_than(&w)) =>
+            if a.winner
+                .is_some_and(|w| w.address == m.address || m.better_than(&w)) =>
         {
             (lose(m), None)
         }
@@ -1403,9 +1404,16 @@ mod tests {
         assert!(m(1, 10, 1).better_than(&m(2, 0, 9)), "preference first");
         assert!(m(1, 5, 1).better_than(&m(1, 6, 9)), "then metric");
         assert!(m(1, 5, 9).better_than(&m(1, 5, 1)), "then higher address");
-        let rpt = AssertMetric { rpt: true, ..m(0, 0, 9) };
+        let rpt = AssertMetric {
+            rpt: true,
+            ..m(0, 0, 9)
+        };
         assert!(m(200, 200, 1).better_than(&rpt), "SPT beats RPT");
-        assert!(AssertMetric { preference: ASSERT_INFINITE_PREFERENCE, ..m(0, 0, 1) }.is_cancel());
+        assert!(AssertMetric {
+            preference: ASSERT_INFINITE_PREFERENCE,
+            ..m(0, 0, 1)
+        }
+        .is_cancel());
     }
 
     #[test]
@@ -1427,27 +1435,72 @@ mod tests {
         };
         let none = AssertInfo::NONE;
         // NoInfo.
-        assert_eq!(assert_step(none, E::DataOnOif, mine, T0), (win, Some(AssertSend::Assert)));
+        assert_eq!(
+            assert_step(none, E::DataOnOif, mine, T0),
+            (win, Some(AssertSend::Assert))
+        );
         assert_eq!(assert_step(none, E::DataOnOif, None, T0), (none, None));
-        assert_eq!(assert_step(none, E::ReceiveAssert(worse), mine, T0), (win, Some(AssertSend::Assert)));
-        assert_eq!(assert_step(none, E::ReceiveAssert(better), mine, T0), (lose(better), None));
-        assert_eq!(assert_step(none, E::ReceiveAssert(worse), None, T0), (lose(worse), None));
+        assert_eq!(
+            assert_step(none, E::ReceiveAssert(worse), mine, T0),
+            (win, Some(AssertSend::Assert))
+        );
+        assert_eq!(
+            assert_step(none, E::ReceiveAssert(better), mine, T0),
+            (lose(better), None)
+        );
+        assert_eq!(
+            assert_step(none, E::ReceiveAssert(worse), None, T0),
+            (lose(worse), None)
+        );
         // Winner.
-        assert_eq!(assert_step(win, E::TimerExpired, mine, T0), (win, Some(AssertSend::Assert)));
-        assert_eq!(assert_step(win, E::ReceiveAssert(worse), mine, T0), (win, Some(AssertSend::Assert)));
-        assert_eq!(assert_step(win, E::ReceiveAssert(better), mine, T0), (lose(better), None));
-        assert_eq!(assert_step(win, E::CouldAssertFalse, None, T0), (none, Some(AssertSend::Cancel)));
+        assert_eq!(
+            assert_step(win, E::TimerExpired, mine, T0),
+            (win, Some(AssertSend::Assert))
+        );
+        assert_eq!(
+            assert_step(win, E::ReceiveAssert(worse), mine, T0),
+            (win, Some(AssertSend::Assert))
+        );
+        assert_eq!(
+            assert_step(win, E::ReceiveAssert(better), mine, T0),
+            (lose(better), None)
+        );
+        assert_eq!(
+            assert_step(win, E::CouldAssertFalse, None, T0),
+            (none, Some(AssertSend::Cancel))
+        );
         // Loser.
         let l = lose(better);
         let even_better = m(1, 1, 8);
-        assert_eq!(assert_step(l, E::ReceiveAssert(even_better), mine, T0), (lose(even_better), None));
+        assert_eq!(
+            assert_step(l, E::ReceiveAssert(even_better), mine, T0),
+            (lose(even_better), None)
+        );
         let refreshed = m(10, 6, 7);
-        assert_eq!(assert_step(l, E::ReceiveAssert(refreshed), mine, T0), (lose(refreshed), None));
-        assert_eq!(assert_step(l, E::ReceiveAssert(worse), mine, T0), (none, None), "winner became inferior");
-        let cancel = AssertMetric { preference: ASSERT_INFINITE_PREFERENCE, metric: u32::MAX, ..better };
-        assert_eq!(assert_step(l, E::ReceiveAssert(cancel), mine, T0), (none, None), "AssertCancel");
+        assert_eq!(
+            assert_step(l, E::ReceiveAssert(refreshed), mine, T0),
+            (lose(refreshed), None)
+        );
+        assert_eq!(
+            assert_step(l, E::ReceiveAssert(worse), mine, T0),
+            (none, None),
+            "winner became inferior"
+        );
+        let cancel = AssertMetric {
+            preference: ASSERT_INFINITE_PREFERENCE,
+            metric: u32::MAX,
+            ..better
+        };
+        assert_eq!(
+            assert_step(l, E::ReceiveAssert(cancel), mine, T0),
+            (none, None),
+            "AssertCancel"
+        );
         let third_worse = m(10, 30, 9);
-        assert_eq!(assert_step(l, E::ReceiveAssert(third_worse), mine, T0), (l, None));
+        assert_eq!(
+            assert_step(l, E::ReceiveAssert(third_worse), mine, T0),
+            (l, None)
+        );
         assert_eq!(assert_step(l, E::TimerExpired, mine, T0), (none, None));
         assert_eq!(assert_step(l, E::WinnerGone, mine, T0), (none, None));
     }

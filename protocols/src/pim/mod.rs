@@ -1027,6 +1027,23 @@ impl Pim {
                     .receive_register(&env, now, &interface, source, destination, &reg, out);
             }
             Input::Packet(crate::io::Packet {
+                interface,
+                source,
+                message: PimMessage::Assert(a),
+                ..
+            }) => {
+                if !self.ifaces.contains_key(&interface.index) {
+                    self.not_pim_interface += 1;
+                    return;
+                }
+                let env = tree::Env {
+                    ifaces: &self.ifaces,
+                    rpf: &self.rpf,
+                };
+                self.tree
+                    .receive_assert(&env, now, interface.index, source, &a, out);
+            }
+            Input::Packet(crate::io::Packet {
                 message: PimMessage::RegisterStop { group, source },
                 ..
             }) => {

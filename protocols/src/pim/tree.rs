@@ -24,11 +24,14 @@ use mcr_wire::pim::{EncodedGroup, EncodedSource, JoinPruneGroup};
 use serde::Serialize;
 
 use super::fsm::{
-    self, DownCtx, DownEvent, DownState, DownTimers, RegAction, RegEvent, RegState, RptDownEvent,
-    RptDownState, RptSend, RptUpEvent, RptUpState, UpCtx, UpEvent, UpSend, UpState, Upstream,
-    REGISTER_PROBE_TIME, REGISTER_SUPPRESSION_TIME,
+    self, AssertEvent, AssertInfo, AssertMetric, AssertSend, AssertState, DownCtx, DownEvent,
+    DownState, DownTimers, RegAction, RegEvent, RegState, RptDownEvent, RptDownState, RptSend,
+    RptUpEvent, RptUpState, UpCtx, UpEvent, UpSend, UpState, Upstream, REGISTER_PROBE_TIME,
+    REGISTER_SUPPRESSION_TIME,
 };
-use super::{JoinPrune, Pim, PimEvent, PimIface, PimMessage, PimTimer, Register, ALL_PIM_ROUTERS};
+use super::{
+    Assert, JoinPrune, Pim, PimEvent, PimIface, PimMessage, PimTimer, Register, ALL_PIM_ROUTERS,
+};
 use crate::io::{Action, ActionOf, Event, EventCategory, RpfChange, RpfRoute};
 use crate::mrib::{
     Contribution, FilterMode, MribUpdate, OifReason, Origin, RouteKey, SourceFilter,
@@ -166,6 +169,9 @@ pub enum TreeTimer {
     /// `(S,G)` Register-Stop Timer at the DR (section 4.4.1): source,
     /// group.
     RegisterStop(Ipv4Addr, Ipv4Addr),
+    /// Assert Timer of an entry (`(*,G)` or `(S,G)`) on an interface
+    /// (sections 4.6.1, 4.6.2).
+    Assert(EntryKey, u32),
 }
 
 /// Downstream state of an entry on one interface.
@@ -297,6 +303,12 @@ pub struct TreeCounters {
     pub register_stops_received: u64,
     /// Null-Registers sent.
     pub null_registers_sent: u64,
+    /// Asserts received and used.
+    pub asserts_received: u64,
+    /// Asserts (and AssertCancels) sent.
+    pub asserts_sent: u64,
+    /// Asserts ignored: for an entry we hold no route for, or malformed.
+    pub asserts_ignored: u64,
 }
 
 /// The tree state of a PIM instance. See the module documentation.
@@ -313,6 +325,8 @@ pub struct Tree {
     all_touched: bool,
     pending: BTreeMap<Upstream, PendingGroups>,
     pending_stops: Vec<(Ipv4Addr, Ipv4Addr)>,
+    asserts: BTreeMap<(EntryKey, u32), AssertInfo>,
+    could_assert: BTreeMap<EntryKey, BTreeSet<u32>>,
     counters: TreeCounters,
 }
 
@@ -431,6 +445,8 @@ impl Tree {
             all_touched: false,
             pending: BTreeMap::new(),
             pending_stops: Vec::new(),
+            asserts: BTreeMap::new(),
+            could_assert: BTreeMap::new(),
             counters: TreeCounters::default(),
         }
     }
@@ -453,6 +469,12 @@ impl Tree {
     /// Counters.
     pub fn counters(&self) -> &TreeCounters {
         &self.counters
+    }
+
+    /// The Assert states per (entry, interface index) (sections 4.6.1,
+    /// 4.6.2); NoInfo ones are absent.
+    pub fn asserts(&self) -> &BTreeMap<(EntryKey, u32), AssertInfo> {
+        &self.asserts
     }
 
     /// The MRIB contributions as last written (`Origin::Pim`).
@@ -1242,6 +1264,234 @@ impl Tree {
         self.touched.insert(g);
     }
 
+    /// my_assert_metric(entry, I) (section 4.6.1): the route toward S (or
+    /// toward the RP for `(*,G)`, RPT bit set) when CouldAssert holds on I;
+    /// `None` otherwise.
+    fn my_metric(&self, env: &Env<'_>, key: EntryKey, i: u32) -> Option<AssertMetric> {
+        if !self.could_assert.get(&key).is_some_and(|c| c.contains(&i)) {
+            return None;
+        }
+        let address = env.ifaces.get(&i).and_then(PimIface::primary)?;
+        let (toward, rpt) = match key {
+            EntryKey::Sg(s, _) => (Some(s), false),
+            EntryKey::StarG(g) => (self.rp_for(g), true),
+            EntryKey::SgRpt(..) => return None,
+        };
+        let (preference, metric) = toward
+            .and_then(|t| env.route(t))
+            .map_or((0, 0), |r| (r.preference, r.metric));
+        Some(AssertMetric {
+            rpt,
+            preference,
+            metric,
+            address,
+        })
+    }
+
+    /// Runs one Assert step for `key` on interface `i` and carries out its
+    /// effects (sections 4.6.1, 4.6.2).
+    fn assert_event(
+        &mut self,
+        env: &Env<'_>,
+        now: Timestamp,
+        key: EntryKey,
+        i: u32,
+        ev: AssertEvent,
+        out: &mut Out,
+    ) {
+        let (g, source) = match key {
+            EntryKey::StarG(g) => (g, Ipv4Addr::UNSPECIFIED),
+            EntryKey::Sg(s, g) => (g, s),
+            EntryKey::SgRpt(..) => return,
+        };
+        let mine = self.my_metric(env, key, i);
+        let old = self
+            .asserts
+            .get(&(key, i))
+            .copied()
+            .unwrap_or(AssertInfo::NONE);
+        let (new, send) = fsm::assert_step(old, ev, mine, now);
+        let tkey = PimTimer::Tree(TreeTimer::Assert(key, i));
+        match new.timer {
+            Some(at) if new.timer != old.timer => out.push(Action::ArmTimer { key: tkey, at }),
+            None if old.timer.is_some() => out.push(Action::CancelTimer { key: tkey }),
+            _ => {}
+        }
+        if new.state == AssertState::NoInfo {
+            self.asserts.remove(&(key, i));
+        } else if self.asserts.contains_key(&(key, i))
+            || self.asserts.len() < self.config.max_entries
+        {
+            self.asserts.insert((key, i), new);
+        }
+        let interface = env.ifaces.get(&i).map(|x| x.config.interface.clone());
+        if let (Some(send), Some(interface)) = (send, interface) {
+            let rpt = matches!(key, EntryKey::StarG(_));
+            let (metric_preference, metric) = match (send, mine) {
+                (AssertSend::Assert, Some(m)) => (m.preference, m.metric),
+                _ => (fsm::ASSERT_INFINITE_PREFERENCE, u32::MAX),
+            };
+            self.counters.asserts_sent += 1;
+            out.push(Action::Send {
+                interface,
+                destination: ALL_PIM_ROUTERS,
+                message: PimMessage::Assert(Assert {
+                    group: g,
+                    source,
+                    rpt,
+                    metric_preference,
+                    metric,
+                }),
+            });
+        }
+        if new.state != old.state {
+            self.touched.insert(g);
+        }
+    }
+
+    /// An Assert received on `ifindex` from `from` (sections 4.6.1,
+    /// 4.6.2): source 0.0.0.0, or an RPT-bit Assert for a source we hold no
+    /// `(S,G)` state for, goes to the `(*,G)` machine.
+    pub(crate) fn receive_assert(
+        &mut self,
+        env: &Env<'_>,
+        now: Timestamp,
+        ifindex: u32,
+        from: Ipv4Addr,
+        a: &Assert,
+        out: &mut Out,
+    ) {
+        if env.our_address(from) || !is_group(a.group) {
+            self.counters.asserts_ignored += 1;
+            return;
+        }
+        let sg = RouteKey::sg(a.source, a.group);
+        let key = if !a.source.is_unspecified() && self.installed.contains_key(&sg) {
+            EntryKey::Sg(a.source, a.group)
+        } else if (a.source.is_unspecified() || a.rpt)
+            && self.installed.contains_key(&RouteKey::star_g(a.group))
+        {
+            EntryKey::StarG(a.group)
+        } else {
+            self.counters.asserts_ignored += 1;
+            return;
+        };
+        self.counters.asserts_received += 1;
+        let m = AssertMetric {
+            rpt: a.rpt,
+            preference: a.metric_preference,
+            metric: a.metric,
+            address: from,
+        };
+        self.assert_event(env, now, key, ifindex, AssertEvent::ReceiveAssert(m), out);
+    }
+
+    /// RPF' with asserts (section 4.1.6 `RPF'`): when we lost an Assert on
+    /// the RPF interface, the winner is the upstream neighbour.
+    fn assert_rpf(&self, key: EntryKey, t: Option<Upstream>) -> Option<Upstream> {
+        t.map(|u| match self.asserts.get(&(key, u.ifindex)) {
+            Some(AssertInfo {
+                state: AssertState::Loser,
+                winner: Some(w),
+                ..
+            }) => Upstream {
+                neighbor: w.address,
+                ..u
+            },
+            _ => u,
+        })
+    }
+
+    /// After a group's routes are computed: CouldAssert per entry (its
+    /// olist, and for `(S,G)` only on the SPT), CouldAssert -> False for
+    /// winners, and `lost_assert` removes interfaces where we lost.
+    fn assert_reconcile(
+        &mut self,
+        env: &Env<'_>,
+        now: Timestamp,
+        g: Ipv4Addr,
+        routes: &mut BTreeMap<RouteKey, Contribution>,
+        spt: &BTreeSet<Ipv4Addr>,
+        out: &mut Out,
+    ) {
+        let lo = EntryKey::StarG(g);
+        let keys: Vec<EntryKey> = self
+            .could_assert
+            .keys()
+            .copied()
+            .filter(|k| matches!(k, EntryKey::StarG(x) | EntryKey::Sg(_, x) if *x == g))
+            .collect();
+        for k in keys {
+            self.could_assert.remove(&k);
+        }
+        for (key, c) in routes.iter() {
+            let ek = match key.source {
+                None => lo,
+                Some(s) if spt.contains(&s) => EntryKey::Sg(s, g),
+                Some(_) => continue,
+            };
+            self.could_assert
+                .insert(ek, c.oifs.keys().map(|i| i.index).collect());
+        }
+        let states: Vec<((EntryKey, u32), AssertInfo)> = self
+            .asserts
+            .iter()
+            .filter(|((k, _), _)| matches!(k, EntryKey::StarG(x) | EntryKey::Sg(_, x) if *x == g))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for ((key, i), a) in states {
+            let rk = match key {
+                EntryKey::StarG(_) => RouteKey::star_g(g),
+                EntryKey::Sg(s, _) => RouteKey::sg(s, g),
+                EntryKey::SgRpt(..) => continue,
+            };
+            if !routes.contains_key(&rk) {
+                // The entry is gone: so is its Assert state.
+                self.asserts.remove(&(key, i));
+                out.push(Action::CancelTimer {
+                    key: PimTimer::Tree(TreeTimer::Assert(key, i)),
+                });
+                continue;
+            }
+            let could = self.could_assert.get(&key).is_some_and(|c| c.contains(&i));
+            if a.state == AssertState::Winner && !could {
+                self.assert_event(env, now, key, i, AssertEvent::CouldAssertFalse, out);
+            }
+        }
+        // lost_assert: (S,G) losers leave the (S,G) olist; (*,G) losers
+        // leave the (*,G) olist and the inherited part of (S,G) olists.
+        for (key, c) in routes.iter_mut() {
+            c.oifs.retain(|ifc, reason| {
+                let i = ifc.index;
+                let lost = |k: EntryKey| {
+                    self.asserts
+                        .get(&(k, i))
+                        .is_some_and(|a| a.state == AssertState::Loser)
+                };
+                match key.source {
+                    None => !lost(lo),
+                    Some(s) => {
+                        !lost(EntryKey::Sg(s, g)) && !(*reason == OifReason::Inherited && lost(lo))
+                    }
+                }
+            });
+            for (ifc, reason) in c.oifs.iter_mut() {
+                let k = match key.source {
+                    None => lo,
+                    Some(s) => EntryKey::Sg(s, g),
+                };
+                if self
+                    .asserts
+                    .get(&(k, ifc.index))
+                    .is_some_and(|a| a.state == AssertState::Winner)
+                    && *reason == OifReason::Inherited
+                {
+                    *reason = OifReason::AssertWinner;
+                }
+            }
+        }
+    }
+
     /// A timer of the tree fired.
     pub(crate) fn timer(&mut self, env: &Env<'_>, now: Timestamp, t: TreeTimer, out: &mut Out) {
         match t {
@@ -1275,6 +1525,9 @@ impl Tree {
                     }
                     self.touched.insert(g);
                 }
+            }
+            TreeTimer::Assert(key, i) => {
+                self.assert_event(env, now, key, i, AssertEvent::TimerExpired, out);
             }
             TreeTimer::RegisterStop(s, g) => {
                 self.register_event(env, now, s, g, RegEvent::RegisterStopTimerExpired, out);
@@ -1387,6 +1640,27 @@ impl Tree {
         out: &mut Out,
     ) {
         if !is_group(group) || !is_unicast(source) {
+            return;
+        }
+        // 4.6.1 / 4.6.2: data on one of our outgoing interfaces.
+        let i = interface.index;
+        let sg_key = EntryKey::Sg(source, group);
+        let star_key = EntryKey::StarG(group);
+        if self
+            .could_assert
+            .get(&sg_key)
+            .is_some_and(|c| c.contains(&i))
+        {
+            self.assert_event(env, now, sg_key, i, AssertEvent::DataOnOif, out);
+            return;
+        }
+        if self
+            .could_assert
+            .get(&star_key)
+            .is_some_and(|c| c.contains(&i))
+            && !self.installed.contains_key(&RouteKey::sg(source, group))
+        {
+            self.assert_event(env, now, star_key, i, AssertEvent::DataOnOif, out);
             return;
         }
         let (iif, sg_up) = Self::sg_target(env, source);
@@ -1559,6 +1833,8 @@ impl Tree {
             Some(r) => self.star_target(env, r),
             None => (None, None),
         };
+        let star_target = self.assert_rpf(EntryKey::StarG(g), star_target);
+        let mut spt_sources: BTreeSet<Ipv4Addr> = BTreeSet::new();
         let star_joins: BTreeSet<u32> = gs
             .star
             .as_ref()
@@ -1658,6 +1934,7 @@ impl Tree {
                 continue;
             };
             let (sg_iif, sg_target) = Self::sg_target(env, s);
+            let sg_target = self.assert_rpf(EntryKey::Sg(s, g), sg_target);
             let joins: BTreeSet<u32> = sg.down.keys().copied().collect();
             let prunes_rpt: BTreeSet<u32> = sg
                 .rpt_down
@@ -1791,6 +2068,9 @@ impl Tree {
                 || sg.keepalive.is_some()
                 || sg.up == UpState::Joined;
             if keep && wants {
+                if on_spt && (sg.spt_bit || sg_target.is_none()) {
+                    spt_sources.insert(s);
+                }
                 let (iif, nbr, olist) = if on_spt {
                     (sg_iif.clone(), sg_target.map(|u| u.neighbor), &inherited)
                 } else {
@@ -1834,6 +2114,7 @@ impl Tree {
         if gs.star.is_some() || !gs.sources.is_empty() {
             self.groups.insert(g, gs);
         }
+        self.assert_reconcile(env, now, g, &mut routes, &spt_sources, out);
         self.write_mrib(g, routes, out);
     }
 

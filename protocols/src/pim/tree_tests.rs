@@ -1184,3 +1184,82 @@ fn messages_round_trip_through_the_wire_crate() {
     }
     assert_eq!(Register::null(S, G).inner_source_group(), Some((S, G)));
 }
+
+/// Step 7 (Assert, 4.6.2): two routers forward (*,G) onto one LAN; data
+/// from one arriving at the other on its outgoing interface starts an
+/// Assert; the better metric (here: equal routes, higher address) wins,
+/// the loser drops the LAN from its olist (and, with nothing left, prunes
+/// upstream), and the downstream router whose RPF' was the loser re-joins
+/// toward the winner.
+#[test]
+fn scenario_assert_elects_one_forwarder() {
+    let rp = addr(0, 0);
+    // R0 = RP (lan0); R1, R2 upstream routers on lan0 and lan1; R3, R4
+    // downstream on lan1 with receivers on lan3 and lan4.
+    let mut net = Net::new(&[&[0], &[0, 1], &[0, 1], &[1, 3], &[1, 4]], rp_at(rp));
+    for r in [1, 2] {
+        net.rpf(r, all_lans(), 0, None);
+    }
+    net.rpf(3, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
+    net.rpf(4, Ipv4Prefix::host(rp), 1, Some(addr(2, 1)));
+    net.advance(Duration::from_secs(10));
+    net.members(3, 3, SourceFilter::any_source());
+    net.members(4, 4, SourceFilter::any_source());
+    net.advance(Duration::from_secs(1));
+    let lan1 = ifc(1);
+    assert!(net
+        .route(1, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+    assert!(net
+        .route(2, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+    // R2's packets reach R1 on its oif lan1.
+    net.feed(
+        1,
+        Input::DataPlane(DataPlaneNotice::WrongInterface {
+            interface: lan1.clone(),
+            source: S,
+            group: G,
+        }),
+    );
+    net.advance(Duration::from_secs(1));
+    let key = (EntryKey::StarG(G), lan1.index);
+    assert_eq!(net.tree(2).asserts()[&key].state, fsm::AssertState::Winner);
+    assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Loser);
+    assert_eq!(
+        net.tree(1).asserts()[&key].winner.unwrap().address,
+        addr(2, 1)
+    );
+    // One forwarder on lan1.
+    assert!(net
+        .route(1, RouteKey::star_g(G))
+        .is_none_or(|r| !r.oifs.contains_key(&lan1)));
+    assert!(net
+        .route(2, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+    // R3 learned the winner as its RPF' and joined toward it.
+    assert_eq!(net.tree(3).asserts()[&key].state, fsm::AssertState::Loser);
+    assert_eq!(net.star(3).unwrap().upstream.unwrap().neighbor, addr(2, 1));
+    assert_eq!(
+        net.star(2).unwrap().down[&lan1.index].state,
+        DownState::Join
+    );
+    // The winner refreshes its Assert before the losers' 180 s run out,
+    // so the outcome holds.
+    net.advance(Duration::from_secs(400));
+    assert_eq!(net.tree(2).asserts()[&key].state, fsm::AssertState::Winner);
+    // R1 pruned its (*,G) (nothing left to forward to) and with it the
+    // Assert state; it does not forward onto lan1 again.
+    assert!(net.star(1).is_none());
+    assert!(!net.tree(1).asserts().contains_key(&key));
+    assert_eq!(net.star(3).unwrap().upstream.unwrap().neighbor, addr(2, 1));
+    assert!(net
+        .route(1, RouteKey::star_g(G))
+        .is_none_or(|r| !r.oifs.contains_key(&lan1)));
+}
