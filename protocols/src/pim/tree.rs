@@ -1471,7 +1471,8 @@ impl Tree {
                 match key.source {
                     None => !lost(lo),
                     Some(s) => {
-                        !lost(EntryKey::Sg(s, g)) && !(*reason == OifReason::Inherited && lost(lo))
+                        let inherited_lost = *reason == OifReason::Inherited && lost(lo);
+                        !(lost(EntryKey::Sg(s, g)) || inherited_lost)
                     }
                 }
             });
