@@ -1,10 +1,16 @@
-//! PIM-SM neighbour discovery and DR election (RFC 7761 section 4.3).
+//! PIM-SM (RFC 7761): neighbour discovery and DR election (section 4.3)
+//! here, and the distribution trees in [`tree`] (Join/Prune, RP mapping,
+//! Register, Keepalive and SPT switchover, Assert) on the pure state
+//! machines of [`fsm`].
 //!
 //! [`Pim`] is a [`Protocol`] instance: per PIM interface it sends Hellos
 //! (periodic, triggered, goodbye), keeps the neighbour table (learned from
 //! Hellos or injected by an operator or an external routing daemon) and
-//! elects the Designated Router. Join/Prune, Register and Assert build on
-//! this in later work; messages of those types are counted and ignored.
+//! elects the Designated Router; its [`Tree`] keeps the `(*,G)`, `(S,G)` and
+//! `(S,G,rpt)` state, sends Join/Prune messages packed per upstream
+//! neighbour, Registers, Register-Stops and Asserts, and writes
+//! `Origin::Pim` routes as [`Action::Mrib`] updates. After every input, the
+//! groups it touched are re-evaluated once (section 4.1.6 macros).
 //!
 //! # Inputs
 //!
@@ -21,8 +27,16 @@
 //! * [`Input::Timer`] with a [`PimTimer`].
 //! * [`Input::InterfaceDown`]: like removing the interface (goodbye first).
 //! * [`Input::Shutdown`]: goodbye (Holdtime 0) on every interface.
-//! * [`Input::Rpf`]: recorded (last change per prefix) for the Join/Prune
-//!   state machines of later work.
+//! * [`Input::Rpf`]: recorded (last change per prefix, longest match
+//!   wins); every group's RPF interface and RPF' are re-evaluated (an
+//!   upstream join moves: 4.5.5/4.5.6 "RPF' changes").
+//! * [`Input::LocalMembers`]: IGMP's members per interface and group; they
+//!   count where we are the DR (`pim_include`, section 4.1.6).
+//! * [`Input::DataPlane`]: `NewSource` / `WrongInterface` notices start or
+//!   refresh the `(S,G)` Keepalive Timer (first-hop DR, RP, last hop with
+//!   `spt_switchover: immediate`), set the SPTbit when traffic arrives on
+//!   the RPF interface toward S, and start Asserts when it arrives on an
+//!   outgoing interface.
 //!
 //! # State machines
 //!

@@ -13,8 +13,13 @@
 //! (the [`Tree`] re-evaluates every group an input touched, once, at the
 //! end of the input).
 //!
-//! Not here yet: Register (section 4.4), Assert (section 4.6),
-//! `(*,*,RP)` state, BSR.
+//! Also here: the Register machine at the first-hop DR and Register
+//! handling at the RP (sections 4.4.1, 4.4.2), the `(S,G)` Keepalive Timer
+//! and SPT switchover (sections 4.1.2, 4.2.1, 4.2.2), and Asserts
+//! (section 4.6, core rows). Not here: `(*,*,RP)` state, BSR, PMBR
+//! (border) Registers, Assert tracking rows that need
+//! AssertTrackingDesired, and the Join-side "RPF' changes due to an Assert"
+//! subtlety (an Assert-driven RPF' change moves the join like any other).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

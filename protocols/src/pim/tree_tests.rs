@@ -781,6 +781,29 @@ fn flood_of_10000_sg_joins_hits_the_bound() {
     });
     net.advance(Duration::from_secs(1));
     let me = addr(0, 0);
+    // An existing route before the flood.
+    let kept = Ipv4Addr::new(239, 255, 0, 1);
+    let join_kept = |net: &mut Net| {
+        net.feed(
+            0,
+            Input::Packet(Packet {
+                interface: ifc(0),
+                source: Ipv4Addr::new(10, 0, 0, 78),
+                destination: ALL_PIM_ROUTERS,
+                ttl: 1,
+                router_alert: true,
+                message: jp_msg(
+                    me,
+                    vec![JoinPruneGroup {
+                        group: EncodedGroup::host(kept),
+                        joins: vec![sg_src(S)],
+                        prunes: vec![],
+                    }],
+                ),
+            }),
+        )
+    };
+    join_kept(&mut net);
     let mut n = 0u32;
     for _msg in 0..40 {
         let mut groups = Vec::new();
@@ -809,8 +832,15 @@ fn flood_of_10000_sg_joins_hits_the_bound() {
     }
     let t = net.tree(0);
     assert_eq!(t.entry_count(), 1000);
-    assert_eq!(t.counters().entries_dropped, 9000);
+    assert_eq!(t.counters().entries_dropped, 9001);
     assert_eq!(net.routers[0].mrib.len(), 1000);
+    assert!(
+        net.route(0, RouteKey::sg(S, kept)).is_some(),
+        "existing route unaffected"
+    );
+    // Its refresh still works at the bound.
+    join_kept(&mut net);
+    assert_eq!(net.tree(0).counters().entries_dropped, 9001);
     assert!(net.routers[0].d.timers().len() <= 1000 + 10);
     // Garbage: bad masks, W without R, non-multicast groups are counted.
     let bad = vec![
