@@ -41,8 +41,19 @@
 //! # State machines
 //!
 //! The interface machine is `match (state, event)` in
-//! [`Pim::interface_event`]; the neighbour machine in
-//! [`Pim::neighbor_event`]. Rows cite RFC 7761.
+//! `Pim::interface_event`; the neighbour machine in
+//! `Pim::neighbor_event`. The tree machines are the pure functions of
+//! [`fsm`] (downstream 4.5.2-4.5.4, upstream 4.5.5-4.5.7, Register 4.4.1,
+//! Assert 4.6). Rows cite RFC 7761.
+//!
+//! # Events
+//!
+//! `neighbor-up`, `neighbor-down`, `neighbor-restart`, `dr-change`;
+//! `join-state` (a downstream `(*,G)` / `(S,G)` / `(S,G,rpt)` state change on
+//! an interface: `group`, `source`, `reason` = `star-g` / `sg` / `sg-rpt`,
+//! `action` = the new state);
+//! `route` (`action` = `add` / `remove` of a PIM route); `register-tunnel`
+//! (`action` = `add` / `remove` / `update`, with `rp`).
 
 pub mod fsm;
 mod message;

@@ -398,6 +398,52 @@ pub fn jp_override_interval(ifc: &PimIface) -> Duration {
     p + o
 }
 
+fn group_of(key: EntryKey) -> Ipv4Addr {
+    match key {
+        EntryKey::StarG(g) | EntryKey::Sg(_, g) | EntryKey::SgRpt(_, g) => g,
+    }
+}
+
+/// A `join-state` event: `reason` names the entry (`star-g`, `sg`,
+/// `sg-rpt`), `action` its new downstream state on the interface.
+fn join_event(
+    env: &Env<'_>,
+    ifindex: u32,
+    group: Ipv4Addr,
+    source: Option<Ipv4Addr>,
+    entry: &'static str,
+    state: &'static str,
+) -> ActionOf<Pim> {
+    Action::Event(Event {
+        category: EventCategory::Pim,
+        kind: "join-state",
+        payload: PimEvent {
+            interface: env
+                .ifaces
+                .get(&ifindex)
+                .map_or_else(String::new, |i| i.config.interface.name.to_string()),
+            group: Some(group),
+            source,
+            reason: Some(entry),
+            action: Some(state),
+            ..PimEvent::default()
+        },
+    })
+}
+
+fn route_event(key: RouteKey, action: &'static str) -> ActionOf<Pim> {
+    Action::Event(Event {
+        category: EventCategory::Pim,
+        kind: "route",
+        payload: PimEvent {
+            group: Some(key.group),
+            source: key.source,
+            action: Some(action),
+            ..PimEvent::default()
+        },
+    })
+}
+
 fn is_group(g: Ipv4Addr) -> bool {
     g.is_multicast() && g.octets()[..3] != [224, 0, 0]
 }
@@ -665,6 +711,25 @@ impl Tree {
                 (d.state, d.timers)
             });
         let (next, nt, echo) = fsm::downstream(state, timers, ev, &ctx);
+        if next != state {
+            let (source, name) = match key {
+                EntryKey::Sg(s, _) => (Some(s), "sg"),
+                _ => (None, "star-g"),
+            };
+            let state_name = match next {
+                DownState::NoInfo => "noinfo",
+                DownState::Join => "join",
+                DownState::PrunePending => "prune-pending",
+            };
+            out.push(join_event(
+                env,
+                ifindex,
+                group_of(key),
+                source,
+                name,
+                state_name,
+            ));
+        }
         if next == DownState::NoInfo {
             slot.remove(&ifindex);
         } else {
@@ -727,6 +792,23 @@ impl Tree {
                 (d.state, d.timers)
             });
         let (next, nt) = fsm::downstream_rpt(state, timers, ev, &ctx);
+        if next != state {
+            let state_name = match next {
+                RptDownState::NoInfo => "noinfo",
+                RptDownState::Prune => "prune",
+                RptDownState::PrunePending => "prune-pending",
+                RptDownState::PruneTmp => "prune-tmp",
+                RptDownState::PrunePendingTmp => "prune-pending-tmp",
+            };
+            out.push(join_event(
+                env,
+                ifindex,
+                group,
+                Some(source),
+                "sg-rpt",
+                state_name,
+            ));
+        }
         if next == RptDownState::NoInfo {
             sg.rpt_down.remove(&ifindex);
         } else {
@@ -2138,9 +2220,13 @@ impl Tree {
                 origin: Origin::Pim,
                 key,
             }));
+            out.push(route_event(key, "remove"));
         }
         for (key, c) in routes {
             if self.installed.get(&key) != Some(&c) {
+                if !self.installed.contains_key(&key) {
+                    out.push(route_event(key, "add"));
+                }
                 self.installed.insert(key, c.clone());
                 out.push(Action::Mrib(MribUpdate::Set {
                     origin: Origin::Pim,

@@ -1293,3 +1293,57 @@ fn scenario_assert_elects_one_forwarder() {
         .route(1, RouteKey::star_g(G))
         .is_none_or(|r| !r.oifs.contains_key(&lan1)));
 }
+
+/// Hop by hop: a last-hop router's (*,G) join makes the intermediate router
+/// join toward the RP in turn; the leave unwinds the chain. Also checks the
+/// `join-state` and `route` events.
+#[test]
+fn scenario_join_propagates_hop_by_hop_to_rp() {
+    // R0 = RP (lan0), R1 intermediate (lan0, lan1), R2 last hop (lan1,
+    // receivers on lan2).
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
+    net.advance(Duration::from_secs(10));
+    // Watch R1's events.
+    let now = net.now();
+    net.members(2, 2, SourceFilter::any_source());
+    let mut r1_events = Vec::new();
+    // Deliver R2's join to R1 by hand to see R1's actions.
+    let (from, lan, dst, msg) = net.queue.remove(0);
+    assert_eq!((from, lan, dst), (2, 1, ALL_PIM_ROUTERS));
+    let mut out = Vec::new();
+    net.routers[1].d.feed(
+        now,
+        Input::Packet(Packet {
+            interface: ifc(1),
+            source: addr(2, 1),
+            destination: dst,
+            ttl: 1,
+            router_alert: true,
+            message: msg,
+        }),
+        &mut out,
+    );
+    for a in &out {
+        if let Action::Event(e) = a {
+            r1_events.push((e.kind, e.payload.reason, e.payload.action));
+        }
+    }
+    net.execute(1, out);
+    net.deliver();
+    assert!(r1_events.contains(&("join-state", Some("star-g"), Some("join"))));
+    assert!(r1_events.contains(&("route", None, Some("add"))));
+    assert_eq!(net.star(1).unwrap().up, UpState::Joined);
+    assert_eq!(net.star(0).unwrap().down[&1].state, DownState::Join);
+    let r1 = net.route(1, RouteKey::star_g(G)).unwrap();
+    assert_eq!((r1.iif.clone(), r1.rpf_neighbor), (Some(ifc(0)), Some(rp)));
+    assert_eq!(r1.oifs[&ifc(1)][&Origin::Pim], OifReason::PimJoin);
+    // Leave: the prune travels up the chain.
+    net.members(2, 2, SourceFilter::include([]));
+    net.advance(Duration::from_millis(10));
+    assert!(net.star(1).is_none());
+    assert!(net.star(0).is_none());
+    assert!(net.routers.iter().all(|r| r.mrib.is_empty()));
+}
