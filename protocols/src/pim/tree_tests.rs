@@ -1347,3 +1347,255 @@ fn scenario_join_propagates_hop_by_hop_to_rp() {
     assert!(net.star(0).is_none());
     assert!(net.routers.iter().all(|r| r.mrib.is_empty()));
 }
+
+mod hostile {
+    //! Random inputs never panic, the entry count matches the tables and
+    //! stays within the bound, and every PIM route belongs to an entry.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Jp {
+            to_us: bool,
+            group: u8,
+            joins: Vec<(u8, bool, bool)>,
+            prunes: Vec<(u8, bool, bool)>,
+            holdtime: u16,
+        },
+        Assert {
+            group: u8,
+            source: u8,
+            rpt: bool,
+            pref: u32,
+        },
+        Register {
+            group: u8,
+            source: u8,
+            null: bool,
+            garbage: bool,
+        },
+        RegisterStop {
+            group: u8,
+            source: u8,
+        },
+        Members {
+            lan: u8,
+            group: u8,
+            include: Option<Vec<u8>>,
+        },
+        Rpf {
+            source: u8,
+            lan: u8,
+            via: Option<u8>,
+        },
+        Data {
+            lan: u8,
+            group: u8,
+            source: u8,
+            wrong: bool,
+        },
+        Advance(u16),
+    }
+
+    fn grp(g: u8) -> Ipv4Addr {
+        if g == 255 {
+            Ipv4Addr::new(10, 0, 0, 1) // not a group
+        } else {
+            Ipv4Addr::new(239, 0, 0, g % 8)
+        }
+    }
+
+    fn src(s: u8) -> Ipv4Addr {
+        Ipv4Addr::new(192, 168, 0, s % 8)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let entry = || (any::<u8>(), any::<bool>(), any::<bool>());
+        prop_oneof![
+            4 => (
+                any::<bool>(),
+                any::<u8>(),
+                proptest::collection::vec(entry(), 0..4),
+                proptest::collection::vec(entry(), 0..4),
+                prop_oneof![Just(210u16), Just(0), Just(0xffff), any::<u16>()],
+            )
+                .prop_map(|(to_us, group, joins, prunes, holdtime)| Op::Jp {
+                    to_us,
+                    group,
+                    joins,
+                    prunes,
+                    holdtime
+                }),
+            1 => (any::<u8>(), any::<u8>(), any::<bool>(), any::<u32>()).prop_map(
+                |(group, source, rpt, pref)| Op::Assert {
+                    group,
+                    source,
+                    rpt,
+                    pref
+                }
+            ),
+            1 => (any::<u8>(), any::<u8>(), any::<bool>(), any::<bool>()).prop_map(
+                |(group, source, null, garbage)| Op::Register {
+                    group,
+                    source,
+                    null,
+                    garbage
+                }
+            ),
+            1 => (any::<u8>(), any::<u8>())
+                .prop_map(|(group, source)| Op::RegisterStop { group, source }),
+            2 => (
+                0u8..3,
+                any::<u8>(),
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..3))
+            )
+                .prop_map(|(lan, group, include)| Op::Members {
+                    lan,
+                    group,
+                    include
+                }),
+            1 => (any::<u8>(), 0u8..3, proptest::option::of(any::<u8>()))
+                .prop_map(|(source, lan, via)| Op::Rpf { source, lan, via }),
+            2 => (0u8..3, any::<u8>(), any::<u8>(), any::<bool>()).prop_map(
+                |(lan, group, source, wrong)| Op::Data {
+                    lan,
+                    group,
+                    source,
+                    wrong
+                }
+            ),
+            2 => any::<u16>().prop_map(Op::Advance),
+        ]
+    }
+
+    fn check(net: &Net) {
+        let t = net.tree(0);
+        let actual: usize = t
+            .groups()
+            .values()
+            .map(|g| usize::from(g.star.is_some()) + g.sources.len())
+            .sum();
+        assert_eq!(actual, t.entry_count());
+        assert!(t.entry_count() <= 20);
+        for key in t.routes().keys() {
+            let g = &t.groups()[&key.group];
+            match key.source {
+                None => assert!(g.star.is_some()),
+                Some(s) => assert!(g.sources.contains_key(&s)),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_inputs_keep_the_tree_consistent(ops in proptest::collection::vec(op(), 1..60)) {
+            // R0 under test on lan0..lan2 (RP for 239.0.0.0/29 is R1), R1
+            // a neighbour on lan0.
+            let rp = addr(1, 0);
+            let mut net = Net::new(&[&[0, 1, 2], &[0]], |r| TreeConfig {
+                max_entries: 20,
+                ..rp_at(addr(1, 0))(r)
+            });
+            net.rpf(0, all_lans(), 0, None);
+            net.advance(Duration::from_secs(10));
+            for op in ops {
+                let pkt = |lan: u32, from: Ipv4Addr, dst: Ipv4Addr, message| {
+                    Input::Packet(Packet {
+                        interface: ifc(lan),
+                        source: from,
+                        destination: dst,
+                        ttl: 1,
+                        router_alert: true,
+                        message,
+                    })
+                };
+                let input = match op {
+                    Op::Jp { to_us, group, joins, prunes, holdtime } => {
+                        let e = |(s, w, r): (u8, bool, bool)| EncodedSource {
+                            addr: if w { rp } else { src(s) },
+                            mask_len: if s == 77 { 24 } else { 32 },
+                            sparse: s != 78,
+                            wildcard: w,
+                            rpt: r,
+                        };
+                        let to = if to_us { addr(0, 0) } else { addr(1, 0) };
+                        let from = if to_us { addr(1, 0) } else { addr(5, 0) };
+                        pkt(0, from, ALL_PIM_ROUTERS, PimMessage::JoinPrune(JoinPrune {
+                            upstream_neighbor: to,
+                            holdtime,
+                            groups: vec![JoinPruneGroup {
+                                group: EncodedGroup::host(grp(group)),
+                                joins: joins.into_iter().map(e).collect(),
+                                prunes: prunes.into_iter().map(e).collect(),
+                            }],
+                        }))
+                    }
+                    Op::Assert { group, source, rpt, pref } => pkt(
+                        0,
+                        addr(1, 0),
+                        ALL_PIM_ROUTERS,
+                        PimMessage::Assert(Assert {
+                            group: grp(group),
+                            source: if source % 3 == 0 { Ipv4Addr::UNSPECIFIED } else { src(source) },
+                            rpt,
+                            metric_preference: pref,
+                            metric: u32::from(source),
+                        }),
+                    ),
+                    Op::Register { group, source, null, garbage } => {
+                        let mut r = Register::null(src(source), grp(group));
+                        r.null_register = null;
+                        if garbage {
+                            r.packet.truncate(usize::from(source % 21));
+                        }
+                        pkt(0, addr(1, 0), addr(0, 0), PimMessage::Register(r))
+                    }
+                    Op::RegisterStop { group, source } => pkt(
+                        0,
+                        rp,
+                        addr(0, 0),
+                        PimMessage::RegisterStop { group: grp(group), source: src(source) },
+                    ),
+                    Op::Members { lan, group, include } => Input::LocalMembers {
+                        interface: ifc(u32::from(lan)),
+                        group: grp(group),
+                        filter: match include {
+                            None => SourceFilter::any_source(),
+                            Some(v) => SourceFilter::include(v.into_iter().map(src)),
+                        },
+                    },
+                    Op::Rpf { source, lan, via } => Input::Rpf(RpfChange {
+                        prefix: Ipv4Prefix::host(src(source)),
+                        route: Some(RpfRoute {
+                            interface: ifc(u32::from(lan)),
+                            neighbor: via.map(|v| Ipv4Addr::new(10, 0, lan, v % 4)),
+                            metric: 1,
+                            preference: 1,
+                        }),
+                    }),
+                    Op::Data { lan, group, source, wrong } => {
+                        let (interface, source, group) =
+                            (ifc(u32::from(lan)), src(source), grp(group));
+                        Input::DataPlane(if wrong {
+                            DataPlaneNotice::WrongInterface { interface, source, group }
+                        } else {
+                            DataPlaneNotice::NewSource { interface, source, group }
+                        })
+                    }
+                    Op::Advance(ms) => {
+                        net.advance(Duration::from_millis(u64::from(ms) * 10));
+                        check(&net);
+                        continue;
+                    }
+                };
+                net.feed(0, input);
+                net.deliver();
+                check(&net);
+            }
+            net.advance(Duration::from_secs(1000));
+            check(&net);
+        }
+    }
+}
