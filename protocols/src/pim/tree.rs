@@ -1908,7 +1908,9 @@ impl Tree {
         if !star_include.is_empty() {
             self.ensure_star(g);
         }
-        for s in sg_include.keys() {
+        // INCLUDE sources need (S,G) state, EXCLUDE sources (S,G,rpt)
+        // state (4.1.6 pim_include / pim_exclude).
+        for s in sg_include.keys().chain(sg_exclude.keys()) {
             self.ensure_sg(*s, g);
         }
         let Some(mut gs) = self.groups.remove(&g) else {
@@ -2132,11 +2134,19 @@ impl Tree {
                 _ => None,
             };
             if let Some(ev) = rev {
+                let was = sg.rpt_up;
                 let (st, ot, send) =
                     fsm::upstream_rpt(sg.rpt_up, sg.override_timer, ev, now, ctx.t_override);
                 sg.rpt_up = st;
                 Self::sync_ot(s, g, sg.override_timer, ot, out);
                 sg.override_timer = ot;
+                // RPTNotJoined -> Pruned sends nothing by itself: the
+                // Prune(S,G,rpt) rides in the message carrying the
+                // Join(*,G) that joined the shared tree (4.5.7, 4.5.8).
+                let send = match (was, st, send) {
+                    (RptUpState::RptNotJoined, RptUpState::Pruned, None) => Some(RptSend::Prune),
+                    _ => send,
+                };
                 if let (Some(send), Some(up)) = (send, star_target) {
                     self.queue(up, g, enc(s, false, true), send == RptSend::Join);
                 }
@@ -2150,7 +2160,7 @@ impl Tree {
                 || star_iif.is_none() && !rjd;
             // Entries with no state left go (local INCLUDE members keep
             // theirs); only kept entries have a route.
-            let keep = !sg.is_idle() || !incl.is_empty();
+            let keep = !sg.is_idle() || !incl.is_empty() || !excl.is_empty();
             let wants = !inherited.is_empty()
                 || !prunes_rpt.is_empty()
                 || sg.keepalive.is_some()

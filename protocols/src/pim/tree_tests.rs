@@ -1348,6 +1348,42 @@ fn scenario_join_propagates_hop_by_hop_to_rp() {
     assert!(net.routers.iter().all(|r| r.mrib.is_empty()));
 }
 
+/// IGMPv3 EXCLUDE {S} at the last hop: the Join(*,G) and the
+/// Prune(S,G,rpt) for S go in one message (4.5.7: RPTNotJoined -> Pruned
+/// rides with the Join(*,G)); the RP keeps S off the shared tree there.
+#[test]
+fn exclude_member_prunes_source_off_shared_tree_in_the_join_message() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10));
+    let t0 = net.now();
+    net.members(1, 1, SourceFilter::exclude([S]));
+    net.advance(Duration::from_millis(10));
+    let sent = net.sent_since(1, t0);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let g = &sent[0].groups[0];
+    assert!(g.joins.iter().any(|s| s.wildcard && s.rpt && s.addr == rp));
+    assert!(g.prunes.iter().any(|s| !s.wildcard && s.rpt && s.addr == S));
+    assert_eq!(net.sg(1).unwrap().rpt_up, RptUpState::Pruned);
+    assert_eq!(net.sg(0).unwrap().rpt_down[&1].state, RptDownState::Prune);
+    // The RP: (*,G) forwards onto lan0, (S,G) does not.
+    assert!(net
+        .route(0, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&ifc(0)));
+    assert!(net.route(0, RouteKey::sg(S, G)).unwrap().oifs.is_empty());
+    // Periodic refreshes keep both.
+    net.advance(Duration::from_secs(300));
+    assert_eq!(net.sg(0).unwrap().rpt_down[&1].state, RptDownState::Prune);
+    // The member drops the exclusion: Join(S,G,rpt) undoes the prune.
+    net.members(1, 1, SourceFilter::any_source());
+    net.advance(Duration::from_millis(10));
+    assert!(net.sg(0).is_none());
+    assert!(net.route(0, RouteKey::sg(S, G)).is_none());
+}
+
 mod hostile {
     //! Random inputs never panic, the entry count matches the tables and
     //! stays within the bound, and every PIM route belongs to an entry.
