@@ -281,6 +281,9 @@ pub struct TreeCounters {
     pub jp_sent: u64,
     /// Join/Prune messages from our own address (looped back), ignored.
     pub jp_own: u64,
+    /// Join/Prune messages from a router that is not a PIM neighbour on the
+    /// interface, ignored.
+    pub jp_not_neighbor: u64,
     /// Group entries ignored: not a single multicast group (mask not 32,
     /// not in 224.0.0.0/4, or link-local 224.0.0.0/24).
     pub bad_group: u64,
@@ -863,6 +866,18 @@ impl Tree {
         self.counters.jp_received += 1;
         if ifc.addresses.iter().any(|a| a.address == source) {
             self.counters.jp_own += 1;
+            return;
+        }
+        // Only neighbours (Hello-learned or injected) take part in the
+        // Join/Prune protocol on a link (RFC 7761 section 4.3: Hellos are
+        // what make a router a neighbour); anything else is counted.
+        if !ifc.neighbors.contains_key(&source)
+            && !ifc
+                .neighbors
+                .values()
+                .any(|n| n.secondary_addresses.contains(&source))
+        {
+            self.counters.jp_not_neighbor += 1;
             return;
         }
         let to_us = ifc

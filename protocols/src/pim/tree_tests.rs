@@ -240,6 +240,24 @@ impl Net {
 
 const DEFAULT_JP_MTU_TEST: usize = tree::DEFAULT_JP_MTU;
 
+/// A Hello from `from` on `lan` at router `r`: makes it a neighbour there.
+fn hello_from(net: &mut Net, r: usize, lan: u32, from: Ipv4Addr) {
+    net.feed(
+        r,
+        Input::Packet(Packet {
+            interface: ifc(lan),
+            source: from,
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: true,
+            message: PimMessage::Hello(Hello {
+                holdtime: Some(0xffff),
+                ..Hello::default()
+            }),
+        }),
+    );
+}
+
 fn rp_at(rp: Ipv4Addr) -> impl Fn(usize) -> TreeConfig {
     move |_| TreeConfig {
         static_rp: vec![StaticRp {
@@ -781,6 +799,8 @@ fn flood_of_10000_sg_joins_hits_the_bound() {
     });
     net.advance(Duration::from_secs(1));
     let me = addr(0, 0);
+    hello_from(&mut net, 0, 0, Ipv4Addr::new(10, 0, 0, 77));
+    hello_from(&mut net, 0, 0, Ipv4Addr::new(10, 0, 0, 78));
     // An existing route before the flood.
     let kept = Ipv4Addr::new(239, 255, 0, 1);
     let join_kept = |net: &mut Net| {
@@ -881,6 +901,27 @@ fn flood_of_10000_sg_joins_hits_the_bound() {
     );
     let c = net.tree(0).counters();
     assert_eq!((c.bad_group, c.bad_source), (1, 3));
+    // From a router that is not a neighbour: ignored, counted.
+    net.feed(
+        0,
+        Input::Packet(Packet {
+            interface: ifc(0),
+            source: Ipv4Addr::new(10, 0, 0, 99),
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: true,
+            message: jp_msg(
+                me,
+                vec![JoinPruneGroup {
+                    group: EncodedGroup::host(G),
+                    joins: vec![sg_src(S)],
+                    prunes: vec![],
+                }],
+            ),
+        }),
+    );
+    assert_eq!(net.tree(0).counters().jp_not_neighbor, 1);
+    assert!(net.sg(0).is_none());
     // Entries expire after the holdtime: memory comes back.
     net.advance(Duration::from_secs(211));
     assert_eq!(net.tree(0).entry_count(), 0);
@@ -894,6 +935,7 @@ fn star_join_with_wrong_rp_and_own_messages_ignored() {
     let rp = addr(0, 0);
     let mut net = Net::new(&[&[0]], rp_at(rp));
     net.advance(Duration::from_secs(1));
+    hello_from(&mut net, 0, 0, Ipv4Addr::new(10, 0, 0, 9));
     let star = |a| EncodedSource {
         addr: a,
         mask_len: 32,
@@ -937,6 +979,7 @@ fn sg_rpt_prune_survives_only_if_repeated_with_star_join() {
     let rp = addr(0, 0);
     let mut net = Net::new(&[&[0]], rp_at(rp));
     net.advance(Duration::from_secs(1));
+    hello_from(&mut net, 0, 0, Ipv4Addr::new(10, 0, 0, 9));
     let star = EncodedSource {
         addr: rp,
         mask_len: 32,
@@ -1557,7 +1600,7 @@ mod hostile {
                             rpt: r,
                         };
                         let to = if to_us { addr(0, 0) } else { addr(1, 0) };
-                        let from = if to_us { addr(1, 0) } else { addr(5, 0) };
+                        let from = addr(1, 0);
                         pkt(0, from, ALL_PIM_ROUTERS, PimMessage::JoinPrune(JoinPrune {
                             upstream_neighbor: to,
                             holdtime,
