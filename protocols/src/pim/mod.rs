@@ -32,7 +32,7 @@
 //!   upstream join moves: 4.5.5/4.5.6 "RPF' changes").
 //! * [`Input::LocalMembers`]: IGMP's members per interface and group; they
 //!   count where we are the DR (`pim_include`, section 4.1.6).
-//! * [`Input::DataPlane`]: `NewSource` / `WrongInterface` notices start or
+//! * [`Input::DataPlane`]: `NewSource` / `Traffic` / `WrongInterface` notices start or
 //!   refresh the `(S,G)` Keepalive Timer (first-hop DR, RP, last hop with
 //!   `spt_switchover: immediate`), set the SPTbit when traffic arrives on
 //!   the RPF interface toward S, and start Asserts when it arrives on an
@@ -1139,6 +1139,11 @@ impl Pim {
                     group,
                 }
                 | crate::io::DataPlaneNotice::WrongInterface {
+                    interface,
+                    source,
+                    group,
+                }
+                | crate::io::DataPlaneNotice::Traffic {
                     interface,
                     source,
                     group,

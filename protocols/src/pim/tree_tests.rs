@@ -1427,6 +1427,53 @@ fn exclude_member_prunes_source_off_shared_tree_in_the_join_message() {
     assert!(net.route(0, RouteKey::sg(S, G)).is_none());
 }
 
+/// The Keepalive Timer (4.1.2) is refreshed by `Traffic` notices: the
+/// first-hop DR keeps its (S,G) route while packets flow, and drops it
+/// 210 s after they stop.
+#[test]
+fn keepalive_refreshed_by_traffic_notices() {
+    let rp = addr(0, 0);
+    let s1 = Ipv4Addr::new(10, 0, 1, 50);
+    let mut net = Net::new(&[&[0], &[0, 1]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(1, Ipv4Prefix::new(s1, 24).unwrap(), 1, None);
+    net.advance(Duration::from_secs(10));
+    let notice = |first: bool| {
+        let (interface, source, group) = (ifc(1), s1, G);
+        Input::DataPlane(if first {
+            DataPlaneNotice::NewSource {
+                interface,
+                source,
+                group,
+            }
+        } else {
+            DataPlaneNotice::Traffic {
+                interface,
+                source,
+                group,
+            }
+        })
+    };
+    net.feed(1, notice(true));
+    for _ in 0..10 {
+        net.advance(Duration::from_secs(60));
+        net.feed(1, notice(false));
+    }
+    assert!(
+        net.route(1, RouteKey::sg(s1, G)).is_some(),
+        "alive after 600 s of traffic"
+    );
+    let kat = net.tree(1).groups()[&G].sources[&s1].keepalive.unwrap();
+    assert_eq!(kat, net.now() + tree::KEEPALIVE_PERIOD);
+    net.advance(Duration::from_secs(209));
+    assert!(net.route(1, RouteKey::sg(s1, G)).is_some());
+    net.advance(Duration::from_secs(2));
+    assert!(
+        net.route(1, RouteKey::sg(s1, G)).is_none(),
+        "gone 210 s after the last packet"
+    );
+}
+
 mod hostile {
     //! Random inputs never panic, the entry count matches the tables and
     //! stays within the bound, and every PIM route belongs to an entry.
