@@ -84,6 +84,19 @@ pub enum DataPlaneNotice {
         /// Destination group.
         group: Ipv4Addr,
     },
+    /// Packets of an existing `(S,G)` route kept arriving on `interface`
+    /// (the data plane's or the kernel's per-route counters moved since the
+    /// last look, e.g. `SIOCGETSGCNT`): refreshes PIM's Keepalive Timer
+    /// (RFC 7761 section 4.1.2), which NOCACHE alone cannot do once the
+    /// route is installed. Send at most about once a minute per route.
+    Traffic {
+        /// Arrival interface.
+        interface: Interface,
+        /// IP source.
+        source: Ipv4Addr,
+        /// Destination group.
+        group: Ipv4Addr,
+    },
     /// Traffic for a route arrived on an interface other than its iif
     /// (kernel `IGMPMSG_WRONGVIF`): on an outgoing interface it triggers an
     /// Assert (RFC 7761 section 4.6).

@@ -487,6 +487,7 @@ impl PimRuntime {
             interfaces: Vec::new(),
             external_neighbors: Vec::new(),
             max_neighbors_per_interface: DEFAULT_MAX_NEIGHBORS,
+            ..PimConfig::default()
         };
         let mut waiting = Vec::new();
         for pi in &config.pim.interfaces {

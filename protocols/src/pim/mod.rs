@@ -1,10 +1,16 @@
-//! PIM-SM neighbour discovery and DR election (RFC 7761 section 4.3).
+//! PIM-SM (RFC 7761): neighbour discovery and DR election (section 4.3)
+//! here, and the distribution trees in [`tree`] (Join/Prune, RP mapping,
+//! Register, Keepalive and SPT switchover, Assert) on the pure state
+//! machines of [`fsm`].
 //!
 //! [`Pim`] is a [`Protocol`] instance: per PIM interface it sends Hellos
 //! (periodic, triggered, goodbye), keeps the neighbour table (learned from
 //! Hellos or injected by an operator or an external routing daemon) and
-//! elects the Designated Router. Join/Prune, Register and Assert build on
-//! this in later work; messages of those types are counted and ignored.
+//! elects the Designated Router; its [`Tree`] keeps the `(*,G)`, `(S,G)` and
+//! `(S,G,rpt)` state, sends Join/Prune messages packed per upstream
+//! neighbour, Registers, Register-Stops and Asserts, and writes
+//! `Origin::Pim` routes as [`Action::Mrib`] updates. After every input, the
+//! groups it touched are re-evaluated once (section 4.1.6 macros).
 //!
 //! # Inputs
 //!
@@ -21,21 +27,45 @@
 //! * [`Input::Timer`] with a [`PimTimer`].
 //! * [`Input::InterfaceDown`]: like removing the interface (goodbye first).
 //! * [`Input::Shutdown`]: goodbye (Holdtime 0) on every interface.
-//! * [`Input::Rpf`]: recorded (last change per prefix) for the Join/Prune
-//!   state machines of later work.
+//! * [`Input::Rpf`]: recorded (last change per prefix, longest match
+//!   wins); every group's RPF interface and RPF' are re-evaluated (an
+//!   upstream join moves: 4.5.5/4.5.6 "RPF' changes").
+//! * [`Input::LocalMembers`]: IGMP's members per interface and group; they
+//!   count where we are the DR (`pim_include`, section 4.1.6).
+//! * [`Input::DataPlane`]: `NewSource` / `Traffic` / `WrongInterface` notices start or
+//!   refresh the `(S,G)` Keepalive Timer (first-hop DR, RP, last hop with
+//!   `spt_switchover: immediate`), set the SPTbit when traffic arrives on
+//!   the RPF interface toward S, and start Asserts when it arrives on an
+//!   outgoing interface.
 //!
 //! # State machines
 //!
 //! The interface machine is `match (state, event)` in
-//! [`Pim::interface_event`]; the neighbour machine in
-//! [`Pim::neighbor_event`]. Rows cite RFC 7761.
+//! `Pim::interface_event`; the neighbour machine in
+//! `Pim::neighbor_event`. The tree machines are the pure functions of
+//! [`fsm`] (downstream 4.5.2-4.5.4, upstream 4.5.5-4.5.7, Register 4.4.1,
+//! Assert 4.6). Rows cite RFC 7761.
+//!
+//! # Events
+//!
+//! `neighbor-up`, `neighbor-down`, `neighbor-restart`, `dr-change`;
+//! `join-state` (a downstream `(*,G)` / `(S,G)` / `(S,G,rpt)` state change on
+//! an interface: `group`, `source`, `reason` = `star-g` / `sg` / `sg-rpt`,
+//! `action` = the new state);
+//! `route` (`action` = `add` / `remove` of a PIM route); `register-tunnel`
+//! (`action` = `add` / `remove` / `update`, with `rp`).
 
+pub mod fsm;
 mod message;
+pub mod tree;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tree_tests;
 
-pub use message::{Hello, LanPruneDelay, PimMessage, RxError};
+pub use message::{Assert, Hello, JoinPrune, LanPruneDelay, PimMessage, Register, RxError};
+pub use tree::{SptSwitchover, StaticRp, Tree, TreeConfig, TreeTimer};
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -149,6 +179,8 @@ pub struct PimConfig {
     pub external_neighbors: Vec<ExternalNeighbor>,
     /// Bound of each interface's neighbour table.
     pub max_neighbors_per_interface: usize,
+    /// Trees: RP mappings, SPT switchover, t_periodic, bounds.
+    pub tree: TreeConfig,
 }
 
 impl Default for PimConfig {
@@ -157,6 +189,7 @@ impl Default for PimConfig {
             interfaces: Vec::new(),
             external_neighbors: Vec::new(),
             max_neighbors_per_interface: DEFAULT_MAX_NEIGHBORS,
+            tree: TreeConfig::default(),
         }
     }
 }
@@ -169,6 +202,8 @@ pub enum PimTimer {
     /// The Neighbor Liveness Timer of a neighbour on an interface, RFC 7761
     /// section 4.3.2.
     NeighborExpiry(u32, Ipv4Addr),
+    /// A timer of the tree state (RFC 7761 section 4.5).
+    Tree(TreeTimer),
 }
 
 /// An event's details (`subscribe --events pim`).
@@ -195,6 +230,18 @@ pub struct PimEvent {
     /// The DR before the change (dr-change).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_dr: Option<Ipv4Addr>,
+    /// The source of the (S,G) concerned (register-tunnel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Ipv4Addr>,
+    /// The group concerned (register-tunnel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<Ipv4Addr>,
+    /// The RP concerned (register-tunnel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rp: Option<Ipv4Addr>,
+    /// What happened (register-tunnel: `add`, `remove`, `update`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
 }
 
 /// Per-interface counters (messages, and received messages not used, by
@@ -371,16 +418,26 @@ pub struct Pim {
     max_neighbors: usize,
     rpf: BTreeMap<Ipv4Prefix, RpfChange>,
     not_pim_interface: u64,
+    tree: Tree,
 }
 
 type Out = Vec<ActionOf<Pim>>;
 
+/// Per interface (index, primary address, DR, neighbour count), and each
+/// neighbour's Generation ID.
+type TreeSnapshot = (
+    Vec<(u32, Option<Ipv4Addr>, bool, usize)>,
+    BTreeMap<(u32, Ipv4Addr), Option<u32>>,
+);
+
 impl Pim {
     /// A stopped instance; `rng` draws Generation IDs and triggered-Hello
     /// delays (seed it from the OS in the daemon, with a constant in tests).
-    pub fn new(rng: Rng) -> Self {
+    pub fn new(mut rng: Rng) -> Self {
+        let tree = Tree::new(rng.fork());
         Pim {
             rng,
+            tree,
             ifaces: BTreeMap::new(),
             external: Vec::new(),
             max_neighbors: DEFAULT_MAX_NEIGHBORS,
@@ -402,6 +459,31 @@ impl Pim {
     /// PIM messages received on interfaces where PIM does not run.
     pub fn not_pim_interface(&self) -> u64 {
         self.not_pim_interface
+    }
+
+    /// The tree state (join state, routes, RP mappings).
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// What the tree machines see of interfaces, DRs and neighbours; a
+    /// change re-evaluates every group.
+    fn tree_snapshot(&self) -> TreeSnapshot {
+        let ifs = self
+            .ifaces
+            .iter()
+            .map(|(i, ifc)| (*i, ifc.primary(), ifc.is_dr(), ifc.neighbors.len()))
+            .collect();
+        let gens = self
+            .ifaces
+            .iter()
+            .flat_map(|(i, ifc)| {
+                ifc.neighbors
+                    .values()
+                    .map(move |n| ((*i, n.address), n.generation_id))
+            })
+            .collect();
+        (ifs, gens)
     }
 
     /// The last RPF change recorded per prefix.
@@ -819,6 +901,11 @@ impl Pim {
                 RxError::UnknownType => c.unknown_type += 1,
             },
             PimMessage::Other { .. } => c.unhandled_type += 1,
+            // Handled by the tree before this point.
+            PimMessage::JoinPrune(_)
+            | PimMessage::Register(_)
+            | PimMessage::RegisterStop { .. }
+            | PimMessage::Assert(_) => {}
             PimMessage::Hello(h) => {
                 if ifc.addresses.iter().any(|a| a.address == pkt.source) {
                     c.own += 1;
@@ -902,8 +989,98 @@ impl Protocol for Pim {
     type Event = PimEvent;
 
     fn handle(&mut self, now: Timestamp, input: InputOf<Self>, out: &mut Vec<ActionOf<Self>>) {
+        let before = self.tree_snapshot();
+        self.handle_inner(now, input, out);
+        let after = self.tree_snapshot();
+        let env = tree::Env {
+            ifaces: &self.ifaces,
+            rpf: &self.rpf,
+        };
+        if after != before {
+            self.tree.touch_all();
+            // 4.5.5/4.5.6: a neighbour's new Generation ID.
+            for (k, g) in &after.1 {
+                if matches!(before.1.get(k), Some(old) if old.is_some() && old != g) {
+                    let up = fsm::Upstream {
+                        ifindex: k.0,
+                        neighbor: k.1,
+                    };
+                    self.tree.genid_changed(&env, now, up, out);
+                }
+            }
+        }
+        self.tree.finish(&env, now, out);
+    }
+}
+
+impl Pim {
+    fn handle_inner(&mut self, now: Timestamp, input: InputOf<Self>, out: &mut Out) {
         match input {
-            Input::Config(cfg) => self.apply_config(now, cfg, out),
+            Input::Config(cfg) => {
+                self.tree.set_config(cfg.tree.clone());
+                self.apply_config(now, cfg, out)
+            }
+            Input::Packet(crate::io::Packet {
+                interface,
+                source,
+                message: PimMessage::JoinPrune(jp),
+                ..
+            }) => {
+                if !self.ifaces.contains_key(&interface.index) {
+                    self.not_pim_interface += 1;
+                    return;
+                }
+                let env = tree::Env {
+                    ifaces: &self.ifaces,
+                    rpf: &self.rpf,
+                };
+                self.tree
+                    .receive_jp(&env, now, interface.index, source, &jp, out);
+            }
+            Input::Packet(crate::io::Packet {
+                interface,
+                source,
+                destination,
+                message: PimMessage::Register(reg),
+                ..
+            }) => {
+                let env = tree::Env {
+                    ifaces: &self.ifaces,
+                    rpf: &self.rpf,
+                };
+                self.tree
+                    .receive_register(&env, now, &interface, source, destination, &reg, out);
+            }
+            Input::Packet(crate::io::Packet {
+                interface,
+                source,
+                message: PimMessage::Assert(a),
+                ..
+            }) => {
+                if !self.ifaces.contains_key(&interface.index) {
+                    self.not_pim_interface += 1;
+                    return;
+                }
+                let env = tree::Env {
+                    ifaces: &self.ifaces,
+                    rpf: &self.rpf,
+                };
+                self.tree
+                    .receive_assert(&env, now, interface.index, source, &a, out);
+            }
+            Input::Packet(crate::io::Packet {
+                message: PimMessage::RegisterStop { group, source },
+                ..
+            }) => {
+                self.tree.receive_register_stop(now, source, group, out);
+            }
+            Input::Timer(PimTimer::Tree(t)) => {
+                let env = tree::Env {
+                    ifaces: &self.ifaces,
+                    rpf: &self.rpf,
+                };
+                self.tree.timer(&env, now, t, out);
+            }
             Input::Packet(pkt) => self.receive(now, pkt, out),
             Input::Timer(PimTimer::Hello(i)) => {
                 self.interface_event(now, i, IfEvent::HelloTimer, out)
@@ -941,6 +1118,7 @@ impl Protocol for Pim {
             Input::Rpf(change) => {
                 if self.rpf.len() < MAX_RPF_ENTRIES || self.rpf.contains_key(&change.prefix) {
                     self.rpf.insert(change.prefix, change);
+                    self.tree.touch_all();
                 }
             }
             Input::Shutdown => {
@@ -949,7 +1127,35 @@ impl Protocol for Pim {
                     self.interface_event(now, i, IfEvent::Stop, out);
                 }
             }
-            Input::LocalMembers { .. } | Input::DataPlane(_) => {}
+            Input::LocalMembers {
+                interface,
+                group,
+                filter,
+            } => self.tree.local_members(interface, group, filter),
+            Input::DataPlane(
+                crate::io::DataPlaneNotice::NewSource {
+                    interface,
+                    source,
+                    group,
+                }
+                | crate::io::DataPlaneNotice::WrongInterface {
+                    interface,
+                    source,
+                    group,
+                }
+                | crate::io::DataPlaneNotice::Traffic {
+                    interface,
+                    source,
+                    group,
+                },
+            ) => {
+                let env = tree::Env {
+                    ifaces: &self.ifaces,
+                    rpf: &self.rpf,
+                };
+                self.tree
+                    .data_plane(&env, now, &interface, source, group, out);
+            }
         }
     }
 }
