@@ -456,6 +456,38 @@ pub enum RptSend {
     Prune,
 }
 
+/// Feeds a change of JoinDesired (RFC 7761 4.5.5 for (*,G), 4.5.6 for
+/// (S,G)) to [`upstream`]: `JoinDesiredTrue` toward `ctx.target` when not
+/// joined and joining is wanted and possible, `JoinDesiredFalse` toward the
+/// neighbour last joined (`joined_to`, so the Prune goes where the Join
+/// went) when joined and no longer wanted; otherwise nothing. Updates the
+/// state and Join Timer in place and returns the messages to send.
+pub fn join_desired(
+    state: &mut UpState,
+    jt: &mut Option<Timestamp>,
+    join_desired: bool,
+    joined_to: Option<Upstream>,
+    ctx: &UpCtx,
+) -> Vec<UpSend> {
+    let ev = match (*state, join_desired && ctx.target.is_some()) {
+        (UpState::NotJoined, true) => UpEvent::JoinDesiredTrue,
+        (UpState::Joined, false) => UpEvent::JoinDesiredFalse,
+        _ => return Vec::new(),
+    };
+    let ctx = UpCtx {
+        target: if ev == UpEvent::JoinDesiredFalse {
+            joined_to
+        } else {
+            ctx.target
+        },
+        ..*ctx
+    };
+    let (s, t, sends) = upstream(*state, *jt, ev, &ctx);
+    *state = s;
+    *jt = t;
+    sends
+}
+
 /// One step of the `(S,G,rpt)` upstream machine (RFC 7761 section 4.5.7).
 /// `ot` is the Override Timer deadline; `t_override` the drawn override
 /// delay.

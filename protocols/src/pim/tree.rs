@@ -1969,25 +1969,16 @@ impl Tree {
                     st.up = UpState::NotJoined;
                 }
             }
-            let ev = match (st.up, jd && star_target.is_some()) {
-                (UpState::NotJoined, true) => Some(UpEvent::JoinDesiredTrue),
-                (UpState::Joined, false) => Some(UpEvent::JoinDesiredFalse),
-                _ => None,
-            };
-            if let Some(ev) = ev {
-                let ctx = UpCtx {
-                    target: if ev == UpEvent::JoinDesiredFalse {
-                        st.upstream
-                    } else {
-                        star_target
-                    },
+            sends.extend(fsm::join_desired(
+                &mut st.up,
+                &mut st.join_timer,
+                jd,
+                st.upstream,
+                &UpCtx {
+                    target: star_target,
                     ..ctx
-                };
-                let (s, jt, x) = fsm::upstream(st.up, st.join_timer, ev, &ctx);
-                st.up = s;
-                st.join_timer = jt;
-                sends.extend(x);
-            }
+                },
+            ));
             let rp_for_msg = if st.up == UpState::Joined {
                 rp
             } else {
@@ -2073,25 +2064,16 @@ impl Tree {
                     sg.spt_bit = false;
                 }
             }
-            let ev = match (sg.up, jd && sg_target.is_some()) {
-                (UpState::NotJoined, true) => Some(UpEvent::JoinDesiredTrue),
-                (UpState::Joined, false) => Some(UpEvent::JoinDesiredFalse),
-                _ => None,
-            };
-            if let Some(ev) = ev {
-                let ctx = UpCtx {
-                    target: if ev == UpEvent::JoinDesiredFalse {
-                        sg.upstream
-                    } else {
-                        sg_target
-                    },
+            sends.extend(fsm::join_desired(
+                &mut sg.up,
+                &mut sg.join_timer,
+                jd,
+                sg.upstream,
+                &UpCtx {
+                    target: sg_target,
                     ..ctx
-                };
-                let (st, jt, x) = fsm::upstream(sg.up, sg.join_timer, ev, &ctx);
-                sg.up = st;
-                sg.join_timer = jt;
-                sends.extend(x);
-            }
+                },
+            ));
             self.queue_sends(sends, g, enc(s, false, false));
             if sg.up == UpState::Joined {
                 sg.upstream = sg_target;
