@@ -487,6 +487,21 @@ fn igmp_interfaces(out: &mut String, r: &IgmpInterfaces) {
     }
 }
 
+/// `12 s ago (at 1795997441)`: a Unix time as people read it, the raw
+/// value kept for logs and scripts.
+fn ago(unix_secs: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match now.checked_sub(unix_secs) {
+        Some(d) if d < 120 => format!("{d} s ago (at {unix_secs})"),
+        Some(d) if d < 7200 => format!("{} min ago (at {unix_secs})", d / 60),
+        Some(d) => format!("{} h ago (at {unix_secs})", d / 3600),
+        None => format!("at {unix_secs}"),
+    }
+}
+
 fn status(out: &mut String, r: &Status) {
     let ns = &r.namespace;
     let ns_text = match &ns.name {
@@ -495,9 +510,9 @@ fn status(out: &mut String, r: &Status) {
     };
     let reload = match &r.last_reload {
         Some(l) => format!(
-            "{} at {} ({})",
+            "{} {} ({})",
             if l.ok { "ok" } else { "FAILED" },
-            l.time,
+            ago(l.time),
             l.message.lines().next().unwrap_or("")
         ),
         None => "never".into(),

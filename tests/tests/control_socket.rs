@@ -203,6 +203,10 @@ fn every_command_round_trips_while_forwarding() {
     let loud = mcrd.ctl(&["log-level", "set", "loud"]);
     assert_eq!(loud.code, 1, "{loud:?}");
     assert!(loud.stderr.contains("unknown log level 'loud'"), "{loud:?}");
+    // A target that is not a module path would be read as filter syntax.
+    let bad = mcrd.ctl(&["log-level", "set", "--target", "bad target!", "info"]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stderr.contains("not a module path"), "{bad:?}");
 
     gen.finish();
     assert_exact(&la.finish(), 10000);

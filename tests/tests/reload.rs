@@ -338,6 +338,31 @@ fn unchanged_file_is_not_parsed_again_but_runtime_edits_still_give_way() {
     assert_eq!(mcrd.ctl_json(&["reload"])["recompiled"], false);
 }
 
+/// `cores` moves engines only at start: after a reload that changes it,
+/// `config show` (and so `config save`) still says where they run.
+#[test]
+fn config_show_keeps_the_running_cores_after_a_reload() {
+    let t = Topo::new(4);
+    let (before, _) = configs(&t);
+    let with =
+        |cores: &str| before.replacen("{ rules:", &format!("{{ cores: [{cores}], rules:"), 1);
+    let mcrd = t.mcrd(&with("0"));
+    std::fs::write(t.dir.path("mcrd.json5"), with("1")).unwrap();
+    let r = mcrd.ctl_json(&["reload"]);
+    assert!(
+        r["note"].as_str().unwrap_or("").contains("next restart"),
+        "{r}"
+    );
+    assert_eq!(mcrd.ctl_json(&["cores"])["engines"][0]["cpu"], 0);
+    let text = mcrd.ctl_json(&["config", "show"])["json5"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let at = text.find("cores:").expect("cores written");
+    let list: String = text[at..].chars().take_while(|c| *c != ']').collect();
+    assert!(list.contains('0') && !list.contains('1'), "{list}");
+}
+
 #[test]
 fn fifty_reloads_in_a_second_under_traffic() {
     let t = Topo::new(4);

@@ -131,6 +131,23 @@ impl Supervisor {
                 if let Err(why) = check_socket_filter(&level, target.as_deref()) {
                     return Response::error(ErrorCode::InvalidArguments, why);
                 }
+                // A target is a module path (`mcr_dataplane::engine`): anything
+                // else would be taken as part of the filter's syntax.
+                if let Some(t) = &target {
+                    if t.is_empty()
+                        || !t
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                    {
+                        return Response::error(
+                            ErrorCode::InvalidArguments,
+                            format!(
+                                "target '{}' is not a module path such as mcr_dataplane or mcr_controlplane::pim",
+                                mcr_config::text::escape(t)
+                            ),
+                        );
+                    }
+                }
                 let filter = match target {
                     // Replace this target's directive rather than piling up.
                     Some(t) => {
@@ -217,6 +234,9 @@ impl Supervisor {
         let mut c = self.config.clone();
         c.rules
             .extend(self.runtime_rules.iter().map(|d| d.rule.clone()));
+        // `cores` takes effect only at start: a reload that changed it left
+        // the engines where they were, and that is what runs.
+        c.cores = self.started_cores.clone();
         c
     }
 

@@ -137,6 +137,8 @@ pub struct Supervisor {
     /// A rule of the file was removed at run time (`mcrctl remove`): the
     /// running rules differ from the file even when its bytes do not.
     config_edited: bool,
+    /// `cores` as the engines were started with (reloads do not move them).
+    started_cores: Option<Vec<usize>>,
     last_reload: Option<ReloadRecord>,
     /// Successful reloads since start.
     reloads: u64,
@@ -189,6 +191,7 @@ const SERVE_BUDGET: Duration = Duration::from_millis(20);
 
 impl Supervisor {
     pub fn start(options: Options, config: Config) -> anyhow::Result<Supervisor> {
+        let started_cores = config.cores.clone();
         // The socket first: a second mcrd on the same path must be refused
         // before it touches anything else.
         let group = options
@@ -274,6 +277,7 @@ impl Supervisor {
             started: Instant::now(),
             config_hash,
             config_edited: false,
+            started_cores,
             last_reload: None,
             reloads: 0,
             rates: rates::RateTracker::default(),
