@@ -64,6 +64,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod igmp;
 pub mod ipv4;
+pub mod msdp;
 pub mod pim;
 pub mod udp;
 
