@@ -457,6 +457,8 @@ impl PimRuntime {
                 self.shutdown();
                 tracing::info!("PIM stopped");
             }
+            // Nothing waits for an interface while PIM is off.
+            self.waiting.clear();
             return;
         }
         if self.socket.is_none() {
