@@ -153,7 +153,12 @@ fn main() -> ExitCode {
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
+                    // In text mode the log is stderr too: one line is enough.
+                    // A JSON log is read by collectors, so it gets the
+                    // error as a record as well.
+                    if matches!(cli.log_format, LogFormat::Json) {
+                        tracing::error!("{e:#}");
+                    }
                     eprintln!("Error: {e:#}");
                     match e.downcast_ref::<mcr_controlplane::control::server::BindError>() {
                         Some(mcr_controlplane::control::server::BindError::InUse(_)) => {
