@@ -117,6 +117,7 @@ pub mod driver;
 pub mod igmp;
 pub mod io;
 pub mod mrib;
+pub mod msdp;
 pub mod net;
 pub mod pim;
 pub mod rng;
