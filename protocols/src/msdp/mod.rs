@@ -39,8 +39,16 @@
 //! counted), and flooded to every other Established peer except those in
 //! the sender's mesh group (section 6), through each target's outbound
 //! filter.
+//!
+//! # Origination (RFC 3618 sections 3, 5.1)
+//!
+//! [`MsdpInput::LocalSources`] gives the sources active in our domain (the
+//! ones registered at this RP); new ones are sent at once with our RP
+//! address ([`Config::originator_id`]), all of them every
+//! [`Config::sa_advertisement_period`] (60 s). SAs carrying our own RP
+//! address that come back are dropped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -64,7 +72,11 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: u64 = 60;
 pub const DEFAULT_HOLD_TIME: u64 = 75;
 /// Default SA cache entry timeout (SA-State timer), in seconds: 6 minutes.
 pub const DEFAULT_SA_CACHE_TIMEOUT: u64 = 360;
-/// Default global SA cache limit, in entries.
+/// Default SA-Advertisement period, in seconds (RFC 3618 section 5.1:
+/// locally originated SAs are re-sent every 60 s).
+pub const DEFAULT_SA_ADVERTISEMENT_PERIOD: u64 = 60;
+/// Default global SA cache limit, in entries (also the most local sources
+/// originated).
 pub const DEFAULT_SA_CACHE_LIMIT: usize = 20_000;
 /// Default per-peer SA limit (entries learned from one peer).
 pub const DEFAULT_PEER_SA_LIMIT: usize = 10_000;
@@ -162,6 +174,9 @@ pub struct Config {
     /// Our address: the TCP connection source and the one compared with
     /// each peer's to decide who connects (RFC 3618 section 5).
     pub local_address: Ipv4Addr,
+    /// The RP address put in the SAs we originate (RFC 3618 12.2 "RP
+    /// Address"); `None`: [`Config::local_address`].
+    pub originator_id: Option<Ipv4Addr>,
     /// KeepAlive period in seconds (RFC 3618 5.5; default 60).
     pub keepalive_interval: u64,
     /// Hold time in seconds (RFC 3618 5.4; default 75).
@@ -170,6 +185,8 @@ pub struct Config {
     pub connect_retry: u64,
     /// SA cache entry timeout in seconds (SA-State timer; default 360).
     pub sa_cache_timeout: u64,
+    /// SA-Advertisement period in seconds (RFC 3618 5.1; default 60).
+    pub sa_advertisement_period: u64,
     /// Most entries in the SA cache, all peers together.
     pub sa_cache_limit: usize,
     /// Peers by address.
@@ -180,10 +197,12 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             local_address: Ipv4Addr::UNSPECIFIED,
+            originator_id: None,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             hold_time: DEFAULT_HOLD_TIME,
             connect_retry: DEFAULT_CONNECT_RETRY,
             sa_cache_timeout: DEFAULT_SA_CACHE_TIMEOUT,
+            sa_advertisement_period: DEFAULT_SA_ADVERTISEMENT_PERIOD,
             sa_cache_limit: DEFAULT_SA_CACHE_LIMIT,
             peers: BTreeMap::new(),
         }
@@ -217,6 +236,8 @@ pub enum MsdpTimer {
     Hold(Ipv4Addr),
     /// SA-State timer of one cache entry (RFC 3618 5.3).
     SaState(SaKey),
+    /// SA-Advertisement timer: re-send the local sources (RFC 3618 5.1).
+    SaAdvertisement,
 }
 
 /// A cache entry's key: (S, G, originating RP).
@@ -312,6 +333,13 @@ pub enum MsdpInput {
         /// What the framer found.
         error: FrameError,
     },
+    /// The complete set of active local sources this RP originates SAs
+    /// for (sources registered at this RP, or directly connected ones when
+    /// we are the RP; RFC 3618 section 3). New entries are advertised at
+    /// once, all of them every SA-Advertisement period (section 5.1). At
+    /// most [`Config::sa_cache_limit`] are kept (the rest counted in
+    /// [`Counters::local_sources_dropped`]).
+    LocalSources(Vec<SaEntry>),
     /// A timer armed by [`MsdpAction::ArmTimer`] fired.
     Timer(MsdpTimer),
     /// The daemon is stopping: close every session.
@@ -480,6 +508,8 @@ pub struct Counters {
     pub unknown_peer_connections: u64,
     /// Inputs for unknown peers or stale timers.
     pub stale_inputs: u64,
+    /// Local sources beyond the cache limit, not originated.
+    pub local_sources_dropped: u64,
 }
 
 /// The peer-RPF lookup: the MSDP peer toward an originating RP (RFC 3618
@@ -526,6 +556,8 @@ pub struct Msdp {
     cache: BTreeMap<SaKey, SaInfo>,
     counters: Counters,
     peer_rpf: Option<PeerRpfFn>,
+    local_sources: BTreeSet<SaEntry>,
+    advertising: bool,
 }
 
 impl fmt::Debug for Msdp {
@@ -558,6 +590,8 @@ impl Msdp {
             cache: BTreeMap::new(),
             counters: Counters::default(),
             peer_rpf: None,
+            local_sources: BTreeSet::new(),
+            advertising: false,
         }
     }
 
@@ -595,6 +629,11 @@ impl Msdp {
     /// The SA cache, ordered by (source, group, RP).
     pub fn sa_cache(&self) -> impl Iterator<Item = (&SaKey, &SaInfo)> + '_ {
         self.cache.iter()
+    }
+
+    /// The local sources we originate SAs for.
+    pub fn local_sources(&self) -> impl Iterator<Item = &SaEntry> + '_ {
+        self.local_sources.iter()
     }
 
     /// Number of SA cache entries.
@@ -639,7 +678,9 @@ impl Msdp {
                 }
                 MsdpTimer::Hold(p) => self.peer_event(now, p, PeerEvent::HoldExpired, out),
                 MsdpTimer::SaState(key) => self.sa_expired(now, key, out),
+                MsdpTimer::SaAdvertisement => self.advertise(now, out),
             },
+            MsdpInput::LocalSources(sources) => self.set_local_sources(now, sources, out),
             MsdpInput::Shutdown => {
                 let addrs: Vec<Ipv4Addr> = self.peers.keys().copied().collect();
                 for a in addrs {
@@ -951,7 +992,7 @@ impl Msdp {
     ) {
         let n = entries.len() as u64;
         let accepted = self.rpf_accepts(a, rp);
-        let own = rp == self.config.local_address;
+        let own = rp == self.config.local_address || rp == self.originator();
         let timeout = secs(self.config.sa_cache_timeout);
         let global_limit = self.config.sa_cache_limit;
         let Some(p) = self.peers.get_mut(&a) else {
@@ -1012,6 +1053,66 @@ impl Msdp {
         self.flood(now, a, rp, &forward, if whole { &data } else { &[] }, out);
     }
 
+    /// The RP address of our SAs.
+    fn originator(&self) -> Ipv4Addr {
+        self.config
+            .originator_id
+            .unwrap_or(self.config.local_address)
+    }
+
+    /// Replaces the local sources; advertises the new ones at once (RFC
+    /// 3618 section 5.1) and starts the SA-Advertisement timer.
+    fn set_local_sources(
+        &mut self,
+        now: Timestamp,
+        sources: Vec<SaEntry>,
+        out: &mut Vec<MsdpAction>,
+    ) {
+        let limit = self.config.sa_cache_limit;
+        let mut set = BTreeSet::new();
+        for e in sources {
+            if set.len() >= limit && !set.contains(&e) {
+                self.counters.local_sources_dropped += 1;
+                continue;
+            }
+            set.insert(e);
+        }
+        let new: Vec<SaEntry> = set.difference(&self.local_sources).copied().collect();
+        self.local_sources = set;
+        let rp = self.originator();
+        self.flood(now, rp, rp, &new, &[], out);
+        if self.local_sources.is_empty() {
+            if self.advertising {
+                out.push(MsdpAction::CancelTimer {
+                    key: MsdpTimer::SaAdvertisement,
+                });
+                self.advertising = false;
+            }
+        } else if !self.advertising {
+            self.advertising = true;
+            out.push(MsdpAction::ArmTimer {
+                key: MsdpTimer::SaAdvertisement,
+                at: now + secs(self.config.sa_advertisement_period),
+            });
+        }
+    }
+
+    /// SA-Advertisement timer (RFC 3618 5.1): every local source to every
+    /// Established peer, then re-arm.
+    fn advertise(&mut self, now: Timestamp, out: &mut Vec<MsdpAction>) {
+        if self.local_sources.is_empty() {
+            self.advertising = false;
+            return;
+        }
+        let all: Vec<SaEntry> = self.local_sources.iter().copied().collect();
+        let rp = self.originator();
+        self.flood(now, rp, rp, &all, &[], out);
+        out.push(MsdpAction::ArmTimer {
+            key: MsdpTimer::SaAdvertisement,
+            at: now + secs(self.config.sa_advertisement_period),
+        });
+    }
+
     /// Section 6 / 10.1: sends the accepted entries to every Established
     /// peer except the sender and the members of the sender's mesh group,
     /// through each target's outbound filter, at most 255 entries a TLV.
@@ -1050,7 +1151,7 @@ impl Msdp {
             }
             let whole = passing.len() == entries.len();
             for (i, chunk) in passing.chunks(SA_MAX_ENTRIES).enumerate() {
-                let data = if whole && i == 0 && data.len() <= 4096 {
+                let data = if whole && i == 0 {
                     data.to_vec()
                 } else {
                     Vec::new()

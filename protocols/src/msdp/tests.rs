@@ -211,9 +211,9 @@ fn listen_to_established() {
 
 #[test]
 fn wrong_side_and_second_connection_rejected() {
-    // Section 5: the higher side must not be connected to by... the lower
-    // side connects; an accepted connection while we are Connecting is
-    // refused without leaving Connecting.
+    // Section 5: the lower side connects, so a connection accepted from a
+    // higher peer while we are Connecting is refused without leaving
+    // Connecting; so is a second connection while Established.
     let mut h = H::new(cfg(LOW, &[A]));
     let out = h.feed(MsdpInput::TcpEstablished {
         peer: A,
@@ -764,4 +764,69 @@ fn burst_of_100k_sas_bounded() {
     assert_eq!(sent_entries, 2 * DEFAULT_PEER_SA_LIMIT);
     assert!(h.timers.len() <= DEFAULT_PEER_SA_LIMIT + 3 * 3);
     assert_eq!(h.state(A), PeerState::Established);
+}
+
+#[test]
+fn local_sources_originated_and_readvertised() {
+    // Section 5.1: new local sources are advertised at once with our RP
+    // address, then all of them every SA-Advertisement period (60 s).
+    let mut h = three_up(cfg(LOW, &[A, B, C]));
+    let e1 = SaEntry {
+        source: S,
+        group: G,
+    };
+    let out = h.feed(MsdpInput::LocalSources(vec![e1]));
+    assert_eq!(sent_sa_to(&out), vec![A, B, C]);
+    assert!(out.contains(&MsdpAction::Send {
+        peer: A,
+        tlv: Repr::SourceActive {
+            rp: LOW,
+            entries: vec![e1],
+            data: vec![]
+        }
+    }));
+    // An unchanged set sends nothing new.
+    assert!(sent_sa_to(&h.feed(MsdpInput::LocalSources(vec![e1]))).is_empty());
+    let e2 = SaEntry {
+        source: Ipv4Addr::new(192, 168, 1, 99),
+        group: G,
+    };
+    let out = h.feed(MsdpInput::LocalSources(vec![e1, e2]));
+    match &out[0] {
+        MsdpAction::Send {
+            tlv: Repr::SourceActive { entries, .. },
+            ..
+        } => assert_eq!(entries, &vec![e2]),
+        other => panic!("{other:?}"),
+    }
+    h.log.clear();
+    for p in [A, B, C] {
+        h.feed(MsdpInput::Tlv {
+            peer: p,
+            tlv: Repr::KeepAlive,
+        });
+    }
+    h.run_until(t(60));
+    let full: Vec<Ipv4Addr> = h
+        .log
+        .iter()
+        .filter_map(|(at, a)| match a {
+            MsdpAction::Send {
+                peer,
+                tlv: Repr::SourceActive { entries, .. },
+            } if *at == t(60) => {
+                assert_eq!(entries.len(), 2);
+                Some(*peer)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(full, vec![A, B, C]);
+    assert_eq!(h.timers.deadline(&MsdpTimer::SaAdvertisement), Some(t(120)));
+    // No sources: the timer stops.
+    h.feed(MsdpInput::LocalSources(vec![]));
+    assert!(!h.timers.is_armed(&MsdpTimer::SaAdvertisement));
+    // Our own SA coming back is dropped.
+    h.sa(A, LOW, &[(S, G)]);
+    assert_eq!(h.m.counters().own_rp_drops, 1);
 }
