@@ -17,6 +17,10 @@ pub mod table;
 pub mod tx;
 
 pub use engine::{Engine, EngineParams};
+/// Bytes glommio may preallocate per engine for storage I/O (its minimum;
+/// the engines' packet I/O does not use it).
+const ENGINE_GLOMMIO_IO_MEMORY: usize = 64 * 1024;
+
 pub use stats::{Drops, EngineStats, RuleStats, StatsHandle};
 pub use table::{
     ForwardingTable, InputKey, LinkInfo, OutputSlot, RuleSpec, TableBuilder, TableHandle,
@@ -73,6 +77,10 @@ impl EngineSet {
             );
             let spawned = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
                 .name(&format!("mcr-engine-{index}"))
+                // glommio preallocates this for its own storage I/O (10 MiB
+                // by default); the engines drive their own io_uring for
+                // packets and never use it, so take glommio's minimum.
+                .io_memory(ENGINE_GLOMMIO_IO_MEMORY)
                 .spawn(move || async move {
                     match Engine::new(index, cpu, t, s, st, p, w) {
                         Ok(engine) => {
