@@ -4,17 +4,22 @@
 //! the whole TLV including its 3-byte header, then the value (RFC 3618
 //! 12.1). Known types:
 //!
-//! - Source-Active, type 1 (12.2): entry count, RP address, then `count`
+//! - Source-Active, type 1 (12.2.1): entry count, RP address, then `count`
 //!   entries of 3 reserved bytes, Sprefix Len (always 32), group address,
 //!   source address; optionally the first data packet of the source
 //!   (encapsulated data) after the entries.
-//! - KeepAlive, type 4 (12.4): length 3, no value.
+//! - KeepAlive, type 4 (12.2.2): length 3, no value.
 //!
 //! Other types (2 and 3, the SA-Request/Response of RFC 3618's predecessor,
-//! and 5 on) are kept raw by [`Repr::parse`] and skipped by [`TlvFramer`].
+//! and 5 on) are kept raw by [`Repr::parse`] and skipped by [`TlvFramer`]
+//! (RFC 3618 section 13: silently discarded, the session is not reset).
 //!
-//! A message is at most [`MAX_TLV_LEN`] (8192) bytes (RFC 3618 section 17,
-//! "the maximum message size").
+//! A TLV is at most [`MAX_TLV_LEN`] (9192) bytes (RFC 3618 section 12 and
+//! 12.2.1; FRR's `PIM_MSDP_SA_TLV_MAX_SIZE` is the same). RFC 3618 section
+//! 12 says a longer TLV SHOULD be accepted with its extra data ignored; over
+//! a byte stream that would mean discarding up to 64 KiB of a hostile
+//! peer's bytes, so [`TlvFramer`] treats it as a format error and the
+//! session is reset (section 13), as mcr's MSDP issue asks.
 
 use crate::{addr, be16, Error, Result};
 use std::net::Ipv4Addr;
@@ -23,7 +28,7 @@ mod field {
     use crate::Field;
     pub const TYPE: usize = 0;
     pub const LENGTH: Field = 1..3;
-    // Source-Active (RFC 3618 12.2).
+    // Source-Active (RFC 3618 12.2.1).
     pub const SA_COUNT: usize = 3;
     pub const SA_RP: Field = 4..8;
     pub const SA_ENTRIES: usize = 8;
@@ -37,30 +42,30 @@ mod field {
 /// Length of the TLV header (type and length), in bytes (RFC 3618 12.1).
 pub const HEADER_LEN: usize = 3;
 /// Largest TLV an MSDP speaker sends or accepts, in bytes (RFC 3618
-/// section 17: maximum message size 8192).
-pub const MAX_TLV_LEN: usize = 8192;
-/// Length of a Source-Active TLV without entries, in bytes (RFC 3618 12.2).
+/// section 12: maximum TLV length 9192).
+pub const MAX_TLV_LEN: usize = 9192;
+/// Length of a Source-Active TLV without entries, in bytes (RFC 3618 12.2.1).
 pub const SA_HEADER_LEN: usize = field::SA_ENTRIES;
-/// Length of one Source-Active entry, in bytes (RFC 3618 12.2).
+/// Length of one Source-Active entry, in bytes (RFC 3618 12.2.1).
 pub const SA_ENTRY_LEN: usize = 12;
 /// Most entries one Source-Active TLV can carry: the Entry Count is 8 bits
-/// (RFC 3618 12.2); 255 entries take 8 + 255 * 12 = 3068 bytes.
+/// (RFC 3618 12.2.1); 255 entries take 8 + 255 * 12 = 3068 bytes.
 pub const SA_MAX_ENTRIES: usize = 255;
 
-/// Source-Active (RFC 3618 12.2).
+/// Source-Active (RFC 3618 12.2.1).
 pub const TYPE_SOURCE_ACTIVE: u8 = 1;
-/// Source-Active Request (obsolete; RFC 3618 12.1 lists it, not used).
+/// Source-Active Request (obsolete; RFC 3618 12.2 lists it, not used).
 pub const TYPE_SA_REQUEST: u8 = 2;
-/// Source-Active Response (obsolete; RFC 3618 12.1 lists it, not used).
+/// Source-Active Response (obsolete; RFC 3618 12.2 lists it, not used).
 pub const TYPE_SA_RESPONSE: u8 = 3;
-/// KeepAlive (RFC 3618 12.4).
+/// KeepAlive (RFC 3618 12.2.2).
 pub const TYPE_KEEPALIVE: u8 = 4;
 
 view! {
     /// A view over one MSDP TLV.
     ///
     /// `new_checked` guarantees the 3-byte header, a length field of at least
-    /// 3 and at most 8192 that the buffer holds, and, for a Source-Active,
+    /// 3 and at most 9192 that the buffer holds, and, for a Source-Active,
     /// the fixed part and that the entries fit the length. Bytes past the
     /// length field are ignored.
     Packet
@@ -68,10 +73,10 @@ view! {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] below 3 bytes or below the length field;
-    /// [`Error::BadLength`] for a length field below 3 or above 8192, a
+    /// [`Error::BadLength`] for a length field below 3 or above 9192, a
     /// Source-Active shorter than 8 bytes or a KeepAlive whose length is not
     /// 3; [`Error::BadCount`] for a Source-Active whose entry count does not
-    /// fit its length (RFC 3618 12.2).
+    /// fit its length (RFC 3618 12.2.1).
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
         if b.len() < HEADER_LEN {
@@ -117,13 +122,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         &self.buffer.as_ref()[HEADER_LEN..usize::from(self.length())]
     }
 
-    /// Source-Active: the Entry Count (RFC 3618 12.2).
+    /// Source-Active: the Entry Count (RFC 3618 12.2.1).
     #[inline]
     pub fn entry_count(&self) -> u8 {
         self.buffer.as_ref()[field::SA_COUNT]
     }
 
-    /// Source-Active: the RP Address, the originating RP (RFC 3618 12.2).
+    /// Source-Active: the RP Address, the originating RP (RFC 3618 12.2.1).
     #[inline]
     pub fn rp_address(&self) -> Ipv4Addr {
         addr(self.buffer.as_ref(), field::SA_RP.start)
@@ -141,7 +146,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         [e[0], e[1], e[2]]
     }
 
-    /// Source-Active entry `i`: Sprefix Len (MUST be 32, RFC 3618 12.2).
+    /// Source-Active entry `i`: Sprefix Len (MUST be 32, RFC 3618 12.2.1).
     #[inline]
     pub fn entry_sprefix_len(&self, i: usize) -> u8 {
         self.entry(i)[field::ENTRY_SPREFIX_LEN]
@@ -182,7 +187,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-/// One (S,G) of a Source-Active (RFC 3618 12.2); Sprefix Len is always 32.
+/// One (S,G) of a Source-Active (RFC 3618 12.2.1); Sprefix Len is always 32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SaEntry {
     /// Group address.
@@ -194,7 +199,7 @@ pub struct SaEntry {
 /// The meaning of one MSDP TLV.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repr {
-    /// Source-Active (RFC 3618 12.2).
+    /// Source-Active (RFC 3618 12.2.1).
     SourceActive {
         /// The RP that originated the SA.
         rp: Ipv4Addr,
@@ -203,7 +208,7 @@ pub enum Repr {
         /// Encapsulated data (the source's first packet), often empty.
         data: Vec<u8>,
     },
-    /// KeepAlive (RFC 3618 12.4).
+    /// KeepAlive (RFC 3618 12.2.2).
     KeepAlive,
     /// Any other type, kept raw.
     Unknown {
@@ -216,7 +221,7 @@ pub enum Repr {
 
 impl Repr {
     /// Parses a checked view. [`Error::BadMask`] when an SA entry's Sprefix
-    /// Len is not 32 (RFC 3618 12.2: "MUST be transmitted as 32"). The
+    /// Len is not 32 (RFC 3618 12.2.1: "MUST be transmitted as 32"). The
     /// reserved bytes are ignored (emitted as zero).
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Repr> {
         p.check_len()?;
@@ -258,7 +263,7 @@ impl Repr {
         }
     }
 
-    /// Whether this `Repr` can be emitted: at most 8192 bytes and, for a
+    /// Whether this `Repr` can be emitted: at most 9192 bytes and, for a
     /// Source-Active, at most 255 entries.
     pub fn is_emittable(&self) -> bool {
         let entries_ok = match self {
@@ -307,7 +312,7 @@ impl Repr {
 }
 
 /// Why the byte stream of an MSDP session is not valid. Each is fatal to
-/// the session (RFC 3618 11.2 event E8, "MSDP TLV format error detected"):
+/// the session (RFC 3618 section 13: "the session SHOULD be reset"):
 /// the session is closed with the reason logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FrameError {
@@ -318,7 +323,7 @@ pub enum FrameError {
         /// The length field.
         length: u16,
     },
-    /// A length field above 8192 (RFC 3618 section 17), e.g. 65535.
+    /// A length field above 9192 (RFC 3618 section 12), e.g. 65535.
     LengthAboveMax {
         /// The TLV type.
         tlv_type: u8,
@@ -326,19 +331,19 @@ pub enum FrameError {
         length: u16,
     },
     /// A Source-Active whose entry count does not fit its length, or whose
-    /// length is below its fixed 8 bytes (RFC 3618 12.2).
+    /// length is below its fixed 8 bytes (RFC 3618 12.2.1).
     BadEntryCount {
         /// The entry count field (0 when the length is below 8).
         count: u8,
         /// The length field.
         length: u16,
     },
-    /// A KeepAlive whose length is not 3 (RFC 3618 12.4).
+    /// A KeepAlive whose length is not 3 (RFC 3618 12.2.2).
     BadKeepAliveLength {
         /// The length field.
         length: u16,
     },
-    /// A Source-Active entry whose Sprefix Len is not 32 (RFC 3618 12.2).
+    /// A Source-Active entry whose Sprefix Len is not 32 (RFC 3618 12.2.1).
     BadSprefixLen,
 }
 
@@ -349,7 +354,7 @@ impl core::fmt::Display for FrameError {
                 write!(f, "TLV type {tlv_type} length {length} below 3")
             }
             FrameError::LengthAboveMax { tlv_type, length } => {
-                write!(f, "TLV type {tlv_type} length {length} above 8192")
+                write!(f, "TLV type {tlv_type} length {length} above 9192")
             }
             FrameError::BadEntryCount { count, length } => {
                 write!(

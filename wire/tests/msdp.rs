@@ -16,7 +16,7 @@ const S1: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
 const G2: Ipv4Addr = Ipv4Addr::new(239, 2, 2, 2);
 const S2: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 20);
 
-/// Hand-built (RFC 3618 12.2): an SA from RP 10.0.0.1 with two entries.
+/// Hand-built (RFC 3618 12.2.1): an SA from RP 10.0.0.1 with two entries.
 #[rustfmt::skip]
 const SA_TWO: [u8; 32] = [
     0x01,             // Type 1, Source-Active
@@ -33,7 +33,7 @@ const SA_TWO: [u8; 32] = [
     192, 168, 2, 20,  // Source Address
 ];
 
-/// Hand-built (RFC 3618 12.2): an SA with one entry and 4 bytes of
+/// Hand-built (RFC 3618 12.2.1): an SA with one entry and 4 bytes of
 /// encapsulated data.
 #[rustfmt::skip]
 const SA_DATA: [u8; 24] = [
@@ -46,7 +46,7 @@ const SA_DATA: [u8; 24] = [
     0x45, 0x00, 0x00, 0x1c, // encapsulated data (start of an IPv4 header)
 ];
 
-/// Hand-built (RFC 3618 12.4): KeepAlive.
+/// Hand-built (RFC 3618 12.2.2): KeepAlive.
 const KEEPALIVE: [u8; 3] = [0x04, 0x00, 0x03];
 
 /// Hand-built: a TLV of reserved type 9 with 2 value bytes.
@@ -145,7 +145,7 @@ fn view_errors_distinct() {
         Error::BadLength
     );
     assert_eq!(
-        Packet::new_checked(&[1u8, 0x20, 1][..]).unwrap_err(),
+        Packet::new_checked(&[1u8, 0x23, 0xe9][..]).unwrap_err(),
         Error::BadLength
     );
     assert_eq!(
@@ -242,18 +242,19 @@ fn framer_length_65535_rejected_before_buffering() {
     // Sticky: the stream is out of sync.
     assert_eq!(f.feed(&KEEPALIVE, &mut out), Err(e));
     assert!(out.is_empty());
-    // 8193 is the first length refused; 8192 is accepted.
-    let (_, res, _) = frame_all(&[&[0x09, 0x20, 0x01]]);
+    // 9193 is the first length refused; 9192 is accepted.
+    let (_, res, _) = frame_all(&[&[0x09, 0x23, 0xe9]]);
     assert_eq!(
         res,
         Err(FrameError::LengthAboveMax {
             tlv_type: 9,
-            length: 8193
+            length: 9193
         })
     );
-    let mut max = vec![0u8; 8192];
+    let mut max = vec![0u8; 9192];
     max[0] = 9;
-    max[1] = 0x20;
+    max[1] = 0x23;
+    max[2] = 0xe8;
     let (_, res, f) = frame_all(&[&max]);
     assert_eq!(res, Ok(()));
     assert_eq!(f.skipped(), 1);

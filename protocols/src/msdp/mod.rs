@@ -20,10 +20,10 @@
 //! # Peer state machine (RFC 3618 section 11)
 //!
 //! States [`PeerState`]: Disabled, Inactive, Listen, Connecting,
-//! Established. Events (11.2): E1 enable, E2 own address lower than the
-//! peer's, E3 own address higher, E4 TCP established, E5 ConnectRetry timer
-//! expired, E6 disable, E7 Hold timer expired, E8 TLV format error, E9
-//! KeepAlive timer expired, E10 TLV received. The side with the lower
+//! Established. Events: enable, own address lower or higher than the
+//! peer's, TCP established, ConnectRetry timer expired, disable, Hold timer
+//! expired, TLV format error (section 13: reset the session), KeepAlive
+//! timer expired, TLV received. The side with the lower
 //! address connects, the higher listens (section 5). Timers: ConnectRetry
 //! ([`Config::connect_retry`], 30 s), KeepAlive
 //! ([`Config::keepalive_interval`], 60 s, restarted by every TLV we send),
@@ -34,10 +34,10 @@
 //! One entry per (S, G, originating RP) with an SA-State timer
 //! ([`Config::sa_cache_timeout`], 6 minutes) that every re-advertisement
 //! restarts. An SA is accepted from a peer by the peer-RPF rules of
-//! section 10.1, simplified ([`Msdp::set_peer_rpf`]), filtered by the
+//! section 10.1.3, simplified ([`Msdp::set_peer_rpf`]), filtered by the
 //! peer's inbound filter, limited per peer and globally (each drop
 //! counted), and flooded to every other Established peer except those in
-//! the sender's mesh group (section 6), through each target's outbound
+//! the sender's mesh group (section 10.2), through each target's outbound
 //! filter.
 //!
 //! # Origination (RFC 3618 sections 3, 5.1)
@@ -128,10 +128,10 @@ impl SaFilter {
 pub struct PeerConfig {
     /// Free text shown by `mcrctl msdp peers`.
     pub description: Option<String>,
-    /// Mesh group name (RFC 3618 section 6); peers sharing one do not
+    /// Mesh group name (RFC 3618 section 10.2); peers sharing one do not
     /// re-flood to each other.
     pub mesh_group: Option<String>,
-    /// A default peer (RFC 3618 10.1): SAs from it are accepted when no
+    /// A default peer (a static peer-RPF peer, RFC 3618 10.1.3 rule 5): SAs from it are accepted when no
     /// other rule picks a peer.
     pub default_peer: bool,
     /// Most cache entries learned from this peer; more are dropped and
@@ -141,7 +141,7 @@ pub struct PeerConfig {
     pub filter_in: SaFilter,
     /// Filter on SAs sent to this peer.
     pub filter_out: SaFilter,
-    /// Administratively enabled (false: the peer stays Disabled, E6).
+    /// Administratively enabled (false: the peer stays Disabled, disable).
     pub enabled: bool,
 }
 
@@ -174,7 +174,7 @@ pub struct Config {
     /// Our address: the TCP connection source and the one compared with
     /// each peer's to decide who connects (RFC 3618 section 5).
     pub local_address: Ipv4Addr,
-    /// The RP address put in the SAs we originate (RFC 3618 12.2 "RP
+    /// The RP address put in the SAs we originate (RFC 3618 12.2.1 "RP
     /// Address"); `None`: [`Config::local_address`].
     pub originator_id: Option<Ipv4Addr>,
     /// KeepAlive period in seconds (RFC 3618 5.5; default 60).
@@ -215,11 +215,11 @@ impl Default for Config {
 pub enum PeerState {
     /// Peering administratively disabled.
     Disabled,
-    /// Enabled, no role chosen yet (transient: E2/E3 follow at once).
+    /// Enabled, no role chosen yet (transient: own address lower/own address higher follow at once).
     Inactive,
-    /// Our address is higher: waiting for the peer to connect (A3).
+    /// Our address is higher: waiting for the peer to connect .
     Listen,
-    /// Our address is lower: connecting, retried every ConnectRetry (A2).
+    /// Our address is lower: connecting, retried every ConnectRetry .
     Connecting,
     /// Session up: KeepAlive and Hold timers running.
     Established,
@@ -228,11 +228,11 @@ pub enum PeerState {
 /// The key of every timer an instance arms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MsdpTimer {
-    /// ConnectRetry of a peer (RFC 3618 5.6, event E5).
+    /// ConnectRetry of a peer (RFC 3618 5.6, event ConnectRetry expired).
     ConnectRetry(Ipv4Addr),
-    /// KeepAlive of a peer (RFC 3618 5.5, event E9).
+    /// KeepAlive of a peer (RFC 3618 5.5, event KeepAlive expired).
     KeepAlive(Ipv4Addr),
-    /// Hold of a peer (RFC 3618 5.4, event E7).
+    /// Hold of a peer (RFC 3618 5.4, event Hold expired).
     Hold(Ipv4Addr),
     /// SA-State timer of one cache entry (RFC 3618 5.3).
     SaState(SaKey),
@@ -254,13 +254,13 @@ pub struct SaKey {
 /// Why a session was closed (logged, shown as a peer's last error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
-    /// The Hold timer expired (E7).
+    /// The Hold timer expired (RFC 3618 5.4).
     HoldTimerExpired,
-    /// The byte stream was malformed (E8).
+    /// The byte stream was malformed (RFC 3618 section 13).
     FormatError(FrameError),
     /// The peer closed or reset the connection.
     PeerClosed,
-    /// Peering disabled by configuration (E6).
+    /// Peering disabled by configuration (disable).
     Disabled,
     /// The peer was removed from the configuration.
     Removed,
@@ -298,7 +298,7 @@ pub enum MsdpInput {
     /// The complete new MSDP configuration; only differences are applied
     /// (peers whose session settings did not change keep their session).
     Config(Config),
-    /// A TCP connection with `peer` is up (E4): `active` when it is our
+    /// A TCP connection with `peer` is up (TCP established): `active` when it is our
     /// [`MsdpAction::Connect`] that completed, false when we accepted it.
     TcpEstablished {
         /// The peer's address.
@@ -318,7 +318,7 @@ pub enum MsdpInput {
         /// The peer's address.
         peer: Ipv4Addr,
     },
-    /// A whole TLV from `peer`'s session (E10), as framed by
+    /// A whole TLV from `peer`'s session (TLV received), as framed by
     /// [`mcr_wire::msdp::TlvFramer`].
     Tlv {
         /// The peer's address.
@@ -326,7 +326,7 @@ pub enum MsdpInput {
         /// The TLV.
         tlv: Repr,
     },
-    /// `peer`'s byte stream is malformed (E8).
+    /// `peer`'s byte stream is malformed (TLV format error).
     FormatError {
         /// The peer's address.
         peer: Ipv4Addr,
@@ -380,7 +380,7 @@ pub enum MsdpEvent {
 /// What an MSDP instance asks the control plane to do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MsdpAction {
-    /// Open a TCP connection from `local` to `peer` port 639 (A2); report
+    /// Open a TCP connection from `local` to `peer` port 639 ; report
     /// [`MsdpInput::TcpEstablished`] with `active: true` or
     /// [`MsdpInput::TcpConnectFailed`]. Never blocking the control thread.
     Connect {
@@ -391,7 +391,7 @@ pub enum MsdpAction {
         /// Destination port ([`MSDP_PORT`]).
         port: u16,
     },
-    /// Accept connections from `peer` on the listening socket (A3).
+    /// Accept connections from `peer` on the listening socket .
     Listen {
         /// The peer.
         peer: Ipv4Addr,
@@ -447,7 +447,7 @@ pub struct PeerStats {
     pub sa_in: u64,
     /// SA entries sent.
     pub sa_out: u64,
-    /// SA entries rejected by the peer-RPF rules (RFC 3618 10.1).
+    /// SA entries rejected by the peer-RPF rules (RFC 3618 10.1.3).
     pub rpf_fail: u64,
     /// SA entries dropped by the inbound filter.
     pub filtered_in: u64,
@@ -513,7 +513,7 @@ pub struct Counters {
 }
 
 /// The peer-RPF lookup: the MSDP peer toward an originating RP (RFC 3618
-/// 10.1), or `None`. Supplied by the caller (from the unicast RIB / BGP).
+/// 10.1.3), or `None`. Supplied by the caller (from the unicast RIB / BGP).
 pub type PeerRpfFn = Box<dyn Fn(Ipv4Addr) -> Option<Ipv4Addr> + Send>;
 
 #[derive(Debug)]
@@ -526,26 +526,26 @@ struct Peer {
     last_error: Option<CloseReason>,
 }
 
-/// Events of the peer state machine (RFC 3618 11.2).
+/// Events of the peer state machine (RFC 3618 section 11).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PeerEvent {
-    /// E1.
+    /// Enable peering.
     Enable,
-    /// E4, with which side opened it.
+    /// TCP established, with which side opened it.
     TcpEstablished { active: bool },
-    /// Our connect failed (stays Connecting until E5).
+    /// Our connect failed (stays Connecting until ConnectRetry expired).
     ConnectFailed,
     /// The peer closed the session.
     TcpClosed,
-    /// E5.
+    /// ConnectRetry expired.
     ConnectRetryExpired,
-    /// E6 (with the reason: disabled, removed, shutdown, address change).
+    /// disable (with the reason: disabled, removed, shutdown, address change).
     Disable(CloseReason),
-    /// E7.
+    /// Hold timer expired.
     HoldExpired,
-    /// E8.
+    /// TLV format error (section 13).
     FormatError(FrameError),
-    /// E9.
+    /// KeepAlive expired.
     KeepAliveExpired,
 }
 
@@ -595,7 +595,7 @@ impl Msdp {
         }
     }
 
-    /// Sets the peer-RPF lookup of RFC 3618 10.1: for an originating RP,
+    /// Sets the peer-RPF lookup of RFC 3618 10.1.3: for an originating RP,
     /// the MSDP peer on the best path toward it. Without one, only the
     /// other rules (RP is the peer, mesh group, default peer, only peer)
     /// accept SAs.
@@ -782,9 +782,10 @@ impl Msdp {
         };
         use PeerEvent as E;
         use PeerState as S;
+        let mut newly_up = false;
         let next = match (p.state, ev) {
-            // 11.1/11.3: E1 enable, then at once E2 (own address lower:
-            // A2, active open and ConnectRetry) or E3 (higher: A3, listen).
+            // Section 11: enable, then at once "own address lower" (active
+            // active open and ConnectRetry) or own address higher (higher: listen).
             (S::Disabled, E::Enable) => {
                 if local < a {
                     out.push(MsdpAction::Connect {
@@ -802,7 +803,7 @@ impl Msdp {
                     S::Listen
                 }
             }
-            // 11.3 E5 in Connecting: restart ConnectRetry, connect again.
+            // Section 11, ConnectRetry expired in Connecting: restart ConnectRetry, connect again.
             (S::Connecting, E::ConnectRetryExpired) => {
                 out.push(MsdpAction::Connect {
                     peer: a,
@@ -815,10 +816,10 @@ impl Msdp {
                 });
                 S::Connecting
             }
-            // Connect failed: wait for E5.
+            // Connect failed: wait for ConnectRetry expired.
             (S::Connecting, E::ConnectFailed) => S::Connecting,
-            // 11.3 E4 in Connecting (our active open) or Listen (accepted):
-            // A4, cancel ConnectRetry, start KeepAlive and Hold; a
+            // Section 11, TCP established in Connecting (our active open) or Listen (accepted):
+            // cancel ConnectRetry, start KeepAlive and Hold; a
             // KeepAlive goes out at once so the peer's Hold timer starts.
             (S::Connecting, E::TcpEstablished { active: true })
             | (S::Listen, E::TcpEstablished { active: false }) => {
@@ -841,6 +842,7 @@ impl Msdp {
                 p.up_since = Some(now);
                 p.stats.established_count += 1;
                 out.push(MsdpAction::Event(MsdpEvent::PeerUp { peer: a }));
+                newly_up = true;
                 S::Established
             }
             // Section 5: the higher address listens, the lower connects. A
@@ -852,7 +854,7 @@ impl Msdp {
                 });
                 s
             }
-            // 11.3 E9: send a KeepAlive, restart the KeepAlive timer.
+            // Section 11, KeepAlive expired: send a KeepAlive, restart the KeepAlive timer.
             (S::Established, E::KeepAliveExpired) => {
                 out.push(MsdpAction::Send {
                     peer: a,
@@ -865,8 +867,8 @@ impl Msdp {
                 });
                 S::Established
             }
-            // 11.3 E7, E8 and a closed connection: close (A5), back to
-            // Inactive and at once to the role of E2/E3. The connecting
+            // Section 11, Hold expired, TLV format error and a closed connection: close, back to
+            // Inactive and at once to the role of own address lower/own address higher. The connecting
             // side waits one ConnectRetry before reconnecting.
             (S::Established, E::HoldExpired | E::FormatError(_) | E::TcpClosed) => {
                 let reason = match ev {
@@ -888,8 +890,8 @@ impl Msdp {
                     S::Listen
                 }
             }
-            // 11.3 E6 from any enabled state: close, cancel all timers,
-            // stop listening (A5).
+            // Section 11, disable from any enabled state: close, cancel all timers,
+            // stop listening .
             (S::Established, E::Disable(reason)) => {
                 out.push(MsdpAction::Close { peer: a, reason });
                 Self::session_down(p, a, reason, out);
@@ -917,6 +919,9 @@ impl Msdp {
         };
         if let Some(p) = self.peers.get_mut(&a) {
             p.state = next;
+        }
+        if newly_up {
+            self.send_all_to(now, a, out);
         }
     }
 
@@ -947,7 +952,7 @@ impl Msdp {
             p.stats.ignored += 1;
             return;
         }
-        // 11.3 E10: restart the Hold timer on every TLV received.
+        // Section 11, TLV received: restart the Hold timer on every TLV received.
         p.stats.tlvs_in += 1;
         out.push(MsdpAction::ArmTimer {
             key: MsdpTimer::Hold(a),
@@ -962,7 +967,7 @@ impl Msdp {
         }
     }
 
-    /// Peer-RPF acceptance (RFC 3618 10.1, simplified; section 6 for mesh
+    /// Peer-RPF acceptance (RFC 3618 10.1.3, simplified; 10.2 for mesh
     /// groups): accept an SA from peer `n` originated by `rp` when `n` is
     /// in a mesh group, `n` is `rp` itself, `n` is the peer-RPF neighbour
     /// toward `rp`, `n` is a default peer, or `n` is our only peer.
@@ -1113,7 +1118,7 @@ impl Msdp {
         });
     }
 
-    /// Section 6 / 10.1: sends the accepted entries to every Established
+    /// Sections 3 and 10.2: sends the accepted entries to every Established
     /// peer except the sender and the members of the sender's mesh group,
     /// through each target's outbound filter, at most 255 entries a TLV.
     fn flood(
@@ -1140,38 +1145,40 @@ impl Msdp {
             if mesh.is_some() && p.config.mesh_group == mesh {
                 continue;
             }
-            let passing: Vec<SaEntry> = entries
-                .iter()
-                .filter(|e| p.config.filter_out.permits(e.source, e.group))
-                .copied()
-                .collect();
-            p.stats.filtered_out += (entries.len() - passing.len()) as u64;
-            if passing.is_empty() {
+            send_sa(p, t, rp, entries, data, now + ka, out);
+        }
+    }
+
+    /// Section 5.2 (SHOULD): a peer that just reached Established gets
+    /// every local source and every cached SA it may receive (not those
+    /// learned from it, nor from members of its own mesh group, section
+    /// 10.2), through its outbound filter.
+    fn send_all_to(&mut self, now: Timestamp, t: Ipv4Addr, out: &mut Vec<MsdpAction>) {
+        let ka = secs(self.config.keepalive_interval);
+        let mut by_rp: BTreeMap<Ipv4Addr, Vec<SaEntry>> = BTreeMap::new();
+        if !self.local_sources.is_empty() {
+            by_rp
+                .entry(self.originator())
+                .or_default()
+                .extend(self.local_sources.iter().copied());
+        }
+        let mesh_of = |a: &Ipv4Addr| self.peers.get(a).and_then(|p| p.config.mesh_group.as_ref());
+        let t_mesh = mesh_of(&t);
+        for (k, info) in &self.cache {
+            if info.learned_from == t || (t_mesh.is_some() && mesh_of(&info.learned_from) == t_mesh)
+            {
                 continue;
             }
-            let whole = passing.len() == entries.len();
-            for (i, chunk) in passing.chunks(SA_MAX_ENTRIES).enumerate() {
-                let data = if whole && i == 0 {
-                    data.to_vec()
-                } else {
-                    Vec::new()
-                };
-                p.stats.sa_out += chunk.len() as u64;
-                p.stats.tlvs_out += 1;
-                out.push(MsdpAction::Send {
-                    peer: t,
-                    tlv: Repr::SourceActive {
-                        rp,
-                        entries: chunk.to_vec(),
-                        data,
-                    },
-                });
-            }
-            // Section 5.5: the KeepAlive timer restarts with every TLV sent.
-            out.push(MsdpAction::ArmTimer {
-                key: MsdpTimer::KeepAlive(t),
-                at: now + ka,
+            by_rp.entry(k.rp).or_default().push(SaEntry {
+                source: k.source,
+                group: k.group,
             });
+        }
+        let Some(p) = self.peers.get_mut(&t) else {
+            return;
+        };
+        for (rp, entries) in by_rp {
+            send_sa(p, t, rp, &entries, &[], now + ka, out);
         }
     }
 
@@ -1189,4 +1196,50 @@ impl Msdp {
             _ => self.counters.stale_inputs += 1,
         }
     }
+}
+
+/// Sends `entries` (all from originating RP `rp`) to peer `t` through its
+/// outbound filter, at most 255 entries a TLV; `data` goes with the first
+/// TLV when every entry passes. Restarts `t`'s KeepAlive timer to
+/// `keepalive_at` (RFC 3618 5.5: reset each time a message is sent).
+fn send_sa(
+    p: &mut Peer,
+    t: Ipv4Addr,
+    rp: Ipv4Addr,
+    entries: &[SaEntry],
+    data: &[u8],
+    keepalive_at: Timestamp,
+    out: &mut Vec<MsdpAction>,
+) {
+    let passing: Vec<SaEntry> = entries
+        .iter()
+        .filter(|e| p.config.filter_out.permits(e.source, e.group))
+        .copied()
+        .collect();
+    p.stats.filtered_out += (entries.len() - passing.len()) as u64;
+    if passing.is_empty() {
+        return;
+    }
+    let whole = passing.len() == entries.len();
+    for (i, chunk) in passing.chunks(SA_MAX_ENTRIES).enumerate() {
+        let data = if whole && i == 0 {
+            data.to_vec()
+        } else {
+            Vec::new()
+        };
+        p.stats.sa_out += chunk.len() as u64;
+        p.stats.tlvs_out += 1;
+        out.push(MsdpAction::Send {
+            peer: t,
+            tlv: Repr::SourceActive {
+                rp,
+                entries: chunk.to_vec(),
+                data,
+            },
+        });
+    }
+    out.push(MsdpAction::ArmTimer {
+        key: MsdpTimer::KeepAlive(t),
+        at: keepalive_at,
+    });
 }

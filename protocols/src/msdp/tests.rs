@@ -131,7 +131,7 @@ fn t(s: u64) -> Timestamp {
 
 #[test]
 fn lower_address_connects() {
-    // Section 5: the lower address does the active open (E1 then E2, A2).
+    // Section 5: the lower address does the active open (enable, then "own address lower").
     let h = H::new(cfg(LOW, &[A]));
     assert_eq!(h.state(A), PeerState::Connecting);
     assert_eq!(
@@ -147,7 +147,7 @@ fn lower_address_connects() {
 
 #[test]
 fn higher_address_listens() {
-    // Section 5: the higher address listens (E1 then E3, A3).
+    // Section 5: the higher address listens (enable, then "own address higher").
     let h = H::new(cfg(A, &[LOW]));
     assert_eq!(h.state(LOW), PeerState::Listen);
     assert_eq!(h.log, vec![(t(0), MsdpAction::Listen { peer: LOW })]);
@@ -156,7 +156,7 @@ fn higher_address_listens() {
 
 #[test]
 fn connect_retry_every_30s() {
-    // 11.3 E5 in Connecting: connect again, restart ConnectRetry.
+    // Section 11, ConnectRetry expired in Connecting: connect again, restart ConnectRetry.
     let mut h = H::new(cfg(LOW, &[A]));
     h.feed(MsdpInput::TcpConnectFailed { peer: A });
     assert_eq!(h.state(A), PeerState::Connecting);
@@ -172,7 +172,7 @@ fn connect_retry_every_30s() {
 
 #[test]
 fn connecting_to_established() {
-    // 11.3 E4 in Connecting: cancel ConnectRetry, KeepAlive out, timers on.
+    // Section 11, TCP established in Connecting: cancel ConnectRetry, KeepAlive out, timers on.
     let mut h = H::new(cfg(LOW, &[A]));
     h.clock.advance(Duration::from_secs(5));
     let out = h.feed(MsdpInput::TcpEstablished {
@@ -199,7 +199,7 @@ fn connecting_to_established() {
 
 #[test]
 fn listen_to_established() {
-    // 11.3 E4 in Listen (passive open accepted).
+    // Section 11, TCP established in Listen (passive open accepted).
     let mut h = H::new(cfg(A, &[LOW]));
     h.feed(MsdpInput::TcpEstablished {
         peer: LOW,
@@ -261,7 +261,7 @@ fn unknown_peer_connection_rejected() {
 
 #[test]
 fn keepalive_every_interval_while_peer_talks() {
-    // 11.3 E9: send a KeepAlive every keepalive_interval (60 s); the peer's
+    // Section 11, KeepAlive expired: send a KeepAlive every keepalive_interval (60 s); the peer's
     // KeepAlives every 50 s keep the Hold timer (75 s) from expiring.
     let mut h = H::new(cfg(LOW, &[A]));
     h.up(A);
@@ -294,7 +294,7 @@ fn keepalive_every_interval_while_peer_talks() {
 
 #[test]
 fn hold_expiry_closes_and_connect_retry_follows() {
-    // 11.3 E7: Hold (75 s) expires: close, PeerDown; the lower side waits
+    // Section 11, Hold expired: Hold (75 s) expires: close, PeerDown; the lower side waits
     // one ConnectRetry (30 s) and connects again.
     let mut h = H::new(cfg(LOW, &[A]));
     h.up(A);
@@ -331,7 +331,7 @@ fn hold_expiry_closes_and_connect_retry_follows() {
 
 #[test]
 fn hold_restarted_by_any_tlv() {
-    // 11.3 E10: every TLV received restarts Hold.
+    // Section 11, TLV received: every TLV received restarts Hold.
     let mut h = H::new(cfg(LOW, &[A]));
     h.up(A);
     h.run_until(t(70));
@@ -344,7 +344,7 @@ fn hold_restarted_by_any_tlv() {
 
 #[test]
 fn format_error_closes_listen_side_listens_again() {
-    // 11.3 E8: a TLV format error closes the session with the reason.
+    // Section 11, TLV format error: a TLV format error closes the session with the reason.
     let mut h = H::new(cfg(A, &[LOW]));
     h.up(LOW);
     let error = FrameError::LengthAboveMax {
@@ -380,7 +380,7 @@ fn peer_close_goes_down_without_close_action() {
 
 #[test]
 fn disable_and_reenable() {
-    // 11.3 E6 from Established: close, stop listening, Disabled; E1 again.
+    // Section 11, disable from Established: close, stop listening, Disabled; enable again.
     let mut h = H::new(cfg(LOW, &[A]));
     h.up(A);
     let mut c = cfg(LOW, &[A]);
@@ -502,7 +502,7 @@ fn three_up(c: Config) -> H {
 
 #[test]
 fn sa_from_originating_rp_accepted_and_flooded() {
-    // 10.1: the peer is the originating RP.
+    // 10.1.3 rule 1: the peer is the originating RP.
     let mut h = three_up(cfg(LOW, &[A, B, C]));
     let out = h.sa(A, A, &[(S, G)]);
     assert_eq!(sent_sa_to(&out), vec![B, C]);
@@ -522,7 +522,7 @@ fn sa_from_originating_rp_accepted_and_flooded() {
 
 #[test]
 fn sa_rpf_fail_rejected() {
-    // 10.1: not the RP, no peer-RPF match, not mesh, not default, not only.
+    // 10.1.3: not the RP, no peer-RPF match, not mesh, not default, not only.
     let mut h = three_up(cfg(LOW, &[A, B, C]));
     let out = h.sa(A, FAR_RP, &[(S, G)]);
     assert!(out.is_empty());
@@ -532,7 +532,7 @@ fn sa_rpf_fail_rejected() {
 
 #[test]
 fn sa_accepted_from_peer_rpf_neighbour_only() {
-    // 10.1: the peer-RPF neighbour toward the RP (caller's lookup).
+    // 10.1.3: the peer-RPF neighbour toward the RP (caller's lookup).
     let mut h = three_up(cfg(LOW, &[A, B, C]));
     h.m.set_peer_rpf(Box::new(|rp| (rp == FAR_RP).then_some(B)));
     assert!(h.sa(A, FAR_RP, &[(S, G)]).is_empty());
@@ -571,7 +571,7 @@ fn sa_with_own_rp_dropped() {
 
 #[test]
 fn mesh_group_not_reflooded() {
-    // Section 6: accepted from a mesh member whatever the RP; not sent to
+    // Section 10.2: accepted from a mesh member whatever the RP; not sent to
     // members of the sender's mesh group, sent to the others.
     let mut c = cfg(LOW, &[A, B, C]);
     c.peers.get_mut(&A).unwrap().mesh_group = Some("m".into());
@@ -829,4 +829,51 @@ fn local_sources_originated_and_readvertised() {
     // Our own SA coming back is dropped.
     h.sa(A, LOW, &[(S, G)]);
     assert_eq!(h.m.counters().own_rp_drops, 1);
+}
+
+#[test]
+fn new_peer_gets_cache_and_local_sources() {
+    // Section 5.2 (SHOULD): a peer coming up is sent every cached SA and
+    // every local source, except what it taught us and its own mesh's.
+    let mut c = cfg(LOW, &[A, B, C]);
+    c.peers.get_mut(&A).unwrap().mesh_group = Some("m".into());
+    c.peers.get_mut(&C).unwrap().mesh_group = Some("m".into());
+    let mut h = H::new(c);
+    h.up(A);
+    h.up(B);
+    h.sa(A, FAR_RP, &[(S, G)]); // from mesh member A
+    h.sa(B, B, &[(Ipv4Addr::new(192, 168, 7, 7), G)]); // from non-member B
+    let local = SaEntry {
+        source: Ipv4Addr::new(192, 168, 9, 9),
+        group: G,
+    };
+    h.feed(MsdpInput::LocalSources(vec![local]));
+    let out = h.feed(MsdpInput::TcpEstablished {
+        peer: C,
+        active: true,
+    });
+    let sas: Vec<(Ipv4Addr, Vec<SaEntry>)> = out
+        .iter()
+        .filter_map(|a| match a {
+            MsdpAction::Send {
+                peer: C,
+                tlv: Repr::SourceActive { rp, entries, .. },
+            } => Some((*rp, entries.clone())),
+            _ => None,
+        })
+        .collect();
+    // A's SA (same mesh as C) is not sent; ours and B's are (by RP).
+    assert_eq!(
+        sas,
+        vec![
+            (LOW, vec![local]),
+            (
+                B,
+                vec![SaEntry {
+                    source: Ipv4Addr::new(192, 168, 7, 7),
+                    group: G
+                }]
+            ),
+        ]
+    );
 }
