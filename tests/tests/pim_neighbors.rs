@@ -1021,8 +1021,10 @@ fn hostile_pim_is_counted_bounded_and_forwarding_is_unaffected() {
     assert_eq!(counters()["neighbors"], 0);
     // 10,000 Hellos from distinct addresses: the table stops at its bound.
     run_py("10000");
+    // A bound on a stall, not a speed test: on 2 busy cores beside the
+    // other tests of this file the 10,000 Hellos took just over 10 s once.
     assert!(
-        wait_until(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(30), || {
             let c = counters();
             c["neighbors"].as_u64().unwrap_or(0)
                 + c["counters"]["neighbor_table_full"].as_u64().unwrap_or(0)
