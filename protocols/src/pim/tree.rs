@@ -1815,55 +1815,35 @@ impl Tree {
         for (g, gs) in self.groups.iter_mut() {
             let mut changed = false;
             if let Some(st) = gs.star.as_mut() {
-                st.down.retain(|i, d| {
-                    let keep = env.ifaces.contains_key(i);
-                    if !keep {
-                        Self::sync_down_timers(
-                            EntryKey::StarG(*g),
-                            *i,
-                            d.timers,
-                            DownTimers::default(),
-                            out,
-                        );
-                        changed = true;
-                    }
-                    keep
-                });
+                changed |= Self::drop_gone(&mut st.down, EntryKey::StarG(*g), env, out);
             }
             for (s, sg) in gs.sources.iter_mut() {
-                sg.down.retain(|i, d| {
-                    let keep = env.ifaces.contains_key(i);
-                    if !keep {
-                        Self::sync_down_timers(
-                            EntryKey::Sg(*s, *g),
-                            *i,
-                            d.timers,
-                            DownTimers::default(),
-                            out,
-                        );
-                        changed = true;
-                    }
-                    keep
-                });
-                sg.rpt_down.retain(|i, d| {
-                    let keep = env.ifaces.contains_key(i);
-                    if !keep {
-                        Self::sync_down_timers(
-                            EntryKey::SgRpt(*s, *g),
-                            *i,
-                            d.timers,
-                            DownTimers::default(),
-                            out,
-                        );
-                        changed = true;
-                    }
-                    keep
-                });
+                changed |= Self::drop_gone(&mut sg.down, EntryKey::Sg(*s, *g), env, out);
+                changed |= Self::drop_gone(&mut sg.rpt_down, EntryKey::SgRpt(*s, *g), env, out);
             }
             if changed {
                 self.touched.insert(*g);
             }
         }
+    }
+
+    /// Removes the downstream state of `key` on interfaces no longer
+    /// running PIM, cancelling their timers; whether anything went.
+    fn drop_gone<S>(
+        down: &mut BTreeMap<u32, Downstream<S>>,
+        key: EntryKey,
+        env: &Env<'_>,
+        out: &mut Out,
+    ) -> bool {
+        let before = down.len();
+        down.retain(|i, d| {
+            let keep = env.ifaces.contains_key(i);
+            if !keep {
+                Self::sync_down_timers(key, *i, d.timers, DownTimers::default(), out);
+            }
+            keep
+        });
+        down.len() != before
     }
 
     /// End of an input: re-evaluates the touched groups (upstream machines
