@@ -567,9 +567,12 @@ fn output_follows_membership(fast: bool) {
         5000,
         &["--rate", "10000", "--duration", "6", "--size", "200"],
     );
-    std::thread::sleep(Duration::from_millis(1500));
     // Before the join: the input is captured, nothing leaves.
-    assert!(rule_packets(&m, "follow") > 5000);
+    assert!(
+        wait_until(Duration::from_secs(10), || rule_packets(&m, "follow")
+            > 5000),
+        "the input is captured"
+    );
     assert_eq!(output_packets(&m, "follow"), 0);
     let (tx0, rx0) = (tx(&t), rx(&t));
     std::thread::sleep(Duration::from_millis(500));
