@@ -31,7 +31,7 @@ use mcr_protocols::igmp::{
     Config as IgmpProtoConfig, Igmp, IgmpAction, IgmpEvent, InterfaceParams, Invalid, Message,
 };
 use mcr_protocols::{
-    Action, Driver, IfAddr, Input, Interface, Mrib, MribLimits, Packet, Timestamp,
+    Action, Driver, IfAddr, Input, Interface, Mrib, Packet, Timestamp,
 };
 use mcr_wire::{igmp as wigmp, ipv4, MacAddr};
 
@@ -221,8 +221,6 @@ pub struct IgmpRunner {
     sockets: BTreeMap<u32, IgmpSocket>,
     /// Addresses as last fed to the instance, per interface index.
     fed_addrs: BTreeMap<u32, BTreeSet<IfAddr>>,
-    /// The MRIB (local-member state now; routes later).
-    pub mrib: Mrib,
     /// Configured interfaces that do not run, and why.
     pub not_running: Vec<NotRunning>,
     actions: Vec<IgmpAction>,
@@ -241,7 +239,6 @@ impl Default for IgmpRunner {
             epoch: Instant::now(),
             sockets: BTreeMap::new(),
             fed_addrs: BTreeMap::new(),
-            mrib: Mrib::new(MribLimits::default()),
             not_running: Vec::new(),
             actions: Vec::new(),
             buf: vec![0u8; 65536],
@@ -309,6 +306,7 @@ impl IgmpRunner {
         &mut self,
         wanted: &BTreeMap<String, InterfaceParams>,
         interfaces: &Interfaces,
+        mrib: &mut Mrib,
     ) -> Vec<serde_json::Value> {
         let now = self.now();
         let mut config = IgmpProtoConfig::default();
@@ -396,14 +394,14 @@ impl IgmpRunner {
         // Sockets of interfaces that no longer run are closed.
         self.sockets
             .retain(|idx, _| config.interfaces.keys().any(|i| i.index == *idx));
-        let events = self.execute(&mut actions, interfaces);
+        let events = self.execute(&mut actions, interfaces, mrib);
         self.actions = actions;
         events
     }
 
     /// Reads what the sockets hold, fires due timers and executes the
     /// actions. Returns the events to publish.
-    pub fn step(&mut self, interfaces: &Interfaces) -> Vec<serde_json::Value> {
+    pub fn step(&mut self, interfaces: &Interfaces, mrib: &mut Mrib) -> Vec<serde_json::Value> {
         let mut actions = std::mem::take(&mut self.actions);
         let now = self.now();
         self.driver.fire_due(now, &mut actions);
@@ -446,7 +444,7 @@ impl IgmpRunner {
                 );
             }
         }
-        let events = self.execute(&mut actions, interfaces);
+        let events = self.execute(&mut actions, interfaces, mrib);
         self.actions = actions;
         events
     }
@@ -455,6 +453,7 @@ impl IgmpRunner {
         &mut self,
         actions: &mut Vec<IgmpAction>,
         interfaces: &Interfaces,
+        mrib: &mut Mrib,
     ) -> Vec<serde_json::Value> {
         let mut events = Vec::new();
         for a in actions.drain(..) {
@@ -490,7 +489,7 @@ impl IgmpRunner {
                     {
                         self.member_changes.insert((interface.index, *group));
                     }
-                    if let Err(e) = self.mrib.apply(u) {
+                    if let Err(e) = mrib.apply(u) {
                         tracing::warn!(error = %e, "IGMP member not recorded in the MRIB");
                     }
                 }
@@ -517,11 +516,11 @@ impl IgmpRunner {
     }
 
     /// Stops every interface (withdrawing members) and closes the sockets.
-    pub fn shutdown(&mut self, interfaces: &Interfaces) -> Vec<serde_json::Value> {
+    pub fn shutdown(&mut self, interfaces: &Interfaces, mrib: &mut Mrib) -> Vec<serde_json::Value> {
         let mut actions = std::mem::take(&mut self.actions);
         let now = self.now();
         self.driver.feed(now, Input::Shutdown, &mut actions);
-        let ev = self.execute(&mut actions, interfaces);
+        let ev = self.execute(&mut actions, interfaces, mrib);
         self.sockets.clear();
         ev
     }

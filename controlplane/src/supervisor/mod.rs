@@ -166,6 +166,11 @@ pub struct Supervisor {
     /// enabled). Cleared by reload, like runtime rules; not written by
     /// `config save`.
     igmp_runtime: BTreeMap<String, bool>,
+    /// The MRIB: every origin's routes (PIM, IGMP proxy, MSDP, static)
+    /// merged, and IGMP's local-member state. Its one owner; the protocols
+    /// write it through their `Action::Mrib`, the route data path reads
+    /// its diffs.
+    mrib: mcr_protocols::Mrib,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -291,6 +296,7 @@ impl Supervisor {
             pim: crate::pim::PimRuntime::new(),
             igmp: crate::igmp::IgmpRunner::default(),
             igmp_runtime: BTreeMap::new(),
+            mrib: mcr_protocols::Mrib::new(mcr_protocols::MribLimits::default()),
         };
         sup.interfaces = Interfaces::scan()?;
         sup.sync_igmp();
@@ -406,7 +412,7 @@ impl Supervisor {
         tracing::info!("stopping");
         // Holdtime 0 Hellos: neighbours drop us at once (RFC 7761 4.3.1).
         self.pim.shutdown();
-        for e in self.igmp.shutdown(&self.interfaces) {
+        for e in self.igmp.shutdown(&self.interfaces, &mut self.mrib) {
             self.event("igmp", e);
         }
         self.engines.stop_within(Duration::from_millis(1500));
@@ -545,7 +551,7 @@ impl Supervisor {
     /// and interfaces; publishes its events.
     pub(super) fn sync_igmp(&mut self) {
         let wanted = self.igmp_wanted();
-        for e in self.igmp.sync(&wanted, &self.interfaces) {
+        for e in self.igmp.sync(&wanted, &self.interfaces, &mut self.mrib) {
             self.event("igmp", e);
         }
         self.after_igmp();
@@ -553,7 +559,7 @@ impl Supervisor {
 
     /// Reads IGMP sockets and fires IGMP timers.
     fn step_igmp(&mut self) {
-        for e in self.igmp.step(&self.interfaces) {
+        for e in self.igmp.step(&self.interfaces, &mut self.mrib) {
             self.event("igmp", e);
         }
         self.after_igmp();
@@ -691,7 +697,7 @@ impl Supervisor {
     /// the table and updates joins. Logs every rule whose state changed.
     pub fn recompile(&mut self) {
         self.generation += 1;
-        let mrib = &self.igmp.mrib;
+        let mrib = &self.mrib;
         // RFC 3376 6.3: a member in EXCLUDE mode wants every source not
         // excluded; in INCLUDE mode only the listed ones.
         let members = |ifindex: u32, group, source: Option<std::net::Ipv4Addr>| {
