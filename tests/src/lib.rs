@@ -5,6 +5,8 @@
 //! Every name is unique per test run (process id + counter), so tests run in
 //! parallel, and every address used lies inside namespaces created here.
 
+pub mod frr;
+
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
