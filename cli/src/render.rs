@@ -339,7 +339,9 @@ fn render_raw(reply: &Reply) -> String {
         | Reply::PimInterfaces(_)
         | Reply::PimExternalNeighbors(_)
         | Reply::PimRpfRoutes(_)
-        | Reply::PimRpfAnswer(_) => crate::render_pim::render(&mut out, reply),
+        | Reply::PimRpfAnswer(_)
+        | Reply::PimJoinState(_)
+        | Reply::PimRp(_) => crate::render_pim::render(&mut out, reply),
     }
     out
 }

@@ -165,6 +165,156 @@ pub fn render(out: &mut String, reply: &Reply) {
                 let _ = writeln!(out, "{}: no route (from {})", a.source, a.provider);
             }
         }
+        Reply::PimJoinState(j) => render_join_state(out, j),
+        Reply::PimRp(r) => {
+            let _ = writeln!(
+                out,
+                "rp_address: {}{}",
+                o(&r.rp_address),
+                r.rp_address_origin
+                    .as_deref()
+                    .map_or_else(String::new, |o| format!(" ({o})"))
+            );
+            let rows: Vec<Vec<String>> = r
+                .static_rp
+                .iter()
+                .map(|m| {
+                    vec![
+                        esc(&m.group),
+                        m.rp.to_string(),
+                        m.origin.clone(),
+                        if m.local { "us" } else { "" }.into(),
+                    ]
+                })
+                .collect();
+            out.push_str(&crate::render::table(
+                &["GROUP", "RP", "ORIGIN", "LOCAL"],
+                &rows,
+            ));
+            if let Some(g) = &r.group {
+                let _ = writeln!(
+                    out,
+                    "{}: RP {}{}{}",
+                    g.group,
+                    o(&g.rp),
+                    g.via
+                        .as_deref()
+                        .map_or_else(String::new, |v| format!(" via {}", esc(v))),
+                    if g.local { " (this router)" } else { "" }
+                );
+            }
+        }
         _ => {}
+    }
+}
+
+fn secs(v: &Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), |s| format!("{s}s"))
+}
+
+fn render_join_state(out: &mut String, j: &mcr_controlplane::control::api::PimJoinState) {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for e in &j.entries {
+        let entry = match (e.kind.as_str(), e.source) {
+            ("star-g", _) => format!("(*,{})", e.group),
+            ("sg-rpt", Some(s)) => format!("({s},{},rpt)", e.group),
+            (_, s) => format!("({},{})", o(&s), e.group),
+        };
+        let mut flags = Vec::new();
+        if e.spt_bit == Some(true) {
+            flags.push("spt".to_string());
+        }
+        if let Some(r) = e.register.as_deref().filter(|r| *r != "no-info") {
+            flags.push(format!("reg={r}"));
+        }
+        if let Some(k) = e.keepalive {
+            flags.push(format!("ka={k}s"));
+        }
+        let down: Vec<String> = e
+            .downstream
+            .iter()
+            .map(|d| {
+                let mut t = format!("{}:{}", esc(&d.interface), d.state);
+                if let Some(x) = d.expiry {
+                    let _ = write!(t, "/{x}s");
+                }
+                if let Some(p) = d.prune_pending {
+                    let _ = write!(t, " pp={p}s");
+                }
+                if let Some(a) = &d.assert {
+                    let _ = write!(t, " assert={a}");
+                }
+                t
+            })
+            .collect();
+        rows.push(vec![
+            entry,
+            o(&e.rp),
+            e.upstream.clone(),
+            e.rpf_interface.as_deref().map_or_else(|| "-".into(), esc),
+            o(&e.rpf_neighbor),
+            secs(&e.join_timer),
+            if flags.is_empty() {
+                "-".into()
+            } else {
+                flags.join(",")
+            },
+            if down.is_empty() {
+                "-".into()
+            } else {
+                down.join(" ")
+            },
+        ]);
+    }
+    out.push_str(&crate::render::table(
+        &[
+            "ENTRY",
+            "RP",
+            "UPSTREAM",
+            "RPF-IF",
+            "RPF-NBR",
+            "JT",
+            "FLAGS",
+            "DOWNSTREAM",
+        ],
+        &rows,
+    ));
+    let c = &j.counters;
+    let t = &c.tree;
+    let _ = writeln!(
+        out,
+        "entries {}/{}; J/P received {} sent {}; registers received {} bad {}; asserts received {} ignored {}",
+        j.entry_count, j.max_entries, t.jp_received, t.jp_sent, t.registers_received,
+        t.bad_registers, t.asserts_received, t.asserts_ignored
+    );
+    let dropped = [
+        ("entries_dropped", t.entries_dropped),
+        ("members_dropped", t.members_dropped),
+        ("jp_own", t.jp_own),
+        ("jp_not_neighbor", t.jp_not_neighbor),
+        ("bad_group", t.bad_group),
+        ("bad_source", t.bad_source),
+        ("rp_mismatch", t.rp_mismatch),
+        ("bad_checksum", c.malformed.bad_checksum),
+        ("truncated", c.malformed.truncated),
+        ("bad_version", c.malformed.bad_version),
+        ("bad_option", c.malformed.bad_option),
+        ("unknown_type", c.malformed.unknown_type),
+        ("not_pim_interface", c.not_pim_interface),
+        ("mrib_route_limit", c.mrib_route_limit),
+        ("mrib_refused", c.mrib_refused),
+        ("rpf_untracked", c.rpf_untracked),
+        ("rpf_unavailable", c.rpf_unavailable),
+        ("register_data_no_tunnel", c.register_data_no_tunnel),
+        ("register_data_dropped", c.register_data_dropped),
+        ("send_errors", c.send_errors),
+    ];
+    let nz: Vec<String> = dropped
+        .iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !nz.is_empty() {
+        let _ = writeln!(out, "dropped: {}", nz.join(" "));
     }
 }

@@ -114,8 +114,9 @@
 //!
 //! ## `pim`
 //!
-//! Neighbour discovery and DR election run (RFC 7761 section 4.3); RP and
-//! tree building are validated, not acted on yet. Periods are in seconds.
+//! Neighbour discovery, DR election (RFC 7761 section 4.3) and the
+//! distribution trees (section 4.5: `(*,G)`, `(S,G)`, `(S,G,rpt)` join
+//! state, Register, Assert) run. Periods are in seconds.
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
@@ -123,7 +124,9 @@
 //! | `router_id` | unicast IPv4 | none | this router's id |
 //! | `interfaces` | list of `{ name, dr_priority?, hello_period? }` | `[]` | PIM interfaces, each once; per-interface values override the section's |
 //! | `static_rp` | list of `{ group?, rp }` | `[]` | `group`: multicast CIDR (or one group = /32), default `"224.0.0.0/4"`, host bits zero, each range once; `rp`: unicast IPv4 |
-//! | `rp_address` | unicast IPv4 | none | this router's address as a rendezvous point |
+//! | `rp_address` | unicast IPv4 | none | this router's address as a rendezvous point: the RP of groups mapped to it and of groups no `static_rp` covers |
+//! | `spt_switchover` | `"immediate"` or `"never"` | `"immediate"` | when a last-hop router joins the source's tree: after the first packet, or never (stay on the shared tree) |
+//! | `max_tree_entries` | 1..=1048576 | `16384` | bound of the `(*,G)` plus `(S,G)` entries; joins for new entries past it are dropped and counted |
 //! | `hello_period` | 1..=18724 s | `30` | hello period of interfaces that do not set one (hold time is 3.5 x this) |
 //! | `dr_priority` | u32 | `1` | DR priority of interfaces that do not set one |
 //!
@@ -207,8 +210,9 @@ pub use parse::{
 pub use rule_id::{canonical_key, fnv1a, fnv1a64, RuleId, FNV_OFFSET, FNV_PRIME};
 pub use schema::{
     Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MetricsConfig, MsdpConfig,
-    MsdpPeer, Output, OutputWhen, PimConfig, PimInterface, RpfProvider, Rule, StaticRp,
-    StaticRpfRoute, Ttl, DEFAULT_MULTICAST_TTL, DEFAULT_UNICAST_TTL,
+    MsdpPeer, Output, OutputWhen, PimConfig, PimInterface, RpfProvider, Rule, SptSwitchover,
+    StaticRp, StaticRpfRoute, Ttl, DEFAULT_MAX_TREE_ENTRIES, DEFAULT_MULTICAST_TTL,
+    DEFAULT_UNICAST_TTL,
 };
 pub use validate::{
     validate_interface_name, validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_HELLO_PERIOD,

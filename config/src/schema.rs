@@ -370,7 +370,34 @@ pub struct PimConfig {
     pub hello_period: u16,
     /// DR priority for interfaces that do not set their own.
     pub dr_priority: u32,
+    /// When a last-hop router moves from the shared tree to the source's
+    /// tree (RFC 7761 section 4.2.1 `SwitchToSptDesired`).
+    #[serde(skip_serializing_if = "SptSwitchover::is_default")]
+    pub spt_switchover: SptSwitchover,
+    /// Bound of the tree state, `(*,G)` plus `(S,G)` entries; new entries
+    /// past it are dropped and counted.
+    pub max_tree_entries: u32,
 }
+
+/// `pim.spt_switchover`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SptSwitchover {
+    /// Join the source's tree after its first packet (what most routers do).
+    #[default]
+    Immediate,
+    /// Stay on the shared tree.
+    Never,
+}
+
+impl SptSwitchover {
+    fn is_default(&self) -> bool {
+        *self == SptSwitchover::Immediate
+    }
+}
+
+/// Default of `pim.max_tree_entries`.
+pub const DEFAULT_MAX_TREE_ENTRIES: u32 = 16_384;
 
 impl Default for PimConfig {
     fn default() -> Self {
@@ -382,6 +409,8 @@ impl Default for PimConfig {
             rp_address: None,
             hello_period: 30,
             dr_priority: 1,
+            spt_switchover: SptSwitchover::Immediate,
+            max_tree_entries: DEFAULT_MAX_TREE_ENTRIES,
         }
     }
 }
@@ -424,6 +453,16 @@ pub struct StaticRp {
     /// The RP's unicast address.
     #[serde(deserialize_with = "addr::de_unicast")]
     pub rp: Ipv4Addr,
+}
+
+impl StaticRp {
+    /// The group range as (network, prefix length).
+    ///
+    /// # Errors
+    /// The text is not a multicast CIDR or group (the message says why).
+    pub fn group_prefix(&self) -> Result<(Ipv4Addr, u8), String> {
+        crate::addr::parse_group_range(&self.group).map(|c| (c.network, c.prefix_len))
+    }
 }
 
 pub(crate) fn default_group_range() -> String {

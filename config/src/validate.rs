@@ -538,6 +538,9 @@ fn check_hello_period(out: &mut Sink, path: String, period: u16) {
     }
 }
 
+/// Upper bound of `pim.max_tree_entries`.
+pub const MAX_TREE_ENTRIES: u32 = 1 << 20;
+
 fn check_pim(out: &mut Sink, cfg: &Config) {
     let p = &cfg.pim;
     if let Some(a) = p.router_id {
@@ -545,6 +548,16 @@ fn check_pim(out: &mut Sink, cfg: &Config) {
     }
     if let Some(a) = p.rp_address {
         check_unicast(out, "pim.rp_address".into(), a, "rp_address");
+    }
+    if !(1..=MAX_TREE_ENTRIES).contains(&p.max_tree_entries) {
+        out.err(
+            "pim.max_tree_entries",
+            format!(
+                "max_tree_entries {} is out of range; use 1..={MAX_TREE_ENTRIES} (default {})",
+                p.max_tree_entries,
+                crate::schema::DEFAULT_MAX_TREE_ENTRIES
+            ),
+        );
     }
     check_interface_list(
         out,

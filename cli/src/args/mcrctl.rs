@@ -181,6 +181,26 @@ pub enum PimCmd {
         #[arg(long)]
         source: std::net::Ipv4Addr,
     },
+    /// Tree state: (*,G), (S,G), (S,G,rpt) with upstream, RPF, timers, downstream per interface, counters.
+    JoinState,
+    /// RP mappings in force; with --group, which RP serves the group.
+    Rp {
+        #[arg(long)]
+        group: Option<std::net::Ipv4Addr>,
+    },
+    /// Add or replace a static RP mapping now (until the next reload; config save writes it).
+    SetStaticRp {
+        /// Group range, e.g. 239.0.0.0/8 (or one group).
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        rp: std::net::Ipv4Addr,
+    },
+    /// Set this router's RP address now (until the next reload; config save writes it).
+    SetRp {
+        #[arg(long)]
+        address: std::net::Ipv4Addr,
+    },
 }
 
 /// `mcrctl igmp ...`.

@@ -134,6 +134,13 @@ fn request_for(cmd: &Cmd) -> Result<Request, String> {
             PimCmd::ListRpfRoutes => Request::PimListRpfRoutes,
             PimCmd::ClearRpfRoutes => Request::PimClearRpfRoutes,
             PimCmd::QueryRpf { source } => Request::PimQueryRpf { source: *source },
+            PimCmd::JoinState => Request::PimJoinState,
+            PimCmd::Rp { group } => Request::PimRp { group: *group },
+            PimCmd::SetStaticRp { group, rp } => Request::PimSetStaticRp {
+                group: group.clone(),
+                rp: *rp,
+            },
+            PimCmd::SetRp { address } => Request::PimSetRp { address: *address },
         },
         Cmd::Igmp(IgmpCmd::Groups { interface }) => Request::IgmpGroups {
             interface: interface.clone(),

@@ -510,6 +510,162 @@ pub struct PimRpfAnswer {
     pub preference: Option<u32>,
 }
 
+/// `pim_join_state`: the PIM-SM tree state (RFC 7761 section 4.1), one
+/// entry per `(*,G)`, `(S,G)` and `(S,G,rpt)`, by group then source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimJoinState {
+    /// The entries.
+    pub entries: Vec<PimJoinEntry>,
+    /// `(*,G)` plus `(S,G)` entries held.
+    pub entry_count: usize,
+    /// Their bound (`pim.max_tree_entries`).
+    pub max_entries: usize,
+    /// Tree counters, including what was received and not used, by reason.
+    pub counters: PimTreeCounters,
+}
+
+/// One `(*,G)`, `(S,G)` or `(S,G,rpt)` entry of `pim_join_state`. Times
+/// are seconds until the timer fires (`null`: not running).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimJoinEntry {
+    /// `star-g`, `sg` or `sg-rpt`.
+    pub kind: String,
+    /// The group.
+    pub group: std::net::Ipv4Addr,
+    /// The source (`sg`, `sg-rpt`).
+    pub source: Option<std::net::Ipv4Addr>,
+    /// RP(G) (`null`: no RP known for the group).
+    pub rp: Option<std::net::Ipv4Addr>,
+    /// Upstream state: `joined` / `not-joined` (sections 4.5.5, 4.5.6);
+    /// for `sg-rpt` `rpt-not-joined` / `pruned` / `not-pruned` (4.5.7).
+    pub upstream: String,
+    /// RPF interface (toward the RP for `star-g` and `sg-rpt`, toward S for
+    /// `sg`).
+    pub rpf_interface: Option<String>,
+    /// RPF' neighbour (`null`: none, or directly connected / we are the RP).
+    pub rpf_neighbor: Option<std::net::Ipv4Addr>,
+    /// Join Timer (`star-g`, `sg`), or `(S,G,rpt)` Override Timer, seconds.
+    pub join_timer: Option<u64>,
+    /// SPTbit (`sg`, section 4.2.2).
+    pub spt_bit: Option<bool>,
+    /// Keepalive Timer (`sg`, section 4.1.2), seconds.
+    pub keepalive: Option<u64>,
+    /// Register state at the first-hop DR (`sg`, section 4.4.1): `no-info`,
+    /// `join`, `join-pending`, `prune`.
+    pub register: Option<String>,
+    /// The RP the register tunnel points at.
+    pub register_rp: Option<std::net::Ipv4Addr>,
+    /// Downstream state per interface.
+    pub downstream: Vec<PimDownstreamEntry>,
+}
+
+/// Downstream state of an entry on one interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimDownstreamEntry {
+    /// Interface name.
+    pub interface: String,
+    /// `join` / `prune-pending` (`star-g`, `sg`); `prune` / `prune-pending`
+    /// / `prune-tmp` / `prune-pending-tmp` (`sg-rpt`); `none` when only an
+    /// Assert state is held there.
+    pub state: String,
+    /// Expiry Timer, seconds.
+    pub expiry: Option<u64>,
+    /// Prune-Pending Timer, seconds.
+    pub prune_pending: Option<u64>,
+    /// Assert state (section 4.6): `winner` or `loser`; `null`: NoInfo.
+    pub assert: Option<String>,
+    /// The Assert winner (while `loser`).
+    pub assert_winner: Option<std::net::Ipv4Addr>,
+}
+
+/// Counters of `pim_join_state`: the protocol's tree counters and what
+/// the control plane counted around them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimTreeCounters {
+    /// The protocol's counters (RFC 7761 messages used and ignored, by
+    /// reason; entries refused at the bound).
+    pub tree: mcr_protocols::pim::tree::TreeCounters,
+    /// PIM messages that failed to parse, by reason, all interfaces.
+    pub malformed: PimMalformedCounters,
+    /// PIM messages received on interfaces where PIM does not run.
+    pub not_pim_interface: u64,
+    /// Route updates the MRIB refused at its route bound.
+    pub mrib_route_limit: u64,
+    /// Other MRIB refusals (not a multicast group).
+    pub mrib_refused: u64,
+    /// RPF lookups not made because the tracked set was at its bound.
+    pub rpf_untracked: u64,
+    /// RPF lookups the provider could not answer.
+    pub rpf_unavailable: u64,
+    /// Data packets encapsulated in Registers and sent to the RP.
+    pub register_data_sent: u64,
+    /// Data packets for the RP dropped: no register tunnel up for (S,G).
+    pub register_data_no_tunnel: u64,
+    /// Data packets for the RP dropped: too big or not sent.
+    pub register_data_dropped: u64,
+    /// Register-tunnel changes dropped because nobody collected them.
+    pub tunnel_changes_dropped: u64,
+    /// PIM messages that could not be sent.
+    pub send_errors: u64,
+}
+
+/// Malformed PIM messages by reason, summed over interfaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PimMalformedCounters {
+    /// The checksum did not verify.
+    pub bad_checksum: u64,
+    /// Truncated message.
+    pub truncated: u64,
+    /// Not PIM version 2.
+    pub bad_version: u64,
+    /// Bad option or encoded address.
+    pub bad_option: u64,
+    /// Unknown message type.
+    pub unknown_type: u64,
+}
+
+/// `pim_rp`, `pim_set_static_rp`, `pim_set_rp`: the RP mappings and, when
+/// asked, which RP serves a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimRp {
+    /// `pim.rp_address` in force (this router as an RP).
+    pub rp_address: Option<std::net::Ipv4Addr>,
+    /// `config` or `runtime` (set by `pim_set_rp`, until the next reload).
+    pub rp_address_origin: Option<String>,
+    /// Static mappings in force.
+    pub static_rp: Vec<PimRpMapping>,
+    /// The answer for `group`, when one was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<PimRpForGroup>,
+}
+
+/// One static RP mapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimRpMapping {
+    /// Group range, as written.
+    pub group: String,
+    /// The RP.
+    pub rp: std::net::Ipv4Addr,
+    /// `config` or `runtime`.
+    pub origin: String,
+    /// Whether the RP is this router.
+    pub local: bool,
+}
+
+/// Which RP serves a group (RFC 7761 section 4.7: longest static range,
+/// else `rp_address`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PimRpForGroup {
+    /// The group asked about.
+    pub group: std::net::Ipv4Addr,
+    /// RP(G) (`null`: none).
+    pub rp: Option<std::net::Ipv4Addr>,
+    /// Why: the static range that maps it, or `rp_address`.
+    pub via: Option<String>,
+    /// Whether the RP is this router.
+    pub local: bool,
+}
+
 pub use mcr_protocols::igmp::{
     Counters as IgmpCounters, GroupView as IgmpGroup, InterfaceView as IgmpInterface,
     InvalidCounters as IgmpInvalidCounters, SourceView as IgmpSource,
@@ -614,6 +770,10 @@ pub enum Reply {
     PimRpfRoutes(PimRpfRoutes),
     /// `pim_query_rpf`.
     PimRpfAnswer(PimRpfAnswer),
+    /// `pim_join_state`.
+    PimJoinState(Box<PimJoinState>),
+    /// `pim_rp`, `pim_set_static_rp`, `pim_set_rp`.
+    PimRp(PimRp),
     /// `igmp_groups`.
     IgmpGroups(IgmpGroups),
     /// `igmp_interfaces`.
@@ -639,7 +799,7 @@ reply_from!(
     LogFilter => LogFilter, ReloadSummary => Reload, Subscribed => Subscribed,
     PimNeighbors => PimNeighbors, PimInterfaces => PimInterfaces,
     PimExternalNeighbors => PimExternalNeighbors, PimRpfRoutes => PimRpfRoutes,
-    PimRpfAnswer => PimRpfAnswer,
+    PimRpfAnswer => PimRpfAnswer, PimJoinState => PimJoinState, PimRp => PimRp,
     IgmpGroups => IgmpGroups, IgmpInterfaces => IgmpInterfaces, IgmpToggled => IgmpToggled,
 );
 
@@ -685,6 +845,10 @@ pub enum ReplyKind {
     PimRpfRoutes,
     /// [`PimRpfAnswer`].
     PimRpfAnswer,
+    /// [`PimJoinState`].
+    PimJoinState,
+    /// [`PimRp`].
+    PimRp,
     /// [`IgmpGroups`].
     IgmpGroups,
     /// [`IgmpInterfaces`].
@@ -721,6 +885,8 @@ impl ReplyKind {
             ReplyKind::PimExternalNeighbors => Reply::PimExternalNeighbors(f(v)?),
             ReplyKind::PimRpfRoutes => Reply::PimRpfRoutes(f(v)?),
             ReplyKind::PimRpfAnswer => Reply::PimRpfAnswer(f(v)?),
+            ReplyKind::PimJoinState => Reply::PimJoinState(f(v)?),
+            ReplyKind::PimRp => Reply::PimRp(f(v)?),
             ReplyKind::IgmpGroups => Reply::IgmpGroups(f(v)?),
             ReplyKind::IgmpInterfaces => Reply::IgmpInterfaces(f(v)?),
             ReplyKind::IgmpToggled => Reply::IgmpToggled(f(v)?),

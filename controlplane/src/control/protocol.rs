@@ -168,6 +168,28 @@ pub enum Request {
         /// The source address.
         source: std::net::Ipv4Addr,
     },
+    /// The PIM-SM tree state: `(*,G)`, `(S,G)`, `(S,G,rpt)` entries.
+    PimJoinState,
+    /// The RP mappings; with `group`, which RP serves it.
+    PimRp {
+        /// A group to look up.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<std::net::Ipv4Addr>,
+    },
+    /// Adds or replaces a static RP mapping at run time (until the next
+    /// reload; `config_save` writes it).
+    PimSetStaticRp {
+        /// Group range, CIDR (or one group).
+        group: String,
+        /// The RP's address.
+        rp: std::net::Ipv4Addr,
+    },
+    /// Sets this router's RP address at run time (until the next reload;
+    /// `config_save` writes it).
+    PimSetRp {
+        /// The address.
+        address: std::net::Ipv4Addr,
+    },
 }
 
 impl Request {
@@ -204,6 +226,10 @@ impl Request {
             | Request::PimListRpfRoutes
             | Request::PimClearRpfRoutes => ReplyKind::PimRpfRoutes,
             Request::PimQueryRpf { .. } => ReplyKind::PimRpfAnswer,
+            Request::PimJoinState => ReplyKind::PimJoinState,
+            Request::PimRp { .. } | Request::PimSetStaticRp { .. } | Request::PimSetRp { .. } => {
+                ReplyKind::PimRp
+            }
             Request::IgmpGroups { .. } => ReplyKind::IgmpGroups,
             Request::IgmpInterfaces => ReplyKind::IgmpInterfaces,
             Request::IgmpEnable { .. } | Request::IgmpDisable { .. } => ReplyKind::IgmpToggled,
@@ -625,7 +651,7 @@ mod tests {
         assert_eq!(Request::LogLevelGet.name(), "log_level_get");
         assert!(COMMANDS.contains(&"config_save"));
         assert!(COMMANDS.contains(&"igmp_groups"));
-        assert_eq!(COMMANDS.len(), 30);
+        assert_eq!(COMMANDS.len(), 34);
         assert_eq!(
             EVENT_CATEGORIES,
             ["rules", "interfaces", "reload", "igmp", "pim", "msdp"]

@@ -16,6 +16,14 @@ use crate::control::api::{
 use crate::control::{ErrorCode, Request, Response};
 use crate::rpf::{external::parse_prefix, Lookup, StaticRoute};
 
+/// An RP address must be a unicast address.
+fn check_rp(a: Ipv4Addr) -> Result<(), String> {
+    if a.is_multicast() || a.is_unspecified() || a.is_broadcast() || a.is_loopback() {
+        return Err(format!("RP address {a} must be a unicast address"));
+    }
+    Ok(())
+}
+
 /// The answer to `pim_query_rpf`.
 pub fn rpf_answer(source: Ipv4Addr, provider: &str, route: Option<&RpfRoute>) -> PimRpfAnswer {
     PimRpfAnswer {
@@ -286,10 +294,68 @@ impl PimRuntime {
                     "the question went to the RPF provider; ask again for the cached answer",
                 ),
             },
+            Request::PimJoinState => Response::ok(self.join_state()),
+            Request::PimRp { group } => {
+                if let Some(g) = group {
+                    if !g.is_multicast() {
+                        return Response::error(
+                            ErrorCode::InvalidArguments,
+                            format!("{g} is not a multicast group"),
+                        );
+                    }
+                }
+                Response::ok(self.rp_answer(config, group))
+            }
+            Request::PimSetStaticRp { group, rp } => {
+                let mapping = mcr_config::StaticRp {
+                    group: group.trim().to_string(),
+                    rp,
+                };
+                if let Err(e) = mapping.group_prefix() {
+                    return Response::error(ErrorCode::InvalidArguments, e);
+                }
+                if let Err(e) = check_rp(rp) {
+                    return Response::error(ErrorCode::InvalidArguments, e);
+                }
+                let range = mapping.group_prefix().ok();
+                self.glue
+                    .runtime_static_rp
+                    .retain(|m| m.group_prefix().ok() != range);
+                // The file's own mapping again: no runtime change left.
+                if !config.pim.static_rp.contains(&mapping) {
+                    self.glue.runtime_static_rp.push(mapping);
+                }
+                tracing::info!(group = %mcr_config::text::escape(&group), rp = %rp, "PIM static RP set at run time");
+                self.resync_tree(config);
+                Response::ok(self.rp_answer(config, None))
+            }
+            Request::PimSetRp { address } => {
+                if let Err(e) = check_rp(address) {
+                    return Response::error(ErrorCode::InvalidArguments, e);
+                }
+                self.glue.runtime_rp_address =
+                    (config.pim.rp_address != Some(address)).then_some(address);
+                tracing::info!(address = %address, "PIM RP address set at run time");
+                self.resync_tree(config);
+                Response::ok(self.rp_answer(config, None))
+            }
             other => Response::error(
                 ErrorCode::InvalidRequest,
                 format!("{} is not a PIM command", other.name()),
             ),
+        }
+    }
+
+    /// Feeds the tree configuration again after a runtime RP change.
+    fn resync_tree(&mut self, config: &Config) {
+        let Some(mut want) = self.last.clone() else {
+            return;
+        };
+        want.tree = self.tree_config(config);
+        if self.last.as_ref() != Some(&want) {
+            self.feed(mcr_protocols::Input::Config(want.clone()));
+            self.last = Some(want);
+            self.track_rpf();
         }
     }
 

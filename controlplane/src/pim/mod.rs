@@ -13,6 +13,7 @@
 
 pub mod commands;
 pub mod socket;
+pub mod tree;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -131,6 +132,12 @@ pub struct PimRuntime {
     /// A reload happened: the static RPF table takes the file's routes
     /// again at the next sync.
     reloaded: bool,
+    /// The trees' control-plane state (RPF tracking, MRIB queue, runtime
+    /// RP mappings).
+    glue: tree::TreeGlue,
+    /// PIM stopped: its MRIB routes go at the next
+    /// [`apply_mrib`](Self::apply_mrib).
+    clear_routes: bool,
 }
 
 fn os_seed() -> u64 {
@@ -187,6 +194,8 @@ impl PimRuntime {
             rng_seed: os_seed(),
             external_enabled: true,
             reloaded: false,
+            glue: tree::TreeGlue::default(),
+            clear_routes: false,
         }
     }
 
@@ -275,8 +284,33 @@ impl PimRuntime {
                 match sock.recv() {
                     Ok(Some(rx)) => {
                         let Some((ifc, _)) = self.addrs.get(&rx.ifindex) else {
-                            // Not a PIM interface: the instance counts it.
                             let now = Timestamp::from_duration(self.epoch.elapsed());
+                            // Register and Register-Stop are unicast and
+                            // routed: they may arrive on any interface
+                            // (RFC 7761 section 4.4).
+                            let message = PimMessage::parse(&rx.payload);
+                            if matches!(
+                                message,
+                                PimMessage::Register(_) | PimMessage::RegisterStop { .. }
+                            ) {
+                                driver.feed(
+                                    now,
+                                    Input::Packet(Packet {
+                                        interface: Interface::new(
+                                            rx.ifindex,
+                                            rx.ifindex.to_string(),
+                                        ),
+                                        source: rx.source,
+                                        destination: rx.destination,
+                                        ttl: rx.ttl,
+                                        router_alert: false,
+                                        message,
+                                    }),
+                                    &mut actions,
+                                );
+                                continue;
+                            }
+                            // Not a PIM interface: the instance counts it.
                             driver.feed(
                                 now,
                                 Input::Packet(Packet {
@@ -326,6 +360,7 @@ impl PimRuntime {
         for n in notices {
             self.rpf_notice(n);
         }
+        self.track_rpf();
     }
 
     fn provider_kind(&self) -> &'static str {
@@ -348,6 +383,7 @@ impl PimRuntime {
                     "metric": r.map(|r| r.metric),
                 }));
                 tracing::debug!(prefix = %change.prefix, interface = ?r.map(|r| r.interface.name.to_string()), "RPF change");
+                let prefix = change.prefix;
                 if let Some(driver) = &mut self.driver {
                     let now = Timestamp::from_duration(self.epoch.elapsed());
                     let mut actions = std::mem::take(&mut self.actions);
@@ -355,8 +391,18 @@ impl PimRuntime {
                     self.execute(&mut actions);
                     self.actions = actions;
                 }
+                self.rpf_prefix_changed(prefix);
             }
             RpfNotice::Answered { source, result } => {
+                if self.glue.asking.contains(&source) {
+                    match &result {
+                        Ok(route) => self.rpf_answer(source, route.clone()),
+                        Err(_) => {
+                            self.glue.asking.remove(&source);
+                            self.glue.tracked.insert(source, None);
+                        }
+                    }
+                }
                 let provider = self.provider_kind();
                 let mut keep = Vec::new();
                 for q in std::mem::take(&mut self.queries) {
@@ -396,8 +442,16 @@ impl PimRuntime {
                     let Some(bytes) = message.encode() else {
                         continue;
                     };
+                    // Register and Register-Stop go unicast, routed by the
+                    // kernel (RFC 7761 section 4.4); the rest to
+                    // ALL-PIM-ROUTERS out of the interface, TTL 1.
+                    let ifindex = if destination.is_multicast() {
+                        interface.index
+                    } else {
+                        0
+                    };
                     if let Some(s) = &self.socket {
-                        if let Err(e) = s.send(interface.index, destination, &bytes) {
+                        if let Err(e) = s.send(ifindex, destination, &bytes) {
                             self.send_errors += 1;
                             tracing::debug!(interface = %interface, error = %e, "PIM send failed");
                         }
@@ -420,7 +474,15 @@ impl PimRuntime {
                     if let Value::Object(m) = &mut v {
                         m.insert("event".into(), Value::String(e.kind.into()));
                     }
+                    if e.kind == "register-tunnel" {
+                        if let (Some(src), Some(grp)) = (e.payload.source, e.payload.group) {
+                            self.note_tunnel(src, grp, e.payload.action != Some("remove"));
+                        }
+                    }
                     match e.kind {
+                        "join-state" | "route" | "register-tunnel" => {
+                            tracing::debug!(interface = %e.payload.interface, source = %show(&e.payload.source), group = %show(&e.payload.group), action = %show(&e.payload.action), "PIM {}", e.kind)
+                        }
                         "dr-change" => {
                             tracing::info!(interface = %e.payload.interface, dr = %show(&e.payload.dr), "PIM DR changed")
                         }
@@ -430,7 +492,8 @@ impl PimRuntime {
                     }
                     self.events.push(v);
                 }
-                Action::Mrib(_) | Action::ArmTimer { .. } | Action::CancelTimer { .. } => {}
+                Action::Mrib(u) => self.queue_mrib(u),
+                Action::ArmTimer { .. } | Action::CancelTimer { .. } => {}
             }
         }
     }
@@ -480,6 +543,9 @@ impl PimRuntime {
             }
         }
         if self.driver.is_none() {
+            self.glue.needs_members = true;
+            self.glue.tracked.clear();
+            self.glue.asking.clear();
             let mut seed = self.rng_seed;
             seed ^= Instant::now().duration_since(self.epoch).as_nanos() as u64;
             self.driver = Some(Driver::new(Pim::new(Rng::new(seed)), TIMER_CAPACITY));
@@ -489,7 +555,7 @@ impl PimRuntime {
             interfaces: Vec::new(),
             external_neighbors: Vec::new(),
             max_neighbors_per_interface: DEFAULT_MAX_NEIGHBORS,
-            ..PimConfig::default()
+            tree: self.tree_config(config),
         };
         let mut waiting = Vec::new();
         for pi in &config.pim.interfaces {
@@ -546,6 +612,7 @@ impl PimRuntime {
             }
             self.addrs.insert(ifc.index, (ifc, now_addrs));
         }
+        self.track_rpf();
     }
 
     /// The injected neighbours on interfaces that exist, for the instance.
@@ -632,6 +699,7 @@ impl PimRuntime {
             Some(RpfSetting::Socket(path)) => Provider::External(ExternalRpf::new(path)),
         };
         tracing::info!(provider = %text, "RPF provider set");
+        self.rpf_reset();
         self.provider_text = text.clone();
         for q in std::mem::take(&mut self.queries) {
             self.answers.push((
@@ -646,16 +714,21 @@ impl PimRuntime {
     /// takes the file's routes again at the next [`sync`](Self::sync)).
     pub fn config_reloaded(&mut self) {
         self.reloaded = true;
+        self.glue.runtime_static_rp.clear();
+        self.glue.runtime_rp_address = None;
     }
 
     /// Says goodbye (Holdtime 0) on every interface and stops PIM.
     pub fn shutdown(&mut self) {
         if self.driver.is_some() {
             self.feed(Input::Shutdown);
+            self.tunnels_down();
         }
         self.driver = None;
         self.last = None;
         self.addrs.clear();
+        self.glue.mrib.clear();
+        self.clear_routes = true;
     }
 }
 

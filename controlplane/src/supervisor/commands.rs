@@ -221,7 +221,11 @@ impl Supervisor {
             | Request::PimRemoveRpfRoute { .. }
             | Request::PimListRpfRoutes
             | Request::PimClearRpfRoutes
-            | Request::PimQueryRpf { .. }) => {
+            | Request::PimQueryRpf { .. }
+            | Request::PimJoinState
+            | Request::PimRp { .. }
+            | Request::PimSetStaticRp { .. }
+            | Request::PimSetRp { .. }) => {
                 let config = self.config.clone();
                 self.pim.request(pim, &config)
             }
@@ -234,6 +238,8 @@ impl Supervisor {
         let mut c = self.config.clone();
         c.rules
             .extend(self.runtime_rules.iter().map(|d| d.rule.clone()));
+        // RP mappings changed at run time (`pim set-static-rp`, `set-rp`).
+        c.pim = self.pim.running_pim(&self.config);
         // `cores` takes effect only at start: a reload that changed it left
         // the engines where they were, and that is what runs.
         c.cores = self.started_cores.clone();

@@ -572,6 +572,7 @@ impl Supervisor {
         if changes.is_empty() {
             return;
         }
+        self.pim_members(&changes);
         let followed = self
             .config
             .rules
@@ -831,11 +832,43 @@ impl Supervisor {
     /// may still have changed).
     pub(super) fn sync_protocols(&mut self) {
         self.pim.sync(&self.config, &self.interfaces);
+        if self.pim.take_needs_members() {
+            let all: Vec<(
+                mcr_protocols::Interface,
+                std::net::Ipv4Addr,
+                mcr_protocols::SourceFilter,
+            )> = self
+                .mrib
+                .iter_local_members()
+                .map(|(i, g, f)| (i.clone(), g, f.clone()))
+                .collect();
+            for (i, g, f) in all {
+                self.pim.local_members(i, g, f);
+            }
+        }
         self.pim_publish();
     }
 
-    /// Publishes PIM events and sends `pim_query_rpf` answers that waited.
+    /// Feeds PIM the local members of the (interface index, group) pairs
+    /// IGMP changed (RFC 7761 section 4.1 `local_receiver_include`): the
+    /// MRIB's merged filter, or `INCLUDE {}` when none is left.
+    fn pim_members(&mut self, changes: &std::collections::BTreeSet<(u32, std::net::Ipv4Addr)>) {
+        for (ifindex, group) in changes {
+            let ifc = mcr_protocols::Interface::new(*ifindex, self.interface_name(*ifindex));
+            let filter = self
+                .mrib
+                .local_members_on(&ifc, *group)
+                .cloned()
+                .unwrap_or_else(|| mcr_protocols::SourceFilter::include([]));
+            self.pim.local_members(ifc, *group, filter);
+        }
+        self.pim_publish();
+    }
+
+    /// Publishes PIM events and sends `pim_query_rpf` answers that waited;
+    /// applies PIM's MRIB updates.
     fn pim_publish(&mut self) {
+        self.pim.apply_mrib(&mut self.mrib);
         for e in self.pim.take_events() {
             self.event("pim", e);
         }

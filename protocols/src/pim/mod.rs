@@ -1117,8 +1117,9 @@ impl Pim {
             Input::InterfaceUp(_) => {}
             Input::Rpf(change) => {
                 if self.rpf.len() < MAX_RPF_ENTRIES || self.rpf.contains_key(&change.prefix) {
-                    self.rpf.insert(change.prefix, change);
-                    self.tree.touch_all();
+                    let prefix = change.prefix;
+                    self.rpf.insert(prefix, change);
+                    self.tree.touch_prefix(prefix);
                 }
             }
             Input::Shutdown => {

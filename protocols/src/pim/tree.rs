@@ -273,7 +273,8 @@ pub struct GroupState {
 }
 
 /// Tree counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TreeCounters {
     /// Join/Prune messages received (on PIM interfaces).
     pub jp_received: u64,
@@ -559,6 +560,37 @@ impl Tree {
     /// neighbour or RPF change).
     pub(crate) fn touch_all(&mut self) {
         self.all_touched = true;
+    }
+
+    /// Re-evaluate, at the end of this input, the groups an RPF change of
+    /// `prefix` can move: those with a source inside it or whose RP is
+    /// inside it (4.5.5/4.5.6 "RPF' changes"). Cheaper than
+    /// [`touch_all`](Self::touch_all) when thousands of sources are
+    /// resolved one by one.
+    pub(crate) fn touch_prefix(&mut self, prefix: Ipv4Prefix) {
+        if self.all_touched {
+            return;
+        }
+        if prefix.prefix_len() < 8 {
+            // A default or very short route may cover every RP and source.
+            self.all_touched = true;
+            return;
+        }
+        let rp_hit = |g: Ipv4Addr| self.rp_for(g).is_some_and(|rp| prefix.contains(rp));
+        let hit: Vec<Ipv4Addr> = self
+            .groups
+            .iter()
+            .filter(|(g, st)| rp_hit(**g) || st.sources.keys().any(|s| prefix.contains(*s)))
+            .map(|(g, _)| *g)
+            .chain(self.local.keys().map(|k| k.0).filter(|g| rp_hit(*g)))
+            .chain(
+                self.installed
+                    .keys()
+                    .filter(|k| k.source.is_some_and(|s| prefix.contains(s)) || rp_hit(k.group))
+                    .map(|k| k.group),
+            )
+            .collect();
+        self.touched.extend(hit);
     }
 
     fn i_am_rp(&self, env: &Env<'_>, rp: Ipv4Addr) -> bool {
