@@ -564,7 +564,9 @@ pub struct PimJoinEntry {
 pub struct PimDownstreamEntry {
     /// Interface name.
     pub interface: String,
-    /// `join` / `prune-pending` (`star-g`, `sg`); `prune` / `prune-pending`
+    /// `join` / `prune-pending` (`star-g`, `sg`; `local-members`: IGMP
+    /// members where we are the DR, section 4.1.6 `pim_include`); `prune` /
+    /// `prune-pending`
     /// / `prune-tmp` / `prune-pending-tmp` (`sg-rpt`); `none` when only an
     /// Assert state is held there.
     pub state: String,

@@ -14,8 +14,8 @@ use mcr_protocols::pim::fsm::{AssertState, DownState, RegState, RptDownState, Rp
 use mcr_protocols::pim::tree::{EntryKey, Sg};
 use mcr_protocols::pim::{PimMessage, Register, SptSwitchover, StaticRp, TreeConfig};
 use mcr_protocols::{
-    DataPlaneNotice, Input, Interface, Ipv4Prefix, Mrib, MribError, MribUpdate, RpfChange,
-    RpfRoute, SourceFilter, Timestamp,
+    DataPlaneNotice, FilterMode, Input, Interface, Ipv4Prefix, Mrib, MribError, MribUpdate,
+    RpfChange, RpfRoute, SourceFilter, Timestamp,
 };
 
 use super::PimRuntime;
@@ -505,7 +505,33 @@ impl PimRuntime {
                         }
                     })
                 };
-                let down = |key: EntryKey, list: Vec<DownRow>| {
+                // pim_include(*,G) / pim_include(S,G): IGMP members where
+                // we are the DR (section 4.1.6), shown as `local-members`.
+                let mut local: BTreeMap<EntryKey, Vec<u32>> = BTreeMap::new();
+                for (g, ifc, f) in tree.local_receivers() {
+                    if !pim.interfaces().get(&ifc.index).is_some_and(|i| i.is_dr()) {
+                        continue;
+                    }
+                    match f.mode {
+                        FilterMode::Exclude => {
+                            local.entry(EntryKey::StarG(g)).or_default().push(ifc.index)
+                        }
+                        FilterMode::Include => {
+                            for s in &f.sources {
+                                local
+                                    .entry(EntryKey::Sg(*s, g))
+                                    .or_default()
+                                    .push(ifc.index);
+                            }
+                        }
+                    }
+                }
+                let down = |key: EntryKey, mut list: Vec<DownRow>| {
+                    for i in local.get(&key).into_iter().flatten() {
+                        if !list.iter().any(|x| x.0 == *i) {
+                            list.push((*i, "local-members".into(), None, None));
+                        }
+                    }
                     let mut ifs: BTreeSet<u32> = list.iter().map(|x| x.0).collect();
                     ifs.extend(asserts.keys().filter(|(k, _)| *k == key).map(|(_, i)| *i));
                     ifs.into_iter()

@@ -516,6 +516,15 @@ impl Tree {
         &self.groups
     }
 
+    /// IGMP's members per (group, interface index): the interface and the
+    /// merged source filter (RFC 7761 section 4.1 `local_receiver_include`;
+    /// they count where we are the DR).
+    pub fn local_receivers(
+        &self,
+    ) -> impl Iterator<Item = (Ipv4Addr, &Interface, &SourceFilter)> + '_ {
+        self.local.iter().map(|((g, _), (i, f))| (*g, i, f))
+    }
+
     /// `(*,G)` plus `(S,G)` entries held.
     pub fn entry_count(&self) -> usize {
         self.entries
