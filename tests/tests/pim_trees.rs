@@ -389,6 +389,25 @@ fn runtime_rp_changes_are_shown_saved_and_undone_by_reload() {
     let r = mcrd.ctl_json(&["pim", "rp"]);
     assert_eq!(r["static_rp"].as_array().unwrap().len(), 1, "{r}");
     assert!(r["rp_address"].is_null(), "{r}");
+    // Saved, a runtime change is the file's from then on.
+    mcrd.ctl_json(&[
+        "pim",
+        "set-static-rp",
+        "--group",
+        "239.3.0.0/16",
+        "--rp",
+        "10.74.0.1",
+    ]);
+    mcrd.ctl_json(&["config", "save"]);
+    let file = std::fs::read_to_string(dir.path("mcrd.json5")).unwrap();
+    assert!(
+        file.contains("239.3.0.0/16"),
+        "config save writes it: {file}"
+    );
+    mcrd.ctl_json(&["reload"]);
+    let r = mcrd.ctl_json(&["pim", "rp"]);
+    assert_eq!(r["static_rp"][1]["group"], "239.3.0.0/16", "{r}");
+    assert_eq!(r["static_rp"][1]["origin"], "config", "{r}");
 }
 
 /// Hostile PIM from a neighbour (raw IPv4 with IP_HDRINCL, python3

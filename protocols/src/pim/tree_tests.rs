@@ -1725,3 +1725,71 @@ mod hostile {
         }
     }
 }
+
+/// The control plane feeds one host route per source and RP it resolves:
+/// a host RPF change re-evaluates only the groups whose RP or source it
+/// covers. The RP's host route arriving after the member starts the
+/// (*,G) join; an unrelated host's change sends nothing; the RP's route
+/// moving to another LAN moves the join (4.5.5 "RPF'(*,G) changes").
+#[test]
+fn host_rpf_changes_touch_only_their_groups() {
+    // R1 is the last hop (LAN1 receivers); the RP (10.9.9.9, beyond the
+    // LANs) is reached via R0 on LAN0 or R2 on LAN2.
+    let rp = Ipv4Addr::new(10, 9, 9, 9);
+    let mut net = Net::new(&[&[0], &[0, 1, 2], &[2]], rp_at(rp));
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::any_source());
+    net.deliver();
+    assert_ne!(
+        net.star(1).map(|s| s.up),
+        Some(UpState::Joined),
+        "no RPF yet"
+    );
+    let t0 = net.now();
+    net.rpf(1, Ipv4Prefix::host(rp), 0, Some(addr(0, 0)));
+    net.deliver();
+    assert_eq!(net.star(1).unwrap().up, UpState::Joined);
+    assert!(net
+        .sent_since(1, t0)
+        .iter()
+        .any(|jp| jp.upstream_neighbor == addr(0, 0) && has_star_join(jp, rp)));
+    assert_eq!(net.star(0).unwrap().down[&1].state, DownState::Join);
+    // Another host's route: nothing re-evaluated, nothing sent.
+    net.advance(Duration::from_secs(1));
+    let t1 = net.now();
+    net.rpf(
+        1,
+        Ipv4Prefix::host(Ipv4Addr::new(10, 8, 8, 8)),
+        2,
+        Some(addr(2, 2)),
+    );
+    net.advance(Duration::from_millis(10));
+    assert!(
+        net.sent_since(1, t1).is_empty(),
+        "{:?}",
+        net.sent_since(1, t1)
+    );
+    // The RP's route moves to LAN2: Prune to R0, Join to R2.
+    let t2 = net.now();
+    net.rpf(1, Ipv4Prefix::host(rp), 2, Some(addr(2, 2)));
+    net.advance(Duration::from_millis(10));
+    let sent = net.sent_since(1, t2);
+    assert!(
+        sent.iter()
+            .any(|jp| jp.upstream_neighbor == addr(2, 2) && has_star_join(jp, rp)),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|jp| jp.upstream_neighbor == addr(0, 0) && has_star_prune(jp)),
+        "{sent:?}"
+    );
+    assert_eq!(net.star(2).unwrap().down[&3].state, DownState::Join);
+    assert_eq!(
+        net.star(1).unwrap().upstream,
+        Some(Upstream {
+            ifindex: 3,
+            neighbor: addr(2, 2)
+        })
+    );
+}
