@@ -295,6 +295,7 @@ fn frr_last_hop_joins_toward_mcrd_as_rp() {
     assert!(text.stdout.contains("(this router)"), "{}", text.stdout);
 
     let group = "239.4.4.4";
+    let sub = Subscriber::start(&mcrd, "pim");
     let _member = Member::join(&l.host, "10.72.0.2", group);
     assert!(
         wait_until(Duration::from_secs(15), || star_g(&mcrd, group)
@@ -317,6 +318,11 @@ fn frr_last_hop_joins_toward_mcrd_as_rp() {
         d["expiry"].as_u64().is_some_and(|x| x > 100),
         "Expiry Timer from FRR's Holdtime (210 s): {e}"
     );
+    // The downstream state change reached `subscribe --events pim`.
+    let ev = sub.wait_for(Duration::from_secs(5), |v| {
+        v["event"] == "join-state" && v["group"] == group && v["reason"] == "star-g"
+    });
+    assert!(ev.is_some(), "{:?}", sub.all());
     let text = mcrd.ctl(&["pim", "join-state"]);
     assert!(
         text.stdout.contains(&format!("(*,{group})")),
@@ -632,5 +638,107 @@ fn hostile_join_prune_and_registers_are_counted_and_bounded() {
             .take(3)
             .collect::<Vec<_>>()
             .join("\n")
+    );
+}
+
+/// Data end to end through the trees: source - mcrd (first-hop DR,
+/// registers) - FRR (RP) - mcrd (last hop, switches to the SPT) -
+/// receiver. Needs the kernel MFC data path of the mroute branch (routes
+/// from the MRIB, NOCACHE / WHOLEPKT upcalls to `data_plane_notice` and
+/// `register_data`).
+#[test]
+#[ignore = "needs the route data path (mroute branch)"]
+fn data_flows_source_dr_rp_last_hop_receiver() {
+    if !frr_available() {
+        eprintln!("skipped: FRR pimd is not installed");
+        return;
+    }
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let src = Netns::new(format!("{tag}-s"));
+    let dr = Netns::new(format!("{tag}-d"));
+    let rp = Netns::new(format!("{tag}-r"));
+    let lh = Netns::new(format!("{tag}-l"));
+    let rcv = Netns::new(format!("{tag}-v"));
+    let n = |s: &str| format!("{tag}{s}");
+    veth(&src, &n("s"), "10.81.0.2/24", &dr, &n("ds"), "10.81.0.1/24");
+    veth(&dr, &n("dr"), "10.82.0.2/24", &rp, &n("rd"), "10.82.0.1/24");
+    veth(&rp, &n("rl"), "10.83.0.1/24", &lh, &n("lr"), "10.83.0.2/24");
+    veth(&lh, &n("lv"), "10.84.0.1/24", &rcv, &n("v"), "10.84.0.2/24");
+    src.ip(&["route", "add", "default", "via", "10.81.0.1"]);
+    dr.ip(&["route", "add", "default", "via", "10.82.0.1"]);
+    rp.ip(&["route", "add", "10.81.0.0/24", "via", "10.82.0.2"]);
+    rp.ip(&["route", "add", "10.84.0.0/24", "via", "10.83.0.2"]);
+    lh.ip(&["route", "add", "default", "via", "10.83.0.1"]);
+    rcv.ip(&["route", "add", "default", "via", "10.84.0.1"]);
+    let conf = format!(
+        "interface {}\n ip pim\n ip pim hello 5\n!\ninterface {}\n ip pim\n ip pim hello 5\n!\n",
+        n("rd"),
+        n("rl")
+    );
+    let frr = Frr::start_with(&rp, &dir, &n("rd"), &conf);
+    frr_set_rp(&frr, "10.82.0.1");
+    let mcr_cfg = |up: &str, down: &str, igmp: bool| {
+        format!(
+            "{{ pim: {{ enabled: true, hello_period: 5, interfaces: [ {{ name: \"{up}\" }}, {{ name: \"{down}\" }} ], \
+               static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"10.82.0.1\" }} ] }}, {} \
+               control_plane: {{ rpf_provider: \"kernel\" }} }}",
+            if igmp {
+                format!("igmp: {{ querier_interfaces: [\"{down}\"], version: 2 }},")
+            } else {
+                String::new()
+            }
+        )
+    };
+    let dir_d = TempDir::new(&format!("{tag}d"));
+    let dir_l = TempDir::new(&format!("{tag}l"));
+    let first = Mcrd::start(&dr, &dir_d, &mcr_cfg(&n("dr"), &n("ds"), false));
+    let last = Mcrd::start(&lh, &dir_l, &mcr_cfg(&n("lr"), &n("lv"), true));
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let nb = frr.json("show ip pim neighbor json");
+            nb.get(n("rd")).and_then(|v| v.get("10.82.0.2")).is_some()
+                && nb.get(n("rl")).and_then(|v| v.get("10.83.0.2")).is_some()
+        }),
+        "adjacencies: {}",
+        frr.vtysh(&["show ip pim neighbor"])
+    );
+    let group = "239.6.6.6";
+    let listener = Listener::start(&rcv, &dir, &n("v"), group, 7000, &["--duration", "30"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || frr_star_join(
+            &frr,
+            &n("rl"),
+            group
+        )
+        .is_some()),
+        "{}",
+        frr.vtysh(&["show ip pim join"])
+    );
+    let sent = generate(
+        &src,
+        &n("s"),
+        group,
+        7000,
+        &["--rate", "200", "--count", "2000", "--ttl", "16"],
+    );
+    eprintln!("sent: {sent}");
+    let got = listener.finish();
+    // The first packets may be lost while the register tunnel and the
+    // SPT come up; the steady state must deliver.
+    assert!(total(&got, "received") >= 1500, "{got}");
+    let js = first.ctl_json(&["pim", "join-state"]);
+    assert!(
+        js["counters"]["register_data_sent"].as_u64() > Some(0),
+        "the DR registered: {js}"
+    );
+    let lj = last.ctl_json(&["pim", "join-state"]);
+    assert!(
+        lj["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "sg" && e["spt_bit"] == true),
+        "last hop on the SPT: {lj}"
     );
 }
