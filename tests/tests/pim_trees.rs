@@ -478,6 +478,23 @@ elif kind == "registers":
     uc(register(inner_ok[:12]))                                         # inner cut short
     uc(register(b""))                                                   # nothing inside
     uc(register(ip("239.9.9.9", b"x", proto=17, srcaddr="239.1.1.1")))  # inner multicast source
+elif kind == "register-ok":
+    # A well-formed Register of a UDP packet from 10.5.5.5 to 239.9.9.10;
+    # nobody wants the group, so the RP answers Register-Stop (unicast).
+    r = socket.socket(socket.AF_INET, socket.SOCK_RAW, 103)
+    r.settimeout(5)
+    uc(register(ip("239.9.9.10", b"x" * 8, proto=17, srcaddr="10.5.5.5")))
+    end = time.time() + 5
+    while time.time() < end:
+        try:
+            b, frm = r.recvfrom(2048)
+        except socket.timeout:
+            break
+        p = b[(b[0] & 15) * 4:]
+        if p[0] == 0x22:
+            g = socket.inet_ntoa(p[8:12]); sa = socket.inet_ntoa(p[14:18])
+            print("register-stop", frm[0], socket.inet_ntoa(b[16:20]), g, sa, flush=True)
+            break
 else:
     n = int(kind)
     per = 50
@@ -508,7 +525,7 @@ fn hostile_join_prune_and_registers_are_counted_and_bounded() {
     );
     let mcrd = Mcrd::start(&m, &dir, &cfg);
     let script = dir.file("hostile.py", HOSTILE_PY);
-    let run_py = |args: &[&str]| {
+    let run_py = |args: &[&str]| -> String {
         let mut a = vec![
             script.to_str().unwrap(),
             pi.as_str(),
@@ -526,6 +543,7 @@ fn hostile_join_prune_and_registers_are_counted_and_bounded() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // A neighbour first (J/P from non-neighbours are ignored), then a
     // valid Join(*,G) toward us as the RP.
@@ -600,6 +618,17 @@ fn hostile_join_prune_and_registers_are_counted_and_bounded() {
         "bad inner packets counted: {c2}"
     );
     assert_eq!(c2["tree"]["registers_to_forward"], 0, "{c2}");
+
+    // A good Register, unicast to us as the RP: answered with a unicast
+    // Register-Stop (nobody downstream wants the group, section 4.4.2).
+    let stop = run_py(&["register-ok"]);
+    assert_eq!(
+        stop.trim(),
+        "register-stop 10.75.0.2 10.75.0.9 239.9.9.10 10.5.5.5",
+        "Register-Stop from mcrd to the registering DR"
+    );
+    let c3 = counters(&mcrd);
+    assert_eq!(c3["tree"]["register_stops_sent"], 1, "{c3}");
 
     // 10,000 distinct (S,G) Joins against a bound of 1,000 entries.
     let t0 = Instant::now();
