@@ -355,6 +355,7 @@ impl PimRuntime {
         if self.last.as_ref() != Some(&want) {
             self.feed(mcr_protocols::Input::Config(want.clone()));
             self.last = Some(want);
+            self.glue.last_scan = None;
             self.track_rpf();
         }
     }

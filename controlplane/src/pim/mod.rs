@@ -545,6 +545,7 @@ impl PimRuntime {
         if self.driver.is_none() {
             self.glue.needs_members = true;
             self.glue.tracked.clear();
+            self.glue.last_scan = None;
             self.glue.asking.clear();
             let mut seed = self.rng_seed;
             seed ^= Instant::now().duration_since(self.epoch).as_nanos() as u64;
@@ -579,6 +580,7 @@ impl PimRuntime {
         if self.last.as_ref() != Some(&want) {
             self.feed(Input::Config(want.clone()));
             self.last = Some(want.clone());
+            self.glue.last_scan = None;
         }
         // Addresses: differences only.
         let running: Vec<Interface> = want

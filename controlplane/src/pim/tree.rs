@@ -27,6 +27,11 @@ use crate::rpf::Lookup;
 
 /// Bound of the addresses (sources and RPs) whose RPF answer is tracked.
 pub const MAX_TRACKED_RPF: usize = 65_536;
+/// What an RPF scan depends on: entries held, static RPs, `rp_address`.
+type ScanSig = (usize, usize, Option<Ipv4Addr>);
+
+/// How often the RPF scan runs when the entry count did not move.
+const RPF_RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bound of register-tunnel changes waiting for
 /// [`PimRuntime::take_register_tunnels`].
 pub const MAX_TUNNEL_CHANGES: usize = 65_536;
@@ -52,6 +57,9 @@ pub struct TreeGlue {
     pub(super) runtime_static_rp: Vec<mcr_config::StaticRp>,
     /// Runtime `rp_address`, until the next reload.
     pub(super) runtime_rp_address: Option<Ipv4Addr>,
+    /// What the last RPF scan saw (entries, static RPs, rp_address) and
+    /// when.
+    pub(super) last_scan: Option<(ScanSig, Instant)>,
     /// The instance is new: IGMP's members must be fed again.
     pub(super) needs_members: bool,
     pub(super) counters: GlueCounters,
@@ -316,7 +324,18 @@ impl PimRuntime {
         let Some(d) = &self.driver else {
             return;
         };
+        // The scan walks every entry: after each poll only when the entry
+        // count moved, else at most once a second (an entry replaced by
+        // another within one poll keeps the count).
+        let count = d.protocol().tree().entry_count();
         let cfg = d.protocol().tree().config();
+        let sig = (count, cfg.static_rp.len(), cfg.rp_address);
+        if let Some((last, at)) = self.glue.last_scan {
+            if last == sig && at.elapsed() < RPF_RESCAN {
+                return;
+            }
+        }
+        self.glue.last_scan = Some((sig, Instant::now()));
         let mut rps: Vec<Ipv4Addr> = cfg.static_rp.iter().map(|s| s.rp).collect();
         rps.extend(cfg.rp_address);
         let wanted = self.rpf_wanted(&rps);
@@ -407,6 +426,7 @@ impl PimRuntime {
     pub(super) fn rpf_reset(&mut self) {
         let old = std::mem::take(&mut self.glue.tracked);
         self.glue.asking.clear();
+        self.glue.last_scan = None;
         for (a, r) in old {
             if r.is_some() {
                 self.feed(Input::Rpf(RpfChange {
