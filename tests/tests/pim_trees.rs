@@ -771,3 +771,82 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
         "last hop on the SPT: {lj}"
     );
 }
+
+/// RPF follows the kernel's routes: the (*,G) join moves to the new RPF'
+/// neighbour when the route toward the RP is replaced (a /16 covering the
+/// RP: the host answer mcrd tracks for the RP must not hide it)
+/// (`rpf_provider: "kernel"`, RFC 7761 section 4.5.5 "RPF'(*,G) changes").
+#[test]
+fn star_g_join_follows_a_kernel_route_change_toward_the_rp() {
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let m = Netns::new(format!("{tag}-m"));
+    let a = Netns::new(format!("{tag}-a"));
+    let b = Netns::new(format!("{tag}-b"));
+    let h = Netns::new(format!("{tag}-h"));
+    let n = |s: &str| format!("{tag}{s}");
+    veth(&m, &n("ma"), "10.76.0.2/24", &a, &n("a"), "10.76.0.1/24");
+    veth(&m, &n("mb"), "10.77.0.2/24", &b, &n("b"), "10.77.0.1/24");
+    veth(&m, &n("mh"), "10.78.0.1/24", &h, &n("h"), "10.78.0.2/24");
+    m.ip(&["route", "add", "10.99.0.0/16", "via", "10.76.0.1"]);
+    let cfg = format!(
+        "{{ pim: {{ enabled: true, interfaces: [ {{ name: \"{ma}\" }}, {{ name: \"{mb}\" }}, {{ name: \"{mh}\" }} ], \
+           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"10.99.9.9\" }} ] }}, \
+           igmp: {{ querier_interfaces: [\"{mh}\"], version: 2 }}, \
+           control_plane: {{ rpf_provider: \"kernel\" }} }}",
+        ma = n("ma"),
+        mb = n("mb"),
+        mh = n("mh")
+    );
+    let mcrd = Mcrd::start(&m, &dir, &cfg);
+    // The upstream routers, injected (they send no Hellos here).
+    for (ifc, addr) in [(n("ma"), "10.76.0.1"), (n("mb"), "10.77.0.1")] {
+        mcrd.ctl_json(&[
+            "pim",
+            "add-neighbor",
+            "--interface",
+            &ifc,
+            "--address",
+            addr,
+        ]);
+    }
+    let group = "239.8.8.8";
+    let _member = Member::join(&h, "10.78.0.2", group);
+    let upstream = |m: &Mcrd| {
+        star_g(m, group).map(|e| {
+            (
+                e["upstream"].as_str().unwrap_or("").to_string(),
+                e["rpf_neighbor"].as_str().unwrap_or("").to_string(),
+            )
+        })
+    };
+    let via_a = Some(("joined".to_string(), "10.76.0.1".to_string()));
+    assert!(
+        wait_until(Duration::from_secs(10), || upstream(&mcrd) == via_a),
+        "{}",
+        join_state(&mcrd)
+    );
+    let sent = join_state(&mcrd)["counters"]["tree"]["jp_sent"]
+        .as_u64()
+        .unwrap();
+    let t0 = Instant::now();
+    m.ip(&["route", "replace", "10.99.0.0/16", "via", "10.77.0.1"]);
+    let via_b = Some(("joined".to_string(), "10.77.0.1".to_string()));
+    assert!(
+        wait_until(Duration::from_secs(5), || upstream(&mcrd) == via_b),
+        "{}",
+        join_state(&mcrd)
+    );
+    eprintln!("(*,G) join moved {:?} after the route change", t0.elapsed());
+    let e = star_g(&mcrd, group).unwrap();
+    assert_eq!(e["rpf_interface"], n("mb").as_str(), "{e}");
+    // A Prune to the old RPF' and a Join to the new one went out.
+    assert!(
+        wait_until(Duration::from_secs(2), || join_state(&mcrd)["counters"]
+            ["tree"]["jp_sent"]
+            .as_u64()
+            >= Some(sent + 2)),
+        "{}",
+        join_state(&mcrd)["counters"]
+    );
+}
