@@ -742,3 +742,106 @@ impl PimRuntime {
 fn up_name(joined: bool) -> String {
     if joined { "joined" } else { "not-joined" }.into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcr_protocols::pim::PimEvent;
+    use mcr_protocols::{Action, Event, EventCategory, MribLimits, Origin, RouteKey};
+
+    fn tunnel(
+        action: &'static str,
+        s: Ipv4Addr,
+        g: Ipv4Addr,
+    ) -> mcr_protocols::ActionOf<mcr_protocols::pim::Pim> {
+        Action::Event(Event {
+            category: EventCategory::Pim,
+            kind: "register-tunnel",
+            payload: PimEvent {
+                interface: "eth0".into(),
+                source: Some(s),
+                group: Some(g),
+                rp: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                action: Some(action),
+                ..PimEvent::default()
+            },
+        })
+    }
+
+    #[test]
+    fn register_tunnel_events_become_tunnel_changes_in_order_and_bounded() {
+        let mut rt = PimRuntime::new();
+        let (s, g) = (Ipv4Addr::new(10, 1, 1, 1), Ipv4Addr::new(239, 1, 1, 1));
+        let mut acts = vec![
+            tunnel("add", s, g),
+            tunnel("update", s, g),
+            tunnel("remove", s, g),
+        ];
+        rt.execute(&mut acts);
+        assert_eq!(
+            rt.take_register_tunnels(),
+            vec![(s, g, true), (s, g, true), (s, g, false)]
+        );
+        assert!(rt.take_register_tunnels().is_empty());
+        // Nobody collects: bounded, the rest counted.
+        for _ in 0..MAX_TUNNEL_CHANGES + 5 {
+            rt.execute(&mut vec![tunnel("add", s, g)]);
+        }
+        assert_eq!(rt.take_register_tunnels().len(), MAX_TUNNEL_CHANGES);
+        assert_eq!(rt.glue.counters.tunnel_changes_dropped, 5);
+        // The events are published too.
+        assert!(rt
+            .take_events()
+            .iter()
+            .all(|e| e["event"] == "register-tunnel"));
+    }
+
+    #[test]
+    fn register_data_without_a_tunnel_is_counted_not_sent() {
+        let mut rt = PimRuntime::new();
+        let pkt = [0x45u8; 40];
+        rt.register_data(
+            Ipv4Addr::new(10, 1, 1, 1),
+            Ipv4Addr::new(239, 1, 1, 1),
+            &pkt,
+        );
+        assert_eq!(rt.glue.counters.register_data_no_tunnel, 1);
+        assert_eq!(rt.glue.counters.register_data_sent, 0);
+        // Notices without a running instance are ignored, not a panic.
+        rt.data_plane_notice(DataPlaneNotice::NewSource {
+            interface: Interface::new(3, "eth0"),
+            source: Ipv4Addr::new(10, 1, 1, 1),
+            group: Ipv4Addr::new(239, 1, 1, 1),
+        });
+    }
+
+    #[test]
+    fn mrib_updates_are_applied_by_the_owner_and_refusals_counted() {
+        let mut rt = PimRuntime::new();
+        let mut mrib = Mrib::new(MribLimits {
+            max_routes: 1,
+            max_local_members: 1,
+        });
+        let set = |g: [u8; 4]| {
+            Action::Mrib(MribUpdate::Set {
+                origin: Origin::Pim,
+                key: RouteKey::star_g(Ipv4Addr::from(g)),
+                contribution: mcr_protocols::Contribution::new(None),
+            })
+        };
+        rt.execute(&mut vec![
+            set([239, 1, 1, 1]),
+            set([239, 1, 1, 2]),
+            set([10, 0, 0, 1]),
+        ]);
+        assert_eq!(mrib.len(), 0, "queued until the owner applies them");
+        rt.apply_mrib(&mut mrib);
+        assert_eq!(mrib.len(), 1);
+        assert_eq!(rt.glue.counters.mrib_route_limit, 1);
+        assert_eq!(rt.glue.counters.mrib_refused, 1, "not a group");
+        // PIM stops: its routes go.
+        rt.clear_routes = true;
+        rt.apply_mrib(&mut mrib);
+        assert_eq!(mrib.len(), 0);
+    }
+}
