@@ -421,6 +421,10 @@ impl PimRuntime {
                 self.queries = keep;
             }
             RpfNotice::State(state) => {
+                // An external provider came back (or went): addresses it
+                // could not answer are asked again at the next scan.
+                self.glue.tracked.retain(|_, r| r.is_some());
+                self.glue.last_scan = None;
                 self.events.push(json!({
                     "event": "rpf-provider",
                     "provider": self.provider_kind(),
