@@ -168,6 +168,8 @@ pub enum Request {
         /// The source address.
         source: std::net::Ipv4Addr,
     },
+    /// Every route of the MRIB with where it is installed and its counters.
+    Mroute,
 }
 
 impl Request {
@@ -204,6 +206,7 @@ impl Request {
             | Request::PimListRpfRoutes
             | Request::PimClearRpfRoutes => ReplyKind::PimRpfRoutes,
             Request::PimQueryRpf { .. } => ReplyKind::PimRpfAnswer,
+            Request::Mroute => ReplyKind::Mroutes,
             Request::IgmpGroups { .. } => ReplyKind::IgmpGroups,
             Request::IgmpInterfaces => ReplyKind::IgmpInterfaces,
             Request::IgmpEnable { .. } | Request::IgmpDisable { .. } => ReplyKind::IgmpToggled,
@@ -249,6 +252,9 @@ pub enum EventCategory {
     Pim,
     /// MSDP peers and Source-Active messages.
     Msdp,
+    /// Routes added to, changed in or removed from the MRIB, with where
+    /// they are installed.
+    Mroute,
 }
 
 /// Every event category name.
@@ -587,6 +593,7 @@ mod tests {
                 interface: Some("eth1".into()),
             },
             Request::IgmpInterfaces,
+            Request::Mroute,
             Request::IgmpEnable {
                 interface: "eth1".into(),
             },
@@ -625,10 +632,18 @@ mod tests {
         assert_eq!(Request::LogLevelGet.name(), "log_level_get");
         assert!(COMMANDS.contains(&"config_save"));
         assert!(COMMANDS.contains(&"igmp_groups"));
-        assert_eq!(COMMANDS.len(), 30);
+        assert_eq!(COMMANDS.len(), 31);
         assert_eq!(
             EVENT_CATEGORIES,
-            ["rules", "interfaces", "reload", "igmp", "pim", "msdp"]
+            [
+                "rules",
+                "interfaces",
+                "reload",
+                "igmp",
+                "pim",
+                "msdp",
+                "mroute"
+            ]
         );
     }
 

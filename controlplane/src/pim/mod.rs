@@ -657,6 +657,31 @@ impl PimRuntime {
         self.last = None;
         self.addrs.clear();
     }
+
+    /// What the route data path noticed: a new source (kernel NOCACHE), a
+    /// packet on the wrong interface (WRONGVIF), traffic on an installed
+    /// route (its counters moved; at most about once a minute per route).
+    // Wired by the PIM tree work
+    pub fn data_plane_notice(&mut self, notice: mcr_protocols::DataPlaneNotice) {
+        let _ = notice;
+    }
+
+    /// A whole data packet of `(source, group)` the kernel sent to the
+    /// register vif (WHOLEPKT): at a first-hop DR it goes to the RP in a
+    /// Register (RFC 7761 section 4.4.1). `ip_packet` is the IP packet,
+    /// header included.
+    // Wired by the PIM tree work
+    pub fn register_data(&mut self, source: Ipv4Addr, group: Ipv4Addr, ip_packet: &[u8]) {
+        let _ = (source, group, ip_packet);
+    }
+
+    /// Register tunnel changes since the last call: `(S, G, up)`. While up,
+    /// the route data path adds the register vif to the `(S,G)` entry's
+    /// oifs so the kernel hands its packets up whole.
+    // Wired by the PIM tree work
+    pub fn take_register_tunnels(&mut self) -> Vec<(Ipv4Addr, Ipv4Addr, bool)> {
+        Vec::new()
+    }
 }
 
 fn load_static(s: &mut rpf::StaticRpf, routes: &[mcr_config::StaticRpfRoute]) {
