@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use mcr_protocols::{DataPlaneNotice, Interface, Mrib, MribDiff, Route, RouteKey};
 use serde::{Deserialize, Serialize};
 
-use socket::MrouteSocket;
+use socket::{MfcKernel, MrouteSocket};
 use upcall::Upcall;
 
 /// A `(*,G)`-derived `(S,G)` entry without a packet for this long is
@@ -157,7 +157,7 @@ pub struct RouteInstall {
 
 /// The route data path. See the module documentation.
 pub struct Mroute {
-    sock: Option<MrouteSocket>,
+    sock: Option<Box<dyn MfcKernel>>,
     error: Option<String>,
     vifs: [Option<Vif>; sys::MAXVIFS],
     entries: BTreeMap<(Ipv4Addr, Ipv4Addr), Entry>,
@@ -226,7 +226,7 @@ impl Mroute {
                         tracing::info!(error = %e, "MRT_ASSERT refused: no WRONGVIF upcalls");
                     }
                     tracing::info!("mroute socket held: routes are forwarded by the kernel's multicast forwarding cache");
-                    self.sock = Some(s);
+                    self.sock = Some(Box::new(s));
                     self.error = None;
                     self.vifs = Default::default();
                     self.entries.clear();
@@ -251,6 +251,14 @@ impl Mroute {
             }
             (false, false) => self.error = None,
             (true, true) => {}
+        }
+    }
+
+    /// A route data path on `kernel` (a model of it in tests).
+    pub fn with_kernel(kernel: Box<dyn MfcKernel>) -> Mroute {
+        Mroute {
+            sock: Some(kernel),
+            ..Mroute::default()
         }
     }
 
@@ -857,3 +865,6 @@ fn route_event(r: &Route) -> serde_json::Value {
         "oifs": r.oif_list().map(|i| i.name.clone()).collect::<Vec<_>>(),
     })
 }
+
+#[cfg(test)]
+mod tests;

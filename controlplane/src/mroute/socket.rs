@@ -11,6 +11,60 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use super::sys;
 use mcr_dataplane::socket::{new_socket, setsockopt};
 
+/// What the route data path asks of the kernel: the mroute socket's
+/// operations, behind a trait so the reconciliation logic is unit-tested
+/// against a model of the kernel.
+pub trait MfcKernel: Send {
+    /// The descriptor to poll.
+    fn raw_fd(&self) -> RawFd;
+    /// Sets an integer option (`MRT_PIM`, `MRT_ASSERT`).
+    fn set_flag(&self, opt: libc::c_int, on: bool) -> io::Result<()>;
+    /// Adds vif `vifi` on `ifindex`, or the register vif when `None`.
+    fn add_vif(&self, vifi: u16, ifindex: Option<u32>) -> io::Result<()>;
+    /// Deletes vif `vifi`.
+    fn del_vif(&self, vifi: u16) -> io::Result<()>;
+    /// Adds or replaces an MFC entry.
+    fn add_mfc(&self, m: &sys::mfcctl) -> io::Result<()>;
+    /// Deletes the `(S,G)` entry.
+    fn del_mfc(&self, source: Ipv4Addr, group: Ipv4Addr) -> io::Result<()>;
+    /// Packets, bytes, wrong-interface arrivals of the `(S,G)` entry.
+    fn sg_count(&self, source: Ipv4Addr, group: Ipv4Addr) -> io::Result<(u64, u64, u64)>;
+    /// Reads one datagram; `None` when nothing waits.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+    /// Releases the kernel's multicast routing (`MRT_DONE`, close).
+    fn close(self: Box<Self>);
+}
+
+impl MfcKernel for MrouteSocket {
+    fn raw_fd(&self) -> RawFd {
+        MrouteSocket::raw_fd(self)
+    }
+    fn set_flag(&self, opt: libc::c_int, on: bool) -> io::Result<()> {
+        MrouteSocket::set_flag(self, opt, on)
+    }
+    fn add_vif(&self, vifi: u16, ifindex: Option<u32>) -> io::Result<()> {
+        MrouteSocket::add_vif(self, vifi, ifindex)
+    }
+    fn del_vif(&self, vifi: u16) -> io::Result<()> {
+        MrouteSocket::del_vif(self, vifi)
+    }
+    fn add_mfc(&self, m: &sys::mfcctl) -> io::Result<()> {
+        MrouteSocket::add_mfc(self, m)
+    }
+    fn del_mfc(&self, source: Ipv4Addr, group: Ipv4Addr) -> io::Result<()> {
+        MrouteSocket::del_mfc(self, source, group)
+    }
+    fn sg_count(&self, source: Ipv4Addr, group: Ipv4Addr) -> io::Result<(u64, u64, u64)> {
+        MrouteSocket::sg_count(self, source, group)
+    }
+    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        MrouteSocket::recv(self, buf)
+    }
+    fn close(self: Box<Self>) {
+        MrouteSocket::close(*self)
+    }
+}
+
 /// The open mroute socket.
 #[derive(Debug)]
 pub struct MrouteSocket {
