@@ -342,6 +342,13 @@ fn igmp_proxy_routes_through_the_kernel_mfc() {
     assert!(!shown.contains("rb"), "{shown}");
     let r = route_of(&m, group).unwrap();
     assert_eq!(r["sources"], serde_json::json!(["10.81.0.2"]), "{r:#}");
+    let text = m.ctl(&["mroute"]).stdout;
+    assert!(
+        text.contains(&format!("(*,{group})"))
+            && text.contains("ra(igmp:local-members)")
+            && text.contains("kernel"),
+        "{text}"
+    );
     assert_eq!(r["packets"].as_u64(), Some(received), "{r:#} vs {got:#}");
     assert_eq!(r["wrong_if"], 0, "{r:#}");
 
@@ -430,5 +437,59 @@ fn mroute_socket_held_elsewhere_is_reported_not_fatal() {
     assert_eq!(m.ctl(&["ping"]).code, 0);
     member.leave();
     drop(holder);
+    drop(t.up);
+}
+
+fn mc_forwarding(ns: &Netns) -> String {
+    let out = ns.exec(&["cat", "/proc/sys/net/ipv4/conf/all/mc_forwarding"]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn proxy_reload_moves_downstream_and_removing_it_releases_the_socket() {
+    let t = ProxyTopo::new();
+    let group = "239.81.3.3";
+    let only = |down: &str| {
+        format!(
+            "{{ igmp: {{ version: 3, last_member_query_interval_ms: 200, \
+             proxy: {{ upstream: \"ru\", downstream: [\"{down}\"] }} }}, \
+             data_plane: {{ kernel_fast_path: false }} }}"
+        )
+    };
+    let m = Mcrd::start(&t.r, &t.dir, &only("ra"));
+    let cfg = t.dir.path("mcrd.json5");
+    let _a = Member::join(&t.a, "10.82.0.2", group);
+    let _b = Member::join(&t.b, "10.83.0.2", group);
+    let oifs = |m: &Mcrd| route_of(m, group).map(|r| r["oifs"].clone());
+    let want = |i: &str| serde_json::json!([{"interface": i, "reasons": ["igmp:local-members"]}]);
+    assert!(
+        wait_until(Duration::from_secs(10), || oifs(&m) == Some(want("ra"))),
+        "{:?}",
+        mroutes(&m)
+    );
+    // Downstream moves to B: A's members go with IGMP on ra, B's arrive
+    // (its host answers our startup query).
+    write_file(&cfg, only("rb").as_bytes());
+    assert_eq!(m.ctl(&["reload"]).code, 0);
+    assert!(
+        wait_until(Duration::from_secs(20), || oifs(&m) == Some(want("rb"))),
+        "{:?}",
+        mroutes(&m)
+    );
+    assert_eq!(mc_forwarding(&t.r), "1");
+    // No proxy any more: routes withdrawn, socket released.
+    write_file(
+        &cfg,
+        b"{ igmp: { querier_interfaces: [\"ra\"] }, data_plane: { kernel_fast_path: false } }",
+    );
+    assert_eq!(m.ctl(&["reload"]).code, 0);
+    assert!(
+        wait_until(Duration::from_secs(10), || mroutes(&m).is_empty()),
+        "{:?}",
+        mroutes(&m)
+    );
+    let status = m.ctl_json(&["status"]);
+    assert!(status.get("mroute_socket").is_none(), "{status:#}");
+    assert_eq!(mc_forwarding(&t.r), "0");
     drop(t.up);
 }

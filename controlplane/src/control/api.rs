@@ -530,6 +530,27 @@ pub struct Mroutes {
     /// The namespace's mroute socket; absent when nothing routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<crate::mroute::MrouteSocketStatus>,
+    /// Upcalls read and what was dropped or refused, since start.
+    pub counters: crate::mroute::MrouteCounters,
+    /// The IGMP proxy, when `igmp.proxy` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyStatus>,
+}
+
+/// The IGMP proxy (RFC 4605) as it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    /// The upstream interface.
+    pub upstream: String,
+    /// The downstream interfaces.
+    pub downstream: Vec<String>,
+    /// Groups joined upstream now (the merged downstream membership).
+    pub upstream_groups: usize,
+    /// Groups refused at the bound (4096) or whose upstream join failed.
+    pub dropped_groups: u64,
+    /// Why it does not run (upstream interface missing or down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_running: Option<String>,
 }
 
 /// One route as `mcrctl mroute` shows it.

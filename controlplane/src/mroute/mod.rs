@@ -93,6 +93,9 @@ pub struct MrouteCounters {
     /// Notices or register packets dropped because PIM had not taken the
     /// previous ones.
     pub pending_dropped: u64,
+    /// `mroute` events not published: more than 4096 routes moved in one
+    /// loop pass (`mcrctl mroute` still lists them all).
+    pub events_dropped: u64,
     /// Entries not installed because [`MAX_ENTRIES`] was reached.
     pub entry_limit: u64,
     /// `MRT_ADD_MFC`/`MRT_DEL_MFC`/`MRT_ADD_VIF` failures.
@@ -466,6 +469,8 @@ impl Mroute {
                 }
                 if self.events.len() < MAX_PENDING {
                     self.events.push(e);
+                } else {
+                    self.counters.events_dropped += 1;
                 }
             }
         }

@@ -657,6 +657,19 @@ impl Supervisor {
         Mroutes {
             routes,
             socket: self.mroute.status(),
+            counters: self.mroute.counters.clone(),
+            proxy: self
+                .config
+                .igmp
+                .proxy
+                .as_ref()
+                .map(|p| crate::control::api::ProxyStatus {
+                    upstream: p.upstream.clone(),
+                    downstream: p.downstream.clone(),
+                    upstream_groups: self.proxy.upstream_groups(),
+                    dropped_groups: self.proxy.dropped_groups,
+                    not_running: self.proxy.not_running.clone(),
+                }),
         }
     }
 
