@@ -701,7 +701,7 @@ pub enum Reply {
     /// `igmp_enable`, `igmp_disable`.
     IgmpToggled(IgmpToggled),
     /// `mroute`.
-    Mroutes(Mroutes),
+    Mroutes(Box<Mroutes>),
 }
 
 macro_rules! reply_from {
