@@ -135,20 +135,42 @@ struct UpstreamJoin {
 impl UpstreamJoin {
     fn join(ifindex: u32, group: Ipv4Addr, filter: &SourceFilter) -> io::Result<UpstreamJoin> {
         let fd = new_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
-        let req = libc::group_req {
-            gr_interface: ifindex,
-            gr_group: sockaddr_in(group),
+        // An INCLUDE membership starts source-specific, so the upstream
+        // router never sees a moment of any-source membership.
+        let first = match filter.mode {
+            FilterMode::Include => filter.sources.iter().next().copied(),
+            FilterMode::Exclude => None,
         };
-        setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::MCAST_JOIN_GROUP,
-            &req,
-        )?;
-        let mut j = UpstreamJoin {
-            fd,
-            filter: SourceFilter::any_source(),
+        let start = match first {
+            Some(s) => {
+                let req = libc::group_source_req {
+                    gsr_interface: ifindex,
+                    gsr_group: sockaddr_in(group),
+                    gsr_source: sockaddr_in(s),
+                };
+                setsockopt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::MCAST_JOIN_SOURCE_GROUP,
+                    &req,
+                )?;
+                SourceFilter::include([s])
+            }
+            None => {
+                let req = libc::group_req {
+                    gr_interface: ifindex,
+                    gr_group: sockaddr_in(group),
+                };
+                setsockopt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::MCAST_JOIN_GROUP,
+                    &req,
+                )?;
+                SourceFilter::any_source()
+            }
         };
+        let mut j = UpstreamJoin { fd, filter: start };
         j.set_filter(ifindex, group, filter)?;
         Ok(j)
     }

@@ -50,7 +50,8 @@ while time.time() < end:
                 if len(data) < o + 8:
                     break
                 rtype, aux, nsrc = data[o], data[o+1], struct.unpack('!H', data[o+2:o+4])[0]
-                groups.append([rtype, socket.inet_ntoa(data[o+4:o+8])])
+                srcs = [socket.inet_ntoa(data[o+8+4*k:o+12+4*k]) for k in range(nsrc) if len(data) >= o+12+4*k]
+                groups.append([rtype, socket.inet_ntoa(data[o+4:o+8]), srcs])
                 o += 8 + 4 * nsrc + 4 * aux
         elif t in (0x12, 0x16, 0x17):
             groups.append([t, socket.inet_ntoa(data[ihl+4:ihl+8])])
@@ -492,4 +493,123 @@ fn proxy_reload_moves_downstream_and_removing_it_releases_the_socket() {
     assert!(status.get("mroute_socket").is_none(), "{status:#}");
     assert_eq!(mc_forwarding(&t.r), "0");
     drop(t.up);
+}
+
+/// A host that wants one source (IGMPv3 `INCLUDE {S}`): the upstream
+/// report names the source, an `(S,G)` route is in the kernel before any
+/// packet, S's traffic reaches the host and another source's does not;
+/// `subscribe --events mroute` streams the route's arrival and removal.
+#[test]
+fn igmp_proxy_source_specific_member_gets_only_its_source() {
+    let t = ProxyTopo::new();
+    let group = "232.81.4.4";
+    t.up.ip(&["addr", "add", "10.81.0.3/24", "dev", "u"]);
+    let m = Mcrd::start(&t.r, &t.dir, t.config());
+    let events = mcr_tests::frr::Subscriber::start(&m, "mroute");
+    let upcap = Capture::start(&t.up, &t.dir, "u", "igmp", 60.0, group);
+    let listener = Listener::start(
+        &t.a,
+        &t.dir,
+        "ha",
+        group,
+        5002,
+        &[
+            "--source",
+            "10.81.0.2",
+            "--idle-timeout",
+            "3",
+            "--duration",
+            "30",
+        ],
+    );
+    // An INCLUDE (1), TO_IN (3) or ALLOW (5) record for the group naming
+    // the source, upstream; never an any-source (EXCLUDE) one.
+    let records = |c: &Capture| -> Vec<Value> {
+        c.lines()
+            .iter()
+            .filter(|l| l["src"] == "10.81.0.1")
+            .flat_map(|l| l["groups"].as_array().cloned().unwrap_or_default())
+            .filter(|r| r[1] == group)
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || records(&upcap).iter().any(
+            |r| {
+                [1, 3, 5].contains(&r[0].as_u64().unwrap_or(0))
+                    && r[2] == serde_json::json!(["10.81.0.2"])
+            }
+        )),
+        "no source-specific report upstream: {:?}",
+        upcap.lines()
+    );
+    let sg = |m: &Mcrd| {
+        mroutes(m)
+            .into_iter()
+            .find(|r| r["group"] == group && r["source"] == "10.81.0.2")
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || sg(&m).is_some()),
+        "{:?}",
+        mroutes(&m)
+    );
+    assert!(
+        route_of(&m, group).is_none(),
+        "no (*,G) for an INCLUDE member"
+    );
+    assert!(
+        records(&upcap)
+            .iter()
+            .all(|r| [1, 3, 5].contains(&r[0].as_u64().unwrap_or(0))),
+        "only source-specific records upstream: {:?}",
+        records(&upcap)
+    );
+    let shown = t.r.ip(&["mroute", "show"]);
+    assert!(shown.contains(&format!("(10.81.0.2,{group})")), "{shown}");
+    let added = events.wait_for(Duration::from_secs(5), |e| {
+        e["event"] == "route" && e["change"] == "added" && e["group"] == group
+    });
+    let (_, added) = added.expect("route added event");
+    assert_eq!(added["source"], "10.81.0.2", "{added}");
+    assert_eq!(added["installed"], "kernel", "{added}");
+    assert_eq!(added["oifs"], serde_json::json!(["ra"]), "{added}");
+
+    // The other source: nothing reaches A.
+    let acap = Capture::start(&t.a, &t.dir, "ha", "udp", 4.0, group);
+    generate(
+        &t.up,
+        "10.81.0.3",
+        group,
+        5002,
+        &["--count", "50", "--rate", "100", "--ttl", "8"],
+    );
+    let other = acap.finish();
+    assert_eq!(
+        other["count"], 0,
+        "source 10.81.0.3 was not asked for: {other}"
+    );
+    // The wanted source: every packet, TTL - 1, counted by the kernel entry.
+    generate(
+        &t.up,
+        "10.81.0.2",
+        group,
+        5002,
+        &["--count", "200", "--rate", "200", "--ttl", "8"],
+    );
+    let got = listener.finish();
+    assert_exact(&got, 200);
+    assert_eq!(got["total"]["ttl_max"], 7, "{got:#}");
+    let r = sg(&m).unwrap();
+    assert_eq!(r["packets"], 200, "{r:#}");
+    // The listener left: the route goes, with its event.
+    assert!(
+        wait_until(Duration::from_secs(10), || sg(&m).is_none()),
+        "{:?}",
+        mroutes(&m)
+    );
+    assert!(events
+        .wait_for(Duration::from_secs(5), |e| {
+            e["event"] == "route" && e["change"] == "removed" && e["group"] == group
+        })
+        .is_some());
+    drop(t.b);
 }
