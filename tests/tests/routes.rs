@@ -613,3 +613,92 @@ fn igmp_proxy_source_specific_member_gets_only_its_source() {
         .is_some());
     drop(t.b);
 }
+
+/// A relay rule and a route for the same traffic: the rule has precedence,
+/// the route leaves the kernel, every packet arrives exactly once (with
+/// the rule's TTL, not the route's TTL - 1); without the rule the route
+/// forwards again.
+#[test]
+fn relay_rule_takes_precedence_over_a_route_and_nothing_is_forwarded_twice() {
+    let t = ProxyTopo::new();
+    let group = "239.81.5.5";
+    let m = Mcrd::start(&t.r, &t.dir, t.config());
+    let _member = Member::join(&t.a, "10.82.0.2", group);
+    assert!(
+        wait_until(Duration::from_secs(10), || route_of(&m, group).is_some()),
+        "{:?}",
+        mroutes(&m)
+    );
+    let add = m.ctl(&[
+        "add",
+        "--input-interface",
+        "ru",
+        "--input-group",
+        group,
+        "--input-port",
+        "5003",
+        "--outputs",
+        &format!("{group}:5003:ra:5"),
+        "--name",
+        "cam",
+    ]);
+    assert_eq!(add.code, 0, "{}{}", add.stdout, add.stderr);
+    let r = route_of(&m, group).unwrap();
+    assert_eq!(
+        r["installed"],
+        "not installed: relay rule 'cam' takes this traffic on ru (relay rules have precedence)",
+        "{r:#}"
+    );
+    let run = |n: u64| {
+        let l = Listener::start(
+            &t.a,
+            &t.dir,
+            "ha",
+            group,
+            5003,
+            &["--idle-timeout", "3", "--duration", "30"],
+        );
+        generate(
+            &t.up,
+            "u",
+            group,
+            5003,
+            &["--count", &n.to_string(), "--rate", "200", "--ttl", "8"],
+        );
+        l.finish()
+    };
+    let relayed = run(200);
+    assert_exact(&relayed, 200);
+    assert_eq!(
+        relayed["total"]["ttl_min"], 5,
+        "the rule's TTL: {relayed:#}"
+    );
+    assert_eq!(relayed["total"]["ttl_max"], 5, "{relayed:#}");
+    let shown = t.r.ip(&["mroute", "show"]);
+    // At most the kernel's own unresolved entry (the packets it queued
+    // waiting for us, never forwarded).
+    assert!(
+        shown
+            .lines()
+            .filter(|l| l.contains(group))
+            .all(|l| l.contains("unresolved")),
+        "no resolved kernel entry: {shown}"
+    );
+    // The rule goes: the route forwards again.
+    assert_eq!(m.ctl(&["remove", "--name", "cam"]).code, 0);
+    assert!(
+        wait_until(Duration::from_secs(5), || route_of(&m, group)
+            .is_some_and(|r| r["installed"] == "kernel")),
+        "{:?}",
+        mroutes(&m)
+    );
+    let routed = run(200);
+    let n = total(&routed, "received");
+    assert!(n >= 190, "{routed:#}");
+    assert_eq!(
+        routed["total"]["ttl_max"], 7,
+        "the route's TTL - 1: {routed:#}"
+    );
+    assert_eq!(routed["total"]["duplicates"], 0, "{routed:#}");
+    drop(t.b);
+}
