@@ -702,3 +702,68 @@ fn relay_rule_takes_precedence_over_a_route_and_nothing_is_forwarded_twice() {
     assert_eq!(routed["total"]["duplicates"], 0, "{routed:#}");
     drop(t.b);
 }
+
+/// DESIGN.md: `MRT_INIT` needs only `CAP_NET_RAW`. mcrd as an unprivileged
+/// user with that one capability holds the mroute socket and routes.
+#[test]
+fn mroute_socket_needs_only_cap_net_raw() {
+    let t = ProxyTopo::new();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&t.dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let wrapper = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=+net_raw",
+        "--ambient-caps=+net_raw",
+    ];
+    let mut m = Mcrd::spawn_as(&t.r, &t.dir, "nobody", t.config(), &wrapper, &[]);
+    m.wait_log("mcrd ready", Duration::from_secs(10));
+    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", m.pid())).unwrap();
+    let uid = proc_status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(uid.split_whitespace().nth(2), Some("65534"), "{uid}");
+    let caps = proc_status
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .unwrap();
+    assert_eq!(
+        caps.split_whitespace().nth(1),
+        Some("0000000000002000"),
+        "CAP_NET_RAW only: {caps}"
+    );
+    let status = m.ctl_json(&["status"]);
+    assert_eq!(
+        status["mroute_socket"]["held"],
+        true,
+        "{status:#}\n{}",
+        m.log_text()
+    );
+    assert_eq!(mc_forwarding(&t.r), "1");
+    let group = "239.81.6.6";
+    let _member = Member::join(&t.a, "10.82.0.2", group);
+    assert!(
+        wait_until(Duration::from_secs(10), || route_of(&m, group).is_some()),
+        "{:?}",
+        mroutes(&m)
+    );
+    let l = Listener::start(
+        &t.a,
+        &t.dir,
+        "ha",
+        group,
+        5004,
+        &["--idle-timeout", "3", "--duration", "30"],
+    );
+    generate(
+        &t.up,
+        "u",
+        group,
+        5004,
+        &["--count", "100", "--rate", "200", "--ttl", "8"],
+    );
+    let got = l.finish();
+    assert!(total(&got, "received") >= 95, "{got:#}\n{}", m.log_text());
+    assert_eq!(got["total"]["ttl_max"], 7, "{got:#}");
+    drop(t.b);
+}
