@@ -436,8 +436,20 @@ fn mroute_socket_held_elsewhere_is_reported_not_fatal() {
         "{r:#}"
     );
     assert_eq!(m.ctl(&["ping"]).code, 0);
-    member.leave();
+    // The other router stops: mcrd takes the socket at its next try
+    // (every 30 s) and installs the route.
     drop(holder);
+    assert!(
+        wait_until(Duration::from_secs(45), || {
+            route_of(&m, "239.81.2.2").is_some_and(|r| r["installed"] == "kernel")
+        }),
+        "{:?}\n{}",
+        mroutes(&m),
+        m.log_text()
+    );
+    assert_eq!(m.ctl_json(&["status"])["mroute_socket"]["held"], true);
+    assert_eq!(mc_forwarding(&t.r), "1");
+    member.leave();
     drop(t.up);
 }
 

@@ -60,6 +60,8 @@ pub const MAX_ENTRIES: usize = 100_000;
 /// Most notices and register packets waiting for PIM; beyond, dropped,
 /// counted.
 const MAX_PENDING: usize = 4096;
+/// How often a socket another router holds is tried again.
+const RETRY_OPEN: Duration = Duration::from_secs(30);
 /// Upcalls read per loop pass.
 const READ_BUDGET: usize = 1024;
 
@@ -182,6 +184,8 @@ pub struct Mroute {
     to_pim: Vec<ToPim>,
     events: Vec<serde_json::Value>,
     last_sweep: Instant,
+    /// When opening the socket last failed (retried every [`RETRY_OPEN`]).
+    failed_at: Option<Instant>,
     buf: Vec<u8>,
     /// Counters since start.
     pub counters: MrouteCounters,
@@ -204,6 +208,7 @@ impl Default for Mroute {
             to_pim: Vec::new(),
             events: Vec::new(),
             last_sweep: Instant::now(),
+            failed_at: None,
             buf: vec![0u8; 65536],
             counters: MrouteCounters::default(),
         }
@@ -246,6 +251,7 @@ impl Mroute {
                         tracing::warn!("{why}");
                     }
                     self.error = Some(why);
+                    self.failed_at = Some(Instant::now());
                     self.recompute_reasons(mrib);
                 }
             },
@@ -264,6 +270,14 @@ impl Mroute {
             sock: Some(kernel),
             ..Mroute::default()
         }
+    }
+
+    /// Whether opening failed long enough ago to try again (the other
+    /// router may have stopped).
+    pub fn retry_due(&self) -> bool {
+        self.sock.is_none()
+            && self.error.is_some()
+            && self.failed_at.is_some_and(|t| t.elapsed() >= RETRY_OPEN)
     }
 
     /// Whether the socket is held.

@@ -679,6 +679,10 @@ impl Supervisor {
             // A protocol wrote the first route.
             self.mroute.set_wanted(true, &self.mrib);
         }
+        if self.mroute.retry_due() {
+            // Another router held the socket; it may have stopped.
+            self.mroute.set_wanted(true, &self.mrib);
+        }
         let tunnels = self.pim.take_register_tunnels();
         self.mroute.step(&mut self.mrib, tunnels);
         for p in self.mroute.take_to_pim() {
