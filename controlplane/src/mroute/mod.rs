@@ -16,10 +16,10 @@
 //!   TTL threshold 1 on every oif's vif. The kernel forwards the whole IP
 //!   packet with TTL - 1, never at TTL <= 1, only when it arrived on the
 //!   parent (RPF); a packet on another vif counts in `wrong_if`.
-//! * **`(*,G)` routes**: the kernel matches its own `(*,G)` entries (origin
-//!   0.0.0.0) only for packets arriving on one of their outgoing vifs
-//!   (`ipmr_cache_find_any`, a bidirectional tree, no RPF), so, as
-//!   igmpproxy and FRR do, a NOCACHE for
+//! * **`(*,G)` routes**: the kernel's own `(*,G)` entries (origin 0.0.0.0)
+//!   would hide new sources from PIM (no NOCACHE per source, no per-source
+//!   counters; measured in `perf/kernel_star_g.sh`), so, as igmpproxy and
+//!   FRR do, a NOCACHE for
 //!   `(S,G)` installs an `(S,G)` entry with the `(*,G)`'s iif and oifs, kept
 //!   in step with the `(*,G)` and removed with it (or after
 //!   [`IDLE_SOURCE`] without a packet). A NOCACHE on the register vif at an
