@@ -302,6 +302,33 @@ fn igmp_proxy_routes_through_the_kernel_mfc() {
     );
     assert_eq!(r["installed"], "kernel", "{r:#}");
 
+    // The upstream router's queries are answered (RFC 4605 section 4.2, the
+    // host side upstream): an IGMPv2 general query gets an IGMPv2 report
+    // (type 0x16) for the group, which nothing else would send.
+    t.up.exec(&[
+        PY,
+        "-c",
+        "import socket\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_IGMP)\n\
+         s.setsockopt(socket.SOL_SOCKET,socket.SO_BINDTODEVICE,b'u')\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,1)\n\
+         q=bytearray([0x11,10,0,0,0,0,0,0])\n\
+         c=sum((q[i]<<8)|q[i+1] for i in range(0,8,2)); c=(c&0xffff)+(c>>16); c=~c&0xffff\n\
+         q[2]=c>>8; q[3]=c&0xff\n\
+         s.sendto(bytes(q),('224.0.0.1',0))\n",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(10), || upcap.lines().iter().any(|l| {
+            l["src"] == "10.81.0.1"
+                && l["type"] == 0x16
+                && l["groups"]
+                    .as_array()
+                    .is_some_and(|g| g.iter().any(|r| r[1] == group))
+        })),
+        "the upstream query was not answered: {:?}",
+        upcap.lines()
+    );
+
     // Traffic upstream: A gets every routed packet at TTL 7 (sent at 8),
     // B nothing.
     let listener = Listener::start(

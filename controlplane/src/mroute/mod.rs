@@ -179,6 +179,8 @@ pub struct Mroute {
     since: BTreeMap<RouteKey, Instant>,
     /// Interfaces that get a vif even without a route.
     extra: BTreeSet<Interface>,
+    /// This host's addresses: their packets get no `(*,G)`-derived entry.
+    local: BTreeSet<Ipv4Addr>,
     /// Relay-rule inputs: (ifindex, group, source) and the rule id.
     rule_inputs: RuleInputs,
     to_pim: Vec<ToPim>,
@@ -204,6 +206,7 @@ impl Default for Mroute {
             tunnels: BTreeSet::new(),
             since: BTreeMap::new(),
             extra: BTreeSet::new(),
+            local: BTreeSet::new(),
             rule_inputs: BTreeMap::new(),
             to_pim: Vec::new(),
             events: Vec::new(),
@@ -319,6 +322,15 @@ impl Mroute {
         self.resync_all(mrib);
     }
 
+    /// This host's addresses. With the mroute socket held the kernel loops
+    /// the host's own multicast (e.g. the IGMPv2 reports the proxy's
+    /// upstream membership sends to the group, TTL 1) into the MFC, which
+    /// makes NOCACHE upcalls; no `(*,G)`-derived entry is made for them
+    /// (PIM still hears of them).
+    pub fn set_local_addresses(&mut self, local: BTreeSet<Ipv4Addr>) {
+        self.local = local;
+    }
+
     /// The descriptor to poll, if open.
     pub fn poll_fd(&self, fds: &mut Vec<libc::pollfd>) {
         if let Some(s) = &self.sock {
@@ -420,6 +432,7 @@ impl Mroute {
                 }
                 if mrib.get(&sg_key(source, group)).is_none()
                     && mrib.get(&RouteKey::star_g(group)).is_some()
+                    && !self.local.contains(&source)
                 {
                     let srcs = self.star_sources.entry(group).or_default();
                     if srcs.len() < MAX_ENTRIES {

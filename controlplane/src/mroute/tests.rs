@@ -204,6 +204,12 @@ fn star_g_installs_per_source_on_nocache_and_follows_the_star() {
     m.step(&mut mrib, vec![]);
     assert_eq!(fake.entry(S, G), Some((1, vec![2])));
     assert_eq!(fake.entry(S2, G), Some((1, vec![2])));
+    // This host's own multicast (looped into the MFC): no entry.
+    let own = Ipv4Addr::new(10, 0, 0, 254);
+    m.set_local_addresses(BTreeSet::from([own]));
+    fake.upcall(sys::IGMPMSG_NOCACHE, iif_vif, own, G, &[]);
+    m.step(&mut mrib, vec![]);
+    assert_eq!(fake.entry(own, G), None);
     let inst = m.install_of(mrib.get(&star).unwrap());
     assert_eq!(inst.sources, vec![S, S2]);
     assert_eq!(inst.packets, 10);

@@ -603,6 +603,12 @@ impl Supervisor {
             })
             .collect();
         self.mroute.set_context(extra, rule_inputs, &self.mrib);
+        self.mroute.set_local_addresses(
+            self.interfaces
+                .iter()
+                .flat_map(|i| i.addrs.iter().copied())
+                .collect(),
+        );
         self.step_routes();
     }
 
