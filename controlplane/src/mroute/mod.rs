@@ -186,6 +186,8 @@ pub struct Mroute {
     to_pim: Vec<ToPim>,
     events: Vec<serde_json::Value>,
     last_sweep: Instant,
+    /// Now, as of the current [`Mroute::step_at`].
+    clock: Instant,
     /// When opening the socket last failed (retried every [`RETRY_OPEN`]).
     failed_at: Option<Instant>,
     buf: Vec<u8>,
@@ -211,6 +213,7 @@ impl Default for Mroute {
             to_pim: Vec::new(),
             events: Vec::new(),
             last_sweep: Instant::now(),
+            clock: Instant::now(),
             failed_at: None,
             buf: vec![0u8; 65536],
             counters: MrouteCounters::default(),
@@ -378,6 +381,17 @@ impl Mroute {
     /// queues PIM's notices; then the MRIB diff; then, every few seconds,
     /// the counters. `tunnels` are PIM's register tunnel changes.
     pub fn step(&mut self, mrib: &mut Mrib, tunnels: Vec<(Ipv4Addr, Ipv4Addr, bool)>) {
+        self.step_at(Instant::now(), mrib, tunnels);
+    }
+
+    /// [`Mroute::step`] at `now` (tests drive the clock).
+    pub fn step_at(
+        &mut self,
+        now: Instant,
+        mrib: &mut Mrib,
+        tunnels: Vec<(Ipv4Addr, Ipv4Addr, bool)>,
+    ) {
+        self.clock = now;
         let diff = mrib.take_diff();
         self.apply_diff(mrib, &diff);
         for (s, g, up) in tunnels {
@@ -391,8 +405,8 @@ impl Mroute {
             }
         }
         self.read_upcalls(mrib);
-        if self.last_sweep.elapsed() >= COUNTER_SWEEP {
-            self.last_sweep = Instant::now();
+        if now.saturating_duration_since(self.last_sweep) >= COUNTER_SWEEP {
+            self.last_sweep = now;
             self.sweep(mrib);
         }
     }
@@ -467,7 +481,7 @@ impl Mroute {
         if diff.is_empty() {
             return;
         }
-        let now = Instant::now();
+        let now = self.clock;
         for k in &diff.added {
             self.since.insert(*k, now);
         }
@@ -654,7 +668,7 @@ impl Mroute {
                 match sock.add_mfc(&m) {
                     Ok(()) => {
                         self.entries.insert((s, g), e);
-                        self.seen.entry((s, g)).or_default().moved_at = Some(Instant::now());
+                        self.seen.entry((s, g)).or_default().moved_at = Some(self.clock);
                     }
                     Err(err) => {
                         self.counters.kernel_errors += 1;
@@ -779,7 +793,7 @@ impl Mroute {
     /// removed.
     fn sweep(&mut self, mrib: &Mrib) {
         let Some(sock) = &self.sock else { return };
-        let now = Instant::now();
+        let now = self.clock;
         let mut idle = Vec::new();
         let mut notices = Vec::new();
         for (&(s, g), e) in &self.entries {
@@ -791,7 +805,7 @@ impl Mroute {
                 seen.moved_at = Some(now);
                 if seen
                     .noticed_at
-                    .is_none_or(|t| now.duration_since(t) >= TRAFFIC_NOTICE)
+                    .is_none_or(|t| now.saturating_duration_since(t) >= TRAFFIC_NOTICE)
                 {
                     seen.noticed_at = Some(now);
                     if let Some(Some(Vif::Interface(i))) = self.vifs.get(usize::from(e.iif)) {
@@ -807,7 +821,7 @@ impl Mroute {
             if !e.from.is_sg()
                 && seen
                     .moved_at
-                    .is_some_and(|t| now.duration_since(t) >= IDLE_SOURCE)
+                    .is_some_and(|t| now.saturating_duration_since(t) >= IDLE_SOURCE)
             {
                 idle.push((s, g));
             }

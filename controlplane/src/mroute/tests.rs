@@ -6,6 +6,7 @@ use mcr_protocols::{Contribution, MribLimits, OifReason, Origin};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct State {
@@ -15,6 +16,8 @@ struct State {
     upcalls: VecDeque<Vec<u8>>,
     /// Interfaces whose vif the kernel refuses (missing).
     missing: BTreeSet<u32>,
+    /// Counters per entry; (5, 500, 1) when not set.
+    counts: BTreeMap<(Ipv4Addr, Ipv4Addr), (u64, u64, u64)>,
 }
 
 #[derive(Clone, Default)]
@@ -69,8 +72,13 @@ impl MfcKernel for Fake {
         }
     }
     fn sg_count(&self, source: Ipv4Addr, group: Ipv4Addr) -> io::Result<(u64, u64, u64)> {
-        match self.0.lock().unwrap().mfc.get(&(source, group)) {
-            Some(_) => Ok((5, 500, 1)),
+        let s = self.0.lock().unwrap();
+        match s.mfc.get(&(source, group)) {
+            Some(_) => Ok(s
+                .counts
+                .get(&(source, group))
+                .copied()
+                .unwrap_or((5, 500, 1))),
             None => Err(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)),
         }
     }
@@ -346,4 +354,53 @@ fn a_missing_interface_and_a_relay_rule_are_reasons() {
     m.release();
     assert_eq!(fake.vif_count(), 0);
     assert!(!m.held());
+}
+
+#[test]
+fn counters_give_traffic_notices_once_a_minute_and_idle_sources_expire() {
+    let (fake, mut m, mut mrib) = setup();
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let star = RouteKey::star_g(G);
+    mrib.set(Origin::Igmp, star, route(Some(1), &[2])).unwrap();
+    let own = RouteKey::sg(S2, G);
+    mrib.set(Origin::Pim, own, route(Some(1), &[2])).unwrap();
+    m.step_at(at(0), &mut mrib, vec![]);
+    fake.upcall(sys::IGMPMSG_NOCACHE, m.vif_of(1).unwrap(), S, G, &[]);
+    m.step_at(at(1), &mut mrib, vec![]);
+    m.take_to_pim();
+    assert!(fake.entry(S, G).is_some());
+    let traffic = |m: &mut Mroute| {
+        m.take_to_pim()
+            .into_iter()
+            .filter(|p| matches!(p, ToPim::Notice(DataPlaneNotice::Traffic { .. })))
+            .count()
+    };
+    let count = |n: u64| {
+        let mut st = fake.0.lock().unwrap();
+        st.counts.insert((S, G), (n, n * 100, 0));
+        st.counts.insert((S2, G), (n, n * 100, 0));
+    };
+    count(10);
+    m.step_at(at(11), &mut mrib, vec![]);
+    assert_eq!(traffic(&mut m), 2, "both entries moved");
+    count(20);
+    m.step_at(at(22), &mut mrib, vec![]);
+    assert_eq!(traffic(&mut m), 0, "at most one a minute");
+    count(30);
+    m.step_at(at(72), &mut mrib, vec![]);
+    assert_eq!(traffic(&mut m), 2);
+    m.step_at(at(83), &mut mrib, vec![]);
+    assert_eq!(traffic(&mut m), 0, "no movement, no notice");
+    // Quiet for 210 s: the (*,G)-derived entry goes, the (S,G) route's stays.
+    m.step_at(at(72 + 205), &mut mrib, vec![]);
+    assert!(fake.entry(S, G).is_some());
+    m.step_at(at(72 + 216), &mut mrib, vec![]);
+    assert_eq!(fake.entry(S, G), None);
+    assert!(fake.entry(S2, G).is_some());
+    assert!(m.install_of(mrib.get(&star).unwrap()).sources.is_empty());
+    // The source comes back: a new NOCACHE makes it again.
+    fake.upcall(sys::IGMPMSG_NOCACHE, m.vif_of(1).unwrap(), S, G, &[]);
+    m.step_at(at(300), &mut mrib, vec![]);
+    assert_eq!(fake.entry(S, G), Some((1, vec![2])));
 }
