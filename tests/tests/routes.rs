@@ -806,3 +806,24 @@ fn mroute_socket_needs_only_cap_net_raw() {
     assert_eq!(got["total"]["ttl_max"], 7, "{got:#}");
     drop(t.b);
 }
+
+/// A second mcrd in the namespace finds the mroute socket taken by the
+/// first: it runs, says so, and the first keeps routing.
+#[test]
+fn second_mcrd_in_the_namespace_reports_the_socket_taken() {
+    let t = ProxyTopo::new();
+    let first = Mcrd::start(&t.r, &t.dir, t.config());
+    assert_eq!(first.ctl_json(&["status"])["mroute_socket"]["held"], true);
+    let mut second = Mcrd::spawn(&t.r, &t.dir, "second", t.config(), &[]);
+    second.wait_log("mcrd ready", Duration::from_secs(10));
+    second.wait_log("another multicast router holds", Duration::from_secs(5));
+    let s = second.ctl_json(&["status"]);
+    assert_eq!(s["mroute_socket"]["held"], false, "{s:#}");
+    assert_eq!(first.ctl_json(&["status"])["mroute_socket"]["held"], true);
+    assert_eq!(mc_forwarding(&t.r), "1");
+    // The second stopping does not release the first's socket.
+    second.stop();
+    assert_eq!(mc_forwarding(&t.r), "1");
+    assert_eq!(first.ctl_json(&["status"])["mroute_socket"]["held"], true);
+    drop((t.up, t.a, t.b));
+}
