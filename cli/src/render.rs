@@ -4,7 +4,7 @@
 use mcr_config::{Input, Output};
 use mcr_controlplane::compile::{Origin, RuleState};
 use mcr_controlplane::control::api::{
-    FastPathStatus, FilterMode, IgmpGroups, IgmpInterfaces, ProtocolState, Reply, Status,
+    FastPathStatus, FilterMode, IgmpGroups, IgmpInterfaces, Mroutes, ProtocolState, Reply, Status,
 };
 use mcr_dataplane::Drops;
 use serde_json::Value;
@@ -298,6 +298,7 @@ fn render_raw(reply: &Reply) -> String {
         }
         Reply::IgmpGroups(g) => igmp_groups(&mut out, g),
         Reply::IgmpInterfaces(i) => igmp_interfaces(&mut out, i),
+        Reply::Mroutes(m) => mroutes(&mut out, m),
         Reply::IgmpToggled(t) => {
             let _ = writeln!(
                 out,
@@ -572,9 +573,70 @@ fn status(out: &mut String, r: &Status) {
         }
         t
     });
-    let rows = rows.into_iter().chain(rpf.map(|t| ("rpf provider", t)));
+    let mroute = r.mroute_socket.as_ref().map(|m| match &m.error {
+        None => format!("held ({} vifs, {} MFC entries)", m.vifs, m.entries),
+        Some(e) => format!("not held: {e}"),
+    });
+    let rows = rows
+        .into_iter()
+        .chain(rpf.map(|t| ("rpf provider", t)))
+        .chain(mroute.map(|t| ("mroute socket", t)));
     for (k, v) in rows {
         let _ = writeln!(out, "{:<15} {v}", format!("{k}:"));
+    }
+}
+
+/// `mcrctl mroute`: one row per route.
+fn mroutes(out: &mut String, m: &Mroutes) {
+    let rows: Vec<Vec<String>> = m
+        .routes
+        .iter()
+        .map(|r| {
+            let key = match r.source {
+                Some(src) => format!("({src},{})", r.group),
+                None => format!("(*,{})", r.group),
+            };
+            let origins: Vec<String> = r.origins.iter().map(|o| o.to_string()).collect();
+            let oifs: Vec<String> = r
+                .oifs
+                .iter()
+                .map(|o| format!("{}({})", o.interface, o.reasons.join(",")))
+                .collect();
+            vec![
+                key,
+                origins.join(","),
+                r.iif.clone().unwrap_or_else(|| "-".into()),
+                r.rpf_neighbor.map_or_else(|| "-".into(), |n| n.to_string()),
+                if oifs.is_empty() {
+                    "-".into()
+                } else {
+                    oifs.join(" ")
+                },
+                format!("{}s", r.uptime_secs),
+                r.packets.to_string(),
+                r.bytes.to_string(),
+                r.installed.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "ROUTE",
+            "ORIGINS",
+            "IIF",
+            "RPF NBR",
+            "OIFS",
+            "UPTIME",
+            "PACKETS",
+            "BYTES",
+            "INSTALLED",
+        ],
+        &rows,
+    ));
+    if let Some(sock) = &m.socket {
+        if let Some(e) = &sock.error {
+            let _ = writeln!(out, "mroute socket not held: {e}");
+        }
     }
 }
 

@@ -111,6 +111,7 @@
 //! | `query_response_interval` | 1..=3174 s (v2: 1..=25) | `10` | max response time; shorter than `query_interval` |
 //! | `robustness` | 1..=7 | `2` | robustness variable; also the startup and last member query counts |
 //! | `last_member_query_interval_ms` | 100..=25500 ms | `1000` | gap between group-specific queries after a leave (RFC 3376 8.8); leave latency is this x `robustness` |
+//! | `proxy` | `{ upstream: IF, downstream: [IF, ...] }` | absent | IGMP proxying (RFC 4605): downstream interfaces run the querier; their members are reported on `upstream` and routed from it ([`IgmpProxyConfig`]) |
 //!
 //! ## `pim`
 //!
@@ -209,9 +210,9 @@ pub use parse::{
 };
 pub use rule_id::{canonical_key, fnv1a, fnv1a64, RuleId, FNV_OFFSET, FNV_PRIME};
 pub use schema::{
-    Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, Input, MetricsConfig, MsdpConfig,
-    MsdpPeer, Output, OutputWhen, PimConfig, PimInterface, RpfProvider, Rule, SptSwitchover,
-    StaticRp, StaticRpfRoute, Ttl, DEFAULT_MAX_TREE_ENTRIES, DEFAULT_MULTICAST_TTL,
+    Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, IgmpProxyConfig, Input, MetricsConfig,
+    MsdpConfig, MsdpPeer, Output, OutputWhen, PimConfig, PimInterface, RpfProvider, Rule,
+    SptSwitchover, StaticRp, StaticRpfRoute, Ttl, DEFAULT_MAX_TREE_ENTRIES, DEFAULT_MULTICAST_TTL,
     DEFAULT_UNICAST_TTL,
 };
 pub use validate::{

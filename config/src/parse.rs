@@ -495,6 +495,9 @@ fn key_hint(key: &str) -> Option<&'static str> {
         "querier_interfaces" => {
             "write a list of interface names, e.g. querier_interfaces: [\"eth1\"]"
         }
+        "proxy" => "e.g. proxy: { upstream: \"eth0\", downstream: [\"eth1\", \"eth2\"] }",
+        "upstream" => "write a quoted interface name, e.g. upstream: \"eth0\"",
+        "downstream" => "write a list of interface names, e.g. downstream: [\"eth1\"]",
         "query_interval" => "use a number of seconds from 1 to 31744 (default 125)",
         "query_response_interval" => "use a number of seconds, e.g. 10 (the default)",
         "robustness" => "use an integer from 1 to 7 (default 2)",

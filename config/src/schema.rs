@@ -315,6 +315,24 @@ pub struct IgmpConfig {
     /// when not the default (1000).
     #[serde(skip_serializing_if = "is_default_lmqi")]
     pub last_member_query_interval_ms: u32,
+    /// IGMP proxying (RFC 4605): absent means no proxy. Written by
+    /// `config save` only when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<IgmpProxyConfig>,
+}
+
+/// IGMP proxying (RFC 4605 section 1): members learned on the `downstream`
+/// interfaces (which run the IGMP router side automatically) are reported
+/// on `upstream` as a host would, and the groups' traffic arriving on
+/// `upstream` is routed to the downstream interfaces with members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IgmpProxyConfig {
+    /// The one interface toward the multicast source (the upstream router).
+    pub upstream: String,
+    /// The interfaces toward the receivers; at least one, each once, never
+    /// the upstream interface.
+    pub downstream: Vec<String>,
 }
 
 fn is_default_lmqi(v: &u32) -> bool {
@@ -339,6 +357,7 @@ impl Default for IgmpConfig {
             query_response_interval: 10,
             robustness: 2,
             last_member_query_interval_ms: 1000,
+            proxy: None,
         }
     }
 }

@@ -1595,3 +1595,67 @@ fn ttl_decrement_parses_and_round_trips() {
     let d = errs(&wrap_rules(&[r]));
     assert!(d[0].message.contains("decrement"), "{d:?}");
 }
+
+#[test]
+fn igmp_proxy_parses_saves_and_validates() {
+    let text = "{ igmp: { proxy: { upstream: 'eth0', downstream: ['eth1', 'eth2'] } } }";
+    let c = parse_str(text, "x").unwrap();
+    let p = c.igmp.proxy.as_ref().unwrap();
+    assert_eq!(p.upstream, "eth0");
+    assert_eq!(p.downstream, ["eth1", "eth2"]);
+    // `config save` writes it and reads back the same; absent stays absent.
+    let saved = c.to_json5();
+    assert!(saved.contains("proxy"), "{saved}");
+    assert_eq!(parse_str(&saved, "saved").unwrap(), c);
+    let plain = parse_str("{ igmp: { querier_interfaces: ['eth1'] } }", "x").unwrap();
+    assert!(!plain.to_json5().contains("proxy"));
+    // `enabled: true` without querier interfaces is fine with a proxy.
+    assert!(parse_str(
+        "{ igmp: { enabled: true, proxy: { upstream: 'a', downstream: ['b'] } } }",
+        "x"
+    )
+    .is_ok());
+
+    expect_diag(
+        "{ igmp: { proxy: {\n  upstream: 'eth0', downstream: [] } } }",
+        "igmp.proxy.downstream",
+        2,
+        &["no downstream interface", "remove 'proxy'"],
+    );
+    expect_diag(
+        "{ igmp: { proxy: { upstream: 'eth0',\n  downstream: ['eth1', 'eth0'] } } }",
+        "igmp.proxy.downstream[1]",
+        2,
+        &[
+            "'eth0' is the upstream interface too",
+            "remove it from downstream",
+        ],
+    );
+    expect_diag(
+        "{ igmp: { proxy: { upstream: 'eth0',\n  downstream: ['eth1', 'eth1'] } } }",
+        "igmp.proxy.downstream[1]",
+        2,
+        &["listed twice"],
+    );
+    expect_diag(
+        "{ igmp: { proxy: {\n  upstream: '', downstream: ['eth1'] } } }",
+        "igmp.proxy.upstream",
+        2,
+        &[],
+    );
+    expect_diag(
+        "{ igmp: { querier_interfaces: ['eth1',\n 'eth0'], proxy: { upstream: 'eth0', downstream: ['eth1'] } } }",
+        "igmp.querier_interfaces[1]",
+        2,
+        &["upstream interface", "remove it from querier_interfaces"],
+    );
+    // Missing and unknown keys name the key.
+    let e = parse_str("{ igmp: { proxy: { downstream: ['eth1'] } } }", "x").unwrap_err();
+    assert!(e.to_string().contains("upstream"), "{e}");
+    let e = parse_str(
+        "{ igmp: { proxy: { upstream: 'a', downstream: ['b'], upstreams: [] } } }",
+        "x",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("upstreams"), "{e}");
+}

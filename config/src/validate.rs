@@ -461,7 +461,7 @@ fn check_igmp(out: &mut Sink, cfg: &Config) {
             .enumerate()
             .map(|(i, n)| (format!("igmp.querier_interfaces[{i}]"), n.as_str())),
     );
-    if g.enabled == Some(true) && g.querier_interfaces.is_empty() {
+    if g.enabled == Some(true) && g.querier_interfaces.is_empty() && g.proxy.is_none() {
         out.err(
             "igmp.enabled",
             "igmp is enabled but querier_interfaces is empty, so IGMP would run nowhere; list the interfaces (e.g. querier_interfaces: [\"eth1\"]) or remove 'enabled'",
@@ -513,6 +513,41 @@ fn check_igmp(out: &mut Sink, cfg: &Config) {
                 g.robustness
             ),
         );
+    }
+    if let Some(p) = &g.proxy {
+        check_interface(out, "igmp.proxy.upstream".to_string(), &p.upstream);
+        if p.downstream.is_empty() {
+            out.err(
+                "igmp.proxy.downstream",
+                "the IGMP proxy has no downstream interface; list the interfaces toward the receivers, e.g. downstream: [\"eth1\"], or remove 'proxy'",
+            );
+        }
+        check_interface_list(
+            out,
+            "igmp.proxy.downstream",
+            p.downstream
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("igmp.proxy.downstream[{i}]"), n.as_str())),
+        );
+        if let Some(i) = p.downstream.iter().position(|d| *d == p.upstream) {
+            out.err(
+                format!("igmp.proxy.downstream[{i}]"),
+                format!(
+                    "interface '{}' is the upstream interface too; an IGMP proxy has one upstream interface and downstream interfaces that differ from it (RFC 4605 section 1): remove it from downstream or choose another upstream",
+                    p.upstream
+                ),
+            );
+        }
+        if let Some(i) = g.querier_interfaces.iter().position(|q| *q == p.upstream) {
+            out.err(
+                format!("igmp.querier_interfaces[{i}]"),
+                format!(
+                    "interface '{}' is the IGMP proxy's upstream interface, where the proxy acts as a host and must not be the querier (RFC 4605 section 4): remove it from querier_interfaces",
+                    p.upstream
+                ),
+            );
+        }
     }
     // Max Resp Time of group-specific queries: IGMPv2 has 8 bits of
     // tenths of a second (RFC 2236 2.2).

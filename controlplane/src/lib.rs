@@ -7,9 +7,11 @@ pub mod files;
 pub mod igmp;
 pub mod interfaces;
 pub mod metrics;
+pub mod mroute;
 pub mod namespace;
 pub mod pim;
 pub mod privilege;
+pub mod proxy;
 pub mod rpf;
 pub mod supervisor;
 

@@ -86,7 +86,7 @@ pub enum Cmd {
     /// leaves and querier changes, PIM neighbours and DR changes; msdp once
     /// it runs) until interrupted.
     Subscribe {
-        /// Comma-separated categories: rules, interfaces, reload, igmp, pim, msdp [default: all].
+        /// Comma-separated categories: rules, interfaces, reload, igmp, pim, msdp, mroute [default: all].
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
     },
@@ -98,6 +98,9 @@ pub enum Cmd {
     /// IGMP: groups learned, querier state, run-time enable/disable.
     #[command(subcommand)]
     Igmp(IgmpCmd),
+    /// Multicast routes: (S,G) or (*,G), origins, iif, RPF neighbour, oifs
+    /// with why each is there, uptime, kernel counters, where installed.
+    Mroute,
 }
 
 #[derive(Subcommand)]

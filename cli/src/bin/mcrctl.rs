@@ -76,6 +76,7 @@ fn request_for(cmd: &Cmd) -> Result<Request, String> {
         },
         Cmd::Stats { .. } => Request::Stats,
         Cmd::Cores => Request::Cores,
+        Cmd::Mroute => Request::Mroute,
         Cmd::Config(ConfigCmd::Show) => Request::ConfigShow,
         Cmd::Config(ConfigCmd::Check { file }) => Request::ConfigCheck {
             file: absolute(file),

@@ -91,6 +91,11 @@ pub struct Status {
     /// when `disabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpf_provider: Option<crate::rpf::RpfProviderStatus>,
+    /// The namespace's mroute socket (the kernel MFC routes are installed
+    /// in): whether this instance holds it; absent when nothing routes
+    /// (no IGMP proxy, PIM off, no route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mroute_socket: Option<crate::mroute::MrouteSocketStatus>,
 }
 
 /// Rule counts by state.
@@ -674,6 +679,81 @@ pub use mcr_protocols::igmp::{
 };
 pub use mcr_protocols::FilterMode;
 
+/// `mroute`: every route of the MRIB, in group order (`(*,G)` before the
+/// group's `(S,G)`s), with where each is installed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mroutes {
+    /// The routes.
+    pub routes: Vec<Mroute>,
+    /// The namespace's mroute socket; absent when nothing routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<crate::mroute::MrouteSocketStatus>,
+    /// Upcalls read and what was dropped or refused, since start.
+    pub counters: crate::mroute::MrouteCounters,
+    /// The IGMP proxy, when `igmp.proxy` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyStatus>,
+}
+
+/// The IGMP proxy (RFC 4605) as it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    /// The upstream interface.
+    pub upstream: String,
+    /// The downstream interfaces.
+    pub downstream: Vec<String>,
+    /// Groups joined upstream now (the merged downstream membership).
+    pub upstream_groups: usize,
+    /// Groups refused at the bound (4096) or whose upstream join failed.
+    pub dropped_groups: u64,
+    /// Why it does not run (upstream interface missing or down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_running: Option<String>,
+}
+
+/// One route as `mcrctl mroute` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mroute {
+    /// The source of an `(S,G)`; `null` for `(*,G)`.
+    pub source: Option<std::net::Ipv4Addr>,
+    /// The group.
+    pub group: std::net::Ipv4Addr,
+    /// Every origin contributing (`static`, `pim`, `msdp`, `igmp`).
+    pub origins: Vec<mcr_protocols::Origin>,
+    /// The incoming (RPF) interface; `null` when no origin names one (the
+    /// route then forwards nothing).
+    pub iif: Option<String>,
+    /// The RPF neighbour, when known.
+    pub rpf_neighbor: Option<std::net::Ipv4Addr>,
+    /// Outgoing interfaces, each with why it is there.
+    pub oifs: Vec<MrouteOif>,
+    /// Seconds since the route appeared.
+    pub uptime_secs: u64,
+    /// Packets forwarded by its kernel MFC entries (`SIOCGETSGCNT`); for a
+    /// `(*,G)`, summed over the `(S,G)` entries made for its sources.
+    pub packets: u64,
+    /// Bytes of those packets (whole IP packets).
+    pub bytes: u64,
+    /// Packets of the route that arrived on another interface (RPF
+    /// failures, not forwarded).
+    pub wrong_if: u64,
+    /// `kernel`, or `not installed: REASON`.
+    pub installed: String,
+    /// For a `(*,G)`: the sources with an `(S,G)` entry made from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<std::net::Ipv4Addr>,
+}
+
+/// An outgoing interface of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MrouteOif {
+    /// Interface name.
+    pub interface: String,
+    /// `origin:reason` for each origin that wants it, e.g.
+    /// `igmp:local-members`, `pim:pim-join`.
+    pub reasons: Vec<String>,
+}
+
 /// `igmp_groups`: every group IGMP tracks, by interface then group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IgmpGroups {
@@ -782,6 +862,8 @@ pub enum Reply {
     IgmpInterfaces(IgmpInterfaces),
     /// `igmp_enable`, `igmp_disable`.
     IgmpToggled(IgmpToggled),
+    /// `mroute`.
+    Mroutes(Box<Mroutes>),
 }
 
 macro_rules! reply_from {
@@ -803,6 +885,7 @@ reply_from!(
     PimExternalNeighbors => PimExternalNeighbors, PimRpfRoutes => PimRpfRoutes,
     PimRpfAnswer => PimRpfAnswer, PimJoinState => PimJoinState, PimRp => PimRp,
     IgmpGroups => IgmpGroups, IgmpInterfaces => IgmpInterfaces, IgmpToggled => IgmpToggled,
+    Mroutes => Mroutes,
 );
 
 /// Which answer type a request gets, so a client can read `result` back
@@ -857,6 +940,8 @@ pub enum ReplyKind {
     IgmpInterfaces,
     /// [`IgmpToggled`].
     IgmpToggled,
+    /// [`Mroutes`].
+    Mroutes,
 }
 
 impl ReplyKind {
@@ -892,6 +977,7 @@ impl ReplyKind {
             ReplyKind::IgmpGroups => Reply::IgmpGroups(f(v)?),
             ReplyKind::IgmpInterfaces => Reply::IgmpInterfaces(f(v)?),
             ReplyKind::IgmpToggled => Reply::IgmpToggled(f(v)?),
+            ReplyKind::Mroutes => Reply::Mroutes(f(v)?),
         })
     }
 }

@@ -190,6 +190,8 @@ pub enum Request {
         /// The address.
         address: std::net::Ipv4Addr,
     },
+    /// Every route of the MRIB with where it is installed and its counters.
+    Mroute,
 }
 
 impl Request {
@@ -230,6 +232,7 @@ impl Request {
             Request::PimRp { .. } | Request::PimSetStaticRp { .. } | Request::PimSetRp { .. } => {
                 ReplyKind::PimRp
             }
+            Request::Mroute => ReplyKind::Mroutes,
             Request::IgmpGroups { .. } => ReplyKind::IgmpGroups,
             Request::IgmpInterfaces => ReplyKind::IgmpInterfaces,
             Request::IgmpEnable { .. } | Request::IgmpDisable { .. } => ReplyKind::IgmpToggled,
@@ -275,6 +278,9 @@ pub enum EventCategory {
     Pim,
     /// MSDP peers and Source-Active messages.
     Msdp,
+    /// Routes added to, changed in or removed from the MRIB, with where
+    /// they are installed.
+    Mroute,
 }
 
 /// Every event category name.
@@ -613,6 +619,7 @@ mod tests {
                 interface: Some("eth1".into()),
             },
             Request::IgmpInterfaces,
+            Request::Mroute,
             Request::IgmpEnable {
                 interface: "eth1".into(),
             },
@@ -651,10 +658,18 @@ mod tests {
         assert_eq!(Request::LogLevelGet.name(), "log_level_get");
         assert!(COMMANDS.contains(&"config_save"));
         assert!(COMMANDS.contains(&"igmp_groups"));
-        assert_eq!(COMMANDS.len(), 34);
+        assert_eq!(COMMANDS.len(), 35);
         assert_eq!(
             EVENT_CATEGORIES,
-            ["rules", "interfaces", "reload", "igmp", "pim", "msdp"]
+            [
+                "rules",
+                "interfaces",
+                "reload",
+                "igmp",
+                "pim",
+                "msdp",
+                "mroute"
+            ]
         );
     }
 

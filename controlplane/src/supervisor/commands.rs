@@ -182,6 +182,7 @@ impl Supervisor {
                     .collect();
                 Response::ok(api::IgmpGroups { groups })
             }
+            Request::Mroute => Response::ok(self.mroutes()),
             Request::IgmpInterfaces => {
                 let now = self.igmp.now();
                 Response::ok(api::IgmpInterfaces {
@@ -298,6 +299,7 @@ impl Supervisor {
             last_reload: self.last_reload.clone(),
             reloads: self.reloads,
             rpf_provider: self.pim.rpf_status(),
+            mroute_socket: self.mroute.status(),
         }
     }
 

@@ -171,6 +171,10 @@ pub struct Supervisor {
     /// write it through their `Action::Mrib`, the route data path reads
     /// its diffs.
     mrib: mcr_protocols::Mrib,
+    /// The route data path: the mroute socket and the kernel MFC.
+    mroute: crate::mroute::Mroute,
+    /// IGMP proxying (RFC 4605), when `igmp.proxy` is set.
+    proxy: crate::proxy::IgmpProxy,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -297,6 +301,8 @@ impl Supervisor {
             igmp: crate::igmp::IgmpRunner::default(),
             igmp_runtime: BTreeMap::new(),
             mrib: mcr_protocols::Mrib::new(mcr_protocols::MribLimits::default()),
+            mroute: crate::mroute::Mroute::default(),
+            proxy: crate::proxy::IgmpProxy::default(),
         };
         sup.interfaces = Interfaces::scan()?;
         sup.sync_igmp();
@@ -346,6 +352,7 @@ impl Supervisor {
             self.control.poll_fds(&mut fds);
             self.pim.poll_fds(&mut fds);
             self.igmp.poll_fds(&mut fds);
+            self.mroute.poll_fd(&mut fds);
             let mut timeout = self
                 .control
                 .poll_timeout(Duration::from_millis(POLL_INTERVAL_MS));
@@ -373,6 +380,7 @@ impl Supervisor {
             self.pim.poll();
             self.pim_publish();
             self.step_igmp();
+            self.step_routes();
             self.control.poll();
             // Requests in turns, within a time budget: what is left waits
             // for the next round, after signals and interface events.
@@ -415,6 +423,10 @@ impl Supervisor {
         for e in self.igmp.shutdown(&self.interfaces, &mut self.mrib) {
             self.event("igmp", e);
         }
+        self.proxy.shutdown(&mut self.mrib);
+        // MRT_DONE and close: the kernel flushes our vifs and entries and
+        // mc_forwarding reads 0 again.
+        self.mroute.release();
         self.engines.stop_within(Duration::from_millis(1500));
         let t = Instant::now();
         self.memberships.release_all();
@@ -544,7 +556,160 @@ impl Supervisor {
                 names.remove(name);
             }
         }
+        // The IGMP proxy's downstream interfaces run the router side
+        // (RFC 4605 section 4), unless disabled at run time.
+        if let Some(p) = &c.proxy {
+            for n in &p.downstream {
+                if self.igmp_runtime.get(n) != Some(&false) {
+                    names.insert(n.clone());
+                }
+            }
+        }
         names.into_iter().map(|n| (n, params.clone())).collect()
+    }
+
+    /// Brings the IGMP proxy and the route data path in line with the
+    /// config, the interfaces and the relay rules (which have precedence
+    /// over routes for the same traffic; see `docs/data-path.md`).
+    fn sync_routes(&mut self) {
+        self.proxy.sync(
+            self.config.igmp.proxy.as_ref(),
+            &self.interfaces,
+            &mut self.mrib,
+        );
+        let wanted = self.proxy.configured() || self.config.pim.enabled || !self.mrib.is_empty();
+        self.mroute.set_wanted(wanted, &self.mrib);
+        let mut extra = self.proxy.interfaces(&self.interfaces);
+        if self.config.pim.enabled {
+            for i in &self.config.pim.interfaces {
+                if let Some(x) = self.interfaces.get(&i.name) {
+                    extra.insert(mcr_protocols::Interface::new(x.index, i.name.as_str()));
+                }
+            }
+        }
+        let rule_inputs = self
+            .config
+            .rules
+            .iter()
+            .chain(self.runtime_rules.iter().map(|d| &d.rule))
+            .filter_map(|r| {
+                let i = self.interfaces.get(&r.input.interface)?;
+                Some((
+                    i.index,
+                    r.input.group,
+                    r.input.source,
+                    r.id().as_str().to_string(),
+                ))
+            })
+            .collect();
+        self.mroute.set_context(extra, rule_inputs, &self.mrib);
+        self.mroute.set_local_addresses(
+            self.interfaces
+                .iter()
+                .flat_map(|i| i.addrs.iter().copied())
+                .collect(),
+        );
+        self.step_routes();
+    }
+
+    /// The `mroute` answer: every MRIB route with where it is installed
+    /// and its kernel counters (read now).
+    pub(super) fn mroutes(&self) -> crate::control::api::Mroutes {
+        use crate::control::api::{Mroute, MrouteOif, Mroutes};
+        let routes = self
+            .mrib
+            .iter()
+            .map(|r| {
+                let inst = self.mroute.install_of(r);
+                Mroute {
+                    source: r.key.source,
+                    group: r.key.group,
+                    origins: r.origins.iter().copied().collect(),
+                    iif: r.iif.as_ref().map(|i| self.interface_name(i.index)),
+                    rpf_neighbor: r.rpf_neighbor,
+                    oifs: r
+                        .oifs
+                        .iter()
+                        .map(|(i, why)| MrouteOif {
+                            interface: self.interface_name(i.index),
+                            reasons: why
+                                .iter()
+                                .map(|(o, reason)| {
+                                    let reason = serde_json::to_value(reason)
+                                        .ok()
+                                        .and_then(|v| v.as_str().map(str::to_string))
+                                        .unwrap_or_default();
+                                    format!("{o}:{reason}")
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                    uptime_secs: inst.since.map_or(0, |t| t.elapsed().as_secs()),
+                    packets: inst.packets,
+                    bytes: inst.bytes,
+                    wrong_if: inst.wrong_if,
+                    installed: match inst.not_installed {
+                        None => "kernel".into(),
+                        Some(why) => format!("not installed: {why}"),
+                    },
+                    sources: if r.key.is_sg() {
+                        Vec::new()
+                    } else {
+                        inst.sources
+                    },
+                }
+            })
+            .collect();
+        Mroutes {
+            routes,
+            socket: self.mroute.status(),
+            counters: self.mroute.counters.clone(),
+            proxy: self
+                .config
+                .igmp
+                .proxy
+                .as_ref()
+                .map(|p| crate::control::api::ProxyStatus {
+                    upstream: p.upstream.clone(),
+                    downstream: p.downstream.clone(),
+                    upstream_groups: self.proxy.upstream_groups(),
+                    dropped_groups: self.proxy.dropped_groups,
+                    not_running: self.proxy.not_running.clone(),
+                }),
+        }
+    }
+
+    /// MRIB diffs into the MFC, upcalls to PIM, `mroute` events.
+    fn step_routes(&mut self) {
+        if !self.mroute.held() && self.mroute.status().is_none() && !self.mrib.is_empty() {
+            // A protocol wrote the first route.
+            self.mroute.set_wanted(true, &self.mrib);
+        }
+        if self.mroute.retry_due() {
+            // Another router held the socket; it may have stopped.
+            self.mroute.set_wanted(true, &self.mrib);
+        }
+        let tunnels = self.pim.take_register_tunnels();
+        self.mroute.step(&mut self.mrib, tunnels);
+        let to_pim = self.mroute.take_to_pim();
+        if !to_pim.is_empty() {
+            for p in to_pim {
+                match p {
+                    crate::mroute::ToPim::Notice(n) => self.pim.data_plane_notice(n),
+                    crate::mroute::ToPim::RegisterData(s, g, pkt) => {
+                        self.pim.register_data(s, g, &pkt)
+                    }
+                }
+            }
+            // What PIM decided on them (a new (S,G), a register tunnel)
+            // reaches the kernel in this turn, not after the next poll.
+            self.pim_publish();
+            let tunnels = self.pim.take_register_tunnels();
+            self.mroute.step(&mut self.mrib, tunnels);
+        }
+        for e in self.mroute.take_events() {
+            self.event("mroute", e);
+        }
     }
 
     /// Brings the IGMP instance in line with the config, runtime changes
@@ -573,6 +738,7 @@ impl Supervisor {
             return;
         }
         self.pim_members(&changes);
+        self.proxy.members_changed(&mut self.mrib, &changes);
         let followed = self
             .config
             .rules
@@ -847,6 +1013,7 @@ impl Supervisor {
             }
         }
         self.pim_publish();
+        self.sync_routes();
     }
 
     /// Feeds PIM the local members of the (interface index, group) pairs
