@@ -340,6 +340,7 @@ fn render_raw(reply: &Reply) -> String {
         | Reply::PimExternalNeighbors(_)
         | Reply::PimRpfRoutes(_)
         | Reply::PimRpfAnswer(_) => crate::render_pim::render(&mut out, reply),
+        Reply::MsdpPeers(_) | Reply::MsdpSaCache(_) => crate::render_msdp::render(&mut out, reply),
     }
     out
 }

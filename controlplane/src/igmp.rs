@@ -30,9 +30,7 @@ use mcr_dataplane::socket::{attach_filter, new_socket, setsockopt};
 use mcr_protocols::igmp::{
     Config as IgmpProtoConfig, Igmp, IgmpAction, IgmpEvent, InterfaceParams, Invalid, Message,
 };
-use mcr_protocols::{
-    Action, Driver, IfAddr, Input, Interface, Mrib, Packet, Timestamp,
-};
+use mcr_protocols::{Action, Driver, IfAddr, Input, Interface, Mrib, Packet, Timestamp};
 use mcr_wire::{igmp as wigmp, ipv4, MacAddr};
 
 use crate::interfaces::Interfaces;

@@ -7,6 +7,7 @@ pub mod files;
 pub mod igmp;
 pub mod interfaces;
 pub mod metrics;
+pub mod msdp;
 pub mod namespace;
 pub mod pim;
 pub mod privilege;

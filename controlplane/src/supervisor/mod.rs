@@ -7,6 +7,7 @@
 
 mod claims;
 mod commands;
+mod msdp_commands;
 mod rates;
 
 use crate::compile::{compile_with_members, DesiredRule, Origin, RuleState, RuleStatus};
@@ -171,6 +172,8 @@ pub struct Supervisor {
     /// write it through their `Action::Mrib`, the route data path reads
     /// its diffs.
     mrib: mcr_protocols::Mrib,
+    /// MSDP sessions and the SA cache.
+    msdp: crate::msdp::MsdpRuntime,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -235,6 +238,13 @@ impl Supervisor {
         }
         raise_memlock_limit();
         raise_nofile_limit();
+        // TCP 639 is privileged: bound now, before the user switch below,
+        // when the file asks for MSDP (a reload that adds it later may
+        // lack the capability; see docs/deployment.md#msdp).
+        let mut msdp = crate::msdp::MsdpRuntime::new();
+        if crate::msdp::protocol_config(&config.msdp).is_some() {
+            msdp.bind_listener();
+        }
         // Switch users before any thread starts: capabilities are per thread
         // and the engines must inherit the reduced set.
         let user =
@@ -297,6 +307,7 @@ impl Supervisor {
             igmp: crate::igmp::IgmpRunner::default(),
             igmp_runtime: BTreeMap::new(),
             mrib: mcr_protocols::Mrib::new(mcr_protocols::MribLimits::default()),
+            msdp,
         };
         sup.interfaces = Interfaces::scan()?;
         sup.sync_igmp();
@@ -346,15 +357,20 @@ impl Supervisor {
             self.control.poll_fds(&mut fds);
             self.pim.poll_fds(&mut fds);
             self.igmp.poll_fds(&mut fds);
+            self.msdp.poll_fds(&mut fds);
             let mut timeout = self
                 .control
                 .poll_timeout(Duration::from_millis(POLL_INTERVAL_MS));
             // The next PIM, RPF provider or IGMP deadline bounds the sleep
             // (+1 ms so a deadline is past when the loop wakes, rather than
             // polled for in a busy loop).
-            for t in [self.pim.timeout(), self.igmp.poll_timeout()]
-                .into_iter()
-                .flatten()
+            for t in [
+                self.pim.timeout(),
+                self.igmp.poll_timeout(),
+                self.msdp.timeout(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 timeout = timeout.min(t + Duration::from_millis(1));
             }
@@ -373,6 +389,8 @@ impl Supervisor {
             self.pim.poll();
             self.pim_publish();
             self.step_igmp();
+            self.msdp.poll();
+            self.msdp_publish();
             self.control.poll();
             // Requests in turns, within a time budget: what is left waits
             // for the next round, after signals and interface events.
@@ -412,6 +430,7 @@ impl Supervisor {
         tracing::info!("stopping");
         // Holdtime 0 Hellos: neighbours drop us at once (RFC 7761 4.3.1).
         self.pim.shutdown();
+        self.msdp.shutdown();
         for e in self.igmp.shutdown(&self.interfaces, &mut self.mrib) {
             self.event("igmp", e);
         }
@@ -832,6 +851,15 @@ impl Supervisor {
     pub(super) fn sync_protocols(&mut self) {
         self.pim.sync(&self.config, &self.interfaces);
         self.pim_publish();
+        self.msdp.sync(&self.config.msdp);
+        self.msdp_publish();
+    }
+
+    /// Publishes MSDP events (`subscribe --events msdp`).
+    fn msdp_publish(&mut self) {
+        for e in self.msdp.take_events() {
+            self.event("msdp", e);
+        }
     }
 
     /// Publishes PIM events and sends `pim_query_rpf` answers that waited.
