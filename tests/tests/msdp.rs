@@ -375,16 +375,14 @@ fn reload_keeps_unchanged_sessions_and_resets_changed_ones() {
     assert_eq!(me["mesh_group"], "g");
     assert_eq!(mcrd_state(&m, "10.66.0.9"), "connecting");
 
-    // config save writes the section back.
-    let saved = p.dir.path("saved.json5");
-    let out = m.ctl(&["config", "save", saved.to_str().unwrap()]);
-    if out.code == 0 {
-        let text = std::fs::read_to_string(&saved).unwrap();
-        assert!(
-            text.contains("10.66.0.9") && text.contains("judge"),
-            "{text}"
-        );
-    }
+    // config save writes the running section (with the peer added) back
+    // to the config file.
+    let out = m.ctl(&["config", "save"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let saved = mcr_config::parse_str(&text, "saved").expect("saved file parses");
+    assert_eq!(saved.msdp.peers.len(), 2, "{text}");
+    assert_eq!(saved.msdp.peers[0].description.as_deref(), Some("judge"));
 
     // A changed local_address resets the session: FRR sees the new peer.
     std::fs::write(
@@ -499,16 +497,15 @@ elif mode == "half":
 elif mode == "burst":
     # 100,000 SAs with RP = our address, 255 a TLV: the first 100 in the
     # filtered group 239.9.0.1, then 20 from 10.201.0.0/24 (passed on to
-    # FRR), then the rest from 10.200.0.0/16.
+    # FRR), then the rest from 11.0.0.0/8, each source once.
     entries = []
     for i in range(100000):
         if i < 100:
-            entries.append(("10.202.%d.%d" % (i // 250, i % 250 + 1), "239.9.0.1"))
+            entries.append(("10.202.0.%d" % (i + 1), "239.9.0.1"))
         elif i < 120:
             entries.append(("10.201.0.%d" % (i - 99), "239.1.0.1"))
         else:
-            j = i - 120
-            entries.append(("10.200.%d.%d" % (j // 250, j % 250 + 1), "239.1.0.1"))
+            entries.append((socket.inet_ntoa(struct.pack("!I", 0x0B000000 + i)), "239.1.0.1"))
     data = KA + b"".join(sa(local, entries[k:k + 255]) for k in range(0, len(entries), 255))
     # Drain what mcrd sends so its writes never block on us.
     threading.Thread(target=lambda: [s.recv(65536) for _ in iter(int, 1)], daemon=True).start()
@@ -526,7 +523,7 @@ fn hostile(ns: &Netns, script: &std::path::Path, mode: &str) -> Value {
         script.to_str().unwrap(),
         mode,
         "10.66.0.1",
-        "10.66.0.2",
+        "10.68.0.2",
     ]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     serde_json::from_str(text.trim()).unwrap_or_else(|_| {
@@ -546,13 +543,13 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A hostile peer (python at 10.66.0.1, mcrd listening at 10.66.0.2):
+/// A hostile peer (python at 10.66.0.1, mcrd listening at 10.68.0.2):
 /// garbage, a TLV of length 0 and of 65535 each close its session with
 /// the reason logged and shown; a half TLV then silence is closed by the
 /// Hold timer; 100,000 SAs in a burst are filtered (239.9.0.0/16 denied
 /// in), limited (`sa_limit: 5000`, the rest counted) with memory bounded,
 /// and only what FRR's outbound filter lets through reaches FRR. FRR's
-/// session (mcrd connects to it from 10.66.0.2) stays Established
+/// session (FRR at 10.68.0.1 connects to mcrd) stays Established
 /// throughout.
 #[test]
 fn hostile_peer_is_closed_or_limited_while_frr_stays_established() {
@@ -581,17 +578,24 @@ fn hostile_peer_is_closed_or_limited_while_frr_stays_established() {
         "10.68.0.1/24",
     );
     frr_ns.ip(&["route", "add", "10.66.0.0/24", "via", "10.68.0.2"]);
+    bad.ip(&["route", "add", "10.68.0.0/24", "via", "10.66.0.2"]);
     let frr = Frr::start_with(
         &frr_ns,
         &dir,
         &format!("{tag}d"),
-        &frr_msdp_conf("10.68.0.1", &["10.66.0.2"], ""),
+        // FRR's peer-RPF check (RFC 3618 10.1.3) accepts the python
+        // peer's SAs because its route toward their RP (10.66.0.1) goes
+        // through mcrd's address 10.68.0.2, on a PIM interface.
+        &format!(
+            "interface {tag}d\n ip pim\n!\n{}",
+            frr_msdp_conf("10.68.0.1", &["10.68.0.2"], "")
+        ),
     );
     let m = Mcrd::start(
         &mcr,
         &dir,
         &msdp_section(
-            "10.66.0.2",
+            "10.68.0.2",
             1,
             6,
             &[
@@ -601,17 +605,17 @@ fn hostile_peer_is_closed_or_limited_while_frr_stays_established() {
                 ),
                 peer(
                     "10.68.0.1",
-                    ", sa_filter_out: [ { source: \"10.200.0.0/16\" } ]",
+                    ", sa_filter_out: [ { source: \"11.0.0.0/8\" } ]",
                 ),
             ],
             ", sa_cache_limit: 8000",
         ),
     );
-    wait_established(&m, &frr, "10.66.0.2", "10.68.0.1", Duration::from_secs(40));
+    wait_established(&m, &frr, "10.68.0.2", "10.68.0.1", Duration::from_secs(40));
     let script = dir.file("peer.py", HOSTILE_PEER);
     let frr_up = |m: &Mcrd| {
         assert_eq!(mcrd_state(m, "10.68.0.1"), "established");
-        assert_eq!(frr_state(&frr, "10.66.0.2"), "established");
+        assert_eq!(frr_state(&frr, "10.68.0.2"), "established");
     };
 
     for (mode, reason) in [
@@ -641,7 +645,7 @@ fn hostile_peer_is_closed_or_limited_while_frr_stays_established() {
     let mut burst: Child = Command::new("ip")
         .args(["netns", "exec", &bad.name, "python3"])
         .arg(&script)
-        .args(["burst", "10.66.0.1", "10.66.0.2"])
+        .args(["burst", "10.66.0.1", "10.68.0.2"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -684,8 +688,17 @@ fn hostile_peer_is_closed_or_limited_while_frr_stays_established() {
     };
     assert!(
         wait_until(Duration::from_secs(20), || frr_sas(&frr).len() >= 20),
-        "FRR has {:?}",
-        frr_sas(&frr)
+        "FRR has {:?}; FRR log {}; FRR peer {}; mcrd toward FRR {}",
+        frr_sas(&frr),
+        std::fs::read_to_string(frr.dir.join("pimd.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("SA") || l.contains("sa"))
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        frr.json("show ip msdp peer json"),
+        mcrd_peer(&m, "10.68.0.1")
     );
     std::thread::sleep(Duration::from_secs(2));
     let got = frr_sas(&frr);
