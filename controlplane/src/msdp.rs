@@ -515,18 +515,16 @@ impl MsdpRuntime {
                     continue;
                 }
             }
-            match c.peer_addr() {
-                Ok(_) => {
-                    let Some(stream) = self.connecting.remove(&peer) else {
-                        continue;
-                    };
-                    self.run(
-                        MsdpInput::TcpEstablished { peer, active: true },
-                        Some((peer, stream)),
-                    );
-                }
-                // Not connected yet (ENOTCONN): wait.
-                Err(_) => {}
+            // Not connected yet (ENOTCONN) until the peer's address is
+            // known: wait.
+            if c.peer_addr().is_ok() {
+                let Some(stream) = self.connecting.remove(&peer) else {
+                    continue;
+                };
+                self.run(
+                    MsdpInput::TcpEstablished { peer, active: true },
+                    Some((peer, stream)),
+                );
             }
         }
     }

@@ -83,8 +83,8 @@ pub enum Cmd {
         dry_run: bool,
     },
     /// Stream events (rule state changes, interfaces, reloads, IGMP joins,
-    /// leaves and querier changes, PIM neighbours and DR changes; msdp once
-    /// it runs) until interrupted.
+    /// leaves and querier changes, PIM neighbours and DR changes, MSDP
+    /// peers and SAs) until interrupted.
     Subscribe {
         /// Comma-separated categories: rules, interfaces, reload, igmp, pim, msdp [default: all].
         #[arg(long, value_delimiter = ',')]

@@ -710,7 +710,7 @@ pub enum Reply {
     /// `igmp_enable`, `igmp_disable`.
     IgmpToggled(IgmpToggled),
     /// `msdp_peers`, `msdp_add_peer`, `msdp_remove_peer`.
-    MsdpPeers(MsdpPeers),
+    MsdpPeers(Box<MsdpPeers>),
     /// `msdp_sa_cache`.
     MsdpSaCache(MsdpSaCache),
 }
