@@ -494,6 +494,14 @@ elif mode == "len65535":
     s.sendall(KA + b"\x01\xff\xff" + b"\x00" * 64)
 elif mode == "half":
     s.sendall(KA + b"\x01\x00\x20\x01\x0a")
+elif mode == "feed":
+    # Three SAs with RP = our address, then keepalives until killed.
+    s.sendall(KA + sa(local, [("10.71.0.%d" % i, "239.5.5.5") for i in (1, 2, 3)]))
+    threading.Thread(target=lambda: [s.recv(65536) for _ in iter(int, 1)], daemon=True).start()
+    print(json.dumps({"sent": 3}), flush=True)
+    while True:
+        time.sleep(1)
+        s.sendall(KA)
 elif mode == "burst":
     # 100,000 SAs with RP = our address, 255 a TLV: the first 100 in the
     # filtered group 239.9.0.1, then 20 from 10.201.0.0/24 (passed on to
@@ -713,4 +721,136 @@ fn hostile_peer_is_closed_or_limited_while_frr_stays_established() {
     frr_up(&m);
     let _ = burst.kill();
     let _ = burst.wait();
+}
+
+/// A mesh group of three mcrd (A 10.70.0.20, B .21, C .22, each peering
+/// with the other two in mesh group `m`) fed by a python peer outside the
+/// mesh (10.70.0.10, a peer of A only) on one bridge: A floods the SAs to B
+/// and C, which cache them once each and do not re-flood them inside the
+/// mesh (RFC 3618 section 10.2): per-peer `sa_in` counters show it.
+#[test]
+fn mesh_group_gets_each_sa_once_and_does_not_reflood() {
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let hub = Netns::new(format!("{tag}-h"));
+    let br = format!("{tag}br");
+    hub.ip(&["link", "add", &br, "type", "bridge"]);
+    hub.ip(&["link", "set", &br, "up"]);
+    let mut nss = Vec::new();
+    for (i, name) in ["a", "b", "c", "p"].iter().enumerate() {
+        let ns = Netns::new(format!("{tag}-{name}"));
+        let addr = if *name == "p" {
+            "10.70.0.10/24".to_string()
+        } else {
+            format!("10.70.0.{}/24", 20 + i)
+        };
+        let hub_end = format!("{tag}h{name}");
+        veth(&ns, &format!("{tag}{name}"), &addr, &hub, &hub_end, "");
+        hub.ip(&["link", "set", &hub_end, "master", &br]);
+        nss.push(ns);
+    }
+    let mesh = |a: &str| peer(a, ", mesh_group: \"m\"");
+    let a = Mcrd::spawn(
+        &nss[0],
+        &dir,
+        "a",
+        &msdp_section(
+            "10.70.0.20",
+            1,
+            6,
+            &[
+                mesh("10.70.0.21"),
+                mesh("10.70.0.22"),
+                peer("10.70.0.10", ""),
+            ],
+            "",
+        ),
+        &[],
+    );
+    let b = Mcrd::spawn(
+        &nss[1],
+        &dir,
+        "b",
+        &msdp_section(
+            "10.70.0.21",
+            1,
+            6,
+            &[mesh("10.70.0.20"), mesh("10.70.0.22")],
+            "",
+        ),
+        &[],
+    );
+    let c = Mcrd::spawn(
+        &nss[2],
+        &dir,
+        "c",
+        &msdp_section(
+            "10.70.0.22",
+            1,
+            6,
+            &[mesh("10.70.0.20"), mesh("10.70.0.21")],
+            "",
+        ),
+        &[],
+    );
+    let (mut a, mut b, mut c) = (a, b, c);
+    for m in [&mut a, &mut b, &mut c] {
+        m.wait_log("mcrd ready", Duration::from_secs(10));
+    }
+    // ConnectRetry is 30 s: a connect refused before the other mcrd
+    // listened is retried then.
+    let all_up = wait_until(Duration::from_secs(45), || {
+        mcrd_state(&a, "10.70.0.21") == "established"
+            && mcrd_state(&a, "10.70.0.22") == "established"
+            && mcrd_state(&b, "10.70.0.22") == "established"
+    });
+    assert!(
+        all_up,
+        "mesh not up: A {} B {}",
+        a.ctl_json(&["msdp", "peers"]),
+        b.ctl_json(&["msdp", "peers"])
+    );
+    let script = dir.file("peer.py", HOSTILE_PEER);
+    let mut feed: Child = Command::new("ip")
+        .args(["netns", "exec", &nss[3].name, "python3"])
+        .arg(&script)
+        .args(["feed", "10.70.0.10", "10.70.0.20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let cached = |m: &Mcrd| sa_cache(m, &["--group", "239.5.5.5"]).len();
+    let ok = wait_until(Duration::from_secs(20), || {
+        cached(&a) == 3 && cached(&b) == 3 && cached(&c) == 3
+    });
+    assert!(
+        ok,
+        "SAs not everywhere: A {} B {} C {}",
+        cached(&a),
+        cached(&b),
+        cached(&c)
+    );
+    // Let any re-flooding happen before counting.
+    std::thread::sleep(Duration::from_secs(3));
+    let sa_in = |m: &Mcrd, p: &str| mcrd_peer(m, p)["stats"]["sa_in"].as_u64().unwrap();
+    let sa_out = |m: &Mcrd, p: &str| mcrd_peer(m, p)["stats"]["sa_out"].as_u64().unwrap();
+    assert_eq!(sa_in(&a, "10.70.0.10"), 3);
+    assert_eq!(sa_out(&a, "10.70.0.21"), 3);
+    assert_eq!(sa_out(&a, "10.70.0.22"), 3);
+    assert_eq!(sa_out(&a, "10.70.0.10"), 0, "sent back to its sender");
+    // Once each, from A; nothing re-flooded inside the mesh.
+    assert_eq!(sa_in(&b, "10.70.0.20"), 3);
+    assert_eq!(sa_in(&c, "10.70.0.20"), 3);
+    assert_eq!(sa_in(&b, "10.70.0.22"), 0);
+    assert_eq!(sa_in(&c, "10.70.0.21"), 0);
+    assert_eq!(sa_in(&a, "10.70.0.21"), 0);
+    assert_eq!(sa_in(&a, "10.70.0.22"), 0);
+    for m in [&b, &c] {
+        for e in sa_cache(m, &["--group", "239.5.5.5"]) {
+            assert_eq!(e["origin_rp"], "10.70.0.10");
+            assert_eq!(e["learned_from"], "10.70.0.20");
+        }
+    }
+    let _ = feed.kill();
+    let _ = feed.wait();
 }
