@@ -854,3 +854,83 @@ fn mesh_group_gets_each_sa_once_and_does_not_reflood() {
     let _ = feed.kill();
     let _ = feed.wait();
 }
+
+/// Port 639 is privileged. Started as root with `--user nobody` and MSDP in
+/// the file, mcrd binds it before switching users: a peer with a lower
+/// address connects and its SAs are cached while mcrd runs as nobody. A
+/// daemon that started without MSDP and gets it by reload cannot bind it
+/// any more: `mcrctl msdp peers` says so (`listening: false`, the error),
+/// and so does the log.
+#[test]
+fn port_639_is_bound_before_privileges_drop_and_a_late_reload_says_why_not() {
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    sh("chmod", &["755", dir.0.to_str().unwrap()]);
+    let m_ns = Netns::new(format!("{tag}-m"));
+    let p_ns = Netns::new(format!("{tag}-p"));
+    veth(
+        &m_ns,
+        &format!("{tag}m"),
+        "10.72.0.2/24",
+        &p_ns,
+        &format!("{tag}p"),
+        "10.72.0.1/24",
+    );
+    let section = msdp_section("10.72.0.2", 1, 6, &[peer("10.72.0.1", "")], "");
+    let mut m = Mcrd::spawn(&m_ns, &dir, "early", &section, &["--user", "nobody"]);
+    m.wait_log("mcrd ready", Duration::from_secs(10));
+    let uid = std::fs::read_to_string(format!("/proc/{}/status", m.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|v| v.split_whitespace().next().unwrap().to_string())
+        })
+        .unwrap();
+    assert_eq!(uid, "65534", "mcrd should run as nobody");
+    let v = m.ctl_json(&["msdp", "peers"]);
+    assert_eq!(v["listening"], true, "{v}");
+    let script = dir.file("peer.py", HOSTILE_PEER);
+    let mut feed: Child = Command::new("ip")
+        .args(["netns", "exec", &p_ns.name, "python3"])
+        .arg(&script)
+        .args(["feed", "10.72.0.1", "10.72.0.2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || sa_cache(
+            &m,
+            &["--peer", "10.72.0.1"]
+        )
+        .len()
+            == 3),
+        "{}",
+        m.ctl_json(&["msdp", "peers"])
+    );
+    assert_eq!(mcrd_state(&m, "10.72.0.1"), "established");
+    let _ = feed.kill();
+    let _ = feed.wait();
+    drop(m);
+
+    // Started without MSDP, enabled by reload: no privilege left to bind.
+    let mut late = Mcrd::spawn(&m_ns, &dir, "late", "{ }", &["--user", "nobody"]);
+    late.wait_log("mcrd ready", Duration::from_secs(10));
+    std::fs::write(dir.path("late.json5"), &section).unwrap();
+    let r = late.ctl_json(&["reload"]);
+    assert_eq!(r["sections_changed"], serde_json::json!(["msdp"]), "{r}");
+    let v = late.ctl_json(&["msdp", "peers"]);
+    assert_eq!(v["running"], true, "{v}");
+    assert_eq!(v["listening"], false, "{v}");
+    let err = v["listen_error"].as_str().unwrap_or("");
+    assert!(
+        err.contains("Permission denied") && err.contains("CAP_NET_BIND_SERVICE"),
+        "{err}"
+    );
+    assert!(late.log_text().contains("cannot listen on TCP 0.0.0.0:639"));
+    let table = late.ctl(&["msdp", "peers"]).stdout;
+    assert!(table.contains("listen error"), "{table}");
+    let st = late.ctl_json(&["status"]);
+    assert_eq!(st["protocols"]["msdp"]["running"], true, "{st}");
+}
