@@ -660,7 +660,7 @@ mod tests {
         assert_eq!(Request::LogLevelGet.name(), "log_level_get");
         assert!(COMMANDS.contains(&"config_save"));
         assert!(COMMANDS.contains(&"igmp_groups"));
-        assert_eq!(COMMANDS.len(), 30);
+        assert_eq!(COMMANDS.len(), 34);
         assert_eq!(
             EVENT_CATEGORIES,
             ["rules", "interfaces", "reload", "igmp", "pim", "msdp"]
