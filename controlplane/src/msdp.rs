@@ -203,6 +203,8 @@ pub struct MsdpRuntime {
     timers: TimerSet<MsdpTimer>,
     listener: Option<TcpListener>,
     listen_error: Option<String>,
+    /// [`MSDP_PORT`]; unit tests listen on an ephemeral port instead.
+    listen_port: u16,
     listening: BTreeSet<Ipv4Addr>,
     sessions: BTreeMap<Ipv4Addr, Session>,
     connecting: BTreeMap<Ipv4Addr, TcpStream>,
@@ -262,6 +264,7 @@ impl MsdpRuntime {
             timers: TimerSet::with_capacity(TIMER_CAPACITY),
             listener: None,
             listen_error: None,
+            listen_port: MSDP_PORT,
             listening: BTreeSet::new(),
             sessions: BTreeMap::new(),
             connecting: BTreeMap::new(),
@@ -285,7 +288,7 @@ impl MsdpRuntime {
         if self.listener.is_some() {
             return;
         }
-        let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, MSDP_PORT);
+        let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, self.listen_port);
         match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
             Ok(l) => {
                 tracing::info!(listen = %addr, "MSDP listening");
@@ -773,5 +776,142 @@ mod tests {
         assert!(q.default_peer);
         assert_eq!(q.sa_limit, DEFAULT_PEER_SA_LIMIT);
         assert!(q.filter_in.permits(s(1, 2, 3, 4), s(239, 0, 0, 1)));
+    }
+
+    /// A runtime with one Established peer (10.0.0.2, we are 10.0.0.9 and
+    /// listen), its session a real loopback TCP connection; the other end
+    /// returned for the test to read.
+    fn established() -> (MsdpRuntime, TcpStream) {
+        let mut rt = MsdpRuntime::new();
+        rt.msdp = Some(Msdp::new());
+        let c = protocol_config(&section(
+            "{ msdp: { enabled: true, local_address: '10.0.0.9', peers: [ { address: '10.0.0.2', sa_limit: 2 } ] } }",
+        ))
+        .unwrap();
+        rt.last = Some(c.clone());
+        rt.run(MsdpInput::Config(c), None);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let far = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (near, _) = l.accept().unwrap();
+        near.set_nonblocking(true).unwrap();
+        let peer = Ipv4Addr::new(10, 0, 0, 2);
+        rt.run(
+            MsdpInput::TcpEstablished {
+                peer,
+                active: false,
+            },
+            Some((peer, near)),
+        );
+        (rt, far)
+    }
+
+    fn sa(rp: [u8; 4], n: u8) -> mcr_wire::msdp::Repr {
+        mcr_wire::msdp::Repr::SourceActive {
+            rp: rp.into(),
+            entries: (1..=n)
+                .map(|i| SaEntry {
+                    source: Ipv4Addr::new(10, 9, 0, i),
+                    group: Ipv4Addr::new(239, 1, 1, 1),
+                })
+                .collect(),
+            data: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_adopted_session_gets_a_keepalive_and_its_sas_become_changes_and_events() {
+        let (mut rt, mut far) = established();
+        let peer = Ipv4Addr::new(10, 0, 0, 2);
+        assert_eq!(
+            rt.instance().unwrap().peer(peer).unwrap().state,
+            mcr_protocols::msdp::PeerState::Established
+        );
+        rt.flush_all();
+        let mut buf = [0u8; 64];
+        far.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let n = far.read(&mut buf).unwrap();
+        let mut tlvs = Vec::new();
+        TlvFramer::new().feed(&buf[..n], &mut tlvs).unwrap();
+        assert_eq!(tlvs, vec![mcr_wire::msdp::Repr::KeepAlive]);
+        // Three SAs from the peer (RP = the peer): two cached (sa_limit 2).
+        rt.run(
+            MsdpInput::Tlv {
+                peer,
+                tlv: sa([10, 0, 0, 2], 3),
+            },
+            None,
+        );
+        let changes = rt.take_sa_changes();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(matches!(changes[0], SaChange::Added { peer: p, .. } if p == peer));
+        assert!(rt.take_sa_changes().is_empty(), "taken once");
+        let events = rt.take_events();
+        assert_eq!(events[0]["event"], "peer-up");
+        assert_eq!(
+            events.iter().filter(|e| e["event"] == "sa-added").count(),
+            2
+        );
+        let p = rt.instance().unwrap().peer(peer).unwrap();
+        assert_eq!((p.stats.sa_in, p.stats.limit_drops), (3, 1));
+        // The session's addresses are the TCP connection's.
+        let (l, r) = rt.session_addrs(peer).unwrap();
+        assert_eq!(r, far.local_addr().ok());
+        assert_eq!(l, far.peer_addr().ok());
+    }
+
+    #[test]
+    fn a_peer_that_does_not_read_gets_a_bounded_buffer_and_drops_counted() {
+        let (mut rt, _far) = established();
+        let peer = Ipv4Addr::new(10, 0, 0, 2);
+        let now = rt.now();
+        // 200 full SA TLVs (3,068 bytes each) without a flush: 600 KB.
+        for _ in 0..200 {
+            rt.execute(
+                now,
+                MsdpAction::Send {
+                    peer,
+                    tlv: sa([10, 0, 0, 7], 255),
+                },
+            );
+        }
+        let s = &rt.sessions[&peer];
+        assert!(s.pending() <= WRITE_BUFFER_MAX, "{}", s.pending());
+        assert!(rt.send_drops(peer) >= 100, "{}", rt.send_drops(peer));
+        assert_eq!(rt.socket_counters().send_drops, rt.send_drops(peer));
+    }
+
+    #[test]
+    fn a_rejected_connection_leaves_the_session_alone() {
+        let (mut rt, _far) = established();
+        let peer = Ipv4Addr::new(10, 0, 0, 2);
+        let before = rt.session_addrs(peer);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _other = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (second, _) = l.accept().unwrap();
+        rt.run(
+            MsdpInput::TcpEstablished {
+                peer,
+                active: false,
+            },
+            Some((peer, second)),
+        );
+        assert_eq!(rt.session_addrs(peer), before);
+        assert_eq!(rt.socket_counters().rejected, 1);
+    }
+
+    #[test]
+    fn local_sources_are_kept_for_a_later_instance() {
+        let mut rt = MsdpRuntime::new();
+        rt.listen_port = 0;
+        rt.set_local_sources([(Ipv4Addr::new(10, 1, 1, 1), Ipv4Addr::new(239, 1, 1, 1))]);
+        assert!(!rt.running());
+        rt.sync(&section(
+            "{ msdp: { enabled: true, local_address: '10.0.0.9', peers: [ { address: '10.0.0.2' } ] } }",
+        ));
+        assert!(rt.running());
+        let m = rt.instance().unwrap();
+        assert_eq!(m.local_sources().count(), 1);
+        rt.sync(&section("{ msdp: { enabled: false } }"));
+        assert!(!rt.running());
     }
 }

@@ -621,6 +621,7 @@ fn hostile_peer_is_closed_or_limited_while_frr_stays_established() {
     );
     wait_established(&m, &frr, "10.68.0.2", "10.68.0.1", Duration::from_secs(40));
     let script = dir.file("peer.py", HOSTILE_PEER);
+    let sub = Subscriber::start(&m, "msdp");
     let frr_up = |m: &Mcrd| {
         assert_eq!(mcrd_state(m, "10.68.0.1"), "established");
         assert_eq!(frr_state(&frr, "10.68.0.2"), "established");
@@ -646,6 +647,14 @@ fn hostile_peer_is_closed_or_limited_while_frr_stays_established() {
     assert!((4.0..15.0).contains(&after), "half TLV: {r}");
     let me = mcrd_peer(&m, "10.66.0.1");
     assert_eq!(me["last_error"], "hold timer expired", "{me}");
+    assert!(
+        sub.wait_for(Duration::from_secs(5), |e| e["event"] == "peer-down"
+            && e["peer"] == "10.66.0.1"
+            && e["reason"] == "hold timer expired")
+            .is_some(),
+        "no peer-down event: {:?}",
+        sub.all()
+    );
     frr_up(&m);
 
     // The burst.
