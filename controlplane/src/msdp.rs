@@ -666,6 +666,13 @@ impl MsdpRuntime {
                     return;
                 };
                 let len = tlv.buffer_len();
+                // The instance splits SAs to fit; a TLV that still does not
+                // (a bug) is dropped and counted, never a panic in emit.
+                if !tlv.is_emittable() {
+                    s.send_drops += 1;
+                    self.counters.send_drops += 1;
+                    return;
+                }
                 if s.pending() + len > WRITE_BUFFER_MAX {
                     s.send_drops += 1;
                     self.counters.send_drops += 1;
