@@ -211,6 +211,9 @@ pub struct MsdpRuntime {
     actions: Vec<MsdpAction>,
     events: Vec<Value>,
     sa_changes: Vec<SaChange>,
+    /// Whether anyone takes SA changes (set by the first
+    /// [`MsdpRuntime::take_sa_changes`]); until then none are kept.
+    sa_changes_wanted: bool,
     local_sources: Vec<SaEntry>,
     counters: SocketCounters,
 }
@@ -271,6 +274,7 @@ impl MsdpRuntime {
             actions: Vec::new(),
             events: Vec::new(),
             sa_changes: Vec::new(),
+            sa_changes_wanted: false,
             local_sources: Vec::new(),
             counters: SocketCounters::default(),
         }
@@ -418,8 +422,10 @@ impl MsdpRuntime {
     }
 
     /// SA cache changes since the last call (at most [`MAX_SA_CHANGES`];
-    /// more were counted in `sa_changes_dropped`).
+    /// more were counted in `sa_changes_dropped`). Changes are kept from
+    /// the first call on: a daemon with no consumer keeps none.
     pub fn take_sa_changes(&mut self) -> Vec<SaChange> {
+        self.sa_changes_wanted = true;
         std::mem::take(&mut self.sa_changes)
     }
 
@@ -727,6 +733,9 @@ impl MsdpRuntime {
     }
 
     fn push_change(&mut self, c: SaChange) {
+        if !self.sa_changes_wanted {
+            return;
+        }
         if self.sa_changes.len() >= MAX_SA_CHANGES {
             self.counters.sa_changes_dropped += 1;
         } else {
@@ -828,6 +837,7 @@ mod tests {
     #[test]
     fn an_adopted_session_gets_a_keepalive_and_its_sas_become_changes_and_events() {
         let (mut rt, mut far) = established();
+        assert!(rt.take_sa_changes().is_empty());
         let peer = Ipv4Addr::new(10, 0, 0, 2);
         assert_eq!(
             rt.instance().unwrap().peer(peer).unwrap().state,
