@@ -250,6 +250,31 @@ fn start_connect(local: Ipv4Addr, peer: Ipv4Addr, port: u16) -> std::io::Result<
     }
 }
 
+/// The peer-RPF lookup of RFC 3618 10.1.3 from the namespace's unicast
+/// routes: the next hop toward the originating RP (the RP itself when it
+/// is directly connected), as `ip route get RP` gives it. An SA from a
+/// peer that is not that next hop (nor the RP, a mesh group member, a
+/// default peer or the only peer) is refused and counted in `rpf_fail`.
+/// One `RTM_GETROUTE` per SA TLV that needs it, answered by the kernel
+/// within the request. `None` (and a warning) when netlink cannot be
+/// opened: only the other rules accept SAs then.
+fn kernel_peer_rpf() -> Option<mcr_protocols::msdp::PeerRpfFn> {
+    match crate::rpf::kernel::KernelRpf::open() {
+        Ok(k) => {
+            let k = std::cell::RefCell::new(k);
+            Some(Box::new(move |rp| {
+                let mut k = k.try_borrow_mut().ok()?;
+                let route = k.resolve(rp).ok()??;
+                Some(route.neighbor.unwrap_or(rp))
+            }))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "MSDP peer-RPF: cannot open netlink; SAs are accepted only from their RP, mesh group members, default peers or a single peer");
+            None
+        }
+    }
+}
+
 fn ip_of(a: SocketAddr) -> Option<Ipv4Addr> {
     match a {
         SocketAddr::V4(v4) => Some(*v4.ip()),
@@ -373,7 +398,11 @@ impl MsdpRuntime {
                 self.bind_listener();
                 if self.msdp.is_none() {
                     tracing::info!(local_address = %c.local_address, peers = c.peers.len(), "MSDP starting");
-                    self.msdp = Some(Msdp::new());
+                    let mut m = Msdp::new();
+                    if let Some(f) = kernel_peer_rpf() {
+                        m.set_peer_rpf(f);
+                    }
+                    self.msdp = Some(m);
                 }
                 self.last = Some(c.clone());
                 self.run(MsdpInput::Config(c), None);

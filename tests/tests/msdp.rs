@@ -502,6 +502,13 @@ elif mode == "feed":
     while True:
         time.sleep(1)
         s.sendall(KA)
+elif mode == "transit":
+    # Three SAs originated by another RP (10.99.0.1), re-sent every second
+    # (they also serve as keepalives).
+    threading.Thread(target=lambda: [s.recv(65536) for _ in iter(int, 1)], daemon=True).start()
+    while True:
+        s.sendall(sa("10.99.0.1", [("10.73.0.%d" % i, "239.6.6.6") for i in (1, 2, 3)]))
+        time.sleep(1)
 elif mode == "burst":
     # 100,000 SAs with RP = our address, 255 a TLV: the first 100 in the
     # filtered group 239.9.0.1, then 20 from 10.201.0.0/24 (passed on to
@@ -524,6 +531,31 @@ elif mode == "burst":
         s.sendall(KA)
 print(json.dumps({"closed_after": wait_closed(s, 30)}), flush=True)
 "#;
+
+/// A background python peer, killed on drop (also when a test fails).
+struct PyPeer(Child);
+
+impl PyPeer {
+    fn spawn(ns: &Netns, script: &std::path::Path, args: &[&str]) -> PyPeer {
+        PyPeer(
+            Command::new("ip")
+                .args(["netns", "exec", &ns.name, "python3"])
+                .arg(script)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for PyPeer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 fn hostile(ns: &Netns, script: &std::path::Path, mode: &str) -> Value {
     let out = ns.exec(&[
@@ -659,14 +691,7 @@ fn hostile_peer_is_closed_or_limited_while_frr_stays_established() {
 
     // The burst.
     let rss_before = rss_kib(m.pid());
-    let mut burst: Child = Command::new("ip")
-        .args(["netns", "exec", &bad.name, "python3"])
-        .arg(&script)
-        .args(["burst", "10.66.0.1", "10.68.0.2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let _burst = PyPeer::spawn(&bad, &script, &["burst", "10.66.0.1", "10.68.0.2"]);
     let t0 = Instant::now();
     let done = wait_until(Duration::from_secs(60), || {
         let me = mcrd_peer(&m, "10.66.0.1");
@@ -728,8 +753,6 @@ fn hostile_peer_is_closed_or_limited_while_frr_stays_established() {
     let to_frr = mcrd_peer(&m, "10.68.0.1");
     assert_eq!(to_frr["stats"]["filtered_out"], 5000 - 20, "{to_frr}");
     frr_up(&m);
-    let _ = burst.kill();
-    let _ = burst.wait();
 }
 
 /// A mesh group of three mcrd (A 10.70.0.20, B .21, C .22, each peering
@@ -820,14 +843,7 @@ fn mesh_group_gets_each_sa_once_and_does_not_reflood() {
         b.ctl_json(&["msdp", "peers"])
     );
     let script = dir.file("peer.py", HOSTILE_PEER);
-    let mut feed: Child = Command::new("ip")
-        .args(["netns", "exec", &nss[3].name, "python3"])
-        .arg(&script)
-        .args(["feed", "10.70.0.10", "10.70.0.20"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let _feed = PyPeer::spawn(&nss[3], &script, &["feed", "10.70.0.10", "10.70.0.20"]);
     let cached = |m: &Mcrd| sa_cache(m, &["--group", "239.5.5.5"]).len();
     let ok = wait_until(Duration::from_secs(20), || {
         cached(&a) == 3 && cached(&b) == 3 && cached(&c) == 3
@@ -860,8 +876,6 @@ fn mesh_group_gets_each_sa_once_and_does_not_reflood() {
             assert_eq!(e["learned_from"], "10.70.0.20");
         }
     }
-    let _ = feed.kill();
-    let _ = feed.wait();
 }
 
 /// Port 639 is privileged. Started as root with `--user nobody` and MSDP in
@@ -900,14 +914,7 @@ fn port_639_is_bound_before_privileges_drop_and_a_late_reload_says_why_not() {
     let v = m.ctl_json(&["msdp", "peers"]);
     assert_eq!(v["listening"], true, "{v}");
     let script = dir.file("peer.py", HOSTILE_PEER);
-    let mut feed: Child = Command::new("ip")
-        .args(["netns", "exec", &p_ns.name, "python3"])
-        .arg(&script)
-        .args(["feed", "10.72.0.1", "10.72.0.2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let _feed = PyPeer::spawn(&p_ns, &script, &["feed", "10.72.0.1", "10.72.0.2"]);
     assert!(
         wait_until(Duration::from_secs(10), || sa_cache(
             &m,
@@ -919,8 +926,6 @@ fn port_639_is_bound_before_privileges_drop_and_a_late_reload_says_why_not() {
         m.ctl_json(&["msdp", "peers"])
     );
     assert_eq!(mcrd_state(&m, "10.72.0.1"), "established");
-    let _ = feed.kill();
-    let _ = feed.wait();
     drop(m);
 
     // Started without MSDP, enabled by reload: no privilege left to bind.
@@ -942,4 +947,62 @@ fn port_639_is_bound_before_privileges_drop_and_a_late_reload_says_why_not() {
     assert!(table.contains("listen error"), "{table}");
     let st = late.ctl_json(&["status"]);
     assert_eq!(st["protocols"]["msdp"]["running"], true, "{st}");
+}
+
+/// Peer-RPF (RFC 3618 10.1.3) from the unicast routes: with two peers, an
+/// SA whose originating RP (10.99.0.1) is neither the peer nor reached
+/// through it is refused (`rpf_fail`); once the route toward the RP goes
+/// through that peer, the same SAs are accepted.
+#[test]
+fn peer_rpf_follows_the_route_toward_the_rp() {
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let m_ns = Netns::new(format!("{tag}-m"));
+    let p_ns = Netns::new(format!("{tag}-p"));
+    veth(
+        &m_ns,
+        &format!("{tag}m"),
+        "10.66.0.2/24",
+        &p_ns,
+        &format!("{tag}p"),
+        "10.66.0.1/24",
+    );
+    // 10.66.0.50 never answers: a second configured peer, so the
+    // "only peer" rule does not apply.
+    let m = Mcrd::start(
+        &m_ns,
+        &dir,
+        &msdp_section(
+            "10.66.0.2",
+            1,
+            6,
+            &[peer("10.66.0.1", ""), peer("10.66.0.50", "")],
+            "",
+        ),
+    );
+    let script = dir.file("peer.py", HOSTILE_PEER);
+    let _transit = PyPeer::spawn(&p_ns, &script, &["transit", "10.66.0.1", "10.66.0.2"]);
+    let stats = |m: &Mcrd| mcrd_peer(m, "10.66.0.1")["stats"].clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || stats(&m)["rpf_fail"].as_u64()
+            >= Some(6)),
+        "{}",
+        mcrd_peer(&m, "10.66.0.1")
+    );
+    assert!(sa_cache(&m, &[]).is_empty());
+    m_ns.ip(&["route", "add", "10.99.0.0/24", "via", "10.66.0.1"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || sa_cache(
+            &m,
+            &["--group", "239.6.6.6"]
+        )
+        .len()
+            == 3),
+        "{}",
+        mcrd_peer(&m, "10.66.0.1")
+    );
+    for e in sa_cache(&m, &[]) {
+        assert_eq!(e["origin_rp"], "10.99.0.1");
+        assert_eq!(e["learned_from"], "10.66.0.1");
+    }
 }
