@@ -568,6 +568,9 @@ impl MsdpRuntime {
     }
 
     fn read_all(&mut self) {
+        if self.sessions.is_empty() {
+            return;
+        }
         let peers: Vec<Ipv4Addr> = self.sessions.keys().copied().collect();
         let mut buf = vec![0u8; 16 * 1024];
         let mut tlvs = Vec::new();
