@@ -4,4 +4,5 @@ pub mod client;
 pub mod docs;
 pub mod logwriter;
 pub mod render;
+pub mod render_msdp;
 pub mod render_pim;

@@ -343,6 +343,7 @@ fn render_raw(reply: &Reply) -> String {
         | Reply::PimRpfAnswer(_)
         | Reply::PimJoinState(_)
         | Reply::PimRp(_) => crate::render_pim::render(&mut out, reply),
+        Reply::MsdpPeers(_) | Reply::MsdpSaCache(_) => crate::render_msdp::render(&mut out, reply),
     }
     out
 }

@@ -133,15 +133,16 @@
 //!
 //! ## `msdp`
 //!
-//! Validated, not acted on yet. Times are in seconds.
+//! MSDP (RFC 3618) sessions on TCP port 639. Times are in seconds.
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
 //! | `enabled` | bool | `false` | run MSDP (RFC 3618) |
-//! | `local_address` | unicast IPv4 | none | this router's address for MSDP sessions; required when enabled with peers |
-//! | `peers` | list of `{ address, description?, mesh_group?, default_peer? }` | `[]` | peers by unicast address (each once, not `local_address`); `mesh_group` not blank; `default_peer` bool, default `false` |
+//! | `local_address` | unicast IPv4 | none | this router's address for MSDP sessions (the TCP source, compared with each peer's to decide who connects); required when enabled with peers |
+//! | `peers` | list of `{ address, description?, mesh_group?, default_peer?, sa_limit?, sa_filter_in?, sa_filter_out? }` | `[]` | peers by unicast address (each once, not `local_address`); `mesh_group` not blank; `default_peer` bool, default `false`; `sa_limit` 1..=1000000 SAs learned from the peer, default 10000; filters: lists of `{ source?, group?, action? }` (`source` a CIDR with host bits zero, default `"0.0.0.0/0"`; `group` a multicast CIDR or group, default `"224.0.0.0/4"`; `action` `"deny"` (default) or `"permit"`; first match decides, no match passes) |
 //! | `keepalive_interval` | u32 ≥ 1 s | `60` | keepalive interval |
 //! | `hold_time` | u32 s | `75` | at least 3 and longer than `keepalive_interval` |
+//! | `sa_cache_limit` | 1..=1000000 | `20000` | most SA cache entries, all peers together |
 //!
 //! ## `control_plane`
 //!
@@ -211,9 +212,9 @@ pub use parse::{
 pub use rule_id::{canonical_key, fnv1a, fnv1a64, RuleId, FNV_OFFSET, FNV_PRIME};
 pub use schema::{
     Config, ControlPlaneConfig, DataPlaneConfig, IgmpConfig, IgmpProxyConfig, Input, MetricsConfig,
-    MsdpConfig, MsdpPeer, Output, OutputWhen, PimConfig, PimInterface, RpfProvider, Rule,
-    SptSwitchover, StaticRp, StaticRpfRoute, Ttl, DEFAULT_MAX_TREE_ENTRIES, DEFAULT_MULTICAST_TTL,
-    DEFAULT_UNICAST_TTL,
+    MsdpConfig, MsdpPeer, Output, OutputWhen, PimConfig, PimInterface, RpfProvider, Rule, SaFilter,
+    SaFilterAction, SptSwitchover, StaticRp, StaticRpfRoute, Ttl, DEFAULT_MAX_TREE_ENTRIES,
+    DEFAULT_MULTICAST_TTL, DEFAULT_UNICAST_TTL,
 };
 pub use validate::{
     validate_interface_name, validate_rule, EVENT_BUFFER_SIZE_RANGE, MAX_HELLO_PERIOD,

@@ -506,6 +506,9 @@ pub struct MsdpConfig {
     pub keepalive_interval: u32,
     /// Hold time, seconds.
     pub hold_time: u32,
+    /// Most entries in the SA cache, all peers together (RFC 3618 SA
+    /// cache); new SAs past it are dropped and counted. Default 20,000.
+    pub sa_cache_limit: u32,
 }
 
 impl Default for MsdpConfig {
@@ -516,7 +519,69 @@ impl Default for MsdpConfig {
             peers: Vec::new(),
             keepalive_interval: 60,
             hold_time: 75,
+            sa_cache_limit: 20_000,
         }
+    }
+}
+
+/// Whether an SA filter rule lets matching SAs through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaFilterAction {
+    /// Matching SAs are dropped (and counted).
+    #[default]
+    Deny,
+    /// Matching SAs pass.
+    Permit,
+}
+
+/// One rule of an MSDP peer's SA filter (`sa_filter_in`, `sa_filter_out`):
+/// an SA whose source is inside `source` and group inside `group` gets
+/// `action`; the first matching rule decides, and an SA no rule matches
+/// passes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaFilter {
+    /// Source prefix, CIDR (a bare address is a /32), host bits zero.
+    /// Default `0.0.0.0/0` (any source). Kept as written.
+    #[serde(default = "any_source")]
+    pub source: String,
+    /// Group range, multicast CIDR (a bare group is a /32). Default
+    /// `224.0.0.0/4` (any group). Kept as written.
+    #[serde(default = "default_group_range")]
+    pub group: String,
+    /// `deny` (default) or `permit`.
+    #[serde(default)]
+    pub action: SaFilterAction,
+}
+
+fn any_source() -> String {
+    "0.0.0.0/0".to_string()
+}
+
+/// A CIDR (`10.1.0.0/16`; a bare address is a /32) with host bits zero,
+/// as (network, length); `None` when it is not one.
+pub fn cidr_of(text: &str) -> Option<(Ipv4Addr, u8)> {
+    let (a, l) = text.split_once('/').unwrap_or((text, "32"));
+    let addr: Ipv4Addr = a.trim().parse().ok()?;
+    let len: u8 = l.trim().parse().ok().filter(|l| *l <= 32)?;
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    };
+    (u32::from(addr) & !mask == 0).then_some((addr, len))
+}
+
+impl SaFilter {
+    /// The source prefix; `None` only for an unvalidated config.
+    pub fn source_prefix(&self) -> Option<(Ipv4Addr, u8)> {
+        cidr_of(&self.source)
+    }
+
+    /// The group prefix; `None` only for an unvalidated config.
+    pub fn group_prefix(&self) -> Option<(Ipv4Addr, u8)> {
+        cidr_of(&self.group)
     }
 }
 
@@ -537,6 +602,17 @@ pub struct MsdpPeer {
     /// default peer). Written only when true.
     #[serde(default, skip_serializing_if = "is_false")]
     pub default_peer: bool,
+    /// Most SA cache entries learned from this peer; more are dropped and
+    /// counted. Absent: 10,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sa_limit: Option<u32>,
+    /// Filter on SAs received from this peer (first match decides; no
+    /// match passes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sa_filter_in: Vec<SaFilter>,
+    /// Filter on SAs sent to this peer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sa_filter_out: Vec<SaFilter>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -1659,3 +1659,57 @@ fn igmp_proxy_parses_saves_and_validates() {
     .unwrap_err();
     assert!(e.to_string().contains("upstreams"), "{e}");
 }
+
+#[test]
+fn msdp_filters_and_limits() {
+    let text = "{ msdp: { enabled: true, local_address: '10.0.0.1', sa_cache_limit: 500,\n  peers: [ { address: '10.0.0.2', sa_limit: 50,\n    sa_filter_in: [ { source: '10.9.0.0/16' }, { group: '239.1.0.0/16', action: 'permit' } ],\n    sa_filter_out: [ { group: '239.2.2.2' } ] } ] } }";
+    let c = parse_str(text, "t").unwrap();
+    let p = &c.msdp.peers[0];
+    assert_eq!(c.msdp.sa_cache_limit, 500);
+    assert_eq!(p.sa_limit, Some(50));
+    assert_eq!(
+        p.sa_filter_in[0].source_prefix(),
+        Some(("10.9.0.0".parse().unwrap(), 16))
+    );
+    assert_eq!(p.sa_filter_in[0].group, "224.0.0.0/4");
+    assert_eq!(p.sa_filter_in[0].action, crate::SaFilterAction::Deny);
+    assert_eq!(p.sa_filter_in[1].action, crate::SaFilterAction::Permit);
+    assert_eq!(
+        p.sa_filter_out[0].group_prefix(),
+        Some(("239.2.2.2".parse().unwrap(), 32))
+    );
+    // Saved and read back: the same.
+    assert_eq!(parse_str(&c.to_json5(), "saved").unwrap(), c);
+    // Defaults are not written for a peer without them.
+    let plain = parse_str("{ msdp: { peers: [ { address: '10.0.0.2' } ] } }", "p").unwrap();
+    let saved = plain.to_json5();
+    assert!(
+        !saved.contains("sa_filter_in") && !saved.contains("sa_limit:"),
+        "{saved}"
+    );
+    assert!(saved.contains("sa_cache_limit"), "{saved}");
+}
+
+#[test]
+fn msdp_filter_and_limit_checks() {
+    let bad = "{ msdp: { sa_cache_limit: 0,\n  peers: [ { address: '10.0.0.2', sa_limit: 2000000,\n    sa_filter_in: [ { source: '10.9.0.1/16' },\n      { group: '10.0.0.0/8' } ] } ] } }";
+    expect_diag(bad, "msdp.sa_cache_limit", 1, &["out of range"]);
+    expect_diag(bad, "msdp.peers[0].sa_limit", 2, &["out of range"]);
+    expect_diag(
+        bad,
+        "msdp.peers[0].sa_filter_in[0].source",
+        3,
+        &["host bits zero"],
+    );
+    expect_diag(
+        bad,
+        "msdp.peers[0].sa_filter_in[1].group",
+        4,
+        &["multicast"],
+    );
+    assert!(parse_str(
+        "{ msdp: { peers: [ { address: '10.0.0.2', sa_filter_out: [ { action: 'drop' } ] } ] } }",
+        "x"
+    )
+    .is_err());
+}

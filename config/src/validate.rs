@@ -631,6 +631,10 @@ fn check_pim(out: &mut Sink, cfg: &Config) {
     }
 }
 
+/// Largest `msdp.sa_cache_limit` and `msdp.peers[].sa_limit`: the SA
+/// cache's memory bound (about 100 bytes an entry).
+pub const MAX_SA_LIMIT: u32 = 1_000_000;
+
 fn check_msdp(out: &mut Sink, cfg: &Config) {
     let m = &cfg.msdp;
     if let Some(a) = m.local_address {
@@ -658,6 +662,15 @@ fn check_msdp(out: &mut Sink, cfg: &Config) {
             ),
         );
     }
+    if !(1..=MAX_SA_LIMIT).contains(&m.sa_cache_limit) {
+        out.err(
+            "msdp.sa_cache_limit",
+            format!(
+                "sa_cache_limit {} is out of range; use 1 to {MAX_SA_LIMIT} (default 20000)",
+                m.sa_cache_limit
+            ),
+        );
+    }
     let mut seen: HashMap<Ipv4Addr, usize> = HashMap::new();
     for (i, peer) in m.peers.iter().enumerate() {
         let base = format!("msdp.peers[{i}]");
@@ -678,6 +691,32 @@ fn check_msdp(out: &mut Sink, cfg: &Config) {
             );
         } else {
             seen.insert(peer.address, i);
+        }
+        if let Some(l) = peer.sa_limit {
+            if !(1..=MAX_SA_LIMIT).contains(&l) {
+                out.err(
+                    format!("{base}.sa_limit"),
+                    format!(
+                        "sa_limit {l} is out of range; use 1 to {MAX_SA_LIMIT} (default 10000)"
+                    ),
+                );
+            }
+        }
+        for (dir, list) in [
+            ("sa_filter_in", &peer.sa_filter_in),
+            ("sa_filter_out", &peer.sa_filter_out),
+        ] {
+            for (k, f) in list.iter().enumerate() {
+                if f.source_prefix().is_none() {
+                    out.err(
+                        format!("{base}.{dir}[{k}].source"),
+                        format!("'{}' is not a source prefix; write a CIDR with host bits zero such as 10.1.0.0/16 (any source: 0.0.0.0/0)", f.source),
+                    );
+                }
+                if let Err(e) = crate::addr::parse_group_range(&f.group) {
+                    out.err(format!("{base}.{dir}[{k}].group"), e);
+                }
+            }
         }
         if peer
             .mesh_group

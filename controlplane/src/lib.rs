@@ -8,6 +8,7 @@ pub mod igmp;
 pub mod interfaces;
 pub mod metrics;
 pub mod mroute;
+pub mod msdp;
 pub mod namespace;
 pub mod pim;
 pub mod privilege;

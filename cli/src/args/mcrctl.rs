@@ -83,8 +83,8 @@ pub enum Cmd {
         dry_run: bool,
     },
     /// Stream events (rule state changes, interfaces, reloads, IGMP joins,
-    /// leaves and querier changes, PIM neighbours and DR changes; msdp once
-    /// it runs) until interrupted.
+    /// leaves and querier changes, PIM neighbours and DR changes, MSDP
+    /// peers and SAs) until interrupted.
     Subscribe {
         /// Comma-separated categories: rules, interfaces, reload, igmp, pim, msdp, mroute [default: all].
         #[arg(long, value_delimiter = ',')]
@@ -101,6 +101,43 @@ pub enum Cmd {
     /// Multicast routes: (S,G) or (*,G), origins, iif, RPF neighbour, oifs
     /// with why each is there, uptime, kernel counters, where installed.
     Mroute,
+    /// MSDP (RFC 3618): peers, the SA cache, run-time peers.
+    #[command(subcommand)]
+    Msdp(MsdpCmd),
+}
+
+/// `mcrctl msdp ...`.
+#[derive(Subcommand)]
+pub enum MsdpCmd {
+    /// Peers: state, role, uptime, SAs in/out, cached, drops, last error.
+    Peers,
+    /// The SA cache: source, group, origin RP, learned from, expiry.
+    SaCache {
+        /// Only this group.
+        #[arg(long)]
+        group: Option<std::net::Ipv4Addr>,
+        /// Only SAs learned from this peer.
+        #[arg(long)]
+        peer: Option<std::net::Ipv4Addr>,
+    },
+    /// Add (or change) a peer at run time (config save writes it; reload undoes it).
+    AddPeer {
+        #[arg(long)]
+        address: std::net::Ipv4Addr,
+        #[arg(long)]
+        description: Option<String>,
+        /// Mesh group name (SAs from a member are not flooded to the others).
+        #[arg(long)]
+        mesh_group: Option<String>,
+        /// Accept SAs from this peer without the peer-RPF check.
+        #[arg(long)]
+        default_peer: bool,
+    },
+    /// Remove a peer at run time (its session closes).
+    RemovePeer {
+        #[arg(long)]
+        address: std::net::Ipv4Addr,
+    },
 }
 
 #[derive(Subcommand)]

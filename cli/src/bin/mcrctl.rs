@@ -1,7 +1,7 @@
 //! mcrctl: control a running mcrd over its Unix control socket.
 
 use clap::{CommandFactory, Parser};
-use mcr_cli::args::mcrctl::{Cli, Cmd, ConfigCmd, IgmpCmd, LogCmd, PimCmd};
+use mcr_cli::args::mcrctl::{Cli, Cmd, ConfigCmd, IgmpCmd, LogCmd, MsdpCmd, PimCmd};
 use mcr_cli::client::{Client, ConnectError};
 use mcr_controlplane::control::api::Answer;
 use mcr_controlplane::control::Request;
@@ -152,6 +152,25 @@ fn request_for(cmd: &Cmd) -> Result<Request, String> {
         },
         Cmd::Igmp(IgmpCmd::Disable { interface }) => Request::IgmpDisable {
             interface: interface.clone(),
+        },
+        Cmd::Msdp(m) => match m {
+            MsdpCmd::Peers => Request::MsdpPeers,
+            MsdpCmd::SaCache { group, peer } => Request::MsdpSaCache {
+                group: *group,
+                peer: *peer,
+            },
+            MsdpCmd::AddPeer {
+                address,
+                description,
+                mesh_group,
+                default_peer,
+            } => Request::MsdpAddPeer {
+                address: *address,
+                description: description.clone(),
+                mesh_group: mesh_group.clone(),
+                default_peer: *default_peer,
+            },
+            MsdpCmd::RemovePeer { address } => Request::MsdpRemovePeer { address: *address },
         },
         Cmd::Completions { .. } => return Err("completions are printed locally".into()),
     })

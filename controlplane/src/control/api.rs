@@ -806,6 +806,95 @@ pub struct IgmpToggled {
     pub runtime: bool,
 }
 
+/// `msdp_peers`, `msdp_add_peer`, `msdp_remove_peer`: every MSDP peer
+/// (RFC 3618) after the command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MsdpPeers {
+    /// Whether an MSDP instance runs (`msdp.enabled` with a
+    /// `local_address`).
+    pub running: bool,
+    /// Our address (the TCP source of the sessions).
+    pub local_address: Option<std::net::Ipv4Addr>,
+    /// Whether TCP port 639 is open for peers with higher addresses.
+    pub listening: bool,
+    /// Why it is not, when it is not (e.g. no `CAP_NET_BIND_SERVICE`).
+    pub listen_error: Option<String>,
+    /// Peers by address.
+    pub peers: Vec<MsdpPeerEntry>,
+    /// Entries in the SA cache, all peers together.
+    pub sa_cache_entries: usize,
+    /// `msdp.sa_cache_limit`.
+    pub sa_cache_limit: usize,
+    /// Active local sources we originate SAs for.
+    pub local_sources: usize,
+    /// Instance-wide counters (cache full, own RP, unknown peers...).
+    pub counters: mcr_protocols::msdp::Counters,
+    /// Socket counters (accepts, connects, write buffer drops...).
+    pub sockets: crate::msdp::SocketCounters,
+}
+
+/// One MSDP peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MsdpPeerEntry {
+    /// The peer's address.
+    pub address: std::net::Ipv4Addr,
+    /// Free text.
+    pub description: Option<String>,
+    /// Mesh group (RFC 3618 section 10.2).
+    pub mesh_group: Option<String>,
+    /// A default peer (RFC 3618 10.1.3).
+    pub default_peer: bool,
+    /// RFC 3618 section 11 state: `disabled`, `inactive`, `listen`,
+    /// `connecting` or `established`.
+    pub state: mcr_protocols::msdp::PeerState,
+    /// `connect` when we are the lower address (we open the connection),
+    /// `listen` when we are the higher (section 5).
+    pub role: String,
+    /// Seconds Established (`null` when not).
+    pub uptime_secs: Option<u64>,
+    /// The session's local TCP address (`null` when none).
+    pub local: Option<std::net::SocketAddr>,
+    /// The session's remote TCP address.
+    pub remote: Option<std::net::SocketAddr>,
+    /// SA cache entries learned from the peer now.
+    pub sa_cached: usize,
+    /// Most SA cache entries learned from it (`sa_limit`).
+    pub sa_limit: usize,
+    /// SA entries received (`sa_in`), sent (`sa_out`), filtered, limited,
+    /// TLVs, establishments.
+    pub stats: mcr_protocols::msdp::PeerStats,
+    /// TLVs dropped because its write buffer was full.
+    pub send_drops: u64,
+    /// The last reason its session closed.
+    pub last_error: Option<String>,
+}
+
+/// `msdp_sa_cache`: the SA cache entries asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MsdpSaCache {
+    /// By (source, group, RP).
+    pub entries: Vec<MsdpSaEntry>,
+    /// Entries in the whole cache.
+    pub total: usize,
+}
+
+/// One SA cache entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MsdpSaEntry {
+    /// Source (S).
+    pub source: std::net::Ipv4Addr,
+    /// Group (G).
+    pub group: std::net::Ipv4Addr,
+    /// The RP that originated the SA.
+    pub origin_rp: std::net::Ipv4Addr,
+    /// The peer it was learned from.
+    pub learned_from: std::net::Ipv4Addr,
+    /// Seconds since it was first learned.
+    pub uptime_secs: u64,
+    /// Seconds until its SA-State timer runs out (RFC 3618 5.3).
+    pub expires_in_secs: u64,
+}
+
 /// Any answer's `result`, for the daemon to send. Serialised without a tag:
 /// which one it is follows from the request (see
 /// [`super::Request::reply_kind`]).
@@ -864,6 +953,10 @@ pub enum Reply {
     IgmpToggled(IgmpToggled),
     /// `mroute`.
     Mroutes(Box<Mroutes>),
+    /// `msdp_peers`, `msdp_add_peer`, `msdp_remove_peer`.
+    MsdpPeers(Box<MsdpPeers>),
+    /// `msdp_sa_cache`.
+    MsdpSaCache(MsdpSaCache),
 }
 
 macro_rules! reply_from {
@@ -886,6 +979,7 @@ reply_from!(
     PimRpfAnswer => PimRpfAnswer, PimJoinState => PimJoinState, PimRp => PimRp,
     IgmpGroups => IgmpGroups, IgmpInterfaces => IgmpInterfaces, IgmpToggled => IgmpToggled,
     Mroutes => Mroutes,
+    MsdpPeers => MsdpPeers, MsdpSaCache => MsdpSaCache,
 );
 
 /// Which answer type a request gets, so a client can read `result` back
@@ -942,6 +1036,10 @@ pub enum ReplyKind {
     IgmpToggled,
     /// [`Mroutes`].
     Mroutes,
+    /// [`MsdpPeers`].
+    MsdpPeers,
+    /// [`MsdpSaCache`].
+    MsdpSaCache,
 }
 
 impl ReplyKind {
@@ -978,6 +1076,8 @@ impl ReplyKind {
             ReplyKind::IgmpInterfaces => Reply::IgmpInterfaces(f(v)?),
             ReplyKind::IgmpToggled => Reply::IgmpToggled(f(v)?),
             ReplyKind::Mroutes => Reply::Mroutes(f(v)?),
+            ReplyKind::MsdpPeers => Reply::MsdpPeers(f(v)?),
+            ReplyKind::MsdpSaCache => Reply::MsdpSaCache(f(v)?),
         })
     }
 }

@@ -192,6 +192,37 @@ pub enum Request {
     },
     /// Every route of the MRIB with where it is installed and its counters.
     Mroute,
+    /// MSDP peers: state, uptime, SA counters, last error (RFC 3618).
+    MsdpPeers,
+    /// The MSDP SA cache (RFC 3618 section 5.3).
+    MsdpSaCache {
+        /// Only this group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<std::net::Ipv4Addr>,
+        /// Only entries learned from this peer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<std::net::Ipv4Addr>,
+    },
+    /// Adds (or replaces) an MSDP peer at run time (written by
+    /// `config_save`, undone by reload).
+    MsdpAddPeer {
+        /// The peer's address.
+        address: std::net::Ipv4Addr,
+        /// Free text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        /// Mesh group name (RFC 3618 section 10.2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh_group: Option<String>,
+        /// A default peer (RFC 3618 10.1.3).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        default_peer: bool,
+    },
+    /// Removes an MSDP peer at run time (its session closes).
+    MsdpRemovePeer {
+        /// The peer's address.
+        address: std::net::Ipv4Addr,
+    },
 }
 
 impl Request {
@@ -233,6 +264,10 @@ impl Request {
                 ReplyKind::PimRp
             }
             Request::Mroute => ReplyKind::Mroutes,
+            Request::MsdpPeers | Request::MsdpAddPeer { .. } | Request::MsdpRemovePeer { .. } => {
+                ReplyKind::MsdpPeers
+            }
+            Request::MsdpSaCache { .. } => ReplyKind::MsdpSaCache,
             Request::IgmpGroups { .. } => ReplyKind::IgmpGroups,
             Request::IgmpInterfaces => ReplyKind::IgmpInterfaces,
             Request::IgmpEnable { .. } | Request::IgmpDisable { .. } => ReplyKind::IgmpToggled,
@@ -658,7 +693,7 @@ mod tests {
         assert_eq!(Request::LogLevelGet.name(), "log_level_get");
         assert!(COMMANDS.contains(&"config_save"));
         assert!(COMMANDS.contains(&"igmp_groups"));
-        assert_eq!(COMMANDS.len(), 35);
+        assert_eq!(COMMANDS.len(), 39);
         assert_eq!(
             EVENT_CATEGORIES,
             [

@@ -230,6 +230,15 @@ impl Supervisor {
                 let config = self.config.clone();
                 self.pim.request(pim, &config)
             }
+            Request::MsdpPeers => Response::ok(self.msdp_peers()),
+            Request::MsdpSaCache { group, peer } => Response::ok(self.msdp_sa_cache(group, peer)),
+            Request::MsdpAddPeer {
+                address,
+                description,
+                mesh_group,
+                default_peer,
+            } => self.msdp_add_peer(address, description, mesh_group, default_peer),
+            Request::MsdpRemovePeer { address } => self.msdp_remove_peer(address),
         }
     }
 
@@ -256,8 +265,7 @@ impl Supervisor {
     pub(super) fn status_from(&self, totals: &[super::RuleTotals]) -> api::Status {
         let count =
             |f: fn(&RuleState) -> bool| self.statuses.iter().filter(|s| f(&s.state)).count();
-        // MSDP does not run in this build yet; `running` says what runs,
-        // whatever the file asks for.
+        // `running` says what runs, whatever the file asks for.
         let protocol = |configured: bool| ProtocolState {
             configured,
             running: false,
@@ -290,7 +298,10 @@ impl Supervisor {
                     running: pim_running,
                     ..protocol(self.config.pim.enabled)
                 },
-                msdp: protocol(self.config.msdp.enabled),
+                msdp: ProtocolState {
+                    configured: self.config.msdp.enabled,
+                    running: self.msdp.running(),
+                },
             },
             kernel_fast_path: self.fast_path_status(),
             shared_inputs: self.shared_inputs(),

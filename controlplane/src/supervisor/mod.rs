@@ -7,6 +7,7 @@
 
 mod claims;
 mod commands;
+mod msdp_commands;
 mod rates;
 
 use crate::compile::{compile_with_members, DesiredRule, Origin, RuleState, RuleStatus};
@@ -175,6 +176,8 @@ pub struct Supervisor {
     mroute: crate::mroute::Mroute,
     /// IGMP proxying (RFC 4605), when `igmp.proxy` is set.
     proxy: crate::proxy::IgmpProxy,
+    /// MSDP sessions and the SA cache.
+    msdp: crate::msdp::MsdpRuntime,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -239,6 +242,13 @@ impl Supervisor {
         }
         raise_memlock_limit();
         raise_nofile_limit();
+        // TCP 639 is privileged: bound now, before the user switch below,
+        // when the file asks for MSDP (a reload that adds it later may
+        // lack the capability; see docs/deployment.md#msdp).
+        let mut msdp = crate::msdp::MsdpRuntime::new();
+        if crate::msdp::protocol_config(&config.msdp).is_some() {
+            msdp.bind_listener();
+        }
         // Switch users before any thread starts: capabilities are per thread
         // and the engines must inherit the reduced set.
         let user =
@@ -303,6 +313,7 @@ impl Supervisor {
             mrib: mcr_protocols::Mrib::new(mcr_protocols::MribLimits::default()),
             mroute: crate::mroute::Mroute::default(),
             proxy: crate::proxy::IgmpProxy::default(),
+            msdp,
         };
         sup.interfaces = Interfaces::scan()?;
         sup.sync_igmp();
@@ -353,15 +364,20 @@ impl Supervisor {
             self.pim.poll_fds(&mut fds);
             self.igmp.poll_fds(&mut fds);
             self.mroute.poll_fd(&mut fds);
+            self.msdp.poll_fds(&mut fds);
             let mut timeout = self
                 .control
                 .poll_timeout(Duration::from_millis(POLL_INTERVAL_MS));
             // The next PIM, RPF provider or IGMP deadline bounds the sleep
             // (+1 ms so a deadline is past when the loop wakes, rather than
             // polled for in a busy loop).
-            for t in [self.pim.timeout(), self.igmp.poll_timeout()]
-                .into_iter()
-                .flatten()
+            for t in [
+                self.pim.timeout(),
+                self.igmp.poll_timeout(),
+                self.msdp.timeout(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 timeout = timeout.min(t + Duration::from_millis(1));
             }
@@ -381,6 +397,8 @@ impl Supervisor {
             self.pim_publish();
             self.step_igmp();
             self.step_routes();
+            self.msdp.poll();
+            self.msdp_publish();
             self.control.poll();
             // Requests in turns, within a time budget: what is left waits
             // for the next round, after signals and interface events.
@@ -420,6 +438,7 @@ impl Supervisor {
         tracing::info!("stopping");
         // Holdtime 0 Hellos: neighbours drop us at once (RFC 7761 4.3.1).
         self.pim.shutdown();
+        self.msdp.shutdown();
         for e in self.igmp.shutdown(&self.interfaces, &mut self.mrib) {
             self.event("igmp", e);
         }
@@ -1030,6 +1049,15 @@ impl Supervisor {
             self.pim.local_members(ifc, *group, filter);
         }
         self.pim_publish();
+        self.msdp.sync(&self.config.msdp);
+        self.msdp_publish();
+    }
+
+    /// Publishes MSDP events (`subscribe --events msdp`).
+    fn msdp_publish(&mut self) {
+        for e in self.msdp.take_events() {
+            self.event("msdp", e);
+        }
     }
 
     /// Publishes PIM events and sends `pim_query_rpf` answers that waited;

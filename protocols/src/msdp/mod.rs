@@ -210,7 +210,7 @@ impl Default for Config {
 }
 
 /// The MSDP peer states (RFC 3618 section 11).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerState {
     /// Peering administratively disabled.
@@ -441,7 +441,7 @@ pub enum MsdpAction {
 }
 
 /// Per-peer counters (`mcrctl msdp peers`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PeerStats {
     /// SA entries received (before any check).
     pub sa_in: u64,
@@ -498,7 +498,7 @@ pub struct SaInfo {
 }
 
 /// Instance-wide counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Counters {
     /// SA entries dropped because the cache was full.
     pub cache_full_drops: u64,
