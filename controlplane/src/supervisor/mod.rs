@@ -7,6 +7,7 @@
 
 mod claims;
 mod commands;
+mod incremental;
 mod rates;
 
 use crate::compile::{compile_with_members, DesiredRule, Origin, RuleState, RuleStatus};
@@ -171,6 +172,12 @@ pub struct Supervisor {
     /// write it through their `Action::Mrib`, the route data path reads
     /// its diffs.
     mrib: mcr_protocols::Mrib,
+    /// How many rules of the table need each group join (see
+    /// `incremental`).
+    join_users: std::collections::HashMap<mcr_dataplane::membership::Join, u32>,
+    change_counts: incremental::ChangeCounts,
+    /// The running rules' inputs and names (None: rebuilt when needed).
+    rule_keys: Option<incremental::RuleKeys>,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -297,6 +304,9 @@ impl Supervisor {
             igmp: crate::igmp::IgmpRunner::default(),
             igmp_runtime: BTreeMap::new(),
             mrib: mcr_protocols::Mrib::new(mcr_protocols::MribLimits::default()),
+            join_users: Default::default(),
+            change_counts: Default::default(),
+            rule_keys: None,
         };
         sup.interfaces = Interfaces::scan()?;
         sup.sync_igmp();
@@ -697,6 +707,7 @@ impl Supervisor {
     /// the table and updates joins. Logs every rule whose state changed.
     pub fn recompile(&mut self) {
         self.generation += 1;
+        self.rule_keys = None;
         let mrib = &self.mrib;
         // RFC 3376 6.3: a member in EXCLUDE mode wants every source not
         // excluded; in INCLUDE mode only the listed ones.
@@ -808,6 +819,7 @@ impl Supervisor {
             tracing::warn!(group = %join.group, ifindex = join.ifindex, error = %e, "joining group failed");
         }
         self.memberships.apply_sinks(&compiled.unicast_inputs);
+        self.join_users = compiled.join_users;
         self.statuses = compiled.statuses;
         for e in changes {
             self.event("rules", e);
