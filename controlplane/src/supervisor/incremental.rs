@@ -40,30 +40,48 @@ pub struct ChangeCounts {
     pub recompiled: u64,
 }
 
-/// The inputs and names of the running rules, counted, so that `add`
-/// learns in O(1) that a rule clashes with none (the scan that says which
-/// one it clashes with runs only when one does). Dropped by every
-/// recompile, rebuilt at the next `add`, kept up to date by edits.
+/// The inputs and names of the running rules, counted by fingerprint, so
+/// that `add` learns in O(1) that a rule clashes with none: the scan that
+/// says which rule it clashes with runs only when a fingerprint matches (a
+/// fingerprint collision costs that scan, never a wrong answer). Rebuilt
+/// by every recompile, kept up to date by edits.
 #[derive(Debug, Default)]
 pub(crate) struct RuleKeys {
-    inputs: HashMap<mcr_config::Input, u32>,
-    /// A named rule's name, an unnamed one's id (a new name may not be
-    /// either).
-    names: HashMap<String, u32>,
+    inputs: HashMap<u64, u32>,
+    /// A named rule's name, an unnamed one's id (a new name may be
+    /// neither).
+    names: HashMap<u64, u32>,
+}
+
+/// A fixed-key hash: the same value for the same key in every map.
+fn fingerprint<T: std::hash::Hash + ?Sized>(t: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    t.hash(&mut h);
+    h.finish()
 }
 
 impl RuleKeys {
+    /// The keys of `rules`.
+    pub(crate) fn of<'a>(rules: impl Iterator<Item = &'a Rule>) -> RuleKeys {
+        let mut k = RuleKeys::default();
+        for r in rules {
+            k.count(r, true);
+        }
+        k
+    }
+
     fn count(&mut self, rule: &Rule, up: bool) {
         let name = match &rule.name {
-            Some(n) => n.clone(),
-            None => rule.id().to_string(),
+            Some(n) => fingerprint(n.as_str()),
+            None => fingerprint(rule.id().as_str()),
         };
         bump(&mut self.names, name, up);
-        bump(&mut self.inputs, rule.input.clone(), up);
+        bump(&mut self.inputs, fingerprint(&rule.input), up);
     }
 }
 
-fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K, up: bool) {
+fn bump(map: &mut HashMap<u64, u32>, key: u64, up: bool) {
     if up {
         *map.entry(key).or_insert(0) += 1;
     } else if let Some(n) = map.get_mut(&key) {
@@ -113,22 +131,18 @@ impl Supervisor {
     /// has).
     pub(crate) fn may_clash(&mut self, rule: &Rule) -> bool {
         let keys = self.rule_keys.get_or_insert_with(|| {
-            let mut k = RuleKeys::default();
-            for r in self
-                .config
-                .rules
-                .iter()
-                .chain(self.runtime_rules.iter().map(|d| &d.rule))
-            {
-                k.count(r, true);
-            }
-            k
+            RuleKeys::of(
+                self.config
+                    .rules
+                    .iter()
+                    .chain(self.runtime_rules.iter().map(|d| &d.rule)),
+            )
         });
-        keys.inputs.contains_key(&rule.input)
+        keys.inputs.contains_key(&fingerprint(&rule.input))
             || rule
                 .name
                 .as_ref()
-                .is_some_and(|n| keys.names.contains_key(n))
+                .is_some_and(|n| keys.names.contains_key(&fingerprint(n.as_str())))
     }
 
     /// Rule changes applied by an edit and by a recompile since start.
@@ -382,5 +396,59 @@ impl Supervisor {
                 "engines slow to take the new forwarding table"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcr_config::{Input, Output};
+    use std::net::Ipv4Addr;
+
+    fn rule(name: Option<&str>, port: u16) -> Rule {
+        Rule {
+            name: name.map(str::to_string),
+            input: Input {
+                interface: "a".into(),
+                group: Ipv4Addr::new(239, 1, 1, 1),
+                port,
+                source: None,
+            },
+            outputs: vec![Output {
+                interface: "b".into(),
+                group: Ipv4Addr::new(239, 2, 2, 2),
+                port: 6000,
+                ttl: None,
+                when: mcr_config::OutputWhen::Always,
+            }],
+        }
+    }
+
+    fn clashes(k: &RuleKeys, r: &Rule) -> bool {
+        k.inputs.contains_key(&fingerprint(&r.input))
+            || r.name
+                .as_ref()
+                .is_some_and(|n| k.names.contains_key(&fingerprint(n.as_str())))
+    }
+
+    #[test]
+    fn keys_follow_adds_and_removes() {
+        let running = [rule(Some("a"), 1), rule(None, 2), rule(Some("b"), 2)];
+        let mut k = RuleKeys::of(running.iter());
+        assert!(clashes(&k, &rule(Some("a"), 9)), "same name");
+        assert!(clashes(&k, &rule(Some("z"), 1)), "same input");
+        // A name equal to an unnamed rule's id clashes too.
+        let id = running[1].id().to_string();
+        assert!(clashes(&k, &rule(Some(&id), 9)));
+        assert!(!clashes(&k, &rule(Some("z"), 9)));
+        // Input port 2 is used twice: it stays taken until both go.
+        k.count(&running[1], false);
+        assert!(clashes(&k, &rule(Some("z"), 2)));
+        assert!(!clashes(&k, &rule(Some(&id), 9)));
+        k.count(&running[2], false);
+        assert!(!clashes(&k, &rule(Some("z"), 2)));
+        assert!(!clashes(&k, &rule(Some("b"), 9)));
+        k.count(&rule(Some("b"), 2), true);
+        assert!(clashes(&k, &rule(Some("b"), 9)));
     }
 }

@@ -707,7 +707,12 @@ impl Supervisor {
     /// the table and updates joins. Logs every rule whose state changed.
     pub fn recompile(&mut self) {
         self.generation += 1;
-        self.rule_keys = None;
+        self.rule_keys = Some(incremental::RuleKeys::of(
+            self.config
+                .rules
+                .iter()
+                .chain(self.runtime_rules.iter().map(|d| &d.rule)),
+        ));
         let mrib = &self.mrib;
         // RFC 3376 6.3: a member in EXCLUDE mode wants every source not
         // excluded; in INCLUDE mode only the listed ones.
