@@ -32,14 +32,6 @@ pub(crate) enum RuleChange<'a> {
     Removed(&'a Rule),
 }
 
-/// How many rule changes were applied by editing the table, and how many
-/// fell back to a full recompile (for tests: an `add` must not recompile).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChangeCounts {
-    pub edited: u64,
-    pub recompiled: u64,
-}
-
 /// The inputs and names of the running rules, counted by fingerprint, so
 /// that `add` learns in O(1) that a rule clashes with none: the scan that
 /// says which rule it clashes with runs only when a fingerprint matches (a
@@ -116,14 +108,8 @@ impl Supervisor {
             }
         }
         match self.edit_for(&change) {
-            Some(edit) => {
-                self.change_counts.edited += 1;
-                self.publish_edit(edit, t0);
-            }
-            None => {
-                self.change_counts.recompiled += 1;
-                self.recompile();
-            }
+            Some(edit) => self.publish_edit(edit, t0),
+            None => self.recompile(),
         }
     }
 
@@ -143,11 +129,6 @@ impl Supervisor {
                 .name
                 .as_ref()
                 .is_some_and(|n| keys.names.contains_key(&fingerprint(n.as_str())))
-    }
-
-    /// Rule changes applied by an edit and by a recompile since start.
-    pub fn change_counts(&self) -> ChangeCounts {
-        self.change_counts
     }
 
     /// The edited table for `change`, or None when it needs a recompile.

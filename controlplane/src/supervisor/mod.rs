@@ -175,7 +175,6 @@ pub struct Supervisor {
     /// How many rules of the table need each group join (see
     /// `incremental`).
     join_users: std::collections::HashMap<mcr_dataplane::membership::Join, u32>,
-    change_counts: incremental::ChangeCounts,
     /// The running rules' inputs and names (None: rebuilt when needed).
     rule_keys: Option<incremental::RuleKeys>,
 }
@@ -305,7 +304,6 @@ impl Supervisor {
             igmp_runtime: BTreeMap::new(),
             mrib: mcr_protocols::Mrib::new(mcr_protocols::MribLimits::default()),
             join_users: Default::default(),
-            change_counts: Default::default(),
             rule_keys: None,
         };
         sup.interfaces = Interfaces::scan()?;
