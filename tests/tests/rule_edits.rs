@@ -51,11 +51,20 @@ fn group(k: usize) -> (String, String) {
 #[test]
 fn add_and_remove_edit_the_table_and_keep_every_other_rule() {
     for n in [800usize, 300] {
-        add_and_remove_with(n);
+        add_and_remove_with(n, false);
     }
 }
 
-fn add_and_remove_with(n: usize) {
+/// The same with the kernel fast path on (the default): about 220 of the
+/// 300 rules fit its program, r5 among them; the rest and the added rule
+/// stay with the engines. The programs are planned again, the table is
+/// still edited.
+#[test]
+fn add_and_remove_edit_the_table_with_the_fast_path_on() {
+    add_and_remove_with(300, true);
+}
+
+fn add_and_remove_with(n: usize, fast: bool) {
     let t = Topo::new(1);
     let rules: Vec<String> = (0..n)
         .map(|k| {
@@ -69,8 +78,22 @@ fn add_and_remove_with(n: usize) {
             )
         })
         .collect();
-    let cfg = engines_only(&format!("{{ rules: [ {} ] }}", rules.join(",\n")));
+    let cfg = with_path(&format!("{{ rules: [ {} ] }}", rules.join(",\n")), fast);
     let mut mcrd = t.mcrd(&cfg);
+    let path = |m: &Mcrd, id: &str| {
+        let list = m.ctl_json(&["list"]);
+        list["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["path"].clone())
+    };
+    let (on, off) = (serde_json::json!("fast"), serde_json::json!("engines"));
+    assert_eq!(
+        path(&mcrd, "r5"),
+        Some(if fast { on.clone() } else { off.clone() })
+    );
     let relay = |k: usize, count: u64| {
         let (i, o) = group(k);
         let l = t.listen(0, &o, 6000, &["--idle-timeout", "1"]);
@@ -147,6 +170,10 @@ fn add_and_remove_with(n: usize) {
     assert_eq!(x["outputs"][0]["packets"], 500, "{x}");
     let list = mcrd.ctl_json(&["list"]);
     assert_eq!(list["rules"].as_array().unwrap().len(), n);
+    // The fast path was planned again by the edits: r5 is still on it,
+    // the added rule (past its program's budget) on the engines.
+    assert_eq!(path(&mcrd, "r5"), Some(if fast { on } else { off.clone() }));
+    assert_eq!(path(&mcrd, "x"), Some(off));
     mcrd.stop();
     assert_eq!(final_rule_packets(&mcrd, "x"), 500);
 }

@@ -6,11 +6,12 @@
 //! compile, status diff and join diff per change; this costs what one rule
 //! costs.
 //!
-//! What it does not cover falls back to [`Supervisor::recompile`], which
-//! gives the same result: the kernel fast path (its programs are planned
-//! from the whole table), a rule that is or was inactive (the dormant list),
-//! a unicast input (its sink), a duplicate input, and too many output slots
-//! left unused by removals.
+//! With the kernel fast path open, its programs and per-rule reasons are
+//! still planned from the whole edited table (O(rules), though no program
+//! the change leaves alone is reloaded). What an edit does not cover falls
+//! back to [`Supervisor::recompile`], which gives the same result: a fast
+//! path still to be opened, a unicast input (its sink), a duplicate input,
+//! and too many output slots left unused by removals.
 
 use super::{FastState, Supervisor};
 use crate::compile::{compile_rule, waiting_state, Placed, RuleState, RuleStatus};
@@ -133,11 +134,7 @@ impl Supervisor {
 
     /// The edited table for `change`, or None when it needs a recompile.
     fn edit_for(&self, change: &RuleChange<'_>) -> Option<Edit> {
-        // The fast path's programs and its reasons per rule are planned
-        // from the whole table; a fast path that was on must be logged off.
-        if matches!(self.fast, FastState::Open(_)) || self.fast_was_on == Some(true) {
-            return None;
-        }
+        // A fast path the config asks for is opened by a recompile.
         if self.config.data_plane.kernel_fast_path && matches!(self.fast, FastState::Closed) {
             return None;
         }
@@ -296,7 +293,10 @@ impl Supervisor {
                         e[k] = v;
                     }
                 }
-                if !matches!(s.state, RuleState::Inactive { .. }) {
+                // (With the fast path open, `log_path_changes` has set it.)
+                if !matches!(s.state, RuleState::Inactive { .. })
+                    && !matches!(self.fast, FastState::Open(_))
+                {
                     self.off_fast.insert(s.id.clone(), None);
                 }
                 self.statuses.push(s);
@@ -340,7 +340,19 @@ impl Supervisor {
     fn publish_edited(&mut self, table: ForwardingTable, ifindex: u32) {
         let before = self.table.load();
         self.generation = table.generation();
-        self.fast_was_on = Some(false);
+        if let FastState::Open(f) = &mut self.fast {
+            // Its programs and each rule's reason to be off it are planned
+            // from the whole table: this part of an edit is O(rules) (and
+            // reloads no program the change does not alter).
+            let failed = f.apply(&table, self.config.data_plane.kernel_fast_path);
+            for (ifindex, e) in &failed {
+                let name = self.interface_name(*ifindex);
+                tracing::warn!(interface = %name, error = %e, "kernel fast path not used on this interface; the engines forward its rules");
+            }
+            self.log_path_changes(&table);
+        } else {
+            self.fast_was_on = Some(false);
+        }
         // Capture filters list the pairs exactly up to MAX_EXACT_PAIRS per
         // interface and pass all UDP past it: only a change on the small
         // side (or an interface coming or going) touches the sockets.
