@@ -27,6 +27,10 @@ ip netns add "$ns"
 ip -n "$ns" link add cs-in type veth peer name cs-out
 ip -n "$ns" link set cs-in up
 ip -n "$ns" link set cs-out up
+# Addresses, so that every rule is active (an output without one waits,
+# and a table of waiting rules measured nothing of the data plane).
+ip -n "$ns" addr add 10.99.0.1/24 dev cs-in
+ip -n "$ns" addr add 10.99.1.1/24 dev cs-out
 ip netns exec "$ns" sysctl -qw net.ipv4.igmp_max_memberships=200000
 
 gen() { # N FILE

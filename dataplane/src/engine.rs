@@ -16,8 +16,10 @@
 use crate::bufring::BufRing;
 use crate::input::{self, Endpoints, LinkKind, Meta, Reject, UdpChecksum};
 use crate::socket::{dest_addr, CaptureSocket, EgressKey, OutputSocket, CONNECTED_OUTPUTS};
-use crate::stats::{Drops, EngineStats, OutputStats, RuleStats, StatsHandle, PUBLISH_INTERVAL};
-use crate::table::{ForwardingTable, OutputSlot, TableHandle};
+use crate::stats::{
+    Drops, EngineStats, OutputStats, RuleStats, RuleStatsList, StatsHandle, PUBLISH_INTERVAL,
+};
+use crate::table::{DeltaStep, ForwardingTable, OutputSlot, TableHandle};
 use crate::tx::{PacketRoute, PacketTxSocket, TxArena};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use rustc_hash::FxHashMap;
@@ -171,6 +173,13 @@ pub struct Engine {
     recv_msg: Box<libc::msghdr>,
     table: Arc<ForwardingTable>,
     counters: Vec<RuleCounters>,
+    /// The last snapshot's rule counts, by chunk of STATS_CHUNK rules, and
+    /// which chunks counted something since (rebuilt at the next one).
+    snapshot: Vec<Arc<Vec<RuleStats>>>,
+    dirty: Vec<bool>,
+    /// The dormant rules' counts as last published (they change only at
+    /// an install).
+    retired_snapshot: Option<Arc<Vec<RuleStats>>>,
     /// Counts of dormant rules (see `install`).
     retired: FxHashMap<String, Kept>,
     drops: Drops,
@@ -255,6 +264,9 @@ impl Engine {
             recv_msg,
             table: Arc::new(ForwardingTable::empty()),
             counters: Vec::new(),
+            snapshot: Vec::new(),
+            dirty: Vec::new(),
+            retired_snapshot: None,
             retired: FxHashMap::default(),
             drops: Drops::default(),
             frames: 0,
@@ -527,6 +539,7 @@ impl Engine {
             }
         };
         let plen = payload.len;
+        self.mark(rule_idx);
         let counters = &mut self.counters[rule_idx];
         counters.packets += 1;
         counters.bytes += plen as u64;
@@ -628,6 +641,7 @@ impl Engine {
     /// Counts a send that could not be made: refused for lack of room
     /// (`full`) or for want of a socket.
     fn count_output_failure(&mut self, rule_idx: usize, pos: usize, full: bool) {
+        self.mark(rule_idx);
         let c = self.counters[rule_idx].outputs.get_mut(pos);
         if full {
             self.drops.output_full += 1;
@@ -694,6 +708,7 @@ impl Engine {
         if let (Some(rule), Some(out), true) =
             (rule, out, tag == self.table.generation() & TAG_MASK)
         {
+            self.mark(rule);
             if let Some(c) = self
                 .counters
                 .get_mut(rule)
@@ -891,6 +906,51 @@ impl Engine {
         // reloads, path switches, and its interfaces going away and coming
         // back (a rule the table lacks for now is "dormant": its counts are
         // kept, and published, until it returns or is removed).
+        // An edit of the running table (one rule added or removed) moved
+        // only the indexes it names: follow them, leaving the other rules'
+        // counters where they are.
+        if let Some(delta) = next.delta() {
+            if delta.base == self.table.generation()
+                && self.counters.len() == self.table.rules().len()
+                && self.retired.is_empty()
+            {
+                let mut touched = Vec::with_capacity(delta.steps.len());
+                for step in &delta.steps {
+                    match *step {
+                        DeltaStep::Added(_) => {
+                            touched.push(self.counters.len());
+                            self.counters.push(RuleCounters::default());
+                        }
+                        DeltaStep::Removed(i) if (i as usize) < self.counters.len() => {
+                            // The last rule's chunk shrinks.
+                            self.mark(self.counters.len() - 1);
+                            self.counters.swap_remove(i as usize);
+                            touched.push(i as usize);
+                        }
+                        DeltaStep::Removed(_) => {}
+                    }
+                }
+                // A new rule's output counters, sized by its outputs (a
+                // moved rule keeps its own).
+                for i in touched {
+                    self.mark(i);
+                    if let (Some(c), Some(rule)) = (self.counters.get_mut(i), next.rules().get(i)) {
+                        if c.outputs.len() + c.parked.len() == 0 {
+                            c.outputs = vec![OutCounters::default(); rule.outputs.len()];
+                        }
+                    }
+                }
+                if self.counters.len() == next.rules().len() {
+                    self.table = next;
+                    self.publish_stats();
+                    return;
+                }
+                tracing::warn!(
+                    engine = self.index,
+                    "table delta does not add up; counters matched by id"
+                );
+            }
+        }
         let mut kept: FxHashMap<String, Kept> = std::mem::take(&mut self.retired);
         let old_counters = std::mem::take(&mut self.counters);
         for (rule, c) in self.table.rules().iter().zip(old_counters) {
@@ -935,8 +995,19 @@ impl Engine {
         kept.retain(|id, _| next.is_dormant(id));
         self.retired = kept;
         self.counters = counters;
+        self.snapshot.clear();
+        self.dirty.clear();
+        self.retired_snapshot = None;
         self.table = next;
         self.publish_stats();
+    }
+
+    /// Notes that rule `i`'s counts moved: its snapshot chunk is rebuilt.
+    #[inline]
+    fn mark(&mut self, i: usize) {
+        if let Some(d) = self.dirty.get_mut(i / STATS_CHUNK) {
+            *d = true;
+        }
     }
 
     fn close_input(&mut self, slot: usize) {
@@ -967,35 +1038,62 @@ impl Engine {
             full: oc.full,
             errors: oc.errors,
         };
-        let mut rules: Vec<RuleStats> = table
-            .rules()
-            .iter()
-            .zip(&self.counters)
-            .map(|(rule, c)| RuleStats {
-                id: rule.id.clone(),
-                packets: c.packets,
-                bytes: c.bytes,
-                outputs: rule
-                    .outputs
-                    .iter()
-                    .zip(&c.outputs)
-                    .map(|(o, oc)| out_stats(table.output_slots()[o.slot as usize].label(), oc))
-                    .chain(c.parked.iter().map(|(l, oc)| out_stats(l.clone(), oc)))
-                    .collect(),
-            })
-            .collect();
-        rules.extend(self.retired.iter().map(|(id, k)| {
-            RuleStats {
-                id: id.clone(),
-                packets: k.packets,
-                bytes: k.bytes,
-                outputs: k
-                    .outputs
-                    .iter()
-                    .map(|(l, oc)| out_stats(l.clone(), oc))
-                    .collect(),
+        let chunks = self.counters.len().div_ceil(STATS_CHUNK);
+        self.snapshot.truncate(chunks);
+        self.dirty.resize(chunks, true);
+        for (k, dirty) in self.dirty.iter_mut().enumerate() {
+            if !*dirty && k < self.snapshot.len() {
+                continue;
             }
-        }));
+            *dirty = false;
+            let range = k * STATS_CHUNK..((k + 1) * STATS_CHUNK).min(self.counters.len());
+            let chunk: Vec<RuleStats> = range
+                .map(|i| {
+                    let (rule, c) = (&table.rules()[i], &self.counters[i]);
+                    RuleStats {
+                        id: rule.id.clone(),
+                        packets: c.packets,
+                        bytes: c.bytes,
+                        outputs: rule
+                            .outputs
+                            .iter()
+                            .zip(&c.outputs)
+                            .map(|(o, oc)| {
+                                out_stats(table.output_slots()[o.slot as usize].label(), oc)
+                            })
+                            .chain(c.parked.iter().map(|(l, oc)| out_stats(l.clone(), oc)))
+                            .collect(),
+                    }
+                })
+                .collect();
+            if k < self.snapshot.len() {
+                self.snapshot[k] = Arc::new(chunk);
+            } else {
+                self.snapshot.push(Arc::new(chunk));
+            }
+        }
+        let retired = self.retired_snapshot.get_or_insert_with(|| {
+            Arc::new(
+                self.retired
+                    .iter()
+                    .map(|(id, k)| RuleStats {
+                        id: id.clone(),
+                        packets: k.packets,
+                        bytes: k.bytes,
+                        outputs: k
+                            .outputs
+                            .iter()
+                            .map(|(l, oc)| out_stats(l.clone(), oc))
+                            .collect(),
+                    })
+                    .collect(),
+            )
+        });
+        let mut chunks = self.snapshot.clone();
+        if !retired.is_empty() {
+            chunks.push(Arc::clone(retired));
+        }
+        let rules = RuleStatsList { chunks };
         self.stats.publish(EngineStats {
             engine: self.index,
             cpu: self.cpu,
@@ -1037,6 +1135,9 @@ impl Engine {
         self.publish_stats();
     }
 }
+
+/// Rules per chunk of a counter snapshot.
+const STATS_CHUNK: usize = 256;
 
 fn egress_key(slot: &OutputSlot) -> EgressKey {
     EgressKey {

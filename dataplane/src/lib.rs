@@ -21,9 +21,10 @@ pub use engine::{Engine, EngineParams};
 /// the engines' packet I/O does not use it).
 const ENGINE_GLOMMIO_IO_MEMORY: usize = 64 * 1024;
 
-pub use stats::{Drops, EngineStats, RuleStats, StatsHandle};
+pub use stats::{Drops, EngineStats, RuleStats, RuleStatsList, StatsHandle};
 pub use table::{
-    ForwardingTable, InputKey, LinkInfo, OutputSlot, RuleSpec, TableBuilder, TableHandle,
+    DeltaStep, ForwardingTable, InputKey, LinkInfo, OutputSlot, RuleSpec, TableBuilder, TableDelta,
+    TableHandle,
 };
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -151,7 +152,14 @@ impl EngineSet {
             if Instant::now() >= deadline {
                 return false;
             }
-            std::thread::sleep(Duration::from_millis(2));
+            // An engine takes an edited table in microseconds: poll
+            // finely (a 2 ms step was most of an `add`), coarser later.
+            let waited = timeout.saturating_sub(deadline.saturating_duration_since(Instant::now()));
+            std::thread::sleep(if waited < Duration::from_millis(5) {
+                Duration::from_micros(50)
+            } else {
+                Duration::from_millis(1)
+            });
         }
     }
 

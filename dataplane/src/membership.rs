@@ -94,6 +94,50 @@ impl Memberships {
         failed
     }
 
+    /// Adds one join to those held (nothing when it is held already or is
+    /// not multicast): what [`apply`](Self::apply) does for a set that
+    /// gained `j`, without comparing the other joins.
+    pub fn join(&mut self, j: Join) -> std::io::Result<()> {
+        if !j.group.is_multicast() {
+            return Ok(());
+        }
+        let joins = self.by_if.entry(j.ifindex).or_default();
+        if joins.joined.contains_key(&j) {
+            return Ok(());
+        }
+        let idx = match joins
+            .sockets
+            .iter()
+            .rposition(|(_, n)| *n < JOINS_PER_SOCKET)
+        {
+            Some(i) => i,
+            None => {
+                joins.sockets.push((MembershipSocket::open(j.ifindex)?, 0));
+                joins.sockets.len() - 1
+            }
+        };
+        joins.sockets[idx].0.join(j.group, j.source)?;
+        joins.sockets[idx].1 += 1;
+        joins.joined.insert(j, idx);
+        Ok(())
+    }
+
+    /// Leaves one join (nothing when not held).
+    pub fn leave(&mut self, j: Join) {
+        let Some(joins) = self.by_if.get_mut(&j.ifindex) else {
+            return;
+        };
+        if let Some(idx) = joins.joined.remove(&j) {
+            let (sock, count) = &mut joins.sockets[idx];
+            // The interface may be gone already; the join went with it.
+            let _ = sock.leave(j.group, j.source);
+            *count -= 1;
+        }
+        if joins.joined.is_empty() {
+            self.by_if.remove(&j.ifindex);
+        }
+    }
+
     /// Holds a [`UnicastSink`] on each of `wanted` that is a local address
     /// with a free port (others are skipped: not ours, or an application
     /// listens there, which also stops the ICMP errors).

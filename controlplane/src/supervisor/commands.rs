@@ -368,19 +368,22 @@ impl Supervisor {
     }
 
     fn add(&mut self, rule: Rule) -> Response {
-        if let Err(msg) = self.check_new_rule(&rule) {
+        let clash = self.may_clash(&rule);
+        if let Err(msg) = self.check_new_rule(&rule, clash) {
             return Response::error(ErrorCode::InvalidRule, msg);
         }
         let id = rule.id().to_string();
         self.runtime_rules.push(DesiredRule {
-            rule,
+            rule: rule.clone(),
             origin: Origin::Runtime,
         });
-        self.recompile();
+        self.apply_rule_change(super::incremental::RuleChange::Added(&rule));
         tracing::info!(rule = %id, "rule added at run time");
+        // The new rule's status is the last.
         let state = self
             .statuses
             .iter()
+            .rev()
             .find(|s| s.id == id)
             .map(|s| s.state.clone());
         Response::ok(Added { id, state })
@@ -389,7 +392,9 @@ impl Supervisor {
     /// Validates a rule to add against the running rules, with the same
     /// messages as a config file holding them all would get, without
     /// re-validating every running rule (that made each `add` O(rules)).
-    fn check_new_rule(&self, rule: &Rule) -> Result<(), String> {
+    /// `clash`: a running rule may have its input or name (else the scan
+    /// for it is skipped).
+    fn check_new_rule(&self, rule: &Rule, clash: bool) -> Result<(), String> {
         // The new rule alone, with the running settings (the other sections
         // are small): everything but the cross-rule checks.
         let mut alone = self.config_without_rules();
@@ -424,7 +429,7 @@ impl Supervisor {
         let name = rule.name.as_deref();
         let mut dup_input = None;
         let mut dup_name = None;
-        for (j, r) in running.enumerate() {
+        for (j, r) in running.enumerate().take_while(|_| clash) {
             if dup_input.is_none() && r.input == rule.input {
                 dup_input = Some(j);
             }
@@ -529,7 +534,7 @@ impl Supervisor {
             );
         };
         let rid = removed.id().to_string();
-        self.recompile();
+        self.apply_rule_change(super::incremental::RuleChange::Removed(&removed));
         tracing::info!(rule = %rid, "rule removed at run time");
         Response::ok(Removed { removed: rid })
     }

@@ -7,6 +7,7 @@
 
 mod claims;
 mod commands;
+mod incremental;
 mod msdp_commands;
 mod rates;
 
@@ -178,6 +179,11 @@ pub struct Supervisor {
     proxy: crate::proxy::IgmpProxy,
     /// MSDP sessions and the SA cache.
     msdp: crate::msdp::MsdpRuntime,
+    /// How many rules of the table need each group join (see
+    /// `incremental`).
+    join_users: std::collections::HashMap<mcr_dataplane::membership::Join, u32>,
+    /// The running rules' inputs and names (None: rebuilt when needed).
+    rule_keys: Option<incremental::RuleKeys>,
 }
 
 /// The kernel fast path as far as this process got with it.
@@ -314,6 +320,8 @@ impl Supervisor {
             mroute: crate::mroute::Mroute::default(),
             proxy: crate::proxy::IgmpProxy::default(),
             msdp,
+            join_users: Default::default(),
+            rule_keys: None,
         };
         sup.interfaces = Interfaces::scan()?;
         sup.sync_igmp();
@@ -590,7 +598,7 @@ impl Supervisor {
     /// Brings the IGMP proxy and the route data path in line with the
     /// config, the interfaces and the relay rules (which have precedence
     /// over routes for the same traffic; see `docs/data-path.md`).
-    fn sync_routes(&mut self) {
+    pub(super) fn sync_routes(&mut self) {
         self.proxy.sync(
             self.config.igmp.proxy.as_ref(),
             &self.interfaces,
@@ -598,6 +606,17 @@ impl Supervisor {
         );
         let wanted = self.proxy.configured() || self.config.pim.enabled || !self.mrib.is_empty();
         self.mroute.set_wanted(wanted, &self.mrib);
+        if wanted {
+            self.route_context();
+        }
+        self.step_routes();
+    }
+
+    /// What the route data path must know besides the MRIB: the interfaces
+    /// routes may use, the relay rules' inputs (a rule takes its traffic
+    /// before a route, see docs/data-path.md) and this host's addresses.
+    /// O(rules): only while routes are wanted.
+    fn route_context(&mut self) {
         let mut extra = self.proxy.interfaces(&self.interfaces);
         if self.config.pim.enabled {
             for i in &self.config.pim.interfaces {
@@ -628,7 +647,6 @@ impl Supervisor {
                 .flat_map(|i| i.addrs.iter().copied())
                 .collect(),
         );
-        self.step_routes();
     }
 
     /// The `mroute` answer: every MRIB route with where it is installed
@@ -702,6 +720,7 @@ impl Supervisor {
     fn step_routes(&mut self) {
         if !self.mroute.held() && self.mroute.status().is_none() && !self.mrib.is_empty() {
             // A protocol wrote the first route.
+            self.route_context();
             self.mroute.set_wanted(true, &self.mrib);
         }
         if self.mroute.retry_due() {
@@ -883,6 +902,12 @@ impl Supervisor {
     /// the table and updates joins. Logs every rule whose state changed.
     pub fn recompile(&mut self) {
         self.generation += 1;
+        self.rule_keys = Some(incremental::RuleKeys::of(
+            self.config
+                .rules
+                .iter()
+                .chain(self.runtime_rules.iter().map(|d| &d.rule)),
+        ));
         let mrib = &self.mrib;
         // RFC 3376 6.3: a member in EXCLUDE mode wants every source not
         // excluded; in INCLUDE mode only the listed ones.
@@ -994,6 +1019,7 @@ impl Supervisor {
             tracing::warn!(group = %join.group, ifindex = join.ifindex, error = %e, "joining group failed");
         }
         self.memberships.apply_sinks(&compiled.unicast_inputs);
+        self.join_users = compiled.join_users;
         self.statuses = compiled.statuses;
         for e in changes {
             self.event("rules", e);
