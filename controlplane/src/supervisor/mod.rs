@@ -1033,6 +1033,8 @@ impl Supervisor {
         }
         self.pim_publish();
         self.sync_routes();
+        self.msdp.sync(&self.config.msdp);
+        self.msdp_publish();
     }
 
     /// Feeds PIM the local members of the (interface index, group) pairs
@@ -1049,8 +1051,6 @@ impl Supervisor {
             self.pim.local_members(ifc, *group, filter);
         }
         self.pim_publish();
-        self.msdp.sync(&self.config.msdp);
-        self.msdp_publish();
     }
 
     /// Publishes MSDP events (`subscribe --events msdp`).
