@@ -415,7 +415,20 @@ impl MsdpRuntime {
     }
 
     fn stop(&mut self) {
-        if self.msdp.is_some() {
+        if let Some(m) = &self.msdp {
+            // The cache goes with the instance: its SAs stop being active
+            // sources for the trees.
+            let gone: Vec<SaChange> = m
+                .sa_cache()
+                .map(|(k, _)| SaChange::Expired {
+                    source: k.source,
+                    group: k.group,
+                    rp: k.rp,
+                })
+                .collect();
+            for c in gone {
+                self.push_change(c);
+            }
             self.run(MsdpInput::Shutdown, None);
             tracing::info!("MSDP stopped");
         }
