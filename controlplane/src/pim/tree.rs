@@ -266,10 +266,15 @@ impl PimRuntime {
     /// The sources of this domain we are the RP for and know, as (S, G)
     /// (registered to us, or directly connected where we are the DR: what
     /// MSDP originates SAs for, RFC 3618 section 3), when they may have
-    /// changed since the last call (PIM's routes changed, or PIM stopped:
-    /// then empty); `None` otherwise, so the caller does no work.
+    /// changed since the last call (PIM's routes changed, a first Register
+    /// or a Keepalive Timer start or expiry at the RP, or PIM stopped: then
+    /// empty); `None` otherwise, so the caller does no work.
     pub fn take_rp_sources(&mut self) -> Option<Vec<(Ipv4Addr, Ipv4Addr)>> {
-        if !std::mem::take(&mut self.glue.rp_sources_dirty) {
+        let changed = self
+            .driver
+            .as_mut()
+            .is_some_and(|d| d.protocol_mut().take_rp_sources_changed());
+        if !std::mem::take(&mut self.glue.rp_sources_dirty) && !changed {
             return None;
         }
         Some(

@@ -466,6 +466,13 @@ impl Pim {
         &self.tree
     }
 
+    /// Whether [`Pim::rp_sources`] may have changed without a route event
+    /// (a first Register at the RP, a Keepalive Timer start or expiry there)
+    /// since the last call; clears the flag.
+    pub fn take_rp_sources_changed(&mut self) -> bool {
+        self.tree.take_rp_sources_changed()
+    }
+
     /// The sources of this domain we are the RP for and know (registered
     /// to us, or directly connected where we are the DR), as (S, G): what
     /// MSDP originates SAs for (RFC 3618 section 3).

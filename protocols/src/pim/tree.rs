@@ -345,6 +345,10 @@ pub struct Tree {
     /// Active sources of other domains, (G, S), from MSDP SAs
     /// ([`Tree::source_active`]); bounded by `max_entries`.
     sa_sources: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
+    /// A source may have become, or stopped being, one of
+    /// [`Tree::rp_sources`] without a route change (a first Register, a
+    /// Keepalive Timer start or expiry).
+    rp_sources_changed: bool,
     counters: TreeCounters,
 }
 
@@ -512,6 +516,7 @@ impl Tree {
             asserts: BTreeMap::new(),
             could_assert: BTreeMap::new(),
             sa_sources: BTreeSet::new(),
+            rp_sources_changed: false,
             counters: TreeCounters::default(),
         }
     }
@@ -1403,6 +1408,7 @@ impl Tree {
                 KEEPALIVE_PERIOD
             };
         sg.keepalive = Some(at);
+        self.rp_sources_changed |= !sg.registered;
         sg.registered = true;
         out.push(Action::ArmTimer {
             key: PimTimer::Tree(TreeTimer::Keepalive(s, g)),
@@ -1693,6 +1699,7 @@ impl Tree {
                     // life (JoinDesired(S,G) may become false).
                     sg.keepalive = None;
                     sg.registered = false;
+                    self.rp_sources_changed = true;
                     self.touched.insert(g);
                 }
             }
@@ -1809,6 +1816,12 @@ impl Tree {
         self.touched.insert(group);
     }
 
+    /// Whether [`Tree::rp_sources`] may have changed without a route change
+    /// since the last call; clears the flag.
+    pub fn take_rp_sources_changed(&mut self) -> bool {
+        std::mem::take(&mut self.rp_sources_changed)
+    }
+
     /// The active sources of other domains (MSDP SAs), as (S, G).
     pub fn sa_sources(&self) -> impl Iterator<Item = (Ipv4Addr, Ipv4Addr)> + '_ {
         self.sa_sources.iter().map(|(g, s)| (*s, *g))
@@ -1906,6 +1919,7 @@ impl Tree {
             return;
         };
         if first_hop || at_rp || last_hop || sg.keepalive.is_some() {
+            self.rp_sources_changed |= sg.keepalive.is_none() && at_rp;
             let at = now + KEEPALIVE_PERIOD;
             sg.keepalive = Some(at);
             out.push(Action::ArmTimer {

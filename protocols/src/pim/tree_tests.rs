@@ -1910,6 +1910,9 @@ fn rp_sources_are_registered_or_directly_connected_sources() {
     net.queue.push((1, 0, rp, PimMessage::Register(reg)));
     net.deliver();
     assert_eq!(net.routers[0].d.protocol().rp_sources(), vec![(s1, G)]);
+    // The first Register says so (a route may not change); once.
+    assert!(net.routers[0].d.protocol_mut().take_rp_sources_changed());
+    assert!(!net.routers[0].d.protocol_mut().take_rp_sources_changed());
     net.feed(
         0,
         Input::DataPlane(DataPlaneNotice::NewSource {
@@ -1925,6 +1928,8 @@ fn rp_sources_are_registered_or_directly_connected_sources() {
     // Registers stopped (no receivers): the Keepalive Timer at the RP
     // (Register_Suppression_Time * 3 + Register_Probe_Time = 185 s) and
     // the data's 210 s run out; nothing left to advertise.
+    assert!(net.routers[0].d.protocol_mut().take_rp_sources_changed());
     net.advance(Duration::from_secs(215));
     assert!(net.routers[0].d.protocol().rp_sources().is_empty());
+    assert!(net.routers[0].d.protocol_mut().take_rp_sources_changed());
 }
