@@ -922,6 +922,29 @@ mod tests {
     }
 
     #[test]
+    fn stopping_msdp_expires_every_cached_sa_for_the_trees() {
+        let (mut rt, _far) = established();
+        assert!(rt.take_sa_changes().is_empty());
+        let peer = Ipv4Addr::new(10, 0, 0, 2);
+        rt.run(
+            MsdpInput::Tlv {
+                peer,
+                tlv: sa([10, 0, 0, 2], 2),
+            },
+            None,
+        );
+        assert_eq!(rt.take_sa_changes().len(), 2);
+        // The section is disabled: the cache goes, and the trees hear so.
+        rt.sync(&section("{ msdp: { enabled: false } }"));
+        assert!(!rt.running());
+        let gone = rt.take_sa_changes();
+        assert_eq!(gone.len(), 2, "{gone:?}");
+        assert!(gone
+            .iter()
+            .all(|c| matches!(c, SaChange::Expired { rp, .. } if *rp == peer)));
+    }
+
+    #[test]
     fn a_peer_that_does_not_read_gets_a_bounded_buffer_and_drops_counted() {
         let (mut rt, _far) = established();
         let peer = Ipv4Addr::new(10, 0, 0, 2);
