@@ -3,6 +3,7 @@
 //!
 //! - mcrd as RP and DR of a source LAN originates an SA for the source it
 //!   learns, and FRR, its MSDP peer, caches it (`show ip msdp sa json`);
+//! - the same for a source FRR, a first-hop DR, registers to mcrd;
 //! - two PIM domains: FRR the RP (and DR) of a source in domain A, mcrd the
 //!   RP and last hop of a receiver in domain B, PIM neighbours on the
 //!   inter-domain link and MSDP peers; FRR's SA makes mcrd join (S,G) toward
@@ -369,4 +370,97 @@ fn two_pim_domains_joined_by_msdp_deliver_a_stream_end_to_end() {
     assert!(r["packets"].as_u64() >= Some(1000), "{r}");
     drop(warm);
     drop(keep);
+}
+
+/// mcrd is the RP; FRR is the first-hop DR of a source and registers it to
+/// mcrd (RFC 7761 4.4). The registered source is one of mcrd's own: mcrd
+/// originates an SA for it (RFC 3618 section 3) that FRR, its MSDP peer,
+/// caches with mcrd as origin RP.
+#[test]
+fn a_source_registered_to_mcrd_is_advertised_in_an_sa() {
+    if !frr_available() {
+        eprintln!("skipped: FRR pimd is not installed");
+        return;
+    }
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let src = Netns::new(format!("{tag}-s"));
+    let frr_ns = Netns::new(format!("{tag}-f"));
+    let mcr = Netns::new(format!("{tag}-m"));
+    let n = |s: &str| format!("{tag}{s}");
+    veth(
+        &src,
+        &n("s"),
+        "10.93.0.10/24",
+        &frr_ns,
+        &n("fs"),
+        "10.93.0.1/24",
+    );
+    veth(
+        &frr_ns,
+        &n("fm"),
+        "10.94.0.1/24",
+        &mcr,
+        &n("mf"),
+        "10.94.0.2/24",
+    );
+    src.ip(&["route", "add", "default", "via", "10.93.0.1"]);
+    mcr.ip(&["route", "add", "10.93.0.0/24", "via", "10.94.0.1"]);
+    let cfg = format!(
+        "{{ pim: {{ enabled: true, hello_period: 5, interfaces: [ {{ name: \"{mf}\" }} ], \
+           rp_address: \"10.94.0.2\", static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"10.94.0.2\" }} ] }}, \
+           control_plane: {{ rpf_provider: \"kernel\" }}, \
+           msdp: {{ enabled: true, local_address: \"10.94.0.2\", keepalive_interval: 1, hold_time: 6, \
+           peers: [ {{ address: \"10.94.0.1\" }} ] }} }}",
+        mf = n("mf")
+    );
+    let m = Mcrd::start(&mcr, &dir, &cfg);
+    let conf = format!(
+        "interface {}\n ip pim\n ip pim hello 5\n!\ninterface {}\n ip pim\n ip pim hello 5\n!\n{}!\n",
+        n("fm"),
+        n("fs"),
+        frr_msdp("10.94.0.1", "10.94.0.2")
+    );
+    let frr = Frr::start_with(&frr_ns, &dir, &n("fm"), &conf);
+    frr_set_rp(&frr, "10.94.0.2");
+    assert!(
+        wait_until(Duration::from_secs(15), || frr
+            .neighbors()
+            .contains_key("10.94.0.2")),
+        "no PIM adjacency: FRR sees {:?}",
+        frr.neighbors()
+    );
+    wait_established(&m, &frr, "10.94.0.2", "10.94.0.1");
+    let group = "239.8.8.8";
+    let _gen = Generator::spawn(
+        &src,
+        &n("s"),
+        group,
+        7400,
+        &["--rate", "20", "--duration", "40", "--ttl", "16"],
+    );
+    let t0 = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), || frr_sa(
+            &frr,
+            "10.93.0.10",
+            group
+        )
+        .is_some()),
+        "no SA at FRR: FRR {}\nFRR upstream {}\nmcrd peers: {}\nmcrd join-state: {}",
+        frr.vtysh(&["show ip msdp sa"]),
+        frr.vtysh(&["show ip pim upstream"]),
+        m.ctl_json(&["msdp", "peers"]),
+        m.ctl_json(&["pim", "join-state"])
+    );
+    eprintln!("SA at FRR {:?} after the source started", t0.elapsed());
+    let sa = frr_sa(&frr, "10.93.0.10", group).unwrap();
+    assert_eq!(sa["rp"], "10.94.0.2", "origin RP: {sa}");
+    // mcrd learned the source from FRR's Registers.
+    let js = m.ctl_json(&["pim", "join-state"]);
+    assert!(
+        js["counters"]["tree"]["registers_received"].as_u64() >= Some(1),
+        "{js}"
+    );
+    assert_eq!(m.ctl_json(&["msdp", "peers"])["local_sources"], 1);
 }
