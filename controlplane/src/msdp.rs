@@ -415,7 +415,20 @@ impl MsdpRuntime {
     }
 
     fn stop(&mut self) {
-        if self.msdp.is_some() {
+        if let Some(m) = &self.msdp {
+            // The cache goes with the instance: its SAs stop being active
+            // sources for the trees.
+            let gone: Vec<SaChange> = m
+                .sa_cache()
+                .map(|(k, _)| SaChange::Expired {
+                    source: k.source,
+                    group: k.group,
+                    rp: k.rp,
+                })
+                .collect();
+            for c in gone {
+                self.push_change(c);
+            }
             self.run(MsdpInput::Shutdown, None);
             tracing::info!("MSDP stopped");
         }
@@ -906,6 +919,29 @@ mod tests {
         let (l, r) = rt.session_addrs(peer).unwrap();
         assert_eq!(r, far.local_addr().ok());
         assert_eq!(l, far.peer_addr().ok());
+    }
+
+    #[test]
+    fn stopping_msdp_expires_every_cached_sa_for_the_trees() {
+        let (mut rt, _far) = established();
+        assert!(rt.take_sa_changes().is_empty());
+        let peer = Ipv4Addr::new(10, 0, 0, 2);
+        rt.run(
+            MsdpInput::Tlv {
+                peer,
+                tlv: sa([10, 0, 0, 2], 2),
+            },
+            None,
+        );
+        assert_eq!(rt.take_sa_changes().len(), 2);
+        // The section is disabled: the cache goes, and the trees hear so.
+        rt.sync(&section("{ msdp: { enabled: false } }"));
+        assert!(!rt.running());
+        let gone = rt.take_sa_changes();
+        assert_eq!(gone.len(), 2, "{gone:?}");
+        assert!(gone
+            .iter()
+            .all(|c| matches!(c, SaChange::Expired { rp, .. } if *rp == peer)));
     }
 
     #[test]

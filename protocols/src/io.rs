@@ -159,6 +159,19 @@ pub enum Input<M, T, C> {
     },
     /// A data-plane notice.
     DataPlane(DataPlaneNotice),
+    /// An active source learned from another domain (an MSDP SA accepted
+    /// into the SA cache, RFC 3618 section 3; `active: false` when its
+    /// SA-State timer ran out). At the RP of `group` with `(*,G)` joins or
+    /// local members, PIM creates `(S,G)` state and joins toward `source`
+    /// (RFC 3618 section 3, RFC 7761 section 4.5.6) while the SA is active.
+    SourceActive {
+        /// S.
+        source: Ipv4Addr,
+        /// G.
+        group: Ipv4Addr,
+        /// Whether the SA is in the cache (false: it expired).
+        active: bool,
+    },
     /// The daemon is stopping: say goodbye where the RFC asks (e.g. a PIM
     /// Hello with Holdtime 0, RFC 7761 section 4.3.1; an IGMPv2 Leave of
     /// proxied groups, RFC 4605). Further inputs are not

@@ -478,6 +478,9 @@ impl PimRuntime {
                     if let Value::Object(m) = &mut v {
                         m.insert("event".into(), Value::String(e.kind.into()));
                     }
+                    if e.kind == "route" {
+                        self.glue.rp_sources_dirty = true;
+                    }
                     if e.kind == "register-tunnel" {
                         if let (Some(src), Some(grp)) = (e.payload.source, e.payload.group) {
                             self.note_tunnel(src, grp, e.payload.action != Some("remove"));
@@ -734,6 +737,7 @@ impl PimRuntime {
         self.last = None;
         self.addrs.clear();
         self.glue.mrib.clear();
+        self.glue.rp_sources_dirty = true;
         self.clear_routes = true;
     }
 }

@@ -62,6 +62,10 @@ pub struct TreeGlue {
     pub(super) last_scan: Option<(ScanSig, Instant)>,
     /// The instance is new: IGMP's members must be fed again.
     pub(super) needs_members: bool,
+    /// PIM's routes changed (or PIM stopped) since the last
+    /// [`PimRuntime::take_rp_sources`]: the sources MSDP originates SAs for
+    /// may have changed.
+    pub(super) rp_sources_dirty: bool,
     pub(super) counters: GlueCounters,
 }
 
@@ -242,6 +246,42 @@ impl PimRuntime {
             filter,
         });
         self.track_rpf();
+    }
+
+    /// An MSDP SA for (S,G) entered (`active`) or left the SA cache (RFC
+    /// 3618 section 3): fed to the instance as `Input::SourceActive`; at the
+    /// RP with receivers for G it joins toward S while the SA is active.
+    pub fn source_active(&mut self, source: Ipv4Addr, group: Ipv4Addr, active: bool) {
+        if self.driver.is_none() {
+            return;
+        }
+        self.feed(Input::SourceActive {
+            source,
+            group,
+            active,
+        });
+        self.track_rpf();
+    }
+
+    /// The sources of this domain we are the RP for and know, as (S, G)
+    /// (registered to us, or directly connected where we are the DR: what
+    /// MSDP originates SAs for, RFC 3618 section 3), when they may have
+    /// changed since the last call (PIM's routes changed, a first Register
+    /// or a Keepalive Timer start or expiry at the RP, or PIM stopped: then
+    /// empty); `None` otherwise, so the caller does no work.
+    pub fn take_rp_sources(&mut self) -> Option<Vec<(Ipv4Addr, Ipv4Addr)>> {
+        let changed = self
+            .driver
+            .as_mut()
+            .is_some_and(|d| d.protocol_mut().take_rp_sources_changed());
+        if !std::mem::take(&mut self.glue.rp_sources_dirty) && !changed {
+            return None;
+        }
+        Some(
+            self.driver
+                .as_ref()
+                .map_or_else(Vec::new, |d| d.protocol().rp_sources()),
+        )
     }
 
     /// A notice from the route data path (kernel upcalls, route counters):

@@ -1043,7 +1043,8 @@ impl Supervisor {
     /// may still have changed).
     pub(super) fn sync_protocols(&mut self) {
         self.pim.sync(&self.config, &self.interfaces);
-        if self.pim.take_needs_members() {
+        let fresh_pim = self.pim.take_needs_members();
+        if fresh_pim {
             let all: Vec<(
                 mcr_protocols::Interface,
                 std::net::Ipv4Addr,
@@ -1055,6 +1056,15 @@ impl Supervisor {
                 .collect();
             for (i, g, f) in all {
                 self.pim.local_members(i, g, f);
+            }
+            // A new instance knows no SA yet: the whole SA cache.
+            let active: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)> = self
+                .msdp
+                .instance()
+                .map(|m| m.sa_cache().map(|(k, _)| (k.source, k.group)).collect())
+                .unwrap_or_default();
+            for (s, g) in active {
+                self.pim.source_active(s, g, true);
             }
         }
         self.pim_publish();
@@ -1084,12 +1094,39 @@ impl Supervisor {
         for e in self.msdp.take_events() {
             self.event("msdp", e);
         }
+        // RFC 3618 section 3: accepted SAs become active sources for the
+        // PIM trees (the RP with receivers joins toward S); an expired one
+        // stops being active unless another RP's SA for (S,G) remains.
+        let changes = self.msdp.take_sa_changes();
+        if !changes.is_empty() {
+            for c in changes {
+                match c {
+                    crate::msdp::SaChange::Added { source, group, .. } => {
+                        self.pim.source_active(source, group, true)
+                    }
+                    crate::msdp::SaChange::Expired { source, group, .. } => {
+                        let still = self.msdp.instance().is_some_and(|m| {
+                            m.sa_cache()
+                                .any(|(k, _)| k.source == source && k.group == group)
+                        });
+                        if !still {
+                            self.pim.source_active(source, group, false);
+                        }
+                    }
+                }
+            }
+            self.pim_publish();
+        }
     }
 
     /// Publishes PIM events and sends `pim_query_rpf` answers that waited;
     /// applies PIM's MRIB updates.
     fn pim_publish(&mut self) {
         self.pim.apply_mrib(&mut self.mrib);
+        // RFC 3618 section 3: the RP's own sources, as MSDP SAs.
+        if let Some(sources) = self.pim.take_rp_sources() {
+            self.msdp.set_local_sources(sources);
+        }
         for e in self.pim.take_events() {
             self.event("pim", e);
         }

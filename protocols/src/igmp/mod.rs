@@ -1623,7 +1623,10 @@ impl Protocol for Igmp {
                     self.stop(i, "disabled", out);
                 }
             }
-            Input::Rpf(_) | Input::LocalMembers { .. } | Input::DataPlane(_) => {}
+            Input::Rpf(_)
+            | Input::LocalMembers { .. }
+            | Input::DataPlane(_)
+            | Input::SourceActive { .. } => {}
         }
     }
 }

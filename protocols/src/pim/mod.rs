@@ -466,6 +466,24 @@ impl Pim {
         &self.tree
     }
 
+    /// Whether [`Pim::rp_sources`] may have changed without a route event
+    /// (a first Register at the RP, a Keepalive Timer start or expiry there)
+    /// since the last call; clears the flag.
+    pub fn take_rp_sources_changed(&mut self) -> bool {
+        self.tree.take_rp_sources_changed()
+    }
+
+    /// The sources of this domain we are the RP for and know (registered
+    /// to us, or directly connected where we are the DR), as (S, G): what
+    /// MSDP originates SAs for (RFC 3618 section 3).
+    pub fn rp_sources(&self) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+        let env = tree::Env {
+            ifaces: &self.ifaces,
+            rpf: &self.rpf,
+        };
+        self.tree.rp_sources(&env)
+    }
+
     /// What the tree machines see of interfaces, DRs and neighbours; a
     /// change re-evaluates every group.
     fn tree_snapshot(&self) -> TreeSnapshot {
@@ -1133,6 +1151,11 @@ impl Pim {
                 group,
                 filter,
             } => self.tree.local_members(interface, group, filter),
+            Input::SourceActive {
+                source,
+                group,
+                active,
+            } => self.tree.source_active(source, group, active),
             Input::DataPlane(
                 crate::io::DataPlaneNotice::NewSource {
                     interface,

@@ -231,6 +231,11 @@ pub struct Sg {
     pub register_stop_timer: Option<Timestamp>,
     /// The RP the register tunnel points at (while [`RegState::Join`]).
     pub register_rp: Option<Ipv4Addr>,
+    /// At the RP: a Register for `(S,G)` arrived while the Keepalive Timer
+    /// runs (section 4.4.2), so S is a source of this domain (an MSDP SA
+    /// originates for it, RFC 3618 section 3). Cleared when the Keepalive
+    /// Timer expires.
+    pub registered: bool,
 }
 
 impl Sg {
@@ -248,6 +253,7 @@ impl Sg {
             register: RegState::NoInfo,
             register_stop_timer: None,
             register_rp: None,
+            registered: false,
         }
     }
     fn is_idle(&self) -> bool {
@@ -336,6 +342,13 @@ pub struct Tree {
     pending_stops: Vec<(Ipv4Addr, Ipv4Addr)>,
     asserts: BTreeMap<(EntryKey, u32), AssertInfo>,
     could_assert: BTreeMap<EntryKey, BTreeSet<u32>>,
+    /// Active sources of other domains, (G, S), from MSDP SAs
+    /// ([`Tree::source_active`]); bounded by `max_entries`.
+    sa_sources: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
+    /// A source may have become, or stopped being, one of
+    /// [`Tree::rp_sources`] without a route change (a first Register, a
+    /// Keepalive Timer start or expiry).
+    rp_sources_changed: bool,
     counters: TreeCounters,
 }
 
@@ -502,6 +515,8 @@ impl Tree {
             pending_stops: Vec::new(),
             asserts: BTreeMap::new(),
             could_assert: BTreeMap::new(),
+            sa_sources: BTreeSet::new(),
+            rp_sources_changed: false,
             counters: TreeCounters::default(),
         }
     }
@@ -1393,6 +1408,8 @@ impl Tree {
                 KEEPALIVE_PERIOD
             };
         sg.keepalive = Some(at);
+        self.rp_sources_changed |= !sg.registered;
+        sg.registered = true;
         out.push(Action::ArmTimer {
             key: PimTimer::Tree(TreeTimer::Keepalive(s, g)),
             at,
@@ -1681,6 +1698,8 @@ impl Tree {
                     // 4.1.2: KAT expiry ends the (S,G) state's data-driven
                     // life (JoinDesired(S,G) may become false).
                     sg.keepalive = None;
+                    sg.registered = false;
+                    self.rp_sources_changed = true;
                     self.touched.insert(g);
                 }
             }
@@ -1768,6 +1787,70 @@ impl Tree {
         self.touched.insert(group);
     }
 
+    /// An MSDP SA for `(source, group)` entered (`active`) or left the SA
+    /// cache (RFC 3618 section 3). While active, the RP of `group` with
+    /// `(*,G)` joins or local members holds `(S,G)` state with
+    /// JoinDesired(S,G) as if its Keepalive Timer ran, so it joins toward
+    /// S; once the SA is gone only traffic (the Keepalive Timer) keeps it.
+    /// New sources past `max_entries` are dropped and counted in
+    /// `entries_dropped`.
+    pub(crate) fn source_active(&mut self, source: Ipv4Addr, group: Ipv4Addr, active: bool) {
+        if !is_group(group) || !is_unicast(source) {
+            return;
+        }
+        let key = (group, source);
+        if !active {
+            if self.sa_sources.remove(&key) {
+                self.touched.insert(group);
+            }
+            return;
+        }
+        if self.sa_sources.contains(&key) {
+            return;
+        }
+        if self.sa_sources.len() >= self.config.max_entries {
+            self.counters.entries_dropped += 1;
+            return;
+        }
+        self.sa_sources.insert(key);
+        self.touched.insert(group);
+    }
+
+    /// Whether [`Tree::rp_sources`] may have changed without a route change
+    /// since the last call; clears the flag.
+    pub fn take_rp_sources_changed(&mut self) -> bool {
+        std::mem::take(&mut self.rp_sources_changed)
+    }
+
+    /// The active sources of other domains (MSDP SAs), as (S, G).
+    pub fn sa_sources(&self) -> impl Iterator<Item = (Ipv4Addr, Ipv4Addr)> + '_ {
+        self.sa_sources.iter().map(|(g, s)| (*s, *g))
+    }
+
+    /// The sources of this domain the RP knows (RFC 3618 section 3: the
+    /// sources an MSDP SA originates for), as (S, G): at the RP of G, `(S,G)`
+    /// with a running Keepalive Timer that was registered to us, or whose S
+    /// is directly connected on an interface where we are the DR.
+    pub(crate) fn rp_sources(&self, env: &Env<'_>) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+        let mut v = Vec::new();
+        for (g, gs) in &self.groups {
+            if !self.rp_for(*g).is_some_and(|r| self.i_am_rp(env, r)) {
+                continue;
+            }
+            for (s, sg) in &gs.sources {
+                if sg.keepalive.is_none() {
+                    continue;
+                }
+                let local = sg.registered
+                    || matches!(Self::sg_target(env, *s), (Some(i), None) if env.is_dr(i.index));
+                if local && !self.sa_sources.contains(&(*g, *s)) {
+                    v.push((*s, *g));
+                }
+            }
+        }
+        v
+    }
+
     /// A data-plane notice: starts or refreshes the Keepalive Timer of
     /// `(S,G)` (section 4.1.2) where the source's traffic is wanted: at the
     /// first-hop DR of a directly connected source, at the RP, or at a
@@ -1836,6 +1919,7 @@ impl Tree {
             return;
         };
         if first_hop || at_rp || last_hop || sg.keepalive.is_some() {
+            self.rp_sources_changed |= sg.keepalive.is_none() && at_rp;
             let at = now + KEEPALIVE_PERIOD;
             sg.keepalive = Some(at);
             out.push(Action::ArmTimer {
@@ -1943,6 +2027,29 @@ impl Tree {
         }
         if !star_include.is_empty() {
             self.ensure_star(g);
+        }
+        // RFC 3618 section 3: at the RP with receivers for G (joins(*,G) or
+        // pim_include(*,G)), each active source of another domain gets
+        // (S,G) state and a Join toward S.
+        let at_rp = rp.is_some_and(|r| self.i_am_rp(env, r));
+        let sa_sources: BTreeSet<Ipv4Addr> = if at_rp {
+            self.sa_sources
+                .range((g, Ipv4Addr::UNSPECIFIED)..=(g, Ipv4Addr::BROADCAST))
+                .map(|(_, s)| *s)
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let star_receivers = !star_include.is_empty()
+            || self
+                .groups
+                .get(&g)
+                .and_then(|x| x.star.as_ref())
+                .is_some_and(|st| !st.down.is_empty());
+        if star_receivers {
+            for s in &sa_sources {
+                self.ensure_sg(*s, g);
+            }
         }
         // INCLUDE sources need (S,G) state, EXCLUDE sources (S,G,rpt)
         // state (4.1.6 pim_include / pim_exclude).
@@ -2071,8 +2178,12 @@ impl Tree {
             immediate.extend(incl.keys());
             let inherited: BTreeSet<u32> = inherited_rpt.union(&immediate).copied().collect();
             // JoinDesired(S,G) = immediate_olist(S,G) != NULL OR
-            // (KeepaliveTimer(S,G) running AND inherited_olist(S,G) != NULL).
-            let jd = !immediate.is_empty() || (sg.keepalive.is_some() && !inherited.is_empty());
+            // (KeepaliveTimer(S,G) running AND inherited_olist(S,G) != NULL);
+            // an active SA at the RP counts as a running Keepalive Timer
+            // (RFC 3618 section 3).
+            let sa = sa_sources.contains(&s);
+            let jd =
+                !immediate.is_empty() || ((sg.keepalive.is_some() || sa) && !inherited.is_empty());
             let ctx = self.up_ctx(env, now, sg_target);
             let mut sends = Vec::new();
             if sg.up == UpState::Joined && sg.upstream != sg_target {
@@ -2178,7 +2289,10 @@ impl Tree {
                 || star_iif.is_none() && !rjd;
             // Entries with no state left go (local INCLUDE members keep
             // theirs); only kept entries have a route.
-            let keep = !sg.is_idle() || !incl.is_empty() || !excl.is_empty();
+            let keep = !sg.is_idle()
+                || !incl.is_empty()
+                || !excl.is_empty()
+                || (sa && !inherited.is_empty());
             let wants = !inherited.is_empty()
                 || !prunes_rpt.is_empty()
                 || sg.keepalive.is_some()

@@ -1793,3 +1793,143 @@ fn host_rpf_changes_touch_only_their_groups() {
         })
     );
 }
+
+fn sa(net: &mut Net, r: usize, active: bool) {
+    net.feed(
+        r,
+        Input::SourceActive {
+            source: S,
+            group: G,
+            active,
+        },
+    );
+}
+
+fn has_sg_join(jp: &JoinPrune, prune: bool) -> bool {
+    jp.groups.iter().any(|g| {
+        g.group.addr == G
+            && if prune { &g.prunes } else { &g.joins }
+                .iter()
+                .any(|s| !s.wildcard && !s.rpt && s.addr == S)
+    })
+}
+
+/// RFC 3618 section 3: an active SA at the RP joins toward S only while
+/// the RP has receivers for G; the Join goes to RPF'(S,G) at once, the
+/// route's iif is toward S; when the SA expires without traffic the
+/// (S,G) is pruned and goes; traffic (the Keepalive Timer) outlives the SA
+/// until the Keepalive period runs out.
+#[test]
+fn msdp_sa_at_the_rp_joins_toward_the_source_while_receivers_want_it() {
+    // R0 = RP (lan0 toward R1 and S's domain; receivers on lan2), R1 =
+    // the router toward S (lan1).
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0, 2], &[0, 1]], rp_at(rp));
+    let s_net = Ipv4Prefix::new(S, 24).unwrap();
+    net.rpf(0, s_net, 0, Some(addr(1, 0)));
+    net.rpf(1, s_net, 1, None);
+    net.rpf(1, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10));
+    // An SA alone (no receivers): nothing joins.
+    let t0 = net.now();
+    sa(&mut net, 0, true);
+    net.deliver();
+    assert!(net.sg(0).is_none(), "no receivers, no (S,G)");
+    assert!(net.sent_since(0, t0).is_empty());
+    assert_eq!(net.tree(0).sa_sources().collect::<Vec<_>>(), vec![(S, G)]);
+    // A receiver at the RP: (S,G) Join toward R1 at once.
+    net.members(0, 2, SourceFilter::any_source());
+    net.deliver();
+    let sg = net.sg(0).expect("(S,G) at the RP");
+    assert_eq!(sg.up, UpState::Joined);
+    assert_eq!(
+        sg.upstream,
+        Some(Upstream {
+            ifindex: 1,
+            neighbor: addr(1, 0)
+        })
+    );
+    assert!(net
+        .sent_since(0, t0)
+        .iter()
+        .any(|jp| jp.upstream_neighbor == addr(1, 0) && has_sg_join(jp, false)));
+    assert_eq!(net.sg(1).unwrap().down[&1].state, DownState::Join);
+    let r = net.route(0, RouteKey::sg(S, G)).unwrap();
+    assert_eq!(r.iif, Some(ifc(0)));
+    assert_eq!(r.rpf_neighbor, Some(addr(1, 0)));
+    assert!(r.oifs.contains_key(&ifc(2)));
+    // Not a source of our domain: no SA originates for it.
+    assert!(net.routers[0].d.protocol().rp_sources().is_empty());
+    // Periodic Joins keep R1's state while the SA lasts.
+    net.advance(Duration::from_secs(400));
+    assert_eq!(net.sg(1).unwrap().down[&1].state, DownState::Join);
+    // The SA expires, no traffic: Prune(S,G), state and route go.
+    let t1 = net.now();
+    sa(&mut net, 0, false);
+    net.advance(Duration::from_millis(1));
+    assert!(net.sent_since(0, t1).iter().any(|jp| has_sg_join(jp, true)));
+    assert!(net.sg(0).is_none());
+    assert!(net.route(0, RouteKey::sg(S, G)).is_none());
+    assert!(net.sg(1).is_none_or(|sg| sg.down.is_empty()));
+    // Again, with traffic on the SPT: the Keepalive Timer outlives the SA.
+    sa(&mut net, 0, true);
+    net.deliver();
+    assert_eq!(net.sg(0).unwrap().up, UpState::Joined);
+    net.feed(
+        0,
+        Input::DataPlane(DataPlaneNotice::Traffic {
+            interface: ifc(0),
+            source: S,
+            group: G,
+        }),
+    );
+    sa(&mut net, 0, false);
+    net.advance(Duration::from_secs(100));
+    assert_eq!(net.sg(0).unwrap().up, UpState::Joined, "traffic keeps it");
+    net.advance(Duration::from_secs(120));
+    assert!(net.sg(0).is_none(), "gone after the Keepalive period");
+}
+
+/// The RP's sources of its own domain (what MSDP originates SAs for): a
+/// registered (S,G) while its Keepalive Timer runs; a directly connected
+/// source where the RP is the DR; not at a router that is not the RP.
+#[test]
+fn rp_sources_are_registered_or_directly_connected_sources() {
+    // R0 = RP (lan0, lan2 with a source), R1 = first-hop DR (lan0, lan1).
+    let rp = addr(0, 0);
+    let s1 = Ipv4Addr::new(10, 0, 1, 50);
+    let s2 = Ipv4Addr::new(10, 0, 2, 60);
+    let mut net = Net::new(&[&[0, 2], &[0, 1]], rp_at(rp));
+    net.rpf(0, Ipv4Prefix::new(s1, 24).unwrap(), 0, Some(addr(1, 0)));
+    net.rpf(0, Ipv4Prefix::new(s2, 24).unwrap(), 2, None);
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(1, Ipv4Prefix::new(s1, 24).unwrap(), 1, None);
+    net.advance(Duration::from_secs(10));
+    let mut reg = Register::null(s1, G);
+    reg.null_register = false;
+    net.queue.push((1, 0, rp, PimMessage::Register(reg)));
+    net.deliver();
+    assert_eq!(net.routers[0].d.protocol().rp_sources(), vec![(s1, G)]);
+    // The first Register says so (a route may not change); once.
+    assert!(net.routers[0].d.protocol_mut().take_rp_sources_changed());
+    assert!(!net.routers[0].d.protocol_mut().take_rp_sources_changed());
+    net.feed(
+        0,
+        Input::DataPlane(DataPlaneNotice::NewSource {
+            interface: ifc(2),
+            source: s2,
+            group: G,
+        }),
+    );
+    let mut got = net.routers[0].d.protocol().rp_sources();
+    got.sort();
+    assert_eq!(got, vec![(s1, G), (s2, G)]);
+    assert!(net.routers[1].d.protocol().rp_sources().is_empty());
+    // Registers stopped (no receivers): the Keepalive Timer at the RP
+    // (Register_Suppression_Time * 3 + Register_Probe_Time = 185 s) and
+    // the data's 210 s run out; nothing left to advertise.
+    assert!(net.routers[0].d.protocol_mut().take_rp_sources_changed());
+    net.advance(Duration::from_secs(215));
+    assert!(net.routers[0].d.protocol().rp_sources().is_empty());
+    assert!(net.routers[0].d.protocol_mut().take_rp_sources_changed());
+}
