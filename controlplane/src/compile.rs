@@ -218,6 +218,67 @@ pub fn compile_with_members<'a>(
     }
 }
 
+/// The id under which the engines count a route (`route (S,G)` or
+/// `route (*,G)`): relay rule ids never contain a space and a parenthesis
+/// together with a comma, so the two never collide.
+pub fn route_id(key: &mcr_protocols::RouteKey) -> String {
+    format!("route {key}")
+}
+
+/// The table rules for the routes mcr's engines forward (past the kernel's
+/// 32 vifs, see `crate::mroute`): input (iif, G, [S], any protocol, see
+/// [`mcr_dataplane::ROUTE_PORT`]), one output per oif with the oif's MAC
+/// and MTU. An oif that is gone, or has no Ethernet MAC (frames carry an
+/// Ethernet header), is left out; a route without a present iif is left
+/// out whole.
+pub fn route_specs<'a>(
+    routes: impl IntoIterator<Item = (&'a mcr_protocols::RouteKey, &'a crate::mroute::EngineRoute)>,
+    ifaces: &Interfaces,
+) -> Vec<RuleSpec> {
+    let by_index = |i: u32| ifaces.iter().find(|x| x.index == i);
+    let mut specs = Vec::new();
+    for (key, r) in routes {
+        if by_index(r.iif.index).is_none() {
+            continue;
+        }
+        let outputs = r
+            .oifs
+            .iter()
+            .filter(|o| o.index != r.iif.index)
+            .filter_map(|o| {
+                let i = by_index(o.index)?;
+                Some(OutputSlot {
+                    ifindex: i.index,
+                    ifname: i.name.clone(),
+                    dest: SocketAddrV4::new(key.group, mcr_dataplane::ROUTE_PORT),
+                    ttl: 0,
+                    ttl_decrement: true,
+                    link: Some(LinkInfo {
+                        mac: i.mac?,
+                        addr: i
+                            .addrs
+                            .first()
+                            .copied()
+                            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                        mtu: i.mtu,
+                    }),
+                })
+            })
+            .collect();
+        specs.push(RuleSpec {
+            id: route_id(key),
+            input: InputKey {
+                ifindex: r.iif.index,
+                group: key.group,
+                port: mcr_dataplane::ROUTE_PORT,
+            },
+            source: key.source,
+            outputs,
+        });
+    }
+    specs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
