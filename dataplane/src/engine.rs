@@ -566,21 +566,17 @@ impl Engine {
     /// oif on its `AF_PACKET` socket, all reading the same bytes. Never at
     /// TTL <= 1 (`ttl_expired`); a packet past an oif's MTU is not sent
     /// there (no fragmentation: counted as that output's error).
-    fn forward_routed(
-        &mut self,
-        (idx, at, len, ttl): (usize, usize, usize, u8),
-        bid: u16,
-    ) -> usize {
-        if ttl <= 1 {
-            self.drops.ttl_expired += 1;
-            return 0;
-        }
+    fn forward_routed(&mut self, (idx, at, len): (usize, usize, usize), bid: u16) -> usize {
         let buf = self.bufs.buffer_mut(bid, at + len);
         let Some(packet) = buf.get_mut(at..at + len) else {
             self.drops.truncated += 1;
             return 0;
         };
-        input::decrement_ttl(packet);
+        if !input::decrement_ttl(packet) {
+            // TTL <= 1 (the header is at least 20 bytes: checked).
+            self.drops.ttl_expired += 1;
+            return 0;
+        }
         let ptr = packet.as_ptr();
         let c = &mut self.counters[idx];
         c.packets += 1;
@@ -618,7 +614,7 @@ impl Engine {
     }
 
     /// A route's match for a frame no relay rule took: `Ok(Some((rule,
-    /// offset of the IP packet in the buffer, its length, its TTL)))`,
+    /// offset of the IP packet in the buffer, its length)))`,
     /// `Ok(None)` when no route takes it (the relay's reason stands), or
     /// why a frame a route would take is dropped.
     fn classify_routed(
@@ -627,7 +623,7 @@ impl Engine {
         bid: u16,
         len: usize,
         link: LinkKind,
-    ) -> Result<Option<(usize, usize, usize, u8)>, Reject> {
+    ) -> Result<Option<(usize, usize, usize)>, Reject> {
         let buf = self.bufs.buffer(bid, len);
         let Ok(msg) = types::RecvMsgOut::parse(buf, &self.recv_msg) else {
             return Ok(None);
@@ -654,7 +650,7 @@ impl Engine {
             return Ok(None);
         };
         let at = r.packet.as_ptr() as usize - buf.as_ptr() as usize;
-        Ok(Some((idx, at, r.packet.len(), r.ttl)))
+        Ok(Some((idx, at, r.packet.len())))
     }
 
     /// The send of one payload to output `pos` of a rule (user data: only

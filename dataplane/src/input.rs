@@ -242,21 +242,24 @@ pub fn check_routed<'a>(
     })
 }
 
-/// Decrements the TTL of an IPv4 header whose checksum verified and
-/// updates the checksum by difference (RFC 1624, eqn. 3, over the
-/// TTL/protocol word). `header` is at least 20 bytes; a TTL of 0 is left
-/// alone (the caller never forwards at TTL <= 1).
-pub fn decrement_ttl(header: &mut [u8]) {
-    let ttl = header[8];
-    if ttl == 0 {
-        return;
+/// Readies a routed packet's header for forwarding: decrements the TTL
+/// of an IPv4 header whose checksum verified and updates the checksum by
+/// difference (RFC 1624, eqn. 3, over the TTL/protocol word). Returns
+/// false, leaving the header untouched, when the packet must not be
+/// forwarded: TTL <= 1 (a router never forwards it, RFC 1812 section
+/// 5.3.1), or fewer than 20 bytes.
+pub fn decrement_ttl(header: &mut [u8]) -> bool {
+    if header.len() < ipv4::MIN_HEADER_LEN || header[8] <= 1 {
+        return false;
     }
+    let ttl = header[8];
     let proto = header[9];
     let old = u64::from(u16::from_be_bytes([ttl, proto]));
     let new = u64::from(u16::from_be_bytes([ttl - 1, proto]));
     let c = u16::from_be_bytes([header[10], header[11]]);
     header[8] = ttl - 1;
     header[10..12].copy_from_slice(&checksum::adjust(c, old, new).to_be_bytes());
+    true
 }
 
 /// Checks 1 to 5 and the EtherType of [`check`]: the network-layer bytes
@@ -421,7 +424,7 @@ mod tests {
             0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         assert!(checksum::verify(&h));
-        decrement_ttl(&mut h);
+        assert!(decrement_ttl(&mut h));
         assert_eq!(
             h,
             [
@@ -429,7 +432,16 @@ mod tests {
                 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
             ]
         );
-        for ttl in 1..=255u8 {
+        // TTL 1 and 0: never forwarded, the header left as it was.
+        for ttl in [0u8, 1] {
+            let mut t = h;
+            t[8] = ttl;
+            let before = t;
+            assert!(!decrement_ttl(&mut t));
+            assert_eq!(t, before);
+        }
+        assert!(!decrement_ttl(&mut [0x45; 19]));
+        for ttl in 2..=255u8 {
             for proto in [2u8, 6, 17, 103] {
                 let mut h = [0u8; 24];
                 h[0] = 0x46;
@@ -446,7 +458,7 @@ mod tests {
                 want[10..12].copy_from_slice(&[0, 0]);
                 let c = checksum::checksum(&want);
                 want[10..12].copy_from_slice(&c.to_be_bytes());
-                decrement_ttl(&mut h);
+                assert!(decrement_ttl(&mut h));
                 assert!(checksum::verify(&h), "ttl {ttl} proto {proto}");
                 assert_eq!(h[8], ttl - 1);
                 assert_eq!(h[..10], want[..10]);
