@@ -10,8 +10,8 @@
 //!   (PIM and IGMP proxy interfaces, so a first packet on them reaches us
 //!   as a NOCACHE upcall), by ifindex (`VIFF_USE_IFINDEX`); one register vif
 //!   (`pimreg`, `VIFF_REGISTER`) on demand. The kernel has
-//!   [`sys::MAXVIFS`] = 32: a route that needs a vif past that is not
-//!   installed and says so.
+//!   [`sys::MAXVIFS`] = 32: a route that needs a vif past that goes to
+//!   mcr's engines (below).
 //! * **`(S,G)` routes** are installed as they are: parent = the iif's vif,
 //!   TTL threshold 1 on every oif's vif. The kernel forwards the whole IP
 //!   packet with TTL - 1, never at TTL <= 1, only when it arrived on the
