@@ -260,6 +260,67 @@ pub fn compile_rule(
     (id, placed)
 }
 
+/// The id under which the engines count a route (`route (S,G)` or
+/// `route (*,G)`): relay rule ids never contain a space and a parenthesis
+/// together with a comma, so the two never collide.
+pub fn route_id(key: &mcr_protocols::RouteKey) -> String {
+    format!("route {key}")
+}
+
+/// The table rules for the routes mcr's engines forward (past the kernel's
+/// 32 vifs, see `crate::mroute`): input (iif, G, [S], any protocol, see
+/// [`mcr_dataplane::ROUTE_PORT`]), one output per oif with the oif's MAC
+/// and MTU. An oif that is gone, or has no Ethernet MAC (frames carry an
+/// Ethernet header), is left out; a route without a present iif is left
+/// out whole.
+pub fn route_specs<'a>(
+    routes: impl IntoIterator<Item = (&'a mcr_protocols::RouteKey, &'a crate::mroute::EngineRoute)>,
+    ifaces: &Interfaces,
+) -> Vec<RuleSpec> {
+    let by_index = |i: u32| ifaces.iter().find(|x| x.index == i);
+    let mut specs = Vec::new();
+    for (key, r) in routes {
+        if by_index(r.iif.index).is_none() {
+            continue;
+        }
+        let outputs = r
+            .oifs
+            .iter()
+            .filter(|o| o.index != r.iif.index)
+            .filter_map(|o| {
+                let i = by_index(o.index)?;
+                Some(OutputSlot {
+                    ifindex: i.index,
+                    ifname: i.name.clone(),
+                    dest: SocketAddrV4::new(key.group, mcr_dataplane::ROUTE_PORT),
+                    ttl: 0,
+                    ttl_decrement: true,
+                    link: Some(LinkInfo {
+                        mac: i.mac?,
+                        addr: i
+                            .addrs
+                            .first()
+                            .copied()
+                            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                        mtu: i.mtu,
+                    }),
+                })
+            })
+            .collect();
+        specs.push(RuleSpec {
+            id: route_id(key),
+            input: InputKey {
+                ifindex: r.iif.index,
+                group: key.group,
+                port: mcr_dataplane::ROUTE_PORT,
+            },
+            source: key.source,
+            outputs,
+        });
+    }
+    specs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +339,68 @@ mod tests {
             mtu: 1500,
             hatype: crate::interfaces::ARPHRD_ETHER,
         }
+    }
+
+    /// A route past the kernel's vifs becomes a port-0 table rule: one
+    /// output per oif with its MAC and MTU, never the iif, none for an oif
+    /// that is gone or has no MAC; the relay's own rules are untouched.
+    #[test]
+    fn routes_compile_to_port_0_rules_with_one_output_per_oif() {
+        let mut ifs = vec![iface("up", 1)];
+        for i in 2..=41u32 {
+            let mut x = iface(&format!("d{i}"), i);
+            x.mac = Some(mcr_wire::MacAddr([2, 0, 0, 0, 0, i as u8]));
+            ifs.push(x);
+        }
+        ifs.push(iface("tun", 50)); // no MAC
+        let ifaces = Interfaces::from_list(ifs);
+        let g = Ipv4Addr::new(239, 1, 2, 3);
+        let key = mcr_protocols::RouteKey::star_g(g);
+        let mut oifs: Vec<mcr_protocols::Interface> = (2..=41u32)
+            .map(|i| mcr_protocols::Interface::new(i, format!("d{i}")))
+            .collect();
+        oifs.push(mcr_protocols::Interface::new(1, "up"));
+        oifs.push(mcr_protocols::Interface::new(50, "tun"));
+        oifs.push(mcr_protocols::Interface::new(99, "gone"));
+        let route = crate::mroute::EngineRoute {
+            iif: mcr_protocols::Interface::new(1, "up"),
+            oifs,
+        };
+        let specs = route_specs([(&key, &route)], &ifaces);
+        assert_eq!(specs.len(), 1);
+        let s = &specs[0];
+        assert_eq!(s.id, "route (*,239.1.2.3)");
+        assert_eq!(
+            (s.input.ifindex, s.input.group, s.input.port, s.source),
+            (1, g, 0, None)
+        );
+        assert_eq!(s.outputs.len(), 40);
+        assert!(s.outputs.iter().all(|o| o.dest.port() == 0
+            && *o.dest.ip() == g
+            && o.ttl_decrement
+            && o.link.is_some_and(|l| l.mtu == 1500)));
+        assert_eq!(
+            s.outputs[5].link.unwrap().mac,
+            mcr_wire::MacAddr([2, 0, 0, 0, 0, 7])
+        );
+        let compiled = compile(std::iter::empty(), &ifaces, 1, 1);
+        let (table, refused) = compiled.table.with_routes(specs);
+        assert!(refused.is_empty());
+        assert!(table.is_route(0) && table.has_routes());
+        assert_eq!(
+            table.lookup(1, g, 0, Ipv4Addr::new(10, 0, 0, 9)),
+            Some(0),
+            "any source"
+        );
+        assert_eq!(
+            table.lookup(2, g, 0, Ipv4Addr::new(10, 0, 0, 9)),
+            None,
+            "RPF"
+        );
+        assert_eq!(
+            table.inputs_by_interface(),
+            vec![(1, mcr_dataplane::input::LinkKind::Ethernet, vec![(g, 0)])]
+        );
     }
 
     fn rule(input_if: &str, outs: &[&str]) -> DesiredRule {

@@ -70,7 +70,77 @@ pub fn drop_all() -> Vec<Insn> {
 /// header, or at the first byte (`SOCK_DGRAM` sockets on interfaces without
 /// a link-layer header, whose protocol is checked with the ancillary load
 /// of `skb->protocol` instead of the EtherType).
+///
+/// A pair whose port is [`crate::table::ROUTE_PORT`] (0) is a route's
+/// group: every IPv4 packet to it passes, whatever its protocol, port or
+/// fragment offset (a route forwards the whole IP packet). Those groups
+/// are tested in a prefix before the UDP program; past
+/// [`MAX_ROUTE_GROUPS`] of them the prefix passes all IPv4 and the
+/// engine's lookup does the rest.
 pub fn capture_filter(pairs: &[(Ipv4Addr, u16)], link: LinkKind) -> Vec<Insn> {
+    let routes: Vec<Ipv4Addr> = pairs
+        .iter()
+        .filter(|(_, p)| *p == crate::table::ROUTE_PORT)
+        .map(|(g, _)| *g)
+        .collect();
+    if routes.is_empty() {
+        return udp_filter(pairs, link);
+    }
+    let udp: Vec<(Ipv4Addr, u16)> = pairs
+        .iter()
+        .filter(|(_, p)| *p != crate::table::ROUTE_PORT)
+        .copied()
+        .collect();
+    let mut prog = route_prefix(&routes, link);
+    prog.extend(udp_filter(&udp, link));
+    prog
+}
+
+/// Route groups tested one by one; beyond, all IPv4 passes to the engine.
+pub const MAX_ROUTE_GROUPS: usize = 200;
+
+/// Passes IPv4 to `groups` (not sent by this host); anything else falls
+/// through to the instruction after the prefix.
+fn route_prefix(groups: &[Ipv4Addr], link: LinkKind) -> Vec<Insn> {
+    let l2 = link.header_len() as u32;
+    const SKIP: u32 = u32::MAX;
+    const MATCH: u32 = u32::MAX - 1;
+    let mut q: Vec<Insn> = Vec::new();
+    match link {
+        LinkKind::Ethernet => q.push(stmt(LD_H_ABS, 12)),
+        LinkKind::Ip => q.push(stmt(LD_W_ABS, PROTOCOL)),
+    }
+    q.push(jump(JEQ_K, 0x0800, 1, 0));
+    q.push(stmt(JA, SKIP));
+    if groups.len() <= MAX_ROUTE_GROUPS {
+        q.push(stmt(LD_W_ABS, l2 + 16));
+        for g in groups {
+            q.push(jump(JEQ_K, u32::from(*g), 0, 1));
+            q.push(stmt(JA, MATCH));
+        }
+        q.push(stmt(JA, SKIP));
+    }
+    let match_at = q.len() as u32;
+    q.push(stmt(LD_W_ABS, PKTTYPE));
+    q.push(jump(JEQ_K, PACKET_OUTGOING, 0, 1));
+    q.push(stmt(RET_K, 0));
+    q.push(stmt(RET_K, ACCEPT_LEN));
+    let skip_at = q.len() as u32;
+    for (at, i) in q.iter_mut().enumerate() {
+        if i.code == JA {
+            let target = match i.k {
+                SKIP => skip_at,
+                MATCH => match_at,
+                _ => continue,
+            };
+            i.k = target - at as u32 - 1;
+        }
+    }
+    q
+}
+
+/// The UDP part of [`capture_filter`].
+fn udp_filter(pairs: &[(Ipv4Addr, u16)], link: LinkKind) -> Vec<Insn> {
     let l2 = link.header_len() as u32;
     // Jump targets are patched once the program's length is known.
     const REJECT: u32 = u32::MAX;
@@ -255,6 +325,33 @@ mod tests {
         assert_eq!(interpret(&prog, &frame(g1, 6000, false, 17), 2), 0);
         assert_eq!(interpret(&prog, &frame(g2, 5000, false, 17), 2), 0);
         assert_eq!(interpret(&prog, &frame(g1, 5000, false, 6), 2), 0);
+    }
+
+    #[test]
+    fn route_groups_pass_any_protocol_and_fragments() {
+        let g1 = Ipv4Addr::new(239, 1, 1, 1);
+        let r = Ipv4Addr::new(239, 9, 9, 9);
+        let prog = capture_filter(&[(g1, 5000), (r, 0)], LinkKind::Ethernet);
+        assert!(validate(&prog).is_ok());
+        for proto in [17, 6, 2, 103] {
+            assert!(interpret(&prog, &frame(r, 1234, false, proto), 2) > 0);
+            assert!(interpret(&prog, &frame(r, 1234, true, proto), 2) > 0);
+        }
+        assert_eq!(
+            interpret(&prog, &frame(r, 1234, false, 17), PACKET_OUTGOING),
+            0
+        );
+        // The relay rule's pair still passes, and only it.
+        assert!(interpret(&prog, &frame(g1, 5000, false, 17), 2) > 0);
+        assert_eq!(interpret(&prog, &frame(g1, 5001, false, 17), 2), 0);
+        assert_eq!(interpret(&prog, &frame(g1, 5000, false, 6), 2), 0);
+        // Past the bound every IPv4 packet reaches the engine.
+        let many: Vec<(Ipv4Addr, u16)> = (0..=MAX_ROUTE_GROUPS as u32)
+            .map(|i| (Ipv4Addr::from(0xef00_0000 + i), 0))
+            .collect();
+        let prog = capture_filter(&many, LinkKind::Ethernet);
+        assert!(validate(&prog).is_ok());
+        assert!(interpret(&prog, &frame(g1, 1, false, 6), 2) > 0);
     }
 
     #[test]

@@ -119,6 +119,18 @@ impl BufRing {
         unsafe { std::slice::from_raw_parts(self.data.ptr.as_ptr().add(bid * self.buf_size), len) }
     }
 
+    /// [`buffer`](Self::buffer), writable: the engine rewrites a routed
+    /// packet's IP header in place before its sends read it.
+    pub fn buffer_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
+        let bid = usize::from(bid % self.count);
+        let len = len.min(self.buf_size);
+        // SAFETY: as in `buffer`; `&mut self` makes this the only borrow,
+        // and no send reads the buffer yet (they are queued after).
+        unsafe {
+            std::slice::from_raw_parts_mut(self.data.ptr.as_ptr().add(bid * self.buf_size), len)
+        }
+    }
+
     /// Queues buffer `bid` for return to the kernel (see [`publish`](Self::publish)).
     pub fn recycle(&mut self, bid: u16) {
         let slot = usize::from(self.tail & (self.count - 1));

@@ -204,6 +204,9 @@ pub struct Engine {
     /// be forwarded in order by the next `drain` (bounded by the buffer
     /// count: each holds a receive buffer).
     deferred: std::collections::VecDeque<cqueue::Entry>,
+    /// Whether the table holds routes (frames no relay rule takes are
+    /// then looked up as routed packets).
+    has_routes: bool,
     /// Send completions handled, and (frames, sends) at the last snapshot.
     sends_done: u64,
     published_at: (u64, u64),
@@ -284,6 +287,7 @@ impl Engine {
             deferred: std::collections::VecDeque::new(),
             sends_done: 0,
             published_at: (0, 0),
+            has_routes: false,
         })
     }
 
@@ -534,6 +538,16 @@ impl Engine {
         let (rule_idx, payload) = match self.classify(ifindex, bid, len, link) {
             Ok(m) => m,
             Err(reason) => {
+                if self.has_routes {
+                    match self.classify_routed(ifindex, bid, len, link) {
+                        Ok(Some(m)) => return self.forward_routed(m, bid),
+                        Ok(None) => {}
+                        Err(r) => {
+                            self.drops.count(r);
+                            return 0;
+                        }
+                    }
+                }
                 self.drops.count(reason);
                 return 0;
             }
@@ -557,6 +571,99 @@ impl Engine {
             self.push(entry);
         }
         queued
+    }
+
+    /// Forwards a packet a route matched (rule `idx`, the IP packet at
+    /// `at..at + len` of buffer `bid`): TTL minus one with the header
+    /// checksum updated in place (RFC 1624), then one Ethernet frame per
+    /// oif on its `AF_PACKET` socket, all reading the same bytes. Never at
+    /// TTL <= 1 (`ttl_expired`); a packet past an oif's MTU is not sent
+    /// there (no fragmentation: counted as that output's error).
+    fn forward_routed(&mut self, (idx, at, len): (usize, usize, usize), bid: u16) -> usize {
+        let buf = self.bufs.buffer_mut(bid, at + len);
+        let Some(packet) = buf.get_mut(at..at + len) else {
+            self.drops.truncated += 1;
+            return 0;
+        };
+        if !input::decrement_ttl(packet) {
+            // TTL <= 1 (the header is at least 20 bytes: checked).
+            self.drops.ttl_expired += 1;
+            return 0;
+        }
+        let ptr = packet.as_ptr();
+        let c = &mut self.counters[idx];
+        c.packets += 1;
+        c.bytes += len as u64;
+        let tag = self.table.generation();
+        let outputs = self.table.rules()[idx].outputs.len();
+        let mut queued = 0;
+        for pos in 0..outputs {
+            let slot = self.table.rules()[idx].outputs[pos].slot as usize;
+            let Some(Some(route)) = self.routes.get(slot).copied() else {
+                self.count_output_failure(idx, pos, false);
+                continue;
+            };
+            if len > route.mtu as usize {
+                self.count_output_failure(idx, pos, false);
+                continue;
+            }
+            if self.arena.is_full() || self.submission_full() {
+                self.submit();
+            }
+            if self.arena.is_full() {
+                self.count_output_failure(idx, pos, true);
+                continue;
+            }
+            let msg = self.arena.prepare_routed(&route, ptr, len);
+            let entry = opcode::SendMsg::new(types::Fd(route.fd), msg)
+                .flags(libc::MSG_DONTWAIT as u32)
+                .build()
+                .user_data(PACKET | send_data(tag, idx, pos, bid));
+            self.pending[usize::from(bid)] += 1;
+            queued += 1;
+            self.push(entry);
+        }
+        queued
+    }
+
+    /// A route's match for a frame no relay rule took: `Ok(Some((rule,
+    /// offset of the IP packet in the buffer, its length)))`,
+    /// `Ok(None)` when no route takes it (the relay's reason stands), or
+    /// why a frame a route would take is dropped.
+    fn classify_routed(
+        &self,
+        ifindex: u32,
+        bid: u16,
+        len: usize,
+        link: LinkKind,
+    ) -> Result<Option<(usize, usize, usize)>, Reject> {
+        let buf = self.bufs.buffer(bid, len);
+        let Ok(msg) = types::RecvMsgOut::parse(buf, &self.recv_msg) else {
+            return Ok(None);
+        };
+        let bytes = msg.payload_data();
+        let meta = Meta {
+            wire_len: if msg.is_payload_truncated() {
+                self.params.buf_size + 1
+            } else {
+                bytes.len()
+            },
+            vlan_tci: auxdata(msg.control_data())
+                .filter(|a| a.tp_status & TP_STATUS_VLAN_VALID != 0)
+                .map(|a| a.tp_vlan_tci),
+            pkt_type: msg.name_data().get(10).copied().unwrap_or(0),
+        };
+        let Ok(r) = input::check_routed(bytes, link, meta, |m| self.table.is_local_mac(m)) else {
+            return Ok(None);
+        };
+        let Some(idx) = self
+            .table
+            .lookup(ifindex, r.dst, crate::table::ROUTE_PORT, r.src)
+        else {
+            return Ok(None);
+        };
+        let at = r.packet.as_ptr() as usize - buf.as_ptr() as usize;
+        Ok(Some((idx, at, r.packet.len())))
     }
 
     /// The send of one payload to output `pos` of a rule (user data: only
@@ -716,7 +823,10 @@ impl Engine {
             {
                 if res >= 0 {
                     c.packets += 1;
-                    let headers = if data & PACKET != 0 {
+                    let headers = if data & PACKET != 0 && self.table.is_route(rule) {
+                        // A routed packet: Ethernet header only.
+                        mcr_wire::ethernet::HEADER_LEN as u64
+                    } else if data & PACKET != 0 {
                         crate::tx::HEADER_LEN as u64
                     } else {
                         0
@@ -817,6 +927,9 @@ impl Engine {
         let mut wanted_egress: FxHashMap<EgressKey, &str> = FxHashMap::default();
         if !use_connected {
             for slot in next.output_slots() {
+                if slot.dest.port() == crate::table::ROUTE_PORT {
+                    continue;
+                }
                 wanted_egress.insert(egress_key(slot), &slot.ifname);
             }
         }
@@ -837,6 +950,10 @@ impl Engine {
         let mut old_connected = std::mem::take(&mut self.connected);
         if use_connected {
             for slot in next.output_slots() {
+                // A route's oif sends whole frames on AF_PACKET only.
+                if slot.dest.port() == crate::table::ROUTE_PORT {
+                    continue;
+                }
                 let sock = old_connected.remove(slot).map(Ok).unwrap_or_else(|| {
                     OutputSocket::open_connected(egress_key(slot), &slot.ifname, slot.dest)
                 });
@@ -854,11 +971,14 @@ impl Engine {
         // Prebuilt-header routes for multicast outputs on interfaces whose
         // address and MAC are known.
         let mut wanted_tx: Vec<u32> = Vec::new();
-        if self.params.packet_tx {
-            for slot in next.output_slots() {
-                if slot.link.is_some() && slot.dest.ip().is_multicast() {
-                    wanted_tx.push(slot.ifindex);
-                }
+        for slot in next.output_slots() {
+            // Routes have no UDP path: their oifs always get one.
+            let routed = slot.dest.port() == crate::table::ROUTE_PORT;
+            if (self.params.packet_tx || routed)
+                && slot.link.is_some()
+                && slot.dest.ip().is_multicast()
+            {
+                wanted_tx.push(slot.ifindex);
             }
         }
         self.packet_tx.retain(|i, _| wanted_tx.contains(i));
@@ -881,6 +1001,9 @@ impl Engine {
             .map(|slot| {
                 let link = slot.link?;
                 if !slot.dest.ip().is_multicast() {
+                    return None;
+                }
+                if !self.params.packet_tx && slot.dest.port() != crate::table::ROUTE_PORT {
                     return None;
                 }
                 let sock = self.packet_tx.get(&slot.ifindex)?;
@@ -998,6 +1121,7 @@ impl Engine {
         self.snapshot.clear();
         self.dirty.clear();
         self.retired_snapshot = None;
+        self.has_routes = next.has_routes();
         self.table = next;
         self.publish_stats();
     }

@@ -161,43 +161,7 @@ pub fn check<'a>(
     meta: Meta,
     is_local_mac: impl Fn(&MacAddr) -> bool,
 ) -> Result<Datagram<'a>, Reject> {
-    if meta.wire_len.max(bytes.len()) > MAX_FRAME {
-        return Err(Reject::Oversize);
-    }
-    if meta.vlan_tci.is_some_and(is_vlan) {
-        return Err(Reject::Vlan);
-    }
-    let ip_bytes = match link {
-        LinkKind::Ethernet => {
-            let frame = ethernet::Frame::new_checked(bytes).map_err(wire)?;
-            if meta.pkt_type == PACKET_OTHERHOST {
-                // The kernel marks a frame for this host (a group or our
-                // own MAC) "other host" only when it carried a VLAN tag
-                // that no VLAN device on this interface takes; it clears
-                // the tag from the metadata before packet sockets of one
-                // protocol see the frame, so this is how such a frame is
-                // known here.
-                let dst = frame.dst_addr();
-                return Err(if dst.0[0] & 1 == 1 || is_local_mac(&dst) {
-                    Reject::Vlan
-                } else {
-                    Reject::NotForHost
-                });
-            }
-            if is_local_mac(&frame.src_addr()) {
-                return Err(Reject::OwnFrame);
-            }
-            match frame.ethertype() {
-                ethernet::ETHERTYPE_IPV4 => {}
-                // A tag left in the bytes (a second tag).
-                0x8100 | 0x88a8 => return Err(Reject::Vlan),
-                _ => return Err(Reject::Malformed),
-            }
-            frame.payload()
-        }
-        LinkKind::Ip if meta.pkt_type == PACKET_OTHERHOST => return Err(Reject::NotForHost),
-        LinkKind::Ip => bytes,
-    };
+    let ip_bytes = network_bytes(bytes, link, meta, is_local_mac)?;
     let ip = ipv4::Packet::new_checked(ip_bytes).map_err(wire)?;
     let header = &ip_bytes[..usize::from(ip.header_len())];
     if !checksum::verify(header) {
@@ -236,6 +200,114 @@ pub fn check<'a>(
         checksum,
         payload: dgram.payload(),
     })
+}
+
+/// A packet a route may take (see [`check_routed`]): the whole IPv4
+/// packet, up to its total length, and the fields the route lookup needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Routed<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    /// The IPv4 packet, header included, without link-layer padding.
+    pub packet: &'a [u8],
+}
+
+/// Judges one received frame for a route (a multicast router's
+/// forwarding, DESIGN.md "Relay rules and routes"): checks 1 to 8 and 12
+/// of [`check`] only, so any IP protocol, port and fragment passes. The
+/// TTL is the caller's to judge (a route never forwards at TTL <= 1, and
+/// counts that only for packets it matches).
+pub fn check_routed<'a>(
+    bytes: &'a [u8],
+    link: LinkKind,
+    meta: Meta,
+    is_local_mac: impl Fn(&MacAddr) -> bool,
+) -> Result<Routed<'a>, Reject> {
+    let ip_bytes = network_bytes(bytes, link, meta, is_local_mac)?;
+    let ip = ipv4::Packet::new_checked(ip_bytes).map_err(wire)?;
+    let header_len = usize::from(ip.header_len());
+    if !checksum::verify(&ip_bytes[..header_len]) {
+        return Err(Reject::IpChecksum);
+    }
+    let src = ip.src_addr();
+    if ipv4::is_martian_source(src) {
+        return Err(Reject::MartianSource);
+    }
+    Ok(Routed {
+        src,
+        dst: ip.dst_addr(),
+        ttl: ip.ttl(),
+        packet: &ip_bytes[..usize::from(ip.total_len())],
+    })
+}
+
+/// Readies a routed packet's header for forwarding: decrements the TTL
+/// of an IPv4 header whose checksum verified and updates the checksum by
+/// difference (RFC 1624, eqn. 3, over the TTL/protocol word). Returns
+/// false, leaving the header untouched, when the packet must not be
+/// forwarded: TTL <= 1 (a router never forwards it, RFC 1812 section
+/// 5.3.1), or fewer than 20 bytes.
+pub fn decrement_ttl(header: &mut [u8]) -> bool {
+    if header.len() < ipv4::MIN_HEADER_LEN || header[8] <= 1 {
+        return false;
+    }
+    let ttl = header[8];
+    let proto = header[9];
+    let old = u64::from(u16::from_be_bytes([ttl, proto]));
+    let new = u64::from(u16::from_be_bytes([ttl - 1, proto]));
+    let c = u16::from_be_bytes([header[10], header[11]]);
+    header[8] = ttl - 1;
+    header[10..12].copy_from_slice(&checksum::adjust(c, old, new).to_be_bytes());
+    true
+}
+
+/// Checks 1 to 5 and the EtherType of [`check`]: the network-layer bytes
+/// of a frame this host may take.
+fn network_bytes(
+    bytes: &[u8],
+    link: LinkKind,
+    meta: Meta,
+    is_local_mac: impl Fn(&MacAddr) -> bool,
+) -> Result<&[u8], Reject> {
+    if meta.wire_len.max(bytes.len()) > MAX_FRAME {
+        return Err(Reject::Oversize);
+    }
+    if meta.vlan_tci.is_some_and(is_vlan) {
+        return Err(Reject::Vlan);
+    }
+    let ip_bytes = match link {
+        LinkKind::Ethernet => {
+            let frame = ethernet::Frame::new_checked(bytes).map_err(wire)?;
+            if meta.pkt_type == PACKET_OTHERHOST {
+                // The kernel marks a frame for this host (a group or our
+                // own MAC) "other host" only when it carried a VLAN tag
+                // that no VLAN device on this interface takes; it clears
+                // the tag from the metadata before packet sockets of one
+                // protocol see the frame, so this is how such a frame is
+                // known here.
+                let dst = frame.dst_addr();
+                return Err(if dst.0[0] & 1 == 1 || is_local_mac(&dst) {
+                    Reject::Vlan
+                } else {
+                    Reject::NotForHost
+                });
+            }
+            if is_local_mac(&frame.src_addr()) {
+                return Err(Reject::OwnFrame);
+            }
+            match frame.ethertype() {
+                ethernet::ETHERTYPE_IPV4 => {}
+                // A tag left in the bytes (a second tag).
+                0x8100 | 0x88a8 => return Err(Reject::Vlan),
+                _ => return Err(Reject::Malformed),
+            }
+            frame.payload()
+        }
+        LinkKind::Ip if meta.pkt_type == PACKET_OTHERHOST => return Err(Reject::NotForHost),
+        LinkKind::Ip => bytes,
+    };
+    Ok(ip_bytes)
 }
 
 fn wire(e: WireError) -> Reject {
@@ -339,6 +411,91 @@ mod tests {
         f[24..26].copy_from_slice(&[0, 0]);
         let c = checksum::checksum(&f[14..34]);
         f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+
+    /// The route rewrite against fixed bytes: the Wikipedia/RFC-style
+    /// example header (TTL 64, UDP, checksum 0xb861) leaves with TTL 63 and
+    /// checksum 0xb961, every other byte equal; and against a full
+    /// recompute for every TTL.
+    #[test]
+    fn ttl_decrement_updates_the_checksum_incrementally() {
+        let mut h: [u8; 20] = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert!(checksum::verify(&h));
+        assert!(decrement_ttl(&mut h));
+        assert_eq!(
+            h,
+            [
+                0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x3f, 0x11, 0xb9, 0x61, 0xc0, 0xa8,
+                0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            ]
+        );
+        // TTL 1 and 0: never forwarded, the header left as it was.
+        for ttl in [0u8, 1] {
+            let mut t = h;
+            t[8] = ttl;
+            let before = t;
+            assert!(!decrement_ttl(&mut t));
+            assert_eq!(t, before);
+        }
+        assert!(!decrement_ttl(&mut [0x45; 19]));
+        for ttl in 2..=255u8 {
+            for proto in [2u8, 6, 17, 103] {
+                let mut h = [0u8; 24];
+                h[0] = 0x46;
+                h[2..4].copy_from_slice(&24u16.to_be_bytes());
+                h[8] = ttl;
+                h[9] = proto;
+                h[12..16].copy_from_slice(&[10, 0, ttl, 1]);
+                h[16..20].copy_from_slice(&[239, 1, 2, proto]);
+                h[20..24].copy_from_slice(&[0x94, 4, 0, 0]);
+                let c = checksum::checksum(&h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+                let mut want = h;
+                want[8] = ttl - 1;
+                want[10..12].copy_from_slice(&[0, 0]);
+                let c = checksum::checksum(&want);
+                want[10..12].copy_from_slice(&c.to_be_bytes());
+                assert!(decrement_ttl(&mut h));
+                assert!(checksum::verify(&h), "ttl {ttl} proto {proto}");
+                assert_eq!(h[8], ttl - 1);
+                assert_eq!(h[..10], want[..10]);
+                assert_eq!(h[12..], want[12..]);
+            }
+        }
+    }
+
+    /// A route takes any protocol and fragments; its packet ends at the IP
+    /// total length (padding is never forwarded).
+    #[test]
+    fn routed_packets_of_any_protocol_pass_whole() {
+        let mut f = frame(b"abcd");
+        f.extend_from_slice(&[0, 0, 0]); // link-layer padding
+        f[14 + 9] = 6; // TCP: not a relay's datagram
+        f[14 + 6] = 0x20; // more fragments
+        f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&f[14..34]);
+        f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+        let meta = Meta {
+            wire_len: f.len(),
+            ..Meta::default()
+        };
+        assert!(check(&f, LinkKind::Ethernet, meta, |_| false).is_err());
+        let r = check_routed(&f, LinkKind::Ethernet, meta, |_| false).unwrap();
+        assert_eq!((r.src, r.dst, r.ttl), (SRC, GROUP, 5));
+        assert_eq!(r.packet, &f[14..f.len() - 3]);
+        // Own frames and bad header checksums are still refused.
+        assert!(matches!(
+            check_routed(&f, LinkKind::Ethernet, meta, |_| true),
+            Err(Reject::OwnFrame)
+        ));
+        f[14 + 11] ^= 1;
+        assert!(matches!(
+            check_routed(&f, LinkKind::Ethernet, meta, |_| false),
+            Err(Reject::IpChecksum)
+        ));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub use engine::{Engine, EngineParams};
 const ENGINE_GLOMMIO_IO_MEMORY: usize = 64 * 1024;
 
 pub use stats::{Drops, EngineStats, RuleStats, RuleStatsList, StatsHandle};
+pub use table::ROUTE_PORT;
 pub use table::{
     DeltaStep, ForwardingTable, InputKey, LinkInfo, OutputSlot, RuleSpec, TableBuilder, TableDelta,
     TableHandle,

@@ -32,6 +32,16 @@ pub struct InputKey {
     pub port: u16,
 }
 
+/// The port of a route's input key and outputs. A route (a multicast
+/// router's `(S,G)` or `(*,G)`, DESIGN.md "Relay rules and routes") takes
+/// every IP protocol and port to its group on its iif and forwards the
+/// whole IP packet, TTL minus one, as an Ethernet frame on each oif. It is
+/// a table rule whose input and output ports are this value: relay rules
+/// never use port 0 (the config refuses it), so the two kinds share the
+/// index, the counters and the capture filter (where port 0 means "any IP
+/// protocol to the group", see [`crate::bpf::capture_filter`]).
+pub const ROUTE_PORT: u16 = 0;
+
 /// One output as the engine needs it: which socket slot to send on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableOutput {
@@ -329,6 +339,34 @@ impl ForwardingTable {
             .map(|(_, r)| *r)
             .or(m.any_source)
             .map(|r| r as usize)
+    }
+
+    /// Whether rule `idx` is a route (see [`ROUTE_PORT`]).
+    #[inline]
+    pub fn is_route(&self, idx: usize) -> bool {
+        self.rules
+            .get(idx)
+            .is_some_and(|r| r.input.port == ROUTE_PORT)
+    }
+
+    /// Whether any rule is a route.
+    pub fn has_routes(&self) -> bool {
+        self.rules.iter().any(|r| r.input.port == ROUTE_PORT)
+    }
+
+    /// The table with `routes` added (each a [`RuleSpec`] whose input and
+    /// output ports are [`ROUTE_PORT`] and whose outputs carry the oif's
+    /// link details). A route whose input is taken is left out and named
+    /// in the result.
+    pub fn with_routes(self, routes: Vec<RuleSpec>) -> (Self, Vec<DuplicateInput>) {
+        let mut b = TableBuilder { table: self };
+        let mut refused = Vec::new();
+        for r in routes {
+            if let Err(e) = b.add_rule(r) {
+                refused.push(e);
+            }
+        }
+        (b.build(), refused)
     }
 
     /// Whether a frame with this source MAC was sent by this host (one of our

@@ -217,6 +217,43 @@ impl TxArena {
 }
 
 impl TxArena {
+    /// Fills the next slot for a routed packet: a 14-byte Ethernet header
+    /// (the group's MAC, the oif's own) before the whole IP packet of
+    /// `len` bytes at `packet`, and returns the msghdr to send.
+    pub fn prepare_routed(
+        &mut self,
+        route: &PacketRoute,
+        packet: *const u8,
+        len: usize,
+    ) -> *const libc::msghdr {
+        let slot = &mut self.slots[self.next];
+        self.next += 1;
+        ethernet::Repr {
+            src_addr: route.src_mac,
+            dst_addr: route.dst_mac,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        }
+        .emit(&mut ethernet::Frame::new_unchecked(
+            &mut slot.hdr[..ethernet::HEADER_LEN],
+        ));
+        slot.iov[0] = libc::iovec {
+            iov_base: slot.hdr.as_mut_ptr().cast(),
+            iov_len: ethernet::HEADER_LEN,
+        };
+        slot.iov[1] = libc::iovec {
+            iov_base: packet as *mut libc::c_void,
+            iov_len: len,
+        };
+        slot.msg.msg_name = std::ptr::null_mut();
+        slot.msg.msg_namelen = 0;
+        slot.msg.msg_iov = slot.iov.as_mut_ptr();
+        slot.msg.msg_iovlen = 2;
+        slot.msg.msg_control = std::ptr::null_mut();
+        slot.msg.msg_controllen = 0;
+        slot.msg.msg_flags = 0;
+        &slot.msg
+    }
+
     /// Fills the next slot for a UDP-socket send of `len` payload bytes
     /// with TTL `ttl` (an `IP_TTL` control message) to `dest` (None on a
     /// connected socket) and returns the msghdr to send.

@@ -10,8 +10,8 @@
 //!   (PIM and IGMP proxy interfaces, so a first packet on them reaches us
 //!   as a NOCACHE upcall), by ifindex (`VIFF_USE_IFINDEX`); one register vif
 //!   (`pimreg`, `VIFF_REGISTER`) on demand. The kernel has
-//!   [`sys::MAXVIFS`] = 32: a route that needs a vif past that is not
-//!   installed and says so.
+//!   [`sys::MAXVIFS`] = 32: a route that needs a vif past that goes to
+//!   mcr's engines (below).
 //! * **`(S,G)` routes** are installed as they are: parent = the iif's vif,
 //!   TTL threshold 1 on every oif's vif. The kernel forwards the whole IP
 //!   packet with TTL - 1, never at TTL <= 1, only when it arrived on the
@@ -29,6 +29,14 @@
 //! * **Upcalls** become [`DataPlaneNotice`]s for PIM (NewSource,
 //!   WrongInterface, Traffic from the `SIOCGETSGCNT` counters at most once
 //!   a minute per entry) and WHOLEPKT packets its Register data.
+//! * **Past the kernel's 32 vifs**: a route that needs a vif the kernel
+//!   cannot give (every vif in use, e.g. more than 31 oifs) is handed to
+//!   mcr's own data path instead ([`Mroute::engine_routes`]): the
+//!   supervisor compiles it into the engines' table, which forward the
+//!   whole IP packet out of each oif with TTL - 1. It stays there while it
+//!   exists, even if it shrinks back (moving it to the kernel would need
+//!   the engines to let go first; staying never forwards a packet twice),
+//!   and its kernel entries, `(*,G)`-derived ones included, are removed.
 //! * **Precedence over relay rules**: a relay rule whose input is on the
 //!   route's iif for its group (and source, when the rule names one) keeps
 //!   the traffic; the MFC entry is not installed (`not installed: relay
@@ -131,6 +139,20 @@ enum Vif {
     Register,
 }
 
+/// A route forwarded by mcr's engines (see the module docs): its iif and
+/// its oifs (never the iif).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineRoute {
+    /// The RPF interface: packets to the group arriving elsewhere are not
+    /// forwarded.
+    pub iif: Interface,
+    /// Where each packet leaves, as an Ethernet frame.
+    pub oifs: Vec<Interface>,
+}
+
+/// Why a route forwarded by the engines has no kernel entry.
+const IN_ENGINES: &str = "forwarded by mcr's engines (past the kernel's 32 vifs)";
+
 /// Relay-rule inputs by (ifindex, group): each rule's source filter and id.
 type RuleInputs = BTreeMap<(u32, Ipv4Addr), Vec<(Option<Ipv4Addr>, String)>>;
 
@@ -146,8 +168,12 @@ pub enum ToPim {
 /// Where a route is installed, for `mcrctl mroute`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInstall {
-    /// `None`: installed in the kernel; `Some(reason)`: not installed.
+    /// `None`: installed in the kernel (or, with `engines`, in mcr's
+    /// engines); `Some(reason)`: not installed.
     pub not_installed: Option<String>,
+    /// Forwarded by mcr's engines rather than the kernel (counters then
+    /// come from the engines, not from this struct).
+    pub engines: bool,
     /// Sources with an installed `(S,G)` entry of this route (for a
     /// `(*,G)`, one per source seen; for an `(S,G)`, its own source).
     pub sources: Vec<Ipv4Addr>,
@@ -183,6 +209,10 @@ pub struct Mroute {
     local: BTreeSet<Ipv4Addr>,
     /// Relay-rule inputs: (ifindex, group, source) and the rule id.
     rule_inputs: RuleInputs,
+    /// Routes forwarded by the engines, not the kernel.
+    engine_routes: BTreeMap<RouteKey, EngineRoute>,
+    /// `engine_routes` changed since [`Mroute::take_engines_changed`].
+    engines_changed: bool,
     to_pim: Vec<ToPim>,
     events: Vec<serde_json::Value>,
     last_sweep: Instant,
@@ -210,6 +240,8 @@ impl Default for Mroute {
             extra: BTreeSet::new(),
             local: BTreeSet::new(),
             rule_inputs: BTreeMap::new(),
+            engine_routes: BTreeMap::new(),
+            engines_changed: false,
             to_pim: Vec::new(),
             events: Vec::new(),
             last_sweep: Instant::now(),
@@ -353,6 +385,77 @@ impl Mroute {
     /// `mroute` events (route added, changed, removed), since the last call.
     pub fn take_events(&mut self) -> Vec<serde_json::Value> {
         std::mem::take(&mut self.events)
+    }
+
+    /// The routes the engines forward (past the kernel's 32 vifs).
+    pub fn engine_routes(&self) -> &BTreeMap<RouteKey, EngineRoute> {
+        &self.engine_routes
+    }
+
+    /// Whether [`Mroute::engine_routes`] changed since the last call (the
+    /// engines' table must then be compiled again).
+    pub fn take_engines_changed(&mut self) -> bool {
+        std::mem::take(&mut self.engines_changed)
+    }
+
+    /// Decides whether route `r` is the engines' (the one place this is
+    /// decided): it already is and still has an iif and no relay rule
+    /// takes its traffic, or it newly needs a vif past the kernel's 32.
+    fn place(&mut self, r: &Route) {
+        let k = r.key;
+        let engines = r.iif.is_some()
+            && self.sock.is_some()
+            && self.rule_conflict(r).is_none()
+            && (self.engine_routes.contains_key(&k) || self.past_vifs(r));
+        let want = match (&r.iif, engines) {
+            (Some(iif), true) => Some(EngineRoute {
+                iif: iif.clone(),
+                oifs: r
+                    .oif_list()
+                    .filter(|o| o.index != iif.index)
+                    .cloned()
+                    .collect(),
+            }),
+            _ => None,
+        };
+        match want {
+            Some(e) => {
+                if self.engine_routes.get(&k) != Some(&e) {
+                    if !self.engine_routes.contains_key(&k) {
+                        tracing::info!(route = %k, oifs = e.oifs.len(), "route needs more vifs than the kernel's 32: forwarded by mcr's engines");
+                    }
+                    self.engine_routes.insert(k, e);
+                    self.engines_changed = true;
+                }
+            }
+            None => self.unplace(&k),
+        }
+    }
+
+    fn unplace(&mut self, k: &RouteKey) {
+        if self.engine_routes.remove(k).is_some() {
+            self.engines_changed = true;
+        }
+    }
+
+    /// Whether one of the route's interfaces has no vif while all 32 are
+    /// in use.
+    fn past_vifs(&self, r: &Route) -> bool {
+        self.vifs.iter().all(Option::is_some)
+            && r.iif
+                .iter()
+                .chain(r.oif_list())
+                .any(|i| self.vif_of(i.index).is_none())
+    }
+
+    /// The relay rule that takes a route's traffic on its iif, if any.
+    fn rule_conflict(&self, r: &Route) -> Option<String> {
+        let i = r.iif.as_ref()?;
+        let rules = self.rule_inputs.get(&(i.index, r.key.group))?;
+        rules
+            .iter()
+            .find(|(s, _)| s.is_none() || r.key.source.is_none() || *s == r.key.source)
+            .map(|(_, id)| id.clone())
     }
 
     fn push_pim(&mut self, p: ToPim) {
@@ -504,7 +607,9 @@ impl Mroute {
                 };
                 e["event"] = serde_json::json!("route");
                 e["change"] = serde_json::json!(kind);
-                if let Some(why) = self.not_installed.get(k) {
+                if self.engine_routes.contains_key(k) {
+                    e["installed"] = serde_json::json!("engines");
+                } else if let Some(why) = self.not_installed.get(k) {
                     e["installed"] = serde_json::json!(format!("not installed: {why}"));
                 } else if mrib.get(k).is_some() {
                     e["installed"] = serde_json::json!("kernel");
@@ -520,6 +625,10 @@ impl Mroute {
     }
 
     fn reconcile_key(&mut self, mrib: &Mrib, k: RouteKey) {
+        match mrib.get(&k) {
+            Some(r) => self.place(r),
+            None => self.unplace(&k),
+        }
         match k.source {
             Some(s) => self.reconcile_sg(mrib, s, k.group),
             None => {
@@ -547,6 +656,9 @@ impl Mroute {
     /// The vif numbers of a route's iif (or the register vif) and oifs, or
     /// why it cannot be installed.
     fn resolve(&self, r: &Route, via_register: bool) -> Result<(u16, Vec<u16>), String> {
+        if self.engine_routes.contains_key(&r.key) {
+            return Err(IN_ENGINES.into());
+        }
         if self.sock.is_none() {
             return Err(self
                 .error
@@ -563,16 +675,11 @@ impl Mroute {
             self.vif_of(i.index).ok_or_else(|| self.no_vif(i))?
         };
         if let (Some(i), false) = (&r.iif, via_register) {
-            if let Some(rules) = self.rule_inputs.get(&(i.index, r.key.group)) {
-                if let Some((_, id)) = rules
-                    .iter()
-                    .find(|(s, _)| s.is_none() || r.key.source.is_none() || *s == r.key.source)
-                {
-                    return Err(format!(
-                        "relay rule '{id}' takes this traffic on {} (relay rules have precedence)",
-                        i.name
-                    ));
-                }
+            if let Some(id) = self.rule_conflict(r) {
+                return Err(format!(
+                    "relay rule '{id}' takes this traffic on {} (relay rules have precedence)",
+                    i.name
+                ));
             }
         }
         let mut oifs = Vec::with_capacity(r.oifs.len());
@@ -775,6 +882,9 @@ impl Mroute {
             self.reconcile_key(mrib, k);
         }
         self.not_installed.retain(|k, _| mrib.get(k).is_some());
+        let before = self.engine_routes.len();
+        self.engine_routes.retain(|k, _| mrib.get(k).is_some());
+        self.engines_changed |= before != self.engine_routes.len();
         self.since.retain(|k, _| mrib.get(k).is_some());
         self.sync_vifs(mrib);
     }
@@ -840,8 +950,20 @@ impl Mroute {
     /// Where `route` is installed and what its entries counted (read now).
     pub fn install_of(&self, route: &Route) -> RouteInstall {
         let k = route.key;
+        if self.engine_routes.contains_key(&k) {
+            return RouteInstall {
+                not_installed: None,
+                engines: true,
+                sources: Vec::new(),
+                packets: 0,
+                bytes: 0,
+                wrong_if: 0,
+                since: self.since.get(&k).copied(),
+            };
+        }
         let mut out = RouteInstall {
             not_installed: self.not_installed.get(&k).cloned(),
+            engines: false,
             sources: Vec::new(),
             packets: 0,
             bytes: 0,
@@ -899,6 +1021,10 @@ impl Mroute {
         self.seen.clear();
         self.star_sources.clear();
         self.not_installed.clear();
+        if !self.engine_routes.is_empty() {
+            self.engine_routes.clear();
+            self.engines_changed = true;
+        }
     }
 }
 

@@ -302,25 +302,88 @@ fn register_vif_nocache_at_the_rp_and_register_tunnels() {
 }
 
 #[test]
-fn a_route_needing_more_than_32_vifs_is_not_installed() {
+fn a_route_needing_more_than_32_vifs_goes_to_the_engines_and_stays() {
     let (fake, mut m, mut mrib) = setup();
     let small = RouteKey::sg(S2, G);
     mrib.set(Origin::Pim, small, route(Some(1), &[2])).unwrap();
+    // 32 interfaces (iif 1, oifs 2..=32): the kernel's.
     let k = RouteKey::sg(S, G);
+    let oifs: Vec<u32> = (2..=32).collect();
+    mrib.set(Origin::Pim, k, route(Some(1), &oifs)).unwrap();
+    m.step(&mut mrib, vec![]);
+    assert_eq!(fake.entry(S, G).unwrap().1.len(), 31);
+    assert!(m.engine_routes().is_empty());
+    assert!(!m.take_engines_changed());
+    let _ = m.take_events();
+    // 33: past the vifs; the engines', and out of the kernel in the same
+    // step (never both).
     let oifs: Vec<u32> = (2..=33).collect();
     mrib.set(Origin::Pim, k, route(Some(1), &oifs)).unwrap();
     m.step(&mut mrib, vec![]);
     assert_eq!(fake.vif_count(), 32);
-    let why = installed(&m, &mrib, k).unwrap();
-    assert!(why.contains("32 vifs are in use"), "{why}");
     assert_eq!(fake.entry(S, G), None);
+    assert!(m.take_engines_changed());
+    let e = &m.engine_routes()[&k];
+    assert_eq!(e.iif.index, 1);
+    assert_eq!(
+        e.oifs.iter().map(|o| o.index).collect::<Vec<_>>(),
+        oifs,
+        "every oif, never the iif"
+    );
+    let inst = m.install_of(mrib.get(&k).unwrap());
+    assert!(inst.engines && inst.not_installed.is_none());
+    assert_eq!(m.take_events()[0]["installed"], "engines");
     assert_eq!(installed(&m, &mrib, small), None, "the other route is fine");
-    // Down to 32 interfaces: installed.
+    assert!(fake.entry(S2, G).is_some());
+    // Back to 32: stays with the engines (documented), still not in the
+    // kernel; its oif list follows.
     let oifs: Vec<u32> = (2..=32).collect();
     mrib.set(Origin::Pim, k, route(Some(1), &oifs)).unwrap();
     m.step(&mut mrib, vec![]);
-    assert_eq!(installed(&m, &mrib, k), None);
-    assert_eq!(fake.entry(S, G).unwrap().1.len(), 31);
+    assert_eq!(fake.entry(S, G), None);
+    assert!(m.take_engines_changed());
+    assert_eq!(m.engine_routes()[&k].oifs.len(), 31);
+    // Removed: gone from the engines too.
+    mrib.remove(Origin::Pim, k);
+    m.step(&mut mrib, vec![]);
+    assert!(m.engine_routes().is_empty());
+    assert!(m.take_engines_changed());
+}
+
+#[test]
+fn a_star_g_past_32_vifs_leaves_its_derived_entries_to_the_engines() {
+    let (fake, mut m, mut mrib) = setup();
+    let star = RouteKey::star_g(G);
+    mrib.set(Origin::Igmp, star, route(Some(1), &[2])).unwrap();
+    m.step(&mut mrib, vec![]);
+    let iif_vif = *fake
+        .0
+        .lock()
+        .unwrap()
+        .vifs
+        .iter()
+        .find(|(_, i)| **i == Some(1))
+        .unwrap()
+        .0;
+    fake.upcall(sys::IGMPMSG_NOCACHE, iif_vif, S, G, &[]);
+    m.step(&mut mrib, vec![]);
+    assert_eq!(fake.entry(S, G), Some((1, vec![2])));
+    let oifs: Vec<u32> = (2..=40).collect();
+    mrib.set(Origin::Igmp, star, route(Some(1), &oifs)).unwrap();
+    m.step(&mut mrib, vec![]);
+    assert_eq!(fake.entry(S, G), None, "no kernel entry beside the engines");
+    assert!(m.engine_routes().contains_key(&star));
+    // A new source's NOCACHE makes no kernel entry either.
+    fake.upcall(sys::IGMPMSG_NOCACHE, iif_vif, S2, G, &[]);
+    m.step(&mut mrib, vec![]);
+    assert_eq!(fake.entry(S2, G), None);
+    // A relay rule on the iif for the group takes the traffic back.
+    m.set_context(BTreeSet::new(), vec![(1, G, None, "r1".into())], &mrib);
+    assert!(m.engine_routes().is_empty());
+    assert!(m.take_engines_changed());
+    assert!(installed(&m, &mrib, star)
+        .unwrap()
+        .contains("relay rule 'r1'"));
 }
 
 #[test]

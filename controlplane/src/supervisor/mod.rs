@@ -657,7 +657,17 @@ impl Supervisor {
             .mrib
             .iter()
             .map(|r| {
-                let inst = self.mroute.install_of(r);
+                let mut inst = self.mroute.install_of(r);
+                if inst.engines {
+                    // Counted by the engines, under the route's id.
+                    let id = crate::compile::route_id(&r.key);
+                    for st in self.engines.stats() {
+                        for rs in st.rules.iter().filter(|rs| rs.id == id) {
+                            inst.packets += rs.packets;
+                            inst.bytes += rs.bytes;
+                        }
+                    }
+                }
                 Mroute {
                     source: r.key.source,
                     group: r.key.group,
@@ -686,6 +696,7 @@ impl Supervisor {
                     bytes: inst.bytes,
                     wrong_if: inst.wrong_if,
                     installed: match inst.not_installed {
+                        None if inst.engines => "engines".into(),
                         None => "kernel".into(),
                         Some(why) => format!("not installed: {why}"),
                     },
@@ -729,6 +740,10 @@ impl Supervisor {
         }
         let tunnels = self.pim.take_register_tunnels();
         self.mroute.step(&mut self.mrib, tunnels);
+        if self.mroute.take_engines_changed() {
+            // A route moved to or within the engines: their table.
+            self.recompile();
+        }
         let to_pim = self.mroute.take_to_pim();
         if !to_pim.is_empty() {
             for p in to_pim {
@@ -930,7 +945,14 @@ impl Supervisor {
             &members,
         );
         let compiled_at = t0.elapsed();
-        let table = compiled.table;
+        // Routes past the kernel's 32 vifs (the mroute layer decides which).
+        let (table, refused) = compiled.table.with_routes(crate::compile::route_specs(
+            self.mroute.engine_routes(),
+            &self.interfaces,
+        ));
+        for e in refused {
+            tracing::warn!(route = %e.id, "route not forwarded by the engines: {e}");
+        }
         self.sync_fast_path();
         // Frames the program forwards never reach the capture sockets (they
         // take ETH_P_IP after tc ingress), so a key moves between the kernel

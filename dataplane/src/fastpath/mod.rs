@@ -167,6 +167,10 @@ impl FastPath {
         // Input keys by interface, each with its rules (indexes).
         let mut by_if: BTreeMap<u32, BTreeMap<(Ipv4Addr, u16), Vec<usize>>> = BTreeMap::new();
         for (i, r) in table.rules().iter().enumerate() {
+            // Routes (whole IP packets, any protocol) are the engines'.
+            if table.is_route(i) {
+                continue;
+            }
             by_if
                 .entry(r.input.ifindex)
                 .or_default()
