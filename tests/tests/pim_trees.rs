@@ -753,6 +753,26 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
     );
     eprintln!("sent: {sent}");
     let got = listener.finish();
+    for (name, ns) in [("dr", &dr), ("rp", &rp), ("lh", &lh)] {
+        eprintln!(
+            "== {name} ip -s mroute\n{}",
+            ns.ip(&["-s", "mroute", "show"])
+        );
+    }
+    eprintln!("== first mroute {}", first.ctl_json(&["mroute"]));
+    eprintln!("== first js {}", first.ctl_json(&["pim", "join-state"]));
+    eprintln!("== last mroute {}", last.ctl_json(&["mroute"]));
+    eprintln!("== last js {}", last.ctl_json(&["pim", "join-state"]));
+    eprintln!(
+        "== frr {}",
+        frr.vtysh(&[
+            "show ip mroute",
+            "show ip pim upstream",
+            "show ip pim state",
+            "show ip pim join"
+        ])
+    );
+    eprintln!("== got {got}");
     // The first packets may be lost while the register tunnel and the
     // SPT come up; the steady state must deliver.
     assert!(total(&got, "received") >= 1500, "{got}");
