@@ -670,44 +670,79 @@ fn hostile_join_prune_and_registers_are_counted_and_bounded() {
     );
 }
 
-/// Data end to end through the trees: source - mcrd (first-hop DR,
-/// registers) - FRR (RP) - mcrd (last hop, switches to the SPT) -
-/// receiver. Needs the kernel MFC data path of the mroute branch (routes
-/// from the MRIB, NOCACHE / WHOLEPKT upcalls to `data_plane_notice` and
-/// `register_data`).
-#[test]
-#[ignore = "needs the route data path (mroute branch)"]
-fn data_flows_source_dr_rp_last_hop_receiver() {
-    if !frr_available() {
-        eprintln!("skipped: FRR pimd is not installed");
-        return;
+/// Five namespaces in a chain: source `s` - first hop `d` - RP `r` - last
+/// hop `l` - receiver `v`, unicast routes consistent for RPF everywhere.
+struct Chain {
+    tag: String,
+    dir: TempDir,
+    src: Netns,
+    d: Netns,
+    r: Netns,
+    l: Netns,
+    v: Netns,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        let tag = unique_tag();
+        let c = Chain {
+            dir: TempDir::new(&tag),
+            src: Netns::new(format!("{tag}-s")),
+            d: Netns::new(format!("{tag}-d")),
+            r: Netns::new(format!("{tag}-r")),
+            l: Netns::new(format!("{tag}-l")),
+            v: Netns::new(format!("{tag}-v")),
+            tag,
+        };
+        veth(
+            &c.src,
+            &c.n("s"),
+            "10.81.0.2/24",
+            &c.d,
+            &c.n("ds"),
+            "10.81.0.1/24",
+        );
+        veth(
+            &c.d,
+            &c.n("dr"),
+            "10.82.0.2/24",
+            &c.r,
+            &c.n("rd"),
+            "10.82.0.1/24",
+        );
+        veth(
+            &c.r,
+            &c.n("rl"),
+            "10.83.0.1/24",
+            &c.l,
+            &c.n("lr"),
+            "10.83.0.2/24",
+        );
+        veth(
+            &c.l,
+            &c.n("lv"),
+            "10.84.0.1/24",
+            &c.v,
+            &c.n("v"),
+            "10.84.0.2/24",
+        );
+        c.src.ip(&["route", "add", "default", "via", "10.81.0.1"]);
+        c.d.ip(&["route", "add", "default", "via", "10.82.0.1"]);
+        c.r.ip(&["route", "add", "10.81.0.0/24", "via", "10.82.0.2"]);
+        c.r.ip(&["route", "add", "10.84.0.0/24", "via", "10.83.0.2"]);
+        c.l.ip(&["route", "add", "default", "via", "10.83.0.1"]);
+        c.v.ip(&["route", "add", "default", "via", "10.84.0.1"]);
+        c
     }
-    let tag = unique_tag();
-    let dir = TempDir::new(&tag);
-    let src = Netns::new(format!("{tag}-s"));
-    let dr = Netns::new(format!("{tag}-d"));
-    let rp = Netns::new(format!("{tag}-r"));
-    let lh = Netns::new(format!("{tag}-l"));
-    let rcv = Netns::new(format!("{tag}-v"));
-    let n = |s: &str| format!("{tag}{s}");
-    veth(&src, &n("s"), "10.81.0.2/24", &dr, &n("ds"), "10.81.0.1/24");
-    veth(&dr, &n("dr"), "10.82.0.2/24", &rp, &n("rd"), "10.82.0.1/24");
-    veth(&rp, &n("rl"), "10.83.0.1/24", &lh, &n("lr"), "10.83.0.2/24");
-    veth(&lh, &n("lv"), "10.84.0.1/24", &rcv, &n("v"), "10.84.0.2/24");
-    src.ip(&["route", "add", "default", "via", "10.81.0.1"]);
-    dr.ip(&["route", "add", "default", "via", "10.82.0.1"]);
-    rp.ip(&["route", "add", "10.81.0.0/24", "via", "10.82.0.2"]);
-    rp.ip(&["route", "add", "10.84.0.0/24", "via", "10.83.0.2"]);
-    lh.ip(&["route", "add", "default", "via", "10.83.0.1"]);
-    rcv.ip(&["route", "add", "default", "via", "10.84.0.1"]);
-    let conf = format!(
-        "interface {}\n ip pim\n ip pim hello 5\n!\ninterface {}\n ip pim\n ip pim hello 5\n!\n",
-        n("rd"),
-        n("rl")
-    );
-    let frr = Frr::start_with(&rp, &dir, &n("rd"), &conf);
-    frr_set_rp(&frr, "10.82.0.1");
-    let mcr_cfg = |up: &str, down: &str, igmp: bool| {
+
+    /// An interface name: `{tag}{suffix}`.
+    fn n(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.tag)
+    }
+
+    /// mcrd's config on a router with `up` toward the RP and `down` toward
+    /// the hosts (an IGMP querier there when `igmp`); RP 10.82.0.1.
+    fn mcrd_config(&self, up: &str, down: &str, igmp: bool) -> String {
         format!(
             "{{ pim: {{ enabled: true, hello_period: 5, interfaces: [ {{ name: \"{up}\" }}, {{ name: \"{down}\" }} ], \
                static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"10.82.0.1\" }} ] }}, {} \
@@ -718,11 +753,141 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
                 String::new()
             }
         )
-    };
-    let dir_d = TempDir::new(&format!("{tag}d"));
-    let dir_l = TempDir::new(&format!("{tag}l"));
-    let first = Mcrd::start(&dr, &dir_d, &mcr_cfg(&n("dr"), &n("ds"), false));
-    let last = Mcrd::start(&lh, &dir_l, &mcr_cfg(&n("lr"), &n("lv"), true));
+    }
+
+    /// Starts FRR (zebra + pimd) in `ns` with `ip pim` on `ifaces` (and
+    /// `ip igmp` on `igmp`), RP 10.82.0.1.
+    fn frr(&self, ns: &Netns, name: &str, ifaces: &[String], igmp: Option<&str>) -> Frr {
+        let mut conf = String::new();
+        for i in ifaces {
+            conf.push_str(&format!("interface {i}\n ip pim\n ip pim hello 5\n!\n"));
+        }
+        if let Some(i) = igmp {
+            conf.push_str(&format!("interface {i}\n ip pim\n ip igmp\n!\n"));
+        }
+        let dir = TempDir::new(&format!("{}{name}", self.tag));
+        let frr = Frr::start_with(ns, &dir, &ifaces[0], &conf);
+        std::mem::forget(dir);
+        frr_set_rp(&frr, "10.82.0.1");
+        frr
+    }
+}
+
+/// `(iif, sorted oifs)` of a route in `mcrctl --json mroute`.
+fn mcr_route(m: &Mcrd, source: Option<&str>, group: &str) -> Option<(String, Vec<String>)> {
+    let v = m.ctl_json(&["mroute"]);
+    let r = v["routes"].as_array()?.iter().find(|r| {
+        r["group"] == group
+            && match source {
+                Some(s) => r["source"] == s,
+                None => r["source"].is_null(),
+            }
+    })?;
+    let mut oifs: Vec<String> = r["oifs"]
+        .as_array()?
+        .iter()
+        .filter_map(|o| o["interface"].as_str().map(String::from))
+        .collect();
+    oifs.sort();
+    Some((r["iif"].as_str()?.to_string(), oifs))
+}
+
+/// `(iif, sorted oifs)` of FRR's `show ip mroute json` entry (`source` is
+/// `*` for (*,G)).
+fn frr_route(frr: &Frr, source: &str, group: &str) -> Option<(String, Vec<String>)> {
+    let v = frr.json("show ip mroute json");
+    let e = v.get(group)?.get(source)?;
+    let mut oifs: Vec<String> = e
+        .get("oil")
+        .and_then(|o| o.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    oifs.sort();
+    Some((e.get("iif")?.as_str()?.to_string(), oifs))
+}
+
+/// `(iif, sorted oifs)` of the kernel's `(source,group)` MFC entry in
+/// `ip mroute show` inside `ns`.
+fn kernel_route(ns: &Netns, source: &str, group: &str) -> Option<(String, Vec<String>)> {
+    let text = ns.ip(&["mroute", "show"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("({source},{group})")))?;
+    let iif = line.split("Iif: ").nth(1)?.split_whitespace().next()?;
+    let mut oifs: Vec<String> = line
+        .split("Oifs: ")
+        .nth(1)
+        .map(|o| {
+            o.split_whitespace()
+                .take_while(|w| !w.starts_with("State:"))
+                .map(|w| w.split('(').next().unwrap_or(w).to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    oifs.sort();
+    Some((iif.to_string(), oifs))
+}
+
+/// Packets sent by `iface` in `ns` so far.
+fn tx_packets(ns: &Netns, iface: &str) -> u64 {
+    ns.net_attr(iface, "statistics/tx_packets")
+        .parse()
+        .unwrap_or(0)
+}
+
+/// How long until `iface` in `ns` stops sending the stream (under 20
+/// packets in 1 s, against 1000 while forwarding), waiting up to `limit`.
+fn time_until_quiet(ns: &Netns, iface: &str, limit: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        let a = tx_packets(ns, iface);
+        std::thread::sleep(Duration::from_secs(1));
+        if tx_packets(ns, iface) - a < 20 {
+            return Some(t0.elapsed());
+        }
+    }
+    None
+}
+
+/// Sequence checks of a 1 kpps stream after the trees settled: every
+/// packet from the first received on arrived once and in order, the first
+/// within `max_first` packets of the start.
+fn assert_settled_stream(got: &Value, max_first: u64, min_received: u64) {
+    let st = &got["streams"][0];
+    assert_eq!(st["duplicates"], 0, "duplicates: {got}");
+    assert_eq!(st["lost"], 0, "loss after the first packet: {got}");
+    assert_eq!(st["reordered"], 0, "{got}");
+    assert!(
+        st["first_seq"].as_u64().is_some_and(|f| f <= max_first),
+        "first packet late: {got}"
+    );
+    assert!(
+        st["received"].as_u64() >= Some(min_received),
+        "received: {got}"
+    );
+}
+
+/// Issue #17 item 1. Data end to end through the trees: source - mcrd
+/// (first-hop DR, registers) - FRR (RP) - mcrd (last hop, switches to the
+/// SPT) - receiver, a sequenced 1 kpps stream with no duplicate and no loss
+/// once flowing; the routes agree between mcrd, the kernel and FRR; the
+/// receiver's leave stops the traffic at the first hop.
+#[test]
+fn data_flows_source_dr_rp_last_hop_receiver() {
+    if !frr_available() {
+        eprintln!("skipped: FRR pimd is not installed");
+        return;
+    }
+    let c = Chain::new();
+    let n = |s: &str| c.n(s);
+    let frr = c.frr(&c.r, "r", &[n("rd"), n("rl")], None);
+    let dir_d = TempDir::new(&format!("{}d", c.tag));
+    let dir_l = TempDir::new(&format!("{}l", c.tag));
+    let first = Mcrd::start(&c.d, &dir_d, &c.mcrd_config(&n("dr"), &n("ds"), false));
+    let last = Mcrd::start(&c.l, &dir_l, &c.mcrd_config(&n("lr"), &n("lv"), true));
+    let first_mroute = Subscriber::start(&first, "mroute");
+    let last_pim = Subscriber::start(&last, "pim");
+    let last_mroute = Subscriber::start(&last, "mroute");
     assert!(
         wait_until(Duration::from_secs(15), || {
             let nb = frr.json("show ip pim neighbor json");
@@ -732,8 +897,8 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
         "adjacencies: {}",
         frr.vtysh(&["show ip pim neighbor"])
     );
-    let group = "239.6.6.6";
-    let listener = Listener::start(&rcv, &dir, &n("v"), group, 7000, &["--duration", "30"]);
+    let (group, source) = ("239.6.6.6", "10.81.0.2");
+    let listener = Listener::start(&c.v, &c.dir, &n("v"), group, 7000, &["--duration", "14"]);
     assert!(
         wait_until(Duration::from_secs(10), || frr_star_join(
             &frr,
@@ -744,51 +909,132 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
         "{}",
         frr.vtysh(&["show ip pim join"])
     );
-    let sent = generate(
-        &src,
+    let gen = Generator::spawn(
+        &c.src,
         &n("s"),
         group,
         7000,
-        &["--rate", "200", "--count", "2000", "--ttl", "16"],
+        &["--rate", "1000", "--count", "120000", "--ttl", "16"],
     );
-    eprintln!("sent: {sent}");
+    // The SPT settles: the last hop's (S,G) with the SPTbit.
+    let on_spt = || {
+        last.ctl_json(&["pim", "join-state"])["entries"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|e| e["kind"] == "sg" && e["source"] == source && e["spt_bit"] == true)
+            })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), on_spt),
+        "last hop not on the SPT: {}",
+        last.ctl_json(&["pim", "join-state"])
+    );
+    // Routes agree: mcrd's MRIB, the kernel MFC in each mcrd namespace and
+    // FRR's, chained d -> r -> l.
+    let want_d = (n("ds"), vec![n("dr")]);
+    let want_r = (n("rd"), vec![n("rl")]);
+    let want_l = (n("lr"), vec![n("lv")]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            mcr_route(&first, Some(source), group) == Some(want_d.clone())
+                && frr_route(&frr, source, group) == Some(want_r.clone())
+                && mcr_route(&last, Some(source), group) == Some(want_l.clone())
+        }),
+        "first {:?} frr {:?} last {:?}\n{}",
+        mcr_route(&first, Some(source), group),
+        frr_route(&frr, source, group),
+        mcr_route(&last, Some(source), group),
+        frr.json("show ip mroute json")
+    );
+    assert_eq!(kernel_route(&c.d, source, group), Some(want_d.clone()));
+    assert_eq!(kernel_route(&c.l, source, group), Some(want_l.clone()));
+    assert_eq!(kernel_route(&c.r, source, group), Some(want_r.clone()));
+    let up = frr.json("show ip pim upstream json");
+    assert_eq!(
+        up[group][source]["joinState"], "Joined",
+        "FRR upstream: {up}"
+    );
     let got = listener.finish();
-    for (name, ns) in [("dr", &dr), ("rp", &rp), ("lh", &lh)] {
-        eprintln!(
-            "== {name} ip -s mroute\n{}",
-            ns.ip(&["-s", "mroute", "show"])
-        );
-    }
-    eprintln!("== first mroute {}", first.ctl_json(&["mroute"]));
-    eprintln!("== first js {}", first.ctl_json(&["pim", "join-state"]));
-    eprintln!("== last mroute {}", last.ctl_json(&["mroute"]));
-    eprintln!("== last js {}", last.ctl_json(&["pim", "join-state"]));
-    eprintln!(
-        "== frr {}",
-        frr.vtysh(&[
-            "show ip mroute",
-            "show ip pim upstream",
-            "show ip pim state",
-            "show ip pim join"
-        ])
-    );
-    eprintln!("== got {got}");
-    // The first packets may be lost while the register tunnel and the
-    // SPT come up; the steady state must deliver.
-    assert!(total(&got, "received") >= 1500, "{got}");
+    eprintln!("receiver: {}", got["streams"][0]);
+    assert_settled_stream(&got, 1000, 12_000);
     let js = first.ctl_json(&["pim", "join-state"]);
     assert!(
         js["counters"]["register_data_sent"].as_u64() > Some(0),
         "the DR registered: {js}"
     );
-    let lj = last.ctl_json(&["pim", "join-state"]);
     assert!(
-        lj["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "sg" && e["spt_bit"] == true),
-        "last hop on the SPT: {lj}"
+        js["counters"]["tree"]["register_stops_received"].as_u64() > Some(0),
+        "FRR answered with a Register-Stop: {js}"
+    );
+    // The listener left (IGMPv2 leave): the prunes reach the first hop,
+    // which stops sending toward the RP while the source keeps sending.
+    // The last hop prunes at once; FRR as the RP keeps its (S,G) joined
+    // while its Keepalive Timer runs and prunes toward the source at its
+    // next periodic Join/Prune (t_periodic, 60 s): bounded by that, far
+    // under the 210 s J/P Holdtime.
+    let quiet = time_until_quiet(&c.d, &n("dr"), Duration::from_secs(75));
+    eprintln!("traffic stopped at the first hop {quiet:?} after the leave");
+    assert!(
+        quiet.is_some(),
+        "first hop still forwards: {}\nfirst: {}\nlast: {}\nFRR: {}",
+        c.d.ip(&["-s", "mroute", "show"]),
+        first.ctl_json(&["pim", "join-state"]),
+        last.ctl_json(&["pim", "join-state"]),
+        frr.vtysh(&["show ip mroute", "show ip pim upstream", "show ip pim join"])
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || mcr_route(
+            &last,
+            Some(source),
+            group
+        )
+        .is_none_or(|(_, o)| o.is_empty())),
+        "{:?}",
+        mcr_route(&last, Some(source), group)
+    );
+    drop(gen);
+    // subscribe --events pim / mroute carried the routes' add and remove.
+    let ev = |s: &Subscriber, f: &dyn Fn(&Value) -> bool| s.wait_for(Duration::from_secs(5), f);
+    assert!(
+        ev(&last_pim, &|e| e["event"] == "route"
+            && e["group"] == group
+            && e["action"] == "add")
+        .is_some(),
+        "{:?}",
+        last_pim.all()
+    );
+    assert!(
+        ev(&last_pim, &|e| e["event"] == "route"
+            && e["group"] == group
+            && e["action"] == "remove")
+        .is_some(),
+        "{:?}",
+        last_pim.all()
+    );
+    assert!(
+        ev(&last_mroute, &|e| e["event"] == "route"
+            && e["change"] == "added"
+            && e["source"] == source)
+        .is_some(),
+        "{:?}",
+        last_mroute.all()
+    );
+    assert!(
+        ev(&last_mroute, &|e| e["event"] == "route"
+            && e["change"] == "removed"
+            && e["group"] == group)
+        .is_some(),
+        "{:?}",
+        last_mroute.all()
+    );
+    assert!(
+        ev(&first_mroute, &|e| e["event"] == "route"
+            && e["change"] == "added"
+            && e["source"] == source)
+        .is_some(),
+        "{:?}",
+        first_mroute.all()
     );
 }
 
