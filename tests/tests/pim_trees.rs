@@ -727,10 +727,14 @@ impl Chain {
             "10.84.0.2/24",
         );
         c.src.ip(&["route", "add", "default", "via", "10.81.0.1"]);
-        c.d.ip(&["route", "add", "default", "via", "10.82.0.1"]);
+        c.d.ip(&["route", "add", "10.83.0.0/24", "via", "10.82.0.1"]);
+        c.d.ip(&["route", "add", "10.84.0.0/24", "via", "10.82.0.1"]);
         c.r.ip(&["route", "add", "10.81.0.0/24", "via", "10.82.0.2"]);
         c.r.ip(&["route", "add", "10.84.0.0/24", "via", "10.83.0.2"]);
-        c.l.ip(&["route", "add", "default", "via", "10.83.0.1"]);
+        // Prefixes, not a default route: FRR's nexthop tracking does not
+        // resolve through a default route (no `ip nht resolve-via-default`).
+        c.l.ip(&["route", "add", "10.81.0.0/24", "via", "10.83.0.1"]);
+        c.l.ip(&["route", "add", "10.82.0.0/24", "via", "10.83.0.1"]);
         c.v.ip(&["route", "add", "default", "via", "10.84.0.1"]);
         c
     }
@@ -849,21 +853,26 @@ fn time_until_quiet(ns: &Netns, iface: &str, limit: Duration) -> Option<Duration
     None
 }
 
-/// Sequence checks of a 1 kpps stream after the trees settled: every
-/// packet from the first received on arrived once and in order, the first
-/// within `max_first` packets of the start.
-fn assert_settled_stream(got: &Value, max_first: u64, min_received: u64) {
-    let st = &got["streams"][0];
-    assert_eq!(st["duplicates"], 0, "duplicates: {got}");
-    assert_eq!(st["lost"], 0, "loss after the first packet: {got}");
-    assert_eq!(st["reordered"], 0, "{got}");
+/// Sequence checks of a 1 kpps stream: `whole` listened from before the
+/// first packet (its first packet came within `max_first` of the start:
+/// through the register tunnel or the shared tree), `settled` from after
+/// the SPT switch settled: every packet once and in order, at least
+/// `min_settled`.
+fn assert_streams(whole: &Value, settled: &Value, max_first: u64, min_settled: u64) {
+    let w = &whole["streams"][0];
+    eprintln!("whole stream: {w}");
+    eprintln!("settled stream: {}", settled["streams"][0]);
     assert!(
-        st["first_seq"].as_u64().is_some_and(|f| f <= max_first),
-        "first packet late: {got}"
+        w["first_seq"].as_u64().is_some_and(|f| f <= max_first),
+        "first packet late: {whole}"
     );
+    let st = &settled["streams"][0];
+    assert_eq!(st["duplicates"], 0, "duplicates: {settled}");
+    assert_eq!(st["lost"], 0, "loss once settled: {settled}");
+    assert_eq!(st["reordered"], 0, "{settled}");
     assert!(
-        st["received"].as_u64() >= Some(min_received),
-        "received: {got}"
+        st["received"].as_u64() >= Some(min_settled),
+        "received: {settled}"
     );
 }
 
@@ -898,7 +907,7 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
         frr.vtysh(&["show ip pim neighbor"])
     );
     let (group, source) = ("239.6.6.6", "10.81.0.2");
-    let listener = Listener::start(&c.v, &c.dir, &n("v"), group, 7000, &["--duration", "14"]);
+    let listener = Listener::start(&c.v, &c.dir, &n("v"), group, 7000, &["--duration", "24"]);
     assert!(
         wait_until(Duration::from_secs(10), || frr_star_join(
             &frr,
@@ -955,9 +964,10 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
         up[group][source]["joinState"], "Joined",
         "FRR upstream: {up}"
     );
+    let settled = Listener::start(&c.v, &c.dir, &n("v"), group, 7000, &["--duration", "8"]);
+    let settled = settled.finish();
     let got = listener.finish();
-    eprintln!("receiver: {}", got["streams"][0]);
-    assert_settled_stream(&got, 1000, 12_000);
+    assert_streams(&got, &settled, 1000, 7000);
     let js = first.ctl_json(&["pim", "join-state"]);
     assert!(
         js["counters"]["register_data_sent"].as_u64() > Some(0),
@@ -1035,6 +1045,138 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
         .is_some(),
         "{:?}",
         first_mroute.all()
+    );
+}
+
+/// Issue #17 item 2. mcrd as the RP between an FRR first hop and an FRR
+/// last hop: mcrd takes the Registers (the kernel decapsulates them on the
+/// register vif), forwards down the shared tree, joins toward the source
+/// and sends Register-Stop once native traffic arrives; a 1 kpps stream
+/// arrives with no loss or duplicate once flowing.
+#[test]
+fn data_flows_frr_dr_mcrd_rp_frr_last_hop() {
+    if !frr_available() {
+        eprintln!("skipped: FRR pimd is not installed");
+        return;
+    }
+    let c = Chain::new();
+    let n = |s: &str| c.n(s);
+    let cfg = format!(
+        "{{ pim: {{ enabled: true, hello_period: 5, interfaces: [ {{ name: \"{}\" }}, {{ name: \"{}\" }} ], \
+           rp_address: \"10.82.0.1\", static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"10.82.0.1\" }} ] }}, \
+           control_plane: {{ rpf_provider: \"kernel\" }} }}",
+        n("rd"),
+        n("rl")
+    );
+    let rp = Mcrd::start(&c.r, &c.dir, &cfg);
+    let rp_pim = Subscriber::start(&rp, "pim");
+    let rp_mroute = Subscriber::start(&rp, "mroute");
+    let fd = c.frr(&c.d, "d", &[n("dr"), n("ds")], None);
+    let fl = c.frr(&c.l, "l", &[n("lr")], Some(&n("lv")));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            fd.neighbors().contains_key("10.82.0.1") && fl.neighbors().contains_key("10.83.0.1")
+        }),
+        "adjacencies: {} / {}",
+        fd.vtysh(&["show ip pim neighbor"]),
+        fl.vtysh(&["show ip pim neighbor"])
+    );
+    let (group, source) = ("239.7.7.7", "10.81.0.2");
+    let listener = Listener::start(&c.v, &c.dir, &n("v"), group, 7001, &["--duration", "24"]);
+    assert!(
+        wait_until(Duration::from_secs(15), || star_g(&rp, group).is_some_and(
+            |e| e["downstream"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d["interface"] == n("rl").as_str()))
+        )),
+        "no (*,G) join from the FRR last hop: {}\n{}",
+        join_state(&rp),
+        fl.vtysh(&["show ip igmp groups", "show ip pim upstream"])
+    );
+    let gen = Generator::spawn(
+        &c.src,
+        &n("s"),
+        group,
+        7001,
+        &["--rate", "1000", "--count", "30000", "--ttl", "16"],
+    );
+    let want_d = (n("ds"), vec![n("dr")]);
+    let want_r = (n("rd"), vec![n("rl")]);
+    let want_l = (n("lr"), vec![n("lv")]);
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            frr_route(&fd, source, group) == Some(want_d.clone())
+                && mcr_route(&rp, Some(source), group) == Some(want_r.clone())
+                && frr_route(&fl, source, group) == Some(want_l.clone())
+        }),
+        "frr d {:?} mcrd {:?} frr l {:?}\n{}\n{}",
+        frr_route(&fd, source, group),
+        mcr_route(&rp, Some(source), group),
+        frr_route(&fl, source, group),
+        join_state(&rp),
+        fd.vtysh(&["show ip pim upstream", "show ip mroute"])
+    );
+    assert_eq!(kernel_route(&c.r, source, group), Some(want_r.clone()));
+    // mcrd joined toward the source (FRR's first hop) and stopped the
+    // registers.
+    let sg = |m: &Mcrd| {
+        join_state(m)["entries"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|e| e["kind"] == "sg" && e["source"] == source)
+                    .cloned()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let e = sg(&rp);
+            e["upstream"] == "joined" && e["rpf_neighbor"] == "10.82.0.2" && e["spt_bit"] == true
+        }),
+        "{}",
+        sg(&rp)
+    );
+    let counters = &join_state(&rp)["counters"]["tree"];
+    assert!(
+        counters["registers_received"].as_u64() > Some(0),
+        "{counters}"
+    );
+    assert!(
+        counters["register_stops_sent"].as_u64() > Some(0),
+        "{counters}"
+    );
+    let fu = fd.json("show ip pim upstream json");
+    assert_eq!(fu[group][source]["joinState"], "Joined", "{fu}");
+    assert!(
+        wait_until(Duration::from_secs(10), || fd
+            .json("show ip pim upstream json")[group][source]["regState"]
+            != "RegJoined"),
+        "FRR's DR still registers: {}",
+        fd.json("show ip pim upstream json")
+    );
+    let settled = Listener::start(&c.v, &c.dir, &n("v"), group, 7001, &["--duration", "8"]);
+    let settled = settled.finish();
+    let got = listener.finish();
+    assert_streams(&got, &settled, 1000, 7000);
+    drop(gen);
+    assert!(
+        rp_pim
+            .wait_for(Duration::from_secs(5), |e| e["event"] == "route"
+                && e["group"] == group
+                && e["action"] == "add")
+            .is_some(),
+        "{:?}",
+        rp_pim.all()
+    );
+    assert!(
+        rp_mroute
+            .wait_for(Duration::from_secs(5), |e| e["event"] == "route"
+                && e["change"] == "added"
+                && e["source"] == source)
+            .is_some(),
+        "{:?}",
+        rp_mroute.all()
     );
 }
 
