@@ -761,20 +761,38 @@ impl Chain {
 
     /// Starts FRR (zebra + pimd) in `ns` with `ip pim` on `ifaces` (and
     /// `ip igmp` on `igmp`), RP 10.82.0.1.
-    fn frr(&self, ns: &Netns, name: &str, ifaces: &[String], igmp: Option<&str>) -> Frr {
-        let mut conf = String::new();
-        for i in ifaces {
-            conf.push_str(&format!("interface {i}\n ip pim\n ip pim hello 5\n!\n"));
-        }
-        if let Some(i) = igmp {
-            conf.push_str(&format!("interface {i}\n ip pim\n ip igmp\n!\n"));
-        }
-        let dir = TempDir::new(&format!("{}{name}", self.tag));
-        let frr = Frr::start_with(ns, &dir, &ifaces[0], &conf);
-        std::mem::forget(dir);
-        frr_set_rp(&frr, "10.82.0.1");
-        frr
+    fn frr(&self, ns: &Netns, name: &str, ifaces: &[String], igmp: Option<&str>) -> (TempDir, Frr) {
+        start_frr(
+            ns,
+            &format!("{}{name}", self.tag),
+            ifaces,
+            igmp,
+            "10.82.0.1",
+        )
     }
+}
+
+/// Starts FRR (zebra + pimd) in `ns` with `ip pim` on `ifaces` (and `ip
+/// igmp` on `igmp`) and `rp` for 239.0.0.0/8; its state directory is
+/// returned first, to be dropped after FRR stops.
+fn start_frr(
+    ns: &Netns,
+    tag: &str,
+    ifaces: &[String],
+    igmp: Option<&str>,
+    rp: &str,
+) -> (TempDir, Frr) {
+    let mut conf = String::new();
+    for i in ifaces {
+        conf.push_str(&format!("interface {i}\n ip pim\n ip pim hello 5\n!\n"));
+    }
+    if let Some(i) = igmp {
+        conf.push_str(&format!("interface {i}\n ip pim\n ip igmp\n!\n"));
+    }
+    let dir = TempDir::new(tag);
+    let frr = Frr::start_with(ns, &dir, &ifaces[0], &conf);
+    frr_set_rp(&frr, rp);
+    (dir, frr)
 }
 
 /// `(iif, sorted oifs)` of a route in `mcrctl --json mroute`.
@@ -889,7 +907,7 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
     }
     let c = Chain::new();
     let n = |s: &str| c.n(s);
-    let frr = c.frr(&c.r, "r", &[n("rd"), n("rl")], None);
+    let (_fdir, frr) = c.frr(&c.r, "r", &[n("rd"), n("rl")], None);
     let dir_d = TempDir::new(&format!("{}d", c.tag));
     let dir_l = TempDir::new(&format!("{}l", c.tag));
     let first = Mcrd::start(&c.d, &dir_d, &c.mcrd_config(&n("dr"), &n("ds"), false));
@@ -1071,8 +1089,8 @@ fn data_flows_frr_dr_mcrd_rp_frr_last_hop() {
     let rp = Mcrd::start(&c.r, &c.dir, &cfg);
     let rp_pim = Subscriber::start(&rp, "pim");
     let rp_mroute = Subscriber::start(&rp, "mroute");
-    let fd = c.frr(&c.d, "d", &[n("dr"), n("ds")], None);
-    let fl = c.frr(&c.l, "l", &[n("lr")], Some(&n("lv")));
+    let (_fd_dir, fd) = c.frr(&c.d, "d", &[n("dr"), n("ds")], None);
+    let (_fl_dir, fl) = c.frr(&c.l, "l", &[n("lr")], Some(&n("lv")));
     assert!(
         wait_until(Duration::from_secs(20), || {
             fd.neighbors().contains_key("10.82.0.1") && fl.neighbors().contains_key("10.83.0.1")
@@ -1178,6 +1196,182 @@ fn data_flows_frr_dr_mcrd_rp_frr_last_hop() {
         "{:?}",
         rp_mroute.all()
     );
+}
+
+/// Issue #17 item 3. An RPF change at the last hop: the source LAN (a
+/// bridge in the source's namespace) has two FRR routers, A (the RP) and
+/// B, each with a link to mcrd; replacing mcrd's route toward the source
+/// from A to B moves the (S,G) join to B (RFC 7761 section 4.5.7 "RPF'(S,G)
+/// changes") and the traffic follows onto mcrd's link from B.
+#[test]
+fn sg_join_and_traffic_follow_an_rpf_change_to_another_upstream() {
+    if !frr_available() {
+        eprintln!("skipped: FRR pimd is not installed");
+        return;
+    }
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let n = |s: &str| format!("{tag}{s}");
+    let src = Netns::new(format!("{tag}-s"));
+    let a = Netns::new(format!("{tag}-a"));
+    let b = Netns::new(format!("{tag}-b"));
+    let l = Netns::new(format!("{tag}-l"));
+    let v = Netns::new(format!("{tag}-v"));
+    veth(&src, &n("sa"), "", &a, &n("as"), "10.91.0.1/24");
+    veth(&src, &n("sb"), "", &b, &n("bs"), "10.91.0.2/24");
+    src.ip(&["link", "add", &n("br"), "type", "bridge"]);
+    for p in [n("sa"), n("sb")] {
+        src.ip(&["link", "set", &p, "master", &n("br")]);
+    }
+    src.ip(&["addr", "add", "10.91.0.100/24", "dev", &n("br")]);
+    src.ip(&["link", "set", &n("br"), "up"]);
+    veth(&a, &n("al"), "10.92.0.1/24", &l, &n("la"), "10.92.0.2/24");
+    veth(&b, &n("bl"), "10.93.0.1/24", &l, &n("lb"), "10.93.0.2/24");
+    veth(&l, &n("lv"), "10.94.0.1/24", &v, &n("v"), "10.94.0.2/24");
+    v.ip(&["route", "add", "default", "via", "10.94.0.1"]);
+    a.ip(&["route", "add", "10.94.0.0/24", "via", "10.92.0.2"]);
+    b.ip(&["route", "add", "10.94.0.0/24", "via", "10.93.0.2"]);
+    l.ip(&["route", "add", "10.91.0.0/24", "via", "10.92.0.1"]);
+    let rp = "10.91.0.1";
+    let (_da, fa) = start_frr(&a, &n("A"), &[n("al"), n("as")], None, rp);
+    let (_db, fb) = start_frr(&b, &n("B"), &[n("bl"), n("bs")], None, rp);
+    let cfg = format!(
+        "{{ pim: {{ enabled: true, hello_period: 5, interfaces: [ {{ name: \"{}\" }}, {{ name: \"{}\" }}, {{ name: \"{}\" }} ], \
+           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{rp}\" }} ] }}, \
+           igmp: {{ querier_interfaces: [\"{}\"], version: 2 }}, \
+           control_plane: {{ rpf_provider: \"kernel\" }} }}",
+        n("la"),
+        n("lb"),
+        n("lv"),
+        n("lv")
+    );
+    let m = Mcrd::start(&l, &dir, &cfg);
+    let pim_events = Subscriber::start(&m, "pim");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            fa.neighbors().contains_key("10.92.0.2") && fb.neighbors().contains_key("10.93.0.2")
+        }),
+        "adjacencies: {} / {}",
+        fa.vtysh(&["show ip pim neighbor"]),
+        fb.vtysh(&["show ip pim neighbor"])
+    );
+    let (group, source) = ("239.9.9.9", "10.91.0.100");
+    let listener = Listener::start(&v, &dir, &n("v"), group, 7002, &["--duration", "40"]);
+    let gen = Generator::spawn(
+        &src,
+        &n("br"),
+        group,
+        7002,
+        &["--rate", "1000", "--count", "45000", "--ttl", "16"],
+    );
+    let sg = || {
+        join_state(&m)["entries"]
+            .as_array()
+            .and_then(|x| {
+                x.iter()
+                    .find(|e| e["kind"] == "sg" && e["source"] == source)
+                    .cloned()
+            })
+            .unwrap_or_default()
+    };
+    let joined_via = |nb: &str, ifc: &str| {
+        let e = sg();
+        e["upstream"] == "joined"
+            && e["rpf_neighbor"] == nb
+            && e["rpf_interface"] == ifc
+            && e["spt_bit"] == true
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || joined_via(
+            "10.92.0.1",
+            &n("la")
+        ) && mcr_route(
+            &m,
+            Some(source),
+            group
+        ) == Some((
+            n("la"),
+            vec![n("lv")]
+        ))),
+        "not on the SPT via A: {} {:?}",
+        sg(),
+        mcr_route(&m, Some(source), group)
+    );
+    let rx = |ifc: &str| -> u64 {
+        l.net_attr(ifc, "statistics/rx_packets")
+            .parse()
+            .unwrap_or(0)
+    };
+    // Steady on A: the stream comes in on `la`.
+    let r0 = rx(&n("la"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(rx(&n("la")) - r0 > 300, "no stream from A");
+
+    let t0 = Instant::now();
+    l.ip(&["route", "replace", "10.91.0.0/24", "via", "10.93.0.1"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || joined_via(
+            "10.93.0.1",
+            &n("lb")
+        )),
+        "the (S,G) join did not move to B: {}",
+        sg()
+    );
+    let join_moved = t0.elapsed();
+    // Traffic follows: the kernel route's iif is `lb` and the stream
+    // arrives from B (1 s windows of more than 500 packets).
+    let mut traffic_moved = None;
+    while t0.elapsed() < Duration::from_secs(20) {
+        let before = rx(&n("lb"));
+        let at = t0.elapsed();
+        std::thread::sleep(Duration::from_millis(200));
+        if rx(&n("lb")) - before > 100
+            && kernel_route(&l, source, group) == Some((n("lb"), vec![n("lv")]))
+        {
+            traffic_moved = Some(at);
+            break;
+        }
+    }
+    eprintln!(
+        "RPF change: (S,G) join moved to the new upstream after {join_moved:?}, traffic arrived from it after {traffic_moved:?}"
+    );
+    assert!(
+        traffic_moved.is_some(),
+        "no traffic from B: {}\n{}",
+        l.ip(&["-s", "mroute", "show"]),
+        fb.vtysh(&["show ip pim upstream", "show ip mroute"])
+    );
+    assert_eq!(
+        mcr_route(&m, Some(source), group),
+        Some((n("lb"), vec![n("lv")]))
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || fb
+            .json("show ip pim upstream json")[group][source]["joinState"]
+            == "Joined"),
+        "B not joined: {}",
+        fb.vtysh(&["show ip pim upstream"])
+    );
+    assert_eq!(
+        frr_route(&fb, source, group),
+        Some((n("bs"), vec![n("bl")]))
+    );
+    // The RPF change reached subscribers.
+    assert!(
+        pim_events
+            .wait_for(Duration::from_secs(5), |e| e["event"] == "rpf-change"
+                && e["neighbor"] == "10.93.0.1"
+                && e["interface"] == n("lb").as_str())
+            .is_some(),
+        "{:?}",
+        pim_events.all()
+    );
+    let settled = Listener::start(&v, &dir, &n("v"), group, 7002, &["--duration", "6"]);
+    let settled = settled.finish();
+    let got = listener.finish();
+    drop(gen);
+    eprintln!("lost across the change: {}", got["streams"][0]["lost"]);
+    assert_streams(&got, &settled, 2000, 5000);
 }
 
 /// RPF follows the kernel's routes: the (*,G) join moves to the new RPF'
