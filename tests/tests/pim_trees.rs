@@ -670,44 +670,83 @@ fn hostile_join_prune_and_registers_are_counted_and_bounded() {
     );
 }
 
-/// Data end to end through the trees: source - mcrd (first-hop DR,
-/// registers) - FRR (RP) - mcrd (last hop, switches to the SPT) -
-/// receiver. Needs the kernel MFC data path of the mroute branch (routes
-/// from the MRIB, NOCACHE / WHOLEPKT upcalls to `data_plane_notice` and
-/// `register_data`).
-#[test]
-#[ignore = "needs the route data path (mroute branch)"]
-fn data_flows_source_dr_rp_last_hop_receiver() {
-    if !frr_available() {
-        eprintln!("skipped: FRR pimd is not installed");
-        return;
+/// Five namespaces in a chain: source `s` - first hop `d` - RP `r` - last
+/// hop `l` - receiver `v`, unicast routes consistent for RPF everywhere.
+struct Chain {
+    tag: String,
+    dir: TempDir,
+    src: Netns,
+    d: Netns,
+    r: Netns,
+    l: Netns,
+    v: Netns,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        let tag = unique_tag();
+        let c = Chain {
+            dir: TempDir::new(&tag),
+            src: Netns::new(format!("{tag}-s")),
+            d: Netns::new(format!("{tag}-d")),
+            r: Netns::new(format!("{tag}-r")),
+            l: Netns::new(format!("{tag}-l")),
+            v: Netns::new(format!("{tag}-v")),
+            tag,
+        };
+        veth(
+            &c.src,
+            &c.n("s"),
+            "10.81.0.2/24",
+            &c.d,
+            &c.n("ds"),
+            "10.81.0.1/24",
+        );
+        veth(
+            &c.d,
+            &c.n("dr"),
+            "10.82.0.2/24",
+            &c.r,
+            &c.n("rd"),
+            "10.82.0.1/24",
+        );
+        veth(
+            &c.r,
+            &c.n("rl"),
+            "10.83.0.1/24",
+            &c.l,
+            &c.n("lr"),
+            "10.83.0.2/24",
+        );
+        veth(
+            &c.l,
+            &c.n("lv"),
+            "10.84.0.1/24",
+            &c.v,
+            &c.n("v"),
+            "10.84.0.2/24",
+        );
+        c.src.ip(&["route", "add", "default", "via", "10.81.0.1"]);
+        c.d.ip(&["route", "add", "10.83.0.0/24", "via", "10.82.0.1"]);
+        c.d.ip(&["route", "add", "10.84.0.0/24", "via", "10.82.0.1"]);
+        c.r.ip(&["route", "add", "10.81.0.0/24", "via", "10.82.0.2"]);
+        c.r.ip(&["route", "add", "10.84.0.0/24", "via", "10.83.0.2"]);
+        // Prefixes, not a default route: FRR's nexthop tracking does not
+        // resolve through a default route (no `ip nht resolve-via-default`).
+        c.l.ip(&["route", "add", "10.81.0.0/24", "via", "10.83.0.1"]);
+        c.l.ip(&["route", "add", "10.82.0.0/24", "via", "10.83.0.1"]);
+        c.v.ip(&["route", "add", "default", "via", "10.84.0.1"]);
+        c
     }
-    let tag = unique_tag();
-    let dir = TempDir::new(&tag);
-    let src = Netns::new(format!("{tag}-s"));
-    let dr = Netns::new(format!("{tag}-d"));
-    let rp = Netns::new(format!("{tag}-r"));
-    let lh = Netns::new(format!("{tag}-l"));
-    let rcv = Netns::new(format!("{tag}-v"));
-    let n = |s: &str| format!("{tag}{s}");
-    veth(&src, &n("s"), "10.81.0.2/24", &dr, &n("ds"), "10.81.0.1/24");
-    veth(&dr, &n("dr"), "10.82.0.2/24", &rp, &n("rd"), "10.82.0.1/24");
-    veth(&rp, &n("rl"), "10.83.0.1/24", &lh, &n("lr"), "10.83.0.2/24");
-    veth(&lh, &n("lv"), "10.84.0.1/24", &rcv, &n("v"), "10.84.0.2/24");
-    src.ip(&["route", "add", "default", "via", "10.81.0.1"]);
-    dr.ip(&["route", "add", "default", "via", "10.82.0.1"]);
-    rp.ip(&["route", "add", "10.81.0.0/24", "via", "10.82.0.2"]);
-    rp.ip(&["route", "add", "10.84.0.0/24", "via", "10.83.0.2"]);
-    lh.ip(&["route", "add", "default", "via", "10.83.0.1"]);
-    rcv.ip(&["route", "add", "default", "via", "10.84.0.1"]);
-    let conf = format!(
-        "interface {}\n ip pim\n ip pim hello 5\n!\ninterface {}\n ip pim\n ip pim hello 5\n!\n",
-        n("rd"),
-        n("rl")
-    );
-    let frr = Frr::start_with(&rp, &dir, &n("rd"), &conf);
-    frr_set_rp(&frr, "10.82.0.1");
-    let mcr_cfg = |up: &str, down: &str, igmp: bool| {
+
+    /// An interface name: `{tag}{suffix}`.
+    fn n(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.tag)
+    }
+
+    /// mcrd's config on a router with `up` toward the RP and `down` toward
+    /// the hosts (an IGMP querier there when `igmp`); RP 10.82.0.1.
+    fn mcrd_config(&self, up: &str, down: &str, igmp: bool) -> String {
         format!(
             "{{ pim: {{ enabled: true, hello_period: 5, interfaces: [ {{ name: \"{up}\" }}, {{ name: \"{down}\" }} ], \
                static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"10.82.0.1\" }} ] }}, {} \
@@ -718,11 +757,164 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
                 String::new()
             }
         )
-    };
-    let dir_d = TempDir::new(&format!("{tag}d"));
-    let dir_l = TempDir::new(&format!("{tag}l"));
-    let first = Mcrd::start(&dr, &dir_d, &mcr_cfg(&n("dr"), &n("ds"), false));
-    let last = Mcrd::start(&lh, &dir_l, &mcr_cfg(&n("lr"), &n("lv"), true));
+    }
+
+    /// Starts FRR (zebra + pimd) in `ns` with `ip pim` on `ifaces` (and
+    /// `ip igmp` on `igmp`), RP 10.82.0.1.
+    fn frr(&self, ns: &Netns, name: &str, ifaces: &[String], igmp: Option<&str>) -> (TempDir, Frr) {
+        start_frr(
+            ns,
+            &format!("{}{name}", self.tag),
+            ifaces,
+            igmp,
+            "10.82.0.1",
+        )
+    }
+}
+
+/// Starts FRR (zebra + pimd) in `ns` with `ip pim` on `ifaces` (and `ip
+/// igmp` on `igmp`) and `rp` for 239.0.0.0/8; its state directory is
+/// returned first, to be dropped after FRR stops.
+fn start_frr(
+    ns: &Netns,
+    tag: &str,
+    ifaces: &[String],
+    igmp: Option<&str>,
+    rp: &str,
+) -> (TempDir, Frr) {
+    let mut conf = String::new();
+    for i in ifaces {
+        conf.push_str(&format!("interface {i}\n ip pim\n ip pim hello 5\n!\n"));
+    }
+    if let Some(i) = igmp {
+        conf.push_str(&format!("interface {i}\n ip pim\n ip igmp\n!\n"));
+    }
+    let dir = TempDir::new(tag);
+    let frr = Frr::start_with(ns, &dir, &ifaces[0], &conf);
+    frr_set_rp(&frr, rp);
+    (dir, frr)
+}
+
+/// `(iif, sorted oifs)` of a route in `mcrctl --json mroute`.
+fn mcr_route(m: &Mcrd, source: Option<&str>, group: &str) -> Option<(String, Vec<String>)> {
+    let v = m.ctl_json(&["mroute"]);
+    let r = v["routes"].as_array()?.iter().find(|r| {
+        r["group"] == group
+            && match source {
+                Some(s) => r["source"] == s,
+                None => r["source"].is_null(),
+            }
+    })?;
+    let mut oifs: Vec<String> = r["oifs"]
+        .as_array()?
+        .iter()
+        .filter_map(|o| o["interface"].as_str().map(String::from))
+        .collect();
+    oifs.sort();
+    Some((r["iif"].as_str()?.to_string(), oifs))
+}
+
+/// `(iif, sorted oifs)` of FRR's `show ip mroute json` entry (`source` is
+/// `*` for (*,G)).
+fn frr_route(frr: &Frr, source: &str, group: &str) -> Option<(String, Vec<String>)> {
+    let v = frr.json("show ip mroute json");
+    let e = v.get(group)?.get(source)?;
+    let mut oifs: Vec<String> = e
+        .get("oil")
+        .and_then(|o| o.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    oifs.sort();
+    Some((e.get("iif")?.as_str()?.to_string(), oifs))
+}
+
+/// `(iif, sorted oifs)` of the kernel's `(source,group)` MFC entry in
+/// `ip mroute show` inside `ns`.
+fn kernel_route(ns: &Netns, source: &str, group: &str) -> Option<(String, Vec<String>)> {
+    let text = ns.ip(&["mroute", "show"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("({source},{group})")))?;
+    let iif = line.split("Iif: ").nth(1)?.split_whitespace().next()?;
+    let mut oifs: Vec<String> = line
+        .split("Oifs: ")
+        .nth(1)
+        .map(|o| {
+            o.split_whitespace()
+                .take_while(|w| !w.starts_with("State:"))
+                .map(|w| w.split('(').next().unwrap_or(w).to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    oifs.sort();
+    Some((iif.to_string(), oifs))
+}
+
+/// Packets sent by `iface` in `ns` so far.
+fn tx_packets(ns: &Netns, iface: &str) -> u64 {
+    ns.net_attr(iface, "statistics/tx_packets")
+        .parse()
+        .unwrap_or(0)
+}
+
+/// How long until `iface` in `ns` stops sending the stream (under 20
+/// packets in 1 s, against 1000 while forwarding), waiting up to `limit`.
+fn time_until_quiet(ns: &Netns, iface: &str, limit: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        let a = tx_packets(ns, iface);
+        std::thread::sleep(Duration::from_secs(1));
+        if tx_packets(ns, iface) - a < 20 {
+            return Some(t0.elapsed());
+        }
+    }
+    None
+}
+
+/// Sequence checks of a 1 kpps stream: `whole` listened from before the
+/// first packet (its first packet came within `max_first` of the start:
+/// through the register tunnel or the shared tree), `settled` from after
+/// the SPT switch settled: every packet once and in order, at least
+/// `min_settled`.
+fn assert_streams(whole: &Value, settled: &Value, max_first: u64, min_settled: u64) {
+    let w = &whole["streams"][0];
+    eprintln!("whole stream: {w}");
+    eprintln!("settled stream: {}", settled["streams"][0]);
+    assert!(
+        w["first_seq"].as_u64().is_some_and(|f| f <= max_first),
+        "first packet late: {whole}"
+    );
+    let st = &settled["streams"][0];
+    assert_eq!(st["duplicates"], 0, "duplicates: {settled}");
+    assert_eq!(st["lost"], 0, "loss once settled: {settled}");
+    assert_eq!(st["reordered"], 0, "{settled}");
+    assert!(
+        st["received"].as_u64() >= Some(min_settled),
+        "received: {settled}"
+    );
+}
+
+/// Issue #17 item 1. Data end to end through the trees: source - mcrd
+/// (first-hop DR, registers) - FRR (RP) - mcrd (last hop, switches to the
+/// SPT) - receiver, a sequenced 1 kpps stream with no duplicate and no loss
+/// once flowing; the routes agree between mcrd, the kernel and FRR; the
+/// receiver's leave stops the traffic at the first hop.
+#[test]
+fn data_flows_source_dr_rp_last_hop_receiver() {
+    if !frr_available() {
+        eprintln!("skipped: FRR pimd is not installed");
+        return;
+    }
+    let c = Chain::new();
+    let n = |s: &str| c.n(s);
+    let (_fdir, frr) = c.frr(&c.r, "r", &[n("rd"), n("rl")], None);
+    let dir_d = TempDir::new(&format!("{}d", c.tag));
+    let dir_l = TempDir::new(&format!("{}l", c.tag));
+    let first = Mcrd::start(&c.d, &dir_d, &c.mcrd_config(&n("dr"), &n("ds"), false));
+    let last = Mcrd::start(&c.l, &dir_l, &c.mcrd_config(&n("lr"), &n("lv"), true));
+    let first_mroute = Subscriber::start(&first, "mroute");
+    let last_pim = Subscriber::start(&last, "pim");
+    let last_mroute = Subscriber::start(&last, "mroute");
     assert!(
         wait_until(Duration::from_secs(15), || {
             let nb = frr.json("show ip pim neighbor json");
@@ -732,8 +924,8 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
         "adjacencies: {}",
         frr.vtysh(&["show ip pim neighbor"])
     );
-    let group = "239.6.6.6";
-    let listener = Listener::start(&rcv, &dir, &n("v"), group, 7000, &["--duration", "30"]);
+    let (group, source) = ("239.6.6.6", "10.81.0.2");
+    let listener = Listener::start(&c.v, &c.dir, &n("v"), group, 7000, &["--duration", "24"]);
     assert!(
         wait_until(Duration::from_secs(10), || frr_star_join(
             &frr,
@@ -744,32 +936,442 @@ fn data_flows_source_dr_rp_last_hop_receiver() {
         "{}",
         frr.vtysh(&["show ip pim join"])
     );
-    let sent = generate(
-        &src,
+    let gen = Generator::spawn(
+        &c.src,
         &n("s"),
         group,
         7000,
-        &["--rate", "200", "--count", "2000", "--ttl", "16"],
+        &["--rate", "1000", "--count", "120000", "--ttl", "16"],
     );
-    eprintln!("sent: {sent}");
+    // The SPT settles: the last hop's (S,G) with the SPTbit.
+    let on_spt = || {
+        last.ctl_json(&["pim", "join-state"])["entries"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|e| e["kind"] == "sg" && e["source"] == source && e["spt_bit"] == true)
+            })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), on_spt),
+        "last hop not on the SPT: {}",
+        last.ctl_json(&["pim", "join-state"])
+    );
+    // Routes agree: mcrd's MRIB, the kernel MFC in each mcrd namespace and
+    // FRR's, chained d -> r -> l.
+    let want_d = (n("ds"), vec![n("dr")]);
+    let want_r = (n("rd"), vec![n("rl")]);
+    let want_l = (n("lr"), vec![n("lv")]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            mcr_route(&first, Some(source), group) == Some(want_d.clone())
+                && frr_route(&frr, source, group) == Some(want_r.clone())
+                && mcr_route(&last, Some(source), group) == Some(want_l.clone())
+        }),
+        "first {:?} frr {:?} last {:?}\n{}",
+        mcr_route(&first, Some(source), group),
+        frr_route(&frr, source, group),
+        mcr_route(&last, Some(source), group),
+        frr.json("show ip mroute json")
+    );
+    assert_eq!(kernel_route(&c.d, source, group), Some(want_d.clone()));
+    assert_eq!(kernel_route(&c.l, source, group), Some(want_l.clone()));
+    assert_eq!(kernel_route(&c.r, source, group), Some(want_r.clone()));
+    let up = frr.json("show ip pim upstream json");
+    assert_eq!(
+        up[group][source]["joinState"], "Joined",
+        "FRR upstream: {up}"
+    );
+    let settled = Listener::start(&c.v, &c.dir, &n("v"), group, 7000, &["--duration", "8"]);
+    let settled = settled.finish();
     let got = listener.finish();
-    // The first packets may be lost while the register tunnel and the
-    // SPT come up; the steady state must deliver.
-    assert!(total(&got, "received") >= 1500, "{got}");
+    assert_streams(&got, &settled, 1000, 7000);
     let js = first.ctl_json(&["pim", "join-state"]);
     assert!(
         js["counters"]["register_data_sent"].as_u64() > Some(0),
         "the DR registered: {js}"
     );
-    let lj = last.ctl_json(&["pim", "join-state"]);
     assert!(
-        lj["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "sg" && e["spt_bit"] == true),
-        "last hop on the SPT: {lj}"
+        js["counters"]["tree"]["register_stops_received"].as_u64() > Some(0),
+        "FRR answered with a Register-Stop: {js}"
     );
+    // The listener left (IGMPv2 leave): the prunes reach the first hop,
+    // which stops sending toward the RP while the source keeps sending.
+    // The last hop prunes at once; FRR as the RP keeps its (S,G) joined
+    // while its Keepalive Timer runs and prunes toward the source at its
+    // next periodic Join/Prune (t_periodic, 60 s): bounded by that, far
+    // under the 210 s J/P Holdtime.
+    let quiet = time_until_quiet(&c.d, &n("dr"), Duration::from_secs(75));
+    eprintln!("traffic stopped at the first hop {quiet:?} after the leave");
+    assert!(
+        quiet.is_some(),
+        "first hop still forwards: {}\nfirst: {}\nlast: {}\nFRR: {}",
+        c.d.ip(&["-s", "mroute", "show"]),
+        first.ctl_json(&["pim", "join-state"]),
+        last.ctl_json(&["pim", "join-state"]),
+        frr.vtysh(&["show ip mroute", "show ip pim upstream", "show ip pim join"])
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || mcr_route(
+            &last,
+            Some(source),
+            group
+        )
+        .is_none_or(|(_, o)| o.is_empty())),
+        "{:?}",
+        mcr_route(&last, Some(source), group)
+    );
+    drop(gen);
+    // subscribe --events pim / mroute carried the routes' add and remove.
+    let ev = |s: &Subscriber, f: &dyn Fn(&Value) -> bool| s.wait_for(Duration::from_secs(5), f);
+    assert!(
+        ev(&last_pim, &|e| e["event"] == "route"
+            && e["group"] == group
+            && e["action"] == "add")
+        .is_some(),
+        "{:?}",
+        last_pim.all()
+    );
+    assert!(
+        ev(&last_pim, &|e| e["event"] == "route"
+            && e["group"] == group
+            && e["action"] == "remove")
+        .is_some(),
+        "{:?}",
+        last_pim.all()
+    );
+    assert!(
+        ev(&last_mroute, &|e| e["event"] == "route"
+            && e["change"] == "added"
+            && e["source"] == source)
+        .is_some(),
+        "{:?}",
+        last_mroute.all()
+    );
+    assert!(
+        ev(&last_mroute, &|e| e["event"] == "route"
+            && e["change"] == "removed"
+            && e["group"] == group)
+        .is_some(),
+        "{:?}",
+        last_mroute.all()
+    );
+    assert!(
+        ev(&first_mroute, &|e| e["event"] == "route"
+            && e["change"] == "added"
+            && e["source"] == source)
+        .is_some(),
+        "{:?}",
+        first_mroute.all()
+    );
+}
+
+/// Issue #17 item 2. mcrd as the RP between an FRR first hop and an FRR
+/// last hop: mcrd takes the Registers (the kernel decapsulates them on the
+/// register vif), forwards down the shared tree, joins toward the source
+/// and sends Register-Stop once native traffic arrives; a 1 kpps stream
+/// arrives with no loss or duplicate once flowing.
+#[test]
+fn data_flows_frr_dr_mcrd_rp_frr_last_hop() {
+    if !frr_available() {
+        eprintln!("skipped: FRR pimd is not installed");
+        return;
+    }
+    let c = Chain::new();
+    let n = |s: &str| c.n(s);
+    let cfg = format!(
+        "{{ pim: {{ enabled: true, hello_period: 5, interfaces: [ {{ name: \"{}\" }}, {{ name: \"{}\" }} ], \
+           rp_address: \"10.82.0.1\", static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"10.82.0.1\" }} ] }}, \
+           control_plane: {{ rpf_provider: \"kernel\" }} }}",
+        n("rd"),
+        n("rl")
+    );
+    let rp = Mcrd::start(&c.r, &c.dir, &cfg);
+    let rp_pim = Subscriber::start(&rp, "pim");
+    let rp_mroute = Subscriber::start(&rp, "mroute");
+    let (_fd_dir, fd) = c.frr(&c.d, "d", &[n("dr"), n("ds")], None);
+    let (_fl_dir, fl) = c.frr(&c.l, "l", &[n("lr")], Some(&n("lv")));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            fd.neighbors().contains_key("10.82.0.1") && fl.neighbors().contains_key("10.83.0.1")
+        }),
+        "adjacencies: {} / {}",
+        fd.vtysh(&["show ip pim neighbor"]),
+        fl.vtysh(&["show ip pim neighbor"])
+    );
+    let (group, source) = ("239.7.7.7", "10.81.0.2");
+    let listener = Listener::start(&c.v, &c.dir, &n("v"), group, 7001, &["--duration", "24"]);
+    assert!(
+        wait_until(Duration::from_secs(15), || star_g(&rp, group).is_some_and(
+            |e| e["downstream"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d["interface"] == n("rl").as_str()))
+        )),
+        "no (*,G) join from the FRR last hop: {}\n{}",
+        join_state(&rp),
+        fl.vtysh(&["show ip igmp groups", "show ip pim upstream"])
+    );
+    let gen = Generator::spawn(
+        &c.src,
+        &n("s"),
+        group,
+        7001,
+        &["--rate", "1000", "--count", "30000", "--ttl", "16"],
+    );
+    let want_d = (n("ds"), vec![n("dr")]);
+    let want_r = (n("rd"), vec![n("rl")]);
+    let want_l = (n("lr"), vec![n("lv")]);
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            frr_route(&fd, source, group) == Some(want_d.clone())
+                && mcr_route(&rp, Some(source), group) == Some(want_r.clone())
+                && frr_route(&fl, source, group) == Some(want_l.clone())
+        }),
+        "frr d {:?} mcrd {:?} frr l {:?}\n{}\n{}",
+        frr_route(&fd, source, group),
+        mcr_route(&rp, Some(source), group),
+        frr_route(&fl, source, group),
+        join_state(&rp),
+        fd.vtysh(&["show ip pim upstream", "show ip mroute"])
+    );
+    assert_eq!(kernel_route(&c.r, source, group), Some(want_r.clone()));
+    // mcrd joined toward the source (FRR's first hop) and stopped the
+    // registers.
+    let sg = |m: &Mcrd| {
+        join_state(m)["entries"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|e| e["kind"] == "sg" && e["source"] == source)
+                    .cloned()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let e = sg(&rp);
+            e["upstream"] == "joined" && e["rpf_neighbor"] == "10.82.0.2" && e["spt_bit"] == true
+        }),
+        "{}",
+        sg(&rp)
+    );
+    let counters = &join_state(&rp)["counters"]["tree"];
+    assert!(
+        counters["registers_received"].as_u64() > Some(0),
+        "{counters}"
+    );
+    assert!(
+        counters["register_stops_sent"].as_u64() > Some(0),
+        "{counters}"
+    );
+    let fu = fd.json("show ip pim upstream json");
+    assert_eq!(fu[group][source]["joinState"], "Joined", "{fu}");
+    assert!(
+        wait_until(Duration::from_secs(10), || fd
+            .json("show ip pim upstream json")[group][source]["regState"]
+            != "RegJoined"),
+        "FRR's DR still registers: {}",
+        fd.json("show ip pim upstream json")
+    );
+    let settled = Listener::start(&c.v, &c.dir, &n("v"), group, 7001, &["--duration", "8"]);
+    let settled = settled.finish();
+    let got = listener.finish();
+    assert_streams(&got, &settled, 1000, 7000);
+    drop(gen);
+    assert!(
+        rp_pim
+            .wait_for(Duration::from_secs(5), |e| e["event"] == "route"
+                && e["group"] == group
+                && e["action"] == "add")
+            .is_some(),
+        "{:?}",
+        rp_pim.all()
+    );
+    assert!(
+        rp_mroute
+            .wait_for(Duration::from_secs(5), |e| e["event"] == "route"
+                && e["change"] == "added"
+                && e["source"] == source)
+            .is_some(),
+        "{:?}",
+        rp_mroute.all()
+    );
+}
+
+/// Issue #17 item 3. An RPF change at the last hop: the source LAN (a
+/// bridge in the source's namespace) has two FRR routers, A (the RP) and
+/// B, each with a link to mcrd; replacing mcrd's route toward the source
+/// from A to B moves the (S,G) join to B (RFC 7761 section 4.5.7 "RPF'(S,G)
+/// changes") and the traffic follows onto mcrd's link from B.
+#[test]
+fn sg_join_and_traffic_follow_an_rpf_change_to_another_upstream() {
+    if !frr_available() {
+        eprintln!("skipped: FRR pimd is not installed");
+        return;
+    }
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let n = |s: &str| format!("{tag}{s}");
+    let src = Netns::new(format!("{tag}-s"));
+    let a = Netns::new(format!("{tag}-a"));
+    let b = Netns::new(format!("{tag}-b"));
+    let l = Netns::new(format!("{tag}-l"));
+    let v = Netns::new(format!("{tag}-v"));
+    veth(&src, &n("sa"), "", &a, &n("as"), "10.91.0.1/24");
+    veth(&src, &n("sb"), "", &b, &n("bs"), "10.91.0.2/24");
+    src.ip(&["link", "add", &n("br"), "type", "bridge"]);
+    for p in [n("sa"), n("sb")] {
+        src.ip(&["link", "set", &p, "master", &n("br")]);
+    }
+    src.ip(&["addr", "add", "10.91.0.100/24", "dev", &n("br")]);
+    src.ip(&["link", "set", &n("br"), "up"]);
+    veth(&a, &n("al"), "10.92.0.1/24", &l, &n("la"), "10.92.0.2/24");
+    veth(&b, &n("bl"), "10.93.0.1/24", &l, &n("lb"), "10.93.0.2/24");
+    veth(&l, &n("lv"), "10.94.0.1/24", &v, &n("v"), "10.94.0.2/24");
+    v.ip(&["route", "add", "default", "via", "10.94.0.1"]);
+    a.ip(&["route", "add", "10.94.0.0/24", "via", "10.92.0.2"]);
+    b.ip(&["route", "add", "10.94.0.0/24", "via", "10.93.0.2"]);
+    l.ip(&["route", "add", "10.91.0.0/24", "via", "10.92.0.1"]);
+    let rp = "10.91.0.1";
+    let (_da, fa) = start_frr(&a, &n("A"), &[n("al"), n("as")], None, rp);
+    let (_db, fb) = start_frr(&b, &n("B"), &[n("bl"), n("bs")], None, rp);
+    let cfg = format!(
+        "{{ pim: {{ enabled: true, hello_period: 5, interfaces: [ {{ name: \"{}\" }}, {{ name: \"{}\" }}, {{ name: \"{}\" }} ], \
+           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{rp}\" }} ] }}, \
+           igmp: {{ querier_interfaces: [\"{}\"], version: 2 }}, \
+           control_plane: {{ rpf_provider: \"kernel\" }} }}",
+        n("la"),
+        n("lb"),
+        n("lv"),
+        n("lv")
+    );
+    let m = Mcrd::start(&l, &dir, &cfg);
+    let pim_events = Subscriber::start(&m, "pim");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            fa.neighbors().contains_key("10.92.0.2") && fb.neighbors().contains_key("10.93.0.2")
+        }),
+        "adjacencies: {} / {}",
+        fa.vtysh(&["show ip pim neighbor"]),
+        fb.vtysh(&["show ip pim neighbor"])
+    );
+    let (group, source) = ("239.9.9.9", "10.91.0.100");
+    let listener = Listener::start(&v, &dir, &n("v"), group, 7002, &["--duration", "40"]);
+    let gen = Generator::spawn(
+        &src,
+        &n("br"),
+        group,
+        7002,
+        &["--rate", "1000", "--count", "45000", "--ttl", "16"],
+    );
+    let sg = || {
+        join_state(&m)["entries"]
+            .as_array()
+            .and_then(|x| {
+                x.iter()
+                    .find(|e| e["kind"] == "sg" && e["source"] == source)
+                    .cloned()
+            })
+            .unwrap_or_default()
+    };
+    let joined_via = |nb: &str, ifc: &str| {
+        let e = sg();
+        e["upstream"] == "joined"
+            && e["rpf_neighbor"] == nb
+            && e["rpf_interface"] == ifc
+            && e["spt_bit"] == true
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || joined_via(
+            "10.92.0.1",
+            &n("la")
+        ) && mcr_route(
+            &m,
+            Some(source),
+            group
+        ) == Some((
+            n("la"),
+            vec![n("lv")]
+        ))),
+        "not on the SPT via A: {} {:?}",
+        sg(),
+        mcr_route(&m, Some(source), group)
+    );
+    let rx = |ifc: &str| -> u64 {
+        l.net_attr(ifc, "statistics/rx_packets")
+            .parse()
+            .unwrap_or(0)
+    };
+    // Steady on A: the stream comes in on `la`.
+    let r0 = rx(&n("la"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(rx(&n("la")) - r0 > 300, "no stream from A");
+
+    let t0 = Instant::now();
+    l.ip(&["route", "replace", "10.91.0.0/24", "via", "10.93.0.1"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || joined_via(
+            "10.93.0.1",
+            &n("lb")
+        )),
+        "the (S,G) join did not move to B: {}",
+        sg()
+    );
+    let join_moved = t0.elapsed();
+    // Traffic follows: the kernel route's iif is `lb` and the stream
+    // arrives from B (1 s windows of more than 500 packets).
+    let mut traffic_moved = None;
+    while t0.elapsed() < Duration::from_secs(20) {
+        let before = rx(&n("lb"));
+        let at = t0.elapsed();
+        std::thread::sleep(Duration::from_millis(200));
+        if rx(&n("lb")) - before > 100
+            && kernel_route(&l, source, group) == Some((n("lb"), vec![n("lv")]))
+        {
+            traffic_moved = Some(at);
+            break;
+        }
+    }
+    eprintln!(
+        "RPF change: (S,G) join moved to the new upstream after {join_moved:?}, traffic arrived from it after {traffic_moved:?}"
+    );
+    assert!(
+        traffic_moved.is_some(),
+        "no traffic from B: {}\n{}",
+        l.ip(&["-s", "mroute", "show"]),
+        fb.vtysh(&["show ip pim upstream", "show ip mroute"])
+    );
+    assert_eq!(
+        mcr_route(&m, Some(source), group),
+        Some((n("lb"), vec![n("lv")]))
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || fb
+            .json("show ip pim upstream json")[group][source]["joinState"]
+            == "Joined"),
+        "B not joined: {}",
+        fb.vtysh(&["show ip pim upstream"])
+    );
+    assert_eq!(
+        frr_route(&fb, source, group),
+        Some((n("bs"), vec![n("bl")]))
+    );
+    // The RPF change reached subscribers.
+    assert!(
+        pim_events
+            .wait_for(Duration::from_secs(5), |e| e["event"] == "rpf-change"
+                && e["neighbor"] == "10.93.0.1"
+                && e["interface"] == n("lb").as_str())
+            .is_some(),
+        "{:?}",
+        pim_events.all()
+    );
+    let settled = Listener::start(&v, &dir, &n("v"), group, 7002, &["--duration", "6"]);
+    let settled = settled.finish();
+    let got = listener.finish();
+    drop(gen);
+    eprintln!("lost across the change: {}", got["streams"][0]["lost"]);
+    assert_streams(&got, &settled, 2000, 5000);
 }
 
 /// RPF follows the kernel's routes: the (*,G) join moves to the new RPF'

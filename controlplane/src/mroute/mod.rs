@@ -63,6 +63,10 @@ pub const IDLE_SOURCE: Duration = Duration::from_secs(210);
 const COUNTER_SWEEP: Duration = Duration::from_secs(10);
 /// Least time between two Traffic notices of one entry.
 const TRAFFIC_NOTICE: Duration = Duration::from_secs(60);
+/// How often entries whose iif changed are read until a packet arrives on
+/// the new iif: that first packet is noticed at once (PIM sets the SPTbit
+/// on it, RFC 7761 section 4.2.2, and stops the (S,G,rpt) traffic).
+const IIF_CHANGE_SWEEP: Duration = Duration::from_millis(250);
 /// Most MFC entries installed; beyond, an entry is not installed, counted.
 pub const MAX_ENTRIES: usize = 100_000;
 /// Most notices and register packets waiting for PIM; beyond, dropped,
@@ -130,6 +134,10 @@ struct Seen {
     wrong_if: u64,
     moved_at: Option<Instant>,
     noticed_at: Option<Instant>,
+    /// The entry's iif vif at the last counter read.
+    iif: Option<u16>,
+    /// The iif changed and no packet was counted on the new one yet.
+    iif_changed: bool,
 }
 
 /// One vif slot.
@@ -216,6 +224,8 @@ pub struct Mroute {
     to_pim: Vec<ToPim>,
     events: Vec<serde_json::Value>,
     last_sweep: Instant,
+    /// When entries whose iif changed were last read.
+    last_iif_sweep: Instant,
     /// Now, as of the current [`Mroute::step_at`].
     clock: Instant,
     /// When opening the socket last failed (retried every [`RETRY_OPEN`]).
@@ -245,6 +255,7 @@ impl Default for Mroute {
             to_pim: Vec::new(),
             events: Vec::new(),
             last_sweep: Instant::now(),
+            last_iif_sweep: Instant::now(),
             clock: Instant::now(),
             failed_at: None,
             buf: vec![0u8; 65536],
@@ -510,7 +521,11 @@ impl Mroute {
         self.read_upcalls(mrib);
         if now.saturating_duration_since(self.last_sweep) >= COUNTER_SWEEP {
             self.last_sweep = now;
-            self.sweep(mrib);
+            self.last_iif_sweep = now;
+            self.sweep(mrib, false);
+        } else if now.saturating_duration_since(self.last_iif_sweep) >= IIF_CHANGE_SWEEP {
+            self.last_iif_sweep = now;
+            self.sweep(mrib, true);
         }
     }
 
@@ -899,24 +914,40 @@ impl Mroute {
     }
 
     /// Reads the counters of every entry: Traffic notices for entries that
-    /// moved (at most one a minute each), and idle `(*,G)`-derived entries
-    /// removed.
-    fn sweep(&mut self, mrib: &Mrib) {
+    /// moved (at most one a minute each, but at once for the first packets
+    /// on a changed iif), and idle `(*,G)`-derived entries removed. With
+    /// `iif_changes` only entries whose iif changed are read (no idling).
+    fn sweep(&mut self, mrib: &Mrib, iif_changes: bool) {
         let Some(sock) = &self.sock else { return };
         let now = self.clock;
         let mut idle = Vec::new();
         let mut notices = Vec::new();
         for (&(s, g), e) in &self.entries {
+            let seen = self.seen.entry((s, g)).or_default();
+            if seen.iif.is_some_and(|i| i != e.iif) {
+                // What was counted so far came in on the old iif: a base.
+                seen.iif = Some(e.iif);
+                seen.iif_changed = true;
+                if let Ok((p, b, w)) = sock.sg_count(s, g) {
+                    (seen.packets, seen.bytes, seen.wrong_if) = (p, b, w);
+                }
+                continue;
+            }
+            if iif_changes && !seen.iif_changed {
+                continue;
+            }
             let Ok((p, b, w)) = sock.sg_count(s, g) else {
                 continue;
             };
-            let seen = self.seen.entry((s, g)).or_default();
+            seen.iif = Some(e.iif);
             if p != seen.packets {
                 seen.moved_at = Some(now);
-                if seen
-                    .noticed_at
-                    .is_none_or(|t| now.saturating_duration_since(t) >= TRAFFIC_NOTICE)
+                if seen.iif_changed
+                    || seen
+                        .noticed_at
+                        .is_none_or(|t| now.saturating_duration_since(t) >= TRAFFIC_NOTICE)
                 {
+                    seen.iif_changed = false;
                     seen.noticed_at = Some(now);
                     if let Some(Some(Vif::Interface(i))) = self.vifs.get(usize::from(e.iif)) {
                         notices.push(DataPlaneNotice::Traffic {
@@ -928,7 +959,8 @@ impl Mroute {
                 }
             }
             (seen.packets, seen.bytes, seen.wrong_if) = (p, b, w);
-            if !e.from.is_sg()
+            if !iif_changes
+                && !e.from.is_sg()
                 && seen
                     .moved_at
                     .is_some_and(|t| now.saturating_duration_since(t) >= IDLE_SOURCE)

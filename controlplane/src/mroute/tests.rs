@@ -467,3 +467,55 @@ fn counters_give_traffic_notices_once_a_minute_and_idle_sources_expire() {
     m.step_at(at(300), &mut mrib, vec![]);
     assert_eq!(fake.entry(S, G), Some((1, vec![2])));
 }
+
+#[test]
+fn first_packets_on_a_changed_iif_are_noticed_at_once() {
+    let (fake, mut m, mut mrib) = setup();
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let k = RouteKey::sg(S, G);
+    mrib.set(Origin::Pim, k, route(Some(1), &[2])).unwrap();
+    m.step_at(at(0), &mut mrib, vec![]);
+    let traffic = |m: &mut Mroute| -> Vec<u32> {
+        m.take_to_pim()
+            .into_iter()
+            .filter_map(|p| match p {
+                ToPim::Notice(DataPlaneNotice::Traffic { interface, .. }) => Some(interface.index),
+                _ => None,
+            })
+            .collect()
+    };
+    let count = |n: u64| {
+        fake.0
+            .lock()
+            .unwrap()
+            .counts
+            .insert((S, G), (n, n * 100, 0));
+    };
+    count(10);
+    m.step_at(at(10_000), &mut mrib, vec![]);
+    assert_eq!(traffic(&mut m), vec![1]);
+    // RPF moved: the route's iif is now if3. Packets counted on if1 until
+    // then are no notice for if3.
+    mrib.set(Origin::Pim, k, route(Some(3), &[2])).unwrap();
+    m.step_at(at(10_100), &mut mrib, vec![]);
+    assert_eq!(fake.entry(S, G), Some((3, vec![2])));
+    count(20);
+    m.step_at(at(10_400), &mut mrib, vec![]);
+    assert_eq!(traffic(&mut m), Vec::<u32>::new(), "the base is taken");
+    count(21);
+    m.step_at(at(10_700), &mut mrib, vec![]);
+    assert_eq!(
+        traffic(&mut m),
+        vec![3],
+        "within a quarter second, not a minute after the last notice"
+    );
+    count(40);
+    m.step_at(at(11_000), &mut mrib, vec![]);
+    m.step_at(at(20_100), &mut mrib, vec![]);
+    assert_eq!(
+        traffic(&mut m),
+        Vec::<u32>::new(),
+        "then once a minute again"
+    );
+}

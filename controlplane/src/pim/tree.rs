@@ -41,6 +41,18 @@ pub const MAX_MRIB_QUEUE: usize = 1 << 20;
 /// 65535 bytes less the outer IPv4 (20) and Register (8) headers.
 pub const MAX_REGISTER_DATA: usize = 65_535 - 28;
 
+/// Data-plane notices kept while their source's RPF answer is pending.
+pub const MAX_DEFERRED_NOTICES: usize = 256;
+
+/// The source a data-plane notice is about.
+fn notice_source(n: &DataPlaneNotice) -> Ipv4Addr {
+    match n {
+        DataPlaneNotice::NewSource { source, .. }
+        | DataPlaneNotice::Traffic { source, .. }
+        | DataPlaneNotice::WrongInterface { source, .. } => *source,
+    }
+}
+
 /// What the control plane keeps beside the tree state.
 #[derive(Debug, Default)]
 pub struct TreeGlue {
@@ -66,6 +78,8 @@ pub struct TreeGlue {
     /// [`PimRuntime::take_rp_sources`]: the sources MSDP originates SAs for
     /// may have changed.
     pub(super) rp_sources_dirty: bool,
+    /// Data-plane notices waiting for their source's RPF answer.
+    pub(super) deferred: Vec<DataPlaneNotice>,
     pub(super) counters: GlueCounters,
 }
 
@@ -285,9 +299,31 @@ impl PimRuntime {
     }
 
     /// A notice from the route data path (kernel upcalls, route counters):
-    /// fed to the instance as `Input::DataPlane`.
+    /// fed to the instance as `Input::DataPlane`. The source's RPF answer
+    /// is asked first: whether this router is the source's first-hop DR
+    /// (RFC 7761 section 4.4.1) or on its SPT depends on it, and a NOCACHE
+    /// comes once per unresolved entry, so a notice judged without the
+    /// answer would be lost. A notice waiting for an external provider's
+    /// answer is kept (bounded by [`MAX_DEFERRED_NOTICES`], dropped and
+    /// counted as `rpf_untracked` beyond) and fed with the answer.
     pub fn data_plane_notice(&mut self, notice: DataPlaneNotice) {
         if self.driver.is_none() {
+            return;
+        }
+        let source = notice_source(&notice);
+        if !self.glue.tracked.contains_key(&source) && !self.glue.asking.contains(&source) {
+            if self.glue.tracked.len() + self.glue.asking.len() >= MAX_TRACKED_RPF {
+                self.glue.counters.rpf_untracked += 1;
+            } else {
+                self.lookup_and_feed(source);
+            }
+        }
+        if self.glue.asking.contains(&source) {
+            if self.glue.deferred.len() >= MAX_DEFERRED_NOTICES {
+                self.glue.counters.rpf_untracked += 1;
+            } else {
+                self.glue.deferred.push(notice);
+            }
             return;
         }
         self.feed(Input::DataPlane(notice));
@@ -425,13 +461,21 @@ impl PimRuntime {
         self.glue.asking.remove(&a);
         let before = self.glue.tracked.insert(a, route.clone());
         // Nothing fed yet and no route: the instance knows no more.
-        if before.as_ref() == Some(&route) || (before.is_none() && route.is_none()) {
-            return;
+        if before.as_ref() != Some(&route) && !(before.is_none() && route.is_none()) {
+            self.feed(Input::Rpf(RpfChange {
+                prefix: Ipv4Prefix::host(a),
+                route,
+            }));
         }
-        self.feed(Input::Rpf(RpfChange {
-            prefix: Ipv4Prefix::host(a),
-            route,
-        }));
+        if self.glue.deferred.iter().any(|n| notice_source(n) == a) {
+            let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.glue.deferred)
+                .into_iter()
+                .partition(|n| notice_source(n) == a);
+            self.glue.deferred = later;
+            for n in now {
+                self.feed(Input::DataPlane(n));
+            }
+        }
     }
 
     /// A provider's change for `prefix`: tracked addresses inside it are

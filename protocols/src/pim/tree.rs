@@ -341,7 +341,14 @@ pub struct Tree {
     pending: BTreeMap<Upstream, PendingGroups>,
     pending_stops: Vec<(Ipv4Addr, Ipv4Addr)>,
     asserts: BTreeMap<(EntryKey, u32), AssertInfo>,
-    could_assert: BTreeMap<EntryKey, BTreeSet<u32>>,
+    /// CouldAssert interfaces per group and entry (kept per group so one
+    /// group's reconcile does not walk every entry).
+    could_assert: BTreeMap<Ipv4Addr, BTreeMap<EntryKey, BTreeSet<u32>>>,
+    /// Groups each source has had `(S,G)` state in: a superset (stale
+    /// pairs are dropped when [`Tree::touch_prefix`] reads them), so an RPF
+    /// change for a source finds its groups without a walk of every group.
+    by_source: BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>>,
+    by_source_len: usize,
     /// Active sources of other domains, (G, S), from MSDP SAs
     /// ([`Tree::source_active`]); bounded by `max_entries`.
     sa_sources: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
@@ -517,6 +524,8 @@ impl Tree {
             could_assert: BTreeMap::new(),
             sa_sources: BTreeSet::new(),
             rp_sources_changed: false,
+            by_source: BTreeMap::new(),
+            by_source_len: 0,
             counters: TreeCounters::default(),
         }
     }
@@ -598,6 +607,49 @@ impl Tree {
         if prefix.prefix_len() < 8 {
             // A default or very short route may cover every RP and source.
             self.all_touched = true;
+            return;
+        }
+        let rp_covered = self
+            .config
+            .static_rp
+            .iter()
+            .map(|m| m.rp)
+            .chain(self.config.rp_address)
+            .any(|rp| prefix.contains(rp));
+        if !rp_covered {
+            // Only sources can move: their groups from the index.
+            let first = prefix.addr();
+            let host_bits = u32::MAX
+                .checked_shr(u32::from(prefix.prefix_len()))
+                .unwrap_or(0);
+            let last = Ipv4Addr::from(u32::from(first) | host_bits);
+            let mut hit: Vec<Ipv4Addr> = Vec::new();
+            let mut stale: Vec<(Ipv4Addr, Ipv4Addr)> = Vec::new();
+            for (s, gs) in self.by_source.range(first..=last) {
+                for g in gs {
+                    let live = self
+                        .groups
+                        .get(g)
+                        .is_some_and(|x| x.sources.contains_key(s))
+                        || self.installed.contains_key(&RouteKey::sg(*s, *g));
+                    if live {
+                        hit.push(*g);
+                    } else {
+                        stale.push((*s, *g));
+                    }
+                }
+            }
+            for (s, g) in stale {
+                if let Some(gs) = self.by_source.get_mut(&s) {
+                    if gs.remove(&g) {
+                        self.by_source_len -= 1;
+                    }
+                    if gs.is_empty() {
+                        self.by_source.remove(&s);
+                    }
+                }
+            }
+            self.touched.extend(hit);
             return;
         }
         let rp_hit = |g: Ipv4Addr| self.rp_for(g).is_some_and(|rp| prefix.contains(rp));
@@ -729,7 +781,31 @@ impl Tree {
         }
         g.sources.insert(source, Sg::new());
         self.entries += 1;
+        if self.by_source.entry(source).or_default().insert(group) {
+            self.by_source_len += 1;
+        }
+        if self.by_source_len > 2 * self.config.max_entries.max(1024) {
+            self.rebuild_by_source();
+        }
         true
+    }
+
+    /// Rebuilds the source index from the state (its stale pairs went
+    /// past twice the entry bound).
+    fn rebuild_by_source(&mut self) {
+        let mut idx: BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+        for (g, gs) in &self.groups {
+            for s in gs.sources.keys() {
+                idx.entry(*s).or_default().insert(*g);
+            }
+        }
+        for k in self.installed.keys() {
+            if let Some(s) = k.source {
+                idx.entry(s).or_default().insert(k.group);
+            }
+        }
+        self.by_source_len = idx.values().map(BTreeSet::len).sum();
+        self.by_source = idx;
     }
 
     /// Applies a downstream `(*,G)` or `(S,G)` event on `ifindex`.
@@ -1424,11 +1500,22 @@ impl Tree {
         self.touched.insert(g);
     }
 
+    /// CouldAssert(entry, I) as last reconciled (section 4.6.1).
+    fn could(&self, key: EntryKey, i: u32) -> bool {
+        let g = match key {
+            EntryKey::StarG(g) | EntryKey::Sg(_, g) | EntryKey::SgRpt(_, g) => g,
+        };
+        self.could_assert
+            .get(&g)
+            .and_then(|m| m.get(&key))
+            .is_some_and(|c| c.contains(&i))
+    }
+
     /// my_assert_metric(entry, I) (section 4.6.1): the route toward S (or
     /// toward the RP for `(*,G)`, RPT bit set) when CouldAssert holds on I;
     /// `None` otherwise.
     fn my_metric(&self, env: &Env<'_>, key: EntryKey, i: u32) -> Option<AssertMetric> {
-        if !self.could_assert.get(&key).is_some_and(|c| c.contains(&i)) {
+        if !self.could(key, i) {
             return None;
         }
         let address = env.ifaces.get(&i).and_then(PimIface::primary)?;
@@ -1575,23 +1662,19 @@ impl Tree {
         out: &mut Out,
     ) {
         let lo = EntryKey::StarG(g);
-        let keys: Vec<EntryKey> = self
-            .could_assert
-            .keys()
-            .copied()
-            .filter(|k| matches!(k, EntryKey::StarG(x) | EntryKey::Sg(_, x) if *x == g))
-            .collect();
-        for k in keys {
-            self.could_assert.remove(&k);
-        }
+        let mut could: BTreeMap<EntryKey, BTreeSet<u32>> = BTreeMap::new();
         for (key, c) in routes.iter() {
             let ek = match key.source {
                 None => lo,
                 Some(s) if spt.contains(&s) => EntryKey::Sg(s, g),
                 Some(_) => continue,
             };
-            self.could_assert
-                .insert(ek, c.oifs.keys().map(|i| i.index).collect());
+            could.insert(ek, c.oifs.keys().map(|i| i.index).collect());
+        }
+        if could.is_empty() {
+            self.could_assert.remove(&g);
+        } else {
+            self.could_assert.insert(g, could);
         }
         let states: Vec<((EntryKey, u32), AssertInfo)> = self
             .asserts
@@ -1613,7 +1696,7 @@ impl Tree {
                 });
                 continue;
             }
-            let could = self.could_assert.get(&key).is_some_and(|c| c.contains(&i));
+            let could = self.could(key, i);
             if a.state == AssertState::Winner && !could {
                 self.assert_event(env, now, key, i, AssertEvent::CouldAssertFalse, out);
             }
@@ -1873,20 +1956,11 @@ impl Tree {
         let i = interface.index;
         let sg_key = EntryKey::Sg(source, group);
         let star_key = EntryKey::StarG(group);
-        if self
-            .could_assert
-            .get(&sg_key)
-            .is_some_and(|c| c.contains(&i))
-        {
+        if self.could(sg_key, i) {
             self.assert_event(env, now, sg_key, i, AssertEvent::DataOnOif, out);
             return;
         }
-        if self
-            .could_assert
-            .get(&star_key)
-            .is_some_and(|c| c.contains(&i))
-            && !self.installed.contains_key(&RouteKey::sg(source, group))
-        {
+        if self.could(star_key, i) && !self.installed.contains_key(&RouteKey::sg(source, group)) {
             self.assert_event(env, now, star_key, i, AssertEvent::DataOnOif, out);
             return;
         }
