@@ -19,7 +19,13 @@ struct Mapping {
 }
 
 impl Mapping {
-    fn new(len: usize) -> io::Result<Mapping> {
+    /// `populate`: fault every page in now. The receive buffers are not
+    /// populated: a page becomes resident when the kernel first writes a
+    /// frame into it, so an idle engine holds none of them and a
+    /// standard-MTU flow touches only the first page or two of each
+    /// jumbo-sized buffer.
+    fn new(len: usize, populate: bool) -> io::Result<Mapping> {
+        let populate = if populate { libc::MAP_POPULATE } else { 0 };
         // SAFETY: an anonymous private mapping has no preconditions; the
         // result is checked before use.
         let ptr = unsafe {
@@ -27,7 +33,7 @@ impl Mapping {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | populate,
                 -1,
                 0,
             )
@@ -72,8 +78,11 @@ impl BufRing {
             count.is_power_of_two(),
             "buffer count must be a power of two"
         );
-        let entries = Mapping::new(usize::from(count) * std::mem::size_of::<BufRingEntry>())?;
-        let data = Mapping::new(usize::from(count) * buf_size)?;
+        let entries = Mapping::new(
+            usize::from(count) * std::mem::size_of::<BufRingEntry>(),
+            true,
+        )?;
+        let data = Mapping::new(usize::from(count) * buf_size, false)?;
         let mut ring = BufRing {
             entries,
             data,

@@ -183,6 +183,30 @@ pub fn set_buffer(fd: RawFd, force: libc::c_int, plain: libc::c_int, bytes: i32)
 
 const ETH_P_IP: u16 = 0x0800;
 
+/// The receive buffer asked for each capture socket, in bytes: what
+/// queues while an engine is off its CPU. A 1316-byte payload costs about
+/// 2.3 KB of it (the frame's truesize), so 8 MiB holds about 3,600 such
+/// frames, 180 ms at 20,000 frames/s.
+pub const CAPTURE_RCVBUF: i32 = 8 << 20;
+
+/// Warns once per process when a capture socket got less receive buffer
+/// than [`CAPTURE_RCVBUF`]: without `CAP_NET_ADMIN` `SO_RCVBUF` is capped
+/// at twice `net.core.rmem_max` (stock 212,992: 416 KiB, about 180
+/// 1316-byte frames, 9 ms at 20,000 frames/s), and any longer wait for a
+/// CPU drops input, counted as `capture_overflow`.
+fn warn_small_capture_buffer(got: i32) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if got < CAPTURE_RCVBUF && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            got_bytes = got,
+            wanted_bytes = CAPTURE_RCVBUF,
+            "capture socket receive buffer capped (no CAP_NET_ADMIN, net.core.rmem_max): input \
+             arriving while an engine waits for a CPU longer than it holds is dropped as \
+             capture_overflow; raise net.core.rmem_max or grant CAP_NET_ADMIN"
+        );
+    }
+}
+
 /// An `AF_PACKET` socket capturing one input interface.
 #[derive(Debug)]
 pub struct CaptureSocket {
@@ -222,7 +246,8 @@ impl CaptureSocket {
         // Frames we transmit ourselves are never input (the BPF filter checks
         // this too, for kernels without the option).
         let _ = setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
-        set_buffer(raw, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 8 << 20);
+        let got = set_buffer(raw, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, CAPTURE_RCVBUF);
+        warn_small_capture_buffer(got);
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
