@@ -15,6 +15,9 @@
 //! them, one it passes on does. So moving a key between the kernel and the
 //! engines is the program swap itself, with no filter change.
 //!
+//! Planning ([`plan`]) is kept per input interface, so that one rule added
+//! or removed ([`FastPath::apply_edit`]) re-plans its interface only.
+//!
 //! Counters: one per-CPU array for the life of the daemon; each rule and
 //! each output keeps its slot across table swaps, so its counts carry on
 //! through reloads like the engines' do.
@@ -150,13 +153,15 @@ impl FastPath {
         }
         if let Some((ifindex, program)) = self.plan.plan_edit(table, edit, enabled) {
             match program {
-                Some(program) => {
-                    if let Err(e) = self.attach(program) {
+                Some(program) => match self.attach(program) {
+                    Ok(()) => self.plan.program_ok(ifindex),
+                    Err(e) => {
                         self.plan.program_failed(ifindex, &e);
+                        // As `apply` does: the engines take the interface.
                         self.attached.remove(&ifindex);
                         failed.push((ifindex, e));
                     }
-                }
+                },
                 None => {
                     self.attached.remove(&ifindex);
                 }

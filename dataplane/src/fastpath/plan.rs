@@ -451,6 +451,23 @@ impl Planner {
         }
     }
 
+    /// The program of interface `ifindex` is attached: its planned rules
+    /// are on the fast path (clears what an earlier failure set).
+    pub(super) fn program_ok(&mut self, ifindex: u32) {
+        let Some(ifp) = self.ifs.get(&ifindex) else {
+            return;
+        };
+        for k in &ifp.planned {
+            if let Some(kp) = ifp.keys.get(k) {
+                for (_, id) in &kp.rules {
+                    if self.off.remove(id).is_some() {
+                        self.changed.push(id.clone());
+                    }
+                }
+            }
+        }
+    }
+
     /// Rules whose reason may have changed since the last call (by edits).
     pub(super) fn take_changed(&mut self) -> Vec<String> {
         std::mem::take(&mut self.changed)
