@@ -5,6 +5,7 @@
 #   perf/control_scale.sh [N ...]          default: 10000 100000
 #   PROFILE=release perf/control_scale.sh   (default: debug, the warm one)
 #   MCRD=path/to/mcrd perf/control_scale.sh (a binary built elsewhere)
+#   FAST=1 perf/control_scale.sh            (kernel_fast_path: true; default off)
 #   LOG=mcr_controlplane=debug,warn KEEP_LOG=/tmp/cs ...  keeps the log, whose
 #   "recompiled" lines give the phase times of every change
 # Prints one line per N: add/remove median and worst over 20 each, stats,
@@ -33,12 +34,13 @@ ip -n "$ns" addr add 10.99.0.1/24 dev cs-in
 ip -n "$ns" addr add 10.99.1.1/24 dev cs-out
 ip netns exec "$ns" sysctl -qw net.ipv4.igmp_max_memberships=200000
 
+fast=$([ -n "${FAST:-}" ] && echo true || echo false)
 gen() { # N FILE
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$1" "$2" "$fast" <<'PY'
 import sys
-n, path = int(sys.argv[1]), sys.argv[2]
+n, path, fast = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 with open(path, "w") as f:
-    f.write("{ data_plane: { kernel_fast_path: false }, rules: [\n")
+    f.write(f"{{ data_plane: {{ kernel_fast_path: {fast} }}, rules: [\n")
     for i in range(n):
         g = f"239.{10 + i // 65536}.{(i // 256) % 256}.{i % 256}"
         f.write(f'{{ name: "r{i}", input: {{ interface: "cs-in", group: "{g}", port: 5000 }}, '
@@ -92,5 +94,5 @@ for n in "${@:-10000 100000}"; do
     kill -TERM "$pid"; wait "$pid" || true; pid=
     [ -n "${KEEP_LOG:-}" ] && cp "$dir/log" "$KEEP_LOG.$n"
     t3=$(date +%s.%N)
-    echo "rules=$n start_s=$(echo "$t1 - $t0" | bc) sigterm_to_exit_s=$(echo "$t3 - $t2" | bc) ($bin)"
+    echo "rules=$n kernel_fast_path=$fast start_s=$(echo "$t1 - $t0" | bc) sigterm_to_exit_s=$(echo "$t3 - $t2" | bc) ($bin)"
 done

@@ -6,9 +6,11 @@
 //! compile, status diff and join diff per change; this costs what one rule
 //! costs.
 //!
-//! With the kernel fast path open, its programs and per-rule reasons are
-//! still planned from the whole edited table (O(rules), though no program
-//! the change leaves alone is reloaded). What an edit does not cover falls
+//! With the kernel fast path open, only the changed rule's input interface
+//! is re-planned (see `mcr_dataplane::fastpath::plan`: up to where its
+//! program's size budget runs out, a few hundred keys at most), its
+//! program replaced only if that changed, and only the rules whose reason
+//! to be off the fast path changed are logged. What an edit does not cover falls
 //! back to [`Supervisor::recompile`], which gives the same result: a fast
 //! path still to be opened, a unicast input (its sink), a duplicate input,
 //! and too many output slots left unused by removals.
@@ -16,6 +18,7 @@
 use super::{FastState, Supervisor};
 use crate::compile::{compile_rule, waiting_state, Placed, RuleState, RuleStatus};
 use mcr_config::Rule;
+use mcr_dataplane::fastpath::RuleEdit;
 use mcr_dataplane::membership::Join;
 use mcr_dataplane::{ForwardingTable, InputKey};
 use std::collections::HashMap;
@@ -95,6 +98,9 @@ struct Edit {
     join: Option<Join>,
     status: Option<RuleStatus>,
     removed_id: Option<String>,
+    /// The rule the table gained or lost, for the fast path: id, input,
+    /// source, and whether it was added.
+    rule: Option<(String, InputKey, Option<std::net::Ipv4Addr>, bool)>,
 }
 
 impl Supervisor {
@@ -180,9 +186,11 @@ impl Supervisor {
                                 state: RuleState::Inactive { reason },
                             }),
                             removed_id: None,
+                            rule: None,
                         })
                     }
                 };
+                let rule_edit = Some((id.clone(), spec.input, spec.source, true));
                 let ifindex = spec.input.ifindex;
                 let mut b = current.edit(next_generation);
                 b.add_rule(spec).ok()?;
@@ -195,6 +203,7 @@ impl Supervisor {
                         state: waiting_state(waiting),
                     }),
                     removed_id: None,
+                    rule: rule_edit,
                 })
             }
             RuleChange::Removed(rule) => {
@@ -214,6 +223,7 @@ impl Supervisor {
                         join: None,
                         status: None,
                         removed_id: Some(id),
+                        rule: None,
                     });
                 }
                 if !rule.input.group.is_multicast() {
@@ -243,6 +253,7 @@ impl Supervisor {
                         source: rule.input.source,
                     }),
                     status: None,
+                    rule: Some((id.clone(), key, rule.input.source, false)),
                     removed_id: Some(id),
                 })
             }
@@ -258,10 +269,11 @@ impl Supervisor {
             join,
             status,
             removed_id,
+            rule,
         } = edit;
         let t_publish = Instant::now();
         if let Some(table) = table {
-            self.publish_edited(table, ifindex);
+            self.publish_edited(table, ifindex, rule);
         }
         let publish_at = t_publish.elapsed();
         let t_joins = Instant::now();
@@ -337,21 +349,71 @@ impl Supervisor {
         self.sync_routes();
     }
 
+    /// Logs the rules of `ids` whose reason to be off the fast path changed
+    /// (what `log_path_changes` does for every rule), except `removed`.
+    fn log_edited_paths(&mut self, ids: Vec<String>, removed: Option<&str>) {
+        let FastState::Open(f) = &self.fast else {
+            return;
+        };
+        let on = self.config.data_plane.kernel_fast_path;
+        for id in ids {
+            if Some(id.as_str()) == removed {
+                continue;
+            }
+            let why = if on {
+                f.off_reason(&id).map(str::to_string)
+            } else {
+                None
+            };
+            if on && self.off_fast.get(&id) != Some(&why) {
+                if let Some(why) = &why {
+                    tracing::info!(rule = %id, reason = %why, "rule kept off the kernel fast path; the engines forward it");
+                } else {
+                    tracing::debug!(rule = %id, "rule on the kernel fast path");
+                }
+            }
+            self.off_fast.insert(id, why);
+        }
+    }
+
     /// Publishes an edited table (its capture filters and input claims
     /// updated when they change) and waits for the engines to run it.
-    fn publish_edited(&mut self, table: ForwardingTable, ifindex: u32) {
+    fn publish_edited(
+        &mut self,
+        table: ForwardingTable,
+        ifindex: u32,
+        rule: Option<(String, InputKey, Option<std::net::Ipv4Addr>, bool)>,
+    ) {
         let before = self.table.load();
         self.generation = table.generation();
+        let enabled = self.config.data_plane.kernel_fast_path;
         if let FastState::Open(f) = &mut self.fast {
-            // Its programs and each rule's reason to be off it are planned
-            // from the whole table: this part of an edit is O(rules) (and
-            // reloads no program the change does not alter).
-            let failed = f.apply(&table, self.config.data_plane.kernel_fast_path);
+            // Only the rule's input interface is re-planned (its program
+            // replaced if it changed), and only the rules whose reason to
+            // be off the fast path changed are looked at.
+            let failed = match &rule {
+                Some((id, input, source, added)) => f.apply_edit(
+                    &table,
+                    &RuleEdit {
+                        id,
+                        input: *input,
+                        source: *source,
+                        added: *added,
+                    },
+                    enabled,
+                ),
+                // A dormant rule forgotten: nothing the fast path holds.
+                None => Vec::new(),
+            };
+            let changed = f.take_changed();
             for (ifindex, e) in &failed {
                 let name = self.interface_name(*ifindex);
                 tracing::warn!(interface = %name, error = %e, "kernel fast path not used on this interface; the engines forward its rules");
             }
-            self.log_path_changes(&table);
+            self.log_edited_paths(
+                changed,
+                rule.as_ref().filter(|r| !r.3).map(|r| r.0.as_str()),
+            );
         } else {
             self.fast_was_on = Some(false);
         }

@@ -15,20 +15,25 @@
 //! them, one it passes on does. So moving a key between the kernel and the
 //! engines is the program swap itself, with no filter change.
 //!
+//! Planning ([`plan`]) is kept per input interface, so that one rule added
+//! or removed ([`FastPath::apply_edit`]) re-plans its interface only.
+//!
 //! Counters: one per-CPU array for the life of the daemon; each rule and
 //! each output keeps its slot across table swaps, so its counts carry on
 //! through reloads like the engines' do.
 
 pub mod asm;
+pub mod plan;
 pub mod program;
 mod sys;
 
 use crate::stats::{OutputStats, RuleStats};
 use crate::table::ForwardingTable;
-use program::{FastKey, FastOutput, FastRule, InterfaceProgram};
+use plan::Planner;
+pub use plan::{PlanWork, RuleEdit};
+use program::InterfaceProgram;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Counter words per slot: packets, payload bytes, errors.
@@ -55,30 +60,20 @@ struct Attached {
 /// A rule's counter slots, for reading them back.
 #[derive(Debug, Clone)]
 struct Counted {
-    id: String,
     slot: u32,
     outputs: Vec<(String, u32)>,
-}
-
-/// One interface's program and the table rules it forwards.
-struct InterfacePlan {
-    program: InterfaceProgram,
-    rules: Vec<usize>,
 }
 
 pub struct FastPath {
     map: OwnedFd,
     cpus: usize,
-    slots: HashMap<SlotKey, u32>,
-    free: Vec<u32>,
-    next: u32,
+    /// Per-interface plans, counter slots and reasons.
+    plan: Planner,
     attached: BTreeMap<u32, Attached>,
-    counted: Vec<Counted>,
+    /// Slots to report, by rule id.
+    counted: HashMap<String, Counted>,
     /// Rules the attached programs forward.
     rules: usize,
-    /// Why each rule of the last table is not on the fast path (rules
-    /// missing here are on it).
-    off: HashMap<String, String>,
     /// Counts of slots given up while their rule was dormant (an interface
     /// gone), added back when it returns: counters live as long as the
     /// rule.
@@ -102,218 +97,173 @@ impl FastPath {
                     "cannot read /sys/devices/system/cpu/possible (per-CPU counters need it)",
                 )
             })?,
-            slots: HashMap::new(),
-            free: Vec::new(),
-            next: 0,
+            plan: Planner::default(),
             attached: BTreeMap::new(),
-            counted: Vec::new(),
+            counted: HashMap::new(),
             rules: 0,
-            off: HashMap::new(),
             base: HashMap::new(),
         })
-    }
-
-    fn slot(&mut self, key: SlotKey) -> Option<u32> {
-        if let Some(s) = self.slots.get(&key) {
-            return Some(*s);
-        }
-        let s = match self.free.pop() {
-            Some(s) => s,
-            None if self.next < MAX_SLOTS => {
-                self.next += 1;
-                self.next - 1
-            }
-            None => return None,
-        };
-        self.slots.insert(key, s);
-        Some(s)
     }
 
     /// Programs the kernel for `table` (nothing when `enabled` is false):
     /// loads and attaches, or atomically replaces, one program per input
     /// interface with eligible rules, and detaches the rest. Returns the
     /// interfaces whose program failed (their rules stay with the engines),
-    /// with the reason.
+    /// with the reason. O(rules): see [`FastPath::apply_edit`] for one rule.
     pub fn apply(&mut self, table: &ForwardingTable, enabled: bool) -> Vec<(u32, String)> {
-        self.off = table
-            .rules()
-            .iter()
-            .map(|r| {
-                let why = if enabled {
-                    off_reason(table, r).unwrap_or_else(|| "not planned".into())
-                } else {
-                    "the kernel fast path is off (data_plane.kernel_fast_path: false)".into()
-                };
-                (r.id.clone(), why)
-            })
-            .collect();
-        let plans = if enabled {
-            self.plan(table)
-        } else {
-            Vec::new()
-        };
-        self.install(plans, table)
-    }
-
-    /// Why rule `id` of the last table is not on the fast path; None when
-    /// it is.
-    pub fn off_reason(&self, id: &str) -> Option<&str> {
-        self.off.get(id).map(String::as_str)
-    }
-
-    /// Per input interface, the (group, port) keys whose rules are all
-    /// eligible, within the program size budget. Allocates counter slots.
-    fn plan(&mut self, table: &ForwardingTable) -> Vec<InterfacePlan> {
-        // Input keys by interface, each with its rules (indexes).
-        let mut by_if: BTreeMap<u32, BTreeMap<(Ipv4Addr, u16), Vec<usize>>> = BTreeMap::new();
-        for (i, r) in table.rules().iter().enumerate() {
-            // Routes (whole IP packets, any protocol) are the engines'.
-            if table.is_route(i) {
-                continue;
-            }
-            by_if
-                .entry(r.input.ifindex)
-                .or_default()
-                .entry((r.input.group, r.input.port))
-                .or_default()
-                .push(i);
-        }
-        let local_macs: Vec<[u8; 6]> = table.local_macs().iter().map(|m| m.0).collect();
-        let mut plans = Vec::new();
-        for (ifindex, keys) in &by_if {
-            let mut program = InterfaceProgram {
-                ifindex: *ifindex,
-                local_macs: local_macs.clone(),
-                keys: Vec::new(),
-            };
-            // The preamble and checks, and the UDP checksum subprogram.
-            let mut size = 1000 + 4 * local_macs.len();
-            let mut rules_here = Vec::new();
-            for ((group, port), rules) in keys {
-                if !rules.iter().all(|&i| eligible(table, i)) {
-                    for &i in rules {
-                        let r = &table.rules()[i];
-                        if eligible(table, i) {
-                            self.off.insert(
-                                r.id.clone(),
-                                "another rule on its input group and port cannot be on the fast path".into(),
-                            );
-                        }
-                    }
-                    continue;
-                }
-                let cost: usize = rules
-                    .iter()
-                    .map(|&i| 130 + table.rules()[i].outputs.len() * program::INSNS_PER_OUTPUT)
-                    .sum::<usize>()
-                    + 20;
-                if size + cost > MAX_INSNS {
-                    for &i in rules {
-                        let r = &table.rules()[i];
-                        self.off.insert(
-                            r.id.clone(),
-                            format!(
-                                "past the fast-path program's size budget on its input interface ({} outputs; about {} output sends fit one interface)",
-                                r.outputs.len(),
-                                MAX_INSNS / program::INSNS_PER_OUTPUT
-                            ),
-                        );
-                    }
-                    continue;
-                }
-                let mut key = FastKey {
-                    group: *group,
-                    port: *port,
-                    any_source: None,
-                    by_source: Vec::new(),
-                };
-                let mut ok = true;
-                for &i in rules {
-                    match self.fast_rule(table, i) {
-                        Some(fr) => match table.rules()[i].source {
-                            None => key.any_source = Some(fr),
-                            Some(s) => key.by_source.push((s, fr)),
-                        },
-                        None => ok = false,
-                    }
-                }
-                if !ok {
-                    for &i in rules {
-                        self.off.insert(
-                            table.rules()[i].id.clone(),
-                            format!("no fast-path counter slot left ({MAX_SLOTS} in all)"),
-                        );
-                    }
-                    continue;
-                }
-                size += cost;
-                program.keys.push(key);
-                rules_here.extend(rules.iter().copied());
-            }
-            if !program.keys.is_empty() {
-                plans.push(InterfacePlan {
-                    program,
-                    rules: rules_here,
-                });
-            }
-        }
-        plans
-    }
-
-    fn install(
-        &mut self,
-        plans: Vec<InterfacePlan>,
-        table: &ForwardingTable,
-    ) -> Vec<(u32, String)> {
+        let programs = self.plan.plan_all(table, enabled);
         let mut failed = Vec::new();
         let mut keep = HashSet::new();
-        self.rules = 0;
-        for p in plans {
-            let ifindex = p.program.ifindex;
-            match self.attach(p.program) {
-                Ok(()) => {
-                    keep.insert(ifindex);
-                    self.rules += p.rules.len();
-                    for &i in &p.rules {
-                        self.off.remove(&table.rules()[i].id);
+        for (ifindex, program) in programs {
+            if let Some(program) = program {
+                match self.attach(program) {
+                    Ok(()) => {
+                        keep.insert(ifindex);
                     }
-                }
-                Err(e) => {
-                    for &i in &p.rules {
-                        self.off.insert(
-                            table.rules()[i].id.clone(),
-                            format!("the program of its input interface failed: {e}"),
-                        );
+                    Err(e) => {
+                        self.plan.program_failed(ifindex, &e);
+                        failed.push((ifindex, e));
                     }
-                    failed.push((ifindex, e));
                 }
             }
         }
         // Closing a link detaches its program.
         self.attached.retain(|i, _| keep.contains(i));
+        self.count_rules();
+        self.plan.take_changed();
         self.retire_slots(table);
         failed
     }
 
-    fn fast_rule(&mut self, table: &ForwardingTable, i: usize) -> Option<FastRule> {
-        let r = &table.rules()[i];
-        let slot = self.slot(SlotKey::Rule(r.id.clone()))?;
-        let mut outputs = Vec::with_capacity(r.outputs.len());
-        for o in &r.outputs {
-            let s = &table.output_slots()[o.slot as usize];
-            let link = s.link?;
-            let oslot = self.slot(SlotKey::Output(r.id.clone(), s.label()))?;
-            outputs.push(FastOutput {
-                ifindex: s.ifindex,
-                src_mac: link.mac.0,
-                src: link.addr,
-                dest: s.dest,
-                ttl: s.ttl,
-                ttl_decrement: s.ttl_decrement,
-                slot: oslot,
-            });
+    /// Applies one rule added to or removed from the table (`table` is the
+    /// edited one): re-plans the rule's input interface only, replaces its
+    /// program if that changed (atomically; other interfaces' programs are
+    /// untouched), and frees a removed rule's counter slots. Counter slots
+    /// follow rule ids, so rules that moved index keep theirs. Returns the
+    /// interface if its program failed, with the reason.
+    pub fn apply_edit(
+        &mut self,
+        table: &ForwardingTable,
+        edit: &RuleEdit<'_>,
+        enabled: bool,
+    ) -> Vec<(u32, String)> {
+        let mut failed = Vec::new();
+        if !edit.added {
+            self.retire_rule(edit.id);
         }
-        Some(FastRule { slot, outputs })
+        if let Some((ifindex, program)) = self.plan.plan_edit(table, edit, enabled) {
+            match program {
+                Some(program) => match self.attach(program) {
+                    Ok(()) => self.plan.program_ok(ifindex),
+                    Err(e) => {
+                        self.plan.program_failed(ifindex, &e);
+                        // As `apply` does: the engines take the interface.
+                        self.attached.remove(&ifindex);
+                        failed.push((ifindex, e));
+                    }
+                },
+                None => {
+                    self.attached.remove(&ifindex);
+                }
+            }
+            // Slots allocated by the re-plan, to be reported.
+            if let Some(ifp) = self.plan.ifs.get(&ifindex) {
+                let mut ids = Vec::new();
+                for k in &ifp.planned {
+                    let Some(kp) = ifp.keys.get(k) else { continue };
+                    let input = crate::table::InputKey {
+                        ifindex,
+                        group: k.0,
+                        port: k.1,
+                    };
+                    for (source, id) in &kp.rules {
+                        if !self.counted.contains_key(id) {
+                            ids.push((input, *source));
+                        }
+                    }
+                }
+                for (input, source) in ids {
+                    if let Some(i) = table.rule_for(&input, source) {
+                        self.count_rule(table, i);
+                    }
+                }
+            }
+            self.count_rules();
+        }
+        failed
+    }
+
+    /// Rules whose reason to be off the fast path may have changed since
+    /// the last call, by [`FastPath::apply_edit`] (an `apply` reports none:
+    /// its caller looks at every rule).
+    pub fn take_changed(&mut self) -> Vec<String> {
+        self.plan.take_changed()
+    }
+
+    /// Work done by planning since the fast path opened.
+    pub fn plan_work(&self) -> PlanWork {
+        self.plan.work
+    }
+
+    /// Why rule `id` of the last table is not on the fast path; None when
+    /// it is.
+    pub fn off_reason(&self, id: &str) -> Option<&str> {
+        self.plan.off.get(id).map(String::as_str)
+    }
+
+    fn count_rules(&mut self) {
+        self.rules = self
+            .attached
+            .keys()
+            .filter_map(|i| self.plan.ifs.get(i))
+            .map(|ifp| ifp.planned_rules())
+            .sum();
+    }
+
+    /// Records the slots of the rule at index `i` for reading back.
+    fn count_rule(&mut self, table: &ForwardingTable, i: usize) {
+        let r = &table.rules()[i];
+        let id = r.id.as_str();
+        let Some(&slot) = self.plan.slots.get(&SlotKey::Rule(id.to_string())) else {
+            return;
+        };
+        let outputs = r
+            .outputs
+            .iter()
+            .filter_map(|o| {
+                let label = table.output_slots()[o.slot as usize].label();
+                let s = *self
+                    .plan
+                    .slots
+                    .get(&SlotKey::Output(id.to_string(), label.clone()))?;
+                Some((label, s))
+            })
+            .collect();
+        self.counted
+            .insert(id.to_string(), Counted { slot, outputs });
+    }
+
+    /// Frees (and zeroes) the slots of rule `id`, removed for good.
+    fn retire_rule(&mut self, id: &str) {
+        let zero = vec![0u64; VALUE_WORDS * self.cpus];
+        let mut keys = vec![SlotKey::Rule(id.to_string())];
+        if let Some(c) = self.counted.remove(id) {
+            keys.extend(
+                c.outputs
+                    .into_iter()
+                    .map(|(label, _)| SlotKey::Output(id.to_string(), label)),
+            );
+        }
+        for k in keys {
+            if let Some(s) = self.plan.slots.remove(&k) {
+                if sys::update(&self.map, s, &zero).is_ok() {
+                    self.plan.free.push(s);
+                }
+            }
+        }
+        self.base.retain(|k, _| match k {
+            SlotKey::Rule(r) | SlotKey::Output(r, _) => r != id,
+        });
     }
 
     fn attach(&mut self, prog: InterfaceProgram) -> Result<(), String> {
@@ -368,21 +318,19 @@ impl FastPath {
             for o in &r.outputs {
                 let label = table.output_slots()[o.slot as usize].label();
                 let key = SlotKey::Output(r.id.clone(), label.clone());
-                if let Some(s) = self.slots.get(&key) {
+                if let Some(s) = self.plan.slots.get(&key) {
                     outputs.push((label, *s));
                 }
                 live.insert(key);
             }
-            if let Some(s) = self.slots.get(&SlotKey::Rule(r.id.clone())) {
-                self.counted.push(Counted {
-                    id: r.id.clone(),
-                    slot: *s,
-                    outputs,
-                });
+            if let Some(s) = self.plan.slots.get(&SlotKey::Rule(r.id.clone())) {
+                self.counted
+                    .insert(r.id.clone(), Counted { slot: *s, outputs });
             }
         }
         let zero = vec![0u64; VALUE_WORDS * self.cpus];
         let gone: Vec<SlotKey> = self
+            .plan
             .slots
             .keys()
             .filter(|k| !live.contains(*k))
@@ -397,7 +345,7 @@ impl FastPath {
             self.read_all()
         };
         for k in gone {
-            if let Some(s) = self.slots.remove(&k) {
+            if let Some(s) = self.plan.slots.remove(&k) {
                 // A rule still configured keeps what its slot counted.
                 if table.is_dormant(&rule_of(&k)) || live.contains(&SlotKey::Rule(rule_of(&k))) {
                     let v = all.get(s as usize).copied().unwrap_or_default();
@@ -407,7 +355,7 @@ impl FastPath {
                     }
                 }
                 if sys::update(&self.map, s, &zero).is_ok() {
-                    self.free.push(s);
+                    self.plan.free.push(s);
                 }
             }
         }
@@ -420,7 +368,7 @@ impl FastPath {
     /// Every slot in use, summed over CPUs, in one `bpf(2)` call (stats and
     /// the rate sampler read all of them every second).
     fn read_all(&self) -> Vec<[u64; VALUE_WORDS]> {
-        let n = self.next as usize;
+        let n = self.plan.next as usize;
         let mut keys = vec![0u32; n];
         let mut buf = vec![0u64; n * VALUE_WORDS * self.cpus];
         let read = sys::lookup_batch(&self.map, &mut keys, &mut buf).unwrap_or(0);
@@ -446,10 +394,10 @@ impl FastPath {
         let mut stats: Vec<RuleStats> = self
             .counted
             .iter()
-            .map(|c| {
+            .map(|(id, c)| {
                 let r = read(c.slot);
                 RuleStats {
-                    id: c.id.clone(),
+                    id: id.clone(),
                     packets: r[0],
                     bytes: r[1],
                     outputs: c
@@ -543,6 +491,7 @@ fn eligible(table: &ForwardingTable, i: usize) -> bool {
     let r = &table.rules()[i];
     // An input without an Ethernet header is read by the engines only.
     table.link_kind(r.input.ifindex) == crate::input::LinkKind::Ethernet
+        && r.input.port != crate::table::ROUTE_PORT
         && !r.outputs.is_empty()
         && r.outputs.iter().all(|o| {
             let s = &table.output_slots()[o.slot as usize];

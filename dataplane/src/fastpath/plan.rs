@@ -1,0 +1,600 @@
+//! What each input interface's program forwards, and why every other rule
+//! stays with the engines: kept per interface and per (group, port) key, so
+//! that one rule added or removed re-plans only its interface, and on it
+//! only the keys up to where the program's size budget runs out (a program
+//! holds a few hundred keys at most, whatever the number of rules).
+//!
+//! Keys are taken in (group, port) order while they fit [`MAX_INSNS`]: the
+//! same outcome whether planned from the whole table or after any edits.
+
+use super::program::{self, FastKey, FastOutput, FastRule, InterfaceProgram};
+use super::{eligible, off_reason, SlotKey, MAX_INSNS, MAX_SLOTS};
+use crate::table::{ForwardingTable, InputKey};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+/// A (group, port) input key of one interface.
+pub(super) type Key = (Ipv4Addr, u16);
+
+/// Instructions of a program without keys: the preamble and checks, and
+/// the UDP checksum subprogram (plus 4 per local MAC).
+const BASE_INSNS: usize = 1000;
+/// The cheapest key: one rule with one output.
+const MIN_KEY_INSNS: usize = key_insns(1, 1);
+
+/// Rough instruction cost of a key with `rules` rules and `outputs`
+/// outputs in all.
+const fn key_insns(rules: usize, outputs: usize) -> usize {
+    130 * rules + outputs * program::INSNS_PER_OUTPUT + 20
+}
+
+/// What became of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// In the program.
+    Planned,
+    /// One of its rules cannot run in the kernel.
+    Ineligible,
+    /// Past the program's size budget.
+    PastBudget,
+    /// No counter slot left for its rules.
+    NoSlots,
+}
+
+/// One key's rules and outcome.
+pub(super) struct KeyPlan {
+    /// Its rules: source (None: any source) and id, in the order added.
+    pub(super) rules: Vec<(Option<Ipv4Addr>, String)>,
+    eligible: bool,
+    cost: usize,
+    pub(super) outcome: Outcome,
+    /// The key as the program forwards it, built when first planned (its
+    /// counter slots allocated), dropped when its rules change.
+    fast: Option<FastKey>,
+}
+
+/// One input interface's keys and what its program holds.
+#[derive(Default)]
+pub(super) struct IfPlan {
+    pub(super) keys: BTreeMap<Key, KeyPlan>,
+    /// Keys in the program, in key order.
+    pub(super) planned: Vec<Key>,
+    /// Keys kept off for want of counter slots.
+    no_slots: BTreeSet<Key>,
+}
+
+impl IfPlan {
+    /// Rules the program forwards.
+    pub(super) fn planned_rules(&self) -> usize {
+        self.planned
+            .iter()
+            .filter_map(|k| self.keys.get(k))
+            .map(|k| k.rules.len())
+            .sum()
+    }
+}
+
+/// Work done by planning, counted for tests (an edit must not plan what
+/// it does not touch).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PlanWork {
+    /// Interfaces (re)planned.
+    pub interfaces: usize,
+    /// Keys whose outcome was decided.
+    pub keys: usize,
+    /// Rules whose reason to be off the fast path was set.
+    pub reasons: usize,
+}
+
+/// The plans of every input interface, the counter slots and each rule's
+/// reason to be off the fast path. Pure bookkeeping: loading and attaching
+/// is the owner's ([`super::FastPath`]).
+#[derive(Default)]
+pub(super) struct Planner {
+    pub(super) slots: HashMap<SlotKey, u32>,
+    pub(super) free: Vec<u32>,
+    pub(super) next: u32,
+    pub(super) ifs: BTreeMap<u32, IfPlan>,
+    /// Why each rule is not on the fast path (rules missing here are on
+    /// it).
+    pub(super) off: HashMap<String, String>,
+    /// Rules whose reason may have changed since the last
+    /// [`Planner::take_changed`] (only kept by edits).
+    changed: Vec<String>,
+    pub(super) work: PlanWork,
+}
+
+/// A rule added to or removed from the table by an edit.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleEdit<'a> {
+    pub id: &'a str,
+    pub input: InputKey,
+    pub source: Option<Ipv4Addr>,
+    /// True: added (it is in the table); false: removed (it is not).
+    pub added: bool,
+}
+
+/// Why the fast path is off, for every rule while it is.
+pub(super) const OFF: &str = "the kernel fast path is off (data_plane.kernel_fast_path: false)";
+
+impl Planner {
+    pub(super) fn slot(&mut self, key: SlotKey) -> Option<u32> {
+        if let Some(s) = self.slots.get(&key) {
+            return Some(*s);
+        }
+        let s = match self.free.pop() {
+            Some(s) => s,
+            None if self.next < MAX_SLOTS => {
+                self.next += 1;
+                self.next - 1
+            }
+            None => return None,
+        };
+        self.slots.insert(key, s);
+        Some(s)
+    }
+
+    fn fast_rule(&mut self, table: &ForwardingTable, i: usize) -> Option<FastRule> {
+        let r = &table.rules()[i];
+        let slot = self.slot(SlotKey::Rule(r.id.clone()))?;
+        let mut outputs = Vec::with_capacity(r.outputs.len());
+        for o in &r.outputs {
+            let s = &table.output_slots()[o.slot as usize];
+            let link = s.link?;
+            let oslot = self.slot(SlotKey::Output(r.id.clone(), s.label()))?;
+            outputs.push(FastOutput {
+                ifindex: s.ifindex,
+                src_mac: link.mac.0,
+                src: link.addr,
+                dest: s.dest,
+                ttl: s.ttl,
+                ttl_decrement: s.ttl_decrement,
+                slot: oslot,
+            });
+        }
+        Some(FastRule { slot, outputs })
+    }
+
+    /// The key's rules as the program forwards them (None: a counter slot
+    /// is missing).
+    fn fast_key(
+        &mut self,
+        table: &ForwardingTable,
+        ifindex: u32,
+        k: Key,
+        rules: &[(Option<Ipv4Addr>, String)],
+    ) -> Option<FastKey> {
+        let input = InputKey {
+            ifindex,
+            group: k.0,
+            port: k.1,
+        };
+        let mut key = FastKey {
+            group: k.0,
+            port: k.1,
+            any_source: None,
+            by_source: Vec::new(),
+        };
+        let mut ok = true;
+        for (source, _) in rules {
+            let i = table.rule_for(&input, *source)?;
+            match self.fast_rule(table, i) {
+                Some(fr) => match source {
+                    None => key.any_source = Some(fr),
+                    Some(s) => key.by_source.push((*s, fr)),
+                },
+                None => ok = false,
+            }
+        }
+        ok.then_some(key)
+    }
+
+    /// Eligibility and cost of key `k` from its rules in `table`.
+    fn assess(
+        table: &ForwardingTable,
+        ifindex: u32,
+        k: Key,
+        rules: &[(Option<Ipv4Addr>, String)],
+    ) -> (bool, usize) {
+        let input = InputKey {
+            ifindex,
+            group: k.0,
+            port: k.1,
+        };
+        let mut ok = true;
+        let mut outputs = 0;
+        for (source, _) in rules {
+            match table.rule_for(&input, *source) {
+                Some(i) => {
+                    ok &= eligible(table, i);
+                    outputs += table.rules()[i].outputs.len();
+                }
+                None => ok = false,
+            }
+        }
+        (ok, key_insns(rules.len(), outputs))
+    }
+
+    /// Plans every interface from `table` (O(rules)); returns each
+    /// interface's program (None: nothing to forward there).
+    pub(super) fn plan_all(
+        &mut self,
+        table: &ForwardingTable,
+        enabled: bool,
+    ) -> Vec<(u32, Option<InterfaceProgram>)> {
+        self.off.clear();
+        self.changed.clear();
+        self.ifs.clear();
+        if !enabled {
+            for r in table.rules() {
+                self.off.insert(r.id.clone(), OFF.into());
+            }
+            return Vec::new();
+        }
+        for r in table.rules() {
+            // Routes (whole IP packets, any protocol) are the engines'.
+            if r.input.port == crate::table::ROUTE_PORT {
+                self.off.insert(
+                    r.id.clone(),
+                    "a route: forwarded whole by the engines".into(),
+                );
+                continue;
+            }
+            self.ifs
+                .entry(r.input.ifindex)
+                .or_default()
+                .keys
+                .entry((r.input.group, r.input.port))
+                .or_insert_with(|| KeyPlan {
+                    rules: Vec::new(),
+                    eligible: true,
+                    cost: 0,
+                    outcome: Outcome::PastBudget,
+                    fast: None,
+                })
+                .rules
+                .push((r.source, r.id.clone()));
+        }
+        let ifindexes: Vec<u32> = self.ifs.keys().copied().collect();
+        let mut out = Vec::new();
+        for ifindex in ifindexes {
+            if let Some(ifp) = self.ifs.get_mut(&ifindex) {
+                for (k, kp) in ifp.keys.iter_mut() {
+                    (kp.eligible, kp.cost) = Self::assess(table, ifindex, *k, &kp.rules);
+                }
+            }
+            out.push((ifindex, self.replan(table, ifindex, None)));
+        }
+        self.changed.clear();
+        out
+    }
+
+    /// Applies one rule edit to the plan of its interface and re-plans
+    /// that interface only. Returns its program when the fast path is on
+    /// (None inside: nothing to forward there), None when it is off.
+    pub(super) fn plan_edit(
+        &mut self,
+        table: &ForwardingTable,
+        edit: &RuleEdit<'_>,
+        enabled: bool,
+    ) -> Option<(u32, Option<InterfaceProgram>)> {
+        self.changed.push(edit.id.to_string());
+        if !edit.added {
+            self.off.remove(edit.id);
+        }
+        if !enabled {
+            if edit.added {
+                self.off.insert(edit.id.to_string(), OFF.into());
+            }
+            return None;
+        }
+        let ifindex = edit.input.ifindex;
+        let k = (edit.input.group, edit.input.port);
+        let ifp = self.ifs.entry(ifindex).or_default();
+        let kp = ifp.keys.entry(k).or_insert_with(|| KeyPlan {
+            rules: Vec::new(),
+            eligible: true,
+            cost: 0,
+            outcome: Outcome::PastBudget,
+            fast: None,
+        });
+        if edit.added {
+            kp.rules.push((edit.source, edit.id.to_string()));
+        } else {
+            kp.rules.retain(|(_, id)| id != edit.id);
+        }
+        kp.fast = None;
+        if kp.rules.is_empty() {
+            ifp.keys.remove(&k);
+        } else {
+            (kp.eligible, kp.cost) = Self::assess(table, ifindex, k, &kp.rules);
+        }
+        Some((ifindex, self.replan(table, ifindex, Some(k))))
+    }
+
+    /// Decides the outcome of the keys of interface `ifindex` in key order
+    /// and sets the reasons of the rules whose key's outcome changed.
+    /// `touched`: the key an edit changed (None: plan every key afresh).
+    /// An edit stops at the first point no key can fit any more: every key
+    /// past it is past the budget, and only those that were not already
+    /// are looked at.
+    fn replan(
+        &mut self,
+        table: &ForwardingTable,
+        ifindex: u32,
+        touched: Option<Key>,
+    ) -> Option<InterfaceProgram> {
+        self.work.interfaces += 1;
+        let mut ifp = self.ifs.remove(&ifindex)?;
+        let full = touched.is_none();
+        let local_macs: Vec<[u8; 6]> = table.local_macs().iter().map(|m| m.0).collect();
+        let mut size = BASE_INSNS + 4 * local_macs.len();
+        let old_planned = std::mem::take(&mut ifp.planned);
+        let old_no_slots = std::mem::take(&mut ifp.no_slots);
+        let mut planned = Vec::new();
+        let mut changed: Vec<Key> = Vec::new();
+        let mut touched_seen = false;
+        for (k, kp) in ifp.keys.iter_mut() {
+            if !full && size + MIN_KEY_INSNS > MAX_INSNS {
+                break;
+            }
+            self.work.keys += 1;
+            let outcome = if !kp.eligible {
+                Outcome::Ineligible
+            } else if size + kp.cost > MAX_INSNS {
+                Outcome::PastBudget
+            } else {
+                if kp.fast.is_none() {
+                    kp.fast = self.fast_key(table, ifindex, *k, &kp.rules);
+                }
+                if kp.fast.is_some() {
+                    size += kp.cost;
+                    planned.push(*k);
+                    Outcome::Planned
+                } else {
+                    ifp.no_slots.insert(*k);
+                    Outcome::NoSlots
+                }
+            };
+            let is_touched = Some(*k) == touched;
+            touched_seen |= is_touched;
+            if full || is_touched || outcome != kp.outcome {
+                kp.outcome = outcome;
+                changed.push(*k);
+            }
+        }
+        // Keys not reached: past the budget (if eligible).
+        let unreached = old_planned
+            .iter()
+            .chain(&old_no_slots)
+            .chain(touched.iter().filter(|_| !touched_seen));
+        for k in unreached {
+            let Some(kp) = ifp.keys.get_mut(k) else {
+                continue;
+            };
+            let reached = match kp.outcome {
+                Outcome::Planned => planned.binary_search(k).is_ok(),
+                Outcome::NoSlots => ifp.no_slots.contains(k),
+                _ => Some(*k) != touched || touched_seen,
+            };
+            if reached {
+                continue;
+            }
+            kp.outcome = if kp.eligible {
+                Outcome::PastBudget
+            } else {
+                Outcome::Ineligible
+            };
+            changed.push(*k);
+        }
+        for k in &changed {
+            if let Some(kp) = ifp.keys.get(k) {
+                self.set_reasons(table, ifindex, *k, kp);
+            }
+        }
+        let program = (!planned.is_empty()).then(|| InterfaceProgram {
+            ifindex,
+            local_macs,
+            keys: planned
+                .iter()
+                .filter_map(|k| ifp.keys.get(k).and_then(|kp| kp.fast.clone()))
+                .collect(),
+        });
+        ifp.planned = planned;
+        if !ifp.keys.is_empty() {
+            self.ifs.insert(ifindex, ifp);
+        }
+        program
+    }
+
+    /// Sets the reasons of key `k`'s rules from its outcome.
+    fn set_reasons(&mut self, table: &ForwardingTable, ifindex: u32, k: Key, kp: &KeyPlan) {
+        let input = InputKey {
+            ifindex,
+            group: k.0,
+            port: k.1,
+        };
+        for (source, id) in &kp.rules {
+            self.work.reasons += 1;
+            let Some(i) = table.rule_for(&input, *source) else {
+                continue;
+            };
+            let r = &table.rules()[i];
+            let why = match kp.outcome {
+                Outcome::Planned => None,
+                Outcome::Ineligible => Some(off_reason(table, r).unwrap_or_else(|| {
+                    "another rule on its input group and port cannot be on the fast path".into()
+                })),
+                Outcome::PastBudget => Some(format!(
+                    "past the fast-path program's size budget on its input interface ({} outputs; about {} output sends fit one interface)",
+                    r.outputs.len(),
+                    MAX_INSNS / program::INSNS_PER_OUTPUT
+                )),
+                Outcome::NoSlots => Some(format!("no fast-path counter slot left ({MAX_SLOTS} in all)")),
+            };
+            match why {
+                Some(why) => self.off.insert(id.clone(), why),
+                None => self.off.remove(id),
+            };
+            self.changed.push(id.clone());
+        }
+    }
+
+    /// The program of interface `ifindex` failed: its planned rules stay
+    /// with the engines, for this reason.
+    pub(super) fn program_failed(&mut self, ifindex: u32, e: &str) {
+        let Some(ifp) = self.ifs.get(&ifindex) else {
+            return;
+        };
+        for k in &ifp.planned {
+            if let Some(kp) = ifp.keys.get(k) {
+                for (_, id) in &kp.rules {
+                    self.off.insert(
+                        id.clone(),
+                        format!("the program of its input interface failed: {e}"),
+                    );
+                    self.changed.push(id.clone());
+                }
+            }
+        }
+    }
+
+    /// The program of interface `ifindex` is attached: its planned rules
+    /// are on the fast path (clears what an earlier failure set).
+    pub(super) fn program_ok(&mut self, ifindex: u32) {
+        let Some(ifp) = self.ifs.get(&ifindex) else {
+            return;
+        };
+        for k in &ifp.planned {
+            if let Some(kp) = ifp.keys.get(k) {
+                for (_, id) in &kp.rules {
+                    if self.off.remove(id).is_some() {
+                        self.changed.push(id.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rules whose reason may have changed since the last call (by edits).
+    pub(super) fn take_changed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{LinkInfo, OutputSlot, RuleSpec, TableBuilder};
+    use mcr_wire::MacAddr;
+    use std::net::SocketAddrV4;
+
+    fn out(ifindex: u32) -> OutputSlot {
+        OutputSlot {
+            ifindex,
+            ifname: format!("if{ifindex}"),
+            dest: SocketAddrV4::new(Ipv4Addr::new(239, 255, 0, 1), 6000),
+            ttl: 8,
+            ttl_decrement: false,
+            link: Some(LinkInfo {
+                mac: MacAddr([2, 0, 0, 0, 0, ifindex as u8]),
+                addr: Ipv4Addr::new(10, 0, ifindex as u8, 1),
+                mtu: 1500,
+            }),
+        }
+    }
+
+    fn spec(ifindex: u32, i: u32) -> RuleSpec {
+        RuleSpec {
+            id: format!("r{ifindex}.{i}"),
+            input: InputKey {
+                ifindex,
+                group: Ipv4Addr::from(0xef0a_0000 + i),
+                port: 5000,
+            },
+            source: None,
+            outputs: vec![out(9)],
+        }
+    }
+
+    /// Two input interfaces with 2,000 rules each (more than a program
+    /// holds): an edit on one re-plans it alone, looks at a program's worth
+    /// of keys, and sets the reasons of the edited rule only.
+    #[test]
+    fn an_edit_replans_only_its_interface() {
+        let mut b = TableBuilder::new(1);
+        for i in 0..2000 {
+            b.add_rule(spec(1, i)).unwrap();
+            b.add_rule(spec(2, i)).unwrap();
+        }
+        let table = b.build();
+        let mut p = Planner::default();
+        let programs = p.plan_all(&table, true);
+        assert_eq!(programs.len(), 2);
+        let fits = programs[0].1.as_ref().unwrap().keys.len();
+        assert!(fits > 10 && fits < 2000, "{fits} keys in a program");
+        assert_eq!(p.work.keys, 4000);
+        assert_eq!(p.off.len(), 2 * (2000 - fits));
+
+        // Added past the budget: one interface, ~a program's keys, one
+        // reason; the program is unchanged.
+        p.work = PlanWork::default();
+        let mut b = table.edit(2);
+        let added = spec(2, 5000);
+        b.add_rule(added.clone()).unwrap();
+        let table = b.build();
+        let edit = RuleEdit {
+            id: &added.id,
+            input: added.input,
+            source: None,
+            added: true,
+        };
+        let (ifindex, prog) = p.plan_edit(&table, &edit, true).unwrap();
+        assert_eq!(ifindex, 2);
+        assert_eq!(prog.as_ref().unwrap().keys.len(), fits);
+        assert_eq!(p.work.interfaces, 1);
+        assert!(p.work.keys <= fits + 1, "{:?}", p.work);
+        assert_eq!(p.work.reasons, 1);
+        assert!(p.off[&added.id].contains("size budget"));
+        assert_eq!(p.take_changed(), vec![added.id.clone(), added.id.clone()]);
+
+        // Removing a planned rule: the next key moves into the program
+        // (the same plan as from scratch), and only those two rules'
+        // reasons are set.
+        p.work = PlanWork::default();
+        let first = spec(2, 0);
+        let at = table.rule_for(&first.input, None).unwrap();
+        let mut b = table.edit(3);
+        b.remove_rule(at).unwrap();
+        let table = b.build();
+        let edit = RuleEdit {
+            id: &first.id,
+            input: first.input,
+            source: None,
+            added: false,
+        };
+        let (_, prog) = p.plan_edit(&table, &edit, true).unwrap();
+        let prog = prog.unwrap();
+        assert_eq!(p.work.interfaces, 1);
+        assert!(p.work.keys <= fits + 1, "{:?}", p.work);
+        assert_eq!(p.work.reasons, 1);
+        assert!(!p.off.contains_key(&first.id));
+        let moved_in = spec(2, fits as u32).id;
+        assert!(!p.off.contains_key(&moved_in), "the next key is planned");
+        let mut fresh = Planner::default();
+        let again = fresh.plan_all(&table, true);
+        let fresh_prog = again
+            .iter()
+            .find(|(i, _)| *i == 2)
+            .unwrap()
+            .1
+            .as_ref()
+            .unwrap();
+        let keys =
+            |p: &InterfaceProgram| p.keys.iter().map(|k| (k.group, k.port)).collect::<Vec<_>>();
+        assert_eq!(keys(&prog), keys(fresh_prog));
+        assert_eq!(p.off, fresh.off);
+        // Interface 1 was not looked at.
+        assert_eq!(p.ifs[&1].planned.len(), fits);
+    }
+}
