@@ -37,7 +37,10 @@ pub fn render(out: &mut String, reply: &Reply) {
                         (e.stats.rpf_fail
                             + e.stats.filtered_in
                             + e.stats.limit_drops
-                            + e.stats.cache_full_drops)
+                            + e.stats.cache_full_drops
+                            + e.stats.invalid_source
+                            + e.stats.invalid_group
+                            + e.stats.invalid_rp)
                             .to_string(),
                         e.mesh_group.as_deref().map_or_else(|| "-".into(), esc),
                         e.last_error.as_deref().map_or_else(|| "-".into(), esc),

@@ -106,6 +106,17 @@ struct Payload {
     ttl: u8,
 }
 
+/// A frame a route takes: rule `idx`, the IP packet at `at..at + len` of
+/// its buffer, and whether its transport checksum is still the sender's
+/// offload seed (`TP_STATUS_CSUMNOTREADY`).
+#[derive(Clone, Copy)]
+struct RoutedMatch {
+    idx: usize,
+    at: usize,
+    len: usize,
+    csum_not_ready: bool,
+}
+
 /// What a multishot `RecvMsg` puts before each frame in its buffer: the
 /// `io_uring_recvmsg_out` header, the sender's `sockaddr_ll` and room for
 /// one `PACKET_AUXDATA` control message.
@@ -115,6 +126,9 @@ const AUXDATA_LEN: usize = std::mem::size_of::<libc::tpacket_auxdata>();
 const RECV_CONTROL_LEN: usize = (std::mem::size_of::<libc::cmsghdr>() + AUXDATA_LEN + 7) & !7;
 pub const RECV_HEADROOM: usize = 16 + RECV_NAME_LEN + RECV_CONTROL_LEN;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+/// The frame's transport checksum is left to offload (`CHECKSUM_PARTIAL`):
+/// its field holds only the pseudo-header seed.
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 
 struct InputSlot {
     sock: Arc<CaptureSocket>,
@@ -593,7 +607,13 @@ impl Engine {
     /// oif on its `AF_PACKET` socket, all reading the same bytes. Never at
     /// TTL <= 1 (`ttl_expired`); a packet past an oif's MTU is not sent
     /// there (no fragmentation: counted as that output's error).
-    fn forward_routed(&mut self, (idx, at, len): (usize, usize, usize), bid: u16) -> usize {
+    fn forward_routed(&mut self, m: RoutedMatch, bid: u16) -> usize {
+        let RoutedMatch {
+            idx,
+            at,
+            len,
+            csum_not_ready,
+        } = m;
         let buf = self.bufs.buffer_mut(bid, at + len);
         let Some(packet) = buf.get_mut(at..at + len) else {
             self.drops.truncated += 1;
@@ -603,6 +623,11 @@ impl Engine {
             // TTL <= 1 (the header is at least 20 bytes: checked).
             self.drops.ttl_expired += 1;
             return 0;
+        }
+        if csum_not_ready {
+            // The engines' sends get no offload: without this the copies
+            // leave with the sender's seed and every receiver drops them.
+            input::complete_l4_checksum(packet);
         }
         let ptr = packet.as_ptr();
         let c = &mut self.counters[idx];
@@ -650,19 +675,20 @@ impl Engine {
         bid: u16,
         len: usize,
         link: LinkKind,
-    ) -> Result<Option<(usize, usize, usize)>, Reject> {
+    ) -> Result<Option<RoutedMatch>, Reject> {
         let buf = self.bufs.buffer(bid, len);
         let Ok(msg) = types::RecvMsgOut::parse(buf, &self.recv_msg) else {
             return Ok(None);
         };
         let bytes = msg.payload_data();
+        let aux = auxdata(msg.control_data());
         let meta = Meta {
             wire_len: if msg.is_payload_truncated() {
                 self.params.buf_size + 1
             } else {
                 bytes.len()
             },
-            vlan_tci: auxdata(msg.control_data())
+            vlan_tci: aux
                 .filter(|a| a.tp_status & TP_STATUS_VLAN_VALID != 0)
                 .map(|a| a.tp_vlan_tci),
             pkt_type: msg.name_data().get(10).copied().unwrap_or(0),
@@ -677,7 +703,12 @@ impl Engine {
             return Ok(None);
         };
         let at = r.packet.as_ptr() as usize - buf.as_ptr() as usize;
-        Ok(Some((idx, at, r.packet.len())))
+        Ok(Some(RoutedMatch {
+            idx,
+            at,
+            len: r.packet.len(),
+            csum_not_ready: aux.is_some_and(|a| a.tp_status & TP_STATUS_CSUMNOTREADY != 0),
+        }))
     }
 
     /// The send of one payload to output `pos` of a rule (user data: only

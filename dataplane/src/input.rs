@@ -262,6 +262,50 @@ pub fn decrement_ttl(header: &mut [u8]) -> bool {
     true
 }
 
+/// Completes the transport checksum of a routed IPv4 packet whose sender
+/// left it to checksum offload (`TP_STATUS_CSUMNOTREADY` in the frame's
+/// `PACKET_AUXDATA`): the field then holds only the pseudo-header seed,
+/// and a packet forwarded as is fails the receiver's check. Computes the
+/// UDP (RFC 768) or TCP (RFC 793) checksum over the pseudo-header and the
+/// whole segment (the packet must end where its IP total length says) and
+/// writes it in place; a UDP result of 0 is sent as 0xffff (RFC 768: 0
+/// means "none"). Returns false, leaving the bytes untouched, for other
+/// protocols, fragments, or a header or segment too short to hold the
+/// field: such a packet goes out as it came.
+pub fn complete_l4_checksum(packet: &mut [u8]) -> bool {
+    let Some(&first) = packet.first() else {
+        return false;
+    };
+    let header_len = usize::from(first & 0x0f) * 4;
+    if header_len < ipv4::MIN_HEADER_LEN || packet.len() < header_len {
+        return false;
+    }
+    // More-fragments bit or a fragment offset: the segment is not whole.
+    if u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff != 0 {
+        return false;
+    }
+    let protocol = packet[9];
+    let field = match protocol {
+        ipv4::PROTO_UDP => 6,
+        6 => 16, // TCP
+        _ => return false,
+    };
+    let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+    let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+    let segment = &mut packet[header_len..];
+    if segment.len() < field + 2 || segment.len() > usize::from(u16::MAX) {
+        return false;
+    }
+    segment[field..field + 2].fill(0);
+    let acc = checksum::pseudo_header(src, dst, protocol, segment.len() as u32);
+    let c = match !checksum::fold(checksum::add(acc, segment)) {
+        0 if protocol == ipv4::PROTO_UDP => 0xffff,
+        c => c,
+    };
+    segment[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
 /// Checks 1 to 5 and the EtherType of [`check`]: the network-layer bytes
 /// of a frame this host may take.
 fn network_bytes(
@@ -464,6 +508,89 @@ mod tests {
                 assert_eq!(h[..10], want[..10]);
                 assert_eq!(h[12..], want[12..]);
             }
+        }
+    }
+
+    /// A routed IPv4 packet: 20-byte header (checksum set) + `segment`.
+    fn routed_packet(protocol: u8, segment: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 20];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(20 + segment.len() as u16).to_be_bytes());
+        p[8] = 63;
+        p[9] = protocol;
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[239, 1, 1, 1]);
+        let c = checksum::checksum(&p);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p.extend_from_slice(segment);
+        p
+    }
+
+    /// A sender's offload seed (pseudo-header sum only) becomes the real
+    /// checksum, on fixed bytes: UDP 10.0.0.1:5000 -> 239.1.1.1:6000
+    /// "hello" (seed 0xfa21, checksum 0x9706) and a TCP SYN 1234 -> 80
+    /// (seed 0xfa1d, checksum 0xb0bc); every other byte unchanged.
+    #[test]
+    fn offload_seed_is_completed_to_the_real_checksum() {
+        let udp_seg = [
+            0x13, 0x88, 0x17, 0x70, 0x00, 0x0d, 0xfa, 0x21, b'h', b'e', b'l', b'l', b'o',
+        ];
+        let mut p = routed_packet(17, &udp_seg);
+        let before = p.clone();
+        assert!(complete_l4_checksum(&mut p));
+        assert_eq!(p[26..28], [0x97, 0x06]);
+        assert_eq!(p[..26], before[..26]);
+        assert_eq!(p[28..], before[28..]);
+        let dgram = udp::Packet::new_checked(&p[20..]).unwrap();
+        assert!(dgram.verify_checksum(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(239, 1, 1, 1)));
+
+        let mut tcp_seg = [0u8; 20];
+        tcp_seg[..4].copy_from_slice(&[0x04, 0xd2, 0x00, 0x50]);
+        tcp_seg[4..8].copy_from_slice(&1u32.to_be_bytes());
+        tcp_seg[12] = 0x50;
+        tcp_seg[13] = 0x02;
+        tcp_seg[14..16].copy_from_slice(&[0xff, 0xff]);
+        tcp_seg[16..18].copy_from_slice(&[0xfa, 0x1d]);
+        let mut p = routed_packet(6, &tcp_seg);
+        assert!(complete_l4_checksum(&mut p));
+        assert_eq!(p[36..38], [0xb0, 0xbc]);
+        let acc = checksum::pseudo_header(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(239, 1, 1, 1),
+            6,
+            20,
+        );
+        assert_eq!(checksum::fold(checksum::add(acc, &p[20..])), 0xffff);
+
+        // A UDP sum of all ones would give checksum 0 ("none"): 0xffff.
+        let mut seg = vec![0x13, 0x88, 0x17, 0x70, 0x00, 0x0a, 0, 0, 0, 0];
+        let acc = checksum::pseudo_header(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(239, 1, 1, 1),
+            17,
+            10,
+        );
+        let word = !checksum::fold(checksum::add(acc, &seg));
+        seg[8..10].copy_from_slice(&word.to_be_bytes());
+        let mut p = routed_packet(17, &seg);
+        assert!(complete_l4_checksum(&mut p));
+        assert_eq!(p[26..28], [0xff, 0xff]);
+
+        // Other protocols, fragments and short segments are left alone.
+        for mut p in [
+            routed_packet(2, &[0x16, 0, 0xfa, 0x04, 239, 1, 1, 1]),
+            routed_packet(17, &udp_seg[..7]),
+            {
+                let mut f = routed_packet(17, &udp_seg);
+                f[6] = 0x20; // more fragments
+                f
+            },
+            vec![0x45; 19],
+            vec![],
+        ] {
+            let before = p.clone();
+            assert!(!complete_l4_checksum(&mut p));
+            assert_eq!(p, before);
         }
     }
 

@@ -502,6 +502,19 @@ elif mode == "feed":
     while True:
         time.sleep(1)
         s.sendall(KA)
+elif mode == "nonsense":
+    # One valid SA entry among entries no SA can carry (RFC 3618 12.2),
+    # then a message whose RP is 0.0.0.0; keepalives until killed.
+    bad = [("10.71.0.1", "239.5.5.5"), ("0.0.0.0", "239.5.5.5"),
+           ("255.255.255.255", "239.5.5.5"), ("239.1.1.1", "239.5.5.5"),
+           ("127.0.0.1", "239.5.5.5"), ("10.71.0.2", "10.1.1.1"),
+           ("10.71.0.3", "224.0.0.13")]
+    s.sendall(KA + sa(local, bad) + sa("0.0.0.0", [("10.71.0.4", "239.5.5.5"), ("10.71.0.5", "239.5.5.6")]))
+    threading.Thread(target=lambda: [s.recv(65536) for _ in iter(int, 1)], daemon=True).start()
+    print(json.dumps({"sent": 9}), flush=True)
+    while True:
+        time.sleep(1)
+        s.sendall(KA)
 elif mode == "transit":
     # Three SAs originated by another RP (10.99.0.1), re-sent every second
     # (they also serve as keepalives).
@@ -1005,4 +1018,47 @@ fn peer_rpf_follows_the_route_toward_the_rp() {
         assert_eq!(e["origin_rp"], "10.99.0.1");
         assert_eq!(e["learned_from"], "10.66.0.1");
     }
+}
+
+/// SA entries no SA can carry (RFC 3618 section 12.2: source 0.0.0.0,
+/// 255.255.255.255, multicast or loopback; a unicast or link-local group;
+/// an RP of 0.0.0.0) are neither cached nor kept; `mcrctl msdp peers`
+/// counts them per reason, and the valid entry beside them is cached.
+#[test]
+fn nonsense_sa_entries_are_rejected_and_counted_per_reason() {
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let m_ns = Netns::new(format!("{tag}-m"));
+    let p_ns = Netns::new(format!("{tag}-p"));
+    veth(
+        &m_ns,
+        &format!("{tag}m"),
+        "10.74.0.2/24",
+        &p_ns,
+        &format!("{tag}p"),
+        "10.74.0.1/24",
+    );
+    let m = Mcrd::start(
+        &m_ns,
+        &dir,
+        &msdp_section("10.74.0.2", 1, 6, &[peer("10.74.0.1", "")], ""),
+    );
+    let script = dir.file("peer.py", HOSTILE_PEER);
+    let _feed = PyPeer::spawn(&p_ns, &script, &["nonsense", "10.74.0.1", "10.74.0.2"]);
+    assert!(
+        wait_until(Duration::from_secs(15), || mcrd_peer(&m, "10.74.0.1")
+            ["stats"]["sa_in"]
+            == 9),
+        "{}",
+        m.ctl_json(&["msdp", "peers"])
+    );
+    let me = mcrd_peer(&m, "10.74.0.1");
+    assert_eq!(me["state"], "established", "{me}");
+    assert_eq!(me["stats"]["invalid_source"], 4, "{me}");
+    assert_eq!(me["stats"]["invalid_group"], 2, "{me}");
+    assert_eq!(me["stats"]["invalid_rp"], 2, "{me}");
+    assert_eq!(me["sa_cached"], 1, "{me}");
+    let cached = sa_cache(&m, &["--peer", "10.74.0.1"]);
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert_eq!(cached[0]["source"], "10.71.0.1", "{cached:?}");
 }

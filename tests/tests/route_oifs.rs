@@ -347,3 +347,143 @@ fn assert_no_kernel_entry(r: &Netns) {
         );
     }
 }
+
+/// Joins the group on h0..h{n-1} with one UDP socket each (bound to the
+/// interface, port 5001) and prints, once `count` datagrams arrived on
+/// every interface or after `secs`, the per-interface counts as JSON. The
+/// kernel drops a datagram whose UDP checksum fails (UdpInCsumErrors)
+/// before any socket sees it, so a count is a count of valid checksums.
+const RECEIVE_UDP: &str = r#"
+import socket, sys, select, json, time
+n, group, count, secs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+for name in ['all', 'default'] + ['h%d' % i for i in range(n)]:
+    open('/proc/sys/net/ipv4/conf/%s/rp_filter' % name, 'w').write('0')
+socks = {}
+for i in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ('h%d' % i).encode())
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    s.bind(('0.0.0.0', 5001))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                 socket.inet_aton(group) + socket.inet_aton('10.91.%d.2' % i))
+    s.setblocking(False)
+    socks[s.fileno()] = (i, s)
+got = [set() for _ in range(n)]
+print('ready', flush=True)
+end = time.time() + secs
+while time.time() < end and min(len(g) for g in got) < count:
+    r, _, _ = select.select(list(socks), [], [], 0.2)
+    for fd in r:
+        i, s = socks[fd]
+        while True:
+            try:
+                data = s.recv(65535)
+            except BlockingIOError:
+                break
+            if len(data) >= 4:
+                got[i].add(int.from_bytes(data[:4], 'big'))
+print(json.dumps([len(g) for g in got]), flush=True)
+"#;
+
+/// Sends `count` UDP datagrams to the group from a plain socket on `u`
+/// (the kernel builds the headers; veth's tx checksum offload, on by
+/// default, leaves the UDP checksum partial: TP_STATUS_CSUMNOTREADY).
+const SEND_UDP: &str = r#"
+import socket, sys, time
+count, group = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton('10.81.0.2'))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 8)
+for seq in range(count):
+    s.sendto(seq.to_bytes(4, 'big') + bytes(96), (group, 5001))
+    time.sleep(0.005)
+"#;
+
+/// A sender with checksum offload (a plain UDP socket on a veth) hands the
+/// engines packets whose UDP checksum is only the pseudo-header seed: the
+/// route completes it, so UDP sockets behind all 36 oifs (past the
+/// kernel's 32 vifs) get every datagram.
+#[test]
+fn routed_datagrams_from_an_offloading_sender_leave_with_valid_checksums() {
+    const N: usize = 36;
+    const COUNT: usize = 300;
+    let tag = unique_tag();
+    let up = Netns::new(format!("rc-up-{tag}"));
+    let r = Netns::new(format!("rc-r-{tag}"));
+    let h = Netns::new(format!("rc-h-{tag}"));
+    let dir = TempDir::new(&format!("route-csum-{tag}"));
+    veth(&r, "ru", "10.81.0.1/24", &up, "u", "10.81.0.2/24");
+    up.ip(&["route", "add", "default", "via", "10.81.0.1", "dev", "u"]);
+    let offload = up.exec(&["ethtool", "-k", "u"]);
+    let offload = String::from_utf8_lossy(&offload.stdout).to_string();
+    assert!(
+        offload.is_empty() || offload.contains("tx-checksumming: on"),
+        "the sender's offload is off: the test would prove nothing\n{offload}"
+    );
+    for i in 0..N {
+        veth(
+            &r,
+            &format!("d{i}"),
+            &format!("10.91.{i}.1/24"),
+            &h,
+            &format!("h{i}"),
+            &format!("10.91.{i}.2/24"),
+        );
+    }
+    let downstream: Vec<String> = (0..N).map(|i| format!("\"d{i}\"")).collect();
+    let config = format!(
+        r#"{{
+  igmp: {{ version: 3, query_interval: 20, query_response_interval: 2,
+          robustness: 2, last_member_query_interval_ms: 200,
+          proxy: {{ upstream: "ru", downstream: [{}] }} }},
+  data_plane: {{ kernel_fast_path: false }},
+}}"#,
+        downstream.join(", ")
+    );
+    let m = Mcrd::start(&r, &dir, &config);
+    let script = dir.file("receive_udp.py", RECEIVE_UDP);
+    let mut rx = h
+        .command(std::path::Path::new(PY))
+        .arg(&script)
+        .args([&N.to_string(), GROUP, &COUNT.to_string(), "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut stdout = BufReader::new(rx.stdout.take().unwrap());
+    let rx = Kill(rx);
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    assert!(
+        wait_until(Duration::from_secs(30), || oif_count(&m) == N
+            && route(&m).is_some_and(|r| r["installed"] == "engines")),
+        "route not {N} oifs wide in the engines: {:?}\n{}",
+        route(&m),
+        m.log_text()
+    );
+
+    let script = dir.file("send_udp.py", SEND_UDP);
+    let out = up.exec(&[PY, script.to_str().unwrap(), &COUNT.to_string(), GROUP]);
+    assert!(out.status.success(), "send: {out:?}");
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    drop(rx);
+    let got: Vec<usize> = serde_json::from_str(&line).expect("receiver counts");
+    // The engines publish their counters periodically.
+    assert!(
+        wait_until(Duration::from_secs(10), || route(&m)
+            .is_some_and(|r| r["packets"] == COUNT)),
+        "route counters: {:?}",
+        route(&m)
+    );
+    assert_eq!(got, vec![COUNT; N], "datagrams per interface");
+}

@@ -827,3 +827,70 @@ fn second_mcrd_in_the_namespace_reports_the_socket_taken() {
     assert_eq!(first.ctl_json(&["status"])["mroute_socket"]["held"], true);
     drop((t.up, t.a, t.b));
 }
+
+/// Sends UDP to `group` from `u` at 100 packets a second for `secs`.
+fn spawn_sender(ns: &Netns, group: &str, secs: u32) -> Child {
+    let code = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton('10.81.0.2'))\n\
+         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 8)\n\
+         end = time.time() + {secs}\n\
+         while time.time() < end:\n\
+         \x20   s.sendto(b'x' * 64, ('{group}', 5001))\n\
+         \x20   time.sleep(0.01)\n"
+    );
+    ns.command(std::path::Path::new(PY))
+        .args(["-c", &code])
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3")
+}
+
+/// Traffic flows before anyone wants it (the kernel holds the (S,G)
+/// unresolved for 10 s and sends no second NOCACHE meanwhile); a member
+/// joining 3 s later gets the traffic as soon as the `(*,G)` route
+/// exists, not when the unresolved entry expires.
+#[test]
+fn a_member_joining_while_traffic_flows_gets_it_at_once() {
+    let t = ProxyTopo::new();
+    let group = "239.81.9.9";
+    let m = Mcrd::start(&t.r, &t.dir, t.config());
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _sender = Kill(spawn_sender(&t.up, group, 30));
+    std::thread::sleep(Duration::from_secs(3));
+    let nocache = |m: &Mcrd| m.ctl_json(&["mroute"])["counters"]["nocache"].as_u64();
+    assert!(
+        nocache(&m).is_some_and(|n| n >= 1),
+        "no NOCACHE before the member: {:?}",
+        m.ctl_json(&["mroute"])
+    );
+    let cap = Capture::start(&t.a, &t.dir, "ha", "udp", 4.0, group);
+    let _member = Member::join(&t.a, "10.82.0.2", group);
+    assert!(
+        wait_until(Duration::from_secs(10), || route_of(&m, group).is_some()),
+        "no (*,G) route: {:?}",
+        mroutes(&m)
+    );
+    let appeared = Instant::now();
+    let packets = |m: &Mcrd| route_of(m, group).and_then(|r| r["packets"].as_u64());
+    assert!(
+        wait_until(Duration::from_secs(2), || packets(&m)
+            .is_some_and(|p| p > 0)),
+        "no packet forwarded within 2 s of the route: {:?}\n{}",
+        route_of(&m, group),
+        m.log_text()
+    );
+    let took = appeared.elapsed();
+    let got = cap.finish();
+    assert!(
+        got["count"].as_u64().is_some_and(|c| c >= 100),
+        "host A got {got} (route after {took:?})"
+    );
+}

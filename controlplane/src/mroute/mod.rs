@@ -72,6 +72,13 @@ pub const MAX_ENTRIES: usize = 100_000;
 /// Most notices and register packets waiting for PIM; beyond, dropped,
 /// counted.
 const MAX_PENDING: usize = 4096;
+/// NOCACHEs without a route remembered at most (see [`UNRESOLVED_TTL`]).
+pub const MAX_UNRESOLVED: usize = 4096;
+/// How long a NOCACHE without a route is remembered: the kernel's
+/// unresolved-entry timeout (`ipmr` keeps it 10 s and sends no further
+/// NOCACHE for that (S,G) meanwhile, so a route appearing then would get
+/// no entry until the next NOCACHE without this memory).
+pub const UNRESOLVED_TTL: Duration = Duration::from_secs(10);
 /// How often a socket another router holds is tried again.
 const RETRY_OPEN: Duration = Duration::from_secs(30);
 /// Upcalls read per loop pass.
@@ -115,6 +122,10 @@ pub struct MrouteCounters {
     pub entry_limit: u64,
     /// `MRT_ADD_MFC`/`MRT_DEL_MFC`/`MRT_ADD_VIF` failures.
     pub kernel_errors: u64,
+    /// NOCACHEs without a route not remembered: [`MAX_UNRESOLVED`] were
+    /// already waiting for one.
+    #[serde(default)]
+    pub unresolved_dropped: u64,
 }
 
 /// One installed MFC entry.
@@ -207,6 +218,10 @@ pub struct Mroute {
     /// Sources seen (NOCACHE) per group with a `(*,G)` route, and whether
     /// they arrived on the register vif.
     star_sources: BTreeMap<Ipv4Addr, BTreeMap<Ipv4Addr, bool>>,
+    /// NOCACHEs that found no route, by (group, source): when, and
+    /// whether on the register vif. A `(*,G)` route appearing within
+    /// [`UNRESOLVED_TTL`] takes them as if they came now.
+    unresolved: BTreeMap<(Ipv4Addr, Ipv4Addr), (Instant, bool)>,
     /// `(S,G)` whose register tunnel is up (PIM at a first-hop DR).
     tunnels: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
     /// When each route appeared.
@@ -245,6 +260,7 @@ impl Default for Mroute {
             seen: BTreeMap::new(),
             not_installed: BTreeMap::new(),
             star_sources: BTreeMap::new(),
+            unresolved: BTreeMap::new(),
             tunnels: BTreeSet::new(),
             since: BTreeMap::new(),
             extra: BTreeSet::new(),
@@ -563,6 +579,12 @@ impl Mroute {
                     }));
                 }
                 if mrib.get(&sg_key(source, group)).is_none()
+                    && mrib.get(&RouteKey::star_g(group)).is_none()
+                    && !self.local.contains(&source)
+                {
+                    self.remember_unresolved(source, group, on_register);
+                }
+                if mrib.get(&sg_key(source, group)).is_none()
                     && mrib.get(&RouteKey::star_g(group)).is_some()
                     && !self.local.contains(&source)
                 {
@@ -652,6 +674,7 @@ impl Mroute {
                     if let Err(why) = self.resolve(r, false) {
                         self.not_installed.insert(k, why);
                     }
+                    self.take_unresolved(k.group);
                 }
                 let srcs: Vec<Ipv4Addr> = self
                     .star_sources
@@ -664,6 +687,46 @@ impl Mroute {
                 if mrib.get(&k).is_none() {
                     self.star_sources.remove(&k.group);
                 }
+            }
+        }
+    }
+
+    /// Remembers a NOCACHE that found no route (bounded: forgets expired
+    /// ones first, then drops and counts).
+    fn remember_unresolved(&mut self, source: Ipv4Addr, group: Ipv4Addr, on_register: bool) {
+        let now = self.clock;
+        let key = (group, source);
+        if !self.unresolved.contains_key(&key) && self.unresolved.len() >= MAX_UNRESOLVED {
+            self.unresolved
+                .retain(|_, (t, _)| now.saturating_duration_since(*t) < UNRESOLVED_TTL);
+            if self.unresolved.len() >= MAX_UNRESOLVED {
+                self.counters.unresolved_dropped += 1;
+                return;
+            }
+        }
+        self.unresolved.insert(key, (now, on_register));
+    }
+
+    /// Moves the sources of `group` still waiting in the kernel's
+    /// unresolved queue (NOCACHE less than [`UNRESOLVED_TTL`] ago) to the
+    /// group's `(*,G)` sources, so the caller installs their entries now.
+    fn take_unresolved(&mut self, group: Ipv4Addr) {
+        let now = self.clock;
+        let low = (group, Ipv4Addr::UNSPECIFIED);
+        let high = (group, Ipv4Addr::BROADCAST);
+        let keys: Vec<_> = self
+            .unresolved
+            .range(low..=high)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for ((g, s), (at, on_register)) in keys {
+            self.unresolved.remove(&(g, s));
+            if now.saturating_duration_since(at) >= UNRESOLVED_TTL || self.local.contains(&s) {
+                continue;
+            }
+            let srcs = self.star_sources.entry(g).or_default();
+            if srcs.len() < MAX_ENTRIES {
+                srcs.insert(s, on_register);
             }
         }
     }

@@ -519,3 +519,57 @@ fn first_packets_on_a_changed_iif_are_noticed_at_once() {
         "then once a minute again"
     );
 }
+
+/// A NOCACHE with no route yet (no member): the kernel holds the (S,G)
+/// unresolved for 10 s and sends no second NOCACHE, so a `(*,G)` route
+/// appearing within that time installs the source's entry at once; one
+/// appearing later does not (the kernel has dropped it and will ask
+/// again); the memory is bounded (dropped and counted).
+#[test]
+fn a_star_g_route_installs_sources_that_arrived_before_it() {
+    let (fake, mut m, mut mrib) = setup();
+    let t0 = Instant::now();
+    let g2 = Ipv4Addr::new(239, 1, 1, 2);
+    fake.upcall(sys::IGMPMSG_NOCACHE, 0, S, G, &[]);
+    fake.upcall(sys::IGMPMSG_NOCACHE, 0, S2, g2, &[]);
+    m.step_at(t0, &mut mrib, vec![]);
+    assert!(fake.0.lock().unwrap().mfc.is_empty(), "no route, no entry");
+    // A member 3 s later: the entry comes with the route, no new NOCACHE.
+    mrib.set(Origin::Igmp, RouteKey::star_g(G), route(Some(1), &[2]))
+        .unwrap();
+    m.step_at(t0 + Duration::from_secs(3), &mut mrib, vec![]);
+    assert_eq!(fake.entry(S, G), Some((1, vec![2])));
+    let star = RouteKey::star_g(G);
+    assert_eq!(m.install_of(mrib.get(&star).unwrap()).sources, vec![S]);
+    // Past the kernel's unresolved timeout: nothing remembered.
+    mrib.set(Origin::Igmp, RouteKey::star_g(g2), route(Some(1), &[2]))
+        .unwrap();
+    m.step_at(t0 + Duration::from_secs(11), &mut mrib, vec![]);
+    assert_eq!(fake.entry(S2, g2), None);
+    // The route goes and comes back (a reload flap) while traffic flows:
+    // the NOCACHE in between is taken when it returns.
+    mrib.remove(Origin::Igmp, star);
+    m.step_at(t0 + Duration::from_secs(12), &mut mrib, vec![]);
+    assert_eq!(fake.entry(S, G), None);
+    fake.upcall(sys::IGMPMSG_NOCACHE, 0, S, G, &[]);
+    m.step_at(t0 + Duration::from_secs(12), &mut mrib, vec![]);
+    mrib.set(Origin::Igmp, star, route(Some(1), &[2])).unwrap();
+    m.step_at(t0 + Duration::from_secs(13), &mut mrib, vec![]);
+    assert_eq!(fake.entry(S, G), Some((1, vec![2])));
+    // Bounded.
+    let g3 = Ipv4Addr::new(239, 1, 1, 3);
+    for i in 0..=MAX_UNRESOLVED as u32 {
+        fake.upcall(
+            sys::IGMPMSG_NOCACHE,
+            0,
+            Ipv4Addr::from(0x0a01_0000 + i),
+            g3,
+            &[],
+        );
+        if i % 512 == 0 {
+            m.step_at(t0 + Duration::from_secs(14), &mut mrib, vec![]);
+        }
+    }
+    m.step_at(t0 + Duration::from_secs(14), &mut mrib, vec![]);
+    assert_eq!(m.counters.unresolved_dropped, 1);
+}

@@ -465,6 +465,20 @@ pub struct PeerStats {
     pub ignored: u64,
     /// Times the session reached Established.
     pub established_count: u64,
+    /// SA entries rejected for their source (RFC 3618 section 12.2: not a
+    /// unicast host address: 0.0.0.0/8, 127.0.0.0/8, multicast,
+    /// 255.255.255.255); not cached, not flooded.
+    #[serde(default)]
+    pub invalid_source: u64,
+    /// SA entries rejected for their group: not multicast, or link-local
+    /// (224.0.0.0/24, never forwarded); not cached, not flooded.
+    #[serde(default)]
+    pub invalid_group: u64,
+    /// SA entries rejected because their message's originating RP is not
+    /// a unicast address (0.0.0.0/8, 127.0.0.0/8, multicast, broadcast):
+    /// the whole message is dropped.
+    #[serde(default)]
+    pub invalid_rp: u64,
 }
 
 /// A peer as `mcrctl msdp peers` shows it.
@@ -1004,6 +1018,11 @@ impl Msdp {
             return;
         };
         p.stats.sa_in += n;
+        // RFC 3618 section 12.2: the RP address names a unicast router.
+        if !is_unicast_host(rp) {
+            p.stats.invalid_rp += n;
+            return;
+        }
         if own {
             self.counters.own_rp_drops += n;
             return;
@@ -1014,6 +1033,17 @@ impl Msdp {
         }
         let mut forward = Vec::with_capacity(entries.len());
         for e in entries.iter() {
+            // Section 12.2's fields: a source that no host can have, or a
+            // group no SA can be for, would be cached and flooded to
+            // every peer for nothing.
+            if !is_unicast_host(e.source) {
+                p.stats.invalid_source += 1;
+                continue;
+            }
+            if !e.group.is_multicast() || is_link_local_group(e.group) {
+                p.stats.invalid_group += 1;
+                continue;
+            }
             if !p.config.filter_in.permits(e.source, e.group) {
                 p.stats.filtered_in += 1;
                 continue;
@@ -1242,4 +1272,19 @@ fn send_sa(
         key: MsdpTimer::KeepAlive(t),
         at: keepalive_at,
     });
+}
+
+/// Whether `a` can be a unicast host's or router's address: not in
+/// 0.0.0.0/8 ("this network"), 127.0.0.0/8 (loopback), 224.0.0.0/4
+/// (multicast) and not 255.255.255.255.
+fn is_unicast_host(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    o[0] != 0 && o[0] != 127 && !a.is_multicast() && !a.is_broadcast()
+}
+
+/// 224.0.0.0/24: link-local groups, never forwarded by a router (RFC
+/// 5771), so never in an SA.
+fn is_link_local_group(g: Ipv4Addr) -> bool {
+    let o = g.octets();
+    o[0] == 224 && o[1] == 0 && o[2] == 0
 }

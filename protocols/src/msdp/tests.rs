@@ -520,6 +520,75 @@ fn sa_from_originating_rp_accepted_and_flooded() {
     assert_eq!(h.m.peer(B).unwrap().stats.sa_out, 1);
 }
 
+/// RFC 3618 section 12.2 fields no SA can carry: each entry is refused
+/// (not cached, not flooded) and counted by reason; valid entries of the
+/// same message still pass, and only they are flooded.
+#[test]
+fn sa_entries_with_impossible_addresses_are_rejected_and_counted() {
+    let mut c = cfg(LOW, &[A, B, C]);
+    c.peers.get_mut(&A).unwrap().mesh_group = Some("m".into());
+    let mut h = three_up(c);
+    let bad_sources = [
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(239, 9, 9, 9),
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::LOCALHOST,
+        Ipv4Addr::new(0, 1, 2, 3),
+    ];
+    let bad_groups = [
+        Ipv4Addr::new(10, 1, 1, 1),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(224, 0, 0, 5),
+        Ipv4Addr::new(224, 0, 0, 255),
+    ];
+    let mut entries: Vec<(Ipv4Addr, Ipv4Addr)> = bad_sources.iter().map(|s| (*s, G)).collect();
+    entries.extend(bad_groups.iter().map(|g| (S, *g)));
+    entries.push((S, G));
+    entries.push((S, Ipv4Addr::new(224, 0, 1, 1))); // not link-local: valid
+    let out = h.sa(A, A, &entries);
+    let stats = h.m.peer(A).unwrap().stats;
+    assert_eq!(stats.invalid_source, bad_sources.len() as u64);
+    assert_eq!(stats.invalid_group, bad_groups.len() as u64);
+    assert_eq!(stats.invalid_rp, 0);
+    assert_eq!(stats.sa_in, entries.len() as u64);
+    let cached: Vec<(Ipv4Addr, Ipv4Addr)> =
+        h.m.sa_cache().map(|(k, _)| (k.source, k.group)).collect();
+    assert_eq!(cached, vec![(S, Ipv4Addr::new(224, 0, 1, 1)), (S, G)]);
+    let flooded: Vec<Vec<SaEntry>> = out
+        .iter()
+        .filter_map(|a| match a {
+            MsdpAction::Send {
+                tlv: Repr::SourceActive { entries, .. },
+                ..
+            } => Some(entries.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flooded.len(), 2, "{out:?}");
+    for f in flooded {
+        assert_eq!(f.len(), 2, "only the valid entries: {f:?}");
+    }
+
+    // An RP that is no unicast address: the whole message goes, even from
+    // a mesh-group peer (which skips the peer-RPF rules).
+    for rp in [
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(239, 1, 1, 1),
+        Ipv4Addr::LOCALHOST,
+    ] {
+        let out = h.sa(A, rp, &[(Ipv4Addr::new(192, 168, 1, 11), G), (S, G)]);
+        assert!(sent_sa_to(&out).is_empty(), "{rp}: {out:?}");
+    }
+    assert_eq!(h.m.peer(A).unwrap().stats.invalid_rp, 8);
+    assert_eq!(h.m.sa_cache_len(), 2);
+    // Later, on the manual clock: still nothing of them cached.
+    h.run_until(t(400));
+    assert_eq!(h.m.sa_cache_len(), 0);
+}
+
 #[test]
 fn sa_rpf_fail_rejected() {
     // 10.1.3: not the RP, no peer-RPF match, not mesh, not default, not only.

@@ -366,6 +366,11 @@ pub struct PimIface {
     pub counters: PimCounters,
     /// When PIM started on it.
     pub since: Timestamp,
+    /// A triggered Hello is due (new or restarted neighbour, start,
+    /// address change) and not sent yet: a Join/Prune on this interface
+    /// sends it first (RFC 7761 4.3.1), or a restarted neighbour, not
+    /// knowing us yet, drops the Join.
+    hello_owed: bool,
     rng: Rng,
 }
 
@@ -532,6 +537,7 @@ impl Pim {
             unknown_options: 0,
         };
         ifc.counters.hellos_sent += 1;
+        ifc.hello_owed = false;
         if holdtime == 0 {
             ifc.counters.goodbyes_sent += 1;
         }
@@ -550,6 +556,7 @@ impl Pim {
             + ifc
                 .rng
                 .uniform_inclusive(Duration::ZERO..=TRIGGERED_HELLO_DELAY);
+        ifc.hello_owed = true;
         if at < ifc.next_hello {
             ifc.next_hello = at;
             out.push(Action::ArmTimer {
@@ -613,6 +620,7 @@ impl Pim {
                     dr: None,
                     counters: PimCounters::default(),
                     since: now,
+                    hello_owed: false,
                     rng,
                 };
                 out.push(Action::Join {
@@ -1016,9 +1024,17 @@ impl Protocol for Pim {
         };
         if after != before {
             self.tree.touch_all();
-            // 4.5.5/4.5.6: a neighbour's new Generation ID.
+            // 4.5.5/4.5.6: a neighbour's new Generation ID. A neighbour
+            // that went away (goodbye, expiry) and says Hello again is the
+            // same case: a restarted RPF' has lost our Join state, and
+            // the unicast RPF kept it RPF' meanwhile, so no RPF' change
+            // would send one before t_periodic.
             for (k, g) in &after.1 {
-                if matches!(before.1.get(k), Some(old) if old.is_some() && old != g) {
+                let restarted = match before.1.get(k) {
+                    Some(old) => old.is_some() && old != g,
+                    None => g.is_some(),
+                };
+                if restarted {
                     let up = fsm::Upstream {
                         ifindex: k.0,
                         neighbor: k.1,
@@ -1028,6 +1044,41 @@ impl Protocol for Pim {
             }
         }
         self.tree.finish(&env, now, out);
+        self.hello_before_join_prune(out);
+    }
+}
+
+impl Pim {
+    /// RFC 7761 4.3.1: "If a router needs to send a Join/Prune or Assert
+    /// message on an interface on which it has not yet sent a Hello ...
+    /// it MUST immediately send the relevant Hello message ... followed by
+    /// the Join/Prune or Assert message." Applied while a triggered Hello
+    /// is owed: a neighbour that just restarted (new Generation ID) or
+    /// appeared does not know us yet and drops our J/P (FRR does), so the
+    /// triggered Join of 4.5.5-4.5.7 would be lost until t_periodic.
+    fn hello_before_join_prune(&mut self, out: &mut Out) {
+        let mut at = 0;
+        while at < out.len() {
+            let ifindex = match &out[at] {
+                Action::Send {
+                    interface,
+                    message: PimMessage::JoinPrune(_) | PimMessage::Assert(_),
+                    ..
+                } => interface.index,
+                _ => {
+                    at += 1;
+                    continue;
+                }
+            };
+            if let Some(ifc) = self.ifaces.get_mut(&ifindex).filter(|i| i.hello_owed) {
+                let mut hello = Vec::with_capacity(1);
+                let holdtime = holdtime_for(ifc.config.hello_period);
+                Self::send_hello(ifc, holdtime, &mut hello);
+                out.splice(at..at, hello);
+                at += 1;
+            }
+            at += 1;
+        }
     }
 }
 

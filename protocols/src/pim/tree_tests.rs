@@ -36,6 +36,9 @@ struct Router {
     lans: Vec<u32>,
     /// Every Join/Prune this router sent: (time, lan, message).
     sent: Vec<(Timestamp, u32, JoinPrune)>,
+    /// Every Hello this router sent: (time, lan, how many Join/Prunes it
+    /// had sent before it).
+    hellos: Vec<(Timestamp, u32, usize)>,
 }
 
 struct Net {
@@ -67,6 +70,7 @@ impl Net {
                 mrib: Mrib::new(MribLimits::default()),
                 lans: lans.to_vec(),
                 sent: Vec::new(),
+                hellos: Vec::new(),
             });
             net.feed(r, Input::Config(cfg));
             for l in lans.iter() {
@@ -107,6 +111,10 @@ impl Net {
                         // Everything sent must encode within the budget.
                         assert!(jp.buffer_len() + 20 <= DEFAULT_JP_MTU_TEST);
                         self.routers[r].sent.push((now, lan, jp.clone()));
+                    }
+                    if let PimMessage::Hello(_) = &message {
+                        let n = self.routers[r].sent.len();
+                        self.routers[r].hellos.push((now, lan, n));
                     }
                     self.queue.push((r, lan, destination, message));
                 }
@@ -1078,8 +1086,74 @@ fn upstream_genid_change_triggers_join_within_t_override() {
             }),
         }),
     );
-    net.advance(Duration::from_millis(2500));
-    assert!(net.sent_since(1, t0).iter().any(|jp| has_star_join(jp, rp)));
+    // Within J/P_Override_Interval (t_override < 3 s), not t_periodic.
+    net.advance(Duration::from_millis(2999));
+    let first = net.routers[1]
+        .sent
+        .iter()
+        .position(|(at, lan, jp)| *at >= t0 && *lan == 0 && has_star_join(jp, rp))
+        .expect("no Join within J/P_Override_Interval of the new GenID");
+    // 4.3.1: the restarted neighbour learns us first (our Hello goes out
+    // before the Join, not up to Triggered_Hello_Delay later), or it drops
+    // the Join as one from a non-neighbour.
+    assert!(
+        net.routers[1]
+            .hellos
+            .iter()
+            .any(|(at, lan, n)| *at >= t0 && *lan == 0 && *n <= first),
+        "Join before our Hello: sends {:?}, hellos {:?}",
+        net.routers[1]
+            .sent
+            .iter()
+            .map(|s| (s.0, s.1))
+            .collect::<Vec<_>>(),
+        net.routers[1].hellos
+    );
+}
+
+/// The upstream says goodbye (Holdtime 0) and comes back with a new
+/// Generation ID: RPF' (from the unicast RPF) never changed, so it is the
+/// GenID case again: our Hello, then the Join, within t_override.
+#[test]
+fn upstream_goodbye_and_return_triggers_join_within_t_override() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.advance(Duration::from_secs(10));
+    net.members(1, 1, SourceFilter::any_source());
+    net.advance(Duration::from_secs(5));
+    let old = net.routers[1].d.protocol().interfaces()[&1].neighbors[&rp].generation_id;
+    let hello = |holdtime, generation_id| {
+        Input::Packet(Packet {
+            interface: ifc(0),
+            source: rp,
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: true,
+            message: PimMessage::Hello(Hello {
+                holdtime: Some(holdtime),
+                generation_id: Some(generation_id),
+                ..Hello::default()
+            }),
+        })
+    };
+    net.feed(1, hello(0, old.unwrap()));
+    assert!(!net.routers[1].d.protocol().interfaces()[&1]
+        .neighbors
+        .contains_key(&rp));
+    net.advance(Duration::from_secs(1));
+    let t0 = net.now();
+    net.feed(1, hello(105, old.unwrap().wrapping_add(7)));
+    net.advance(Duration::from_millis(2999));
+    let first = net.routers[1]
+        .sent
+        .iter()
+        .position(|(at, lan, jp)| *at >= t0 && *lan == 0 && has_star_join(jp, rp))
+        .expect("no Join within J/P_Override_Interval of the neighbour's return");
+    assert!(net.routers[1]
+        .hellos
+        .iter()
+        .any(|(at, lan, n)| *at >= t0 && *lan == 0 && *n <= first));
 }
 
 fn register_stops(net: &Net, r: usize, since: Timestamp) -> usize {
