@@ -731,3 +731,70 @@ pub fn final_drop(mcrd: &Mcrd, reason: &str) -> u64 {
 pub fn seed_fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tests/fixtures/seed-system.json5")
 }
+
+/// A host process in a namespace holding a multicast membership until it
+/// leaves (its socket closed, so the kernel sends the IGMP leave) or is
+/// dropped.
+pub struct Member {
+    child: Option<Child>,
+}
+
+impl Member {
+    /// Joins `group` on the interface with address `ifaddr`, any source.
+    pub fn join(ns: &Netns, ifaddr: &str, group: &str) -> Member {
+        Member::join_sg(ns, ifaddr, group, None)
+    }
+
+    /// Joins `group` on `ifaddr` (any-source), or `(source, group)` when
+    /// `source` is given (IP_ADD_SOURCE_MEMBERSHIP); returns once joined.
+    pub fn join_sg(ns: &Netns, ifaddr: &str, group: &str, source: Option<&str>) -> Member {
+        let membership = match source {
+            None => format!(
+                "s.setsockopt(socket.IPPROTO_IP,socket.IP_ADD_MEMBERSHIP,socket.inet_aton('{group}')+socket.inet_aton('{ifaddr}'))"
+            ),
+            // struct ip_mreq_source: multiaddr, interface, sourceaddr;
+            // 39 is IP_ADD_SOURCE_MEMBERSHIP.
+            Some(src) => format!(
+                "s.setsockopt(socket.IPPROTO_IP,39,socket.inet_aton('{group}')+socket.inet_aton('{ifaddr}')+socket.inet_aton('{src}'))"
+            ),
+        };
+        let script = format!(
+            "import socket,sys\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             {membership}\n\
+             print('joined',flush=True)\n\
+             sys.stdin.read()\n"
+        );
+        let mut child = ns
+            .command(Path::new("/usr/bin/python3"))
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "joined");
+        Member { child: Some(child) }
+    }
+
+    /// Leaves (ends the process, closing its socket) and waits for it.
+    pub fn leave(mut self) {
+        if let Some(mut c) = self.child.take() {
+            drop(c.stdin.take());
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

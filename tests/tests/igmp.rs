@@ -6,72 +6,10 @@
 use mcr_tests::*;
 use serde_json::Value;
 use std::io::Write;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const PY: &str = "/usr/bin/python3";
-
-/// A host process holding a membership until its stdin closes (then the
-/// kernel sends the leave).
-struct Member {
-    child: Option<Child>,
-}
-
-impl Member {
-    /// Joins `group` on `ifaddr` (any-source), or `(source, group)` when
-    /// `source` is given (IP_ADD_SOURCE_MEMBERSHIP).
-    fn join(ns: &Netns, ifaddr: &str, group: &str, source: Option<&str>) -> Member {
-        let script = match source {
-            None => format!(
-                "import socket,struct,sys\n\
-                 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-                 s.setsockopt(socket.IPPROTO_IP,socket.IP_ADD_MEMBERSHIP,socket.inet_aton('{group}')+socket.inet_aton('{ifaddr}'))\n\
-                 print('joined',flush=True)\n\
-                 sys.stdin.read()\n"
-            ),
-            Some(src) => format!(
-                "import socket,struct,sys\n\
-                 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-                 # struct ip_mreq_source: multiaddr, interface, sourceaddr\n\
-                 m=socket.inet_aton('{group}')+socket.inet_aton('{ifaddr}')+socket.inet_aton('{src}')\n\
-                 s.setsockopt(socket.IPPROTO_IP,39,m)\n\
-                 print('joined',flush=True)\n\
-                 sys.stdin.read()\n"
-            ),
-        };
-        let mut child = ns
-            .command(std::path::Path::new(PY))
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "joined");
-        Member { child: Some(child) }
-    }
-
-    /// Leaves (closes the socket by ending the process) and waits for it.
-    fn leave(mut self) {
-        if let Some(mut c) = self.child.take() {
-            drop(c.stdin.take());
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn groups(m: &Mcrd) -> Vec<Value> {
     m.ctl_json(&["igmp", "groups"])["groups"]
@@ -143,7 +81,7 @@ fn join_and_leave(force: u8, source: Option<&str>, group: &str) {
     assert_eq!(ifs["interfaces"][0]["is_querier"], true, "{ifs:#}");
     assert_eq!(ifs["interfaces"][0]["address"], "10.80.0.1");
 
-    let member = Member::join(&l.host, "10.80.0.2", group, source);
+    let member = Member::join_sg(&l.host, "10.80.0.2", group, source);
     let took = wait_for(Duration::from_secs(1), "group learned", || {
         find_group(&m, group).is_some()
     });
@@ -204,7 +142,7 @@ fn runtime_enable_disable_and_reload() {
     );
     let t = m.ctl_json(&["igmp", "enable", "--interface", &l.r]);
     assert_eq!(t["running"], true, "{t:#}");
-    let _member = Member::join(&l.host, "10.80.0.2", "239.10.0.9", None);
+    let _member = Member::join_sg(&l.host, "10.80.0.2", "239.10.0.9", None);
     wait_for(Duration::from_secs(2), "group learned", || {
         find_group(&m, "239.10.0.9").is_some()
     });
@@ -629,7 +567,7 @@ fn reload_keeps_members_and_sends_no_extra_query() {
     let l = lan();
     let cfg = igmp_cfg(&l.r, 3, "");
     let m = Mcrd::start(&l.router, &l.dir, &cfg);
-    let _member = Member::join(&l.host, "10.80.0.2", "239.10.0.5", None);
+    let _member = Member::join_sg(&l.host, "10.80.0.2", "239.10.0.5", None);
     wait_for(Duration::from_secs(1), "group learned", || {
         find_group(&m, "239.10.0.5").is_some()
     });
@@ -710,7 +648,7 @@ fn igmp_runs_with_only_cap_net_raw() {
         m.ctl_json(&["status"])["protocols"]["igmp"]["running"],
         true
     );
-    let _member = Member::join(&l.host, "10.80.0.2", "239.10.0.6", None);
+    let _member = Member::join_sg(&l.host, "10.80.0.2", "239.10.0.6", None);
     wait_for(Duration::from_secs(1), "group learned", || {
         find_group(&m, "239.10.0.6").is_some()
     });

@@ -9,58 +9,10 @@
 use mcr_tests::frr::*;
 use mcr_tests::*;
 use serde_json::Value;
-use std::process::{Child, Stdio};
+
 use std::time::{Duration, Instant};
 
 const PY: &str = "/usr/bin/python3";
-
-/// A host process holding an any-source membership until it is dropped or
-/// told to leave (the kernel then sends the IGMP leave).
-struct Member {
-    child: Option<Child>,
-}
-
-impl Member {
-    fn join(ns: &Netns, ifaddr: &str, group: &str) -> Member {
-        let script = format!(
-            "import socket,sys\n\
-             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-             s.setsockopt(socket.IPPROTO_IP,socket.IP_ADD_MEMBERSHIP,socket.inet_aton('{group}')+socket.inet_aton('{ifaddr}'))\n\
-             print('joined',flush=True)\n\
-             sys.stdin.read()\n"
-        );
-        let mut child = ns
-            .command(std::path::Path::new(PY))
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "joined");
-        Member { child: Some(child) }
-    }
-
-    fn leave(mut self) {
-        if let Some(mut c) = self.child.take() {
-            drop(c.stdin.take());
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn join_state(m: &Mcrd) -> Value {
     m.ctl_json(&["pim", "join-state"])
