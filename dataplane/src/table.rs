@@ -240,6 +240,10 @@ pub struct ForwardingTable {
     /// Set by [`ForwardingTable::edit`]: how rule indexes moved since the
     /// table it started from.
     delta: Option<TableDelta>,
+    /// How many rules are routes (see [`ROUTE_PORT`]); kept by
+    /// `add_rule`/`remove_rule` so engines need not scan every rule per
+    /// table.
+    routes: usize,
 }
 
 impl ForwardingTable {
@@ -351,7 +355,7 @@ impl ForwardingTable {
 
     /// Whether any rule is a route.
     pub fn has_routes(&self) -> bool {
-        self.rules.iter().any(|r| r.input.port == ROUTE_PORT)
+        self.routes > 0
     }
 
     /// The table with `routes` added (each a [`RuleSpec`] whose input and
@@ -504,6 +508,9 @@ impl TableBuilder {
             *users += 1;
             outputs.push(TableOutput { slot });
         }
+        if spec.input.port == ROUTE_PORT {
+            t.routes += 1;
+        }
         t.rules.push(TableRule {
             id: spec.id,
             input: spec.input,
@@ -521,6 +528,9 @@ impl TableBuilder {
     pub fn remove_rule(&mut self, index: usize) -> Option<TableRule> {
         let t = &mut self.table;
         let rule = t.rules.get(index)?.clone();
+        if rule.input.port == ROUTE_PORT {
+            t.routes -= 1;
+        }
         let shard = Arc::make_mut(&mut t.index[shard_of(&rule.input)]);
         if let Some(m) = shard.get_mut(&rule.input) {
             match rule.source {
@@ -692,6 +702,28 @@ mod tests {
             source: None,
             outputs: vec![out(out_port)],
         }
+    }
+
+    /// `has_routes` follows the route rules through adds, edits and
+    /// removals (engines read it on every table they take).
+    #[test]
+    fn has_routes_follows_route_rules() {
+        let mut b = TableBuilder::new(1);
+        b.add_rule(spec(1, 6000)).unwrap();
+        let mut route = spec(2, ROUTE_PORT);
+        route.input.port = ROUTE_PORT;
+        b.add_rule(route).unwrap();
+        let t = b.build();
+        assert!(t.has_routes());
+        assert!(t.is_route(1) && !t.is_route(0));
+        let mut e = t.edit(2);
+        e.remove_rule(1).unwrap();
+        let t2 = e.build();
+        assert!(!t2.has_routes(), "the only route was removed");
+        assert!(t.has_routes(), "the old table is unchanged");
+        let mut e = t2.edit(3);
+        e.remove_rule(0).unwrap();
+        assert!(!e.build().has_routes());
     }
 
     /// Chunks and shards of `b` that are not the same allocation as `a`'s.
