@@ -208,6 +208,10 @@ pub struct MsdpRuntime {
     listening: BTreeSet<Ipv4Addr>,
     sessions: BTreeMap<Ipv4Addr, Session>,
     connecting: BTreeMap<Ipv4Addr, TcpStream>,
+    /// Why the last connect to a peer failed (`connect(2)`'s error, e.g.
+    /// no route to it), until a session with it comes up: the state
+    /// machine only knows that it failed. One entry per configured peer.
+    connect_errors: BTreeMap<Ipv4Addr, String>,
     actions: Vec<MsdpAction>,
     events: Vec<Value>,
     sa_changes: Vec<SaChange>,
@@ -296,6 +300,7 @@ impl MsdpRuntime {
             listening: BTreeSet::new(),
             sessions: BTreeMap::new(),
             connecting: BTreeMap::new(),
+            connect_errors: BTreeMap::new(),
             actions: Vec::new(),
             events: Vec::new(),
             sa_changes: Vec::new(),
@@ -370,6 +375,12 @@ impl MsdpRuntime {
     }
 
     /// TLVs to `peer` dropped because its write buffer was full.
+    /// Why the last connect to `peer` failed, while no session with it
+    /// has come up since.
+    pub fn connect_error(&self, peer: Ipv4Addr) -> Option<&str> {
+        self.connect_errors.get(&peer).map(String::as_str)
+    }
+
     pub fn send_drops(&self, peer: Ipv4Addr) -> u64 {
         self.sessions.get(&peer).map_or(0, |s| s.send_drops)
     }
@@ -404,6 +415,7 @@ impl MsdpRuntime {
                     }
                     self.msdp = Some(m);
                 }
+                self.connect_errors.retain(|a, _| c.peers.contains_key(a));
                 self.last = Some(c.clone());
                 self.run(MsdpInput::Config(c), None);
                 if !self.local_sources.is_empty() {
@@ -437,6 +449,7 @@ impl MsdpRuntime {
         self.timers.clear();
         self.sessions.clear();
         self.connecting.clear();
+        self.connect_errors.clear();
         self.listening.clear();
     }
 
@@ -560,6 +573,8 @@ impl MsdpRuntime {
                 Ok(None) => {}
                 Ok(Some(e)) | Err(e) => {
                     tracing::debug!(%peer, error = %e, "MSDP connect failed");
+                    self.connect_errors
+                        .insert(peer, format!("connect to {peer}: {e}"));
                     self.connecting.remove(&peer);
                     self.counters.connect_failures += 1;
                     self.run(MsdpInput::TcpConnectFailed { peer }, None);
@@ -672,6 +687,7 @@ impl MsdpRuntime {
                     tracing::info!(%peer, %reason, "MSDP connection refused");
                 }
                 None => {
+                    self.connect_errors.remove(&peer);
                     self.sessions.insert(peer, Session::new(stream));
                 }
             }
@@ -692,6 +708,8 @@ impl MsdpRuntime {
                     }
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "MSDP connect failed at once");
+                        self.connect_errors
+                            .insert(peer, format!("connect to {peer}:{port}: {e}"));
                         self.connecting.remove(&peer);
                         self.counters.connect_failures += 1;
                         // ConnectRetry is armed: the instance retries.
@@ -963,6 +981,38 @@ mod tests {
         assert!(s.pending() <= WRITE_BUFFER_MAX, "{}", s.pending());
         assert!(rt.send_drops(peer) >= 100, "{}", rt.send_drops(peer));
         assert_eq!(rt.socket_counters().send_drops, rt.send_drops(peer));
+    }
+
+    #[test]
+    fn a_failed_connect_is_the_peers_error_until_a_session_comes_up() {
+        // We are the lower address, so we connect (RFC 3618 section 5), to
+        // a loopback address where nothing listens on the MSDP port.
+        let mut rt = MsdpRuntime::new();
+        rt.msdp = Some(Msdp::new());
+        let c = protocol_config(&section(
+            "{ msdp: { enabled: true, local_address: '127.0.0.1', peers: [ { address: '127.0.0.2' } ] } }",
+        ))
+        .unwrap();
+        rt.last = Some(c.clone());
+        rt.run(MsdpInput::Config(c), None);
+        let peer = Ipv4Addr::new(127, 0, 0, 2);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while rt.connect_error(peer).is_none() && std::time::Instant::now() < deadline {
+            rt.check_connects();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let e = rt.connect_error(peer).expect("the refused connect is kept");
+        assert!(e.contains("refused") && e.contains("127.0.0.2"), "{e}");
+        // The next connect that works clears it.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _far = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (near, _) = l.accept().unwrap();
+        near.set_nonblocking(true).unwrap();
+        rt.run(
+            MsdpInput::TcpEstablished { peer, active: true },
+            Some((peer, near)),
+        );
+        assert_eq!(rt.connect_error(peer), None);
     }
 
     #[test]

@@ -152,7 +152,10 @@ fn every_command_round_trips_while_forwarding() {
         "{a}"
     );
 
-    let rm = mcrd.ctl(&["remove", "--name", "b"]);
+    // The id as a plain argument; naming it twice is refused before asking.
+    let both = mcrd.ctl(&["remove", "b", "--name", "b"]);
+    assert_ne!(both.code, 0, "{both:?}");
+    let rm = mcrd.ctl(&["remove", "b"]);
     assert_eq!(rm.code, 0, "{rm:?}");
     let lb = t.listen(1, "239.3.3.3", 7000, &["--duration", "1.5"]);
     t.send("239.1.1.2", 5000, &["--rate", "2000", "--count", "1000"]);

@@ -53,7 +53,10 @@ pub enum Cmd {
     },
     /// Remove a rule by id or name.
     Remove {
-        #[arg(long, required_unless_present = "name")]
+        /// The rule's id (or name): `mcrctl remove r1`, the same as `--rule-id r1`.
+        #[arg(conflicts_with_all = ["rule_id", "name"])]
+        id: Option<String>,
+        #[arg(long, required_unless_present_any = ["name", "id"])]
         rule_id: Option<String>,
         #[arg(long, conflicts_with = "rule_id")]
         name: Option<String>,

@@ -70,8 +70,8 @@ fn request_for(cmd: &Cmd) -> Result<Request, String> {
             let rule = serde_json::from_value(rule).map_err(|e| format!("rule: {e}"))?;
             Request::Add { rule }
         }
-        Cmd::Remove { rule_id, name } => Request::Remove {
-            rule_id: rule_id.clone(),
+        Cmd::Remove { id, rule_id, name } => Request::Remove {
+            rule_id: rule_id.clone().or_else(|| id.clone()),
             name: name.clone(),
         },
         Cmd::Stats { .. } => Request::Stats,

@@ -33,7 +33,12 @@ impl Supervisor {
                     sa_limit: p.config.sa_limit,
                     stats: p.stats,
                     send_drops: rt.send_drops(p.address),
-                    last_error: p.last_error.clone(),
+                    // A failing connect is newer news than how the last
+                    // session ended.
+                    last_error: rt
+                        .connect_error(p.address)
+                        .map(str::to_string)
+                        .or_else(|| p.last_error.clone()),
                 });
             }
         }
@@ -127,9 +132,23 @@ impl Supervisor {
         let peers = &mut self.config.msdp.peers;
         match peers.iter_mut().find(|p| p.address == address) {
             Some(p) => {
+                // An existing peer is changed in place, not replaced: its
+                // limits and filters stay. Say so, as a typo in the address
+                // of a new peer would land here too.
+                tracing::info!(
+                    peer = %address,
+                    description_was = ?p.description,
+                    mesh_group_was = ?p.mesh_group,
+                    default_peer_was = p.default_peer,
+                    "MSDP peer already configured: description, mesh group and default-peer flag changed at run time"
+                );
                 p.description = description;
                 p.mesh_group = mesh_group;
                 p.default_peer = default_peer;
+                self.config_edited = true;
+                self.msdp.sync(&self.config.msdp);
+                self.msdp_publish();
+                return Response::ok(self.msdp_peers());
             }
             None => peers.push(mcr_config::MsdpPeer {
                 address,
