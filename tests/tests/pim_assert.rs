@@ -18,18 +18,29 @@
 //! A and B are both directly connected to S, so their assert metrics are
 //! equal (RPT bit clear, preference 0, metric 0: a connected route in
 //! mcrd's kernel RPF provider and in FRR's zebra) and the higher LAN2
-//! address wins (section 4.6.3). A forwards onto LAN2 for R (A is the DR
-//! there, R joined with IGMP: `pim_include`); B forwards onto LAN2 for D,
-//! whose unicast route toward S and the RP goes via B (a PIM Join). Both
-//! forward, each sees the other's packets on an outgoing interface (a
-//! WRONGVIF upcall from its kernel), and they assert. The RP is B's LAN1
-//! address: B is also the DR on LAN1, so the source needs no Register.
+//! address wins (section 4.6.3). D reaches the RP through A and S through
+//! B: its (*,G) Join goes to A, its (S,G) Join (after its SPT switch) to
+//! B. A forwards onto LAN2 for D's (*,G) Join and for R (A is the DR
+//! there, R joined with IGMP: `pim_include`); B forwards onto LAN2 for
+//! D's (S,G) Join. Both forward, each sees the other's packets on an
+//! outgoing interface (a WRONGVIF upcall from its kernel), and they
+//! assert. The RP is B's LAN1 address: B is also the DR on LAN1, so the
+//! source needs no Register.
 //!
-//! Why the DR is mcrd and not FRR: FRR 8.4 never asserts for an interface
-//! it forwards on for IGMP members alone (CouldAssert and
-//! AssertTrackingDesired stay false on its (S,G) channel, `show ip pim
-//! assert-internal`), so with FRR as the DR for R and mcrd forwarding for
-//! D's Join, FRR ignored mcrd's winning Asserts and both kept forwarding.
+//! Three limits of FRR 8.4 shaped this (each seen in a run, `show ip pim
+//! assert-internal` and the pimd debug log):
+//! - it never asserts for an interface it forwards on for IGMP members
+//!   alone (CouldAssert and AssertTrackingDesired stay false on its (S,G)
+//!   channel): so the DR for R is mcrd, not FRR;
+//! - as the Assert loser it keeps an interface that a (*,G) Join put into
+//!   the (S,G) olist (no `lost_assert(S,G,rpt)`, section 4.1.6), and D
+//!   sends no (S,G,rpt) Prune: so B forwards onto LAN2 for an (S,G) Join
+//!   only (D's (*,G) Join goes to A);
+//! - an RP whose first packet of a new source is another router's copy on
+//!   a non-RPF interface (a WRVIFWHOLE upcall, A's copy on LAN2) makes its
+//!   (S,G) with that interface as the incoming one and loops the stream
+//!   back onto LAN1: so the source sends before any receiver joins, and B
+//!   has its (S,G) from LAN1 first.
 
 use mcr_tests::frr::*;
 use mcr_tests::*;
@@ -52,8 +63,6 @@ struct Lan {
     r: Netns,
     d: Netns,
     w: Netns,
-    a2: String,
-    b2: String,
 }
 
 impl Lan {
@@ -70,8 +79,6 @@ impl Lan {
             r: ns("r"),
             d: ns("d"),
             w: ns("w"),
-            a2: a2.to_string(),
-            b2: b2.to_string(),
             tag,
         };
         for br in ["1", "2"] {
@@ -105,9 +112,10 @@ impl Lan {
         l.s.ip(&["route", "add", "default", "via", "10.93.1.2"]);
         l.r.ip(&["route", "add", "default", "via", a2]);
         l.w.ip(&["route", "add", "default", "via", "10.93.3.1"]);
-        // D reaches S and the RP through B (prefixes: FRR's nexthop
-        // tracking does not resolve through a default route).
+        // D reaches S through B and the RP through A (prefixes: FRR's
+        // nexthop tracking does not resolve through a default route).
         l.d.ip(&["route", "add", "10.93.1.0/24", "via", b2]);
+        l.d.ip(&["route", "add", &format!("{RP}/32"), "via", a2]);
         l.a.ip(&["route", "add", "10.93.3.0/24", "via", "10.93.2.50"]);
         l.b.ip(&["route", "add", "10.93.3.0/24", "via", "10.93.2.50"]);
         l
@@ -177,7 +185,7 @@ fn assert_on_shared_lan(a2: &str, b2: &str, mcrd_wins: bool) {
     let n = |s: &str| l.n(s);
     // B: RP and DR on LAN1 (higher address).
     let b_conf = format!(
-        "interface {b1}\n ip pim\n ip pim hello 5\n!\n\
+        "debug pim events\ndebug pim trace\ndebug pim zebra\ndebug mroute\ndebug pim packets asserts\n!\ninterface {b1}\n ip pim\n ip pim hello 5\n!\n\
          interface {b2}\n ip pim\n ip pim hello 5\n!\n",
         b1 = n("b1"),
         b2 = n("b2")
@@ -186,13 +194,7 @@ fn assert_on_shared_lan(a2: &str, b2: &str, mcrd_wins: bool) {
     let b = Frr::start_with(&l.b, &b_dir, &n("b2"), &b_conf);
     frr_set_rp(&b, RP);
     // D: last hop for R2 on LAN3.
-    let (_d_dir, d) = start_frr(
-        &l.d,
-        &format!("{}d", l.tag),
-        &[n("d2")],
-        Some(&n("d3")),
-        RP,
-    );
+    let (_d_dir, d) = start_frr(&l.d, &format!("{}d", l.tag), &[n("d2")], Some(&n("d3")), RP);
     // A: mcrd, the DR on LAN2 (priority 10) with IGMP there for R.
     let a_cfg = format!(
         "{{ pim: {{ enabled: true, hello_period: 5, interfaces: [ {{ name: \"{a1}\" }}, {{ name: \"{a2}\", dr_priority: 10 }} ], \
@@ -225,34 +227,41 @@ fn assert_on_shared_lan(a2: &str, b2: &str, mcrd_wins: bool) {
     );
     assert_eq!(b.dr(), a2, "A is the DR on LAN2");
 
-    // Receivers: R on LAN2 (IGMP to A), R2 behind D.
-    let whole_r = Listener::start(&l.r, &l.dir, &n("r2"), GROUP, 7100, &["--duration", "150", "--idle-timeout", "3"]);
-    let whole_w = Listener::start(&l.w, &l.dir, &n("w3"), GROUP, 7100, &["--duration", "150", "--idle-timeout", "3"]);
-    // D's (*,G) join reaches B (its RPF neighbour toward the RP); A has
-    // R's membership as the DR and joins toward the RP.
-    assert!(
-        wait_until(Duration::from_secs(15), || {
-            d.json("show ip pim upstream json")[GROUP]["*"]["joinState"] == "Joined"
-                && a.ctl_json(&["pim", "join-state"])["entries"]
-                    .as_array()
-                    .is_some_and(|v| v
-                        .iter()
-                        .any(|e| e["kind"] == "star-g" && e["upstream"] == "joined"))
-        }),
-        "D: {}\nB: {}\nA: {}",
-        d.vtysh(&["show ip pim upstream", "show ip pim rpf"]),
-        b.vtysh(&["show ip pim upstream", "show ip igmp groups"]),
-        a.ctl_json(&["pim", "join-state"])
-    );
-
-    let t0 = Instant::now();
+    // The source first, no receiver yet: B (RP, DR on LAN1) makes its
+    // (S,G) from S's packets on LAN1.
     let gen = Generator::spawn(
         &l.s,
         &n("s1"),
         GROUP,
         7100,
-        &["--rate", "1000", "--count", "150000", "--ttl", "16"],
+        &["--rate", "1000", "--count", "200000", "--ttl", "16"],
     );
+    assert!(
+        wait_until(Duration::from_secs(15), || frr_route(&b, SOURCE, GROUP)
+            .is_some_and(|(iif, _)| iif == n("b1"))),
+        "B's (S,G): {}",
+        b.vtysh(&["show ip pim upstream", "show ip mroute"])
+    );
+    let before = tx_during(&l.a, &n("a2"), Duration::from_secs(1))
+        + tx_during(&l.b, &n("b2"), Duration::from_secs(1));
+    assert!(before < 20, "no receiver, yet LAN2 gets data: {before}");
+
+    // The receivers join: D's (*,G) Join goes to A (A forwards onto LAN2,
+    // also for R as the DR), D's (S,G) Join after its SPT switch to B (B
+    // forwards onto LAN2).
+    let t0 = Instant::now();
+    let listen = |ns: &Netns, iface: &str| {
+        Listener::start(
+            ns,
+            &l.dir,
+            iface,
+            GROUP,
+            7100,
+            &["--duration", "200", "--idle-timeout", "3"],
+        )
+    };
+    let whole_r = listen(&l.r, &n("r2"));
+    let whole_w = listen(&l.w, &n("w3"));
     // The assert settles: mcrd and FRR agree on the winner of (S,G) on
     // LAN2.
     let (winner, loser) = if mcrd_wins { (a2, b2) } else { (b2, a2) };
@@ -260,33 +269,44 @@ fn assert_on_shared_lan(a2: &str, b2: &str, mcrd_wins: bool) {
     let agreed = || {
         let m = mcr_assert(&a, &n("a2"));
         let f = frr_assert(&b, &n("b2"));
-        m.is_some_and(|m| {
-            m["assert"] == mcr_state && (mcrd_wins || m["assert_winner"] == winner)
-        }) && f.is_some_and(|(state, w)| {
-            w == winner && state == if mcrd_wins { "LOSER" } else { "WINNER" }
-        })
+        m.is_some_and(|m| m["assert"] == mcr_state && (mcrd_wins || m["assert_winner"] == winner))
+            && f.is_some_and(|(state, w)| {
+                w == winner && state == if mcrd_wins { "LOSER" } else { "WINNER" }
+            })
+    };
+    // Everything the routers say, for failure messages.
+    let views = || {
+        let _ = std::fs::copy(b.dir.join("pimd.log"), "/tmp/b_pimd.log");
+        let _ = std::fs::copy(d.dir.join("pimd.log"), "/tmp/d_pimd.log");
+        format!(
+            "mcrd: {}\nA kernel:\n{}\nB:\n{}\nB kernel:\n{}\nD:\n{}",
+            a.ctl_json(&["pim", "join-state"]),
+            l.a.ip(&["-s", "mroute", "show"]),
+            b.vtysh(&[
+                "show ip pim assert",
+                "show ip pim assert-internal",
+                "show ip mroute",
+                "show ip pim upstream",
+                "show ip pim join",
+            ]),
+            l.b.ip(&["-s", "mroute", "show"]),
+            d.vtysh(&["show ip pim rpf", "show ip pim upstream", "show ip mroute"]),
+        )
     };
     let ok = wait_until(Duration::from_secs(60), agreed);
     let t_assert = t0.elapsed();
-    assert!(
-        ok,
-        "no agreed assert after {t_assert:?}: mcrd {}\nFRR B:\n{}\nA mroute:\n{}",
-        a.ctl_json(&["pim", "join-state"]),
-        b.vtysh(&[
-            "show ip pim assert",
-            "show ip pim assert-internal",
-            "show ip mroute"
-        ]),
-        l.a.ip(&["mroute", "show"])
-    );
-    eprintln!("assert agreed {t_assert:?} after the first packet was sent (winner {winner}, loser {loser})");
+    assert!(ok, "no agreed assert after {t_assert:?}:\n{}", views());
+    eprintln!("assert agreed {t_assert:?} after R joined (winner {winner}, loser {loser})");
     eprintln!("mcrd: {}", mcr_assert(&a, &n("a2")).unwrap());
     eprintln!("FRR B:\n{}", b.vtysh(&["show ip pim assert"]));
     let js = a.ctl_json(&["pim", "join-state"]);
     let tree = &js["counters"]["tree"];
-    assert!(tree["asserts_received"].as_u64() > Some(0), "{js}");
+    // The winner asserted; a loser that took the winner's Assert as
+    // acceptable stays silent (section 4.6.1, NoInfo -> Loser).
     if mcrd_wins {
         assert!(tree["asserts_sent"].as_u64() > Some(0), "{js}");
+    } else {
+        assert!(tree["asserts_received"].as_u64() > Some(0), "{js}");
     }
     // Let D move its join to the winner and the last duplicates drain.
     std::thread::sleep(Duration::from_secs(2));
@@ -298,27 +318,40 @@ fn assert_on_shared_lan(a2: &str, b2: &str, mcrd_wins: bool) {
     let b_tx = tx_during(&l.b, &n("b2"), Duration::from_secs(5));
     let a_tx = tx_packets(&l.a, &n("a2")) - a_tx;
     eprintln!("LAN2 tx over 5 s: A {a_tx}, B {b_tx}");
-    let (win_tx, lose_tx) = if mcrd_wins { (a_tx, b_tx) } else { (b_tx, a_tx) };
-    assert!(win_tx > 4000, "the winner forwards: A {a_tx}, B {b_tx}");
+    let (win_tx, lose_tx) = if mcrd_wins {
+        (a_tx, b_tx)
+    } else {
+        (b_tx, a_tx)
+    };
+    assert!(
+        win_tx > 4000,
+        "the winner forwards: A {a_tx}, B {b_tx}\n{}",
+        views()
+    );
     // Hellos and Asserts only (no data) from the loser.
-    assert!(lose_tx < 20, "the loser stopped: A {a_tx}, B {b_tx}");
+    assert!(
+        lose_tx < 20,
+        "the loser stopped: A {a_tx}, B {b_tx}\n{}",
+        views()
+    );
     let a_route = kernel_route(&l.a, SOURCE, GROUP);
     let a_mcr = mcr_route(&a, Some(SOURCE), GROUP);
     eprintln!("A kernel {a_route:?}, mcrd {a_mcr:?}");
-    let has_lan2 = |r: &Option<(String, Vec<String>)>| {
-        r.as_ref().is_some_and(|(_, o)| o.contains(&n("a2")))
-    };
+    let has_lan2 =
+        |r: &Option<(String, Vec<String>)>| r.as_ref().is_some_and(|(_, o)| o.contains(&n("a2")));
     assert_eq!(has_lan2(&a_route), mcrd_wins, "A's MFC: {a_route:?}");
     assert_eq!(has_lan2(&a_mcr), mcrd_wins, "A's MRIB: {a_mcr:?}");
     let b_route = frr_route(&b, SOURCE, GROUP);
     eprintln!("B {b_route:?}");
-    let b_has = b_route
-        .as_ref()
-        .is_some_and(|(_, o)| o.contains(&n("b2")));
+    let b_has = b_route.as_ref().is_some_and(|(_, o)| o.contains(&n("b2")));
     assert_eq!(b_has, !mcrd_wins, "B's mroute: {b_route:?}");
     // D joined the winner (RPF' follows the assert, section 4.1.6).
     let up = d.json("show ip pim upstream json");
-    eprintln!("D upstream (S,G): {}\n{}", up[GROUP][SOURCE], d.vtysh(&["show ip pim rpf"]));
+    eprintln!(
+        "D upstream (S,G): {}\n{}",
+        up[GROUP][SOURCE],
+        d.vtysh(&["show ip pim rpf"])
+    );
 
     let settled_r = settled_r.finish();
     let settled_w = settled_w.finish();

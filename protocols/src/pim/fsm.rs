@@ -694,6 +694,9 @@ pub enum AssertEvent {
     /// The winner's Neighbor Liveness Timer expired or its Generation ID
     /// changed.
     WinnerGone,
+    /// my_assert_metric became better than the winner's metric (e.g. we
+    /// joined the SPT after losing with an RPT metric).
+    MyMetricBetter,
 }
 
 /// What the Assert machine sends on the interface.
@@ -787,8 +790,10 @@ pub fn assert_step(
         {
             (lose(m), None)
         }
-        // L, AT expires, the winner is gone: -> NI.
-        (S::Loser, E::TimerExpired | E::WinnerGone) => (AssertInfo::NONE, None),
+        // L, AT expires, the winner is gone, or my metric becomes better
+        // than the winner's: -> NI (A5). Data on the interface then makes
+        // us assert again.
+        (S::Loser, E::TimerExpired | E::WinnerGone | E::MyMetricBetter) => (AssertInfo::NONE, None),
         // Everything else: -.
         _ => (a, None),
     }
@@ -1535,5 +1540,11 @@ mod tests {
         );
         assert_eq!(assert_step(l, E::TimerExpired, mine, T0), (none, None));
         assert_eq!(assert_step(l, E::WinnerGone, mine, T0), (none, None));
+        // 4.6.1 Loser: "my metric becomes better than the assert winner's
+        // metric" -> NI (A5).
+        assert_eq!(assert_step(l, E::MyMetricBetter, mine, T0), (none, None));
+        // Elsewhere the event changes nothing.
+        assert_eq!(assert_step(win, E::MyMetricBetter, mine, T0), (win, None));
+        assert_eq!(assert_step(none, E::MyMetricBetter, mine, T0), (none, None));
     }
 }
