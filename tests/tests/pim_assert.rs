@@ -166,6 +166,24 @@ fn frr_assert(frr: &Frr, iface: &str) -> Option<(String, String)> {
     })
 }
 
+/// FRR's `show ip pim assert-winner-metric` row of `(S,G)` on `iface`:
+/// (RPT bit, preference, metric, winner address), as printed.
+fn frr_winner_metric(frr: &Frr, iface: &str) -> Option<(String, String, String, String)> {
+    let text = frr.vtysh(&["show ip pim assert-winner-metric"]);
+    text.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        // Interface Address Source Group RPT Pref Metric Address
+        (w.len() >= 8 && w[0] == iface && w[2] == SOURCE && w[3] == GROUP).then(|| {
+            (
+                w[4].to_string(),
+                w[5].to_string(),
+                w[6].to_string(),
+                w[7].to_string(),
+            )
+        })
+    })
+}
+
 /// Packets `iface` in `ns` sent during `window`.
 fn tx_during(ns: &Netns, iface: &str, window: Duration) -> u64 {
     let a = tx_packets(ns, iface);
@@ -185,7 +203,7 @@ fn assert_on_shared_lan(a2: &str, b2: &str, mcrd_wins: bool) {
     let n = |s: &str| l.n(s);
     // B: RP and DR on LAN1 (higher address).
     let b_conf = format!(
-        "debug pim events\ndebug pim trace\ndebug pim zebra\ndebug mroute\ndebug pim packets asserts\n!\ninterface {b1}\n ip pim\n ip pim hello 5\n!\n\
+        "interface {b1}\n ip pim\n ip pim hello 5\n!\n\
          interface {b2}\n ip pim\n ip pim hello 5\n!\n",
         b1 = n("b1"),
         b2 = n("b2")
@@ -272,15 +290,13 @@ fn assert_on_shared_lan(a2: &str, b2: &str, mcrd_wins: bool) {
     let agreed = || {
         let m = mcr_assert(&a, &n("a2"));
         let f = frr_assert(&b, &n("b2"));
-        m.is_some_and(|m| m["assert"] == mcr_state && (mcrd_wins || m["assert_winner"] == winner))
+        m.is_some_and(|m| m["assert"] == mcr_state && m["assert_winner"] == winner)
             && f.is_some_and(|(state, w)| {
                 w == winner && state == if mcrd_wins { "LOSER" } else { "WINNER" }
             })
     };
     // Everything the routers say, for failure messages.
     let views = || {
-        let _ = std::fs::copy(b.dir.join("pimd.log"), "/tmp/b_pimd.log");
-        let _ = std::fs::copy(d.dir.join("pimd.log"), "/tmp/d_pimd.log");
         format!(
             "mcrd: {}\nA kernel:\n{}\nB:\n{}\nB kernel:\n{}\nD:\n{}",
             a.ctl_json(&["pim", "join-state"]),
@@ -302,6 +318,26 @@ fn assert_on_shared_lan(a2: &str, b2: &str, mcrd_wins: bool) {
     eprintln!("assert agreed {t_assert:?} after R joined (winner {winner}, loser {loser})");
     eprintln!("mcrd: {}", mcr_assert(&a, &n("a2")).unwrap());
     eprintln!("FRR B:\n{}", b.vtysh(&["show ip pim assert"]));
+    // Both name the same winner with the same metric: RPT bit clear,
+    // preference 0 and metric 0 (a connected source) on both sides.
+    let m = mcr_assert(&a, &n("a2")).unwrap();
+    assert_eq!(
+        m["assert_metric"],
+        serde_json::json!({"rpt": false, "preference": 0, "metric": 0}),
+        "{m}"
+    );
+    assert!(m["assert_timer"].as_u64().is_some_and(|t| t > 100), "{m}");
+    let f = frr_winner_metric(&b, &n("b2"));
+    eprintln!("FRR winner metric: {f:?}");
+    assert_eq!(
+        f,
+        Some(("no".into(), "0".into(), "0".into(), winner.to_string())),
+        "{}",
+        b.vtysh(&["show ip pim assert-winner-metric"])
+    );
+    let text = a.ctl(&["pim", "join-state"]).stdout;
+    let want = format!("assert={mcr_state} winner={winner} metric=0/0 at=");
+    assert!(text.contains(&want), "{want} in:\n{text}");
     let js = a.ctl_json(&["pim", "join-state"]);
     let tree = &js["counters"]["tree"];
     // The winner asserted; a loser that took the winner's Assert as

@@ -720,7 +720,8 @@ pub struct AssertInfo {
     pub state: AssertState,
     /// Assert Timer deadline.
     pub timer: Option<Timestamp>,
-    /// The winner's metric (while Loser).
+    /// AssertWinner(S,G,I) with AssertWinnerMetric (section 4.6.1): the
+    /// other router's while Loser, our own while Winner (actions A1, A3).
     pub winner: Option<AssertMetric>,
 }
 
@@ -744,10 +745,11 @@ pub fn assert_step(
 ) -> (AssertInfo, Option<AssertSend>) {
     use AssertEvent as E;
     use AssertState as S;
+    // A1/A3: store self as AssertWinner with my metric.
     let win = AssertInfo {
         state: S::Winner,
         timer: Some(now + ASSERT_TIME - ASSERT_OVERRIDE_INTERVAL),
-        winner: None,
+        winner: mine,
     };
     let lose = |m: AssertMetric| AssertInfo {
         state: S::Loser,
@@ -1463,7 +1465,7 @@ mod tests {
         let win = AssertInfo {
             state: S::Winner,
             timer: Some(T0 + s(177)),
-            winner: None,
+            winner: mine,
         };
         let lose = |w| AssertInfo {
             state: S::Loser,
