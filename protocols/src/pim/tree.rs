@@ -1645,6 +1645,34 @@ impl Tree {
         self.assert_event(env, now, key, ifindex, AssertEvent::ReceiveAssert(m), out);
     }
 
+    /// The neighbour `winner` on `ifindex` went away or restarted (its
+    /// Neighbor Liveness Timer expired, a goodbye Hello, or a new
+    /// Generation ID): every Assert we lost to it there goes to NoInfo
+    /// (sections 4.6.1, 4.6.2, "Current Winner's GenID changes or NLT
+    /// expires"), so we forward again without waiting out Assert_Time.
+    pub(crate) fn assert_winner_gone(
+        &mut self,
+        env: &Env<'_>,
+        now: Timestamp,
+        ifindex: u32,
+        winner: Ipv4Addr,
+        out: &mut Out,
+    ) {
+        let lost: Vec<EntryKey> = self
+            .asserts
+            .iter()
+            .filter(|((_, i), a)| {
+                *i == ifindex
+                    && a.state == AssertState::Loser
+                    && a.winner.is_some_and(|w| w.address == winner)
+            })
+            .map(|((k, _), _)| *k)
+            .collect();
+        for key in lost {
+            self.assert_event(env, now, key, ifindex, AssertEvent::WinnerGone, out);
+        }
+    }
+
     /// RPF' with asserts (section 4.1.6 `RPF'`): when we lost an Assert on
     /// the RPF interface, the winner is the upstream neighbour.
     fn assert_rpf(&self, key: EntryKey, t: Option<Upstream>) -> Option<Upstream> {

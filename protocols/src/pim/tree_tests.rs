@@ -1484,6 +1484,96 @@ fn sg_assert_on_a_shared_tree_oif_takes_it_out_for_that_source() {
         .contains_key(&lan1));
 }
 
+/// The Assert winner goes away: the loser forgets it and forwards again at
+/// once instead of after Assert_Time (RFC 7761 section 4.6.1, Loser:
+/// "Current Winner's GenID changes or NLT expires" -> NoInfo, A5). Once
+/// by the winner's Neighbor Liveness Timer, once by a new Generation ID.
+#[test]
+fn assert_loser_forgets_a_winner_that_expires_or_restarts() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(1, Ipv4Prefix::host(S), 0, Some(rp));
+    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
+    net.advance(Duration::from_secs(10));
+    net.members(2, 2, SourceFilter::any_source());
+    net.advance(Duration::from_secs(1));
+    let lan1 = ifc(1);
+    let key = (EntryKey::Sg(S, G), lan1.index);
+    let winner = addr(7, 1);
+    let hello = |net: &mut Net, holdtime: u16, generation_id: u32| {
+        net.feed(
+            1,
+            Input::Packet(Packet {
+                interface: ifc(1),
+                source: winner,
+                destination: ALL_PIM_ROUTERS,
+                ttl: 1,
+                router_alert: true,
+                message: PimMessage::Hello(Hello {
+                    holdtime: Some(holdtime),
+                    generation_id: Some(generation_id),
+                    ..Hello::default()
+                }),
+            }),
+        );
+    };
+    let assert = |net: &mut Net| {
+        net.feed(
+            1,
+            Input::Packet(Packet {
+                interface: ifc(1),
+                source: winner,
+                destination: ALL_PIM_ROUTERS,
+                ttl: 1,
+                router_alert: false,
+                message: PimMessage::Assert(Assert {
+                    group: G,
+                    source: S,
+                    rpt: false,
+                    metric_preference: 1,
+                    metric: 1,
+                }),
+            }),
+        );
+        net.advance(Duration::from_millis(10));
+    };
+    let forwards = |net: &Net| {
+        net.route(1, RouteKey::sg(S, G))
+            .is_none_or(|r| r.oifs.contains_key(&ifc(1)))
+    };
+    // NLT: the winner's Hellos stop; 30 s later it is no neighbour.
+    hello(&mut net, 30, 1);
+    assert(&mut net);
+    assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Loser);
+    assert!(!forwards(&net));
+    net.advance(Duration::from_secs(29));
+    assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Loser);
+    net.advance(Duration::from_secs(2));
+    assert!(!net.tree(1).asserts().contains_key(&key), "NLT expired");
+    assert!(forwards(&net));
+    assert!(net
+        .route(1, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+    // GenID: the winner restarts (a Hello with a new Generation ID).
+    hello(&mut net, 105, 1);
+    assert(&mut net);
+    assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Loser);
+    hello(&mut net, 105, 1);
+    net.advance(Duration::from_millis(10));
+    assert_eq!(
+        net.tree(1).asserts()[&key].state,
+        fsm::AssertState::Loser,
+        "same Generation ID: still the winner"
+    );
+    hello(&mut net, 105, 2);
+    net.advance(Duration::from_millis(10));
+    assert!(!net.tree(1).asserts().contains_key(&key), "GenID changed");
+    assert!(forwards(&net));
+}
+
 /// A router that lost an (S,G) Assert while its own metric was worse
 /// stays the loser; one whose metric is better than the winner's (here:
 /// S directly connected, same preference and metric, higher address)
