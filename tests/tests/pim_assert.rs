@@ -281,6 +281,10 @@ fn assert_on_shared_lan(a2: &str, b2: &str, mcrd_wins: bool) {
             &["--duration", "200", "--idle-timeout", "3"],
         )
     };
+    // Memberships held for the whole test, whatever the listeners do (a
+    // listener ends after 3 s without a packet).
+    let _member_r = Member::join(&l.r, "10.93.2.100", GROUP);
+    let _member_w = Member::join(&l.w, "10.93.3.2", GROUP);
     let whole_r = listen(&l.r, &n("r2"));
     let whole_w = listen(&l.w, &n("w3"));
     // The assert settles: mcrd and FRR agree on the winner of (S,G) on
@@ -420,6 +424,33 @@ fn assert_on_shared_lan(a2: &str, b2: &str, mcrd_wins: bool) {
         assert_eq!(st["duplicates"], 0, "{who} duplicates once settled: {s}");
         assert_eq!(st["lost"], 0, "{who} loss once settled: {s}");
         assert!(st["received"].as_u64() >= Some(5000), "{who}: {s}");
+    }
+    if !mcrd_wins {
+        // The winner dies (pimd killed, no goodbye; its kernel routes go
+        // with its mroute socket). mcrd, the loser, forgets it when its
+        // Neighbor Liveness Timer runs out (FRR's Hello Holdtime: 17 s
+        // with `ip pim hello 5`), not after Assert_Time (180 s), and
+        // forwards onto LAN2 again (section 4.6.1).
+        kill_pid_file(&b.dir.join("pimd.pid"), libc::SIGKILL);
+        let t2 = Instant::now();
+        let back = wait_until(Duration::from_secs(40), || {
+            tx_during(&l.a, &n("a2"), Duration::from_millis(500)) > 300
+        });
+        let t_back = t2.elapsed();
+        assert!(
+            back,
+            "A does not forward {t_back:?} after the winner died: {}",
+            a.ctl_json(&["pim", "join-state"])
+        );
+        eprintln!("A forwards onto LAN2 again {t_back:?} after the winner's pimd was killed");
+        assert!(mcr_assert(&a, &n("a2")).is_none_or(|m| m["assert"].is_null()));
+        let again = Listener::start(&l.r, &l.dir, &n("r2"), GROUP, 7100, &["--duration", "3"]);
+        let again = again.finish();
+        let st = &again["streams"][0];
+        eprintln!("R after the takeover: {st}");
+        assert_eq!(st["duplicates"], 0, "{again}");
+        assert_eq!(st["lost"], 0, "{again}");
+        assert!(st["received"].as_u64() >= Some(2500), "{again}");
     }
     // The stream stops; the whole-run listeners end 3 s later.
     drop(gen);
