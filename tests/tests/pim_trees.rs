@@ -328,6 +328,20 @@ fn runtime_rp_changes_are_shown_saved_and_undone_by_reload() {
         "{text}"
     );
     assert!(text.contains("spt_switchover"), "{text}");
+    // `set-rp --clear` takes the RP address away until the next reload.
+    let r = mcrd.ctl_json(&["pim", "set-rp", "--clear"]);
+    assert!(r["rp_address"].is_null(), "{r}");
+    // The file has none: no runtime change left.
+    assert!(r["rp_address_origin"].is_null(), "{r}");
+    let g = mcrd.ctl_json(&["pim", "rp", "--group", "238.1.1.1"]);
+    assert!(g["group"]["rp"].is_null(), "no RP for 238/8 any more: {g}");
+    let shown = mcrd.ctl_json(&["config", "show"]);
+    assert!(
+        !shown["json5"].as_str().unwrap().contains("rp_address"),
+        "{shown}"
+    );
+    let both = mcrd.ctl(&["pim", "set-rp", "--clear", "--address", "10.74.0.2"]);
+    assert_ne!(both.code, 0, "{}", both.stdout);
     // A reload puts the file's mappings back.
     mcrd.ctl_json(&["reload"]);
     let r = mcrd.ctl_json(&["pim", "rp"]);

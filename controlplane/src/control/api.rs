@@ -656,7 +656,8 @@ pub struct PimMalformedCounters {
 pub struct PimRp {
     /// `pim.rp_address` in force (this router as an RP).
     pub rp_address: Option<std::net::Ipv4Addr>,
-    /// `config` or `runtime` (set by `pim_set_rp`, until the next reload).
+    /// `config` or `runtime` (set or cleared by `pim_set_rp`, until the
+    /// next reload); `null` when no address is set by either.
     pub rp_address_origin: Option<String>,
     /// Static mappings in force.
     pub static_rp: Vec<PimRpMapping>,

@@ -67,8 +67,9 @@ pub struct TreeGlue {
     /// Runtime static RP mappings (replace a file mapping of the same
     /// range, or add one), until the next reload.
     pub(super) runtime_static_rp: Vec<mcr_config::StaticRp>,
-    /// Runtime `rp_address`, until the next reload.
-    pub(super) runtime_rp_address: Option<Ipv4Addr>,
+    /// Runtime `rp_address` (`Some(None)`: cleared), until the next
+    /// reload; `None`: the file's.
+    pub(super) runtime_rp_address: Option<Option<Ipv4Addr>>,
     /// What the last RPF scan saw (entries, static RPs, rp_address) and
     /// when.
     pub(super) last_scan: Option<(ScanSig, Instant)>,
@@ -142,7 +143,7 @@ impl PimRuntime {
         config: &Config,
     ) -> (Option<Ipv4Addr>, Option<&'static str>) {
         match self.glue.runtime_rp_address {
-            Some(a) => (Some(a), Some("runtime")),
+            Some(a) => (a, Some("runtime")),
             None => (
                 config.pim.rp_address,
                 config.pim.rp_address.map(|_| "config"),
