@@ -408,13 +408,18 @@ fn assert_on_shared_lan(a2: &str, b2: &str, mcrd_wins: bool) {
     eprintln!("B {b_route:?}");
     let b_has = b_route.as_ref().is_some_and(|(_, o)| o.contains(&n("b2")));
     assert_eq!(b_has, !mcrd_wins, "B's mroute: {b_route:?}");
-    // D joined the winner (RPF' follows the assert, section 4.1.6).
-    let up = d.json("show ip pim upstream json");
-    eprintln!(
-        "D upstream (S,G): {}\n{}",
-        up[GROUP][SOURCE],
+    // D's RPF'(S,G) is the winner (RPF' follows an Assert seen on the RPF
+    // interface, section 4.1.6): when mcrd won, D moved its (S,G) Join
+    // from B (its unicast next hop) to mcrd.
+    let rpf = d.json("show ip pim rpf json");
+    eprintln!("D RPF' (S,G): {}", rpf[GROUP][SOURCE]);
+    assert_eq!(
+        rpf[GROUP][SOURCE]["rpfAddress"],
+        winner,
+        "D's RPF'(S,G): {}",
         d.vtysh(&["show ip pim rpf"])
     );
+    assert_eq!(rpf[GROUP][SOURCE]["ribNexthop"], b2, "{rpf}");
 
     let settled_r = settled_r.finish();
     let settled_w = settled_w.finish();
