@@ -169,6 +169,31 @@ fn last_hop_joins_and_prunes_toward_an_frr_rp() {
     let js = join_state(&mcrd);
     assert_eq!(js["counters"]["mrib_refused"], 0, "{js}");
 
+    // FRR's pimd restarts (killed, no goodbye: a new Generation ID and no
+    // Join state). mcrd sends its Hello, then the Join, within t_override
+    // (RFC 7761 sections 4.3.1 and 4.5.5), not at its next periodic
+    // Join/Prune (60 s). FRR's runtime RP is set again first (it drops a
+    // (*,G) Join for a group it knows no RP for).
+    frr.restart_pimd_hard();
+    let t = Instant::now();
+    frr_set_rp(&frr, "10.71.0.1");
+    assert!(
+        wait_until(Duration::from_secs(15), || frr_star_join(
+            &frr,
+            &l.uf(),
+            group
+        )
+        .is_some_and(|j| j["channelJoinName"] == "JOIN")),
+        "no Join at the restarted FRR after {:?}: {}\nmcrd: {}",
+        t.elapsed(),
+        frr.vtysh(&["show ip pim join", "show ip pim neighbor"]),
+        join_state(&mcrd)
+    );
+    eprintln!(
+        "(*,G) Join at the restarted FRR {:?} after the restart",
+        t.elapsed()
+    );
+
     // The host leaves: IGMP's last member query ends the membership, the
     // Prune goes to FRR and its join state goes.
     member.leave();
