@@ -243,6 +243,16 @@ fn render_join_state(out: &mut String, j: &mcr_controlplane::control::api::PimJo
                 }
                 if let Some(a) = &d.assert {
                     let _ = write!(t, " assert={a}");
+                    if let Some(w) = d.assert_winner {
+                        let _ = write!(t, " winner={w}");
+                    }
+                    if let Some(m) = &d.assert_metric {
+                        let rpt = if m.rpt { ",rpt" } else { "" };
+                        let _ = write!(t, " metric={}/{}{rpt}", m.preference, m.metric);
+                    }
+                    if let Some(x) = d.assert_timer {
+                        let _ = write!(t, " at={x}s");
+                    }
                 }
                 t
             })

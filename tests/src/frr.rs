@@ -297,3 +297,116 @@ impl Drop for Subscriber {
         let _ = self.child.wait();
     }
 }
+
+/// Sets FRR's static RP for 239.0.0.0/8 once its interfaces have their
+/// addresses (a startup-config `ip pim rp` is refused while FRR has no path
+/// to the RP yet) and waits until `show ip pim rp-info` has it.
+pub fn frr_set_rp(frr: &Frr, rp: &str) {
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            frr.vtysh(&["configure terminal", &format!("ip pim rp {rp} 239.0.0.0/8")]);
+            frr.json("show ip pim rp-info json").get(rp).is_some()
+        }),
+        "FRR did not take RP {rp}: {}",
+        frr.vtysh(&["show ip pim rp-info"])
+    );
+}
+
+/// Starts FRR (zebra + pimd) in `ns` with `ip pim` on `ifaces` (and `ip
+/// igmp` on `igmp`) and `rp` for 239.0.0.0/8; its state directory is
+/// returned first, to be dropped after FRR stops.
+pub fn start_frr(
+    ns: &Netns,
+    tag: &str,
+    ifaces: &[String],
+    igmp: Option<&str>,
+    rp: &str,
+) -> (TempDir, Frr) {
+    let mut conf = String::new();
+    for i in ifaces {
+        conf.push_str(&format!("interface {i}\n ip pim\n ip pim hello 5\n!\n"));
+    }
+    if let Some(i) = igmp {
+        conf.push_str(&format!("interface {i}\n ip pim\n ip igmp\n!\n"));
+    }
+    let dir = TempDir::new(tag);
+    let frr = Frr::start_with(ns, &dir, &ifaces[0], &conf);
+    frr_set_rp(&frr, rp);
+    (dir, frr)
+}
+
+/// `(iif, sorted oifs)` of a route in `mcrctl --json mroute`.
+pub fn mcr_route(m: &Mcrd, source: Option<&str>, group: &str) -> Option<(String, Vec<String>)> {
+    let v = m.ctl_json(&["mroute"]);
+    let r = v["routes"].as_array()?.iter().find(|r| {
+        r["group"] == group
+            && match source {
+                Some(s) => r["source"] == s,
+                None => r["source"].is_null(),
+            }
+    })?;
+    let mut oifs: Vec<String> = r["oifs"]
+        .as_array()?
+        .iter()
+        .filter_map(|o| o["interface"].as_str().map(String::from))
+        .collect();
+    oifs.sort();
+    Some((r["iif"].as_str()?.to_string(), oifs))
+}
+
+/// `(iif, sorted oifs)` of FRR's `show ip mroute json` entry (`source` is
+/// `*` for (*,G)).
+pub fn frr_route(frr: &Frr, source: &str, group: &str) -> Option<(String, Vec<String>)> {
+    let v = frr.json("show ip mroute json");
+    let e = v.get(group)?.get(source)?;
+    let mut oifs: Vec<String> = e
+        .get("oil")
+        .and_then(|o| o.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    oifs.sort();
+    Some((e.get("iif")?.as_str()?.to_string(), oifs))
+}
+
+/// `(iif, sorted oifs)` of the kernel's `(source,group)` MFC entry in
+/// `ip mroute show` inside `ns`.
+pub fn kernel_route(ns: &Netns, source: &str, group: &str) -> Option<(String, Vec<String>)> {
+    let text = ns.ip(&["mroute", "show"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("({source},{group})")))?;
+    let iif = line.split("Iif: ").nth(1)?.split_whitespace().next()?;
+    let mut oifs: Vec<String> = line
+        .split("Oifs: ")
+        .nth(1)
+        .map(|o| {
+            o.split_whitespace()
+                .take_while(|w| !w.starts_with("State:"))
+                .map(|w| w.split('(').next().unwrap_or(w).to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    oifs.sort();
+    Some((iif.to_string(), oifs))
+}
+
+/// Packets sent by `iface` in `ns` so far.
+pub fn tx_packets(ns: &Netns, iface: &str) -> u64 {
+    ns.net_attr(iface, "statistics/tx_packets")
+        .parse()
+        .unwrap_or(0)
+}
+
+/// How long until `iface` in `ns` stops sending the stream (under 20
+/// packets in 1 s, against 1000 while forwarding), waiting up to `limit`.
+pub fn time_until_quiet(ns: &Netns, iface: &str, limit: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        let a = tx_packets(ns, iface);
+        std::thread::sleep(Duration::from_secs(1));
+        if tx_packets(ns, iface) - a < 20 {
+            return Some(t0.elapsed());
+        }
+    }
+    None
+}

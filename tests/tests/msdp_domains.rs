@@ -52,17 +52,6 @@ fn wait_established(m: &Mcrd, f: &Frr, mcrd_addr: &str, frr_addr: &str) {
     );
 }
 
-fn frr_set_rp(frr: &Frr, rp: &str) {
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            frr.vtysh(&["configure terminal", &format!("ip pim rp {rp} 239.0.0.0/8")]);
-            frr.json("show ip pim rp-info json").get(rp).is_some()
-        }),
-        "FRR did not take RP {rp}: {}",
-        frr.vtysh(&["show ip pim rp-info"])
-    );
-}
-
 /// The entry of FRR's `show ip msdp sa json` for (S,G), if any.
 fn frr_sa(frr: &Frr, source: &str, group: &str) -> Option<Value> {
     let v = frr.json("show ip msdp sa json");

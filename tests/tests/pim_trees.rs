@@ -35,20 +35,6 @@ fn frr_star_join(frr: &Frr, iface: &str, group: &str) -> Option<Value> {
     Some(e.clone())
 }
 
-/// Sets FRR's static RP for 239.0.0.0/8 once its interfaces have their
-/// addresses (a startup-config `ip pim rp` is refused while FRR has no path
-/// to the RP yet) and waits until `show ip pim rp-info` has it.
-fn frr_set_rp(frr: &Frr, rp: &str) {
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            frr.vtysh(&["configure terminal", &format!("ip pim rp {rp} 239.0.0.0/8")]);
-            frr.json("show ip pim rp-info json").get(rp).is_some()
-        }),
-        "FRR did not take RP {rp}: {}",
-        frr.vtysh(&["show ip pim rp-info"])
-    );
-}
-
 /// Three namespaces in a line: `up` (FRR) - `mcr` - `host`.
 struct Line {
     tag: String,
@@ -182,6 +168,31 @@ fn last_hop_joins_and_prunes_toward_an_frr_rp() {
     // The MRIB holds the PIM route (the supervisor applied Action::Mrib).
     let js = join_state(&mcrd);
     assert_eq!(js["counters"]["mrib_refused"], 0, "{js}");
+
+    // FRR's pimd restarts (killed, no goodbye: a new Generation ID and no
+    // Join state). mcrd sends its Hello, then the Join, within t_override
+    // (RFC 7761 sections 4.3.1 and 4.5.5), not at its next periodic
+    // Join/Prune (60 s). FRR's runtime RP is set again first (it drops a
+    // (*,G) Join for a group it knows no RP for).
+    frr.restart_pimd_hard();
+    let t = Instant::now();
+    frr_set_rp(&frr, "10.71.0.1");
+    assert!(
+        wait_until(Duration::from_secs(15), || frr_star_join(
+            &frr,
+            &l.uf(),
+            group
+        )
+        .is_some_and(|j| j["channelJoinName"] == "JOIN")),
+        "no Join at the restarted FRR after {:?}: {}\nmcrd: {}",
+        t.elapsed(),
+        frr.vtysh(&["show ip pim join", "show ip pim neighbor"]),
+        join_state(&mcrd)
+    );
+    eprintln!(
+        "(*,G) Join at the restarted FRR {:?} after the restart",
+        t.elapsed()
+    );
 
     // The host leaves: IGMP's last member query ends the membership, the
     // Prune goes to FRR and its join state goes.
@@ -342,6 +353,20 @@ fn runtime_rp_changes_are_shown_saved_and_undone_by_reload() {
         "{text}"
     );
     assert!(text.contains("spt_switchover"), "{text}");
+    // `set-rp --clear` takes the RP address away until the next reload.
+    let r = mcrd.ctl_json(&["pim", "set-rp", "--clear"]);
+    assert!(r["rp_address"].is_null(), "{r}");
+    // The file has none: no runtime change left.
+    assert!(r["rp_address_origin"].is_null(), "{r}");
+    let g = mcrd.ctl_json(&["pim", "rp", "--group", "238.1.1.1"]);
+    assert!(g["group"]["rp"].is_null(), "no RP for 238/8 any more: {g}");
+    let shown = mcrd.ctl_json(&["config", "show"]);
+    assert!(
+        !shown["json5"].as_str().unwrap().contains("rp_address"),
+        "{shown}"
+    );
+    let both = mcrd.ctl(&["pim", "set-rp", "--clear", "--address", "10.74.0.2"]);
+    assert_ne!(both.code, 0, "{}", both.stdout);
     // A reload puts the file's mappings back.
     mcrd.ctl_json(&["reload"]);
     let r = mcrd.ctl_json(&["pim", "rp"]);
@@ -722,105 +747,6 @@ impl Chain {
             "10.82.0.1",
         )
     }
-}
-
-/// Starts FRR (zebra + pimd) in `ns` with `ip pim` on `ifaces` (and `ip
-/// igmp` on `igmp`) and `rp` for 239.0.0.0/8; its state directory is
-/// returned first, to be dropped after FRR stops.
-fn start_frr(
-    ns: &Netns,
-    tag: &str,
-    ifaces: &[String],
-    igmp: Option<&str>,
-    rp: &str,
-) -> (TempDir, Frr) {
-    let mut conf = String::new();
-    for i in ifaces {
-        conf.push_str(&format!("interface {i}\n ip pim\n ip pim hello 5\n!\n"));
-    }
-    if let Some(i) = igmp {
-        conf.push_str(&format!("interface {i}\n ip pim\n ip igmp\n!\n"));
-    }
-    let dir = TempDir::new(tag);
-    let frr = Frr::start_with(ns, &dir, &ifaces[0], &conf);
-    frr_set_rp(&frr, rp);
-    (dir, frr)
-}
-
-/// `(iif, sorted oifs)` of a route in `mcrctl --json mroute`.
-fn mcr_route(m: &Mcrd, source: Option<&str>, group: &str) -> Option<(String, Vec<String>)> {
-    let v = m.ctl_json(&["mroute"]);
-    let r = v["routes"].as_array()?.iter().find(|r| {
-        r["group"] == group
-            && match source {
-                Some(s) => r["source"] == s,
-                None => r["source"].is_null(),
-            }
-    })?;
-    let mut oifs: Vec<String> = r["oifs"]
-        .as_array()?
-        .iter()
-        .filter_map(|o| o["interface"].as_str().map(String::from))
-        .collect();
-    oifs.sort();
-    Some((r["iif"].as_str()?.to_string(), oifs))
-}
-
-/// `(iif, sorted oifs)` of FRR's `show ip mroute json` entry (`source` is
-/// `*` for (*,G)).
-fn frr_route(frr: &Frr, source: &str, group: &str) -> Option<(String, Vec<String>)> {
-    let v = frr.json("show ip mroute json");
-    let e = v.get(group)?.get(source)?;
-    let mut oifs: Vec<String> = e
-        .get("oil")
-        .and_then(|o| o.as_object())
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    oifs.sort();
-    Some((e.get("iif")?.as_str()?.to_string(), oifs))
-}
-
-/// `(iif, sorted oifs)` of the kernel's `(source,group)` MFC entry in
-/// `ip mroute show` inside `ns`.
-fn kernel_route(ns: &Netns, source: &str, group: &str) -> Option<(String, Vec<String>)> {
-    let text = ns.ip(&["mroute", "show"]);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("({source},{group})")))?;
-    let iif = line.split("Iif: ").nth(1)?.split_whitespace().next()?;
-    let mut oifs: Vec<String> = line
-        .split("Oifs: ")
-        .nth(1)
-        .map(|o| {
-            o.split_whitespace()
-                .take_while(|w| !w.starts_with("State:"))
-                .map(|w| w.split('(').next().unwrap_or(w).to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    oifs.sort();
-    Some((iif.to_string(), oifs))
-}
-
-/// Packets sent by `iface` in `ns` so far.
-fn tx_packets(ns: &Netns, iface: &str) -> u64 {
-    ns.net_attr(iface, "statistics/tx_packets")
-        .parse()
-        .unwrap_or(0)
-}
-
-/// How long until `iface` in `ns` stops sending the stream (under 20
-/// packets in 1 s, against 1000 while forwarding), waiting up to `limit`.
-fn time_until_quiet(ns: &Netns, iface: &str, limit: Duration) -> Option<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        let a = tx_packets(ns, iface);
-        std::thread::sleep(Duration::from_secs(1));
-        if tx_packets(ns, iface) - a < 20 {
-            return Some(t0.elapsed());
-        }
-    }
-    None
 }
 
 /// Sequence checks of a 1 kpps stream: `whole` listened from before the

@@ -239,10 +239,13 @@ pub enum PimCmd {
         #[arg(long)]
         rp: std::net::Ipv4Addr,
     },
-    /// Set this router's RP address now (until the next reload; config save writes it).
+    /// Set this router's RP address now, or clear it (until the next reload; config save writes it).
     SetRp {
+        #[arg(long, required_unless_present = "clear", conflicts_with = "clear")]
+        address: Option<std::net::Ipv4Addr>,
+        /// No RP address from now on (the file's is set aside too).
         #[arg(long)]
-        address: std::net::Ipv4Addr,
+        clear: bool,
     },
 }
 

@@ -141,7 +141,10 @@ fn request_for(cmd: &Cmd) -> Result<Request, String> {
                 group: group.clone(),
                 rp: *rp,
             },
-            PimCmd::SetRp { address } => Request::PimSetRp { address: *address },
+            PimCmd::SetRp { address, clear } => Request::PimSetRp {
+                address: *address,
+                clear: *clear,
+            },
         },
         Cmd::Igmp(IgmpCmd::Groups { interface }) => Request::IgmpGroups {
             interface: interface.clone(),

@@ -581,8 +581,27 @@ pub struct PimDownstreamEntry {
     pub prune_pending: Option<u64>,
     /// Assert state (section 4.6): `winner` or `loser`; `null`: NoInfo.
     pub assert: Option<String>,
-    /// The Assert winner (while `loser`).
+    /// The Assert winner's address on the interface (this router's own
+    /// while `winner`).
     pub assert_winner: Option<std::net::Ipv4Addr>,
+    /// The winner's assert metric (section 4.6.3; ours while `winner`).
+    pub assert_metric: Option<PimAssertMetric>,
+    /// Assert Timer, seconds left (a winner re-asserts when it runs out, a
+    /// loser forgets the winner).
+    pub assert_timer: Option<u64>,
+}
+
+/// An assert metric as shown (RFC 7761 section 4.6.3): lower is better,
+/// compared by `rpt` (clear wins), then `preference`, then `metric`, then
+/// the higher address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PimAssertMetric {
+    /// RPT bit: the metric is toward the RP (a `(*,G)` Assert).
+    pub rpt: bool,
+    /// Metric preference (administrative distance of the route used).
+    pub preference: u32,
+    /// The route's metric.
+    pub metric: u32,
 }
 
 /// Counters of `pim_join_state`: the protocol's tree counters and what
@@ -637,7 +656,8 @@ pub struct PimMalformedCounters {
 pub struct PimRp {
     /// `pim.rp_address` in force (this router as an RP).
     pub rp_address: Option<std::net::Ipv4Addr>,
-    /// `config` or `runtime` (set by `pim_set_rp`, until the next reload).
+    /// `config` or `runtime` (set or cleared by `pim_set_rp`, until the
+    /// next reload); `null` when no address is set by either.
     pub rp_address_origin: Option<String>,
     /// Static mappings in force.
     pub static_rp: Vec<PimRpMapping>,

@@ -184,11 +184,15 @@ pub enum Request {
         /// The RP's address.
         rp: std::net::Ipv4Addr,
     },
-    /// Sets this router's RP address at run time (until the next reload;
-    /// `config_save` writes it).
+    /// Sets this router's RP address at run time, or with `clear` takes
+    /// it away (until the next reload; `config_save` writes it).
     PimSetRp {
-        /// The address.
-        address: std::net::Ipv4Addr,
+        /// The address (absent with `clear`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<std::net::Ipv4Addr>,
+        /// No `rp_address` from now on (the file's is set aside too).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        clear: bool,
     },
     /// Every route of the MRIB with where it is installed and its counters.
     Mroute,

@@ -329,13 +329,28 @@ impl PimRuntime {
                 self.resync_tree(config);
                 Response::ok(self.rp_answer(config, None))
             }
-            Request::PimSetRp { address } => {
-                if let Err(e) = check_rp(address) {
-                    return Response::error(ErrorCode::InvalidArguments, e);
+            Request::PimSetRp { address, clear } => {
+                let want = match (address, clear) {
+                    (Some(a), false) => {
+                        if let Err(e) = check_rp(a) {
+                            return Response::error(ErrorCode::InvalidArguments, e);
+                        }
+                        Some(a)
+                    }
+                    (None, true) => None,
+                    _ => {
+                        return Response::error(
+                            ErrorCode::InvalidArguments,
+                            "give either 'address' or 'clear': true",
+                        )
+                    }
+                };
+                // Back to the file's own setting: no runtime change left.
+                self.glue.runtime_rp_address = (config.pim.rp_address != want).then_some(want);
+                match want {
+                    Some(a) => tracing::info!(address = %a, "PIM RP address set at run time"),
+                    None => tracing::info!("PIM RP address cleared at run time"),
                 }
-                self.glue.runtime_rp_address =
-                    (config.pim.rp_address != Some(address)).then_some(address);
-                tracing::info!(address = %address, "PIM RP address set at run time");
                 self.resync_tree(config);
                 Response::ok(self.rp_answer(config, None))
             }

@@ -20,8 +20,8 @@ use mcr_protocols::{
 
 use super::PimRuntime;
 use crate::control::api::{
-    PimDownstreamEntry, PimJoinEntry, PimJoinState, PimMalformedCounters, PimRp, PimRpForGroup,
-    PimRpMapping, PimTreeCounters,
+    PimAssertMetric, PimDownstreamEntry, PimJoinEntry, PimJoinState, PimMalformedCounters, PimRp,
+    PimRpForGroup, PimRpMapping, PimTreeCounters,
 };
 use crate::rpf::Lookup;
 
@@ -67,8 +67,9 @@ pub struct TreeGlue {
     /// Runtime static RP mappings (replace a file mapping of the same
     /// range, or add one), until the next reload.
     pub(super) runtime_static_rp: Vec<mcr_config::StaticRp>,
-    /// Runtime `rp_address`, until the next reload.
-    pub(super) runtime_rp_address: Option<Ipv4Addr>,
+    /// Runtime `rp_address` (`Some(None)`: cleared), until the next
+    /// reload; `None`: the file's.
+    pub(super) runtime_rp_address: Option<Option<Ipv4Addr>>,
     /// What the last RPF scan saw (entries, static RPs, rp_address) and
     /// when.
     pub(super) last_scan: Option<(ScanSig, Instant)>,
@@ -142,7 +143,7 @@ impl PimRuntime {
         config: &Config,
     ) -> (Option<Ipv4Addr>, Option<&'static str>) {
         match self.glue.runtime_rp_address {
-            Some(a) => (Some(a), Some("runtime")),
+            Some(a) => (a, Some("runtime")),
             None => (
                 config.pim.rp_address,
                 config.pim.rp_address.map(|_| "config"),
@@ -601,12 +602,13 @@ impl PimRuntime {
                 }
                 let asserts = tree.asserts();
                 let assert_of = |key: EntryKey, i: u32| {
-                    asserts.get(&(key, i)).and_then(|a| match a.state {
-                        AssertState::NoInfo => None,
-                        AssertState::Winner => Some(("winner".to_string(), None)),
-                        AssertState::Loser => {
-                            Some(("loser".to_string(), a.winner.as_ref().map(|w| w.address)))
-                        }
+                    asserts.get(&(key, i)).and_then(|a| {
+                        let state = match a.state {
+                            AssertState::NoInfo => return None,
+                            AssertState::Winner => "winner",
+                            AssertState::Loser => "loser",
+                        };
+                        Some((state.to_string(), a.winner, secs_until(now, a.timer)))
                     })
                 };
                 // pim_include(*,G) / pim_include(S,G): IGMP members where
@@ -648,7 +650,15 @@ impl PimRuntime {
                                 expiry: d.and_then(|d| secs_until(now, d.2)),
                                 prune_pending: d.and_then(|d| secs_until(now, d.3)),
                                 assert: a.as_ref().map(|a| a.0.clone()),
-                                assert_winner: a.and_then(|a| a.1),
+                                assert_winner: a.as_ref().and_then(|a| a.1).map(|w| w.address),
+                                assert_metric: a.as_ref().and_then(|a| a.1).map(|w| {
+                                    PimAssertMetric {
+                                        rpt: w.rpt,
+                                        preference: w.preference,
+                                        metric: w.metric,
+                                    }
+                                }),
+                                assert_timer: a.as_ref().and_then(|a| a.2),
                             }
                         })
                         .collect::<Vec<_>>()

@@ -694,6 +694,9 @@ pub enum AssertEvent {
     /// The winner's Neighbor Liveness Timer expired or its Generation ID
     /// changed.
     WinnerGone,
+    /// my_assert_metric became better than the winner's metric (e.g. we
+    /// joined the SPT after losing with an RPT metric).
+    MyMetricBetter,
 }
 
 /// What the Assert machine sends on the interface.
@@ -717,7 +720,8 @@ pub struct AssertInfo {
     pub state: AssertState,
     /// Assert Timer deadline.
     pub timer: Option<Timestamp>,
-    /// The winner's metric (while Loser).
+    /// AssertWinner(S,G,I) with AssertWinnerMetric (section 4.6.1): the
+    /// other router's while Loser, our own while Winner (actions A1, A3).
     pub winner: Option<AssertMetric>,
 }
 
@@ -741,10 +745,11 @@ pub fn assert_step(
 ) -> (AssertInfo, Option<AssertSend>) {
     use AssertEvent as E;
     use AssertState as S;
+    // A1/A3: store self as AssertWinner with my metric.
     let win = AssertInfo {
         state: S::Winner,
         timer: Some(now + ASSERT_TIME - ASSERT_OVERRIDE_INTERVAL),
-        winner: None,
+        winner: mine,
     };
     let lose = |m: AssertMetric| AssertInfo {
         state: S::Loser,
@@ -787,8 +792,10 @@ pub fn assert_step(
         {
             (lose(m), None)
         }
-        // L, AT expires, the winner is gone: -> NI.
-        (S::Loser, E::TimerExpired | E::WinnerGone) => (AssertInfo::NONE, None),
+        // L, AT expires, the winner is gone, or my metric becomes better
+        // than the winner's: -> NI (A5). Data on the interface then makes
+        // us assert again.
+        (S::Loser, E::TimerExpired | E::WinnerGone | E::MyMetricBetter) => (AssertInfo::NONE, None),
         // Everything else: -.
         _ => (a, None),
     }
@@ -1458,7 +1465,7 @@ mod tests {
         let win = AssertInfo {
             state: S::Winner,
             timer: Some(T0 + s(177)),
-            winner: None,
+            winner: mine,
         };
         let lose = |w| AssertInfo {
             state: S::Loser,
@@ -1535,5 +1542,11 @@ mod tests {
         );
         assert_eq!(assert_step(l, E::TimerExpired, mine, T0), (none, None));
         assert_eq!(assert_step(l, E::WinnerGone, mine, T0), (none, None));
+        // 4.6.1 Loser: "my metric becomes better than the assert winner's
+        // metric" -> NI (A5).
+        assert_eq!(assert_step(l, E::MyMetricBetter, mine, T0), (none, None));
+        // Elsewhere the event changes nothing.
+        assert_eq!(assert_step(win, E::MyMetricBetter, mine, T0), (win, None));
+        assert_eq!(assert_step(none, E::MyMetricBetter, mine, T0), (none, None));
     }
 }

@@ -1042,6 +1042,18 @@ impl Protocol for Pim {
                     self.tree.genid_changed(&env, now, up, out);
                 }
             }
+            // 4.6.1 / 4.6.2: an Assert winner whose Neighbor Liveness
+            // Timer expired (or that said goodbye) or whose Generation ID
+            // changed no longer holds the LAN: its losers forget it.
+            for (k, old) in &before.1 {
+                let gone = match after.1.get(k) {
+                    None => true,
+                    Some(g) => old.is_some() && g != old,
+                };
+                if gone {
+                    self.tree.assert_winner_gone(&env, now, k.0, k.1, out);
+                }
+            }
         }
         self.tree.finish(&env, now, out);
         self.hello_before_join_prune(out);

@@ -1613,7 +1613,19 @@ impl Tree {
             return;
         }
         let sg = RouteKey::sg(a.source, a.group);
+        let star_sg = EntryKey::StarG(a.group);
         let key = if !a.source.is_unspecified() && self.installed.contains_key(&sg) {
+            EntryKey::Sg(a.source, a.group)
+        } else if !a.source.is_unspecified()
+            && !a.rpt
+            && self.could(star_sg, ifindex)
+            && self.ensure_sg(a.source, a.group)
+        {
+            // 4.6.1: an (S,G) Assert on an interface we forward S onto
+            // through (*,G) only (AssertTrackingDesired(S,G,I) holds there).
+            // Losing takes I out of inherited_olist(S,G,rpt)
+            // (lost_assert(S,G,rpt), 4.1.6): an (S,G) entry carries it.
+            self.touched.insert(a.group);
             EntryKey::Sg(a.source, a.group)
         } else if (a.source.is_unspecified() || a.rpt)
             && self.installed.contains_key(&RouteKey::star_g(a.group))
@@ -1631,6 +1643,34 @@ impl Tree {
             address: from,
         };
         self.assert_event(env, now, key, ifindex, AssertEvent::ReceiveAssert(m), out);
+    }
+
+    /// The neighbour `winner` on `ifindex` went away or restarted (its
+    /// Neighbor Liveness Timer expired, a goodbye Hello, or a new
+    /// Generation ID): every Assert we lost to it there goes to NoInfo
+    /// (sections 4.6.1, 4.6.2, "Current Winner's GenID changes or NLT
+    /// expires"), so we forward again without waiting out Assert_Time.
+    pub(crate) fn assert_winner_gone(
+        &mut self,
+        env: &Env<'_>,
+        now: Timestamp,
+        ifindex: u32,
+        winner: Ipv4Addr,
+        out: &mut Out,
+    ) {
+        let lost: Vec<EntryKey> = self
+            .asserts
+            .iter()
+            .filter(|((_, i), a)| {
+                *i == ifindex
+                    && a.state == AssertState::Loser
+                    && a.winner.is_some_and(|w| w.address == winner)
+            })
+            .map(|((k, _), _)| *k)
+            .collect();
+        for key in lost {
+            self.assert_event(env, now, key, ifindex, AssertEvent::WinnerGone, out);
+        }
     }
 
     /// RPF' with asserts (section 4.1.6 `RPF'`): when we lost an Assert on
@@ -1699,6 +1739,17 @@ impl Tree {
             let could = self.could(key, i);
             if a.state == AssertState::Winner && !could {
                 self.assert_event(env, now, key, i, AssertEvent::CouldAssertFalse, out);
+            }
+            // 4.6.1: a loser whose own metric became better (it joined the
+            // SPT after losing with a (*,G) metric, or its route improved)
+            // leaves the Loser state and asserts again on the next packet.
+            if a.state == AssertState::Loser
+                && self
+                    .my_metric(env, key, i)
+                    .zip(a.winner)
+                    .is_some_and(|(m, w)| m.better_than(&w))
+            {
+                self.assert_event(env, now, key, i, AssertEvent::MyMetricBetter, out);
             }
         }
         // lost_assert: (S,G) losers leave the (S,G) olist; (*,G) losers
@@ -2363,11 +2414,18 @@ impl Tree {
                 || star_iif.is_none() && !rjd;
             // Entries with no state left go (local INCLUDE members keep
             // theirs); only kept entries have a route.
+            let asserted = self
+                .asserts
+                .range((EntryKey::Sg(s, g), 0)..=(EntryKey::Sg(s, g), u32::MAX))
+                .next()
+                .is_some();
             let keep = !sg.is_idle()
+                || asserted
                 || !incl.is_empty()
                 || !excl.is_empty()
                 || (sa && !inherited.is_empty());
             let wants = !inherited.is_empty()
+                || asserted
                 || !prunes_rpt.is_empty()
                 || sg.keepalive.is_some()
                 || sg.up == UpState::Joined;

@@ -1411,6 +1411,250 @@ fn scenario_assert_elects_one_forwarder() {
         .is_none_or(|r| !r.oifs.contains_key(&lan1)));
 }
 
+/// An (S,G) Assert (RPT bit clear) on an interface a router forwards S
+/// onto through (*,G) only, with no (S,G) state (RFC 7761 section 4.6.1,
+/// AssertTrackingDesired(S,G,I) holds on the (*,G) olist): the router
+/// loses for S alone. I leaves inherited_olist(S,G,rpt) (lost_assert(S,G,
+/// rpt), section 4.1.6) through an (S,G) route; the (*,G) route keeps I
+/// for other sources; the state and the route go when the Assert Timer
+/// runs out. (Before, such an Assert was ignored and both routers kept
+/// forwarding: seen against FRR in tests/tests/pim_assert.rs.)
+#[test]
+fn sg_assert_on_a_shared_tree_oif_takes_it_out_for_that_source() {
+    // R0 = RP (lan0), R1 between lan0 and lan1, R2 downstream on lan1 with
+    // members on lan2. S lies beyond R0.
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(1, Ipv4Prefix::host(S), 0, Some(rp));
+    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
+    net.advance(Duration::from_secs(10));
+    net.members(2, 2, SourceFilter::any_source());
+    net.advance(Duration::from_secs(1));
+    let lan1 = ifc(1);
+    assert!(net
+        .route(1, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+    assert!(net.route(1, RouteKey::sg(S, G)).is_none());
+    // Another forwarder of S on lan1 asserts on the SPT.
+    let other = addr(7, 1);
+    net.feed(
+        1,
+        Input::Packet(Packet {
+            interface: lan1.clone(),
+            source: other,
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: false,
+            message: PimMessage::Assert(Assert {
+                group: G,
+                source: S,
+                rpt: false,
+                metric_preference: 200,
+                metric: 200,
+            }),
+        }),
+    );
+    net.advance(Duration::from_millis(10));
+    let key = (EntryKey::Sg(S, G), lan1.index);
+    let a = net.tree(1).asserts()[&key];
+    assert_eq!(a.state, fsm::AssertState::Loser);
+    assert_eq!(a.winner.unwrap().address, other);
+    assert_eq!(net.tree(1).counters().asserts_received, 1);
+    // S is not forwarded onto lan1 any more; other sources still are.
+    let sg = net.route(1, RouteKey::sg(S, G)).expect("(S,G) route");
+    assert_eq!(sg.iif, Some(ifc(0)));
+    assert!(!sg.oifs.contains_key(&lan1), "{sg:?}");
+    assert!(net
+        .route(1, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+    // Assert_Time (180 s) without a refresh: NoInfo, the (S,G) entry goes.
+    net.advance(Duration::from_secs(181));
+    assert!(!net.tree(1).asserts().contains_key(&key));
+    assert!(net.sg(1).is_none());
+    assert!(net.route(1, RouteKey::sg(S, G)).is_none());
+    assert!(net
+        .route(1, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+}
+
+/// The Assert winner goes away: the loser forgets it and forwards again at
+/// once instead of after Assert_Time (RFC 7761 section 4.6.1, Loser:
+/// "Current Winner's GenID changes or NLT expires" -> NoInfo, A5). Once
+/// by the winner's Neighbor Liveness Timer, once by a new Generation ID.
+#[test]
+fn assert_loser_forgets_a_winner_that_expires_or_restarts() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(1, Ipv4Prefix::host(S), 0, Some(rp));
+    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
+    net.advance(Duration::from_secs(10));
+    net.members(2, 2, SourceFilter::any_source());
+    net.advance(Duration::from_secs(1));
+    let lan1 = ifc(1);
+    let key = (EntryKey::Sg(S, G), lan1.index);
+    let winner = addr(7, 1);
+    let hello = |net: &mut Net, holdtime: u16, generation_id: u32| {
+        net.feed(
+            1,
+            Input::Packet(Packet {
+                interface: ifc(1),
+                source: winner,
+                destination: ALL_PIM_ROUTERS,
+                ttl: 1,
+                router_alert: true,
+                message: PimMessage::Hello(Hello {
+                    holdtime: Some(holdtime),
+                    generation_id: Some(generation_id),
+                    ..Hello::default()
+                }),
+            }),
+        );
+    };
+    let assert = |net: &mut Net| {
+        net.feed(
+            1,
+            Input::Packet(Packet {
+                interface: ifc(1),
+                source: winner,
+                destination: ALL_PIM_ROUTERS,
+                ttl: 1,
+                router_alert: false,
+                message: PimMessage::Assert(Assert {
+                    group: G,
+                    source: S,
+                    rpt: false,
+                    metric_preference: 1,
+                    metric: 1,
+                }),
+            }),
+        );
+        net.advance(Duration::from_millis(10));
+    };
+    let forwards = |net: &Net| {
+        net.route(1, RouteKey::sg(S, G))
+            .is_none_or(|r| r.oifs.contains_key(&ifc(1)))
+    };
+    // NLT: the winner's Hellos stop; 30 s later it is no neighbour.
+    hello(&mut net, 30, 1);
+    assert(&mut net);
+    assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Loser);
+    assert!(!forwards(&net));
+    net.advance(Duration::from_secs(29));
+    assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Loser);
+    net.advance(Duration::from_secs(2));
+    assert!(!net.tree(1).asserts().contains_key(&key), "NLT expired");
+    assert!(forwards(&net));
+    assert!(net
+        .route(1, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+    // GenID: the winner restarts (a Hello with a new Generation ID).
+    hello(&mut net, 105, 1);
+    assert(&mut net);
+    assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Loser);
+    hello(&mut net, 105, 1);
+    net.advance(Duration::from_millis(10));
+    assert_eq!(
+        net.tree(1).asserts()[&key].state,
+        fsm::AssertState::Loser,
+        "same Generation ID: still the winner"
+    );
+    hello(&mut net, 105, 2);
+    net.advance(Duration::from_millis(10));
+    assert!(!net.tree(1).asserts().contains_key(&key), "GenID changed");
+    assert!(forwards(&net));
+}
+
+/// A router that lost an (S,G) Assert while its own metric was worse
+/// stays the loser; one whose metric is better than the winner's (here:
+/// S directly connected, same preference and metric, higher address)
+/// leaves the Loser state (RFC 7761 section 4.6.1, "my metric becomes
+/// better than the assert winner's metric": -> NoInfo, A5), forwards
+/// again and wins the Assert on the next packet from the other forwarder.
+#[test]
+fn assert_loser_with_a_better_metric_asserts_again_and_wins() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    // S directly connected on lan0: preference 1, metric 1 (Net::rpf).
+    net.rpf(1, Ipv4Prefix::host(S), 0, None);
+    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
+    net.advance(Duration::from_secs(10));
+    net.members(2, 2, SourceFilter::any_source());
+    net.advance(Duration::from_secs(1));
+    let lan1 = ifc(1);
+    let key = (EntryKey::Sg(S, G), lan1.index);
+    let assert_from = |net: &mut Net, from: Ipv4Addr| {
+        net.feed(
+            1,
+            Input::Packet(Packet {
+                interface: ifc(1),
+                source: from,
+                destination: ALL_PIM_ROUTERS,
+                ttl: 1,
+                router_alert: false,
+                message: PimMessage::Assert(Assert {
+                    group: G,
+                    source: S,
+                    rpt: false,
+                    metric_preference: 1,
+                    metric: 1,
+                }),
+            }),
+        );
+        net.advance(Duration::from_millis(10));
+    };
+    // A better winner (higher address, equal route): R1 stays the loser.
+    let higher = Ipv4Addr::new(10, 0, 1, 200);
+    assert_from(&mut net, higher);
+    assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Loser);
+    assert!(!net
+        .route(1, RouteKey::sg(S, G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+    net.advance(Duration::from_secs(181));
+    assert!(!net.tree(1).asserts().contains_key(&key));
+    // A worse one (lower address than R1's 10.0.1.2): R1 takes it as the
+    // winner at first (it held no (S,G) state, so no metric of its own),
+    // then finds its own SPT metric better and leaves the Loser state.
+    let lower = Ipv4Addr::new(10, 0, 1, 1);
+    assert_from(&mut net, lower);
+    assert!(!net.tree(1).asserts().contains_key(&key));
+    assert!(net
+        .route(1, RouteKey::sg(S, G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+    // The other forwarder's next packet on lan1: R1 asserts and wins.
+    let sent = net.tree(1).counters().asserts_sent;
+    net.feed(
+        1,
+        Input::DataPlane(DataPlaneNotice::WrongInterface {
+            interface: lan1.clone(),
+            source: S,
+            group: G,
+        }),
+    );
+    net.advance(Duration::from_millis(10));
+    assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Winner);
+    assert_eq!(net.tree(1).counters().asserts_sent, sent + 1);
+    assert!(net
+        .route(1, RouteKey::sg(S, G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+}
+
 /// Hop by hop: a last-hop router's (*,G) join makes the intermediate router
 /// join toward the RP in turn; the leave unwinds the chain. Also checks the
 /// `join-state` and `route` events.
