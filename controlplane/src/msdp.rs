@@ -375,6 +375,18 @@ impl MsdpRuntime {
     }
 
     /// TLVs to `peer` dropped because its write buffer was full.
+    /// Keeps why a connect to `peer` failed; logged when the reason is new
+    /// (a peer that stays unreachable is retried every ConnectRetry period
+    /// and would fill the log).
+    fn note_connect_error(&mut self, peer: Ipv4Addr, text: String) {
+        if self.connect_errors.get(&peer) != Some(&text) {
+            tracing::info!(%peer, error = %text, "MSDP connect failed; retrying");
+        } else {
+            tracing::debug!(%peer, error = %text, "MSDP connect failed");
+        }
+        self.connect_errors.insert(peer, text);
+    }
+
     /// Why the last connect to `peer` failed, while no session with it
     /// has come up since.
     pub fn connect_error(&self, peer: Ipv4Addr) -> Option<&str> {
@@ -572,9 +584,7 @@ impl MsdpRuntime {
             match c.take_error() {
                 Ok(None) => {}
                 Ok(Some(e)) | Err(e) => {
-                    tracing::debug!(%peer, error = %e, "MSDP connect failed");
-                    self.connect_errors
-                        .insert(peer, format!("connect to {peer}: {e}"));
+                    self.note_connect_error(peer, format!("connect to {peer}: {e}"));
                     self.connecting.remove(&peer);
                     self.counters.connect_failures += 1;
                     self.run(MsdpInput::TcpConnectFailed { peer }, None);
@@ -707,9 +717,7 @@ impl MsdpRuntime {
                         self.connecting.insert(peer, s);
                     }
                     Err(e) => {
-                        tracing::debug!(%peer, error = %e, "MSDP connect failed at once");
-                        self.connect_errors
-                            .insert(peer, format!("connect to {peer}:{port}: {e}"));
+                        self.note_connect_error(peer, format!("connect to {peer}: {e}"));
                         self.connecting.remove(&peer);
                         self.counters.connect_failures += 1;
                         // ConnectRetry is armed: the instance retries.

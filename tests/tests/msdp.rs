@@ -440,6 +440,23 @@ fn add_and_remove_peer_at_run_time() {
     let me = mcrd_peer(&m, "10.66.0.2");
     assert_eq!(me["default_peer"], true);
     assert_eq!(me["mesh_group"], "mg");
+    // Added again with only a new description: that changes, the mesh
+    // group and flag stay, and the session is not reset.
+    let up = me["uptime_secs"].as_u64();
+    m.ctl_json(&[
+        "msdp",
+        "add-peer",
+        "--address",
+        "10.66.0.2",
+        "--description",
+        "renamed",
+    ]);
+    let me = mcrd_peer(&m, "10.66.0.2");
+    assert_eq!(me["description"], "renamed", "{me}");
+    assert_eq!(me["mesh_group"], "mg", "{me}");
+    assert_eq!(me["default_peer"], true, "{me}");
+    assert_eq!(me["state"], "established", "{me}");
+    assert!(me["uptime_secs"].as_u64() >= up, "session reset: {me}");
     let v = m.ctl_json(&["msdp", "remove-peer", "--address", "10.66.0.2"]);
     assert_eq!(v["peers"], serde_json::json!([]));
     assert!(

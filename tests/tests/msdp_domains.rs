@@ -165,6 +165,27 @@ fn mcrd_rp_originates_an_sa_for_its_source_and_frr_caches_it() {
                 && e["keepalive"].as_u64().is_some()),
         "(S,G) at the RP: {js}"
     );
+    // The group moved to FRR's RP at run time: not the RP any more, so no
+    // SA to originate; moved back, the source (still sending) is
+    // originated again. Neither change touches a route by itself.
+    let local_sources = |m: &Mcrd| m.ctl_json(&["msdp", "peers"])["local_sources"].clone();
+    let move_rp = |rp: &str| {
+        let out = m.ctl(&["pim", "set-static-rp", "--group", "239.0.0.0/8", "--rp", rp]);
+        assert_eq!(out.code, 0, "{out:?}");
+    };
+    move_rp("10.86.0.1");
+    assert!(
+        wait_until(Duration::from_secs(5), || local_sources(&m) == 0),
+        "still originating as a former RP: {}",
+        m.ctl_json(&["msdp", "peers"])
+    );
+    move_rp("10.86.0.2");
+    assert!(
+        wait_until(Duration::from_secs(5), || local_sources(&m) == 1),
+        "not originating again as the RP: {}\n{}",
+        m.ctl_json(&["msdp", "peers"]),
+        m.ctl_json(&["pim", "join-state"])
+    );
     drop(gen);
 }
 

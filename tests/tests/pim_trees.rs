@@ -367,6 +367,16 @@ fn runtime_rp_changes_are_shown_saved_and_undone_by_reload() {
     );
     let both = mcrd.ctl(&["pim", "set-rp", "--clear", "--address", "10.74.0.2"]);
     assert_ne!(both.code, 0, "{}", both.stdout);
+    // The neighbour's address would make us claim to be an RP we are not.
+    let theirs = mcrd.ctl(&["pim", "set-rp", "--address", "10.74.0.1"]);
+    assert_eq!(theirs.code, 1, "{}", theirs.stdout);
+    assert!(
+        theirs
+            .stderr
+            .contains("not an address of any interface here"),
+        "{}",
+        theirs.stderr
+    );
     // A reload puts the file's mappings back.
     mcrd.ctl_json(&["reload"]);
     let r = mcrd.ctl_json(&["pim", "rp"]);

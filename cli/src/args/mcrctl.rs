@@ -52,13 +52,19 @@ pub enum Cmd {
         rule_id: Option<String>,
     },
     /// Remove a rule by id or name.
+    #[command(group(
+        clap::ArgGroup::new("which")
+            .required(true)
+            .args(["id", "rule_id", "name"])
+    ))]
     Remove {
         /// The rule's id (or name): `mcrctl remove r1`, the same as `--rule-id r1`.
-        #[arg(conflicts_with_all = ["rule_id", "name"])]
         id: Option<String>,
-        #[arg(long, required_unless_present_any = ["name", "id"])]
+        /// The rule's id, as `mcrctl list` shows it.
+        #[arg(long)]
         rule_id: Option<String>,
-        #[arg(long, conflicts_with = "rule_id")]
+        /// The rule's name (a named rule's id is its name).
+        #[arg(long)]
         name: Option<String>,
     },
     /// Per rule and per output counters, rates and drops.

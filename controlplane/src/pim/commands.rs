@@ -307,6 +307,9 @@ impl PimRuntime {
                 Response::ok(self.rp_answer(config, group))
             }
             Request::PimSetStaticRp { group, rp } => {
+                if !config.pim.enabled {
+                    return pim_not_running();
+                }
                 let mapping = mcr_config::StaticRp {
                     group: group.trim().to_string(),
                     rp,
@@ -330,10 +333,21 @@ impl PimRuntime {
                 Response::ok(self.rp_answer(config, None))
             }
             Request::PimSetRp { address, clear } => {
+                if !config.pim.enabled {
+                    return pim_not_running();
+                }
                 let want = match (address, clear) {
                     (Some(a), false) => {
                         if let Err(e) = check_rp(a) {
                             return Response::error(ErrorCode::InvalidArguments, e);
+                        }
+                        if !is_local_address(a) {
+                            return Response::error(
+                                ErrorCode::InvalidArguments,
+                                format!(
+                                    "{a} is not an address of any interface here: set-rp makes this router the RP, so its address must be ours (add it, e.g. on lo, first); to send groups to another router's RP use set-static-rp"
+                                ),
+                            );
                         }
                         Some(a)
                     }
@@ -490,4 +504,25 @@ impl PimRuntime {
             send_errors: self.send_errors,
         }
     }
+}
+
+/// The answer to a runtime PIM change while PIM is off: the change would
+/// only be saved, never run.
+fn pim_not_running() -> Response {
+    Response::error(
+        ErrorCode::Disabled,
+        "PIM is not running: set pim.enabled: true in the config file and reload",
+    )
+}
+
+/// Whether `a` is configured on an interface of this namespace (any, `lo`
+/// included: RP addresses often live there).
+fn is_local_address(a: std::net::Ipv4Addr) -> bool {
+    nix::ifaddrs::getifaddrs().is_ok_and(|mut list| {
+        list.any(|i| {
+            i.address
+                .and_then(|x| x.as_sockaddr_in().map(|x| x.ip()))
+                .is_some_and(|ip| ip == a)
+        })
+    })
 }

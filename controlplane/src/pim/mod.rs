@@ -388,6 +388,7 @@ impl PimRuntime {
                     let now = Timestamp::from_duration(self.epoch.elapsed());
                     let mut actions = std::mem::take(&mut self.actions);
                     driver.feed(now, Input::Rpf(change), &mut actions);
+                    self.glue.rp_sources_dirty = true;
                     self.execute(&mut actions);
                     self.actions = actions;
                 }
@@ -506,6 +507,19 @@ impl PimRuntime {
     }
 
     fn feed(&mut self, input: mcr_protocols::InputOf<Pim>) {
+        // Whether we are the RP for a group (RP mappings, our addresses)
+        // and whether a source is ours (its RPF) decide what MSDP
+        // originates, but change no route by themselves: recompute the RP's
+        // sources after them (RFC 3618 section 3).
+        if matches!(
+            input,
+            Input::Config(_)
+                | Input::Rpf(_)
+                | Input::AddressAdded { .. }
+                | Input::AddressRemoved { .. }
+        ) {
+            self.glue.rp_sources_dirty = true;
+        }
         let now = self.now();
         let mut actions = std::mem::take(&mut self.actions);
         if let Some(d) = &mut self.driver {

@@ -519,6 +519,16 @@ impl Supervisor {
         if id.is_none() && name.is_none() {
             return Response::error(ErrorCode::InvalidArguments, "remove needs an id or a name");
         }
+        if let (Some(i), Some(n)) = (&id, &name) {
+            if i != n {
+                // Two different rules named: neither is removed rather than
+                // one silently.
+                return Response::error(
+                    ErrorCode::InvalidArguments,
+                    "give 'rule_id' or 'name', not two different ones",
+                );
+            }
+        }
         let removed = if let Some(pos) = self.runtime_rules.iter().position(|d| matches(&d.rule)) {
             self.runtime_rules.remove(pos).rule
         } else if let Some(pos) = self.config.rules.iter().position(matches) {

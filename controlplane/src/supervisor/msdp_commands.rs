@@ -132,19 +132,35 @@ impl Supervisor {
         let peers = &mut self.config.msdp.peers;
         match peers.iter_mut().find(|p| p.address == address) {
             Some(p) => {
-                // An existing peer is changed in place, not replaced: its
-                // limits and filters stay. Say so, as a typo in the address
-                // of a new peer would land here too.
+                // An existing peer: only what is given changes (its limits,
+                // filters and session stay), so a repeated or mistyped
+                // add-peer cannot strip settings it did not name.
+                let before = (p.description.clone(), p.mesh_group.clone(), p.default_peer);
+                if description.is_some() {
+                    p.description = description;
+                }
+                if mesh_group.is_some() {
+                    p.mesh_group = mesh_group;
+                }
+                p.default_peer |= default_peer;
+                let after = (p.description.clone(), p.mesh_group.clone(), p.default_peer);
+                if before == after {
+                    tracing::info!(peer = %address, "MSDP peer already configured so: nothing changed");
+                    return Response::ok(self.msdp_peers());
+                }
+                let shown = |d: &Option<String>| {
+                    d.as_deref().map_or_else(
+                        || "-".to_string(),
+                        |d| mcr_config::text::escape(d).into_owned(),
+                    )
+                };
                 tracing::info!(
                     peer = %address,
-                    description_was = ?p.description,
-                    mesh_group_was = ?p.mesh_group,
-                    default_peer_was = p.default_peer,
-                    "MSDP peer already configured: description, mesh group and default-peer flag changed at run time"
+                    description = %format!("{} -> {}", shown(&before.0), shown(&after.0)),
+                    mesh_group = %format!("{} -> {}", shown(&before.1), shown(&after.1)),
+                    default_peer = %format!("{} -> {}", before.2, after.2),
+                    "MSDP peer changed at run time"
                 );
-                p.description = description;
-                p.mesh_group = mesh_group;
-                p.default_peer = default_peer;
                 self.config_edited = true;
                 self.msdp.sync(&self.config.msdp);
                 self.msdp_publish();

@@ -1637,7 +1637,10 @@ impl Tree {
         };
         self.counters.asserts_received += 1;
         let m = AssertMetric {
-            rpt: a.rpt,
+            // An Assert for (*,G) (source 0) is an RPT metric whatever its
+            // R bit says (RFC 7761 section 4.9.6: R is 1 for Assert(*,G));
+            // taken as an SPT metric it would beat every real (*,G) metric.
+            rpt: a.rpt || a.source.is_unspecified(),
             preference: a.metric_preference,
             metric: a.metric,
             address: from,

@@ -1484,6 +1484,51 @@ fn sg_assert_on_a_shared_tree_oif_takes_it_out_for_that_source() {
         .contains_key(&lan1));
 }
 
+/// A (*,G) Assert (source 0) with the R bit clear is still an RPT metric
+/// (RFC 7761 section 4.9.6): a worse one loses to ours instead of winning
+/// as if it were on the SPT, and the oif stays.
+#[test]
+fn star_g_assert_without_the_rpt_bit_is_compared_as_rpt() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
+    net.advance(Duration::from_secs(10));
+    net.members(2, 2, SourceFilter::any_source());
+    net.advance(Duration::from_secs(1));
+    let lan1 = ifc(1);
+    assert!(net
+        .route(1, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+    net.feed(
+        1,
+        Input::Packet(Packet {
+            interface: lan1.clone(),
+            source: addr(7, 1),
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: false,
+            message: PimMessage::Assert(Assert {
+                group: G,
+                source: Ipv4Addr::UNSPECIFIED,
+                rpt: false,
+                metric_preference: 1000,
+                metric: 1000,
+            }),
+        }),
+    );
+    net.advance(Duration::from_millis(10));
+    let a = net.tree(1).asserts()[&(EntryKey::StarG(G), lan1.index)];
+    assert_eq!(a.state, fsm::AssertState::Winner, "{a:?}");
+    assert!(net
+        .route(1, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&lan1));
+}
+
 /// The Assert winner goes away: the loser forgets it and forwards again at
 /// once instead of after Assert_Time (RFC 7761 section 4.6.1, Loser:
 /// "Current Winner's GenID changes or NLT expires" -> NoInfo, A5). Once
