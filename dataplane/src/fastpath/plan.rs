@@ -1,14 +1,15 @@
-//! What each input interface's program forwards, and why every other rule
+//! What each input interface's programs forward, and why every other rule
 //! stays with the engines: kept per interface and per (group, port) key, so
 //! that one rule added or removed re-plans only its interface, and on it
-//! only the keys up to where the program's size budget runs out (a program
-//! holds a few hundred keys at most, whatever the number of rules).
+//! only the keys up to the interface's key budget ([`MAX_KEYS`]), whatever
+//! the number of rules.
 //!
-//! Keys are taken in (group, port) order while they fit [`MAX_INSNS`]: the
-//! same outcome whether planned from the whole table or after any edits.
+//! Keys are taken in (group, port) order up to [`MAX_KEYS`], skipping a
+//! key whose program would exceed [`MAX_INSNS`]: the same outcome whether
+//! planned from the whole table or after any edits.
 
 use super::program::{self, FastKey, FastOutput, FastRule, InterfaceProgram};
-use super::{eligible, off_reason, SlotKey, MAX_INSNS, MAX_SLOTS};
+use super::{eligible, off_reason, SlotKey, MAX_INSNS, MAX_KEYS, MAX_SLOTS};
 use crate::table::{ForwardingTable, InputKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -16,15 +17,9 @@ use std::net::Ipv4Addr;
 /// A (group, port) input key of one interface.
 pub(super) type Key = (Ipv4Addr, u16);
 
-/// Instructions of a program without keys: the preamble and checks, and
-/// the UDP checksum subprogram (plus 4 per local MAC).
-const BASE_INSNS: usize = 1000;
-/// The cheapest key: one rule with one output.
-const MIN_KEY_INSNS: usize = key_insns(1, 1);
-
 /// Rough instruction cost of a key with `rules` rules and `outputs`
-/// outputs in all.
-const fn key_insns(rules: usize, outputs: usize) -> usize {
+/// outputs in all (its program has [`program::KEY_BASE_INSNS`] more).
+pub(super) const fn key_insns(rules: usize, outputs: usize) -> usize {
     130 * rules + outputs * program::INSNS_PER_OUTPUT + 20
 }
 
@@ -35,8 +30,10 @@ pub(super) enum Outcome {
     Planned,
     /// One of its rules cannot run in the kernel.
     Ineligible,
-    /// Past the program's size budget.
+    /// Past the interface's key budget.
     PastBudget,
+    /// Its program would be larger than [`MAX_INSNS`].
+    TooLarge,
     /// No counter slot left for its rules.
     NoSlots,
 }
@@ -102,6 +99,32 @@ pub(super) struct Planner {
     /// [`Planner::take_changed`] (only kept by edits).
     changed: Vec<String>,
     pub(super) work: PlanWork,
+}
+
+/// The outcome of a key that cannot be planned whatever the budget left;
+/// None when it can.
+fn unplanned(kp: &KeyPlan) -> Option<Outcome> {
+    if !kp.eligible {
+        Some(Outcome::Ineligible)
+    } else if program::KEY_BASE_INSNS + kp.cost > MAX_INSNS {
+        Some(Outcome::TooLarge)
+    } else {
+        None
+    }
+}
+
+/// Outputs of all the rules of key `k`.
+fn kp_outputs(table: &ForwardingTable, ifindex: u32, k: Key, kp: &KeyPlan) -> usize {
+    let input = InputKey {
+        ifindex,
+        group: k.0,
+        port: k.1,
+    };
+    kp.rules
+        .iter()
+        .filter_map(|(source, _)| table.rule_for(&input, *source))
+        .map(|i| table.rules()[i].outputs.len())
+        .sum()
 }
 
 /// A rule added to or removed from the table by an edit.
@@ -328,32 +351,30 @@ impl Planner {
         let mut ifp = self.ifs.remove(&ifindex)?;
         let full = touched.is_none();
         let local_macs: Vec<[u8; 6]> = table.local_macs().iter().map(|m| m.0).collect();
-        let mut size = BASE_INSNS + 4 * local_macs.len();
         let old_planned = std::mem::take(&mut ifp.planned);
         let old_no_slots = std::mem::take(&mut ifp.no_slots);
         let mut planned = Vec::new();
         let mut changed: Vec<Key> = Vec::new();
         let mut touched_seen = false;
         for (k, kp) in ifp.keys.iter_mut() {
-            if !full && size + MIN_KEY_INSNS > MAX_INSNS {
+            if !full && planned.len() >= MAX_KEYS {
                 break;
             }
             self.work.keys += 1;
-            let outcome = if !kp.eligible {
-                Outcome::Ineligible
-            } else if size + kp.cost > MAX_INSNS {
-                Outcome::PastBudget
-            } else {
-                if kp.fast.is_none() {
-                    kp.fast = self.fast_key(table, ifindex, *k, &kp.rules);
-                }
-                if kp.fast.is_some() {
-                    size += kp.cost;
-                    planned.push(*k);
-                    Outcome::Planned
-                } else {
-                    ifp.no_slots.insert(*k);
-                    Outcome::NoSlots
+            let outcome = match unplanned(kp) {
+                Some(o) => o,
+                None if planned.len() >= MAX_KEYS => Outcome::PastBudget,
+                None => {
+                    if kp.fast.is_none() {
+                        kp.fast = self.fast_key(table, ifindex, *k, &kp.rules);
+                    }
+                    if kp.fast.is_some() {
+                        planned.push(*k);
+                        Outcome::Planned
+                    } else {
+                        ifp.no_slots.insert(*k);
+                        Outcome::NoSlots
+                    }
                 }
             };
             let is_touched = Some(*k) == touched;
@@ -363,7 +384,7 @@ impl Planner {
                 changed.push(*k);
             }
         }
-        // Keys not reached: past the budget (if eligible).
+        // Keys not reached: past the budget (if they could be planned).
         let unreached = old_planned
             .iter()
             .chain(&old_no_slots)
@@ -380,11 +401,7 @@ impl Planner {
             if reached {
                 continue;
             }
-            kp.outcome = if kp.eligible {
-                Outcome::PastBudget
-            } else {
-                Outcome::Ineligible
-            };
+            kp.outcome = unplanned(kp).unwrap_or(Outcome::PastBudget);
             changed.push(*k);
         }
         for k in &changed {
@@ -426,8 +443,11 @@ impl Planner {
                     "another rule on its input group and port cannot be on the fast path".into()
                 })),
                 Outcome::PastBudget => Some(format!(
-                    "past the fast-path program's size budget on its input interface ({} outputs; about {} output sends fit one interface)",
-                    r.outputs.len(),
+                    "past the fast path's budget of {MAX_KEYS} input (group, port) keys on its input interface"
+                )),
+                Outcome::TooLarge => Some(format!(
+                    "its input (group, port) has too many outputs for one fast-path program ({} in all; about {} fit)",
+                    kp_outputs(table, ifindex, k, kp),
                     MAX_INSNS / program::INSNS_PER_OUTPUT
                 )),
                 Outcome::NoSlots => Some(format!("no fast-path counter slot left ({MAX_SLOTS} in all)")),
@@ -555,7 +575,7 @@ mod tests {
         assert_eq!(p.work.interfaces, 1);
         assert!(p.work.keys <= fits + 1, "{:?}", p.work);
         assert_eq!(p.work.reasons, 1);
-        assert!(p.off[&added.id].contains("size budget"));
+        assert!(p.off[&added.id].contains("budget of"));
         assert_eq!(p.take_changed(), vec![added.id.clone(), added.id.clone()]);
 
         // Removing a planned rule: the next key moves into the program
