@@ -7,9 +7,9 @@
 //! costs.
 //!
 //! With the kernel fast path open, only the changed rule's input interface
-//! is re-planned (see `mcr_dataplane::fastpath::plan`: up to where its
-//! program's size budget runs out, a few hundred keys at most), its
-//! program replaced only if that changed, and only the rules whose reason
+//! is re-planned (see `mcr_dataplane::fastpath::plan`: up to its key
+//! budget, 1,024 (group, port) keys), only the programs of the keys that
+//! changed are loaded (one, usually), and only the rules whose reason
 //! to be off the fast path changed are logged. What an edit does not cover falls
 //! back to [`Supervisor::recompile`], which gives the same result: a fast
 //! path still to be opened, a unicast input (its sink), a duplicate input,
