@@ -1,7 +1,12 @@
 //! The kernel fast path: rules whose outputs are all multicast on
 //! interfaces with a known MAC and address are forwarded inside the kernel,
-//! by a tc (tcx) ingress program on the input interface, generated from the
-//! table. A datagram then never reaches user space: the program rewrites the
+//! by tc (tcx) ingress programs on the input interface, generated from the
+//! table: a dispatcher that does not depend on the rules, and one small
+//! program per (group, port) key, tail-called through a program array (see
+//! [`program`]). An edit loads the program of the key it changes and
+//! updates a map entry or two; the dispatcher stays.
+//!
+//! A datagram then never reaches user space: the key's program rewrites the
 //! headers for each output and sends a clone (the same work the kernel's own
 //! multicast routing does, without its limits: any group/port translation,
 //! no RPF check, any number of interfaces).
@@ -11,12 +16,13 @@
 //! rule, datagrams with IP options or fragmented, and everything when the
 //! program cannot be loaded (no CAP_BPF/CAP_NET_ADMIN, or a kernel without
 //! tcx). The engines' capture sockets take `ETH_P_IP`, which the kernel
-//! delivers after tc ingress: a frame the program forwards never reaches
-//! them, one it passes on does. So moving a key between the kernel and the
-//! engines is the program swap itself, with no filter change.
+//! delivers after tc ingress: a frame the programs forward never reaches
+//! them, one they pass on does. So moving a key between the kernel and the
+//! engines is the map update itself, with no filter change.
 //!
 //! Planning ([`plan`]) is kept per input interface, so that one rule added
-//! or removed ([`FastPath::apply_edit`]) re-plans its interface only.
+//! or removed ([`FastPath::apply_edit`]) re-plans its interface only, and
+//! only the keys whose programs changed are loaded.
 //!
 //! Counters: one per-CPU array for the life of the daemon; each rule and
 //! each output keeps its slot across table swaps, so its counts carry on
@@ -130,8 +136,9 @@ impl FastPath {
     }
 
     /// Programs the kernel for `table` (nothing when `enabled` is false):
-    /// loads and attaches, or atomically replaces, one program per input
-    /// interface with eligible rules, and detaches the rest. Returns the
+    /// attaches a dispatcher on each input interface with eligible rules
+    /// and loads the programs of the keys that changed (each swapped in
+    /// atomically), and detaches the rest. Returns the
     /// interfaces whose program failed (their rules stay with the engines),
     /// with the reason. O(rules): see [`FastPath::apply_edit`] for one rule.
     pub fn apply(&mut self, table: &ForwardingTable, enabled: bool) -> Vec<(u32, String)> {
@@ -160,9 +167,10 @@ impl FastPath {
     }
 
     /// Applies one rule added to or removed from the table (`table` is the
-    /// edited one): re-plans the rule's input interface only, replaces its
-    /// program if that changed (atomically; other interfaces' programs are
-    /// untouched), and frees a removed rule's counter slots. Counter slots
+    /// edited one): re-plans the rule's input interface only, loads the
+    /// programs of its keys that changed (usually the edited rule's key
+    /// alone; each swapped in atomically; nothing else is touched), and
+    /// frees a removed rule's counter slots. Counter slots
     /// follow rule ids, so rules that moved index keep theirs. Returns the
     /// interface if its program failed, with the reason.
     pub fn apply_edit(

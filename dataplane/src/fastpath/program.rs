@@ -1,13 +1,23 @@
-//! The tc ingress program of one input interface, generated from the
-//! fast-path rules on it.
+//! The tc ingress programs of one input interface, generated from the
+//! fast-path rules on it: a dispatcher, attached at tcx ingress, and one
+//! program per (group, port) key, which the dispatcher tail-calls.
 //!
-//! Per datagram the program:
+//! The dispatcher ([`generate_dispatcher`]), per datagram:
 //! 1. copies the first 42 bytes (Ethernet, IPv4 without options, UDP) to
 //!    the stack and gives up (passes the frame on untouched) unless it is
-//!    untagged, IPv4 without options, UDP, not a fragment, and not sent by
-//!    one of this host's interfaces (counted);
-//! 2. finds the rule by (group, port), then source, with a chain of
-//!    compares against immediates;
+//!    untagged, IPv4 without options, UDP, not a fragment, not sent by one
+//!    of this host's interfaces, and valid input by the engines' definition;
+//! 2. looks (group, port) up in a hash map, which gives the key's index in
+//!    a program array, and verifies the UDP checksum of a datagram that has
+//!    a key;
+//! 3. tail-calls the key's program at that index.
+//!
+//! It does not depend on the rules, so the verifier walks the checksum
+//! loop once per interface, not once per key, and an edit never reloads
+//! it. A key's program ([`generate_key`]):
+//! 1. copies the header again (a tail call keeps no stack), and checks the
+//!    key (its index may have been reused since the lookup);
+//! 2. finds the rule by source, with compares against immediates;
 //! 3. for each output writes the new headers in one store (MACs, TTL,
 //!    source and destination address and port; the IPv4 checksum computed
 //!    over the new header, the UDP checksum updated by difference, so a
