@@ -617,4 +617,51 @@ mod tests {
         // Interface 1 was not looked at.
         assert_eq!(p.ifs[&1].planned.len(), fits);
     }
+
+    /// A key whose program would be too large stays with the engines with
+    /// its own reason, planned from scratch or by an edit, and the keys
+    /// after it are planned.
+    #[test]
+    fn a_key_too_large_for_one_program_is_skipped() {
+        let big = |i: u32| {
+            let mut r = spec(1, i);
+            r.outputs = (0..300)
+                .map(|j| {
+                    let mut o = out(9);
+                    o.dest.set_port(6000 + j);
+                    o
+                })
+                .collect();
+            r
+        };
+        let mut b = TableBuilder::new(1);
+        b.add_rule(big(0)).unwrap();
+        for i in 1..4 {
+            b.add_rule(spec(1, i)).unwrap();
+        }
+        let table = b.build();
+        let mut p = Planner::default();
+        let programs = p.plan_all(&table, true);
+        let prog = programs[0].1.as_ref().unwrap();
+        assert_eq!(prog.keys.len(), 3);
+        assert!(p.off["r1.0"].contains("too many outputs"), "{:?}", p.off);
+        assert_eq!(p.off.len(), 1);
+
+        let added = big(10);
+        let mut b = table.edit(2);
+        b.add_rule(added.clone()).unwrap();
+        let table = b.build();
+        let edit = RuleEdit {
+            id: &added.id,
+            input: added.input,
+            source: None,
+            added: true,
+        };
+        let (_, prog) = p.plan_edit(&table, &edit, true).unwrap();
+        assert_eq!(prog.unwrap().keys.len(), 3);
+        assert!(p.off[&added.id].contains("(300 in all"), "{:?}", p.off);
+        let mut fresh = Planner::default();
+        fresh.plan_all(&table, true);
+        assert_eq!(p.off, fresh.off);
+    }
 }

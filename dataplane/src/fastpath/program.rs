@@ -740,6 +740,7 @@ fn udp_checksum_subprogram(a: &mut Asm) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::VALUE_WORDS;
     use super::*;
 
     fn output(ifindex: u32, group: [u8; 4], port: u16, slot: u32) -> FastOutput {
@@ -877,6 +878,118 @@ mod tests {
             assert!(processed(&log) < 4 * insns.len(), "{log}");
             sys::prog_array_set(&progs, 0, &fd).unwrap();
         }
+    }
+
+    /// A UDP datagram from `src` to `group`:`port` in an Ethernet frame,
+    /// with valid checksums (the UDP one computed unless `udp_csum` says).
+    fn frame(src: [u8; 4], group: [u8; 4], port: u16, ttl: u8, udp_csum: Option<u16>) -> Vec<u8> {
+        let payload = [0x5au8; 100];
+        let mut f = vec![0x01, 0x00, 0x5e, group[1] & 0x7f, group[2], group[3]];
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 0x99, 0x08, 0x00]);
+        let total = (20 + 8 + payload.len()) as u16;
+        let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, ttl, 17, 0, 0];
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&group);
+        let sum = |b: &[u8], init: u32| {
+            let mut s = init;
+            for c in b.chunks(2) {
+                s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            s
+        };
+        let c = !(sum(&ip, 0) as u16);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        let mut udp = vec![0x12, 0x34];
+        udp.extend_from_slice(&port.to_be_bytes());
+        udp.extend_from_slice(&(total - 20).to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(&payload);
+        let pseudo = sum(&src, 0) + sum(&group, 0) + 17 + u32::from(total - 20);
+        let c = udp_csum.unwrap_or(!(sum(&udp, pseudo) as u16));
+        udp[6..8].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&udp);
+        f
+    }
+
+    /// The dispatcher and a key's program run on real frames
+    /// (`BPF_PROG_TEST_RUN`): a datagram of the key is sent (the key's
+    /// counter counts it, its header is the output's, its checksums still
+    /// verify), one of no key, one with a bad UDP checksum, and one whose
+    /// key maps to another key's program (an index reused) pass on,
+    /// uncounted. Needs CAP_BPF; skipped without it.
+    #[test]
+    fn dispatcher_tail_calls_the_key_program() {
+        use super::super::sys;
+        use std::os::fd::AsRawFd;
+        let Ok(map) = sys::percpu_array(24, 16) else {
+            eprintln!("skipped: cannot create a BPF map");
+            return;
+        };
+        let keys = sys::hash_map(KEYS_MAP_KEY, 4, 16).unwrap();
+        let progs = sys::prog_array(16).unwrap();
+        let d = generate_dispatcher(&[], keys.as_raw_fd(), progs.as_raw_fd()).unwrap();
+        let d = sys::load_sched_cls("mcr_test", &d).unwrap();
+        let mut key = plan().keys[0].clone();
+        key.by_source.clear();
+        let k =
+            sys::load_sched_cls("mcr_test", &generate_key(&key, map.as_raw_fd()).unwrap()).unwrap();
+        sys::prog_array_set(&progs, 3, &k).unwrap();
+        drop(k); // the program array keeps it
+        let idx = 3u32.to_ne_bytes();
+        sys::map_set(&keys, &keys_map_key(key.group, key.port), &idx).unwrap();
+        let counted = || {
+            let cpus = sys::possible_cpus().unwrap();
+            let mut ks = vec![0u32; 16];
+            let mut buf = vec![0u64; 16 * VALUE_WORDS * cpus];
+            let n = sys::lookup_batch(&map, &mut ks, &mut buf).unwrap();
+            let slot = |s: u32| -> u64 {
+                let at = ks[..n].iter().position(|k| *k == s).unwrap();
+                buf[at * VALUE_WORDS * cpus..(at + 1) * VALUE_WORDS * cpus]
+                    .chunks(VALUE_WORDS)
+                    .map(|c| c[0])
+                    .sum()
+            };
+            (slot(1), slot(2))
+        };
+        let pass = TCX_NEXT as u32;
+
+        let (ret, out) =
+            sys::test_run(&d, &frame([10, 0, 0, 5], [239, 1, 1, 1], 5000, 64, None)).unwrap();
+        assert_eq!(ret, TCX_REDIRECT as u32);
+        assert_eq!(counted(), (1, 1));
+        // The output's header: 239.2.2.2:6000 from 10.0.2.1, TTL 3, and
+        // checksums that still verify.
+        assert_eq!(&out[0..6], &[0x01, 0x00, 0x5e, 2, 2, 2]);
+        assert_eq!(&out[6..12], &[2, 0, 0, 0, 0, 2]);
+        assert_eq!(out[22], 3);
+        assert_eq!(&out[26..34], &[10, 0, 2, 1, 239, 2, 2, 2]);
+        assert_eq!(&out[36..38], &6000u16.to_be_bytes());
+        let again = frame([10, 0, 2, 1], [239, 2, 2, 2], 6000, 3, None);
+        assert_eq!(&out[24..26], &again[24..26], "IPv4 checksum");
+        assert_eq!(&out[40..42], &again[40..42], "UDP checksum");
+
+        let no_key = frame([10, 0, 0, 5], [239, 1, 1, 2], 5000, 64, None);
+        assert_eq!(sys::test_run(&d, &no_key).unwrap().0, pass);
+        let bad = frame([10, 0, 0, 5], [239, 1, 1, 1], 5000, 64, Some(0x1234));
+        assert_eq!(sys::test_run(&d, &bad).unwrap().0, pass);
+        sys::map_set(
+            &keys,
+            &keys_map_key(Ipv4Addr::new(239, 1, 1, 2), 5000),
+            &idx,
+        )
+        .unwrap();
+        assert_eq!(sys::test_run(&d, &no_key).unwrap().0, pass);
+        assert_eq!(counted(), (1, 1));
+        // An empty index: the tail call falls through, the frame passes.
+        sys::map_delete(&progs, &idx).unwrap();
+        let good = frame([10, 0, 0, 5], [239, 1, 1, 1], 5000, 64, None);
+        assert_eq!(sys::test_run(&d, &good).unwrap().0, pass);
+        assert_eq!(counted(), (1, 1));
     }
 
     /// Measurement: verifier statistics of the dispatcher and of key

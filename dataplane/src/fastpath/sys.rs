@@ -244,6 +244,27 @@ pub fn load_sched_cls_stats(name: &str, prog: &[Insn]) -> io::Result<(OwnedFd, S
     }
 }
 
+/// Runs `prog` once on the frame `data` (`BPF_PROG_TEST_RUN`): its return
+/// value and the frame as it left the program.
+#[cfg(test)]
+pub fn test_run(prog: &OwnedFd, data: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    const BPF_PROG_TEST_RUN: i32 = 10;
+    let mut out = vec![0u8; data.len() + 256];
+    let mut attr = Attr::new();
+    attr.u32(0, prog.as_raw_fd() as u32)
+        .u32(8, data.len() as u32)
+        .u32(12, out.len() as u32)
+        .u64(16, data.as_ptr() as u64)
+        .u64(24, out.as_mut_ptr() as u64)
+        .u32(32, 1);
+    attr.call(BPF_PROG_TEST_RUN)?;
+    let b = attr.bytes_mut();
+    let retval = u32::from_ne_bytes(b[4..8].try_into().expect("4 bytes"));
+    let len = u32::from_ne_bytes(b[12..16].try_into().expect("4 bytes")) as usize;
+    out.truncate(len);
+    Ok((retval, out))
+}
+
 /// Attaches `prog` at the tcx ingress hook of `ifindex`, after any program
 /// already there.
 pub fn tcx_attach(prog: &OwnedFd, ifindex: u32) -> io::Result<OwnedFd> {
