@@ -201,7 +201,7 @@ impl FastPath {
             // Slots allocated by the re-plan, to be reported.
             if let Some(ifp) = self.plan.ifs.get(&ifindex) {
                 let mut ids = Vec::new();
-                for k in &ifp.planned {
+                for (_, k) in &self.plan.built {
                     let Some(kp) = ifp.keys.get(k) else { continue };
                     let input = crate::table::InputKey {
                         ifindex,
@@ -328,17 +328,44 @@ impl FastPath {
                     .map_err(|e| format!("replacing the fast-path program: {e}"))?;
                 a._dispatcher = fd;
             }
-            let old: HashMap<plan::Key, FastKey> = std::mem::take(&mut a.program.keys)
-                .into_iter()
-                .map(|k| ((k.group, k.port), k))
-                .collect();
+            // Both lists are in (group, port) order: one walk finds the
+            // keys gone and those new or changed (an unchanged key shares
+            // its `Arc` with the plan, so most compares are a pointer's).
+            let old = std::mem::take(&mut a.program.keys);
+            let mut gone = Vec::new();
+            let mut set = Vec::new();
+            let (mut i, mut j) = (0, 0);
+            while i < old.len() || j < prog.keys.len() {
+                let ko = old.get(i).map(|k| (k.group, k.port));
+                let kn = prog.keys.get(j).map(|k| (k.group, k.port));
+                match (ko, kn) {
+                    (Some(o), Some(n)) if o == n => {
+                        if old[i] != prog.keys[j] {
+                            set.push(&prog.keys[j]);
+                        }
+                        i += 1;
+                        j += 1;
+                    }
+                    (Some(o), Some(n)) if o < n => {
+                        gone.push(o);
+                        i += 1;
+                    }
+                    (Some(o), None) => {
+                        gone.push(o);
+                        i += 1;
+                    }
+                    _ => {
+                        set.push(&prog.keys[j]);
+                        j += 1;
+                    }
+                }
+            }
             let t = &mut a.tab;
-            let new: HashSet<plan::Key> = prog.keys.iter().map(|k| (k.group, k.port)).collect();
             // Keys gone first: their indexes are free for the new ones (a
             // datagram still on its way to a reused index finds another key
             // there, which passes it on).
-            for k in old.keys().filter(|k| !new.contains(k)) {
-                if let Some(i) = t.index.remove(k) {
+            for k in gone {
+                if let Some(i) = t.index.remove(&k) {
                     sys::map_delete(&t.keys, &program::keys_map_key(k.0, k.1))
                         .map_err(|e| format!("removing a fast-path key: {e}"))?;
                     sys::map_delete(&t.progs, &i.to_ne_bytes())
@@ -346,11 +373,7 @@ impl FastPath {
                     t.free.push(i);
                 }
             }
-            for key in &prog.keys {
-                let k = (key.group, key.port);
-                if old.get(&k).is_some_and(|o| o == key) {
-                    continue;
-                }
+            for key in set {
                 t.set_key(key, map_fd)?;
             }
             a.program = prog;

@@ -13,6 +13,8 @@ use super::{eligible, off_reason, SlotKey, MAX_INSNS, MAX_KEYS, MAX_SLOTS};
 use crate::table::{ForwardingTable, InputKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::ops::Bound;
+use std::sync::Arc;
 
 /// A (group, port) input key of one interface.
 pub(super) type Key = (Ipv4Addr, u16);
@@ -47,7 +49,9 @@ pub(super) struct KeyPlan {
     pub(super) outcome: Outcome,
     /// The key as the program forwards it, built when first planned (its
     /// counter slots allocated), dropped when its rules change.
-    fast: Option<FastKey>,
+    /// Shared with the programs built from it: an edit of another key
+    /// copies a pointer, not the key.
+    fast: Option<Arc<FastKey>>,
 }
 
 /// One input interface's keys and what its program holds.
@@ -58,16 +62,14 @@ pub(super) struct IfPlan {
     pub(super) planned: Vec<Key>,
     /// Keys kept off for want of counter slots.
     no_slots: BTreeSet<Key>,
+    /// Rules of the planned keys.
+    planned_rules: usize,
 }
 
 impl IfPlan {
     /// Rules the program forwards.
     pub(super) fn planned_rules(&self) -> usize {
-        self.planned
-            .iter()
-            .filter_map(|k| self.keys.get(k))
-            .map(|k| k.rules.len())
-            .sum()
+        self.planned_rules
     }
 }
 
@@ -98,6 +100,9 @@ pub(super) struct Planner {
     /// Rules whose reason may have changed since the last
     /// [`Planner::take_changed`] (only kept by edits).
     changed: Vec<String>,
+    /// Keys whose program was built (their counter slots allocated) by the
+    /// last plan, with their interface.
+    pub(super) built: Vec<(u32, Key)>,
     pub(super) work: PlanWork,
 }
 
@@ -247,6 +252,7 @@ impl Planner {
     ) -> Vec<(u32, Option<InterfaceProgram>)> {
         self.off.clear();
         self.changed.clear();
+        self.built.clear();
         self.ifs.clear();
         if !enabled {
             for r in table.rules() {
@@ -302,6 +308,7 @@ impl Planner {
         enabled: bool,
     ) -> Option<(u32, Option<InterfaceProgram>)> {
         self.changed.push(edit.id.to_string());
+        self.built.clear();
         if !edit.added {
             self.off.remove(edit.id);
         }
@@ -354,22 +361,33 @@ impl Planner {
         let old_planned = std::mem::take(&mut ifp.planned);
         let old_no_slots = std::mem::take(&mut ifp.no_slots);
         let mut planned = Vec::new();
+        let mut keys = Vec::new();
+        let mut planned_rules = 0;
         let mut changed: Vec<Key> = Vec::new();
         let mut touched_seen = false;
+        // The last key looked at: the loop stops at the budget, and keys
+        // past it are the only ones it may have left out.
+        let mut last: Option<Key> = None;
         for (k, kp) in ifp.keys.iter_mut() {
             if !full && planned.len() >= MAX_KEYS {
                 break;
             }
+            last = Some(*k);
             self.work.keys += 1;
             let outcome = match unplanned(kp) {
                 Some(o) => o,
                 None if planned.len() >= MAX_KEYS => Outcome::PastBudget,
                 None => {
                     if kp.fast.is_none() {
-                        kp.fast = self.fast_key(table, ifindex, *k, &kp.rules);
+                        kp.fast = self.fast_key(table, ifindex, *k, &kp.rules).map(Arc::new);
+                        if kp.fast.is_some() {
+                            self.built.push((ifindex, *k));
+                        }
                     }
-                    if kp.fast.is_some() {
+                    if let Some(fast) = &kp.fast {
                         planned.push(*k);
+                        keys.push(fast.clone());
+                        planned_rules += kp.rules.len();
                         Outcome::Planned
                     } else {
                         ifp.no_slots.insert(*k);
@@ -385,9 +403,15 @@ impl Planner {
             }
         }
         // Keys not reached: past the budget (if they could be planned).
-        let unreached = old_planned
+        let after = |k: &Key| last.is_none_or(|l| *k > l);
+        let from = old_planned.partition_point(|k| !after(k));
+        let no_slots_after = match last {
+            Some(l) => old_no_slots.range((Bound::Excluded(l), Bound::Unbounded)),
+            None => old_no_slots.range(..),
+        };
+        let unreached = old_planned[from..]
             .iter()
-            .chain(&old_no_slots)
+            .chain(no_slots_after)
             .chain(touched.iter().filter(|_| !touched_seen));
         for k in unreached {
             let Some(kp) = ifp.keys.get_mut(k) else {
@@ -409,15 +433,13 @@ impl Planner {
                 self.set_reasons(table, ifindex, *k, kp);
             }
         }
-        let program = (!planned.is_empty()).then(|| InterfaceProgram {
+        let program = (!planned.is_empty()).then_some(InterfaceProgram {
             ifindex,
             local_macs,
-            keys: planned
-                .iter()
-                .filter_map(|k| ifp.keys.get(k).and_then(|kp| kp.fast.clone()))
-                .collect(),
+            keys,
         });
         ifp.planned = planned;
+        ifp.planned_rules = planned_rules;
         if !ifp.keys.is_empty() {
             self.ifs.insert(ifindex, ifp);
         }
@@ -576,6 +598,7 @@ mod tests {
         assert!(p.work.keys <= fits + 1, "{:?}", p.work);
         assert_eq!(p.work.reasons, 1);
         assert!(p.off[&added.id].contains("budget of"));
+        assert!(p.built.is_empty(), "no key program to build");
         assert_eq!(p.take_changed(), vec![added.id.clone(), added.id.clone()]);
 
         // Removing a planned rule: the next key moves into the program
@@ -599,8 +622,12 @@ mod tests {
         assert!(p.work.keys <= fits + 1, "{:?}", p.work);
         assert_eq!(p.work.reasons, 1);
         assert!(!p.off.contains_key(&first.id));
-        let moved_in = spec(2, fits as u32).id;
-        assert!(!p.off.contains_key(&moved_in), "the next key is planned");
+        let moved_in = spec(2, fits as u32);
+        assert!(!p.off.contains_key(&moved_in.id), "the next key is planned");
+        // Its program is the only one built.
+        let k = (moved_in.input.group, moved_in.input.port);
+        assert_eq!(p.built, vec![(2, k)]);
+        assert_eq!(p.ifs[&2].planned_rules(), fits);
         let mut fresh = Planner::default();
         let again = fresh.plan_all(&table, true);
         let fresh_prog = again

@@ -116,7 +116,8 @@ pub struct InterfaceProgram {
     pub ifindex: u32,
     /// Frames from these source MACs were sent by this host: not input.
     pub local_macs: Vec<[u8; 6]>,
-    pub keys: Vec<FastKey>,
+    /// In (group, port) order.
+    pub keys: Vec<std::sync::Arc<FastKey>>,
 }
 
 /// The value as the program loads it from packet memory (network order
@@ -761,7 +762,7 @@ mod tests {
         InterfaceProgram {
             ifindex: 1,
             local_macs: vec![[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]],
-            keys: vec![
+            keys: [
                 FastKey {
                     group: Ipv4Addr::new(239, 1, 1, 1),
                     port: 5000,
@@ -791,7 +792,10 @@ mod tests {
                         },
                     )],
                 },
-            ],
+            ]
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect(),
         }
     }
 
@@ -934,7 +938,7 @@ mod tests {
         let progs = sys::prog_array(16).unwrap();
         let d = generate_dispatcher(&[], keys.as_raw_fd(), progs.as_raw_fd()).unwrap();
         let d = sys::load_sched_cls("mcr_test", &d).unwrap();
-        let mut key = plan().keys[0].clone();
+        let mut key = (*plan().keys[0]).clone();
         key.by_source.clear();
         let k =
             sys::load_sched_cls("mcr_test", &generate_key(&key, map.as_raw_fd()).unwrap()).unwrap();
