@@ -1033,5 +1033,24 @@ mod tests {
                 t.elapsed()
             );
         }
+        // A full interface at start: 1,024 one-output keys, each loaded
+        // and put in the program array.
+        let progs = sys::prog_array(1024).unwrap();
+        let t = std::time::Instant::now();
+        for i in 0..1024u32 {
+            let k = FastKey {
+                group: Ipv4Addr::from(0xef0a_0000 + i),
+                port: 5000,
+                any_source: Some(FastRule {
+                    slot: 1,
+                    outputs: vec![output(2, [239, 2, 2, 2], 6000, 2)],
+                }),
+                by_source: Vec::new(),
+            };
+            let insns = generate_key(&k, map.as_raw_fd()).unwrap();
+            let fd = sys::load_sched_cls("mcr_test", &insns).unwrap();
+            sys::prog_array_set(&progs, i, &fd).unwrap();
+        }
+        eprintln!("1,024 one-output keys loaded in {:?}", t.elapsed());
     }
 }
