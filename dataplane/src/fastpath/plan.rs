@@ -64,6 +64,8 @@ pub(super) struct IfPlan {
     no_slots: BTreeSet<Key>,
     /// Rules of the planned keys.
     planned_rules: usize,
+    /// The program last planned (keys shared with `keys`).
+    program: Option<InterfaceProgram>,
 }
 
 impl IfPlan {
@@ -103,6 +105,9 @@ pub(super) struct Planner {
     /// Keys whose program was built (their counter slots allocated) by the
     /// last plan, with their interface.
     pub(super) built: Vec<(u32, Key)>,
+    /// Interfaces whose program failed (their planned rules carry that
+    /// reason until it loads).
+    failed: BTreeSet<u32>,
     pub(super) work: PlanWork,
 }
 
@@ -253,6 +258,7 @@ impl Planner {
         self.off.clear();
         self.changed.clear();
         self.built.clear();
+        self.failed.clear();
         self.ifs.clear();
         if !enabled {
             for r in table.rules() {
@@ -358,6 +364,27 @@ impl Planner {
         let mut ifp = self.ifs.remove(&ifindex)?;
         let full = touched.is_none();
         let local_macs: Vec<[u8; 6]> = table.local_macs().iter().map(|m| m.0).collect();
+        // An edit of a key past the last planned one, with the budget full
+        // and no key waiting for counter slots (a removal may free some):
+        // no other key's outcome can change, nor the program (the usual
+        // edit at scale; O(1) instead of a walk over the planned keys).
+        if let (Some(k), Some(last), Some(cached)) = (touched, ifp.planned.last(), &ifp.program) {
+            if ifp.planned.len() >= MAX_KEYS
+                && ifp.no_slots.is_empty()
+                && k > *last
+                && cached.local_macs == local_macs
+            {
+                let program = Some(cached.clone());
+                self.work.keys += 1;
+                if let Some(kp) = ifp.keys.get_mut(&k) {
+                    kp.outcome = unplanned(kp).unwrap_or(Outcome::PastBudget);
+                    let kp = &ifp.keys[&k];
+                    self.set_reasons(table, ifindex, k, kp);
+                }
+                self.ifs.insert(ifindex, ifp);
+                return program;
+            }
+        }
         let old_planned = std::mem::take(&mut ifp.planned);
         let old_no_slots = std::mem::take(&mut ifp.no_slots);
         let mut planned = Vec::new();
@@ -440,6 +467,7 @@ impl Planner {
         });
         ifp.planned = planned;
         ifp.planned_rules = planned_rules;
+        ifp.program = program.clone();
         if !ifp.keys.is_empty() {
             self.ifs.insert(ifindex, ifp);
         }
@@ -488,6 +516,7 @@ impl Planner {
         let Some(ifp) = self.ifs.get(&ifindex) else {
             return;
         };
+        self.failed.insert(ifindex);
         for k in &ifp.planned {
             if let Some(kp) = ifp.keys.get(k) {
                 for (_, id) in &kp.rules {
@@ -504,6 +533,11 @@ impl Planner {
     /// The program of interface `ifindex` is attached: its planned rules
     /// are on the fast path (clears what an earlier failure set).
     pub(super) fn program_ok(&mut self, ifindex: u32) {
+        // Only a failure set reasons to clear (an edit must not walk every
+        // planned rule otherwise).
+        if !self.failed.remove(&ifindex) {
+            return;
+        }
         let Some(ifp) = self.ifs.get(&ifindex) else {
             return;
         };
@@ -599,6 +633,11 @@ mod tests {
         assert_eq!(p.work.reasons, 1);
         assert!(p.off[&added.id].contains("budget of"));
         assert!(p.built.is_empty(), "no key program to build");
+        // Nothing but the added key was looked at.
+        assert_eq!(p.work.keys, 1);
+        let mut fresh = Planner::default();
+        fresh.plan_all(&table, true);
+        assert_eq!(p.off, fresh.off);
         assert_eq!(p.take_changed(), vec![added.id.clone(), added.id.clone()]);
 
         // Removing a planned rule: the next key moves into the program
