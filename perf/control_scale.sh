@@ -8,8 +8,13 @@
 #   FAST=1 perf/control_scale.sh            (kernel_fast_path: true; default off)
 #   LOG=mcr_controlplane=debug,warn KEEP_LOG=/tmp/cs ...  keeps the log, whose
 #   "recompiled" lines give the phase times of every change
-# Prints one line per N: add/remove median and worst over 20 each, stats,
-# an unchanged reload (wall time seen by the client), start and SIGTERM.
+# Prints one line per N: add/remove median and worst over 20 each, for a
+# rule whose group sorts after every other (past_budget: with FAST=1, past
+# the fast path's key budget, on the engines) and for one whose group sorts
+# before them (in_program: with FAST=1 it lands in the kernel, changing the
+# interface's programs), each with the path `list` gave the added rule;
+# stats, an unchanged reload (wall time seen by the client), start and
+# SIGTERM.
 set -euo pipefail
 [ -n "${DEBUG:-}" ] && set -x
 cd "$(dirname "$0")/.."
@@ -61,18 +66,33 @@ def ask(req):
     a = json.loads(f.readline())
     assert a["ok"], a
     return (time.perf_counter() - t0) * 1000, a
-add, rem = [], []
-for k in range(20):
-    rule = {"name": f"x{k}", "input": {"interface": "cs-in", "group": f"239.200.0.{k + 1}", "port": 7000},
-            "outputs": [{"interface": "cs-out", "group": "239.255.0.2", "port": 6001}]}
-    add.append(ask({"cmd": "add", "rule": rule})[0])
-    rem.append(ask({"cmd": "remove", "name": f"x{k}"})[0])
+def path_of(name):
+    rules = ask({"cmd": "list"})[1]["result"]["rules"]
+    return next(r.get("path") for r in rules if r["id"] == name)
+med = lambda v: sorted(v)[len(v) // 2]
+# Two kinds of edit: a group that sorts after every rule's (with the fast
+# path on: past the interface's key budget, so no program changes), and one
+# that sorts before them (with the fast path on: it lands in the kernel,
+# one key program loaded, and the last key is pushed out; its removal
+# brings that key back). The added rule's path is read back once per kind.
+phases = []
+for label, prefix in (("past_budget", "239.200.0"), ("in_program", "239.0.0")):
+    def rule(k):
+        return {"name": f"x{k}", "input": {"interface": "cs-in", "group": f"{prefix}.{k + 1}", "port": 7000},
+                "outputs": [{"interface": "cs-out", "group": "239.255.0.2", "port": 6001}]}
+    ask({"cmd": "add", "rule": rule(99)})
+    path = path_of("x99")
+    ask({"cmd": "remove", "name": "x99"})
+    add, rem = [], []
+    for k in range(20):
+        add.append(ask({"cmd": "add", "rule": rule(k)})[0])
+        rem.append(ask({"cmd": "remove", "name": f"x{k}"})[0])
+    phases.append(f"{label}[path={path}] add_ms(median/max)={med(add):.2f}/{max(add):.2f} "
+                  f"remove_ms={med(rem):.2f}/{max(rem):.2f}")
 stats = min(ask({"cmd": "stats"})[0] for _ in range(3))
 ping = max(ask({"cmd": "ping"})[0] for _ in range(20))
 reload_ms, a = ask({"cmd": "reload"})
-med = lambda v: sorted(v)[len(v) // 2]
-print(f"rules={n} add_ms(median/max)={med(add):.2f}/{max(add):.2f} "
-      f"remove_ms={med(rem):.2f}/{max(rem):.2f} stats_ms={stats:.1f} ping_max_ms={ping:.2f} "
+print(f"rules={n} {' '.join(phases)} stats_ms={stats:.1f} ping_max_ms={ping:.2f} "
       f"reload_unchanged_ms={reload_ms:.0f} (unchanged={a['result']['unchanged']}, "
       f"parse_us={a['result'].get('parse_us')}, compile_swap_us={a['result'].get('compile_swap_us')})")
 PY

@@ -7,9 +7,9 @@
 //! costs.
 //!
 //! With the kernel fast path open, only the changed rule's input interface
-//! is re-planned (see `mcr_dataplane::fastpath::plan`: up to where its
-//! program's size budget runs out, a few hundred keys at most), its
-//! program replaced only if that changed, and only the rules whose reason
+//! is re-planned (see `mcr_dataplane::fastpath::plan`: up to its key
+//! budget, 1,024 (group, port) keys), only the programs of the keys that
+//! changed are loaded (one, usually), and only the rules whose reason
 //! to be off the fast path changed are logged. What an edit does not cover falls
 //! back to [`Supervisor::recompile`], which gives the same result: a fast
 //! path still to be opened, a unicast input (its sink), a duplicate input,
@@ -272,8 +272,9 @@ impl Supervisor {
             rule,
         } = edit;
         let t_publish = Instant::now();
+        let mut fast = Duration::ZERO;
         if let Some(table) = table {
-            self.publish_edited(table, ifindex, rule);
+            fast = self.publish_edited(table, ifindex, rule);
         }
         let publish_at = t_publish.elapsed();
         let t_joins = Instant::now();
@@ -340,6 +341,7 @@ impl Supervisor {
             rules = self.statuses.len(),
             edit_us = (t_publish - t0).as_micros() as u64,
             publish_us = publish_at.as_micros() as u64,
+            fast_path_us = fast.as_micros() as u64,
             joins_us = t_joins.elapsed().as_micros() as u64,
             total_us = t0.elapsed().as_micros() as u64,
             "table edited"
@@ -378,13 +380,15 @@ impl Supervisor {
 
     /// Publishes an edited table (its capture filters and input claims
     /// updated when they change) and waits for the engines to run it.
+    /// Returns the time the kernel fast path took (part of the publish).
     fn publish_edited(
         &mut self,
         table: ForwardingTable,
         ifindex: u32,
         rule: Option<(String, InputKey, Option<std::net::Ipv4Addr>, bool)>,
-    ) {
+    ) -> Duration {
         let before = self.table.load();
+        let t_fast = Instant::now();
         self.generation = table.generation();
         let enabled = self.config.data_plane.kernel_fast_path;
         if let FastState::Open(f) = &mut self.fast {
@@ -417,6 +421,7 @@ impl Supervisor {
         } else {
             self.fast_was_on = Some(false);
         }
+        let fast = t_fast.elapsed();
         // Capture filters list the pairs exactly up to MAX_EXACT_PAIRS per
         // interface and pass all UDP past it: only a change on the small
         // side (or an interface coming or going) touches the sockets.
@@ -453,6 +458,7 @@ impl Supervisor {
                 "engines slow to take the new forwarding table"
             );
         }
+        fast
     }
 }
 

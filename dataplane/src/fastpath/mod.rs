@@ -1,7 +1,12 @@
 //! The kernel fast path: rules whose outputs are all multicast on
 //! interfaces with a known MAC and address are forwarded inside the kernel,
-//! by a tc (tcx) ingress program on the input interface, generated from the
-//! table. A datagram then never reaches user space: the program rewrites the
+//! by tc (tcx) ingress programs on the input interface, generated from the
+//! table: a dispatcher that does not depend on the rules, and one small
+//! program per (group, port) key, tail-called through a program array (see
+//! [`program`]). An edit loads the program of the key it changes and
+//! updates a map entry or two; the dispatcher stays.
+//!
+//! A datagram then never reaches user space: the key's program rewrites the
 //! headers for each output and sends a clone (the same work the kernel's own
 //! multicast routing does, without its limits: any group/port translation,
 //! no RPF check, any number of interfaces).
@@ -11,12 +16,13 @@
 //! rule, datagrams with IP options or fragmented, and everything when the
 //! program cannot be loaded (no CAP_BPF/CAP_NET_ADMIN, or a kernel without
 //! tcx). The engines' capture sockets take `ETH_P_IP`, which the kernel
-//! delivers after tc ingress: a frame the program forwards never reaches
-//! them, one it passes on does. So moving a key between the kernel and the
-//! engines is the program swap itself, with no filter change.
+//! delivers after tc ingress: a frame the programs forward never reaches
+//! them, one they pass on does. So moving a key between the kernel and the
+//! engines is the map update itself, with no filter change.
 //!
 //! Planning ([`plan`]) is kept per input interface, so that one rule added
-//! or removed ([`FastPath::apply_edit`]) re-plans its interface only.
+//! or removed ([`FastPath::apply_edit`]) re-plans its interface only, and
+//! only the keys whose programs changed are loaded.
 //!
 //! Counters: one per-CPU array for the life of the daemon; each rule and
 //! each output keeps its slot across table swaps, so its counts carry on
@@ -31,7 +37,7 @@ use crate::stats::{OutputStats, RuleStats};
 use crate::table::ForwardingTable;
 use plan::Planner;
 pub use plan::{PlanWork, RuleEdit};
-use program::InterfaceProgram;
+use program::{FastKey, InterfaceProgram};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -41,9 +47,15 @@ pub const VALUE_WORDS: usize = 3;
 /// Counter slots (rules + outputs).
 /// 384 KiB per possible CPU; rules past it stay with the engines.
 pub const MAX_SLOTS: u32 = 1 << 14;
-/// Largest program per interface; keys past it stay with the engines.
-/// (Jumps are 16-bit, and a smaller program verifies quickly.)
+/// Largest program of one (group, port) key (about 250 output sends);
+/// a key past it stays with the engines. (Jumps are 16-bit, and the
+/// verifier's time grows with the program: an edit of the key loads it.)
 pub const MAX_INSNS: usize = 30_000;
+/// (group, port) keys per input interface, each its own program behind
+/// the interface's dispatcher; keys past it (in key order) stay with the
+/// engines. Bounds the kernel memory (a few KiB per key program) and the
+/// time a full recompile loads programs for.
+pub const MAX_KEYS: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum SlotKey {
@@ -51,10 +63,28 @@ enum SlotKey {
     Output(String, String),
 }
 
+/// One input interface's programs: the dispatcher behind the tcx link, and
+/// one program per key, tail-called through `progs` at the index `keys`
+/// maps its (group, port) to.
 struct Attached {
     link: OwnedFd,
-    _prog: OwnedFd,
+    _dispatcher: OwnedFd,
+    tab: KeyTable,
     program: InterfaceProgram,
+}
+
+/// The maps behind one dispatcher and the key programs in them.
+struct KeyTable {
+    /// (group, port) -> index in `progs`.
+    keys: OwnedFd,
+    /// The key programs. Kept open: the kernel empties a program array
+    /// when its last file descriptor closes.
+    progs: OwnedFd,
+    /// Each key's index in `progs`.
+    index: HashMap<plan::Key, u32>,
+    /// Indexes free in `progs` (below `next`).
+    free: Vec<u32>,
+    next: u32,
 }
 
 /// A rule's counter slots, for reading them back.
@@ -106,8 +136,9 @@ impl FastPath {
     }
 
     /// Programs the kernel for `table` (nothing when `enabled` is false):
-    /// loads and attaches, or atomically replaces, one program per input
-    /// interface with eligible rules, and detaches the rest. Returns the
+    /// attaches a dispatcher on each input interface with eligible rules
+    /// and loads the programs of the keys that changed (each swapped in
+    /// atomically), and detaches the rest. Returns the
     /// interfaces whose program failed (their rules stay with the engines),
     /// with the reason. O(rules): see [`FastPath::apply_edit`] for one rule.
     pub fn apply(&mut self, table: &ForwardingTable, enabled: bool) -> Vec<(u32, String)> {
@@ -136,9 +167,10 @@ impl FastPath {
     }
 
     /// Applies one rule added to or removed from the table (`table` is the
-    /// edited one): re-plans the rule's input interface only, replaces its
-    /// program if that changed (atomically; other interfaces' programs are
-    /// untouched), and frees a removed rule's counter slots. Counter slots
+    /// edited one): re-plans the rule's input interface only, loads the
+    /// programs of its keys that changed (usually the edited rule's key
+    /// alone; each swapped in atomically; nothing else is touched), and
+    /// frees a removed rule's counter slots. Counter slots
     /// follow rule ids, so rules that moved index keep theirs. Returns the
     /// interface if its program failed, with the reason.
     pub fn apply_edit(
@@ -169,7 +201,7 @@ impl FastPath {
             // Slots allocated by the re-plan, to be reported.
             if let Some(ifp) = self.plan.ifs.get(&ifindex) {
                 let mut ids = Vec::new();
-                for k in &ifp.planned {
+                for (_, k) in &self.plan.built {
                     let Some(kp) = ifp.keys.get(k) else { continue };
                     let input = crate::table::InputKey {
                         ifindex,
@@ -266,6 +298,13 @@ impl FastPath {
         });
     }
 
+    /// Makes interface `prog.ifindex` forward `prog`: attaches its
+    /// dispatcher, or replaces it (atomically) when the interface's MACs
+    /// changed, and loads a program for each key new or changed since the
+    /// last call (one `bpf_map_update_elem` swaps it in), dropping keys gone.
+    /// Every datagram runs either a key's old program or its new one. On an
+    /// error the caller drops the interface's attachment (its rules go to
+    /// the engines).
     fn attach(&mut self, prog: InterfaceProgram) -> Result<(), String> {
         if let Some(a) = self.attached.get(&prog.ifindex) {
             // A link whose interface went away (deleted and re-created
@@ -281,29 +320,93 @@ impl FastPath {
                 return Ok(());
             }
         }
-        let insns = program::generate(&prog, self.map.as_raw_fd())?;
-        let fd = sys::load_sched_cls("mcr_fast", &insns)
-            .map_err(|e| format!("loading the fast-path program: {e}"))?;
-        match self.attached.get_mut(&prog.ifindex) {
-            Some(a) => {
+        let map_fd = self.map.as_raw_fd();
+        if let Some(a) = self.attached.get_mut(&prog.ifindex) {
+            if a.program.local_macs != prog.local_macs {
+                let fd = load_dispatcher(&prog.local_macs, &a.tab.keys, &a.tab.progs)?;
                 sys::link_update(&a.link, &fd)
                     .map_err(|e| format!("replacing the fast-path program: {e}"))?;
-                a._prog = fd;
-                a.program = prog;
+                a._dispatcher = fd;
             }
-            None => {
-                let link = sys::tcx_attach(&fd, prog.ifindex)
-                    .map_err(|e| format!("attaching at tcx ingress: {e}"))?;
-                self.attached.insert(
-                    prog.ifindex,
-                    Attached {
-                        link,
-                        _prog: fd,
-                        program: prog,
-                    },
-                );
+            // Both lists are in (group, port) order: one walk finds the
+            // keys gone and those new or changed (an unchanged key shares
+            // its `Arc` with the plan, so most compares are a pointer's).
+            let old = std::mem::take(&mut a.program.keys);
+            let mut gone = Vec::new();
+            let mut set = Vec::new();
+            let (mut i, mut j) = (0, 0);
+            while i < old.len() || j < prog.keys.len() {
+                let ko = old.get(i).map(|k| (k.group, k.port));
+                let kn = prog.keys.get(j).map(|k| (k.group, k.port));
+                match (ko, kn) {
+                    (Some(o), Some(n)) if o == n => {
+                        if old[i] != prog.keys[j] {
+                            set.push(&prog.keys[j]);
+                        }
+                        i += 1;
+                        j += 1;
+                    }
+                    (Some(o), Some(n)) if o < n => {
+                        gone.push(o);
+                        i += 1;
+                    }
+                    (Some(o), None) => {
+                        gone.push(o);
+                        i += 1;
+                    }
+                    _ => {
+                        set.push(&prog.keys[j]);
+                        j += 1;
+                    }
+                }
             }
+            let t = &mut a.tab;
+            // Keys gone first: their indexes are free for the new ones (a
+            // datagram still on its way to a reused index finds another key
+            // there, which passes it on).
+            for k in gone {
+                if let Some(i) = t.index.remove(&k) {
+                    sys::map_delete(&t.keys, &program::keys_map_key(k.0, k.1))
+                        .map_err(|e| format!("removing a fast-path key: {e}"))?;
+                    sys::map_delete(&t.progs, &i.to_ne_bytes())
+                        .map_err(|e| format!("removing a fast-path key's program: {e}"))?;
+                    t.free.push(i);
+                }
+            }
+            for key in set {
+                t.set_key(key, map_fd)?;
+            }
+            a.program = prog;
+            return Ok(());
         }
+        let keys = sys::hash_map(program::KEYS_MAP_KEY, 4, MAX_KEYS as u32)
+            .map_err(|e| format!("creating the fast-path key map: {e}"))?;
+        let progs = sys::prog_array(MAX_KEYS as u32)
+            .map_err(|e| format!("creating the fast-path program array: {e}"))?;
+        let dispatcher = load_dispatcher(&prog.local_macs, &keys, &progs)?;
+        let mut tab = KeyTable {
+            keys,
+            progs,
+            index: HashMap::new(),
+            free: Vec::new(),
+            next: 0,
+        };
+        // Every key before the dispatcher is attached: the interface starts
+        // with all of them.
+        for key in &prog.keys {
+            tab.set_key(key, map_fd)?;
+        }
+        let link = sys::tcx_attach(&dispatcher, prog.ifindex)
+            .map_err(|e| format!("attaching at tcx ingress: {e}"))?;
+        self.attached.insert(
+            prog.ifindex,
+            Attached {
+                link,
+                _dispatcher: dispatcher,
+                tab,
+                program: prog,
+            },
+        );
         Ok(())
     }
 
@@ -453,6 +556,56 @@ impl FastPath {
     pub fn interfaces(&self) -> Vec<u32> {
         self.attached.keys().copied().collect()
     }
+}
+
+impl KeyTable {
+    /// Loads `key`'s program and puts it at the key's index (a new key: a
+    /// free index, then the key into the hash map, so no datagram finds the
+    /// key before its program).
+    fn set_key(&mut self, key: &FastKey, map_fd: i32) -> Result<(), String> {
+        let insns = program::generate_key(key, map_fd)?;
+        let fd = sys::load_sched_cls("mcr_fast_key", &insns)
+            .map_err(|e| format!("loading the fast-path program: {e}"))?;
+        let k = (key.group, key.port);
+        let (i, new) = match self.index.get(&k) {
+            Some(i) => (*i, false),
+            None => match self.free.pop() {
+                Some(i) => (i, true),
+                None if (self.next as usize) < MAX_KEYS => {
+                    self.next += 1;
+                    (self.next - 1, true)
+                }
+                None => return Err("no fast-path program index left".into()),
+            },
+        };
+        if let Err(e) = sys::prog_array_set(&self.progs, i, &fd) {
+            if new {
+                self.free.push(i);
+            }
+            return Err(format!("installing the fast-path program: {e}"));
+        }
+        if new {
+            self.index.insert(k, i);
+            sys::map_set(
+                &self.keys,
+                &program::keys_map_key(k.0, k.1),
+                &i.to_ne_bytes(),
+            )
+            .map_err(|e| format!("adding a fast-path key: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads an interface's dispatcher (see [`program::generate_dispatcher`]).
+fn load_dispatcher(
+    local_macs: &[[u8; 6]],
+    keys: &OwnedFd,
+    progs: &OwnedFd,
+) -> Result<OwnedFd, String> {
+    let insns = program::generate_dispatcher(local_macs, keys.as_raw_fd(), progs.as_raw_fd())?;
+    sys::load_sched_cls("mcr_fast", &insns)
+        .map_err(|e| format!("loading the fast-path program: {e}"))
 }
 
 /// Why a rule cannot run in the kernel, if it cannot (see [`eligible`]).

@@ -1,30 +1,27 @@
-//! What each input interface's program forwards, and why every other rule
+//! What each input interface's programs forward, and why every other rule
 //! stays with the engines: kept per interface and per (group, port) key, so
 //! that one rule added or removed re-plans only its interface, and on it
-//! only the keys up to where the program's size budget runs out (a program
-//! holds a few hundred keys at most, whatever the number of rules).
+//! only the keys up to the interface's key budget ([`MAX_KEYS`]), whatever
+//! the number of rules.
 //!
-//! Keys are taken in (group, port) order while they fit [`MAX_INSNS`]: the
-//! same outcome whether planned from the whole table or after any edits.
+//! Keys are taken in (group, port) order up to [`MAX_KEYS`], skipping a
+//! key whose program would exceed [`MAX_INSNS`]: the same outcome whether
+//! planned from the whole table or after any edits.
 
 use super::program::{self, FastKey, FastOutput, FastRule, InterfaceProgram};
-use super::{eligible, off_reason, SlotKey, MAX_INSNS, MAX_SLOTS};
+use super::{eligible, off_reason, SlotKey, MAX_INSNS, MAX_KEYS, MAX_SLOTS};
 use crate::table::{ForwardingTable, InputKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::ops::Bound;
+use std::sync::Arc;
 
 /// A (group, port) input key of one interface.
 pub(super) type Key = (Ipv4Addr, u16);
 
-/// Instructions of a program without keys: the preamble and checks, and
-/// the UDP checksum subprogram (plus 4 per local MAC).
-const BASE_INSNS: usize = 1000;
-/// The cheapest key: one rule with one output.
-const MIN_KEY_INSNS: usize = key_insns(1, 1);
-
 /// Rough instruction cost of a key with `rules` rules and `outputs`
-/// outputs in all.
-const fn key_insns(rules: usize, outputs: usize) -> usize {
+/// outputs in all (its program has [`program::KEY_BASE_INSNS`] more).
+pub(super) const fn key_insns(rules: usize, outputs: usize) -> usize {
     130 * rules + outputs * program::INSNS_PER_OUTPUT + 20
 }
 
@@ -35,8 +32,10 @@ pub(super) enum Outcome {
     Planned,
     /// One of its rules cannot run in the kernel.
     Ineligible,
-    /// Past the program's size budget.
+    /// Past the interface's key budget.
     PastBudget,
+    /// Its program would be larger than [`MAX_INSNS`].
+    TooLarge,
     /// No counter slot left for its rules.
     NoSlots,
 }
@@ -50,7 +49,9 @@ pub(super) struct KeyPlan {
     pub(super) outcome: Outcome,
     /// The key as the program forwards it, built when first planned (its
     /// counter slots allocated), dropped when its rules change.
-    fast: Option<FastKey>,
+    /// Shared with the programs built from it: an edit of another key
+    /// copies a pointer, not the key.
+    fast: Option<Arc<FastKey>>,
 }
 
 /// One input interface's keys and what its program holds.
@@ -61,16 +62,16 @@ pub(super) struct IfPlan {
     pub(super) planned: Vec<Key>,
     /// Keys kept off for want of counter slots.
     no_slots: BTreeSet<Key>,
+    /// Rules of the planned keys.
+    planned_rules: usize,
+    /// The program last planned (keys shared with `keys`).
+    program: Option<InterfaceProgram>,
 }
 
 impl IfPlan {
     /// Rules the program forwards.
     pub(super) fn planned_rules(&self) -> usize {
-        self.planned
-            .iter()
-            .filter_map(|k| self.keys.get(k))
-            .map(|k| k.rules.len())
-            .sum()
+        self.planned_rules
     }
 }
 
@@ -101,7 +102,39 @@ pub(super) struct Planner {
     /// Rules whose reason may have changed since the last
     /// [`Planner::take_changed`] (only kept by edits).
     changed: Vec<String>,
+    /// Keys whose program was built (their counter slots allocated) by the
+    /// last plan, with their interface.
+    pub(super) built: Vec<(u32, Key)>,
+    /// Interfaces whose program failed (their planned rules carry that
+    /// reason until it loads).
+    failed: BTreeSet<u32>,
     pub(super) work: PlanWork,
+}
+
+/// The outcome of a key that cannot be planned whatever the budget left;
+/// None when it can.
+fn unplanned(kp: &KeyPlan) -> Option<Outcome> {
+    if !kp.eligible {
+        Some(Outcome::Ineligible)
+    } else if program::KEY_BASE_INSNS + kp.cost > MAX_INSNS {
+        Some(Outcome::TooLarge)
+    } else {
+        None
+    }
+}
+
+/// Outputs of all the rules of key `k`.
+fn kp_outputs(table: &ForwardingTable, ifindex: u32, k: Key, kp: &KeyPlan) -> usize {
+    let input = InputKey {
+        ifindex,
+        group: k.0,
+        port: k.1,
+    };
+    kp.rules
+        .iter()
+        .filter_map(|(source, _)| table.rule_for(&input, *source))
+        .map(|i| table.rules()[i].outputs.len())
+        .sum()
 }
 
 /// A rule added to or removed from the table by an edit.
@@ -224,6 +257,8 @@ impl Planner {
     ) -> Vec<(u32, Option<InterfaceProgram>)> {
         self.off.clear();
         self.changed.clear();
+        self.built.clear();
+        self.failed.clear();
         self.ifs.clear();
         if !enabled {
             for r in table.rules() {
@@ -279,6 +314,7 @@ impl Planner {
         enabled: bool,
     ) -> Option<(u32, Option<InterfaceProgram>)> {
         self.changed.push(edit.id.to_string());
+        self.built.clear();
         if !edit.added {
             self.off.remove(edit.id);
         }
@@ -328,32 +364,62 @@ impl Planner {
         let mut ifp = self.ifs.remove(&ifindex)?;
         let full = touched.is_none();
         let local_macs: Vec<[u8; 6]> = table.local_macs().iter().map(|m| m.0).collect();
-        let mut size = BASE_INSNS + 4 * local_macs.len();
+        // An edit of a key past the last planned one, with the budget full
+        // and no key waiting for counter slots (a removal may free some):
+        // no other key's outcome can change, nor the program (the usual
+        // edit at scale; O(1) instead of a walk over the planned keys).
+        if let (Some(k), Some(last), Some(cached)) = (touched, ifp.planned.last(), &ifp.program) {
+            if ifp.planned.len() >= MAX_KEYS
+                && ifp.no_slots.is_empty()
+                && k > *last
+                && cached.local_macs == local_macs
+            {
+                let program = Some(cached.clone());
+                self.work.keys += 1;
+                if let Some(kp) = ifp.keys.get_mut(&k) {
+                    kp.outcome = unplanned(kp).unwrap_or(Outcome::PastBudget);
+                    let kp = &ifp.keys[&k];
+                    self.set_reasons(table, ifindex, k, kp);
+                }
+                self.ifs.insert(ifindex, ifp);
+                return program;
+            }
+        }
         let old_planned = std::mem::take(&mut ifp.planned);
         let old_no_slots = std::mem::take(&mut ifp.no_slots);
         let mut planned = Vec::new();
+        let mut keys = Vec::new();
+        let mut planned_rules = 0;
         let mut changed: Vec<Key> = Vec::new();
         let mut touched_seen = false;
+        // The last key looked at: the loop stops at the budget, and keys
+        // past it are the only ones it may have left out.
+        let mut last: Option<Key> = None;
         for (k, kp) in ifp.keys.iter_mut() {
-            if !full && size + MIN_KEY_INSNS > MAX_INSNS {
+            if !full && planned.len() >= MAX_KEYS {
                 break;
             }
+            last = Some(*k);
             self.work.keys += 1;
-            let outcome = if !kp.eligible {
-                Outcome::Ineligible
-            } else if size + kp.cost > MAX_INSNS {
-                Outcome::PastBudget
-            } else {
-                if kp.fast.is_none() {
-                    kp.fast = self.fast_key(table, ifindex, *k, &kp.rules);
-                }
-                if kp.fast.is_some() {
-                    size += kp.cost;
-                    planned.push(*k);
-                    Outcome::Planned
-                } else {
-                    ifp.no_slots.insert(*k);
-                    Outcome::NoSlots
+            let outcome = match unplanned(kp) {
+                Some(o) => o,
+                None if planned.len() >= MAX_KEYS => Outcome::PastBudget,
+                None => {
+                    if kp.fast.is_none() {
+                        kp.fast = self.fast_key(table, ifindex, *k, &kp.rules).map(Arc::new);
+                        if kp.fast.is_some() {
+                            self.built.push((ifindex, *k));
+                        }
+                    }
+                    if let Some(fast) = &kp.fast {
+                        planned.push(*k);
+                        keys.push(fast.clone());
+                        planned_rules += kp.rules.len();
+                        Outcome::Planned
+                    } else {
+                        ifp.no_slots.insert(*k);
+                        Outcome::NoSlots
+                    }
                 }
             };
             let is_touched = Some(*k) == touched;
@@ -363,10 +429,16 @@ impl Planner {
                 changed.push(*k);
             }
         }
-        // Keys not reached: past the budget (if eligible).
-        let unreached = old_planned
+        // Keys not reached: past the budget (if they could be planned).
+        let after = |k: &Key| last.is_none_or(|l| *k > l);
+        let from = old_planned.partition_point(|k| !after(k));
+        let no_slots_after = match last {
+            Some(l) => old_no_slots.range((Bound::Excluded(l), Bound::Unbounded)),
+            None => old_no_slots.range(..),
+        };
+        let unreached = old_planned[from..]
             .iter()
-            .chain(&old_no_slots)
+            .chain(no_slots_after)
             .chain(touched.iter().filter(|_| !touched_seen));
         for k in unreached {
             let Some(kp) = ifp.keys.get_mut(k) else {
@@ -380,11 +452,7 @@ impl Planner {
             if reached {
                 continue;
             }
-            kp.outcome = if kp.eligible {
-                Outcome::PastBudget
-            } else {
-                Outcome::Ineligible
-            };
+            kp.outcome = unplanned(kp).unwrap_or(Outcome::PastBudget);
             changed.push(*k);
         }
         for k in &changed {
@@ -392,15 +460,14 @@ impl Planner {
                 self.set_reasons(table, ifindex, *k, kp);
             }
         }
-        let program = (!planned.is_empty()).then(|| InterfaceProgram {
+        let program = (!planned.is_empty()).then_some(InterfaceProgram {
             ifindex,
             local_macs,
-            keys: planned
-                .iter()
-                .filter_map(|k| ifp.keys.get(k).and_then(|kp| kp.fast.clone()))
-                .collect(),
+            keys,
         });
         ifp.planned = planned;
+        ifp.planned_rules = planned_rules;
+        ifp.program = program.clone();
         if !ifp.keys.is_empty() {
             self.ifs.insert(ifindex, ifp);
         }
@@ -426,8 +493,11 @@ impl Planner {
                     "another rule on its input group and port cannot be on the fast path".into()
                 })),
                 Outcome::PastBudget => Some(format!(
-                    "past the fast-path program's size budget on its input interface ({} outputs; about {} output sends fit one interface)",
-                    r.outputs.len(),
+                    "past the fast path's budget of {MAX_KEYS} input (group, port) keys on its input interface"
+                )),
+                Outcome::TooLarge => Some(format!(
+                    "its input (group, port) has too many outputs for one fast-path program ({} in all; about {} fit)",
+                    kp_outputs(table, ifindex, k, kp),
                     MAX_INSNS / program::INSNS_PER_OUTPUT
                 )),
                 Outcome::NoSlots => Some(format!("no fast-path counter slot left ({MAX_SLOTS} in all)")),
@@ -446,6 +516,7 @@ impl Planner {
         let Some(ifp) = self.ifs.get(&ifindex) else {
             return;
         };
+        self.failed.insert(ifindex);
         for k in &ifp.planned {
             if let Some(kp) = ifp.keys.get(k) {
                 for (_, id) in &kp.rules {
@@ -462,6 +533,11 @@ impl Planner {
     /// The program of interface `ifindex` is attached: its planned rules
     /// are on the fast path (clears what an earlier failure set).
     pub(super) fn program_ok(&mut self, ifindex: u32) {
+        // Only a failure set reasons to clear (an edit must not walk every
+        // planned rule otherwise).
+        if !self.failed.remove(&ifindex) {
+            return;
+        }
         let Some(ifp) = self.ifs.get(&ifindex) else {
             return;
         };
@@ -555,7 +631,13 @@ mod tests {
         assert_eq!(p.work.interfaces, 1);
         assert!(p.work.keys <= fits + 1, "{:?}", p.work);
         assert_eq!(p.work.reasons, 1);
-        assert!(p.off[&added.id].contains("size budget"));
+        assert!(p.off[&added.id].contains("budget of"));
+        assert!(p.built.is_empty(), "no key program to build");
+        // Nothing but the added key was looked at.
+        assert_eq!(p.work.keys, 1);
+        let mut fresh = Planner::default();
+        fresh.plan_all(&table, true);
+        assert_eq!(p.off, fresh.off);
         assert_eq!(p.take_changed(), vec![added.id.clone(), added.id.clone()]);
 
         // Removing a planned rule: the next key moves into the program
@@ -579,8 +661,12 @@ mod tests {
         assert!(p.work.keys <= fits + 1, "{:?}", p.work);
         assert_eq!(p.work.reasons, 1);
         assert!(!p.off.contains_key(&first.id));
-        let moved_in = spec(2, fits as u32).id;
-        assert!(!p.off.contains_key(&moved_in), "the next key is planned");
+        let moved_in = spec(2, fits as u32);
+        assert!(!p.off.contains_key(&moved_in.id), "the next key is planned");
+        // Its program is the only one built.
+        let k = (moved_in.input.group, moved_in.input.port);
+        assert_eq!(p.built, vec![(2, k)]);
+        assert_eq!(p.ifs[&2].planned_rules(), fits);
         let mut fresh = Planner::default();
         let again = fresh.plan_all(&table, true);
         let fresh_prog = again
@@ -596,5 +682,52 @@ mod tests {
         assert_eq!(p.off, fresh.off);
         // Interface 1 was not looked at.
         assert_eq!(p.ifs[&1].planned.len(), fits);
+    }
+
+    /// A key whose program would be too large stays with the engines with
+    /// its own reason, planned from scratch or by an edit, and the keys
+    /// after it are planned.
+    #[test]
+    fn a_key_too_large_for_one_program_is_skipped() {
+        let big = |i: u32| {
+            let mut r = spec(1, i);
+            r.outputs = (0..300)
+                .map(|j| {
+                    let mut o = out(9);
+                    o.dest.set_port(6000 + j);
+                    o
+                })
+                .collect();
+            r
+        };
+        let mut b = TableBuilder::new(1);
+        b.add_rule(big(0)).unwrap();
+        for i in 1..4 {
+            b.add_rule(spec(1, i)).unwrap();
+        }
+        let table = b.build();
+        let mut p = Planner::default();
+        let programs = p.plan_all(&table, true);
+        let prog = programs[0].1.as_ref().unwrap();
+        assert_eq!(prog.keys.len(), 3);
+        assert!(p.off["r1.0"].contains("too many outputs"), "{:?}", p.off);
+        assert_eq!(p.off.len(), 1);
+
+        let added = big(10);
+        let mut b = table.edit(2);
+        b.add_rule(added.clone()).unwrap();
+        let table = b.build();
+        let edit = RuleEdit {
+            id: &added.id,
+            input: added.input,
+            source: None,
+            added: true,
+        };
+        let (_, prog) = p.plan_edit(&table, &edit, true).unwrap();
+        assert_eq!(prog.unwrap().keys.len(), 3);
+        assert!(p.off[&added.id].contains("(300 in all"), "{:?}", p.off);
+        let mut fresh = Planner::default();
+        fresh.plan_all(&table, true);
+        assert_eq!(p.off, fresh.off);
     }
 }

@@ -1,13 +1,23 @@
-//! The tc ingress program of one input interface, generated from the
-//! fast-path rules on it.
+//! The tc ingress programs of one input interface, generated from the
+//! fast-path rules on it: a dispatcher, attached at tcx ingress, and one
+//! program per (group, port) key, which the dispatcher tail-calls.
 //!
-//! Per datagram the program:
+//! The dispatcher ([`generate_dispatcher`]), per datagram:
 //! 1. copies the first 42 bytes (Ethernet, IPv4 without options, UDP) to
 //!    the stack and gives up (passes the frame on untouched) unless it is
-//!    untagged, IPv4 without options, UDP, not a fragment, and not sent by
-//!    one of this host's interfaces (counted);
-//! 2. finds the rule by (group, port), then source, with a chain of
-//!    compares against immediates;
+//!    untagged, IPv4 without options, UDP, not a fragment, not sent by one
+//!    of this host's interfaces, and valid input by the engines' definition;
+//! 2. looks (group, port) up in a hash map, which gives the key's index in
+//!    a program array, and verifies the UDP checksum of a datagram that has
+//!    a key;
+//! 3. tail-calls the key's program at that index.
+//!
+//! It does not depend on the rules, so the verifier walks the checksum
+//! loop once per interface, not once per key, and an edit never reloads
+//! it. A key's program ([`generate_key`]):
+//! 1. copies the header again (a tail call keeps no stack), and checks the
+//!    key (its index may have been reused since the lookup);
+//! 2. finds the rule by source, with compares against immediates;
 //! 3. for each output writes the new headers in one store (MACs, TTL,
 //!    source and destination address and port; the IPv4 checksum computed
 //!    over the new header, the UDP checksum updated by difference, so a
@@ -29,6 +39,7 @@ const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_STORE_BYTES: i32 = 9;
 const HELPER_L4_CSUM: i32 = 11;
 const HELPER_CLONE_REDIRECT: i32 = 13;
+const HELPER_TAIL_CALL: i32 = 12;
 const HELPER_REDIRECT: i32 = 23;
 const HELPER_LOAD_BYTES: i32 = 26;
 const HELPER_CSUM_DIFF: i32 = 28;
@@ -105,7 +116,8 @@ pub struct InterfaceProgram {
     pub ifindex: u32,
     /// Frames from these source MACs were sent by this host: not input.
     pub local_macs: Vec<[u8; 6]>,
-    pub keys: Vec<FastKey>,
+    /// In (group, port) order.
+    pub keys: Vec<std::sync::Arc<FastKey>>,
 }
 
 /// The value as the program loads it from packet memory (network order
@@ -384,20 +396,41 @@ impl Pseudo {
     }
 }
 
-/// Generates the program of one interface.
-pub fn generate(p: &InterfaceProgram, map_fd: i32) -> Result<Vec<Insn>, String> {
+/// Key of the dispatcher's hash map: the datagram's destination address
+/// and port as the frame carries them (network order), then two bytes of
+/// zero padding.
+pub const KEYS_MAP_KEY: u32 = 8;
+
+/// The map key of (group, port), as the dispatcher builds it.
+pub fn keys_map_key(group: Ipv4Addr, port: u16) -> [u8; 8] {
+    let g = group.octets();
+    let p = port.to_be_bytes();
+    [g[0], g[1], g[2], g[3], p[0], p[1], 0, 0]
+}
+
+/// Where the dispatcher builds the hash map key (8-byte aligned).
+const LOOKUP: i16 = -96;
+
+/// Generates the dispatcher of one interface: the checks every datagram
+/// must pass (the same whatever the rules), a lookup of (group, port) in
+/// `keys_map` (a hash map: [`keys_map_key`] -> index), the UDP checksum for
+/// a datagram with a key, then a tail call into `progs` (a program array)
+/// at that index: the key's program ([`generate_key`]). No key, a failed
+/// check or an empty index: the frame passes on to the engines.
+///
+/// It depends only on the interface's own MACs, so rules added and removed
+/// never change it: they change one entry of each map. The checksum
+/// subprogram has one call site, so the verifier walks it once.
+pub fn generate_dispatcher(
+    local_macs: &[[u8; 6]],
+    keys_map: i32,
+    progs: i32,
+) -> Result<Vec<Insn>, String> {
     let mut a = Asm::default();
     let pass = a.label();
-    let mut g = Gen { a, map_fd, pass };
-    let a = &mut g.a;
+    let a = &mut a;
     a.mov(R6, R1);
-    a.mov(R1, R6);
-    a.mov_imm(R2, 0);
-    a.mov(R3, FP);
-    a.alu_imm(OP_ADD, R3, HDR as i32);
-    a.mov_imm(R4, HEADER_LEN);
-    a.call(HELPER_LOAD_BYTES);
-    a.jmp_imm(JNE, R0, 0, pass);
+    load_header(a, pass);
     // A VLAN-tagged frame belongs to the VLAN's interface, not this one
     // (VLAN 0 is a priority tag: untagged traffic). Like every frame the
     // program does not accept, it goes on to the engines, which count it.
@@ -422,10 +455,10 @@ pub fn generate(p: &InterfaceProgram, map_fd: i32) -> Result<Vec<Insn>, String> 
     a.jmp_imm(JNE, R1, 0, pass);
     // A frame one of this host's interfaces sent goes on to the stack; the
     // engines drop and count it (own_frame).
-    if !p.local_macs.is_empty() {
+    if !local_macs.is_empty() {
         a.load(Size::W, R1, FP, HDR + 6);
         a.load(Size::H, R2, FP, HDR + 10);
-        for m in &p.local_macs {
+        for m in local_macs {
             let next = a.label();
             a.jmp32_imm(JNE, R1, raw32([m[0], m[1], m[2], m[3]]), next);
             a.jmp32_imm(JEQ, R2, raw16([m[4], m[5]]), pass);
@@ -433,50 +466,100 @@ pub fn generate(p: &InterfaceProgram, map_fd: i32) -> Result<Vec<Insn>, String> 
         }
     }
     accept_checks(a, pass);
-    a.load(Size::W, R2, FP, HDR + OFF_DADDR as i16);
-    a.load(Size::H, R3, FP, HDR + OFF_DPORT as i16);
-    let key_labels: Vec<Label> = p.keys.iter().map(|_| a.label()).collect();
-    for (k, l) in p.keys.iter().zip(&key_labels) {
-        let next = a.label();
-        a.jmp32_imm(JNE, R2, raw32(k.group.octets()), next);
-        a.jmp32_imm(JEQ, R3, raw16(k.port.to_be_bytes()), *l);
-        a.bind(next);
+    // The key: destination address and port, zero padding.
+    a.load(Size::W, R1, FP, HDR + OFF_DADDR as i16);
+    a.store(Size::W, FP, LOOKUP, R1);
+    a.load(Size::H, R1, FP, HDR + OFF_DPORT as i16);
+    a.store(Size::H, FP, LOOKUP + 4, R1);
+    a.store_imm(Size::H, FP, LOOKUP + 6, 0);
+    a.ld_map_fd(R1, keys_map);
+    a.mov(R2, FP);
+    a.alu_imm(OP_ADD, R2, LOOKUP as i32);
+    a.call(HELPER_MAP_LOOKUP);
+    a.jmp_imm(JEQ, R0, 0, pass);
+    // R9 = the key's index (R6-R9 survive the subprogram call).
+    a.load(Size::W, R9, R0, 0);
+    // The UDP checksum is summed only for datagrams a key takes.
+    let summed = a.label();
+    let verify_udp = a.label();
+    a.jmp_imm(JEQ, R8, 0, summed);
+    a.mov(R1, R6);
+    a.call_local(verify_udp);
+    a.jmp_imm(JNE, R0, 0, pass);
+    a.bind(summed);
+    a.mov(R1, R6);
+    a.ld_map_fd(R2, progs);
+    a.mov32(R3, R9);
+    a.call(HELPER_TAIL_CALL);
+    // Only reached when the index holds no program (a key being removed).
+    a.bind(pass);
+    a.mov_imm(R0, TCX_NEXT);
+    a.exit();
+    a.bind(verify_udp);
+    udp_checksum_subprogram(a);
+    std::mem::take(a).finish()
+}
+
+/// R6 = the frame: copies its first 42 bytes to `HDR`, or passes.
+fn load_header(a: &mut Asm, pass: Label) {
+    a.mov(R1, R6);
+    a.mov_imm(R2, 0);
+    a.mov(R3, FP);
+    a.alu_imm(OP_ADD, R3, HDR as i32);
+    a.mov_imm(R4, HEADER_LEN);
+    a.call(HELPER_LOAD_BYTES);
+    a.jmp_imm(JNE, R0, 0, pass);
+}
+
+/// Instructions of a key's program besides its rules (the header copy,
+/// the key check, the source and length).
+pub const KEY_BASE_INSNS: usize = 40;
+
+/// Generates the program of one key, which the dispatcher tail-calls for a
+/// datagram that passed every check, has this (group, port) and a valid
+/// UDP checksum: it picks the rule by source, counts, and sends the
+/// outputs.
+///
+/// It checks the key again: a key's index in the program array can be
+/// reused by another key while a datagram that looked up the old one is
+/// still on its way (that datagram then passes on to the engines).
+pub fn generate_key(key: &FastKey, map_fd: i32) -> Result<Vec<Insn>, String> {
+    let mut a = Asm::default();
+    let pass = a.label();
+    let mut g = Gen { a, map_fd, pass };
+    let a = &mut g.a;
+    a.mov(R6, R1);
+    load_header(a, pass);
+    a.load(Size::W, R1, FP, HDR + OFF_DADDR as i16);
+    a.jmp32_imm(JNE, R1, raw32(key.group.octets()), pass);
+    a.load(Size::H, R1, FP, HDR + OFF_DPORT as i16);
+    a.jmp32_imm(JNE, R1, raw16(key.port.to_be_bytes()), pass);
+    a.load(Size::W, ORIG_SADDR, FP, HDR + OFF_SADDR as i16);
+    // The dispatcher checked the IP total length (at least 28) and that
+    // the UDP length matches it.
+    a.load(Size::H, PAYLOAD_LEN, FP, HDR + 16);
+    a.to_be(PAYLOAD_LEN, 16);
+    a.alu_imm(OP_ADD, PAYLOAD_LEN, -28);
+    let rule_labels: Vec<Label> = key.by_source.iter().map(|_| a.label()).collect();
+    for ((src, _), rl) in key.by_source.iter().zip(&rule_labels) {
+        a.jmp32_imm(JEQ, ORIG_SADDR, raw32(src.octets()), *rl);
     }
-    a.ja(pass);
-    let verify_udp = g.a.label();
-    for (k, l) in p.keys.iter().zip(&key_labels) {
-        let a = &mut g.a;
-        a.bind(*l);
-        // The UDP checksum is summed only for datagrams a rule takes.
-        let summed = a.label();
-        a.jmp_imm(JEQ, R8, 0, summed);
-        a.mov(R1, R6);
-        a.call_local(verify_udp);
-        a.jmp_imm(JNE, R0, 0, pass);
-        a.bind(summed);
-        let rule_labels: Vec<Label> = k.by_source.iter().map(|_| a.label()).collect();
-        for ((src, _), rl) in k.by_source.iter().zip(&rule_labels) {
-            a.jmp32_imm(JEQ, ORIG_SADDR, raw32(src.octets()), *rl);
-        }
-        let any = a.label();
-        match &k.any_source {
-            Some(_) => a.ja(any),
-            None => a.ja(pass),
-        }
-        for ((_, rule), rl) in k.by_source.iter().zip(&rule_labels) {
-            g.a.bind(*rl);
-            g.rule(k, rule);
-        }
-        g.a.bind(any);
-        if let Some(rule) = &k.any_source {
-            g.rule(k, rule);
-        }
+    let any = a.label();
+    match &key.any_source {
+        Some(_) => a.ja(any),
+        None => a.ja(pass),
+    }
+    for ((_, rule), rl) in key.by_source.iter().zip(&rule_labels) {
+        g.a.bind(*rl);
+        g.rule(key, rule);
+    }
+    g.a.bind(any);
+    if let Some(rule) = &key.any_source {
+        g.rule(key, rule);
     }
     g.a.bind(pass);
     g.a.mov_imm(R0, TCX_NEXT);
     g.a.exit();
-    g.a.bind(verify_udp);
-    udp_checksum_subprogram(&mut g.a);
     g.a.finish()
 }
 
@@ -658,6 +741,7 @@ fn udp_checksum_subprogram(a: &mut Asm) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::VALUE_WORDS;
     use super::*;
 
     fn output(ifindex: u32, group: [u8; 4], port: u16, slot: u32) -> FastOutput {
@@ -678,7 +762,7 @@ mod tests {
         InterfaceProgram {
             ifindex: 1,
             local_macs: vec![[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]],
-            keys: vec![
+            keys: [
                 FastKey {
                     group: Ipv4Addr::new(239, 1, 1, 1),
                     port: 5000,
@@ -708,22 +792,54 @@ mod tests {
                         },
                     )],
                 },
-            ],
+            ]
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect(),
         }
     }
 
     #[test]
-    fn generates_within_the_size_estimate() {
-        let p = plan();
-        let prog = generate(&p, 5).unwrap();
-        let outputs: usize = 7;
-        assert!(
-            prog.len() < 1000 + outputs * INSNS_PER_OUTPUT,
-            "{}",
-            prog.len()
+    fn key_programs_stay_within_the_size_estimate() {
+        for k in &plan().keys {
+            let prog = generate_key(k, 5).unwrap();
+            let rules = k.by_source.len() + k.any_source.is_some() as usize;
+            let outputs: usize = k
+                .by_source
+                .iter()
+                .map(|(_, r)| r)
+                .chain(&k.any_source)
+                .map(|r| r.outputs.len())
+                .sum();
+            let estimate = KEY_BASE_INSNS + super::super::plan::key_insns(rules, outputs);
+            assert!(prog.len() < estimate, "{} >= {estimate}", prog.len());
+            // Ends with `r0 = TCX_NEXT; exit`.
+            assert_eq!(prog.last().unwrap().code, 0x95);
+        }
+    }
+
+    /// The dispatcher does not depend on the keys: one tail call, one
+    /// lookup, one call of the checksum subprogram.
+    #[test]
+    fn dispatcher_has_one_lookup_one_tail_call_one_checksum_call() {
+        let prog = generate_dispatcher(&plan().local_macs, 5, 6).unwrap();
+        let calls = |imm: i32, src: u8| {
+            prog.iter()
+                .filter(|i| i.code == 0x85 && i.imm == imm && i.regs >> 4 == src)
+                .count()
+        };
+        assert_eq!(calls(HELPER_TAIL_CALL, 0), 1);
+        assert_eq!(calls(HELPER_MAP_LOOKUP, 0), 1);
+        assert_eq!(
+            prog.iter()
+                .filter(|i| i.code == 0x85 && i.regs >> 4 == 1)
+                .count(),
+            1
         );
-        // Ends with `r0 = TCX_NEXT; exit`.
-        assert_eq!(prog.last().unwrap().code, 0x95);
+        assert_eq!(
+            keys_map_key(Ipv4Addr::new(239, 1, 2, 3), 5000),
+            [239, 1, 2, 3, 0x13, 0x88, 0, 0]
+        );
     }
 
     #[test]
@@ -734,19 +850,207 @@ mod tests {
         assert_eq!(csum_add(2, 3), 5);
     }
 
-    /// The kernel's verifier accepts the program (needs CAP_BPF; skipped
-    /// without it).
+    /// The kernel's verifier accepts the dispatcher and every key's program,
+    /// and walks few instructions for each: what bounds the cost of an edit
+    /// (needs CAP_BPF; skipped without it).
     #[test]
-    fn verifier_accepts_the_program() {
-        let map = match super::super::sys::percpu_array(24, 16) {
+    fn verifier_accepts_the_programs_quickly() {
+        use super::super::sys;
+        use std::os::fd::AsRawFd;
+        let map = match sys::percpu_array(24, 16) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("skipped: cannot create a BPF map ({e})");
                 return;
             }
         };
+        let keys = sys::hash_map(KEYS_MAP_KEY, 4, 16).unwrap();
+        let progs = sys::prog_array(16).unwrap();
+        let d =
+            generate_dispatcher(&plan().local_macs, keys.as_raw_fd(), progs.as_raw_fd()).unwrap();
+        let (_fd, log) = sys::load_sched_cls_stats("mcr_test", &d).unwrap();
+        let processed = |log: &str| -> usize {
+            let at = log.find("processed ").expect(log) + "processed ".len();
+            log[at..].split(' ').next().unwrap().parse().unwrap()
+        };
+        // One walk of the checksum subprogram (~1,200 instructions), not
+        // one per key.
+        assert!(processed(&log) < 3000, "{log}");
+        for k in &plan().keys {
+            let insns = generate_key(k, map.as_raw_fd()).unwrap();
+            let (fd, log) = sys::load_sched_cls_stats("mcr_test", &insns).unwrap();
+            assert!(processed(&log) < 4 * insns.len(), "{log}");
+            sys::prog_array_set(&progs, 0, &fd).unwrap();
+        }
+    }
+
+    /// A UDP datagram from `src` to `group`:`port` in an Ethernet frame,
+    /// with valid checksums (the UDP one computed unless `udp_csum` says).
+    fn frame(src: [u8; 4], group: [u8; 4], port: u16, ttl: u8, udp_csum: Option<u16>) -> Vec<u8> {
+        let payload = [0x5au8; 100];
+        let mut f = vec![0x01, 0x00, 0x5e, group[1] & 0x7f, group[2], group[3]];
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 0x99, 0x08, 0x00]);
+        let total = (20 + 8 + payload.len()) as u16;
+        let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, ttl, 17, 0, 0];
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&group);
+        let sum = |b: &[u8], init: u32| {
+            let mut s = init;
+            for c in b.chunks(2) {
+                s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            s
+        };
+        let c = !(sum(&ip, 0) as u16);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        let mut udp = vec![0x12, 0x34];
+        udp.extend_from_slice(&port.to_be_bytes());
+        udp.extend_from_slice(&(total - 20).to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(&payload);
+        let pseudo = sum(&src, 0) + sum(&group, 0) + 17 + u32::from(total - 20);
+        let c = udp_csum.unwrap_or(!(sum(&udp, pseudo) as u16));
+        udp[6..8].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&udp);
+        f
+    }
+
+    /// The dispatcher and a key's program run on real frames
+    /// (`BPF_PROG_TEST_RUN`): a datagram of the key is sent (the key's
+    /// counter counts it, its header is the output's, its checksums still
+    /// verify), one of no key, one with a bad UDP checksum, and one whose
+    /// key maps to another key's program (an index reused) pass on,
+    /// uncounted. Needs CAP_BPF; skipped without it.
+    #[test]
+    fn dispatcher_tail_calls_the_key_program() {
+        use super::super::sys;
         use std::os::fd::AsRawFd;
-        let prog = generate(&plan(), map.as_raw_fd()).unwrap();
-        super::super::sys::load_sched_cls("mcr_test", &prog).unwrap();
+        let Ok(map) = sys::percpu_array(24, 16) else {
+            eprintln!("skipped: cannot create a BPF map");
+            return;
+        };
+        let keys = sys::hash_map(KEYS_MAP_KEY, 4, 16).unwrap();
+        let progs = sys::prog_array(16).unwrap();
+        let d = generate_dispatcher(&[], keys.as_raw_fd(), progs.as_raw_fd()).unwrap();
+        let d = sys::load_sched_cls("mcr_test", &d).unwrap();
+        let mut key = (*plan().keys[0]).clone();
+        key.by_source.clear();
+        let k =
+            sys::load_sched_cls("mcr_test", &generate_key(&key, map.as_raw_fd()).unwrap()).unwrap();
+        sys::prog_array_set(&progs, 3, &k).unwrap();
+        drop(k); // the program array keeps it
+        let idx = 3u32.to_ne_bytes();
+        sys::map_set(&keys, &keys_map_key(key.group, key.port), &idx).unwrap();
+        let counted = || {
+            let cpus = sys::possible_cpus().unwrap();
+            let mut ks = vec![0u32; 16];
+            let mut buf = vec![0u64; 16 * VALUE_WORDS * cpus];
+            let n = sys::lookup_batch(&map, &mut ks, &mut buf).unwrap();
+            let slot = |s: u32| -> u64 {
+                let at = ks[..n].iter().position(|k| *k == s).unwrap();
+                buf[at * VALUE_WORDS * cpus..(at + 1) * VALUE_WORDS * cpus]
+                    .chunks(VALUE_WORDS)
+                    .map(|c| c[0])
+                    .sum()
+            };
+            (slot(1), slot(2))
+        };
+        let pass = TCX_NEXT as u32;
+
+        let (ret, out) =
+            sys::test_run(&d, &frame([10, 0, 0, 5], [239, 1, 1, 1], 5000, 64, None)).unwrap();
+        assert_eq!(ret, TCX_REDIRECT as u32);
+        assert_eq!(counted(), (1, 1));
+        // The output's header: 239.2.2.2:6000 from 10.0.2.1, TTL 3, and
+        // checksums that still verify.
+        assert_eq!(&out[0..6], &[0x01, 0x00, 0x5e, 2, 2, 2]);
+        assert_eq!(&out[6..12], &[2, 0, 0, 0, 0, 2]);
+        assert_eq!(out[22], 3);
+        assert_eq!(&out[26..34], &[10, 0, 2, 1, 239, 2, 2, 2]);
+        assert_eq!(&out[36..38], &6000u16.to_be_bytes());
+        let again = frame([10, 0, 2, 1], [239, 2, 2, 2], 6000, 3, None);
+        assert_eq!(&out[24..26], &again[24..26], "IPv4 checksum");
+        assert_eq!(&out[40..42], &again[40..42], "UDP checksum");
+
+        let no_key = frame([10, 0, 0, 5], [239, 1, 1, 2], 5000, 64, None);
+        assert_eq!(sys::test_run(&d, &no_key).unwrap().0, pass);
+        let bad = frame([10, 0, 0, 5], [239, 1, 1, 1], 5000, 64, Some(0x1234));
+        assert_eq!(sys::test_run(&d, &bad).unwrap().0, pass);
+        sys::map_set(
+            &keys,
+            &keys_map_key(Ipv4Addr::new(239, 1, 1, 2), 5000),
+            &idx,
+        )
+        .unwrap();
+        assert_eq!(sys::test_run(&d, &no_key).unwrap().0, pass);
+        assert_eq!(counted(), (1, 1));
+        // An empty index: the tail call falls through, the frame passes.
+        sys::map_delete(&progs, &idx).unwrap();
+        let good = frame([10, 0, 0, 5], [239, 1, 1, 1], 5000, 64, None);
+        assert_eq!(sys::test_run(&d, &good).unwrap().0, pass);
+        assert_eq!(counted(), (1, 1));
+    }
+
+    /// Measurement: verifier statistics of the dispatcher and of key
+    /// programs of 1 to 250 outputs (`cargo test -p mcr-dataplane --lib
+    /// verifier_stats -- --ignored --nocapture`, as root).
+    #[test]
+    #[ignore]
+    fn verifier_stats() {
+        use super::super::sys;
+        use std::os::fd::AsRawFd;
+        let map = sys::percpu_array(24, 16384).unwrap();
+        let keys = sys::hash_map(KEYS_MAP_KEY, 4, 16).unwrap();
+        let progs = sys::prog_array(16).unwrap();
+        let d =
+            generate_dispatcher(&plan().local_macs, keys.as_raw_fd(), progs.as_raw_fd()).unwrap();
+        let t = std::time::Instant::now();
+        let (_fd, log) = sys::load_sched_cls_stats("mcr_test", &d).unwrap();
+        eprintln!("dispatcher insns={} load={:?}\n{log}", d.len(), t.elapsed());
+        for n in [1u32, 10, 100, 250] {
+            let k = FastKey {
+                group: Ipv4Addr::new(239, 1, 1, 1),
+                port: 5000,
+                any_source: Some(FastRule {
+                    slot: 1,
+                    outputs: (0..n)
+                        .map(|i| output(2 + i % 100, [239, 2, 2, 2], 6000, 2 + i))
+                        .collect(),
+                }),
+                by_source: Vec::new(),
+            };
+            let insns = generate_key(&k, map.as_raw_fd()).unwrap();
+            let t = std::time::Instant::now();
+            let (_fd, log) = sys::load_sched_cls_stats("mcr_test", &insns).unwrap();
+            eprintln!(
+                "key of {n} outputs: insns={} load={:?}\n{log}",
+                insns.len(),
+                t.elapsed()
+            );
+        }
+        // A full interface at start: 1,024 one-output keys, each loaded
+        // and put in the program array.
+        let progs = sys::prog_array(1024).unwrap();
+        let t = std::time::Instant::now();
+        for i in 0..1024u32 {
+            let k = FastKey {
+                group: Ipv4Addr::from(0xef0a_0000 + i),
+                port: 5000,
+                any_source: Some(FastRule {
+                    slot: 1,
+                    outputs: vec![output(2, [239, 2, 2, 2], 6000, 2)],
+                }),
+                by_source: Vec::new(),
+            };
+            let insns = generate_key(&k, map.as_raw_fd()).unwrap();
+            let fd = sys::load_sched_cls("mcr_test", &insns).unwrap();
+            sys::prog_array_set(&progs, i, &fd).unwrap();
+        }
+        eprintln!("1,024 one-output keys loaded in {:?}", t.elapsed());
     }
 }

@@ -12,6 +12,9 @@ const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
 const BPF_MAP_LOOKUP_BATCH: i32 = 24;
 const BPF_LINK_CREATE: i32 = 28;
 const BPF_LINK_UPDATE: i32 = 29;
+const BPF_MAP_DELETE_ELEM: i32 = 3;
+const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 /// tcx ingress hook (kernel 6.6+): attached through a link, so closing the
@@ -79,6 +82,66 @@ pub fn percpu_array(value_size: u32, entries: u32) -> io::Result<OwnedFd> {
         .u32(8, value_size)
         .u32(12, entries)
         .call_fd(BPF_MAP_CREATE)
+}
+
+/// A hash map of `entries` keys of `key_size` bytes, values of
+/// `value_size` bytes (preallocated: an update never allocates).
+pub fn hash_map(key_size: u32, value_size: u32, entries: u32) -> io::Result<OwnedFd> {
+    Attr::new()
+        .u32(0, BPF_MAP_TYPE_HASH)
+        .u32(4, key_size)
+        .u32(8, value_size)
+        .u32(12, entries)
+        .call_fd(BPF_MAP_CREATE)
+}
+
+/// A program array of `entries` slots, for `bpf_tail_call`. Its entries are
+/// cleared by the kernel when the last file descriptor of the map is
+/// closed, even while a program that uses it runs: keep the fd.
+pub fn prog_array(entries: u32) -> io::Result<OwnedFd> {
+    Attr::new()
+        .u32(0, BPF_MAP_TYPE_PROG_ARRAY)
+        .u32(4, 4)
+        .u32(8, 4)
+        .u32(12, entries)
+        .call_fd(BPF_MAP_CREATE)
+}
+
+/// Puts `prog` at `index` of a program array, replacing what was there in
+/// one step (a tail call runs the old program or the new one). The array
+/// holds its own reference: `prog`'s fd may be closed afterwards.
+pub fn prog_array_set(map: &OwnedFd, index: u32, prog: &OwnedFd) -> io::Result<()> {
+    let fd = prog.as_raw_fd() as u32;
+    Attr::new()
+        .u32(0, map.as_raw_fd() as u32)
+        .u64(8, &index as *const u32 as u64)
+        .u64(16, &fd as *const u32 as u64)
+        .call(BPF_MAP_UPDATE_ELEM)
+        .map(|_| ())
+}
+
+/// Sets `key` to `value` in a hash map (created or replaced).
+pub fn map_set(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
+    Attr::new()
+        .u32(0, map.as_raw_fd() as u32)
+        .u64(8, key.as_ptr() as u64)
+        .u64(16, value.as_ptr() as u64)
+        .call(BPF_MAP_UPDATE_ELEM)
+        .map(|_| ())
+}
+
+/// Deletes `key` from a map (a hash map key, or a program array's u32
+/// index); a key already absent is no error.
+pub fn map_delete(map: &OwnedFd, key: &[u8]) -> io::Result<()> {
+    match Attr::new()
+        .u32(0, map.as_raw_fd() as u32)
+        .u64(8, key.as_ptr() as u64)
+        .call(BPF_MAP_DELETE_ELEM)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads per-CPU elements 0.. in one call: `out` holds `keys.len()`
@@ -153,6 +216,53 @@ pub fn load_sched_cls(name: &str, prog: &[Insn]) -> io::Result<OwnedFd> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Loads a tc classifier with the verifier's statistics (`BPF_LOG_STATS`):
+/// the program and the log's last lines ("processed N insns ...",
+/// "verification time ...").
+#[cfg(test)]
+pub fn load_sched_cls_stats(name: &str, prog: &[Insn]) -> io::Result<(OwnedFd, String)> {
+    let license = c"GPL";
+    let mut log = vec![0u8; 1 << 16];
+    let mut attr = Attr::new();
+    attr.u32(0, BPF_PROG_TYPE_SCHED_CLS)
+        .u32(4, prog.len() as u32)
+        .u64(8, prog.as_ptr() as u64)
+        .u64(16, license.as_ptr() as u64)
+        .u32(24, 4)
+        .u32(28, log.len() as u32)
+        .u64(32, log.as_mut_ptr() as u64);
+    let n = name.len().min(15);
+    attr.bytes_mut()[48..48 + n].copy_from_slice(&name.as_bytes()[..n]);
+    let fd = attr.call_fd(BPF_PROG_LOAD);
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    let text = String::from_utf8_lossy(&log[..end]).into_owned();
+    match fd {
+        Ok(fd) => Ok((fd, text)),
+        Err(e) => Err(io::Error::new(e.kind(), format!("{e}; verifier: {text}"))),
+    }
+}
+
+/// Runs `prog` once on the frame `data` (`BPF_PROG_TEST_RUN`): its return
+/// value and the frame as it left the program.
+#[cfg(test)]
+pub fn test_run(prog: &OwnedFd, data: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    const BPF_PROG_TEST_RUN: i32 = 10;
+    let mut out = vec![0u8; data.len() + 256];
+    let mut attr = Attr::new();
+    attr.u32(0, prog.as_raw_fd() as u32)
+        .u32(8, data.len() as u32)
+        .u32(12, out.len() as u32)
+        .u64(16, data.as_ptr() as u64)
+        .u64(24, out.as_mut_ptr() as u64)
+        .u32(32, 1);
+    attr.call(BPF_PROG_TEST_RUN)?;
+    let b = attr.bytes_mut();
+    let retval = u32::from_ne_bytes(b[4..8].try_into().expect("4 bytes"));
+    let len = u32::from_ne_bytes(b[12..16].try_into().expect("4 bytes")) as usize;
+    out.truncate(len);
+    Ok((retval, out))
 }
 
 /// Attaches `prog` at the tcx ingress hook of `ifindex`, after any program
