@@ -331,6 +331,10 @@ pub enum UpEvent {
     },
     /// RPF' sent a Hello with a new Generation ID.
     GenIdChanged,
+    /// RPF' changed because of an Assert on the RPF interface (the winner
+    /// became RPF', or the Assert ended and the unicast RPF' is back):
+    /// sections 4.5.5/4.5.6 "RPF' changes due to an Assert".
+    RpfChangedByAssert,
 }
 
 /// A message the upstream machine asks for, for this entry.
@@ -393,8 +397,12 @@ pub fn upstream(
             let t = ctx.now + sup;
             (S::Joined, jt.map(|j| j.max(t)).or(Some(t)), vec![])
         }
-        // Joined, See Prune to RPF': JT = min(JT, t_override).
-        (S::Joined, E::SeePrune | E::GenIdChanged, _) => {
+        // Joined, See Prune to RPF', RPF' GenID changes, or RPF' changes
+        // due to an Assert: JT = min(JT, t_override). No message now: the
+        // Join goes to RPF' as it stands when the timer fires, so a
+        // router that first took the first asserter for the winner does
+        // not join it and prune the real one in passing.
+        (S::Joined, E::SeePrune | E::GenIdChanged | E::RpfChangedByAssert, _) => {
             let t = ctx.now + ctx.t_override;
             (S::Joined, jt.map(|j| j.min(t)).or(Some(t)), vec![])
         }
@@ -697,6 +705,11 @@ pub enum AssertEvent {
     /// my_assert_metric became better than the winner's metric (e.g. we
     /// joined the SPT after losing with an RPT metric).
     MyMetricBetter,
+    /// A Join for the entry addressed to us arrived on the interface: a
+    /// downstream router still takes us for its upstream, so the Assert is
+    /// reset and redone (sections 4.6.1 and 4.6.2, Loser: "Receive
+    /// Join(S,G)/Join(*,G) on Interface I").
+    ReceiveJoin,
 }
 
 /// What the Assert machine sends on the interface.
@@ -795,7 +808,9 @@ pub fn assert_step(
         // L, AT expires, the winner is gone, or my metric becomes better
         // than the winner's: -> NI (A5). Data on the interface then makes
         // us assert again.
-        (S::Loser, E::TimerExpired | E::WinnerGone | E::MyMetricBetter) => (AssertInfo::NONE, None),
+        (S::Loser, E::TimerExpired | E::WinnerGone | E::MyMetricBetter | E::ReceiveJoin) => {
+            (AssertInfo::NONE, None)
+        }
         // Everything else: -.
         _ => (a, None),
     }
@@ -1253,6 +1268,27 @@ mod tests {
         assert_eq!(r.1, Some(T0 + s(2)));
     }
 
+    /// 4.5.5/4.5.6: RPF' changes due to an Assert: JT = min(JT,
+    /// t_override), nothing sent now (the Join goes to RPF' as it stands
+    /// when the timer fires).
+    #[test]
+    fn up_joined_rpf_change_by_assert_only_shortens_the_join_timer() {
+        let r = upstream(
+            UpState::Joined,
+            Some(T0 + s(50)),
+            UpEvent::RpfChangedByAssert,
+            &uctx(Some(NBR2)),
+        );
+        assert_eq!(r, (UpState::Joined, Some(T0 + s(2)), vec![]));
+        let r = upstream(
+            UpState::NotJoined,
+            None,
+            UpEvent::RpfChangedByAssert,
+            &uctx(Some(NBR2)),
+        );
+        assert_eq!(r, (UpState::NotJoined, None, vec![]));
+    }
+
     #[test]
     fn up_joined_rpf_change_moves_join() {
         let r = upstream(
@@ -1548,5 +1584,10 @@ mod tests {
         // Elsewhere the event changes nothing.
         assert_eq!(assert_step(win, E::MyMetricBetter, mine, T0), (win, None));
         assert_eq!(assert_step(none, E::MyMetricBetter, mine, T0), (none, None));
+        // 4.6.1/4.6.2 Loser: "Receive Join(S,G)/Join(*,G) on interface I"
+        // -> NI (A5); a Winner or NoInfo takes the Join as usual.
+        assert_eq!(assert_step(l, E::ReceiveJoin, mine, T0), (none, None));
+        assert_eq!(assert_step(win, E::ReceiveJoin, mine, T0), (win, None));
+        assert_eq!(assert_step(none, E::ReceiveJoin, mine, T0), (none, None));
     }
 }

@@ -199,6 +199,10 @@ pub struct StarG {
     pub join_timer: Option<Timestamp>,
     /// The RPF' joined toward (while Joined).
     pub upstream: Option<Upstream>,
+    /// Whether `upstream` is an Assert winner rather than the unicast
+    /// RPF' (section 4.5.5 treats changes caused by an Assert apart).
+    #[serde(skip)]
+    pub upstream_by_assert: bool,
     /// The RP the upstream Join names (while Joined).
     pub rp: Option<Ipv4Addr>,
 }
@@ -217,6 +221,10 @@ pub struct Sg {
     pub join_timer: Option<Timestamp>,
     /// The RPF'(S,G) joined toward (while Joined).
     pub upstream: Option<Upstream>,
+    /// Whether `upstream` is an Assert winner rather than the unicast
+    /// RPF' (section 4.5.6 treats changes caused by an Assert apart).
+    #[serde(skip)]
+    pub upstream_by_assert: bool,
     /// `(S,G,rpt)` upstream state (section 4.5.7).
     pub rpt_up: RptUpState,
     /// `(S,G,rpt)` Override Timer deadline.
@@ -246,6 +254,7 @@ impl Sg {
             up: UpState::NotJoined,
             join_timer: None,
             upstream: None,
+            upstream_by_assert: false,
             rpt_up: RptUpState::RptNotJoined,
             override_timer: None,
             keepalive: None,
@@ -760,6 +769,7 @@ impl Tree {
             up: UpState::NotJoined,
             join_timer: None,
             upstream: None,
+            upstream_by_assert: false,
             rp: None,
         });
         self.entries += 1;
@@ -1063,6 +1073,7 @@ impl Tree {
                         DownEvent::ReceiveJoin { holdtime },
                         out,
                     );
+                    self.join_resets_lost_assert(env, now, EntryKey::StarG(g), i, out);
                     let srcs: Vec<Ipv4Addr> = self.groups.get(&g).map_or(Vec::new(), |x| {
                         x.sources
                             .iter()
@@ -1074,14 +1085,17 @@ impl Tree {
                         self.rpt_event(env, now, s, g, i, RptDownEvent::ReceiveJoinStarG, out);
                     }
                 }
-                Some(Entry::Sg(src)) => self.down_event(
-                    env,
-                    now,
-                    EntryKey::Sg(src, g),
-                    i,
-                    DownEvent::ReceiveJoin { holdtime },
-                    out,
-                ),
+                Some(Entry::Sg(src)) => {
+                    self.down_event(
+                        env,
+                        now,
+                        EntryKey::Sg(src, g),
+                        i,
+                        DownEvent::ReceiveJoin { holdtime },
+                        out,
+                    );
+                    self.join_resets_lost_assert(env, now, EntryKey::Sg(src, g), i, out);
+                }
                 Some(Entry::Rpt(src)) => {
                     self.rpt_event(env, now, src, g, i, RptDownEvent::ReceiveJoinRpt, out)
                 }
@@ -1537,6 +1551,25 @@ impl Tree {
 
     /// Runs one Assert step for `key` on interface `i` and carries out its
     /// effects (sections 4.6.1, 4.6.2).
+    /// A Join to us on `i` for an entry that lost the Assert there: the
+    /// Loser goes back to NoInfo (sections 4.6.1/4.6.2, A5).
+    fn join_resets_lost_assert(
+        &mut self,
+        env: &Env<'_>,
+        now: Timestamp,
+        key: EntryKey,
+        i: u32,
+        out: &mut Out,
+    ) {
+        if self
+            .asserts
+            .get(&(key, i))
+            .is_some_and(|a| a.state == fsm::AssertState::Loser)
+        {
+            self.assert_event(env, now, key, i, AssertEvent::ReceiveJoin, out);
+        }
+    }
+
     fn assert_event(
         &mut self,
         env: &Env<'_>,
@@ -1591,7 +1624,10 @@ impl Tree {
                 }),
             });
         }
-        if new.state != old.state {
+        // A new winner while Loser moves RPF' (section 4.5.5: RPF' is the
+        // Assert winner) as much as a new state does.
+        let winner = |a: &AssertInfo| a.winner.map(|w| w.address);
+        if new.state != old.state || winner(&new) != winner(&old) {
             self.touched.insert(g);
         }
     }
@@ -2194,6 +2230,7 @@ impl Tree {
             Some(r) => self.star_target(env, r),
             None => (None, None),
         };
+        let star_unicast = star_target;
         let star_target = self.assert_rpf(EntryKey::StarG(g), star_target);
         let mut spt_sources: BTreeSet<Ipv4Addr> = BTreeSet::new();
         let star_joins: BTreeSet<u32> = gs
@@ -2215,8 +2252,13 @@ impl Tree {
                         st.up = UpState::NotJoined;
                         st.join_timer = None;
                     } else {
-                        let (s, jt, x) =
-                            fsm::upstream(st.up, st.join_timer, UpEvent::RpfChanged { old }, &ctx);
+                        let ev = if by_assert(old, st.upstream_by_assert, star_target, star_unicast)
+                        {
+                            UpEvent::RpfChangedByAssert
+                        } else {
+                            UpEvent::RpfChanged { old }
+                        };
+                        let (s, jt, x) = fsm::upstream(st.up, st.join_timer, ev, &ctx);
                         st.up = s;
                         st.join_timer = jt;
                         sends.extend(x);
@@ -2245,12 +2287,14 @@ impl Tree {
             }
             if st.up == UpState::Joined {
                 st.upstream = star_target;
+                st.upstream_by_assert = star_target != star_unicast;
                 st.rp = rp;
                 if let (Some(up), Some(t)) = (st.upstream, st.join_timer) {
                     Self::note_jt(&mut self.upstream_timers, up, t, out);
                 }
             } else {
                 st.upstream = None;
+                st.upstream_by_assert = false;
                 st.rp = None;
             }
             if jd || st.up == UpState::Joined {
@@ -2286,6 +2330,7 @@ impl Tree {
                 continue;
             };
             let (sg_iif, sg_target) = Self::sg_target(env, s);
+            let sg_unicast = sg_target;
             let sg_target = self.assert_rpf(EntryKey::Sg(s, g), sg_target);
             let joins: BTreeSet<u32> = sg.down.keys().copied().collect();
             let prunes_rpt: BTreeSet<u32> = sg
@@ -2316,12 +2361,21 @@ impl Tree {
             let mut sends = Vec::new();
             if sg.up == UpState::Joined && sg.upstream != sg_target {
                 if let Some(old) = sg.upstream {
-                    let (st, jt, x) =
-                        fsm::upstream(sg.up, sg.join_timer, UpEvent::RpfChanged { old }, &ctx);
+                    let assert = by_assert(old, sg.upstream_by_assert, sg_target, sg_unicast);
+                    let ev = if assert {
+                        UpEvent::RpfChangedByAssert
+                    } else {
+                        UpEvent::RpfChanged { old }
+                    };
+                    let (st, jt, x) = fsm::upstream(sg.up, sg.join_timer, ev, &ctx);
                     sg.up = st;
                     sg.join_timer = jt;
                     sends.extend(x);
-                    sg.spt_bit = false;
+                    // Same RPF interface after an Assert: data still
+                    // arrives where the SPTbit was set (section 4.2.2).
+                    if !assert {
+                        sg.spt_bit = false;
+                    }
                 }
             }
             sends.extend(fsm::join_desired(
@@ -2337,11 +2391,13 @@ impl Tree {
             self.queue_sends(sends, g, enc(s, false, false));
             if sg.up == UpState::Joined {
                 sg.upstream = sg_target;
+                sg.upstream_by_assert = sg_target != sg_unicast;
                 if let (Some(up), Some(t)) = (sg.upstream, sg.join_timer) {
                     Self::note_jt(&mut self.upstream_timers, up, t, out);
                 }
             } else {
                 sg.upstream = None;
+                sg.upstream_by_assert = false;
                 sg.spt_bit = sg_target.is_none() && sg.spt_bit;
             }
             // 4.4.1: CouldRegister(S,G) = I_am_DR(RPF_interface(S)) AND
@@ -2586,4 +2642,17 @@ impl Tree {
             }
         }
     }
+}
+
+/// Whether RPF' moving from `old` to `new` is caused by an Assert (RFC
+/// 7761 sections 4.5.5-4.5.6): on the same interface, and either the new
+/// RPF' is an Assert winner (`new` differs from the unicast answer) or the
+/// old one was and the unicast RPF' is back.
+fn by_assert(
+    old: Upstream,
+    old_by_assert: bool,
+    new: Option<Upstream>,
+    unicast: Option<Upstream>,
+) -> bool {
+    new.is_some_and(|n| n.ifindex == old.ifindex) && (new != unicast || old_by_assert)
 }

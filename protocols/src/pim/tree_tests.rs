@@ -1365,6 +1365,7 @@ fn scenario_assert_elects_one_forwarder() {
         .oifs
         .contains_key(&lan1));
     // R2's packets reach R1 on its oif lan1.
+    let t0 = net.now();
     net.feed(
         1,
         Input::DataPlane(DataPlaneNotice::WrongInterface {
@@ -1390,6 +1391,22 @@ fn scenario_assert_elects_one_forwarder() {
         .unwrap()
         .oifs
         .contains_key(&lan1));
+    // RPF' changes caused by the Asserts send nothing at once (sections
+    // 4.5.5: JT = min(JT, t_override)): R4, whose unicast RPF' is R2, took
+    // R1 for the winner for a moment and neither joined R1 nor pruned R2;
+    // nobody joined the loser, whose Assert state would reset on a Join.
+    for r in [3, 4] {
+        for jp in net.sent_since(r, t0) {
+            assert!(
+                jp.upstream_neighbor != addr(1, 1) || jp.groups.iter().all(|g| g.joins.is_empty()),
+                "R{r} joined the loser: {jp:?}"
+            );
+            assert!(
+                jp.groups.iter().all(|g| g.prunes.is_empty()),
+                "R{r} pruned on an Assert: {jp:?}"
+            );
+        }
+    }
     // R3 learned the winner as its RPF' and joined toward it.
     assert_eq!(net.tree(3).asserts()[&key].state, fsm::AssertState::Loser);
     assert_eq!(net.star(3).unwrap().upstream.unwrap().neighbor, addr(2, 1));
@@ -1527,6 +1544,71 @@ fn star_g_assert_without_the_rpt_bit_is_compared_as_rpt() {
         .unwrap()
         .oifs
         .contains_key(&lan1));
+}
+
+/// A loser that receives a Join for the entry on that interface goes back
+/// to NoInfo (RFC 7761 section 4.6.1, Loser: "Receive Join(S,G) on
+/// Interface I", A5): a downstream router still takes it for its upstream,
+/// so the Assert is redone rather than that router left without data.
+#[test]
+fn assert_loser_receiving_a_join_goes_back_to_noinfo() {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    net.rpf(1, Ipv4Prefix::host(S), 0, Some(rp));
+    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
+    net.advance(Duration::from_secs(10));
+    net.members(2, 2, SourceFilter::any_source());
+    net.advance(Duration::from_secs(1));
+    let lan1 = ifc(1);
+    net.feed(
+        1,
+        Input::Packet(Packet {
+            interface: lan1.clone(),
+            source: addr(7, 1),
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: false,
+            message: PimMessage::Assert(Assert {
+                group: G,
+                source: S,
+                rpt: false,
+                metric_preference: 1,
+                metric: 1,
+            }),
+        }),
+    );
+    net.advance(Duration::from_millis(10));
+    let key = (EntryKey::Sg(S, G), lan1.index);
+    assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Loser);
+    // R2 (a neighbour on lan1) joins (S,G) toward R1 all the same.
+    net.feed(
+        1,
+        Input::Packet(Packet {
+            interface: lan1.clone(),
+            source: addr(2, 1),
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: true,
+            message: jp_msg(
+                addr(1, 1),
+                vec![JoinPruneGroup {
+                    group: EncodedGroup::host(G),
+                    joins: vec![sg_src(S)],
+                    prunes: vec![],
+                }],
+            ),
+        }),
+    );
+    net.advance(Duration::from_millis(10));
+    assert!(
+        net.tree(1)
+            .asserts()
+            .get(&key)
+            .is_none_or(|a| a.state == fsm::AssertState::NoInfo),
+        "{:?}",
+        net.tree(1).asserts().get(&key)
+    );
 }
 
 /// The Assert winner goes away: the loser forgets it and forwards again at
