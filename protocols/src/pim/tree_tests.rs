@@ -1428,6 +1428,56 @@ fn scenario_assert_elects_one_forwarder() {
         .is_none_or(|r| !r.oifs.contains_key(&lan1)));
 }
 
+/// The Assert tests' network: R0 = RP (lan0); R1 between lan0 and lan1,
+/// forwarding (*,G) onto lan1 for R2, a last hop with members on lan2.
+/// `s_rpf`: R1's route to S (`Some(rp)`: beyond R0; `None`: directly
+/// connected on lan0, preference 1 and metric 1 from `Net::rpf`), or no
+/// route of its own for S (the all-LANs default) when not given.
+fn lan1_forwarder(s_rpf: Option<Option<Ipv4Addr>>) -> Net {
+    let rp = addr(0, 0);
+    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
+    net.rpf(1, all_lans(), 0, None);
+    if let Some(via) = s_rpf {
+        net.rpf(1, Ipv4Prefix::host(S), 0, via);
+    }
+    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
+    net.advance(Duration::from_secs(10));
+    net.members(2, 2, SourceFilter::any_source());
+    net.advance(Duration::from_secs(1));
+    assert!(net
+        .route(1, RouteKey::star_g(G))
+        .unwrap()
+        .oifs
+        .contains_key(&ifc(1)));
+    net
+}
+
+/// An Assert from `from` reaching R1 on lan1.
+fn assert_on_lan1(net: &mut Net, from: Ipv4Addr, a: Assert) {
+    net.feed(
+        1,
+        Input::Packet(Packet {
+            interface: ifc(1),
+            source: from,
+            destination: ALL_PIM_ROUTERS,
+            ttl: 1,
+            router_alert: false,
+            message: PimMessage::Assert(a),
+        }),
+    );
+}
+
+/// An (S,G) Assert with the RPT bit clear and this metric.
+fn sg_assert(preference: u32, metric: u32) -> Assert {
+    Assert {
+        group: G,
+        source: S,
+        rpt: false,
+        metric_preference: preference,
+        metric,
+    }
+}
+
 /// An (S,G) Assert (RPT bit clear) on an interface a router forwards S
 /// onto through (*,G) only, with no (S,G) state (RFC 7761 section 4.6.1,
 /// AssertTrackingDesired(S,G,I) holds on the (*,G) olist): the router
@@ -1438,42 +1488,13 @@ fn scenario_assert_elects_one_forwarder() {
 /// forwarding: seen against FRR in tests/tests/pim_assert.rs.)
 #[test]
 fn sg_assert_on_a_shared_tree_oif_takes_it_out_for_that_source() {
-    // R0 = RP (lan0), R1 between lan0 and lan1, R2 downstream on lan1 with
-    // members on lan2. S lies beyond R0.
-    let rp = addr(0, 0);
-    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
-    net.rpf(1, all_lans(), 0, None);
-    net.rpf(1, Ipv4Prefix::host(S), 0, Some(rp));
-    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
-    net.advance(Duration::from_secs(10));
-    net.members(2, 2, SourceFilter::any_source());
-    net.advance(Duration::from_secs(1));
+    // S lies beyond R0.
+    let mut net = lan1_forwarder(Some(Some(addr(0, 0))));
     let lan1 = ifc(1);
-    assert!(net
-        .route(1, RouteKey::star_g(G))
-        .unwrap()
-        .oifs
-        .contains_key(&lan1));
     assert!(net.route(1, RouteKey::sg(S, G)).is_none());
     // Another forwarder of S on lan1 asserts on the SPT.
     let other = addr(7, 1);
-    net.feed(
-        1,
-        Input::Packet(Packet {
-            interface: lan1.clone(),
-            source: other,
-            destination: ALL_PIM_ROUTERS,
-            ttl: 1,
-            router_alert: false,
-            message: PimMessage::Assert(Assert {
-                group: G,
-                source: S,
-                rpt: false,
-                metric_preference: 200,
-                metric: 200,
-            }),
-        }),
-    );
+    assert_on_lan1(&mut net, other, sg_assert(200, 200));
     net.advance(Duration::from_millis(10));
     let key = (EntryKey::Sg(S, G), lan1.index);
     let a = net.tree(1).asserts()[&key];
@@ -1506,35 +1527,15 @@ fn sg_assert_on_a_shared_tree_oif_takes_it_out_for_that_source() {
 /// as if it were on the SPT, and the oif stays.
 #[test]
 fn star_g_assert_without_the_rpt_bit_is_compared_as_rpt() {
-    let rp = addr(0, 0);
-    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
-    net.rpf(1, all_lans(), 0, None);
-    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
-    net.advance(Duration::from_secs(10));
-    net.members(2, 2, SourceFilter::any_source());
-    net.advance(Duration::from_secs(1));
+    let mut net = lan1_forwarder(None);
     let lan1 = ifc(1);
-    assert!(net
-        .route(1, RouteKey::star_g(G))
-        .unwrap()
-        .oifs
-        .contains_key(&lan1));
-    net.feed(
-        1,
-        Input::Packet(Packet {
-            interface: lan1.clone(),
-            source: addr(7, 1),
-            destination: ALL_PIM_ROUTERS,
-            ttl: 1,
-            router_alert: false,
-            message: PimMessage::Assert(Assert {
-                group: G,
-                source: Ipv4Addr::UNSPECIFIED,
-                rpt: false,
-                metric_preference: 1000,
-                metric: 1000,
-            }),
-        }),
+    assert_on_lan1(
+        &mut net,
+        addr(7, 1),
+        Assert {
+            source: Ipv4Addr::UNSPECIFIED,
+            ..sg_assert(1000, 1000)
+        },
     );
     net.advance(Duration::from_millis(10));
     let a = net.tree(1).asserts()[&(EntryKey::StarG(G), lan1.index)];
@@ -1552,32 +1553,9 @@ fn star_g_assert_without_the_rpt_bit_is_compared_as_rpt() {
 /// so the Assert is redone rather than that router left without data.
 #[test]
 fn assert_loser_receiving_a_join_goes_back_to_noinfo() {
-    let rp = addr(0, 0);
-    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
-    net.rpf(1, all_lans(), 0, None);
-    net.rpf(1, Ipv4Prefix::host(S), 0, Some(rp));
-    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
-    net.advance(Duration::from_secs(10));
-    net.members(2, 2, SourceFilter::any_source());
-    net.advance(Duration::from_secs(1));
+    let mut net = lan1_forwarder(Some(Some(addr(0, 0))));
     let lan1 = ifc(1);
-    net.feed(
-        1,
-        Input::Packet(Packet {
-            interface: lan1.clone(),
-            source: addr(7, 1),
-            destination: ALL_PIM_ROUTERS,
-            ttl: 1,
-            router_alert: false,
-            message: PimMessage::Assert(Assert {
-                group: G,
-                source: S,
-                rpt: false,
-                metric_preference: 1,
-                metric: 1,
-            }),
-        }),
-    );
+    assert_on_lan1(&mut net, addr(7, 1), sg_assert(1, 1));
     net.advance(Duration::from_millis(10));
     let key = (EntryKey::Sg(S, G), lan1.index);
     assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Loser);
@@ -1617,14 +1595,7 @@ fn assert_loser_receiving_a_join_goes_back_to_noinfo() {
 /// by the winner's Neighbor Liveness Timer, once by a new Generation ID.
 #[test]
 fn assert_loser_forgets_a_winner_that_expires_or_restarts() {
-    let rp = addr(0, 0);
-    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
-    net.rpf(1, all_lans(), 0, None);
-    net.rpf(1, Ipv4Prefix::host(S), 0, Some(rp));
-    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
-    net.advance(Duration::from_secs(10));
-    net.members(2, 2, SourceFilter::any_source());
-    net.advance(Duration::from_secs(1));
+    let mut net = lan1_forwarder(Some(Some(addr(0, 0))));
     let lan1 = ifc(1);
     let key = (EntryKey::Sg(S, G), lan1.index);
     let winner = addr(7, 1);
@@ -1646,23 +1617,7 @@ fn assert_loser_forgets_a_winner_that_expires_or_restarts() {
         );
     };
     let assert = |net: &mut Net| {
-        net.feed(
-            1,
-            Input::Packet(Packet {
-                interface: ifc(1),
-                source: winner,
-                destination: ALL_PIM_ROUTERS,
-                ttl: 1,
-                router_alert: false,
-                message: PimMessage::Assert(Assert {
-                    group: G,
-                    source: S,
-                    rpt: false,
-                    metric_preference: 1,
-                    metric: 1,
-                }),
-            }),
-        );
+        assert_on_lan1(net, winner, sg_assert(1, 1));
         net.advance(Duration::from_millis(10));
     };
     let forwards = |net: &Net| {
@@ -1709,35 +1664,12 @@ fn assert_loser_forgets_a_winner_that_expires_or_restarts() {
 /// again and wins the Assert on the next packet from the other forwarder.
 #[test]
 fn assert_loser_with_a_better_metric_asserts_again_and_wins() {
-    let rp = addr(0, 0);
-    let mut net = Net::new(&[&[0], &[0, 1], &[1, 2]], rp_at(rp));
-    net.rpf(1, all_lans(), 0, None);
     // S directly connected on lan0: preference 1, metric 1 (Net::rpf).
-    net.rpf(1, Ipv4Prefix::host(S), 0, None);
-    net.rpf(2, Ipv4Prefix::host(rp), 1, Some(addr(1, 1)));
-    net.advance(Duration::from_secs(10));
-    net.members(2, 2, SourceFilter::any_source());
-    net.advance(Duration::from_secs(1));
+    let mut net = lan1_forwarder(Some(None));
     let lan1 = ifc(1);
     let key = (EntryKey::Sg(S, G), lan1.index);
     let assert_from = |net: &mut Net, from: Ipv4Addr| {
-        net.feed(
-            1,
-            Input::Packet(Packet {
-                interface: ifc(1),
-                source: from,
-                destination: ALL_PIM_ROUTERS,
-                ttl: 1,
-                router_alert: false,
-                message: PimMessage::Assert(Assert {
-                    group: G,
-                    source: S,
-                    rpt: false,
-                    metric_preference: 1,
-                    metric: 1,
-                }),
-            }),
-        );
+        assert_on_lan1(net, from, sg_assert(1, 1));
         net.advance(Duration::from_millis(10));
     };
     // A better winner (higher address, equal route): R1 stays the loser.
