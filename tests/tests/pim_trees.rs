@@ -377,8 +377,23 @@ fn runtime_rp_changes_are_shown_saved_and_undone_by_reload() {
         "{}",
         theirs.stderr
     );
-    // A reload puts the file's mappings back.
-    mcrd.ctl_json(&["reload"]);
+    // A reload puts the file's mappings back, and says so (a dry run too).
+    let dry = mcrd.ctl_json(&["reload", "--dry-run"]);
+    let note = dry["note"].as_str().unwrap_or("");
+    assert!(
+        note.contains("runtime changes undone: pim static_rp 239.2.0.0/16 -> 10.74.0.2"),
+        "{dry}"
+    );
+    // (The RP address was cleared and the file has none: nothing to undo.)
+    assert!(!note.contains("rp_address"), "{dry}");
+    let r = mcrd.ctl_json(&["reload"]);
+    assert!(
+        r["note"]
+            .as_str()
+            .unwrap_or("")
+            .contains("pim static_rp 239.2.0.0/16"),
+        "{r}"
+    );
     let r = mcrd.ctl_json(&["pim", "rp"]);
     assert_eq!(r["static_rp"].as_array().unwrap().len(), 1, "{r}");
     assert!(r["rp_address"].is_null(), "{r}");

@@ -735,6 +735,29 @@ impl PimRuntime {
 
     /// Tells PIM that the config file was reloaded (the static RPF table
     /// takes the file's routes again at the next [`sync`](Self::sync)).
+    /// The runtime RP changes (`set-static-rp`, `set-rp`) a reload would
+    /// undo, as text for the reload summary.
+    pub fn runtime_changes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .glue
+            .runtime_static_rp
+            .iter()
+            .map(|m| {
+                format!(
+                    "pim static_rp {} -> {}",
+                    mcr_config::text::escape(&m.group),
+                    m.rp
+                )
+            })
+            .collect();
+        match self.glue.runtime_rp_address {
+            Some(Some(a)) => v.push(format!("pim rp_address {a}")),
+            Some(None) => v.push("pim rp_address cleared".into()),
+            None => {}
+        }
+        v
+    }
+
     pub fn config_reloaded(&mut self) {
         self.reloaded = true;
         self.glue.runtime_static_rp.clear();

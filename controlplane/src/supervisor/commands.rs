@@ -883,7 +883,7 @@ impl Supervisor {
                 .into_iter()
                 .map(String::from)
                 .collect(),
-            note: None,
+            note: self.runtime_undone_note(),
             parse_us: None,
             recompiled: None,
             compile_swap_us: None,
@@ -892,7 +892,10 @@ impl Supervisor {
             return Response::ok(summary);
         }
         if new.cores != self.config.cores {
-            summary.note = Some("'cores' changed: takes effect at the next restart of mcrd".into());
+            add_note(
+                &mut summary.note,
+                "'cores' changed: takes effect at the next restart of mcrd".into(),
+            );
         }
         // Nothing the table depends on changed (same rules in the same order,
         // no runtime rule to drop, same data-plane settings, same default
@@ -917,10 +920,7 @@ impl Supervisor {
         summary.recompiled = Some(!same_table);
         if let Err(e) = self.sync_metrics() {
             tracing::error!("{e:#}");
-            summary.note = Some(match summary.note.take() {
-                Some(n) => format!("{n}; {e:#}"),
-                None => format!("{e:#}"),
-            });
+            add_note(&mut summary.note, format!("{e:#}"));
         }
         summary.parse_us = Some(parsed.as_micros() as u64);
         summary.compile_swap_us = Some(t1.elapsed().as_micros() as u64);
@@ -957,6 +957,13 @@ impl Supervisor {
             recompiled: None,
             compile_swap_us: None,
         };
+        add_note(
+            &mut summary.note,
+            "the file is unchanged (same bytes as the running config)".into(),
+        );
+        if let Some(undone) = self.runtime_undone_note() {
+            add_note(&mut summary.note, undone);
+        }
         if dry_run {
             return Response::ok(summary);
         }
@@ -969,10 +976,25 @@ impl Supervisor {
         summary.recompiled = Some(false);
         summary.parse_us = Some(read.as_micros() as u64);
         summary.compile_swap_us = Some(t1.elapsed().as_micros() as u64);
-        summary.note = Some("the file is unchanged (same bytes as the running config)".into());
         let msg = format!("0 added, 0 removed, 0 changed, {unchanged} unchanged (file unchanged)");
         tracing::info!("configuration reloaded: {msg}");
         self.record_reload(true, msg, false, Response::ok(summary))
+    }
+
+    /// What a reload drops of the changes made at run time to protocol
+    /// settings (`pim set-rp`, `set-static-rp`, `igmp enable|disable`),
+    /// for the summary's note: the operator sees what goes back to the
+    /// file, on a dry run too.
+    fn runtime_undone_note(&self) -> Option<String> {
+        let mut v = self.pim.runtime_changes();
+        v.extend(self.igmp_runtime.iter().map(|(ifname, on)| {
+            format!(
+                "igmp {} on {}",
+                if *on { "enabled" } else { "disabled" },
+                mcr_config::text::escape(ifname)
+            )
+        }));
+        (!v.is_empty()).then(|| format!("runtime changes undone: {}", v.join(", ")))
     }
 
     fn record_reload(
@@ -1212,4 +1234,12 @@ mod tests {
         assert!(check_socket_filter("mcr_dataplane=debug,info", None).is_ok());
         assert!(check_socket_filter("trace", Some("mcr_controlplane")).is_ok());
     }
+}
+
+/// Appends `text` to a reload summary's note (`; ` between notes).
+fn add_note(note: &mut Option<String>, text: String) {
+    *note = Some(match note.take() {
+        Some(n) => format!("{n}; {text}"),
+        None => text,
+    });
 }
