@@ -1198,6 +1198,14 @@ fn sections_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     v
 }
 
+/// Appends `text` to a reload summary's note (`; ` between notes).
+fn add_note(note: &mut Option<String>, text: String) {
+    *note = Some(match note.take() {
+        Some(n) => format!("{n}; {text}"),
+        None => text,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1234,12 +1242,4 @@ mod tests {
         assert!(check_socket_filter("mcr_dataplane=debug,info", None).is_ok());
         assert!(check_socket_filter("trace", Some("mcr_controlplane")).is_ok());
     }
-}
-
-/// Appends `text` to a reload summary's note (`; ` between notes).
-fn add_note(note: &mut Option<String>, text: String) {
-    *note = Some(match note.take() {
-        Some(n) => format!("{n}; {text}"),
-        None => text,
-    });
 }
