@@ -151,6 +151,35 @@ pub struct TxArena {
     next: usize,
 }
 
+impl TxSlot {
+    /// Points the slot's msghdr at two pieces: the first `header_len`
+    /// bytes of its own header buffer, then `len` bytes at `payload` (the
+    /// receive buffer); no address, no control message.
+    fn two_part(
+        &mut self,
+        header_len: usize,
+        payload: *const u8,
+        len: usize,
+    ) -> *const libc::msghdr {
+        self.iov[0] = libc::iovec {
+            iov_base: self.hdr.as_mut_ptr().cast(),
+            iov_len: header_len,
+        };
+        self.iov[1] = libc::iovec {
+            iov_base: payload as *mut libc::c_void,
+            iov_len: len,
+        };
+        self.msg.msg_name = std::ptr::null_mut();
+        self.msg.msg_namelen = 0;
+        self.msg.msg_iov = self.iov.as_mut_ptr();
+        self.msg.msg_iovlen = 2;
+        self.msg.msg_control = std::ptr::null_mut();
+        self.msg.msg_controllen = 0;
+        self.msg.msg_flags = 0;
+        &self.msg
+    }
+}
+
 impl TxArena {
     pub fn new(capacity: usize) -> TxArena {
         let slots = (0..capacity.max(1))
@@ -197,22 +226,7 @@ impl TxArena {
         self.next += 1;
         route.emit(&mut slot.hdr, src_port, ttl, len);
         slot.hdr[HEADER_LEN - 2..].copy_from_slice(&udp_checksum.to_be_bytes());
-        slot.iov[0] = libc::iovec {
-            iov_base: slot.hdr.as_mut_ptr().cast(),
-            iov_len: HEADER_LEN,
-        };
-        slot.iov[1] = libc::iovec {
-            iov_base: payload as *mut libc::c_void,
-            iov_len: len,
-        };
-        slot.msg.msg_name = std::ptr::null_mut();
-        slot.msg.msg_namelen = 0;
-        slot.msg.msg_iov = slot.iov.as_mut_ptr();
-        slot.msg.msg_iovlen = 2;
-        slot.msg.msg_control = std::ptr::null_mut();
-        slot.msg.msg_controllen = 0;
-        slot.msg.msg_flags = 0;
-        &slot.msg
+        slot.two_part(HEADER_LEN, payload, len)
     }
 }
 
@@ -236,22 +250,7 @@ impl TxArena {
         .emit(&mut ethernet::Frame::new_unchecked(
             &mut slot.hdr[..ethernet::HEADER_LEN],
         ));
-        slot.iov[0] = libc::iovec {
-            iov_base: slot.hdr.as_mut_ptr().cast(),
-            iov_len: ethernet::HEADER_LEN,
-        };
-        slot.iov[1] = libc::iovec {
-            iov_base: packet as *mut libc::c_void,
-            iov_len: len,
-        };
-        slot.msg.msg_name = std::ptr::null_mut();
-        slot.msg.msg_namelen = 0;
-        slot.msg.msg_iov = slot.iov.as_mut_ptr();
-        slot.msg.msg_iovlen = 2;
-        slot.msg.msg_control = std::ptr::null_mut();
-        slot.msg.msg_controllen = 0;
-        slot.msg.msg_flags = 0;
-        &slot.msg
+        slot.two_part(ethernet::HEADER_LEN, packet, len)
     }
 
     /// Fills the next slot for a UDP-socket send of `len` payload bytes

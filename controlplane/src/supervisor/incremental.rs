@@ -289,17 +289,7 @@ impl Supervisor {
                         }
                     }
                 }
-                match &s.state {
-                    RuleState::Active => tracing::info!(rule = %s.id, "rule active"),
-                    RuleState::Partial { waiting } => {
-                        for w in waiting {
-                            tracing::warn!(rule = %s.id, "{w}; rule forwards to its other outputs");
-                        }
-                    }
-                    RuleState::Inactive { reason } => {
-                        tracing::warn!(rule = %s.id, "{reason}; rule inactive until it appears")
-                    }
-                }
+                super::log_rule_state(&s.id, &s.state);
                 let mut e = serde_json::json!({"event": "rule", "id": s.id});
                 if let Ok(serde_json::Value::Object(state)) = serde_json::to_value(&s.state) {
                     for (k, v) in state {

@@ -983,17 +983,7 @@ impl Supervisor {
                 }
             }
             changes.push(e);
-            match &s.state {
-                RuleState::Active => tracing::info!(rule = %s.id, "rule active"),
-                RuleState::Partial { waiting } => {
-                    for w in waiting {
-                        tracing::warn!(rule = %s.id, "{w}; rule forwards to its other outputs");
-                    }
-                }
-                RuleState::Inactive { reason } => {
-                    tracing::warn!(rule = %s.id, "{reason}; rule inactive until it appears")
-                }
-            }
+            log_rule_state(&s.id, &s.state);
         }
         // Rules that disappeared (removed or reloaded away). A set, not a
         // scan per rule: that was O(rules²), most of an `add` at 10,000.
@@ -1331,5 +1321,21 @@ fn raise_memlock_limit() {
     // SAFETY: setrlimit reads a valid rlimit struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &want) } != 0 {
         tracing::debug!("could not raise RLIMIT_MEMLOCK; keeping the current limit");
+    }
+}
+
+/// Logs a rule's new state: active, partly waiting (each output that
+/// waits), or inactive and why.
+fn log_rule_state(id: &impl std::fmt::Display, state: &RuleState) {
+    match state {
+        RuleState::Active => tracing::info!(rule = %id, "rule active"),
+        RuleState::Partial { waiting } => {
+            for w in waiting {
+                tracing::warn!(rule = %id, "{w}; rule forwards to its other outputs");
+            }
+        }
+        RuleState::Inactive { reason } => {
+            tracing::warn!(rule = %id, "{reason}; rule inactive until it appears")
+        }
     }
 }
