@@ -134,7 +134,16 @@ struct InputSlot {
     sock: Arc<CaptureSocket>,
     armed: bool,
     closing: bool,
+    /// Ring slots read and forwarded, handed back to the kernel once the
+    /// submission queue is empty (the sends reading them taken).
+    release: Vec<u32>,
 }
+
+/// The "buffer id" of a frame read from a receive ring: not a buffer of the
+/// provided-buffer ring, nothing to recycle.
+const RING_BID: u16 = u16::MAX;
+/// Frames taken from one ring per pass.
+const RING_BUDGET: usize = 256;
 
 #[derive(Default, Clone)]
 struct OutCounters {
@@ -354,9 +363,19 @@ impl Engine {
             } else {
                 self.params.idle_wait
             };
+            // Frames left in a ring wake nobody: do not sleep on them.
+            let wait = if self.rings_ready() {
+                Duration::ZERO
+            } else {
+                wait
+            };
             let ts = types::Timespec::from(wait);
             let args = types::SubmitArgs::new().timespec(&ts);
-            let waited = self.ring.submitter().submit_with_args(1, &args);
+            let waited = if wait.is_zero() {
+                self.ring.submit()
+            } else {
+                self.ring.submitter().submit_with_args(1, &args)
+            };
             self.after_submit();
             match waited {
                 Ok(_) => {}
@@ -372,13 +391,17 @@ impl Engine {
             // above). The submission queue is empty when this loop ends, so
             // no queued send can outlive the socket it names.
             for _ in 0..16 {
-                let produced = self.drain();
+                let (frames, sends) = self.poll_rings();
+                let produced = self.drain() + sends;
                 self.bufs.publish();
-                if self.ring.submission().is_empty() {
+                if !self.ring.submission().is_empty() {
+                    self.submit();
+                }
+                self.release_ring_slots();
+                if produced == 0 && frames == 0 {
                     break;
                 }
-                self.submit();
-                if produced == 0 {
+                if self.ring.submission().is_empty() && frames == 0 {
                     break;
                 }
             }
@@ -538,6 +561,10 @@ impl Engine {
         }
         let ifindex = input.sock.ifindex;
         let link = input.sock.link;
+        if input.sock.ring.is_some() {
+            // A poll: the frames are taken by `poll_rings`.
+            return 0;
+        }
         if res < 0 {
             if res == -libc::ENOBUFS {
                 self.drops.no_buffer += 1;
@@ -563,10 +590,34 @@ impl Engine {
     /// Matches one frame and queues a send per output. Returns the number
     /// of sends queued (the buffer's pending count).
     fn forward(&mut self, ifindex: u32, link: LinkKind, bid: u16, len: usize) -> usize {
-        let (rule_idx, payload) = match self.classify(ifindex, bid, len, link) {
+        let m = self.classify(ifindex, bid, len, link);
+        self.forward_match(m, ifindex, link, bid, len)
+    }
+
+    /// Forwards a frame read from a receive ring (`bytes` in the ring slot).
+    fn forward_ring_frame(
+        &mut self,
+        ifindex: u32,
+        link: LinkKind,
+        bytes: &[u8],
+        meta: Meta,
+    ) -> usize {
+        let m = self.classify_bytes(ifindex, bytes, meta, link);
+        self.forward_match(m, ifindex, link, RING_BID, bytes.len())
+    }
+
+    fn forward_match(
+        &mut self,
+        m: Result<(usize, Payload), Reject>,
+        ifindex: u32,
+        link: LinkKind,
+        bid: u16,
+        len: usize,
+    ) -> usize {
+        let (rule_idx, payload) = match m {
             Ok(m) => m,
             Err(reason) => {
-                if self.has_routes {
+                if self.has_routes && bid != RING_BID {
                     match self.classify_routed(ifindex, bid, len, link) {
                         Ok(Some(m)) => return self.forward_routed(m, bid),
                         Ok(None) => {}
@@ -594,7 +645,9 @@ impl Engine {
             };
             let flags = entry.get_user_data();
             let entry = entry.user_data(flags | send_data(tag, rule_idx, pos, bid));
-            self.pending[usize::from(bid)] += 1;
+            if bid != RING_BID {
+                self.pending[usize::from(bid)] += 1;
+            }
             queued += 1;
             self.push(entry);
         }
@@ -837,6 +890,16 @@ impl Engine {
                 meta.vlan_tci = Some(aux.tp_vlan_tci);
             }
         }
+        self.classify_bytes(ifindex, bytes, meta, link)
+    }
+
+    fn classify_bytes(
+        &self,
+        ifindex: u32,
+        bytes: &[u8],
+        meta: Meta,
+        link: LinkKind,
+    ) -> Result<(usize, Payload), Reject> {
         let d = input::check(bytes, link, meta, |m| self.table.is_local_mac(m))?;
         let rule = self
             .table
@@ -889,11 +952,69 @@ impl Engine {
         } else if res < 0 {
             self.drops.output_error += 1;
         }
+        if bid == RING_BID {
+            return;
+        }
         let p = &mut self.pending[usize::from(bid)];
         *p = p.saturating_sub(1);
         if *p == 0 {
             self.bufs.recycle(bid);
         }
+    }
+
+    /// Forwards what the receive rings hold (up to RING_BUDGET frames
+    /// each). Returns (frames read, sends queued).
+    fn poll_rings(&mut self) -> (usize, usize) {
+        let (mut frames, mut sends) = (0, 0);
+        for slot in 0..self.inputs.len() {
+            let sock = match self.inputs.get(slot) {
+                Some(Some(i)) if !i.closing && i.sock.ring.is_some() => Arc::clone(&i.sock),
+                _ => continue,
+            };
+            let Some(ring) = sock.ring.as_ref() else {
+                continue;
+            };
+            for _ in 0..RING_BUDGET {
+                let Some(f) = ring.next() else { break };
+                frames += 1;
+                self.frames += 1;
+                let bytes = ring.bytes(&f);
+                let meta = Meta {
+                    wire_len: f.wire_len.max(bytes.len()),
+                    vlan_tci: (f.status & crate::rxring::TP_STATUS_VLAN_VALID != 0)
+                        .then_some(f.vlan_tci),
+                    pkt_type: f.pkt_type,
+                };
+                sends += self.forward_ring_frame(sock.ifindex, sock.link, bytes, meta);
+                if let Some(Some(i)) = self.inputs.get_mut(slot) {
+                    i.release.push(f.slot);
+                }
+            }
+        }
+        (frames, sends)
+    }
+
+    /// Hands the ring slots read so far back to the kernel, once no queued
+    /// send can still read them (the submission queue is empty: sends are
+    /// `MSG_DONTWAIT`, issued and copied while the kernel takes them).
+    fn release_ring_slots(&mut self) {
+        if !self.ring.submission().is_empty() {
+            return;
+        }
+        for input in self.inputs.iter_mut().flatten() {
+            if let Some(ring) = input.sock.ring.as_ref() {
+                for s in input.release.drain(..) {
+                    ring.release(s);
+                }
+            }
+        }
+    }
+
+    fn rings_ready(&self) -> bool {
+        self.inputs
+            .iter()
+            .flatten()
+            .any(|i| !i.closing && i.sock.ring.as_ref().is_some_and(|r| r.ready()))
     }
 
     fn arm_inputs(&mut self) {
@@ -906,6 +1027,16 @@ impl Engine {
                 continue;
             }
             input.armed = true;
+            if input.sock.ring.is_some() {
+                // The ring is read directly; the poll only wakes the engine.
+                let entry =
+                    opcode::PollAdd::new(types::Fd(input.sock.raw_fd()), libc::POLLIN as u32)
+                        .multi(true)
+                        .build()
+                        .user_data(slot as u64);
+                self.push(entry);
+                continue;
+            }
             // MSG_TRUNC: a frame past the buffer reports its real length.
             let entry = opcode::RecvMsgMulti::new(
                 types::Fd(input.sock.raw_fd()),
@@ -922,6 +1053,7 @@ impl Engine {
     /// Switches to a new table: opens and closes sockets for what changed
     /// and carries each rule's counters over by id.
     fn install(&mut self, next: Arc<ForwardingTable>) {
+        self.release_ring_slots();
         // Capture sockets: this engine's socket of each input interface.
         let wanted: Vec<(u32, Arc<CaptureSocket>)> = next
             .captures()
@@ -951,6 +1083,7 @@ impl Engine {
                 sock: Arc::clone(sock),
                 armed: false,
                 closing: false,
+                release: Vec::new(),
             });
             self.input_of_if.insert(*ifindex, slot);
         }

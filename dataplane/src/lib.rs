@@ -11,6 +11,7 @@ pub mod engine;
 pub mod fastpath;
 pub mod input;
 pub mod membership;
+pub mod rxring;
 pub mod socket;
 pub mod stats;
 pub mod table;

@@ -210,6 +210,9 @@ fn warn_small_capture_buffer(got: i32) {
 /// An `AF_PACKET` socket capturing one input interface.
 #[derive(Debug)]
 pub struct CaptureSocket {
+    /// The receive ring, when the socket has one (see [`crate::rxring`]);
+    /// unmapped before the socket closes.
+    pub ring: Option<crate::rxring::RxRing>,
     fd: OwnedFd,
     pub ifindex: u32,
     /// Where the network header starts in what this socket reads.
@@ -246,8 +249,18 @@ impl CaptureSocket {
         // Frames we transmit ourselves are never input (the BPF filter checks
         // this too, for kernels without the option).
         let _ = setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
-        let got = set_buffer(raw, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, CAPTURE_RCVBUF);
-        warn_small_capture_buffer(got);
+        // The ring is set up before bind, so no frame lands in the queue.
+        let ring = match std::env::var("MCR_EXP_RING")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+        {
+            Some(slots) if slots > 0 => Some(crate::rxring::RxRing::setup(raw, 2048, slots)?),
+            _ => None,
+        };
+        if ring.is_none() {
+            let got = set_buffer(raw, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, CAPTURE_RCVBUF);
+            warn_small_capture_buffer(got);
+        }
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -263,7 +276,12 @@ impl CaptureSocket {
         })?;
         let fanout: u32 = u32::from(fanout_id) | (libc::PACKET_FANOUT_HASH << 16);
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, &fanout)?;
-        Ok(CaptureSocket { fd, ifindex, link })
+        Ok(CaptureSocket {
+            ring,
+            fd,
+            ifindex,
+            link,
+        })
     }
 
     /// Frames the kernel dropped because this socket's receive queue was
