@@ -578,8 +578,17 @@ fn status(out: &mut String, r: &Status) {
         None => format!("held ({} vifs, {} MFC entries)", m.vifs, m.entries),
         Some(e) => format!("not held: {e}"),
     });
+    let ring = r.receive_ring.map(|g| {
+        format!(
+            "{} sockets x {} slots, {:.1} MiB",
+            g.sockets,
+            g.slots,
+            g.bytes as f64 / f64::from(1u32 << 20)
+        )
+    });
     let rows = rows
         .into_iter()
+        .chain(ring.map(|t| ("receive ring", t)))
         .chain(rpf.map(|t| ("rpf provider", t)))
         .chain(mroute.map(|t| ("mroute socket", t)));
     for (k, v) in rows {

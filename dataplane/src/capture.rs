@@ -25,9 +25,41 @@ pub type CaptureUpdate = (Vec<(u32, CaptureSet)>, Vec<(u32, io::Error)>);
 #[derive(Default)]
 pub struct Captures {
     by_if: BTreeMap<u32, CaptureSet>,
+    ring_frames: u32,
 }
 
 impl Captures {
+    /// Sockets opened from now on read through a receive ring of
+    /// `frames` slots (0: a receive queue; `data_plane.receive_ring`).
+    /// Sockets already open keep what they have: reopening an input's set
+    /// while traffic flows would move flows between engines.
+    pub fn with_ring(frames: u32) -> Captures {
+        Captures {
+            by_if: BTreeMap::new(),
+            ring_frames: frames,
+        }
+    }
+
+    /// The ring slots new sockets get (0: none).
+    pub fn ring_frames(&self) -> u32 {
+        self.ring_frames
+    }
+
+    /// The rings of the open sockets: (sockets with one, the most slots
+    /// of one, bytes mapped by all).
+    pub fn ring_usage(&self) -> (usize, u32, u64) {
+        let mut usage = (0, 0, 0);
+        for sock in self.by_if.values().flatten() {
+            if let Some(ring) = &sock.ring {
+                let (slots, bytes) = ring.geometry();
+                usage.0 += 1;
+                usage.1 = usage.1.max(slots);
+                usage.2 += bytes as u64;
+            }
+        }
+        usage
+    }
+
     /// Makes the sockets match `wanted` (each input interface with the
     /// (group, port) pairs its filter passes) for `engines` engines.
     /// Returns the sets for the table, and the interfaces that failed.
@@ -46,7 +78,7 @@ impl Captures {
         });
         for (ifindex, link, pairs) in wanted {
             if !self.by_if.contains_key(ifindex) {
-                match open_set(*ifindex, *link, engines) {
+                match open_set(*ifindex, *link, engines, self.ring_frames) {
                     Ok(set) => {
                         self.by_if.insert(*ifindex, set);
                     }
@@ -68,8 +100,8 @@ impl Captures {
     }
 }
 
-fn open_set(ifindex: u32, link: LinkKind, engines: usize) -> io::Result<CaptureSet> {
+fn open_set(ifindex: u32, link: LinkKind, engines: usize, ring: u32) -> io::Result<CaptureSet> {
     (0..engines.max(1))
-        .map(|_| CaptureSocket::open_closed(ifindex, fanout_id(ifindex), link).map(Arc::new))
+        .map(|_| CaptureSocket::open_closed(ifindex, fanout_id(ifindex), link, ring).map(Arc::new))
         .collect()
 }

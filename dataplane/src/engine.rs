@@ -106,15 +106,18 @@ struct Payload {
     ttl: u8,
 }
 
-/// A frame a route takes: rule `idx`, the IP packet at `at..at + len` of
-/// its buffer, and whether its transport checksum is still the sender's
-/// offload seed (`TP_STATUS_CSUMNOTREADY`).
+/// One received frame being forwarded: its bytes (from the link header,
+/// or the network header on an L3 link), what the kernel said of it, and
+/// what holds it: receive buffer `bid`, or a ring slot ([`RING_BID`]).
 #[derive(Clone, Copy)]
-struct RoutedMatch {
-    idx: usize,
-    at: usize,
+struct Received {
+    ptr: *mut u8,
     len: usize,
+    meta: Meta,
+    /// The transport checksum is still the sender's offload seed
+    /// (`TP_STATUS_CSUMNOTREADY`).
     csum_not_ready: bool,
+    bid: u16,
 }
 
 /// What a multishot `RecvMsg` puts before each frame in its buffer: the
@@ -580,46 +583,33 @@ impl Engine {
         }
         let Some(bid) = bid else { return 0 };
         self.frames += 1;
-        let sends = self.forward(ifindex, link, bid, res as usize);
+        let sends = match self.received(bid, res as usize) {
+            Some(rx) => self.forward(ifindex, link, rx),
+            None => {
+                self.drops.count(Reject::Truncated);
+                0
+            }
+        };
         if sends == 0 {
             self.bufs.recycle(bid);
         }
         sends
     }
 
-    /// Matches one frame and queues a send per output. Returns the number
-    /// of sends queued (the buffer's pending count).
-    fn forward(&mut self, ifindex: u32, link: LinkKind, bid: u16, len: usize) -> usize {
-        let m = self.classify(ifindex, bid, len, link);
-        self.forward_match(m, ifindex, link, bid, len)
-    }
-
-    /// Forwards a frame read from a receive ring (`bytes` in the ring slot).
-    fn forward_ring_frame(
-        &mut self,
-        ifindex: u32,
-        link: LinkKind,
-        bytes: &[u8],
-        meta: Meta,
-    ) -> usize {
-        let m = self.classify_bytes(ifindex, bytes, meta, link);
-        self.forward_match(m, ifindex, link, RING_BID, bytes.len())
-    }
-
-    fn forward_match(
-        &mut self,
-        m: Result<(usize, Payload), Reject>,
-        ifindex: u32,
-        link: LinkKind,
-        bid: u16,
-        len: usize,
-    ) -> usize {
-        let (rule_idx, payload) = match m {
+    /// Matches one received frame and queues a send per output (relay
+    /// rule) or per oif (route). Returns the number of sends queued: the
+    /// frame's holder (buffer or ring slot) is busy until they complete.
+    fn forward(&mut self, ifindex: u32, link: LinkKind, rx: Received) -> usize {
+        // SAFETY: the frame's bytes are the engine's until it recycles the
+        // buffer or releases the ring slot, which it does only after the
+        // sends queued here have read them; nothing else aliases them.
+        let bytes = unsafe { std::slice::from_raw_parts(rx.ptr, rx.len) };
+        let (rule_idx, payload) = match self.classify(ifindex, bytes, rx.meta, link) {
             Ok(m) => m,
             Err(reason) => {
-                if self.has_routes && bid != RING_BID {
-                    match self.classify_routed(ifindex, bid, len, link) {
-                        Ok(Some(m)) => return self.forward_routed(m, bid),
+                if self.has_routes {
+                    match self.classify_routed(ifindex, bytes, rx.meta, link) {
+                        Ok(Some((idx, at, len))) => return self.forward_routed(idx, rx, at, len),
                         Ok(None) => {}
                         Err(r) => {
                             self.drops.count(r);
@@ -644,40 +634,43 @@ impl Engine {
                 continue;
             };
             let flags = entry.get_user_data();
-            let entry = entry.user_data(flags | send_data(tag, rule_idx, pos, bid));
-            if bid != RING_BID {
-                self.pending[usize::from(bid)] += 1;
-            }
+            let entry = entry.user_data(flags | send_data(tag, rule_idx, pos, rx.bid));
+            self.hold(rx.bid);
             queued += 1;
             self.push(entry);
         }
         queued
     }
 
-    /// Forwards a packet a route matched (rule `idx`, the IP packet at
-    /// `at..at + len` of buffer `bid`): TTL minus one with the header
-    /// checksum updated in place (RFC 1624), then one Ethernet frame per
-    /// oif on its `AF_PACKET` socket, all reading the same bytes. Never at
-    /// TTL <= 1 (`ttl_expired`); a packet past an oif's MTU is not sent
-    /// there (no fragmentation: counted as that output's error).
-    fn forward_routed(&mut self, m: RoutedMatch, bid: u16) -> usize {
-        let RoutedMatch {
-            idx,
-            at,
-            len,
-            csum_not_ready,
-        } = m;
-        let buf = self.bufs.buffer_mut(bid, at + len);
-        let Some(packet) = buf.get_mut(at..at + len) else {
+    /// One more send reads buffer `bid` (nothing to count for a ring slot:
+    /// those are released once the submission queue is empty).
+    fn hold(&mut self, bid: u16) {
+        if bid != RING_BID {
+            self.pending[usize::from(bid)] += 1;
+        }
+    }
+
+    /// Forwards a packet route `idx` matched, the IP packet at `at..at +
+    /// len` of the frame: TTL minus one with the header checksum updated
+    /// in place (RFC 1624), then one Ethernet frame per oif on its
+    /// `AF_PACKET` socket, all reading the same bytes. Never at TTL <= 1
+    /// (`ttl_expired`); a packet past an oif's MTU is not sent there (no
+    /// fragmentation: counted as that output's error).
+    fn forward_routed(&mut self, idx: usize, rx: Received, at: usize, len: usize) -> usize {
+        if at + len > rx.len {
             self.drops.truncated += 1;
             return 0;
-        };
+        }
+        // SAFETY: within the frame (checked above), which is the engine's
+        // and not otherwise borrowed here (see `forward`); the routed path
+        // writes the TTL in place before any send reads it.
+        let packet = unsafe { std::slice::from_raw_parts_mut(rx.ptr.add(at), len) };
         if !input::decrement_ttl(packet) {
             // TTL <= 1 (the header is at least 20 bytes: checked).
             self.drops.ttl_expired += 1;
             return 0;
         }
-        if csum_not_ready {
+        if rx.csum_not_ready {
             // The engines' sends get no offload: without this the copies
             // leave with the sender's seed and every receiver drops them.
             input::complete_l4_checksum(packet);
@@ -710,8 +703,8 @@ impl Engine {
             let entry = opcode::SendMsg::new(types::Fd(route.fd), msg)
                 .flags(libc::MSG_DONTWAIT as u32)
                 .build()
-                .user_data(PACKET | send_data(tag, idx, pos, bid));
-            self.pending[usize::from(bid)] += 1;
+                .user_data(PACKET | send_data(tag, idx, pos, rx.bid));
+            self.hold(rx.bid);
             queued += 1;
             self.push(entry);
         }
@@ -719,33 +712,16 @@ impl Engine {
     }
 
     /// A route's match for a frame no relay rule took: `Ok(Some((rule,
-    /// offset of the IP packet in the buffer, its length)))`,
-    /// `Ok(None)` when no route takes it (the relay's reason stands), or
-    /// why a frame a route would take is dropped.
+    /// offset of the IP packet in the frame, its length)))`, `Ok(None)`
+    /// when no route takes it (the relay's reason stands), or why a frame a
+    /// route would take is dropped.
     fn classify_routed(
         &self,
         ifindex: u32,
-        bid: u16,
-        len: usize,
+        bytes: &[u8],
+        meta: Meta,
         link: LinkKind,
-    ) -> Result<Option<RoutedMatch>, Reject> {
-        let buf = self.bufs.buffer(bid, len);
-        let Ok(msg) = types::RecvMsgOut::parse(buf, &self.recv_msg) else {
-            return Ok(None);
-        };
-        let bytes = msg.payload_data();
-        let aux = auxdata(msg.control_data());
-        let meta = Meta {
-            wire_len: if msg.is_payload_truncated() {
-                self.params.buf_size + 1
-            } else {
-                bytes.len()
-            },
-            vlan_tci: aux
-                .filter(|a| a.tp_status & TP_STATUS_VLAN_VALID != 0)
-                .map(|a| a.tp_vlan_tci),
-            pkt_type: msg.name_data().get(10).copied().unwrap_or(0),
-        };
+    ) -> Result<Option<(usize, usize, usize)>, Reject> {
         let Ok(r) = input::check_routed(bytes, link, meta, |m| self.table.is_local_mac(m)) else {
             return Ok(None);
         };
@@ -755,13 +731,8 @@ impl Engine {
         else {
             return Ok(None);
         };
-        let at = r.packet.as_ptr() as usize - buf.as_ptr() as usize;
-        Ok(Some(RoutedMatch {
-            idx,
-            at,
-            len: r.packet.len(),
-            csum_not_ready: aux.is_some_and(|a| a.tp_status & TP_STATUS_CSUMNOTREADY != 0),
-        }))
+        let at = r.packet.as_ptr() as usize - bytes.as_ptr() as usize;
+        Ok(Some((idx, at, r.packet.len())))
     }
 
     /// The send of one payload to output `pos` of a rule (user data: only
@@ -861,20 +832,13 @@ impl Engine {
         }
     }
 
-    /// Judges one received frame by the shared definition of valid input
-    /// ([`crate::input::check`]) and finds its rule: the rule's index and
-    /// the payload in the receive buffer, or why it is dropped.
-    fn classify(
-        &self,
-        ifindex: u32,
-        bid: u16,
-        len: usize,
-        link: LinkKind,
-    ) -> Result<(usize, Payload), Reject> {
-        let buf = self.bufs.buffer(bid, len);
-        let Ok(msg) = types::RecvMsgOut::parse(buf, &self.recv_msg) else {
-            return Err(Reject::Truncated);
-        };
+    /// The frame a multishot receive put in buffer `bid` (`len` bytes with
+    /// the receive header), with what the kernel said of it; None when the
+    /// header does not parse.
+    fn received(&mut self, bid: u16, len: usize) -> Option<Received> {
+        let buf = self.bufs.buffer_mut(bid, len);
+        let base = buf.as_mut_ptr();
+        let msg = types::RecvMsgOut::parse(buf, &self.recv_msg).ok()?;
         let bytes = msg.payload_data();
         let mut meta = Meta {
             wire_len: (msg.incoming_payload_len() as usize).max(bytes.len()),
@@ -884,16 +848,29 @@ impl Engine {
         if msg.is_payload_truncated() {
             meta.wire_len = meta.wire_len.max(self.params.buf_size + 1);
         }
+        let mut csum_not_ready = false;
         if let Some(aux) = auxdata(msg.control_data()) {
             meta.wire_len = meta.wire_len.max(aux.tp_len as usize);
             if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
                 meta.vlan_tci = Some(aux.tp_vlan_tci);
             }
+            csum_not_ready = aux.tp_status & TP_STATUS_CSUMNOTREADY != 0;
         }
-        self.classify_bytes(ifindex, bytes, meta, link)
+        let at = bytes.as_ptr() as usize - base as usize;
+        Some(Received {
+            // SAFETY: `at` is where the frame starts within the buffer.
+            ptr: unsafe { base.add(at) },
+            len: bytes.len(),
+            meta,
+            csum_not_ready,
+            bid,
+        })
     }
 
-    fn classify_bytes(
+    /// Judges one received frame by the shared definition of valid input
+    /// ([`crate::input::check`]) and finds its rule: the rule's index and
+    /// the payload within `bytes`, or why it is dropped.
+    fn classify(
         &self,
         ifindex: u32,
         bytes: &[u8],
@@ -979,13 +956,19 @@ impl Engine {
                 frames += 1;
                 self.frames += 1;
                 let bytes = ring.bytes(&f);
-                let meta = Meta {
-                    wire_len: f.wire_len.max(bytes.len()),
-                    vlan_tci: (f.status & crate::rxring::TP_STATUS_VLAN_VALID != 0)
-                        .then_some(f.vlan_tci),
-                    pkt_type: f.pkt_type,
+                let rx = Received {
+                    ptr: bytes.as_mut_ptr(),
+                    len: bytes.len(),
+                    meta: Meta {
+                        wire_len: f.wire_len.max(bytes.len()),
+                        vlan_tci: (f.status & crate::rxring::TP_STATUS_VLAN_VALID != 0)
+                            .then_some(f.vlan_tci),
+                        pkt_type: f.pkt_type,
+                    },
+                    csum_not_ready: f.status & crate::rxring::TP_STATUS_CSUMNOTREADY != 0,
+                    bid: RING_BID,
                 };
-                sends += self.forward_ring_frame(sock.ifindex, sock.link, bytes, meta);
+                sends += self.forward(sock.ifindex, sock.link, rx);
                 if let Some(Some(i)) = self.inputs.get_mut(slot) {
                     i.release.push(f.slot);
                 }
@@ -1026,17 +1009,23 @@ impl Engine {
             if input.armed || input.closing {
                 continue;
             }
-            input.armed = true;
-            if input.sock.ring.is_some() {
-                // The ring is read directly; the poll only wakes the engine.
+            if let Some(ring) = &input.sock.ring {
+                // The ring is read directly; a one-shot poll wakes the
+                // engine when it would otherwise sleep on an empty ring.
+                // While frames wait the engine does not sleep, and a poll
+                // per pass would only cost a completion each.
+                if ring.ready() {
+                    continue;
+                }
+                input.armed = true;
                 let entry =
                     opcode::PollAdd::new(types::Fd(input.sock.raw_fd()), libc::POLLIN as u32)
-                        .multi(true)
                         .build()
                         .user_data(slot as u64);
                 self.push(entry);
                 continue;
             }
+            input.armed = true;
             // MSG_TRUNC: a frame past the buffer reports its real length.
             let entry = opcode::RecvMsgMulti::new(
                 types::Fd(input.sock.raw_fd()),

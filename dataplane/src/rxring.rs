@@ -65,12 +65,55 @@ pub struct Frame {
     pub pkt_type: u8,
 }
 
+/// Bytes of one ring block: whole slots are packed into blocks of this
+/// size (the kernel allocates the ring block by block, physically
+/// contiguous, so not larger), and what a block cannot fit is unused: under
+/// 2% for slots of standard or jumbo MTU.
+const BLOCK_SIZE: usize = 64 << 10;
+
+/// Where the frame starts in a `SOCK_RAW` slot: the kernel aligns the
+/// network header to 16 bytes after the 52-byte `TPACKET_V2` header and
+/// `sockaddr_ll` (plus at least 16 bytes), so the 14-byte link header
+/// begins at 80 - 14.
+const RAW_MAC_OFFSET: usize = 66;
+
+/// The slot size that takes a frame of an `mtu`-byte IP packet whole:
+/// the header area, an Ethernet header with one VLAN tag, the packet,
+/// rounded up to the 16-byte alignment the kernel requires.
+pub fn slot_size_for_mtu(mtu: u32) -> usize {
+    (RAW_MAC_OFFSET + 18 + mtu as usize).next_multiple_of(16)
+}
+
+/// A ring's layout for at least `frames` slots of `mtu`-byte packets:
+/// (slot size, block size, slots per block, blocks), all in bytes or
+/// counts as the kernel's `tpacket_req` wants them.
+fn layout(frames: u32, mtu: u32) -> (usize, usize, usize, usize) {
+    let frame_size = slot_size_for_mtu(mtu);
+    let block = BLOCK_SIZE.max(frame_size).next_multiple_of(4096);
+    let per_block = block / frame_size;
+    (
+        frame_size,
+        block,
+        per_block,
+        (frames as usize).div_ceil(per_block),
+    )
+}
+
+/// The memory a ring of `frames` slots for `mtu` takes, in bytes: what
+/// [`RxRing::setup`] allocates in the kernel and maps into the engine.
+pub fn ring_bytes(frames: u32, mtu: u32) -> usize {
+    let (_, block, _, blocks) = layout(frames, mtu);
+    block * blocks
+}
+
 /// The mapped ring of one capture socket; unmapped on drop (the socket
 /// must outlive it, or at least not be reused, while it is mapped).
 pub struct RxRing {
     map: NonNull<u8>,
     len: usize,
     frame_size: usize,
+    block_size: usize,
+    per_block: u32,
     frame_nr: u32,
     /// The next slot the kernel fills in order, where the engine reads
     /// (only the one engine that owns the socket reads the ring).
@@ -84,20 +127,18 @@ unsafe impl Send for RxRing {}
 unsafe impl Sync for RxRing {}
 
 impl RxRing {
-    /// Sets up a ring of `frame_nr` slots of `frame_size` bytes (a power
-    /// of two from 256 bytes) on `fd`, which must not be bound yet, and
-    /// maps it. Errors: the kernel's (no `TPACKET_V2`, no memory).
-    pub fn setup(fd: RawFd, frame_size: usize, frame_nr: u32) -> io::Result<RxRing> {
-        if !frame_size.is_power_of_two() || frame_size < 256 || frame_nr == 0 {
+    /// Sets up a ring of at least `frame_nr` slots, each taking a frame of
+    /// an `mtu`-byte packet whole ([`slot_size_for_mtu`]), on `fd`, which
+    /// must not be bound yet, and maps it. Errors: the kernel's (no
+    /// `TPACKET_V2`, no memory), or `InvalidInput` for 0 slots.
+    pub fn setup(fd: RawFd, mtu: u32, frame_nr: u32) -> io::Result<RxRing> {
+        if frame_nr == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "ring slot size",
+                "a receive ring needs at least one slot",
             ));
         }
-        // Blocks of whole slots, at least a page: slot i is at i * frame_size.
-        let block = frame_size.max(4096);
-        let per_block = block / frame_size;
-        let block_nr = (frame_nr as usize).div_ceil(per_block);
+        let (frame_size, block, per_block, block_nr) = layout(frame_nr, mtu);
         let frame_nr = (block_nr * per_block) as u32;
         crate::socket::setsockopt(fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)?;
         let req = TpacketReq {
@@ -128,14 +169,24 @@ impl RxRing {
             map,
             len,
             frame_size,
+            block_size: block,
+            per_block: per_block as u32,
             frame_nr,
             head: AtomicU32::new(0),
         })
     }
 
     fn slot_ptr(&self, slot: u32) -> *mut u8 {
-        // SAFETY: slot < frame_nr, and frame_nr * frame_size == len.
-        unsafe { self.map.as_ptr().add(slot as usize * self.frame_size) }
+        let at = (slot / self.per_block) as usize * self.block_size
+            + (slot % self.per_block) as usize * self.frame_size;
+        // SAFETY: slot < frame_nr = block count * per_block, so `at` plus a
+        // slot lies within the block count * block_size mapped bytes.
+        unsafe { self.map.as_ptr().add(at) }
+    }
+
+    /// Slots in the ring, and bytes mapped.
+    pub fn geometry(&self) -> (u32, usize) {
+        (self.frame_nr, self.len)
     }
 
     fn status(&self, slot: u32) -> &AtomicU32 {

@@ -147,6 +147,22 @@ pub fn ifreq_ioctl(name: &str, req: libc::c_ulong) -> io::Result<[u8; 24]> {
 // `ifreq_ioctl` reads the union as 24 bytes.
 const _: () = assert!(size_of::<libc::__c_anonymous_ifr_ifru>() == 24);
 
+/// The MTU a receive ring is sized for when the input's own cannot be read.
+const JUMBO_MTU: u32 = 9000;
+
+/// An interface's name from its index (`if_indextoname`).
+pub fn iface_name(ifindex: u32) -> io::Result<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname may write.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success the name is NUL-terminated within `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Ok(name.to_string_lossy().into_owned())
+}
+
 /// An interface's MTU (`SIOCGIFMTU`).
 pub fn iface_mtu(name: &str) -> io::Result<u32> {
     let d = ifreq_ioctl(name, libc::SIOCGIFMTU)?;
@@ -229,10 +245,15 @@ impl CaptureSocket {
     /// IPIP: `link` is [`LinkKind::Ip`](crate::input::LinkKind::Ip)) the
     /// socket is `SOCK_DGRAM`, so every frame starts at the network header
     /// whatever the device puts before it.
+    ///
+    /// `ring_frames` > 0 gives the socket a receive ring of that many
+    /// slots sized for the interface's MTU now (see [`crate::rxring`])
+    /// instead of a receive queue.
     pub fn open_closed(
         ifindex: u32,
         fanout_id: u16,
         link: crate::input::LinkKind,
+        ring_frames: u32,
     ) -> io::Result<Self> {
         // Protocol 0: no frame is queued before the filter is attached and
         // the socket is bound.
@@ -250,12 +271,13 @@ impl CaptureSocket {
         // this too, for kernels without the option).
         let _ = setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
         // The ring is set up before bind, so no frame lands in the queue.
-        let ring = match std::env::var("MCR_EXP_RING")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-        {
-            Some(slots) if slots > 0 => Some(crate::rxring::RxRing::setup(raw, 2048, slots)?),
-            _ => None,
+        let ring = if ring_frames > 0 {
+            let mtu = iface_name(ifindex)
+                .and_then(|n| iface_mtu(&n))
+                .unwrap_or(JUMBO_MTU);
+            Some(crate::rxring::RxRing::setup(raw, mtu, ring_frames)?)
+        } else {
+            None
         };
         if ring.is_none() {
             let got = set_buffer(raw, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, CAPTURE_RCVBUF);

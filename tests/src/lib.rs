@@ -674,6 +674,17 @@ pub fn engines_only(config: &str) -> String {
     format!("{{ data_plane: {{ kernel_fast_path: false }}, {body}")
 }
 
+/// `config` (a JSON5 object's text) forwarded by the engines only, each
+/// capture socket reading through a receive ring of `slots` slots
+/// (`data_plane.receive_ring`).
+pub fn engines_with_ring(config: &str, slots: u32) -> String {
+    let body = config
+        .trim_start()
+        .strip_prefix('{')
+        .expect("a config object");
+    format!("{{ data_plane: {{ kernel_fast_path: false, receive_ring: {slots} }}, {body}")
+}
+
 /// The config for one data path: `fast` = kernel fast path (the default).
 pub fn with_path(config: &str, fast: bool) -> String {
     if fast {

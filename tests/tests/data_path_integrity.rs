@@ -96,8 +96,10 @@ struct Outcome {
     output_packets: u64,
 }
 
-/// The malformed-frame corpus (3 of each kind) through one path.
-fn run_corpus(fast: bool) -> Outcome {
+/// The malformed-frame corpus (3 of each kind) through one path: the
+/// kernel fast path, or the engines reading a receive queue (`ring` 0) or
+/// a receive ring of `ring` slots.
+fn run_corpus(fast: bool, ring: u32) -> Outcome {
     let t = Topo::new(1);
     // Room on every link for the frame past the engines' 9,216-byte
     // limit (and the output as large as the input, so the rule stays
@@ -106,9 +108,33 @@ fn run_corpus(fast: bool) -> Outcome {
     set_mtu(&t.relay, &t.i(), "9600");
     set_mtu(&t.relay, &t.o(0), "9600");
     set_mtu(&t.sinks[0], &t.s(0), "9600");
-    let cfg = with_path(&t.one_rule("k"), fast);
+    let cfg = if ring > 0 {
+        engines_with_ring(&t.one_rule("k"), ring)
+    } else {
+        with_path(&t.one_rule("k"), fast)
+    };
     let mcrd = t.mcrd(&cfg);
     assert_on_path(&mcrd, fast, 1);
+    let status = mcrd.ctl_json(&["status"]);
+    if ring > 0 {
+        // One engine per CPU, each with its own socket and ring; slots
+        // for this 9,600-byte MTU (9,696 bytes each, 6 to a 64 KiB block).
+        let r = &status["receive_ring"];
+        let sockets = r["sockets"].as_u64().unwrap_or(0);
+        assert!(sockets >= 1, "{status:#}");
+        assert_eq!(
+            r["slots"].as_u64(),
+            Some(ring.next_multiple_of(6) as u64),
+            "{status:#}"
+        );
+        assert_eq!(
+            r["bytes"].as_u64(),
+            Some(sockets * (ring as u64).div_ceil(6) * 65536),
+            "{status:#}"
+        );
+    } else {
+        assert!(status.get("receive_ring").is_none(), "{status:#}");
+    }
     let sink = Sink::start(&t.sinks[0], &t.s(0), "239.2.2.2", 6000, 2.5);
     let mac = t.src.net_attr(&t.g(), "address");
     let out = t.src.exec(&[
@@ -184,10 +210,12 @@ fn check_outcome(o: &Outcome, path: &str) {
 /// reasons counted.
 #[test]
 fn malformed_corpus_is_judged_alike_on_both_paths() {
-    let fast = run_corpus(true);
+    let fast = run_corpus(true, 0);
     check_outcome(&fast, "fast path");
-    let engines = run_corpus(false);
+    let engines = run_corpus(false, 0);
     check_outcome(&engines, "engines");
+    let ring = run_corpus(false, 100);
+    check_outcome(&ring, "engines, receive ring");
     let hashes = |o: &Outcome| {
         let mut v: Vec<String> = o
             .received
@@ -198,6 +226,7 @@ fn malformed_corpus_is_judged_alike_on_both_paths() {
         v
     };
     assert_eq!(hashes(&fast), hashes(&engines));
+    assert_eq!(hashes(&ring), hashes(&engines));
     let strip = |d: &Value| {
         let mut d = d.clone();
         for k in ["capture_overflow", "no_buffer", "output_full"] {
@@ -206,6 +235,7 @@ fn malformed_corpus_is_judged_alike_on_both_paths() {
         d
     };
     assert_eq!(strip(&fast.drops), strip(&engines.drops));
+    assert_eq!(strip(&ring.drops), strip(&engines.drops));
 }
 
 /// Issue 14 item 1: frames tagged with a VLAN are not the parent

@@ -406,6 +406,18 @@ for seq in range(count):
 /// kernel's 32 vifs) get every datagram.
 #[test]
 fn routed_datagrams_from_an_offloading_sender_leave_with_valid_checksums() {
+    routed_from_an_offloading_sender(0);
+}
+
+/// The same through a receive ring (`data_plane.receive_ring`): routes
+/// read, decrement and send from the ring's slots, and the ring says which
+/// frames still carry the seed.
+#[test]
+fn routed_datagrams_read_from_a_receive_ring_leave_with_valid_checksums() {
+    routed_from_an_offloading_sender(256);
+}
+
+fn routed_from_an_offloading_sender(ring: u32) {
     const N: usize = 36;
     const COUNT: usize = 300;
     let tag = unique_tag();
@@ -437,7 +449,7 @@ fn routed_datagrams_from_an_offloading_sender_leave_with_valid_checksums() {
   igmp: {{ version: 3, query_interval: 20, query_response_interval: 2,
           robustness: 2, last_member_query_interval_ms: 200,
           proxy: {{ upstream: "ru", downstream: [{}] }} }},
-  data_plane: {{ kernel_fast_path: false }},
+  data_plane: {{ kernel_fast_path: false, receive_ring: {ring} }},
 }}"#,
         downstream.join(", ")
     );
@@ -470,6 +482,12 @@ fn routed_datagrams_from_an_offloading_sender_leave_with_valid_checksums() {
         route(&m),
         m.log_text()
     );
+    // What runs: the capture sockets of the route's input have rings.
+    let status = m.ctl_json(&["status"]);
+    match status["receive_ring"]["slots"].as_u64() {
+        Some(slots) => assert!(ring > 0 && slots >= u64::from(ring), "{status:#}"),
+        None => assert_eq!(ring, 0, "{status:#}"),
+    }
 
     let script = dir.file("send_udp.py", SEND_UDP);
     let out = up.exec(&[PY, script.to_str().unwrap(), &COUNT.to_string(), GROUP]);

@@ -74,6 +74,11 @@ pub struct Status {
     pub protocols: Protocols,
     /// The kernel fast path as it runs.
     pub kernel_fast_path: FastPathStatus,
+    /// The capture sockets reading through a receive ring
+    /// (`data_plane.receive_ring`) as they are open now; absent when none
+    /// does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_ring: Option<ReceiveRingStatus>,
     /// Input interfaces another mcrd in this network namespace relays too
     /// (each is logged): on the engines every datagram would go out twice,
     /// on the fast path this instance would see nothing.
@@ -96,6 +101,18 @@ pub struct Status {
     /// (no IGMP proxy, PIM off, no route).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mroute_socket: Option<crate::mroute::MrouteSocketStatus>,
+}
+
+/// The receive rings of the open capture sockets (one socket per engine and
+/// input interface).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiveRingStatus {
+    /// Capture sockets with a ring.
+    pub sockets: usize,
+    /// Slots per ring (the largest, if they differ).
+    pub slots: u32,
+    /// Bytes mapped by all of them together (kernel memory, resident).
+    pub bytes: u64,
 }
 
 /// Rule counts by state.

@@ -5,8 +5,9 @@ use super::{FastState, Supervisor};
 use crate::compile::{DesiredRule, Origin, RuleState};
 use crate::control::api::{
     self, Added, ConfigChecked, ConfigText, CoreEntry, Cores, EngineStatsEntry, FastPathStatus,
-    LogFilter, OutputStatsEntry, Pong, ProtocolState, Protocols, ReloadRecord, ReloadSummary,
-    Removed, RuleCounts, RuleEntry, RuleList, RuleStatsEntry, Saved, Subscribed, VersionInfo,
+    LogFilter, OutputStatsEntry, Pong, ProtocolState, Protocols, ReceiveRingStatus, ReloadRecord,
+    ReloadSummary, Removed, RuleCounts, RuleEntry, RuleList, RuleStatsEntry, Saved, Subscribed,
+    VersionInfo,
 };
 use crate::control::protocol::{EventCategory, EVENT_CATEGORIES};
 use crate::control::server::Pending;
@@ -304,6 +305,14 @@ impl Supervisor {
                 },
             },
             kernel_fast_path: self.fast_path_status(),
+            receive_ring: match self.captures.ring_usage() {
+                (0, _, _) => None,
+                (sockets, slots, bytes) => Some(ReceiveRingStatus {
+                    sockets,
+                    slots,
+                    bytes,
+                }),
+            },
             shared_inputs: self.shared_inputs(),
             control_clients: self.control.client_count(),
             events_dropped: self.control.events_dropped(),
@@ -895,6 +904,16 @@ impl Supervisor {
             add_note(
                 &mut summary.note,
                 "'cores' changed: takes effect at the next restart of mcrd".into(),
+            );
+        }
+        if new.data_plane.receive_ring != self.captures.ring_frames() {
+            add_note(
+                &mut summary.note,
+                format!(
+                    "'data_plane.receive_ring' changed ({} -> {}): takes effect at the next restart of mcrd",
+                    self.captures.ring_frames(),
+                    new.data_plane.receive_ring
+                ),
             );
         }
         // Nothing the table depends on changed (same rules in the same order,

@@ -286,6 +286,7 @@ impl Supervisor {
         let table = TableHandle::default();
         let engines = EngineSet::start(&cpus, table.clone(), EngineParams::default())?;
         tracing::info!(cpus = ?cpus, "data-plane engines started");
+        let captures = Captures::with_ring(config.data_plane.receive_ring);
         let mut sup = Supervisor {
             options,
             config,
@@ -296,7 +297,7 @@ impl Supervisor {
             table,
             engines,
             memberships: Memberships::default(),
-            captures: Captures::default(),
+            captures,
             monitor,
             control,
             started: Instant::now(),
