@@ -129,8 +129,13 @@ up() {
     # is set per scenario (see sinks).
     # veth only takes the NAPI path for frames from a sender without TSO
     # (veth_skb_is_eligible_for_gro), so TSO goes off on the sending ends.
+    # UDP segmentation off on the relay's outputs: a relay that sends a
+    # batch of datagrams as one UDP GSO frame (mcrd's engines with a
+    # receive ring) has it cut into one frame per datagram on the relay's
+    # side, as a NIC does, so each sink receives, and rx_packets counts,
+    # every datagram as its own frame.
     for ((k = 0; k < nout; k++)); do
-        ip netns exec "$p-rly" ethtool -K "$p-o$k" tso off >/dev/null
+        ip netns exec "$p-rly" ethtool -K "$p-o$k" tso off tx-udp-segmentation off >/dev/null
         ip netns exec "$p-snk" ethtool -K "$p-s$k" gro on >/dev/null
     done
     ip netns exec "$p-gen" ethtool -K "$p-g" tso off >/dev/null

@@ -247,13 +247,22 @@ fn render_raw(reply: &Reply) -> String {
                         e.cpu.to_string(),
                         e.frames.to_string(),
                         rate(e.pps),
+                        if e.batched_sends == 0 {
+                            "-".to_string()
+                        } else {
+                            format!(
+                                "{} sends, {:.1} each",
+                                e.batched_sends,
+                                e.batched_datagrams as f64 / e.batched_sends as f64
+                            )
+                        },
                         drops_line(&e.drops),
                     ]
                 })
                 .collect();
             out.push('\n');
             out.push_str(&table(
-                &["ENGINE", "CPU", "FRAMES", "PPS", "DROPS"],
+                &["ENGINE", "CPU", "FRAMES", "PPS", "BATCHED", "DROPS"],
                 &engines,
             ));
         }

@@ -1713,3 +1713,24 @@ fn msdp_filter_and_limit_checks() {
     )
     .is_err());
 }
+
+#[test]
+fn data_plane_receive_ring() {
+    assert_eq!(Config::default().data_plane.receive_ring, 0);
+    let c = parse_str("{ data_plane: { receive_ring: 4096 } }", "r").unwrap();
+    assert_eq!(c.data_plane.receive_ring, 4096);
+    assert!(c.data_plane.kernel_fast_path);
+    let back = parse_str(&c.to_json5(), "saved").unwrap();
+    assert_eq!(back, c);
+    for bad in ["1", "63", "65537"] {
+        let text = format!("{{\n  data_plane: {{\n    receive_ring: {bad},\n  }},\n}}\n");
+        expect_diag(
+            &text,
+            "data_plane.receive_ring",
+            3,
+            &["out of range", "64 to 65536"],
+        );
+    }
+    let text = "{\n  data_plane: { receive_ring: -1 },\n}\n";
+    assert!(!errs(text).is_empty());
+}

@@ -20,7 +20,7 @@ use crate::stats::{
     Drops, EngineStats, OutputStats, RuleStats, RuleStatsList, StatsHandle, PUBLISH_INTERVAL,
 };
 use crate::table::{DeltaStep, ForwardingTable, OutputSlot, TableHandle};
-use crate::tx::{PacketRoute, PacketTxSocket, TxArena};
+use crate::tx::{BatchArena, PacketRoute, PacketTxSocket, TxArena, MAX_SEGMENTS};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use rustc_hash::FxHashMap;
 use std::io;
@@ -48,6 +48,10 @@ pub struct EngineParams {
     /// Send multicast outputs as prebuilt frames on `AF_PACKET` (see
     /// [`crate::tx`]); `MCR_EGRESS=udp` in the environment turns it off.
     pub packet_tx: bool,
+    /// Send consecutive datagrams of one flow read from a receive ring to
+    /// one output as one UDP GSO frame (see [`crate::tx::Batch`]);
+    /// `MCR_BATCH=0` in the environment turns it off.
+    pub batch_sends: bool,
 }
 
 impl Default for EngineParams {
@@ -58,6 +62,7 @@ impl Default for EngineParams {
             sq_entries: 1024,
             idle_wait: Duration::from_secs(1),
             packet_tx: std::env::var("MCR_EGRESS").map_or(true, |v| v != "udp"),
+            batch_sends: std::env::var("MCR_BATCH").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -144,7 +149,49 @@ struct InputSlot {
 
 /// The "buffer id" of a frame read from a receive ring: not a buffer of the
 /// provided-buffer ring, nothing to recycle.
-const RING_BID: u16 = u16::MAX;
+const RING_BID: u16 = ring_holder(1);
+/// The bit that marks a send's "buffer id" as ring frames; the bits
+/// below count the datagrams the send carries (see [`ring_holder`]).
+const RING: u16 = 0x8000;
+
+/// The "buffer id" of a send of `segments` datagrams read from a ring
+/// (buffer ids are below 0x8000: at most 32,768 buffers).
+const fn ring_holder(segments: usize) -> u16 {
+    RING | segments as u16
+}
+
+/// Datagrams the send holding `bid` carries: a batched send from a ring
+/// carries several, any other one.
+fn segments_of(bid: u16) -> u64 {
+    if bid & RING != 0 {
+        u64::from(bid & !RING)
+    } else {
+        1
+    }
+}
+
+/// An output's batch being filled while the engine reads a ring (see
+/// [`crate::tx::Batch`]): what every datagram in it shares.
+#[derive(Clone, Copy)]
+struct OpenBatch {
+    /// Its storage in the batch arena.
+    at: usize,
+    rule_idx: usize,
+    pos: usize,
+    /// The output slot (index in `table.output_slots()`).
+    slot: usize,
+    src_port: u16,
+    ttl: u8,
+    seg_len: usize,
+    /// The first datagram's relayed checksum, for a batch of one (0 for
+    /// an offload seed, as when sent alone).
+    checksum: u16,
+    /// Datagrams it may take: [`MAX_SEGMENTS`], fewer for large ones.
+    limit: usize,
+}
+
+/// Batched sends open at once (each a few KiB of iovecs).
+const BATCH_ARENA: usize = 64;
 /// Frames taken from one ring per pass.
 const RING_BUDGET: usize = 256;
 
@@ -198,6 +245,11 @@ pub struct Engine {
     /// One transmit socket per output interface for those routes.
     packet_tx: FxHashMap<u32, PacketTxSocket>,
     arena: TxArena,
+    /// Batched sends of ring frames, and the ones being filled (their
+    /// index by output slot in `open_of_slot`, `u32::MAX` for none).
+    gso: BatchArena,
+    open_batches: Vec<OpenBatch>,
+    open_of_slot: Vec<u32>,
     /// The `msghdr` every multishot receive is armed with: only its name
     /// and control lengths matter (they lay out each buffer).
     recv_msg: Box<libc::msghdr>,
@@ -215,6 +267,9 @@ pub struct Engine {
     drops: Drops,
     frames: u64,
     batches: u64,
+    /// Batched sends of two or more datagrams made, and their datagrams.
+    batched_sends: u64,
+    batched_datagrams: u64,
     index: usize,
     cpu: usize,
     handle: TableHandle,
@@ -294,6 +349,9 @@ impl Engine {
             routes: Vec::new(),
             packet_tx: FxHashMap::default(),
             arena: TxArena::new(params.sq_entries as usize),
+            gso: BatchArena::new(BATCH_ARENA),
+            open_batches: Vec::new(),
+            open_of_slot: Vec::new(),
             recv_msg,
             table: Arc::new(ForwardingTable::empty()),
             counters: Vec::new(),
@@ -304,6 +362,8 @@ impl Engine {
             drops: Drops::default(),
             frames: 0,
             batches: 0,
+            batched_sends: 0,
+            batched_datagrams: 0,
             index,
             cpu,
             handle,
@@ -426,6 +486,9 @@ impl Engine {
     fn after_submit(&mut self) {
         if self.ring.submission().is_empty() {
             self.arena.reset();
+            if self.open_batches.is_empty() {
+                self.gso.reset();
+            }
         }
     }
 
@@ -629,7 +692,12 @@ impl Engine {
         let tag = self.table.generation();
         let outputs = self.table.rules()[rule_idx].outputs.len();
         let mut queued = 0;
+        let batch = rx.bid & RING != 0 && self.params.batch_sends;
         for pos in 0..outputs {
+            if batch && self.batch_output(rule_idx, pos, &payload) {
+                queued += 1;
+                continue;
+            }
             let Some(entry) = self.output_entry(rule_idx, pos, payload) else {
                 continue;
             };
@@ -645,9 +713,119 @@ impl Engine {
     /// One more send reads buffer `bid` (nothing to count for a ring slot:
     /// those are released once the submission queue is empty).
     fn hold(&mut self, bid: u16) {
-        if bid != RING_BID {
+        if bid & RING == 0 {
             self.pending[usize::from(bid)] += 1;
         }
+    }
+
+    /// Adds a ring frame's datagram for output `pos` of a rule to that
+    /// output's open batch, or opens one. False when it must be sent on its
+    /// own (no batching route, no room, a datagram without a checksum,
+    /// TTL expiring): then any open batch of the output is sent first, so
+    /// the output's datagrams leave in the order they came.
+    fn batch_output(&mut self, rule_idx: usize, pos: usize, p: &Payload) -> bool {
+        let slot = self.table.rules()[rule_idx].outputs[pos].slot as usize;
+        let Some(Some(route)) = self.routes.get(slot).copied() else {
+            return false;
+        };
+        let decrement = self.table.output_slots()[slot].ttl_decrement;
+        // A datagram sent without a checksum keeps none, so never goes in a
+        // batch (whose datagrams all get one). One whose sender left the
+        // checksum to offload does: the batch's is computed for it.
+        if !route.vnet
+            || p.len == 0
+            || !route.fits(p.len)
+            || (decrement && p.ttl <= 1)
+            || matches!(p.checksum, UdpChecksum::None)
+        {
+            self.flush_slot(slot);
+            return false;
+        }
+        let to = Endpoints {
+            src: route.src,
+            dst: *route.dest.ip(),
+            src_port: p.from.src_port,
+            dst_port: route.dest.port(),
+        };
+        let checksum = input::relayed_checksum(p.checksum, p.from, to);
+        let ttl = if decrement { p.ttl - 1 } else { route.ttl };
+        if let Some(&i) = self.open_of_slot.get(slot).filter(|i| **i != u32::MAX) {
+            let b = self.open_batches[i as usize];
+            if b.rule_idx == rule_idx
+                && b.pos == pos
+                && b.src_port == p.from.src_port
+                && b.ttl == ttl
+                && b.seg_len == p.len
+                && self.gso.len(b.at) < b.limit
+            {
+                self.gso.push(b.at, p.ptr, p.len);
+                return true;
+            }
+            self.flush_slot(slot);
+        }
+        if self.gso.is_full() || slot >= self.open_of_slot.len() {
+            return false;
+        }
+        let at = self.gso.open();
+        self.gso.push(at, p.ptr, p.len);
+        self.open_of_slot[slot] = self.open_batches.len() as u32;
+        self.open_batches.push(OpenBatch {
+            at,
+            rule_idx,
+            pos,
+            slot,
+            src_port: p.from.src_port,
+            ttl,
+            seg_len: p.len,
+            checksum,
+            // 64 KiB of IP packet at most.
+            limit: MAX_SEGMENTS.min((65_535 - 28) / p.len),
+        });
+        true
+    }
+
+    /// Sends output `slot`'s open batch, if it has one.
+    fn flush_slot(&mut self, slot: usize) {
+        let Some(&i) = self.open_of_slot.get(slot) else {
+            return;
+        };
+        if i == u32::MAX {
+            return;
+        }
+        self.open_of_slot[slot] = u32::MAX;
+        let b = self.open_batches.swap_remove(i as usize);
+        if let Some(moved) = self.open_batches.get(i as usize) {
+            self.open_of_slot[moved.slot] = i;
+        }
+        self.send_batch(b);
+    }
+
+    /// Sends every open batch (each pass over the rings ends with this).
+    fn flush_batches(&mut self) {
+        while let Some(b) = self.open_batches.pop() {
+            self.open_of_slot[b.slot] = u32::MAX;
+            self.send_batch(b);
+        }
+    }
+
+    fn send_batch(&mut self, b: OpenBatch) {
+        let Some(Some(route)) = self.routes.get(b.slot).copied() else {
+            return;
+        };
+        let n = self.gso.len(b.at);
+        if n > 1 {
+            self.batched_sends += 1;
+            self.batched_datagrams += n as u64;
+        }
+        let msg = self
+            .gso
+            .seal(b.at, &route, b.src_port, b.ttl, b.seg_len, b.checksum);
+        let tag = self.table.generation();
+        let entry = opcode::SendMsg::new(types::Fd(route.fd), msg)
+            .flags(libc::MSG_DONTWAIT as u32)
+            .build()
+            .user_data(PACKET | send_data(tag, b.rule_idx, b.pos, ring_holder(n)));
+        self.push(entry);
     }
 
     /// Forwards a packet route `idx` matched, the IP packet at `at..at +
@@ -897,39 +1075,51 @@ impl Engine {
     fn on_send_done(&mut self, data: u64, res: i32) {
         self.sends_done += 1;
         let (tag, rule, out, bid) = send_fields(data);
+        let segments = segments_of(bid);
         if let (Some(rule), Some(out), true) =
             (rule, out, tag == self.table.generation() & TAG_MASK)
         {
             self.mark(rule);
+            // What the send put before the payload: the vnet header, and
+            // Ethernet (routed) or all headers (relayed) on the packet path.
+            let headers = if data & PACKET != 0 {
+                let slot = self.table.rules()[rule]
+                    .outputs
+                    .get(out)
+                    .map(|o| o.slot as usize);
+                let prefix = slot
+                    .and_then(|s| self.routes.get(s).copied().flatten())
+                    .map_or(0, |r| r.prefix_len());
+                prefix
+                    + if self.table.is_route(rule) {
+                        mcr_wire::ethernet::HEADER_LEN
+                    } else {
+                        crate::tx::HEADER_LEN
+                    }
+            } else {
+                0
+            };
             if let Some(c) = self
                 .counters
                 .get_mut(rule)
                 .and_then(|r| r.outputs.get_mut(out))
             {
                 if res >= 0 {
-                    c.packets += 1;
-                    let headers = if data & PACKET != 0 && self.table.is_route(rule) {
-                        // A routed packet: Ethernet header only.
-                        mcr_wire::ethernet::HEADER_LEN as u64
-                    } else if data & PACKET != 0 {
-                        crate::tx::HEADER_LEN as u64
-                    } else {
-                        0
-                    };
-                    c.bytes += (res as u64).saturating_sub(headers);
+                    c.packets += segments;
+                    c.bytes += (res as u64).saturating_sub(headers as u64);
                 } else if res == -libc::EAGAIN || res == -libc::ENOBUFS {
-                    c.full += 1;
+                    c.full += segments;
                 } else {
-                    c.errors += 1;
+                    c.errors += segments;
                 }
             }
         }
         if res == -libc::EAGAIN || res == -libc::ENOBUFS {
-            self.drops.output_full += 1;
+            self.drops.output_full += segments;
         } else if res < 0 {
-            self.drops.output_error += 1;
+            self.drops.output_error += segments;
         }
-        if bid == RING_BID {
+        if bid & RING != 0 {
             return;
         }
         let p = &mut self.pending[usize::from(bid)];
@@ -974,6 +1164,7 @@ impl Engine {
                 }
             }
         }
+        self.flush_batches();
         (frames, sends)
     }
 
@@ -1174,9 +1365,10 @@ impl Engine {
                     return None;
                 }
                 let sock = self.packet_tx.get(&slot.ifindex)?;
-                Some(PacketRoute::new(sock.raw_fd(), link, slot.dest, slot.ttl))
+                Some(PacketRoute::new(sock, link, slot.dest, slot.ttl))
             })
             .collect();
+        self.open_of_slot = vec![u32::MAX; self.routes.len()];
         self.outputs = next
             .output_slots()
             .iter()
@@ -1391,6 +1583,8 @@ impl Engine {
             generation: self.table.generation(),
             frames: self.frames,
             batches: self.batches,
+            batched_sends: self.batched_sends,
+            batched_datagrams: self.batched_datagrams,
             drops: self.drops,
             rules,
         });

@@ -152,6 +152,10 @@ pub struct EngineStats {
     /// Frames received from the capture sockets.
     pub frames: u64,
     pub batches: u64,
+    /// UDP GSO sends of two or more datagrams (receive ring only), and the
+    /// datagrams they carried.
+    pub batched_sends: u64,
+    pub batched_datagrams: u64,
     pub drops: Drops,
     pub rules: RuleStatsList,
 }

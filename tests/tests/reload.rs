@@ -363,6 +363,39 @@ fn config_show_keeps_the_running_cores_after_a_reload() {
     assert!(list.contains('0') && !list.contains('1'), "{list}");
 }
 
+/// `data_plane.receive_ring` is taken at start too: a reload that changes
+/// it says so, forwarding goes on through the sockets as they are, and
+/// `status` and `config show` give what runs.
+#[test]
+fn a_reload_leaves_the_receive_ring_for_the_next_restart() {
+    let t = Topo::new(1);
+    let rule = t.one_rule("ring");
+    let mcrd = t.mcrd(&engines_with_ring(&rule, 128));
+    let ring = |m: &Mcrd| m.ctl_json(&["status"])["receive_ring"].clone();
+    let before = ring(&mcrd);
+    // Whole 64 KiB blocks of 1,584-byte slots (MTU 1,500): 41 a block.
+    assert_eq!(before["slots"], 164, "{before}");
+    std::fs::write(t.dir.path("mcrd.json5"), engines_with_ring(&rule, 4096)).unwrap();
+    let r = mcrd.ctl_json(&["reload"]);
+    let note = r["note"].as_str().unwrap_or("");
+    assert!(
+        note.contains("receive_ring")
+            && note.contains("128 -> 4096")
+            && note.contains("next restart"),
+        "{r}"
+    );
+    assert_eq!(ring(&mcrd), before);
+    let shown = mcrd.ctl_json(&["config", "show"])["json5"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(shown.contains("receive_ring: 128"), "{shown}");
+    // Still forwarding, through the ring.
+    let l = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "1.5"]);
+    t.send("239.1.1.1", 5000, &["--rate", "2000", "--count", "1000"]);
+    assert_exact(&l.finish(), 1000);
+}
+
 #[test]
 fn fifty_reloads_in_a_second_under_traffic() {
     let t = Topo::new(4);

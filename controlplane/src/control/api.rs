@@ -291,6 +291,12 @@ pub struct EngineStatsEntry {
     pub frames: u64,
     /// Frames per second.
     pub pps: f64,
+    /// Sends that carried two or more datagrams as one UDP GSO frame
+    /// (`data_plane.receive_ring` only), and the datagrams in them.
+    #[serde(default)]
+    pub batched_sends: u64,
+    #[serde(default)]
+    pub batched_datagrams: u64,
     /// Its drops by reason.
     pub drops: Drops,
 }

@@ -254,6 +254,8 @@ impl Supervisor {
         // `cores` takes effect only at start: a reload that changed it left
         // the engines where they were, and that is what runs.
         c.cores = self.started_cores.clone();
+        // Likewise the receive ring of the capture sockets.
+        c.data_plane.receive_ring = self.captures.ring_frames();
         c
     }
 
@@ -601,6 +603,8 @@ impl Supervisor {
                 cpu: e.cpu,
                 frames: e.frames,
                 pps: self.rates.engine_pps(e.engine, e.frames),
+                batched_sends: e.batched_sends,
+                batched_datagrams: e.batched_datagrams,
                 drops: e.drops,
             })
             .collect();
