@@ -349,7 +349,8 @@ impl Engine {
             routes: Vec::new(),
             packet_tx: FxHashMap::default(),
             arena: TxArena::new(params.sq_entries as usize),
-            gso: BatchArena::new(BATCH_ARENA),
+            // Made at the first input with a ring (see `install`).
+            gso: BatchArena::new(0),
             open_batches: Vec::new(),
             open_of_slot: Vec::new(),
             recv_msg,
@@ -1234,6 +1235,14 @@ impl Engine {
     /// and carries each rule's counters over by id.
     fn install(&mut self, next: Arc<ForwardingTable>) {
         self.release_ring_slots();
+        debug_assert!(self.open_batches.is_empty(), "batches are sent every pass");
+        let rings = next
+            .captures()
+            .iter()
+            .any(|(_, set)| set.get(self.index).is_some_and(|s| s.ring.is_some()));
+        if rings && self.gso.capacity() == 0 {
+            self.gso = BatchArena::new(BATCH_ARENA);
+        }
         // Capture sockets: this engine's socket of each input interface.
         let wanted: Vec<(u32, Arc<CaptureSocket>)> = next
             .captures()

@@ -369,8 +369,9 @@ pub struct BatchArena {
 }
 
 impl BatchArena {
+    /// Room for `capacity` batches (about 1.2 KiB each; 0 for none).
     pub fn new(capacity: usize) -> BatchArena {
-        let batches = (0..capacity.max(1))
+        let batches = (0..capacity)
             .map(|_| Batch {
                 hdr: [0; VNET_HDR_LEN + HEADER_LEN],
                 iov: [libc::iovec {
@@ -387,6 +388,11 @@ impl BatchArena {
 
     pub fn is_full(&self) -> bool {
         self.next == self.batches.len()
+    }
+
+    /// How many batches it holds.
+    pub fn capacity(&self) -> usize {
+        self.batches.len()
     }
 
     /// Every batch is free again (the submission queue is empty and no
