@@ -5,6 +5,7 @@
 #   PROFILE=release perf/instances.sh       (default: debug)
 #   MCRD=path/to/mcrd MCRCTL=path/to/mcrctl perf/instances.sh
 #   RULES=3 FAST_PATH=false IDLE_SECS=30 perf/instances.sh 50
+#   RING=1024 perf/instances.sh 50          data_plane.receive_ring (slots)
 #   SMAPS=1 perf/instances.sh 1             also prints the largest mappings
 # Each namespace gets a veth pair (both ends inside it, addressed, MTU 1500)
 # and an mcrd with RULES rules (default 3) from one end to the other. Prints:
@@ -20,6 +21,7 @@ cd "$(dirname "$0")/.."
 n=${1:-50}
 rules=${RULES:-3}
 fast=${FAST_PATH:-default}
+ring=${RING:-0}
 idle=${IDLE_SECS:-30}
 profile=${PROFILE:-debug}
 dir_of_bins=target/$profile
@@ -45,10 +47,13 @@ config() { # I
     for k in $(seq 1 "$rules"); do
         out="$out{ name: \"r$k\", input: { interface: \"in\", group: \"239.1.$((i % 250)).$k\", port: 5000 }, outputs: [ { interface: \"out\", group: \"239.2.$((i % 250)).$k\", port: 6000 } ] },"
     done
-    if [ "$fast" = default ]; then
+    local dp=""
+    [ "$fast" = default ] || dp="kernel_fast_path: $fast, "
+    [ "$ring" = 0 ] || dp="${dp}receive_ring: $ring, "
+    if [ -z "$dp" ]; then
         echo "{ rules: [ $out ] }"
     else
-        echo "{ data_plane: { kernel_fast_path: $fast }, rules: [ $out ] }"
+        echo "{ data_plane: { $dp}, rules: [ $out ] }"
     fi
 }
 
