@@ -733,7 +733,7 @@ impl Engine {
         // A datagram sent without a checksum keeps none, so never goes in a
         // batch (whose datagrams all get one). One whose sender left the
         // checksum to offload does: the batch's is computed for it.
-        if !route.vnet
+        if !route.batch
             || p.len == 0
             || !route.fits(p.len)
             || (decrement && p.ttl <= 1)
@@ -1362,6 +1362,20 @@ impl Engine {
                 }
             }
         }
+        // Whether each output device leaves batches cut into frames: asked
+        // at every table change (its offload settings may have changed),
+        // and only by engines that read a ring (the only ones that batch).
+        let batching: FxHashMap<u32, bool> = if self.gso.capacity() > 0 && self.params.batch_sends {
+            next.output_slots()
+                .iter()
+                .map(|s| (s.ifindex, s.ifname.as_str()))
+                .collect::<std::collections::BTreeMap<u32, &str>>()
+                .into_iter()
+                .map(|(i, name)| (i, crate::ethtool::batches_leave_cut(name)))
+                .collect()
+        } else {
+            FxHashMap::default()
+        };
         self.routes = next
             .output_slots()
             .iter()
@@ -1374,7 +1388,8 @@ impl Engine {
                     return None;
                 }
                 let sock = self.packet_tx.get(&slot.ifindex)?;
-                Some(PacketRoute::new(sock, link, slot.dest, slot.ttl))
+                let batch = batching.get(&slot.ifindex).copied().unwrap_or(false);
+                Some(PacketRoute::new(sock, link, slot.dest, slot.ttl, batch))
             })
             .collect();
         self.open_of_slot = vec![u32::MAX; self.routes.len()];

@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod bufring;
 pub mod capture;
 pub mod engine;
+pub mod ethtool;
 pub mod fastpath;
 pub mod input;
 pub mod membership;

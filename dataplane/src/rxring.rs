@@ -84,23 +84,27 @@ pub fn slot_size_for_mtu(mtu: u32) -> usize {
     (RAW_MAC_OFFSET + 18 + mtu as usize).next_multiple_of(16)
 }
 
-/// A ring's layout for at least `frames` slots of `mtu`-byte packets:
-/// (slot size, block size, slots per block, blocks), all in bytes or
-/// counts as the kernel's `tpacket_req` wants them.
+/// A ring's layout for at least `frames` slots of `mtu`-byte packets, but
+/// at most [`MAX_RING_BYTES`] (and at least one block): (slot size, block
+/// size, slots per block, blocks), all in bytes or counts as the kernel's
+/// `tpacket_req` wants them.
 fn layout(frames: u32, mtu: u32) -> (usize, usize, usize, usize) {
     let frame_size = slot_size_for_mtu(mtu);
     let block = BLOCK_SIZE.max(frame_size).next_multiple_of(4096);
     let per_block = block / frame_size;
-    (
-        frame_size,
-        block,
-        per_block,
-        (frames as usize).div_ceil(per_block),
-    )
+    let blocks = (frames as usize)
+        .div_ceil(per_block)
+        .min((MAX_RING_BYTES / block).max(1));
+    (frame_size, block, per_block, blocks)
 }
 
-/// The memory a ring of `frames` slots for `mtu` takes, in bytes: what
-/// [`RxRing::setup`] allocates in the kernel and maps into the engine.
+/// The most one ring maps (kernel memory, resident from the start): 256
+/// MiB, e.g. 65,536 slots at MTU 2,500 or 27,000 at MTU 9,000; a ring asked
+/// larger gets the slots that fit ([`RxRing::setup`]).
+pub const MAX_RING_BYTES: usize = 256 << 20;
+
+/// The memory a ring asked for `frames` slots for `mtu` takes, in bytes:
+/// what [`RxRing::setup`] allocates in the kernel and maps into the engine.
 pub fn ring_bytes(frames: u32, mtu: u32) -> usize {
     let (_, block, _, blocks) = layout(frames, mtu);
     block * blocks
@@ -127,10 +131,12 @@ unsafe impl Send for RxRing {}
 unsafe impl Sync for RxRing {}
 
 impl RxRing {
-    /// Sets up a ring of at least `frame_nr` slots, each taking a frame of
-    /// an `mtu`-byte packet whole ([`slot_size_for_mtu`]), on `fd`, which
-    /// must not be bound yet, and maps it. Errors: the kernel's (no
-    /// `TPACKET_V2`, no memory), or `InvalidInput` for 0 slots.
+    /// Sets up a ring of at least `frame_nr` slots (whole 64 KiB blocks),
+    /// each taking a frame of an `mtu`-byte packet whole
+    /// ([`slot_size_for_mtu`]), but no more than [`MAX_RING_BYTES`], on
+    /// `fd`, which must not be bound yet, and maps it
+    /// ([`geometry`](Self::geometry) says what it got). Errors: the
+    /// kernel's (no `TPACKET_V2`, no memory), or `InvalidInput` for 0 slots.
     pub fn setup(fd: RawFd, mtu: u32, frame_nr: u32) -> io::Result<RxRing> {
         if frame_nr == 0 {
             return Err(io::Error::new(
@@ -265,5 +271,28 @@ impl Drop for RxRing {
     fn drop(&mut self) {
         // SAFETY: exactly the mapping made in `setup`.
         unsafe { libc::munmap(self.map.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_fill_whole_blocks_up_to_the_cap() {
+        // MTU 1,500: 1,584-byte slots, 41 to a 64 KiB block.
+        assert_eq!(slot_size_for_mtu(1500), 1584);
+        assert_eq!(layout(1024, 1500), (1584, 65536, 41, 25));
+        assert_eq!(ring_bytes(1024, 1500), 25 * 65536);
+        // MTU 9,600 (the corpus test): 6 slots of 9,696 bytes a block.
+        assert_eq!(layout(100, 9600), (9696, 65536, 6, 17));
+        // 65,536 slots at MTU 9,000 would be 600 MiB: capped at 256.
+        let (_, block, per_block, blocks) = layout(65536, 9000);
+        assert_eq!(block * blocks, MAX_RING_BYTES);
+        assert!(per_block * blocks < 65536);
+        // A slot larger than a block: one slot per block, still capped.
+        let (size, block, per_block, blocks) = layout(65536, 65535);
+        assert_eq!((size, per_block), (65632, 1));
+        assert!(block * blocks <= MAX_RING_BYTES && blocks >= 1);
     }
 }

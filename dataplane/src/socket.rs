@@ -275,7 +275,19 @@ impl CaptureSocket {
             let mtu = iface_name(ifindex)
                 .and_then(|n| iface_mtu(&n))
                 .unwrap_or(JUMBO_MTU);
-            Some(crate::rxring::RxRing::setup(raw, mtu, ring_frames)?)
+            let ring = crate::rxring::RxRing::setup(raw, mtu, ring_frames)?;
+            let (slots, bytes) = ring.geometry();
+            if slots < ring_frames {
+                tracing::warn!(
+                    ifindex,
+                    mtu,
+                    asked = ring_frames,
+                    slots,
+                    mib = bytes >> 20,
+                    "receive ring capped at 256 MiB per engine and input: fewer slots than data_plane.receive_ring asks"
+                );
+            }
+            Some(ring)
         } else {
             None
         };

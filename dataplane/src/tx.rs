@@ -91,10 +91,21 @@ pub struct PacketRoute {
     /// The socket takes a `virtio_net_hdr` before each frame
     /// ([`PacketTxSocket::vnet`]).
     pub vnet: bool,
+    /// Sends may be batched: the socket takes the header and the device
+    /// leaves batches cut into frames ([`crate::ethtool::batches_leave_cut`]).
+    pub batch: bool,
 }
 
 impl PacketRoute {
-    pub fn new(sock: &PacketTxSocket, link: LinkInfo, dest: SocketAddrV4, ttl: u8) -> PacketRoute {
+    /// `batch`: whether the output's device leaves batches cut into
+    /// frames (checked by the caller, see [`crate::ethtool`]).
+    pub fn new(
+        sock: &PacketTxSocket,
+        link: LinkInfo,
+        dest: SocketAddrV4,
+        ttl: u8,
+        batch: bool,
+    ) -> PacketRoute {
         PacketRoute {
             fd: sock.raw_fd(),
             dst_mac: MacAddr::from_ipv4_multicast(*dest.ip()),
@@ -104,6 +115,7 @@ impl PacketRoute {
             ttl,
             mtu: link.mtu,
             vnet: sock.vnet,
+            batch: batch && sock.vnet,
         }
     }
 
@@ -502,6 +514,7 @@ mod tests {
             ttl: 5,
             mtu: 1500,
             vnet: true,
+            batch: true,
         }
     }
 
