@@ -742,13 +742,7 @@ impl Engine {
             self.flush_slot(slot);
             return false;
         }
-        let to = Endpoints {
-            src: route.src,
-            dst: *route.dest.ip(),
-            src_port: p.from.src_port,
-            dst_port: route.dest.port(),
-        };
-        let checksum = input::relayed_checksum(p.checksum, p.from, to);
+        let checksum = relayed_checksum(&route, p);
         let ttl = if decrement { p.ttl - 1 } else { route.ttl };
         if let Some(&i) = self.open_of_slot.get(slot).filter(|i| **i != u32::MAX) {
             let b = self.open_batches[i as usize];
@@ -940,13 +934,7 @@ impl Engine {
                     self.count_output_failure(rule_idx, pos, true);
                     return None;
                 }
-                let to = Endpoints {
-                    src: route.src,
-                    dst: *route.dest.ip(),
-                    src_port: p.from.src_port,
-                    dst_port: route.dest.port(),
-                };
-                let csum = input::relayed_checksum(p.checksum, p.from, to);
+                let csum = relayed_checksum(&route, &p);
                 let ttl = if decrement { ttl } else { route.ttl };
                 let msg = self
                     .arena
@@ -1647,6 +1635,19 @@ impl Engine {
 
 /// Rules per chunk of a counter snapshot.
 const STATS_CHUNK: usize = 256;
+
+/// The UDP checksum of payload `p` sent on `route`: the input's, updated
+/// for the new addresses and destination port (the source port stays);
+/// see [`input::relayed_checksum`].
+fn relayed_checksum(route: &PacketRoute, p: &Payload) -> u16 {
+    let to = Endpoints {
+        src: route.src,
+        dst: *route.dest.ip(),
+        src_port: p.from.src_port,
+        dst_port: route.dest.port(),
+    };
+    input::relayed_checksum(p.checksum, p.from, to)
+}
 
 fn egress_key(slot: &OutputSlot) -> EgressKey {
     EgressKey {

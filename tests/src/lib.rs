@@ -614,6 +614,25 @@ impl Topo {
         )
     }
 
+    /// A config with one rule `name`: 239.1.1.1:5000 on the input to
+    /// 239.2.2.2:6000 on output 0 and 239.2.2.3:6001 on output 1 (needs a
+    /// topology of two outputs).
+    pub fn two_output_rule(&self, name: &str) -> String {
+        format!(
+            "{{ rules: [ {} ] }}",
+            rule(
+                name,
+                &self.i(),
+                "239.1.1.1",
+                5000,
+                &[
+                    output(&self.o(0), "239.2.2.2", 6000),
+                    output(&self.o(1), "239.2.2.3", 6001)
+                ]
+            )
+        )
+    }
+
     pub fn mcrd(&self, config: &str) -> Mcrd {
         Mcrd::start(&self.relay, &self.dir, config)
     }

@@ -71,19 +71,7 @@ fn counters(mcrd: &Mcrd) -> (u64, u64, u64) {
 
 fn counters_follow_the_wire(fast: bool) {
     let t = Topo::new(2);
-    let cfg = format!(
-        "{{ rules: [ {} ] }}",
-        rule(
-            "k",
-            &t.i(),
-            "239.1.1.1",
-            5000,
-            &[
-                output(&t.o(0), "239.2.2.2", 6000),
-                output(&t.o(1), "239.2.2.3", 6001)
-            ]
-        )
-    );
+    let cfg = t.two_output_rule("k");
     let mcrd = t.mcrd(&with_path(&cfg, fast));
     assert_on_path(&mcrd, fast, 1);
     let mut input = 0;

@@ -603,19 +603,7 @@ fn batched_sends_from_a_receive_ring_deliver_every_datagram_in_order() {
         .relay
         .exec(&["ethtool", "-K", &t.o(1), "tx-udp-segmentation", "off"]);
     assert!(off.status.success(), "{off:?}");
-    let cfg = format!(
-        "{{ rules: [ {} ] }}",
-        rule(
-            "b",
-            &t.i(),
-            "239.1.1.1",
-            5000,
-            &[
-                output(&t.o(0), "239.2.2.2", 6000),
-                output(&t.o(1), "239.2.2.3", 6001)
-            ]
-        )
-    );
+    let cfg = t.two_output_rule("b");
     let mcrd = t.mcrd(&engines_with_ring(&cfg, 4096));
     let frames_at = |k: usize| -> u64 {
         t.sinks[k]
