@@ -602,15 +602,15 @@ impl Topo {
     /// A config with one rule `name`: 239.1.1.1:5000 on the input to
     /// 239.2.2.2:6000 on the first output (the shape most tests need).
     pub fn one_rule(&self, name: &str) -> String {
+        self.rule_from_input(name, &[output(&self.o(0), "239.2.2.2", 6000)])
+    }
+
+    /// A config with one rule `name` from 239.1.1.1:5000 on the input to
+    /// `outputs` (see [`output`]).
+    pub fn rule_from_input(&self, name: &str, outputs: &[String]) -> String {
         format!(
             "{{ rules: [ {} ] }}",
-            rule(
-                name,
-                &self.i(),
-                "239.1.1.1",
-                5000,
-                &[output(&self.o(0), "239.2.2.2", 6000)]
-            )
+            rule(name, &self.i(), "239.1.1.1", 5000, outputs)
         )
     }
 
@@ -618,18 +618,12 @@ impl Topo {
     /// 239.2.2.2:6000 on output 0 and 239.2.2.3:6001 on output 1 (needs a
     /// topology of two outputs).
     pub fn two_output_rule(&self, name: &str) -> String {
-        format!(
-            "{{ rules: [ {} ] }}",
-            rule(
-                name,
-                &self.i(),
-                "239.1.1.1",
-                5000,
-                &[
-                    output(&self.o(0), "239.2.2.2", 6000),
-                    output(&self.o(1), "239.2.2.3", 6001)
-                ]
-            )
+        self.rule_from_input(
+            name,
+            &[
+                output(&self.o(0), "239.2.2.2", 6000),
+                output(&self.o(1), "239.2.2.3", 6001),
+            ],
         )
     }
 
