@@ -1354,16 +1354,8 @@ fn scenario_assert_elects_one_forwarder() {
     net.members(4, 4, SourceFilter::any_source());
     net.advance(Duration::from_secs(1));
     let lan1 = ifc(1);
-    assert!(net
-        .route(1, RouteKey::star_g(G))
-        .unwrap()
-        .oifs
-        .contains_key(&lan1));
-    assert!(net
-        .route(2, RouteKey::star_g(G))
-        .unwrap()
-        .oifs
-        .contains_key(&lan1));
+    assert!(star_g_oif(&net, 1, &lan1));
+    assert!(star_g_oif(&net, 2, &lan1));
     // R2's packets reach R1 on its oif lan1.
     let t0 = net.now();
     net.feed(
@@ -1383,14 +1375,8 @@ fn scenario_assert_elects_one_forwarder() {
         addr(2, 1)
     );
     // One forwarder on lan1.
-    assert!(net
-        .route(1, RouteKey::star_g(G))
-        .is_none_or(|r| !r.oifs.contains_key(&lan1)));
-    assert!(net
-        .route(2, RouteKey::star_g(G))
-        .unwrap()
-        .oifs
-        .contains_key(&lan1));
+    assert!(!star_g_oif(&net, 1, &lan1));
+    assert!(star_g_oif(&net, 2, &lan1));
     // RPF' changes caused by the Asserts send nothing at once (sections
     // 4.5.5: JT = min(JT, t_override)): R4, whose unicast RPF' is R2, took
     // R1 for the winner for a moment and neither joined R1 nor pruned R2;
@@ -1423,9 +1409,14 @@ fn scenario_assert_elects_one_forwarder() {
     assert!(net.star(1).is_none());
     assert!(!net.tree(1).asserts().contains_key(&key));
     assert_eq!(net.star(3).unwrap().upstream.unwrap().neighbor, addr(2, 1));
-    assert!(net
-        .route(1, RouteKey::star_g(G))
-        .is_none_or(|r| !r.oifs.contains_key(&lan1)));
+    assert!(!star_g_oif(&net, 1, &lan1));
+}
+
+/// Whether router `n`'s (*,G) route forwards on `oif` (false without the
+/// route).
+fn star_g_oif(net: &Net, n: usize, oif: &Interface) -> bool {
+    net.route(n, RouteKey::star_g(G))
+        .is_some_and(|r| r.oifs.contains_key(oif))
 }
 
 /// The Assert tests' network: R0 = RP (lan0); R1 between lan0 and lan1,
@@ -1444,11 +1435,7 @@ fn lan1_forwarder(s_rpf: Option<Option<Ipv4Addr>>) -> Net {
     net.advance(Duration::from_secs(10));
     net.members(2, 2, SourceFilter::any_source());
     net.advance(Duration::from_secs(1));
-    assert!(net
-        .route(1, RouteKey::star_g(G))
-        .unwrap()
-        .oifs
-        .contains_key(&ifc(1)));
+    assert!(star_g_oif(&net, 1, &ifc(1)));
     net
 }
 
@@ -1505,21 +1492,13 @@ fn sg_assert_on_a_shared_tree_oif_takes_it_out_for_that_source() {
     let sg = net.route(1, RouteKey::sg(S, G)).expect("(S,G) route");
     assert_eq!(sg.iif, Some(ifc(0)));
     assert!(!sg.oifs.contains_key(&lan1), "{sg:?}");
-    assert!(net
-        .route(1, RouteKey::star_g(G))
-        .unwrap()
-        .oifs
-        .contains_key(&lan1));
+    assert!(star_g_oif(&net, 1, &lan1));
     // Assert_Time (180 s) without a refresh: NoInfo, the (S,G) entry goes.
     net.advance(Duration::from_secs(181));
     assert!(!net.tree(1).asserts().contains_key(&key));
     assert!(net.sg(1).is_none());
     assert!(net.route(1, RouteKey::sg(S, G)).is_none());
-    assert!(net
-        .route(1, RouteKey::star_g(G))
-        .unwrap()
-        .oifs
-        .contains_key(&lan1));
+    assert!(star_g_oif(&net, 1, &lan1));
 }
 
 /// A (*,G) Assert (source 0) with the R bit clear is still an RPT metric
@@ -1540,11 +1519,7 @@ fn star_g_assert_without_the_rpt_bit_is_compared_as_rpt() {
     net.advance(Duration::from_millis(10));
     let a = net.tree(1).asserts()[&(EntryKey::StarG(G), lan1.index)];
     assert_eq!(a.state, fsm::AssertState::Winner, "{a:?}");
-    assert!(net
-        .route(1, RouteKey::star_g(G))
-        .unwrap()
-        .oifs
-        .contains_key(&lan1));
+    assert!(star_g_oif(&net, 1, &lan1));
 }
 
 /// A loser that receives a Join for the entry on that interface goes back
@@ -1634,11 +1609,7 @@ fn assert_loser_forgets_a_winner_that_expires_or_restarts() {
     net.advance(Duration::from_secs(2));
     assert!(!net.tree(1).asserts().contains_key(&key), "NLT expired");
     assert!(forwards(&net));
-    assert!(net
-        .route(1, RouteKey::star_g(G))
-        .unwrap()
-        .oifs
-        .contains_key(&lan1));
+    assert!(star_g_oif(&net, 1, &lan1));
     // GenID: the winner restarts (a Hello with a new Generation ID).
     hello(&mut net, 105, 1);
     assert(&mut net);
@@ -1788,11 +1759,7 @@ fn exclude_member_prunes_source_off_shared_tree_in_the_join_message() {
     assert_eq!(net.sg(1).unwrap().rpt_up, RptUpState::Pruned);
     assert_eq!(net.sg(0).unwrap().rpt_down[&1].state, RptDownState::Prune);
     // The RP: (*,G) forwards onto lan0, (S,G) does not.
-    assert!(net
-        .route(0, RouteKey::star_g(G))
-        .unwrap()
-        .oifs
-        .contains_key(&ifc(0)));
+    assert!(star_g_oif(&net, 0, &ifc(0)));
     assert!(net.route(0, RouteKey::sg(S, G)).unwrap().oifs.is_empty());
     // Periodic refreshes keep both.
     net.advance(Duration::from_secs(300));
