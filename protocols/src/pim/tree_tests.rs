@@ -1358,14 +1358,7 @@ fn scenario_assert_elects_one_forwarder() {
     assert!(star_g_oif(&net, 2, &lan1));
     // R2's packets reach R1 on its oif lan1.
     let t0 = net.now();
-    net.feed(
-        1,
-        Input::DataPlane(DataPlaneNotice::WrongInterface {
-            interface: lan1.clone(),
-            source: S,
-            group: G,
-        }),
-    );
+    wrong_interface(&mut net, 1, &lan1);
     net.advance(Duration::from_secs(1));
     let key = (EntryKey::StarG(G), lan1.index);
     assert_eq!(net.tree(2).asserts()[&key].state, fsm::AssertState::Winner);
@@ -1410,6 +1403,19 @@ fn scenario_assert_elects_one_forwarder() {
     assert!(!net.tree(1).asserts().contains_key(&key));
     assert_eq!(net.star(3).unwrap().upstream.unwrap().neighbor, addr(2, 1));
     assert!(!star_g_oif(&net, 1, &lan1));
+}
+
+/// Router `n`'s data plane reports (S,G) data arriving on `at`, an oif
+/// (the kernel's WRONGVIF upcall that starts an Assert, RFC 7761 4.6.1).
+fn wrong_interface(net: &mut Net, n: usize, at: &Interface) {
+    net.feed(
+        n,
+        Input::DataPlane(DataPlaneNotice::WrongInterface {
+            interface: at.clone(),
+            source: S,
+            group: G,
+        }),
+    );
 }
 
 /// Whether router `n`'s (*,G) route forwards on `oif` (false without the
@@ -1667,14 +1673,7 @@ fn assert_loser_with_a_better_metric_asserts_again_and_wins() {
         .contains_key(&lan1));
     // The other forwarder's next packet on lan1: R1 asserts and wins.
     let sent = net.tree(1).counters().asserts_sent;
-    net.feed(
-        1,
-        Input::DataPlane(DataPlaneNotice::WrongInterface {
-            interface: lan1.clone(),
-            source: S,
-            group: G,
-        }),
-    );
+    wrong_interface(&mut net, 1, &lan1);
     net.advance(Duration::from_millis(10));
     assert_eq!(net.tree(1).asserts()[&key].state, fsm::AssertState::Winner);
     assert_eq!(net.tree(1).counters().asserts_sent, sent + 1);
