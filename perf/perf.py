@@ -77,8 +77,8 @@ def stop_procs(procs, sig=signal.SIGTERM, timeout=3.0):
 
 
 class Topo:
-    def __init__(self, prefix, nout):
-        self.prefix, self.nout = prefix, nout
+    def __init__(self, prefix, nout, uso=False):
+        self.prefix, self.nout, self.uso = prefix, nout, uso
         self.gen_ns, self.rly_ns, self.snk_ns = f"{prefix}-gen", f"{prefix}-rly", f"{prefix}-snk"
         self.gen_if, self.in_if = f"{prefix}-g", f"{prefix}-i"
         self.gen_addr, self.in_addr = "10.200.0.1", "10.200.0.2"
@@ -93,7 +93,7 @@ class Topo:
         return f"10.200.{k + 1}.1"
 
     def up(self):
-        run([HERE / "topo.sh", "up", self.prefix, self.nout])
+        run([HERE / "topo.sh", "up", self.prefix, self.nout] + (["uso"] if self.uso else []))
 
     def down(self):
         subprocess.run([str(HERE / "topo.sh"), "down", self.prefix], capture_output=True)
@@ -117,9 +117,25 @@ class Topo:
         return n
 
     def sink_rx(self):
-        """rx_packets of every sink interface."""
+        """(rx_packets, rx_bytes) of every sink interface."""
         out = run(["ip", "-n", self.snk_ns, "-j", "-s", "link", "show"]).stdout
-        return {d["ifname"]: d["stats64"]["rx"]["packets"] for d in json.loads(out)}
+        return {d["ifname"]: (d["stats64"]["rx"]["packets"], d["stats64"]["rx"]["bytes"]) for d in json.loads(out)}
+
+
+# What a sink's rx_bytes counts per frame besides the UDP payload: the
+# Ethernet, IPv4 and UDP headers. A batch that crossed the veth whole
+# (--uso) carries them once for all its datagrams.
+FRAME_OVERHEAD = 14 + 20 + 8
+
+
+def datagrams_at_sink(d_packets, d_bytes, size, uso):
+    """Datagrams a sink received: its frames, or with --uso (where one frame
+    may be a batch of datagrams of `size` bytes each, cut by no one, as a
+    NIC with UDP segmentation offload would on the wire) its payload bytes
+    over the datagram size."""
+    if not uso:
+        return d_packets
+    return max(0, d_bytes - FRAME_OVERHEAD * d_packets) // size
 
 
 # --------------------------------------------------------------------------
@@ -534,7 +550,9 @@ def measure_step(topo, sc, relay, args, d, rate, secs):
     per_out = []
     for k in range(sc.outputs):
         name = topo.sink_if(k)
-        per_out.append(min(rx1.get(name, 0) - rx0.get(name, 0), sent))  # clamp stray packets
+        (p0, b0), (p1, b1) = rx0.get(name, (0, 0)), rx1.get(name, (0, 0))
+        got = datagrams_at_sink(p1 - p0, b1 - b0, sc.size, topo.uso)
+        per_out.append(min(got, sent))  # clamp stray packets
     wire = sum(per_out)
     expected_wire = sent * sc.outputs
 
@@ -680,6 +698,21 @@ def run_relay_scenario(topo, sc, relay, args, d, gen_max, latency_rate=None):
     return r
 
 
+BACKLOG = Path("/proc/sys/net/core/netdev_max_backlog")
+
+
+def raise_backlog(frames):
+    """Raises net.core.netdev_max_backlog (host-wide: the frames a CPU's
+    shared receive backlog holds) to at least `frames` while this run
+    lasts; returns the value to restore, or None if it was left alone."""
+    old = int(BACKLOG.read_text())
+    if old >= frames:
+        return None
+    BACKLOG.write_text(f"{frames}\n")
+    log(f"net.core.netdev_max_backlog {old} -> {frames} for this run (--uso)")
+    return old
+
+
 def set_autogroup_nice(value):
     """Sets this process's scheduler autogroup nice (sched(7), "The autogroup
     feature"); returns the previous value, or None when not done ('off', no
@@ -726,6 +759,11 @@ def main():
     ap.add_argument("--listen-gro", type=int, choices=[0, 1], default=1,
                     help="sinks merge runs of UDP datagrams (GRO) before IP, and the listeners take them "
                          "merged (mcrd listen --gro) outside the latency scenario")
+    ap.add_argument("--uso", action="store_true",
+                    help="the relay's outputs stand for NICs with UDP segmentation offload: their veths "
+                         "keep tx-udp-segmentation on, so a UDP GSO frame (a batch from mcrd's engines "
+                         "with a receive ring, which are told to batch to them with MCR_BATCH=every) "
+                         "reaches its sink whole, and sinks count datagrams by payload bytes, not frames")
     ap.add_argument("--gen-mode", choices=["gso", "af-packet", "udp"], default="gso",
                     help="mcrgen's send path: gso (UDP segmentation batches, the fastest: about "
                          "1.8 Mpps of 64-byte packets here), af-packet (prebuilt frames, ~0.7 Mpps) "
@@ -775,7 +813,11 @@ def main():
     work.mkdir(exist_ok=True)
 
     nout = max(sc.outputs for sc in scen)
-    topo = Topo(args.prefix, nout)
+    topo = Topo(args.prefix, nout, args.uso)
+    if args.uso:
+        # mcrd's engines batch only to outputs that cut batches on the
+        # relay's side; these veths stand for NICs that cut them on the wire.
+        os.environ["MCR_BATCH"] = "every"
     t0 = time.time()
     meta = {
         "started": ts,
@@ -794,6 +836,12 @@ def main():
     results = {"meta": meta, "generator_max_pps": {}, "runs": []}
     restore_autogroup = set_autogroup_nice(args.autogroup_nice)
     meta["autogroup_nice"] = None if restore_autogroup is None else args.autogroup_nice
+    restore_backlog = None
+    if args.uso:
+        # Without GRO the sinks share their CPU's backlog instead of a NAPI
+        # ring of 256 frames each: give that backlog what the rings held.
+        restore_backlog = raise_backlog(256 * nout)
+        meta["netdev_max_backlog"] = int(BACKLOG.read_text())
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -836,6 +884,8 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
         if restore_autogroup is not None:
             set_autogroup_nice(restore_autogroup)
+        if restore_backlog is not None:
+            BACKLOG.write_text(f"{restore_backlog}\n")
     report.write(results, out)
     log(f"done in {meta['wall_secs']} s: {out / 'report.md'}")
     return 130 if meta.get("interrupted") else 0

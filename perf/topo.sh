@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Topology for the perf harness (run as root).
 #
-#   perf/topo.sh up   PREFIX NOUT   build it
+#   perf/topo.sh up   PREFIX NOUT [uso]
+#                                   build it; "uso": the relay's outputs keep UDP
+#                                   segmentation offload on (see up)
 #   perf/topo.sh down PREFIX        kill what runs in its namespaces, delete them
 #   perf/topo.sh sinks PREFIX NOUT MODE GRO [CPUS]
 #                                   how sinks 0..NOUT-1 receive: MODE inline (in the
@@ -16,7 +18,7 @@
 # most 11 characters (run.sh uses "pf<pid>").
 set -euo pipefail
 
-usage="usage: topo.sh up PREFIX NOUT | down PREFIX | sinks PREFIX NOUT inline|apart on|off [CPUS]"
+usage="usage: topo.sh up PREFIX NOUT [uso] | down PREFIX | sinks PREFIX NOUT inline|apart on|off [CPUS]"
 cmd=${1:?$usage}
 p=${2:?PREFIX missing}
 if [ ${#p} -gt 11 ]; then echo "topo.sh: prefix '$p' longer than 11 characters" >&2; exit 2; fi
@@ -82,7 +84,13 @@ sinks() {
 }
 
 up() {
-    local nout=${1:?NOUT missing}
+    local nout=${1:?NOUT missing} uso=${2:-}
+    local udp_seg=off
+    case "$uso" in
+        uso) udp_seg=on ;;
+        "") ;;
+        *) echo "topo.sh up: the third argument is 'uso' or nothing, not '$uso'" >&2; exit 2 ;;
+    esac
     for ns in gen rly snk; do
         ip netns add "$p-$ns"
         ip -n "$p-$ns" link set lo up
@@ -134,16 +142,24 @@ up() {
     # receive ring) has it cut into one frame per datagram on the relay's
     # side, as a NIC does, so each sink receives, and rx_packets counts,
     # every datagram as its own frame.
+    # With "uso" the outputs keep the offload on and stand for NICs that
+    # cut batches on the wire: a batch reaches its sink whole (perf.py
+    # --uso counts its datagrams by bytes), and the sinks keep GRO off. A
+    # sink's receive then starts in the shared backlog of the CPU that
+    # receive packet steering picks (see sinks), not in a NAPI poll on the
+    # sender's CPU, so with the sinks apart none of it is billed to the
+    # relay, as with hosts behind a wire; batches keep the frame count low
+    # enough for one shared backlog (its drops are reported per step).
     for ((k = 0; k < nout; k++)); do
-        ip netns exec "$p-rly" ethtool -K "$p-o$k" tso off tx-udp-segmentation off >/dev/null
-        ip netns exec "$p-snk" ethtool -K "$p-s$k" gro on >/dev/null
+        ip netns exec "$p-rly" ethtool -K "$p-o$k" tso off tx-udp-segmentation "$udp_seg" >/dev/null
+        [ "$udp_seg" = on ] || ip netns exec "$p-snk" ethtool -K "$p-s$k" gro on >/dev/null
     done
     ip netns exec "$p-gen" ethtool -K "$p-g" tso off >/dev/null
     ip netns exec "$p-rly" ethtool -K "$p-i" gro on >/dev/null
 }
 
 case "$cmd" in
-    up) down; up "${3:-}" ;;
+    up) down; up "${3:-}" "${4:-}" ;;
     sinks) shift 2; sinks "$@" ;;
     down) down ;;
     *) echo "$usage" >&2; exit 2 ;;

@@ -49,9 +49,37 @@ pub struct EngineParams {
     /// [`crate::tx`]); `MCR_EGRESS=udp` in the environment turns it off.
     pub packet_tx: bool,
     /// Send consecutive datagrams of one flow read from a receive ring to
-    /// one output as one UDP GSO frame (see [`crate::tx::Batch`]);
-    /// `MCR_BATCH=0` in the environment turns it off.
-    pub batch_sends: bool,
+    /// one output as one UDP GSO frame (see [`crate::tx::Batch`]), and to
+    /// which outputs; `MCR_BATCH` in the environment overrides it.
+    pub batch_sends: BatchSends,
+}
+
+/// Which outputs the engines send batches to ([`EngineParams::batch_sends`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSends {
+    /// One send per datagram (`MCR_BATCH=0`).
+    Off,
+    /// Only to outputs whose device cuts a batch into frames before anyone
+    /// else sees it ([`crate::ethtool::batches_leave_cut`]): the default.
+    CutOutputs,
+    /// To every output, whatever its device does with a batch
+    /// (`MCR_BATCH=every`). For benchmarks only: it stands in for a NIC
+    /// with UDP segmentation offload on a veth, which then passes each
+    /// batch on whole, as one frame of up to 64 KiB that a router
+    /// downstream drops (see docs/configuration.md).
+    Every,
+}
+
+impl BatchSends {
+    /// The setting `MCR_BATCH` asks for: `0` off, `every` to every output,
+    /// anything else (or unset) the default.
+    pub fn from_env() -> Self {
+        match std::env::var("MCR_BATCH").as_deref() {
+            Ok("0") => BatchSends::Off,
+            Ok("every") => BatchSends::Every,
+            _ => BatchSends::CutOutputs,
+        }
+    }
 }
 
 impl Default for EngineParams {
@@ -62,7 +90,7 @@ impl Default for EngineParams {
             sq_entries: 1024,
             idle_wait: Duration::from_secs(1),
             packet_tx: std::env::var("MCR_EGRESS").map_or(true, |v| v != "udp"),
-            batch_sends: std::env::var("MCR_BATCH").map_or(true, |v| v != "0"),
+            batch_sends: BatchSends::from_env(),
         }
     }
 }
@@ -693,7 +721,7 @@ impl Engine {
         let tag = self.table.generation();
         let outputs = self.table.rules()[rule_idx].outputs.len();
         let mut queued = 0;
-        let batch = rx.bid & RING != 0 && self.params.batch_sends;
+        let batch = rx.bid & RING != 0 && self.params.batch_sends != BatchSends::Off;
         for pos in 0..outputs {
             if batch && self.batch_output(rule_idx, pos, &payload) {
                 queued += 1;
@@ -1353,17 +1381,24 @@ impl Engine {
         // Whether each output device leaves batches cut into frames: asked
         // at every table change (its offload settings may have changed),
         // and only by engines that read a ring (the only ones that batch).
-        let batching: FxHashMap<u32, bool> = if self.gso.capacity() > 0 && self.params.batch_sends {
-            next.output_slots()
-                .iter()
-                .map(|s| (s.ifindex, s.ifname.as_str()))
-                .collect::<std::collections::BTreeMap<u32, &str>>()
-                .into_iter()
-                .map(|(i, name)| (i, crate::ethtool::batches_leave_cut(name)))
-                .collect()
-        } else {
-            FxHashMap::default()
-        };
+        let batching: FxHashMap<u32, bool> =
+            if self.gso.capacity() > 0 && self.params.batch_sends != BatchSends::Off {
+                next.output_slots()
+                    .iter()
+                    .map(|s| (s.ifindex, s.ifname.as_str()))
+                    .collect::<std::collections::BTreeMap<u32, &str>>()
+                    .into_iter()
+                    .map(|(i, name)| {
+                        (
+                            i,
+                            self.params.batch_sends == BatchSends::Every
+                                || crate::ethtool::batches_leave_cut(name),
+                        )
+                    })
+                    .collect()
+            } else {
+                FxHashMap::default()
+            };
         self.routes = next
             .output_slots()
             .iter()
