@@ -79,6 +79,7 @@ def stop_procs(procs, sig=signal.SIGTERM, timeout=3.0):
 class Topo:
     def __init__(self, prefix, nout, uso=False):
         self.prefix, self.nout, self.uso = prefix, nout, uso
+        self.sink_napi = True  # sinks take frames in a NAPI poll (GRO on; see sinks)
         self.gen_ns, self.rly_ns, self.snk_ns = f"{prefix}-gen", f"{prefix}-rly", f"{prefix}-snk"
         self.gen_if, self.in_if = f"{prefix}-g", f"{prefix}-i"
         self.gen_addr, self.in_addr = "10.200.0.1", "10.200.0.2"
@@ -100,8 +101,12 @@ class Topo:
 
     def sinks(self, apart_cpus, gro):
         """How every sink receives (topo.sh sinks): on apart_cpus, or in the
-        sender's context when None; gro merges UDP runs before IP."""
-        how = ["apart" if apart_cpus else "inline", "on" if gro else "off"] + ([apart_cpus] if apart_cpus else [])
+        sender's context when None; gro merges UDP runs before IP. With
+        --uso, sinks apart have GRO off altogether, so that none of their
+        receive runs in a NAPI poll on the sender's CPU (see README)."""
+        self.sink_napi = not (self.uso and apart_cpus)
+        mode = ("on" if gro else "off") if self.sink_napi else "none"
+        how = ["apart" if apart_cpus else "inline", mode] + ([apart_cpus] if apart_cpus else [])
         run([HERE / "topo.sh", "sinks", self.prefix, self.nout] + how)
 
     def relay_drops(self):
@@ -122,20 +127,22 @@ class Topo:
         return {d["ifname"]: (d["stats64"]["rx"]["packets"], d["stats64"]["rx"]["bytes"]) for d in json.loads(out)}
 
 
-# What a sink's rx_bytes counts per frame besides the UDP payload: the
-# Ethernet, IPv4 and UDP headers. A batch that crossed the veth whole
-# (--uso) carries them once for all its datagrams.
-FRAME_OVERHEAD = 14 + 20 + 8
+def frame_overhead(napi):
+    """What a sink veth's rx_bytes counts per frame besides the UDP payload:
+    the IPv4 and UDP headers, and the Ethernet header unless the frame went
+    through the sink's NAPI poll (veth counts those after taking it off).
+    A batch that crossed the veth whole (--uso) has them once."""
+    return 20 + 8 + (0 if napi else 14)
 
 
-def datagrams_at_sink(d_packets, d_bytes, size, uso):
+def datagrams_at_sink(d_packets, d_bytes, size, uso, napi):
     """Datagrams a sink received: its frames, or with --uso (where one frame
     may be a batch of datagrams of `size` bytes each, cut by no one, as a
     NIC with UDP segmentation offload would on the wire) its payload bytes
     over the datagram size."""
     if not uso:
         return d_packets
-    return max(0, d_bytes - FRAME_OVERHEAD * d_packets) // size
+    return max(0, d_bytes - frame_overhead(napi) * d_packets) // size
 
 
 # --------------------------------------------------------------------------
@@ -551,7 +558,7 @@ def measure_step(topo, sc, relay, args, d, rate, secs):
     for k in range(sc.outputs):
         name = topo.sink_if(k)
         (p0, b0), (p1, b1) = rx0.get(name, (0, 0)), rx1.get(name, (0, 0))
-        got = datagrams_at_sink(p1 - p0, b1 - b0, sc.size, topo.uso)
+        got = datagrams_at_sink(p1 - p0, b1 - b0, sc.size, topo.uso, topo.sink_napi)
         per_out.append(min(got, sent))  # clamp stray packets
     wire = sum(per_out)
     expected_wire = sent * sc.outputs
@@ -838,8 +845,8 @@ def main():
     meta["autogroup_nice"] = None if restore_autogroup is None else args.autogroup_nice
     restore_backlog = None
     if args.uso:
-        # Without GRO the sinks share their CPU's backlog instead of a NAPI
-        # ring of 256 frames each: give that backlog what the rings held.
+        # Sinks apart have GRO off and share their CPU's backlog instead of
+        # a NAPI ring of 256 frames each: give that backlog what the rings held.
         restore_backlog = raise_backlog(256 * nout)
         meta["netdev_max_backlog"] = int(BACKLOG.read_text())
 
@@ -853,7 +860,7 @@ def main():
         for sc in scen:
             apart = place_sinks(topo, sc, args)
             results.setdefault("sinks", {})[sc.id] = {
-                "apart_on_cpus": apart, "gro": sink_gro(sc, args),
+                "apart_on_cpus": apart, "gro": sink_gro(sc, args), "napi": topo.sink_napi,
                 "gen_cpus": GEN_CPUS, "listen_cpus": LISTEN_CPUS}
             gen_max = calibrate(topo, sc, args)
             results["generator_max_pps"][sc.id] = round(gen_max, 1)

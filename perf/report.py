@@ -155,8 +155,12 @@ def write(results, out):
               f"{sid} " + (f"apart on CPU {v['apart_on_cpus']} (receive packet steering)"
                            if v.get("apart_on_cpus") else "in the sender's context")
               + f", generator {v.get('gen_cpus') or 'unpinned'}, listeners {v.get('listen_cpus') or 'unpinned'}"
-              + (", UDP runs merged (GRO)" if v.get("gro") else ", no GRO merging")
+              + (", GRO off (no NAPI poll)" if v.get("napi") is False
+                 else ", UDP runs merged (GRO)" if v.get("gro") else ", no GRO merging")
               for sid, v in results.get("sinks", {}).items()) or "in the sender's context"),
+          *([f"- relay outputs with UDP segmentation offload (--uso): batches reach the sinks whole, "
+             f"sinks count datagrams by payload bytes; netdev_max_backlog {meta.get('netdev_max_backlog')}"]
+            if meta.get("settings", {}).get("uso") else []),
           f"- generator max (mcrgen, no relay, pps): "
           + ", ".join(f"{k} {fr(v)}" for k, v in results["generator_max_pps"].items()),
           (f"- S5 rate: {results['latency_rate']['pps']} pps (10% of {results['latency_rate']['from']} "

@@ -8,7 +8,8 @@
 #   perf/topo.sh sinks PREFIX NOUT MODE GRO [CPUS]
 #                                   how sinks 0..NOUT-1 receive: MODE inline (in the
 #                                   sender's context) or apart (on CPUS, a comma list;
-#                                   see sinks); GRO on|off merges UDP runs before IP
+#                                   see sinks); GRO on|off merges UDP runs before IP,
+#                                   none turns GRO off
 #
 #   PREFIX-gen  [PREFIX-g 10.200.0.1/24] --- [PREFIX-i 10.200.0.2/24]  PREFIX-rly
 #   PREFIX-rly  [PREFIX-oK 10.200.K+1.1/24] --- [PREFIX-sK 10.200.K+1.2/24]  PREFIX-snk
@@ -18,7 +19,7 @@
 # most 11 characters (run.sh uses "pf<pid>").
 set -euo pipefail
 
-usage="usage: topo.sh up PREFIX NOUT [uso] | down PREFIX | sinks PREFIX NOUT inline|apart on|off [CPUS]"
+usage="usage: topo.sh up PREFIX NOUT [uso] | down PREFIX | sinks PREFIX NOUT inline|apart on|off|none [CPUS]"
 cmd=${1:?$usage}
 p=${2:?PREFIX missing}
 if [ ${#p} -gt 11 ]; then echo "topo.sh: prefix '$p' longer than 11 characters" >&2; exit 2; fi
@@ -47,7 +48,12 @@ ns_sysctl() {  # namespace-local sysctls only (net.ipv4.conf.*, ip_forward, ipv6
 # cores; "inline" undoes it. GRO "on" (rx-udp-gro-forwarding) lets a sink
 # merge a run of one UDP flow before IP: sinks without a listener drop the
 # run at once, listeners with UDP_GRO take it in one read; rx_packets still
-# counts every frame.
+# counts every frame. GRO "none" turns GRO off altogether: a frame's
+# receive then starts in the shared backlog of the CPU receive packet
+# steering picks, not in a NAPI poll on the sender's CPU, so with the sinks
+# apart none of it is billed to the sender, as with hosts behind a wire
+# (perf.py --uso, where batches keep the frame count low enough for one
+# shared backlog; its drops are reported per step).
 # rps_cpus format for a comma list of CPU numbers: hex, in comma-separated
 # groups of 32 CPUs, highest first ("1" -> 2, "33" -> 2,00000000).
 cpu_mask() {
@@ -68,7 +74,12 @@ cpu_mask() {
 
 sinks() {
     local nout=${1:?NOUT missing} mode=${2:?MODE missing} gro=${3:?GRO missing} cpus=${4:-}
-    local k dev mask=0
+    local k dev mask=0 napi=on
+    case "$gro" in
+        on | off) ;;
+        none) gro=off napi=off ;;
+        *) echo "topo.sh sinks: GRO is on, off or none, not '$gro'" >&2; exit 2 ;;
+    esac
     case "$mode" in
         apart) mask=$(cpu_mask "$cpus") ;;
         inline) ;;
@@ -77,7 +88,7 @@ sinks() {
     {
         for ((k = 0; k < nout; k++)); do
             dev="$p-s$k"
-            echo "ethtool -K $dev rx-udp-gro-forwarding $gro >/dev/null"
+            echo "ethtool -K $dev gro $napi rx-udp-gro-forwarding $gro >/dev/null"
             echo "echo $mask > /sys/class/net/$dev/queues/rx-0/rps_cpus"
         done
     } | ip netns exec "$p-snk" sh -e
@@ -141,18 +152,12 @@ up() {
     # batch of datagrams as one UDP GSO frame (mcrd's engines with a
     # receive ring) has it cut into one frame per datagram on the relay's
     # side, as a NIC does, so each sink receives, and rx_packets counts,
-    # every datagram as its own frame.
-    # With "uso" the outputs keep the offload on and stand for NICs that
-    # cut batches on the wire: a batch reaches its sink whole (perf.py
-    # --uso counts its datagrams by bytes), and the sinks keep GRO off. A
-    # sink's receive then starts in the shared backlog of the CPU that
-    # receive packet steering picks (see sinks), not in a NAPI poll on the
-    # sender's CPU, so with the sinks apart none of it is billed to the
-    # relay, as with hosts behind a wire; batches keep the frame count low
-    # enough for one shared backlog (its drops are reported per step).
+    # every datagram as its own frame. With "uso" the outputs keep the
+    # offload on and stand for NICs that cut batches on the wire: a batch
+    # reaches its sink whole (perf.py --uso counts its datagrams by bytes).
     for ((k = 0; k < nout; k++)); do
         ip netns exec "$p-rly" ethtool -K "$p-o$k" tso off tx-udp-segmentation "$udp_seg" >/dev/null
-        [ "$udp_seg" = on ] || ip netns exec "$p-snk" ethtool -K "$p-s$k" gro on >/dev/null
+        ip netns exec "$p-snk" ethtool -K "$p-s$k" gro on >/dev/null
     done
     ip netns exec "$p-gen" ethtool -K "$p-g" tso off >/dev/null
     ip netns exec "$p-rly" ethtool -K "$p-i" gro on >/dev/null

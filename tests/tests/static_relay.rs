@@ -650,6 +650,62 @@ fn batched_sends_from_a_receive_ring_deliver_every_datagram_in_order() {
     }
 }
 
+/// `MCR_BATCH=every` (the perf harness's `--uso`, where veths stand for
+/// NICs with UDP segmentation offload) batches to every output, even a
+/// veth with the offload on: its peer then receives batches whole, fewer
+/// frames than datagrams, carrying every datagram's payload behind one
+/// set of headers, which is how the harness counts them (payload bytes
+/// over the datagram size). A UDP socket behind it still reads every
+/// datagram once, in order and intact.
+#[test]
+fn mcr_batch_every_batches_to_a_veth_with_the_offload_on() {
+    let t = Topo::new(2);
+    let cfg = engines_with_ring(&t.two_output_rule("b"), 4096);
+    let mut mcrd = Mcrd::spawn_as(
+        &t.relay,
+        &t.dir,
+        "mcrd",
+        &cfg,
+        &["env", "MCR_BATCH=every"],
+        &[],
+    );
+    mcrd.wait_log("mcrd ready", Duration::from_secs(10));
+    let rx = |k: usize, what: &str| -> u64 {
+        t.sinks[k]
+            .net_attr(&t.s(k), &format!("statistics/rx_{what}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (frames0, bytes0) = (rx(0, "packets"), rx(0, "bytes"));
+    let l0 = t.listen(0, "239.2.2.2", 6000, &["--idle-timeout", "2"]);
+    let l1 = t.listen(1, "239.2.2.3", 6001, &["--idle-timeout", "2"]);
+    let sent = t.send(
+        "239.1.1.1",
+        5000,
+        &[
+            "--rate", "40000", "--count", "20000", "--size", "300", "--gso",
+        ],
+    );
+    assert_eq!(sent["sent"], 20000);
+    for l in [l0, l1] {
+        assert_exact(&l.finish(), 20000);
+    }
+    let stats = settled_stats(&mcrd, 20000);
+    let datagrams: u64 = stats["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["batched_datagrams"].as_u64().unwrap())
+        .sum();
+    assert!(datagrams > 20000, "both outputs batched to: {stats:#}");
+    let frames = rx(0, "packets") - frames0;
+    let bytes = rx(0, "bytes") - bytes0;
+    assert!(frames < 20000, "batches reached the peer whole: {frames} frames");
+    // Ethernet, IPv4 and UDP headers once per frame (perf.py FRAME_OVERHEAD).
+    assert_eq!((bytes - 42 * frames) / 300, 20000, "{frames} frames, {bytes} bytes");
+}
+
 /// `mcrctl stats --json` once the rule's first output has counted
 /// `packets` (engines publish their counters periodically).
 fn settled_stats(mcrd: &Mcrd, packets: u64) -> serde_json::Value {
