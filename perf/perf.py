@@ -711,13 +711,26 @@ BACKLOG = Path("/proc/sys/net/core/netdev_max_backlog")
 def raise_backlog(frames):
     """Raises net.core.netdev_max_backlog (host-wide: the frames a CPU's
     shared receive backlog holds) to at least `frames` while this run
-    lasts; returns the value to restore, or None if it was left alone."""
+    lasts; returns (value to restore, value written), or None if it was
+    left alone."""
     old = int(BACKLOG.read_text())
     if old >= frames:
         return None
     BACKLOG.write_text(f"{frames}\n")
     log(f"net.core.netdev_max_backlog {old} -> {frames} for this run (--uso)")
-    return old
+    return old, frames
+
+
+def restore_sysctl(path, old, written):
+    """Puts `old` back, unless someone changed the value since we wrote it."""
+    try:
+        if int(path.read_text()) == written:
+            path.write_text(f"{old}\n")
+            log(f"{path.name} restored to {old}")
+        else:
+            log(f"{path.name} changed by someone else since this run set it; left as it is")
+    except OSError as e:
+        log(f"{path.name} not restored to {old}: {e}")
 
 
 def set_autogroup_nice(value):
@@ -824,6 +837,8 @@ def main():
     if args.uso:
         # mcrd's engines batch only to outputs that cut batches on the
         # relay's side; these veths stand for NICs that cut them on the wire.
+        if os.environ.get("MCR_BATCH", "every") != "every":
+            ap.error(f"--uso sets MCR_BATCH=every; MCR_BATCH={os.environ['MCR_BATCH']} is set")
         os.environ["MCR_BATCH"] = "every"
     t0 = time.time()
     meta = {
@@ -843,24 +858,27 @@ def main():
     results = {"meta": meta, "generator_max_pps": {}, "runs": []}
     restore_autogroup = set_autogroup_nice(args.autogroup_nice)
     meta["autogroup_nice"] = None if restore_autogroup is None else args.autogroup_nice
+    meta["mcr_batch"] = os.environ.get("MCR_BATCH")
     restore_backlog = None
-    if args.uso:
-        # Sinks apart have GRO off and share their CPU's backlog instead of
-        # a NAPI ring of 256 frames each: give that backlog what the rings held.
-        restore_backlog = raise_backlog(256 * nout)
-        meta["netdev_max_backlog"] = int(BACKLOG.read_text())
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
     try:
+        if args.uso:
+            # Sinks apart have GRO off and share their CPU's backlog instead
+            # of a NAPI ring of 256 frames each: give that backlog what the
+            # rings held.
+            restore_backlog = raise_backlog(256 * nout)
+            meta["netdev_max_backlog"] = int(BACKLOG.read_text())
         log(f"topology {args.prefix}: 1 input, {nout} outputs; results in {out}")
         topo.up()
         for sc in scen:
             apart = place_sinks(topo, sc, args)
             results.setdefault("sinks", {})[sc.id] = {
-                "apart_on_cpus": apart, "gro": sink_gro(sc, args), "napi": topo.sink_napi,
+                "apart_on_cpus": apart, "gro": sink_gro(sc, args) and topo.sink_napi, "napi": topo.sink_napi,
                 "gen_cpus": GEN_CPUS, "listen_cpus": LISTEN_CPUS}
             gen_max = calibrate(topo, sc, args)
             results["generator_max_pps"][sc.id] = round(gen_max, 1)
@@ -881,6 +899,12 @@ def main():
         log("interrupted; tearing down")
         meta["interrupted"] = True
     finally:
+        # Teardown runs to the end: a second Ctrl-C or SIGTERM must not skip
+        # restoring what this run changed host-wide.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        if restore_backlog is not None:
+            restore_sysctl(BACKLOG, *restore_backlog)
         stop_procs(list(PROCS), signal.SIGTERM, 3)
         topo.down()
         meta["wall_secs"] = round(time.time() - t0, 1)
@@ -891,8 +915,6 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
         if restore_autogroup is not None:
             set_autogroup_nice(restore_autogroup)
-        if restore_backlog is not None:
-            BACKLOG.write_text(f"{restore_backlog}\n")
     report.write(results, out)
     log(f"done in {meta['wall_secs']} s: {out / 'report.md'}")
     return 130 if meta.get("interrupted") else 0

@@ -72,13 +72,31 @@ pub enum BatchSends {
 
 impl BatchSends {
     /// The setting `MCR_BATCH` asks for: `0` off, `every` to every output,
-    /// anything else (or unset) the default.
+    /// unset the default. Anything but the default is logged once as a
+    /// warning, and so is a value it does not know (which means the
+    /// default).
     pub fn from_env() -> Self {
-        match std::env::var("MCR_BATCH").as_deref() {
-            Ok("0") => BatchSends::Off,
-            Ok("every") => BatchSends::Every,
-            _ => BatchSends::CutOutputs,
+        let value = std::env::var("MCR_BATCH").ok();
+        let sends = match value.as_deref() {
+            None => BatchSends::CutOutputs,
+            Some("0") => BatchSends::Off,
+            Some("every") => BatchSends::Every,
+            Some(_) => BatchSends::CutOutputs,
+        };
+        static SAID: std::sync::Once = std::sync::Once::new();
+        if let Some(v) = value {
+            SAID.call_once(|| match sends {
+                BatchSends::Every => tracing::warn!(
+                    "MCR_BATCH=every: batches go to every output, also to virtual devices that pass them on whole (for benchmarks only)"
+                ),
+                BatchSends::Off => tracing::warn!("MCR_BATCH=0: one send per datagram"),
+                BatchSends::CutOutputs => tracing::warn!(
+                    value = %v,
+                    "MCR_BATCH is neither 0 nor every: batching as by default"
+                ),
+            });
         }
+        sends
     }
 }
 
