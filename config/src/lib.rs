@@ -168,7 +168,7 @@
 //! | key | type | default | meaning |
 //! |---|---|---|---|
 //! | `kernel_fast_path` | bool | `true` | forward rules whose outputs are all multicast inside the kernel, with a tc ingress program on the input interface (needs CAP_BPF and CAP_NET_ADMIN; without them, or with `false`, the engines forward everything) |
-//! | `receive_ring` | integer | `0` | slots of a receive ring (`PACKET_RX_RING`) per engine and input interface, 64 to 65,536, instead of a receive queue (0): about a quarter less engine CPU per packet, for slots x (MTU + 84) bytes held from the start (4,096 slots at MTU 1,500: 6.2 MiB per engine and input); read when mcrd starts |
+//! | `receive_ring` | integer | `0` | slots of a receive ring (`PACKET_RX_RING`) per engine and input interface, 64 to 65,536, instead of a receive queue (0): frames read without a system call each, and a flow's waiting datagrams sent to an output as one batch (less than half the engine CPU per packet in the benchmark), for slots x (MTU + 84) bytes held from the start (4,096 slots at MTU 1,500: 6.2 MiB per engine and input); read when mcrd starts |
 //!
 //! ## `metrics`
 //!

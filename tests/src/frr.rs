@@ -195,6 +195,32 @@ impl Frr {
         self.spawn("pimd");
         self.wait_vty("pimd");
     }
+
+    /// Like [`restart_pimd_hard`](Self::restart_pimd_hard), with `rp` (for
+    /// 239.0.0.0/8) set in the new pimd before its startup configuration
+    /// turns PIM on on any interface: its first Hello, with the new
+    /// Generation ID, then goes out when it already knows the RP, so a
+    /// neighbour's triggered (*,G) Join cannot arrive before it (FRR drops a
+    /// Join for a group without an RP, and the next periodic one is 60 s
+    /// away).
+    pub fn restart_pimd_hard_rp_first(&self, rp: &str) {
+        kill_pid_file(&self.dir.join("pimd.pid"), libc::SIGKILL);
+        let _ = std::fs::remove_file(self.dir.join("pimd.vty"));
+        std::fs::write(self.dir.join("pimd.conf"), "!\n").unwrap();
+        self.spawn("pimd");
+        self.wait_vty("pimd");
+        frr_set_rp(self, rp);
+        let mut cmds = vec!["configure terminal"];
+        cmds.extend(
+            self.pimd_conf
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && *l != "!"),
+        );
+        self.vtysh(&cmds);
+        // Later restarts start from the whole configuration again.
+        self.write_pimd_conf();
+    }
 }
 
 impl Drop for Frr {

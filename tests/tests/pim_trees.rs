@@ -172,11 +172,11 @@ fn last_hop_joins_and_prunes_toward_an_frr_rp() {
     // FRR's pimd restarts (killed, no goodbye: a new Generation ID and no
     // Join state). mcrd sends its Hello, then the Join, within t_override
     // (RFC 7761 sections 4.3.1 and 4.5.5), not at its next periodic
-    // Join/Prune (60 s). FRR's runtime RP is set again first (it drops a
-    // (*,G) Join for a group it knows no RP for).
-    frr.restart_pimd_hard();
+    // Join/Prune (60 s). FRR's runtime RP is set again before its PIM
+    // interface comes up (it drops a (*,G) Join for a group it knows no RP
+    // for; set after the restart, it raced with mcrd's Join under load).
+    frr.restart_pimd_hard_rp_first("10.71.0.1");
     let t = Instant::now();
-    frr_set_rp(&frr, "10.71.0.1");
     assert!(
         wait_until(Duration::from_secs(15), || frr_star_join(
             &frr,
