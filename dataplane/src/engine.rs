@@ -526,7 +526,11 @@ impl Engine {
             }
             glommio::yield_if_needed().await;
         }
+        // With the supervisor's "stopping" line, these two tell a late
+        // wake-up from a slow cancel when a stop takes long.
+        tracing::debug!(engine = self.index, "engine saw the stop request");
         self.shutdown();
+        tracing::debug!(engine = self.index, "engine stopped");
     }
 
     /// Frees the transmit arena once the kernel has taken every entry.
@@ -1681,6 +1685,12 @@ impl Engine {
             let _ = self.ring.submitter().submit_with_args(1, &args);
             self.after_submit();
             self.drain();
+        }
+        if self.wake_armed || self.inputs.iter().flatten().any(|i| i.armed) {
+            tracing::warn!(
+                engine = self.index,
+                "requests still in the kernel 500 ms after their cancel"
+            );
         }
         self.publish_stats();
     }
