@@ -204,11 +204,8 @@ impl Frr {
     /// Join for a group without an RP, and the next periodic one is 60 s
     /// away).
     pub fn restart_pimd_hard_rp_first(&self, rp: &str) {
-        kill_pid_file(&self.dir.join("pimd.pid"), libc::SIGKILL);
-        let _ = std::fs::remove_file(self.dir.join("pimd.vty"));
         std::fs::write(self.dir.join("pimd.conf"), "!\n").unwrap();
-        self.spawn("pimd");
-        self.wait_vty("pimd");
+        self.restart_pimd_hard();
         frr_set_rp(self, rp);
         let mut cmds = vec!["configure terminal"];
         cmds.extend(

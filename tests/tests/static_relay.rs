@@ -644,7 +644,7 @@ fn batched_sends_from_a_receive_ring_deliver_every_datagram_in_order() {
 /// frames than datagrams, carrying every datagram's payload behind one
 /// set of headers, which is how the harness counts them: payload bytes
 /// over the datagram size, once the headers veth counts per frame are
-/// taken off (perf.py `frame_overhead`). Sink 0 has GRO off (Ethernet,
+/// taken off (perf.py `Topo.frame_overhead`). Sink 0 has GRO off (Ethernet,
 /// IPv4 and UDP counted: 42 bytes), sink 1 takes its frames in a NAPI poll
 /// (GRO on, the sender without TSO: 28). UDP sockets behind them still
 /// read every datagram once, in order and intact.
