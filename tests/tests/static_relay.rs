@@ -701,7 +701,7 @@ fn mcr_batch_every_batches_to_a_veth_with_the_offload_on() {
     }
 }
 
-/// Sends 20,000 datagrams of 300 bytes at 20,000/s in `mcrgen --gso`
+/// Sends 20,000 datagrams of 300 bytes at 40,000/s in `mcrgen --gso`
 /// bursts to the rule of [`Topo::two_output_rule`], and checks that the
 /// listeners on both outputs get every one exactly once, in order and
 /// intact; returns what they report.
@@ -712,7 +712,7 @@ fn burst_to_both_outputs(t: &Topo) -> [serde_json::Value; 2] {
         "239.1.1.1",
         5000,
         &[
-            "--rate", "20000", "--count", "20000", "--size", "300", "--gso",
+            "--rate", "40000", "--count", "20000", "--size", "300", "--gso",
         ],
     );
     assert_eq!(sent["sent"], 20000);
